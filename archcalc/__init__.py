@@ -1,0 +1,24 @@
+"""archcalc: ConvNet architecture analysis and cost calculator.
+
+    import archcalc
+    net = archcalc.load("vgg16")                 # zoo name, .json/.py path, dict or Net
+    a = archcalc.analyze(net, batch=1, dtype="float32")
+    a.totals.params, a.layers[1].output_shape, a.layers[1].receptive_field.size
+"""
+
+from __future__ import annotations
+
+from archcalc.dsl import Net
+from archcalc.errors import ArchcalcError, ShapeError, SpecError
+from archcalc.explain import explain
+from archcalc.graph import Graph, Node
+from archcalc.loading import load
+from archcalc.passes import analyze
+from archcalc.report import Analysis, LayerReport, ReceptiveField, Totals
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Analysis", "ArchcalcError", "Graph", "LayerReport", "Net", "Node", "ReceptiveField",
+    "ShapeError", "SpecError", "Totals", "analyze", "explain", "load", "__version__",
+]

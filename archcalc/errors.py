@@ -1,0 +1,42 @@
+"""Errors archcalc raises for bad input, and the one helper that raises them.
+
+A message is location, then constraint, then the values, then a hint::
+
+    spec 'net.json': layers[3] (name="conv2", type="conv"): stride must be a positive int, got 0
+
+The CLI prints each problem on a line of its own and exits with status 2; anything that is
+not an :class:`ArchcalcError` is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class ArchcalcError(Exception):
+    """Base class of every error caused by the user's input (spec, command line, files)."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(*problems)
+        self.problems: tuple[str, ...] = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+
+class SpecError(ArchcalcError):
+    """The spec is malformed: unknown type, bad attribute, bad reference, cycle."""
+
+
+class ShapeError(ArchcalcError):
+    """The spec is well formed but its shapes do not work out (sizes < 1, mismatched merges)."""
+
+
+class RuleError(ValueError):
+    """Raised inside an op rule or formula without location; the caller adds where it happened."""
+
+
+def check(condition: object, message: Callable[[], str], error: type[Exception] = RuleError) -> None:
+    """Raise ``error(message())`` unless ``condition`` holds; the message is built only then."""
+    if not condition:
+        raise error(message())

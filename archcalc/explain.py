@@ -1,0 +1,99 @@
+"""``archcalc explain``: the arithmetic behind every number of one layer, as a student writes it.
+
+Each line is ``(quantity, text)`` where the text ends in ``= value`` and the value is the
+analyzer's own figure, so a line can be checked by evaluating its arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archcalc import formulas
+from archcalc.graph import Graph
+from archcalc.loading import load
+from archcalc.ops import GLOBAL, POINTWISE, get_op
+from archcalc.passes import analyze, infer_shapes
+
+
+def explain(model: Any, layer: str, batch: int = 1, dtype: str = "float32") -> list[tuple[str, str]]:
+    """The arithmetic of one layer's output shape, params, MACs, memory and receptive field.
+
+    Args:
+        model: anything :func:`archcalc.load` takes.
+        layer: the layer's name.
+        batch: samples per batch (activations and MACs scale with it).
+        dtype: value type for the byte counts.
+    """
+    graph: Graph = load(model)
+    node = graph.node(layer)
+    analysis = analyze(graph, batch=batch, dtype=dtype)
+    row = analysis.layer(node.name)
+    lines: list[tuple[str, str]] = []
+    if not node.inputs:
+        lines.append(("output shape", f"the network input {_shape(row.output_shape)}"))
+    else:
+        layers = infer_shapes(graph)
+        op = get_op(node.type)
+        lines.extend(op.explain(layers[node.name]))
+        if not any(q in ("params", "weights") for q, _ in lines):
+            lines.append(("params", f"0 ({node.type} has no parameters)" if not row.params else str(row.params)))
+        if not any(q == "MACs" for q, _ in lines):
+            lines.append(("MACs", f"0 ({node.type} multiplies nothing)"))
+        per_sample = row.macs // batch
+        if batch != 1 and per_sample:
+            lines.append(("MACs for the batch", f"{per_sample} * {batch} = {row.macs}"))
+        if row.macs:
+            lines.append(("FLOPs", f"2 * MACs = 2 * {row.macs} = {row.flops}"))
+        lines.append(("other ops", f"{row.other_ops} ({_first_line_with(op.__doc__, 'other ops') or 'see the op'})"))
+    dims = "*".join(map(str, row.output_shape)) + (f" * {batch}" if batch != 1 else "")
+    lines.append(("activations", f"prod(output shape){' * batch' if batch != 1 else ''} = {dims} = {row.activations}"))
+    size = formulas.DTYPE_BYTES[dtype]
+    note = "" if row.stores_output else " (in place or a view: not counted in the forward total)"
+    lines.append(("activation bytes", f"{row.activations} * {size} ({dtype}) = {row.activation_bytes}{note}"))
+    lines.extend(_explain_field(graph, analysis, node))
+    return lines
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _first_line_with(doc: str | None, word: str) -> str:
+    for line in (doc or "").splitlines():
+        if word in line:
+            part = line.strip()
+            return part[part.index(word):].split(";")[0]
+    return ""
+
+
+def _explain_field(graph: Graph, analysis: Any, node: Any) -> list[tuple[str, str]]:
+    field = analysis.layer(node.name).receptive_field
+    if not node.inputs:
+        return [("receptive field", "each input value sees itself: size 1, jump 1")]
+    if field.is_global:
+        return [("receptive field", "global: every output sees the whole input")]
+    sources = [analysis.layer(ref).receptive_field for ref in node.inputs]
+    window = get_op(node.type).window(infer_shapes(graph)[node.name])
+    lines = []
+    if len(sources) > 1:
+        sizes = ", ".join("x".join(map(str, s.size)) for s in sources)
+        smallest = "x".join(map(str, field.size_min))
+        misaligned = "" if field.aligned else "; the inputs' centres differ"
+        lines.append(("receptive field", f"largest over the {len(sources)} inputs ({sizes}); smallest {smallest}{misaligned}"))
+    if window in (POINTWISE, GLOBAL):
+        lines.append(("receptive field", f"unchanged by {node.type}: size {'x'.join(map(str, field.size))}"))
+        return lines
+    source = max(sources, key=lambda s: s.size)
+    for axis, (before, k, s, d, pad) in enumerate(
+        zip(source.path_max, window.kernel, window.stride, window.dilation, window.padding)
+    ):
+        after = field.path_max[axis]
+        span = formulas.effective_kernel(k, d)
+        lines.append((
+            f"receptive field, axis {axis}",
+            f"r = r_in + (k'-1)*jump_in = {before.size} + ({span}-1)*{before.jump} = {after.size}; "
+            f"jump = jump_in * s = {before.jump}*{s} = {after.jump}; "
+            f"padding = p_in + p*jump_in = {before.padding} + {pad[0]}*{before.jump} = {after.padding}; "
+            f"centre = (r-1)/2 - padding = {after.centre:g}",
+        ))
+    return lines

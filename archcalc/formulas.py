@@ -1,0 +1,257 @@
+"""The arithmetic of archcalc's conventions: one pure function per formula.
+
+Op rules call these, and students may import them; a formula exists only here. Counts are
+exact Python ints. Impossible inputs raise :class:`archcalc.errors.RuleError` (a
+``ValueError``) whose message shows the arithmetic that failed.
+
+Each ``explain_*`` function writes the same arithmetic out as a student would, ending in
+``= <value>``, with the value taken from the formula itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from archcalc.errors import check
+
+#: Bytes per value of each dtype archcalc reports memory for.
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+
+#: Optimizer state per trainable parameter, in parameter-sized slots.
+OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
+
+
+def _pair(padding: int | Sequence[int]) -> tuple[int, int]:
+    """Padding on one axis as (before, after)."""
+    if isinstance(padding, int):
+        return padding, padding
+    before, after = padding
+    return before, after
+
+
+def effective_kernel(kernel: int, dilation: int = 1) -> int:
+    """Span of a dilated kernel on one axis: ``d*(k-1) + 1``.
+
+    >>> effective_kernel(3, dilation=2)
+    5
+    """
+    return dilation * (kernel - 1) + 1
+
+
+def conv_output_size(
+    size: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int | Sequence[int] = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int:
+    """Output size of a conv or pooling window on one axis.
+
+    ``out = floor((in + p_before + p_after - d*(k-1) - 1) / s) + 1``, with ``ceil`` when
+    ``ceil_mode`` (Caffe, GoogLeNet); then, as in PyTorch, a last window that would start in
+    the right padding is dropped.
+
+    >>> conv_output_size(32, 5)          # LeNet conv1: (32 - 5)/1 + 1
+    28
+    >>> conv_output_size(112, 3, 2, ceil_mode=True)   # GoogLeNet pool1
+    56
+    """
+    before, after = _pair(padding)
+    padded = size + before + after
+    span = effective_kernel(kernel, dilation)
+    check(
+        span <= padded,
+        lambda: (
+            f"kernel {_kernel_text(kernel, dilation)} exceeds the padded input "
+            f"{size} + {before} + {after} = {padded}"
+        ),
+    )
+    rounding = math.ceil if ceil_mode else math.floor
+    out = rounding((padded - span) / stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + before:
+        out -= 1
+    return out
+
+
+def _kernel_text(kernel: int, dilation: int) -> str:
+    if dilation == 1:
+        return str(kernel)
+    return f"{kernel} at dilation {dilation} (span {effective_kernel(kernel, dilation)})"
+
+
+def explain_conv_output_size(
+    size: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int | Sequence[int] = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> str:
+    """``conv_output_size`` written out: ``floor((224 + 1 + 1 - 1*(3-1) - 1) / 1) + 1 = 224``."""
+    before, after = _pair(padding)
+    out = conv_output_size(size, kernel, stride, (before, after), dilation, ceil_mode)
+    rounding = "ceil" if ceil_mode else "floor"
+    text = f"{rounding}(({size} + {before} + {after} - {dilation}*({kernel}-1) - 1) / {stride}) + 1"
+    raw = (math.ceil if ceil_mode else math.floor)((size + before + after - effective_kernel(kernel, dilation)) / stride) + 1
+    if raw != out:  # PyTorch's ceil rule: no window may start in the right padding
+        text += " - 1"
+    return f"{text} = {out}"
+
+
+def same_padding(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
+    """TensorFlow's "same" padding on one axis, as (before, after).
+
+    ``total = max((ceil(in/s) - 1)*s + d*(k-1) + 1 - in, 0)``, the odd pixel after
+    (bottom/right), so that the output size is ``ceil(in/s)``.
+
+    >>> same_padding(224, 3)
+    (1, 1)
+    >>> same_padding(224, 2, 2)
+    (0, 0)
+    >>> same_padding(5, 4)
+    (1, 2)
+    """
+    total = max((math.ceil(size / stride) - 1) * stride + effective_kernel(kernel, dilation) - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv_params(
+    c_in: int, filters: int, kernel: Sequence[int], groups: int = 1, bias: bool = True
+) -> int:
+    """Parameters of a conv layer: ``f * (c/groups) * prod(k)`` weights, plus ``f`` biases.
+
+    >>> conv_params(3, 64, (3, 3), bias=False)      # VGG16 conv1_1, the lecture's 1,728
+    1728
+    """
+    check(c_in % groups == 0, lambda: f"input channels {c_in} do not divide by groups={groups}")
+    check(filters % groups == 0, lambda: f"filters {filters} do not divide by groups={groups}")
+    return filters * (c_in // groups) * math.prod(kernel) + (filters if bias else 0)
+
+
+def conv_macs(
+    c_in: int, filters: int, kernel: Sequence[int], out_spatial: Sequence[int], groups: int = 1
+) -> int:
+    """Multiply-accumulates of a conv layer: ``f * (c/groups) * prod(k) * prod(out)``.
+
+    >>> conv_macs(3, 64, (3, 3), (224, 224))
+    86704128
+    """
+    return filters * (c_in // groups) * math.prod(kernel) * math.prod(out_spatial)
+
+
+def linear_params(n_in: int, n_out: int, bias: bool = True) -> int:
+    """Parameters of a linear layer: ``in * out`` weights plus ``out`` biases.
+
+    >>> linear_params(7 * 7 * 512, 4096, bias=False)   # VGG16 FC6, the lecture's 102,760,448
+    102760448
+    """
+    return n_in * n_out + (n_out if bias else 0)
+
+
+def linear_macs(n_in: int, n_out: int) -> int:
+    """Multiply-accumulates of a linear layer: ``in * out``.
+
+    >>> linear_macs(4096, 1000)
+    4096000
+    """
+    return n_in * n_out
+
+
+def batchnorm_params(channels: int) -> tuple[int, int]:
+    """BatchNorm's (trainable, non-trainable) parameters: scale and shift, running mean and var.
+
+    >>> batchnorm_params(64)
+    (128, 128)
+    """
+    return 2 * channels, 2 * channels
+
+
+def flops(macs: int) -> int:
+    """FLOPs of multiply-accumulates: one multiply and one add each, ``2 * MACs``."""
+    return 2 * macs
+
+
+def activation_bytes(values: int, dtype: str = "float32") -> int:
+    """Bytes to store ``values`` numbers of ``dtype``.
+
+    >>> activation_bytes(224 * 224 * 64)     # VGG16 conv1_1's output, float32
+    12845056
+    """
+    check(dtype in DTYPE_BYTES, lambda: f"unknown dtype {dtype!r}; one of {', '.join(DTYPE_BYTES)}")
+    return values * DTYPE_BYTES[dtype]
+
+
+def training_bytes(
+    params: int,
+    params_trainable: int,
+    activations: int,
+    batch: int = 1,
+    dtype: str = "float32",
+    optimizer: str = "sgd",
+) -> int:
+    """Memory to train on a batch: weights + gradients + optimizer state + activations.
+
+    ``params + trainable * (1 + slots) + activations * batch * 2`` values ("~*2 for bwd"), where
+    ``activations`` is the forward total for one sample and ``slots`` is 0 for SGD, 1 for
+    momentum and 2 for Adam. Every stored parameter counts once (BatchNorm's running
+    statistics included); only trainable ones get a gradient and optimizer state.
+
+    >>> training_bytes(100, 100, 1000, batch=2, dtype="float32", optimizer="adam")
+    17600
+    """
+    check(optimizer in OPTIMIZER_SLOTS, lambda: f"unknown optimizer {optimizer!r}; one of {', '.join(OPTIMIZER_SLOTS)}")
+    values = params + params_trainable * (1 + OPTIMIZER_SLOTS[optimizer]) + activations * batch * 2
+    return activation_bytes(values, dtype)
+
+
+@dataclass(frozen=True)
+class Field:
+    """Receptive field of a unit on one axis, in input pixels (Araujo et al., Distill 2019).
+
+    ``size`` is the field's width, ``jump`` the distance between the fields of neighbouring
+    units (the product of strides), ``padding`` the effective padding; the centre of unit 0 is
+    derived from them.
+    """
+
+    size: int
+    jump: int
+    padding: int
+
+    @property
+    def centre(self) -> float:
+        """Centre of output unit 0 in input coordinates: ``(size - 1)/2 - padding``."""
+        return (self.size - 1) / 2 - self.padding
+
+
+#: The field of the network input itself: each value sees one pixel.
+INPUT_FIELD = Field(size=1, jump=1, padding=0)
+
+
+def receptive_field_step(field: Field, kernel: int, stride: int = 1, dilation: int = 1, padding_before: int = 0) -> Field:
+    """The field after one window layer on one axis (Distill's recurrences).
+
+    ``r += (k' - 1) * jump``; ``padding += p_before * jump``; ``jump *= s``.
+
+    >>> receptive_field_step(receptive_field_step(INPUT_FIELD, 3), 3).size   # two 3x3 convs
+    5
+    """
+    return Field(
+        size=field.size + (effective_kernel(kernel, dilation) - 1) * field.jump,
+        jump=field.jump * stride,
+        padding=field.padding + padding_before * field.jump,
+    )
+
+
+def receptive_field(layers: Sequence[Sequence[int]]) -> Field:
+    """Receptive field of a chain of ``(kernel, stride, dilation, padding_before)`` layers.
+
+    >>> receptive_field([(3, 1, 1, 1)] * 3).size      # three stacked 3x3 convs see 7x7
+    7
+    """
+    field = INPUT_FIELD
+    for layer in layers:
+        field = receptive_field_step(field, *layer)
+    return field

@@ -1,0 +1,98 @@
+"""The graph: frozen nodes in topological order, with references and cycles checked."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from archcalc.errors import SpecError
+from archcalc.ops import Shape
+
+#: Name of the graph's input node, which every graph has.
+INPUT = "input"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer: a registered op type, its validated attributes and the nodes it reads.
+
+    ``scope`` is the chain of block instances the node was expanded from (outermost first),
+    e.g. ``("inception3a", "branch2")``; ``where`` locates it in the spec for messages.
+    """
+
+    name: str
+    type: str
+    attrs: Mapping[str, Any]
+    inputs: tuple[str, ...]
+    scope: tuple[str, ...] = ()
+    where: str = field(default="", compare=False)
+
+    def label(self) -> str:
+        """Location for messages: ``layers[3] (name="conv2", type="conv")``."""
+        return f'{self.where} (name="{self.name}", type="{self.type}")' if self.where else f'layer "{self.name}"'
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A network: name, input shape and nodes in topological order (the input node first)."""
+
+    name: str
+    input_shape: Shape
+    nodes: tuple[Node, ...]
+    description: str = ""
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for node in self.nodes:
+            if node.name in seen:
+                raise SpecError(f"{node.label()}: name is used twice")
+            for ref in node.inputs:
+                if ref not in seen:
+                    raise SpecError(f"{node.label()}: input {ref!r} is not an earlier layer")
+            seen.add(node.name)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def node(self, name: str) -> Node:
+        """The node of that name; SpecError with a did-you-mean if there is none."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        from archcalc.ops.base import did_you_mean
+
+        raise SpecError(f"model '{self.name}' has no layer {name!r}{did_you_mean(name, [n.name for n in self.nodes])}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The expanded spec: every layer with its name, attributes and explicit inputs."""
+        layers = []
+        for node in self.nodes[1:]:
+            layer: dict[str, Any] = {"name": node.name, "type": node.type}
+            layer.update({k: _plain(v) for k, v in node.attrs.items()})
+            layer["inputs"] = list(node.inputs)
+            if node.scope:
+                layer["scope"] = list(node.scope)
+            layers.append(layer)
+        spec: dict[str, Any] = {"name": self.name}
+        if self.description:
+            spec["description"] = self.description
+        spec["input"] = list(self.input_shape)
+        spec["layers"] = layers
+        return spec
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """The expanded spec as JSON; ``archcalc.load`` reads it back to an equal graph."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (nested) as lists, for JSON."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,176 @@
+"""The op registry: each layer type is one registered class holding all its rules.
+
+An op declares its attributes (:class:`~archcalc.ops.attrs.Attr`), how many inputs it takes,
+whether its output needs new storage, and its rules: the output shape, parameter shapes, cost
+(MACs and other element-wise ops, separately), and the receptive-field window per axis. The
+passes call these rules and nothing else, so a new op changes no pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from archcalc.errors import RuleError
+from archcalc.ops.attrs import REQUIRED, Attr
+
+Shape = tuple[int, ...]
+
+#: Names of the spatial axes of a channels-first tensor, by spatial rank.
+AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One node as the rules see it: resolved attributes, input shapes and output shape."""
+
+    attrs: Mapping[str, Any]
+    in_shapes: tuple[Shape, ...]
+    out_shape: Shape
+
+    @property
+    def in_shape(self) -> Shape:
+        """The first (for most ops the only) input shape."""
+        return self.in_shapes[0]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter tensor of an op: its shape and whether training updates it."""
+
+    shape: Shape
+    trainable: bool = True
+
+    @property
+    def size(self) -> int:
+        """Number of values."""
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Work of one forward pass for one sample: multiply-accumulates and other ops, apart."""
+
+    macs: int = 0
+    other_ops: int = 0
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window per spatial axis, as the receptive-field pass needs it."""
+
+    kernel: Shape
+    stride: Shape
+    dilation: Shape
+    padding: tuple[tuple[int, int], ...]
+
+
+#: ``window()`` result of ops whose output unit sees exactly its input unit's field.
+POINTWISE = "pointwise"
+#: ``window()`` result of ops whose every output sees the whole input (linear, global pool).
+GLOBAL = "global"
+
+
+@dataclass(frozen=True)
+class Example:
+    """A tiny instance of an op that the registry-wide tests run."""
+
+    attrs: Mapping[str, Any]
+    inputs: tuple[Shape, ...]
+    output: Shape = field(default=())
+
+
+class Op:
+    """Base of every op. Subclasses set ``type`` and ``attrs`` and implement the rules."""
+
+    type: ClassVar[str]
+    attrs: ClassVar[tuple[Attr, ...]] = ()
+    #: Smallest and largest number of inputs (None: any number).
+    arity: ClassVar[tuple[int, int | None]] = (1, 1)
+    #: False for ops that run in place (ReLU, dropout, add) or are views (flatten, identity).
+    stores_output: ClassVar[bool] = True
+    examples: ClassVar[tuple[Example, ...]] = ()
+
+    def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
+        """Attributes with everything that depends on the input made explicit (per-axis)."""
+        return dict(attrs)
+
+    def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
+        """The shape rule."""
+        raise NotImplementedError
+
+    def infer(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Layer:
+        """Resolve attributes and apply the shape rule; raises RuleError when shapes don't work."""
+        resolved = self.resolve(attrs, in_shapes)
+        return Layer(resolved, in_shapes, self.output_shape(resolved, in_shapes))
+
+    def params(self, layer: Layer) -> dict[str, Param]:
+        """Parameter tensors by name."""
+        return {}
+
+    def cost(self, layer: Layer) -> Cost:
+        """MACs and other ops of one forward pass for one sample."""
+        raise NotImplementedError
+
+    def window(self, layer: Layer) -> Window | str:
+        """The receptive-field window: a :class:`Window`, ``POINTWISE`` or ``GLOBAL``."""
+        raise NotImplementedError
+
+    def summary(self, layer: Layer) -> str:
+        """Key attributes in a few characters, e.g. ``3x3/1 p1, 64``."""
+        return ""
+
+    def explain(self, layer: Layer) -> list[tuple[str, str]]:
+        """The arithmetic of output shape, params and MACs as (quantity, text) lines."""
+        return [("output shape", f"same as the input: {format_shape(layer.in_shape)}")]
+
+    def defaults(self) -> dict[str, Any]:
+        """Default values of the optional attributes."""
+        return {a.name: a.default for a in self.attrs if a.default is not REQUIRED}
+
+
+def format_shape(shape: Shape) -> str:
+    """``(64, 224, 224)``; a one-axis shape keeps its comma: ``(4096,)``."""
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+REGISTRY: dict[str, Op] = {}
+
+_RULES = ("output_shape", "cost", "window")
+
+
+def register(cls: type[Op]) -> type[Op]:
+    """Class decorator: add an op to the registry, checking that it is complete and unique."""
+    op_type = getattr(cls, "type", None)
+    if not op_type:
+        raise TypeError(f"{cls.__name__} has no type")
+    if op_type in REGISTRY:
+        raise TypeError(f"op type {op_type!r} registered twice ({cls.__name__})")
+    missing = [rule for rule in _RULES if getattr(cls, rule) is getattr(Op, rule)]
+    if missing:
+        raise TypeError(f"op {op_type!r} lacks rule(s): {', '.join(missing)}")
+    if not cls.__doc__:
+        raise TypeError(f"op {op_type!r} has no docstring")
+    names = [a.name for a in cls.attrs]
+    if len(set(names)) != len(names):
+        raise TypeError(f"op {op_type!r} declares an attribute twice")
+    REGISTRY[op_type] = cls()
+    return cls
+
+
+def get_op(op_type: str) -> Op:
+    """The registered op of a type; RuleError naming the closest types if unknown."""
+    try:
+        return REGISTRY[op_type]
+    except KeyError:
+        raise RuleError(f"unknown type {op_type!r}{did_you_mean(op_type, REGISTRY)}") from None
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    """``; did you mean 'stride'?`` when one choice is close to ``word``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

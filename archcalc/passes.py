@@ -1,0 +1,160 @@
+"""Passes over a graph: shapes, parameters, costs, memory and receptive fields.
+
+Each pass is a plain function over ``graph.nodes`` in order that calls the op's rule; a new
+op changes no pass. :func:`analyze` composes them into a :class:`~archcalc.report.Analysis`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from archcalc import formulas
+from archcalc.errors import RuleError, ShapeError, SpecError, check
+from archcalc.graph import Graph
+from archcalc.ops import GLOBAL, POINTWISE, Cost, Layer, Param, get_op
+from archcalc.report import Analysis, LayerReport, ReceptiveField, Totals
+
+
+def infer_shapes(graph: Graph) -> dict[str, Layer]:
+    """Resolve every node's attributes and output shape; stops at the first shape error.
+
+    Raises:
+        ShapeError: naming the layer, the axis and the arithmetic that failed.
+    """
+    layers = {graph.nodes[0].name: Layer({}, (), graph.input_shape)}
+    for node in graph.nodes[1:]:
+        in_shapes = tuple(layers[ref].out_shape for ref in node.inputs)
+        try:
+            layers[node.name] = get_op(node.type).infer(node.attrs, in_shapes)
+        except RuleError as error:
+            prefix = f"spec '{graph.source}': " if graph.source else ""
+            raise ShapeError(f"{prefix}{node.label()}: {error}") from None
+    return layers
+
+
+def count_params(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, dict[str, Param]]:
+    """Parameter tensors of every node, by name."""
+    return {node.name: get_op(node.type).params(layers[node.name]) if node.inputs else {} for node in graph}
+
+
+def count_costs(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Cost]:
+    """MACs and other ops of every node for one sample."""
+    return {node.name: get_op(node.type).cost(layers[node.name]) if node.inputs else Cost() for node in graph}
+
+
+def stored_outputs(graph: Graph) -> dict[str, bool]:
+    """Whether each node's output needs new storage (the input does; in-place ops and views don't)."""
+    return {node.name: get_op(node.type).stores_output if node.inputs else True for node in graph}
+
+
+def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, ReceptiveField]:
+    """Every node's receptive field w.r.t. the network input (Distill's recurrences).
+
+    In a DAG a node's field is the largest over its input paths (``size``); ``size_min`` is
+    the smallest, and ``aligned`` is false where the merged inputs' centres or jumps differ.
+    """
+    spatial = graph.input_shape[1:]
+    whole = ReceptiveField.whole(spatial)
+    start = tuple(formulas.INPUT_FIELD for _ in spatial)
+    fields: dict[str, ReceptiveField] = {graph.nodes[0].name: ReceptiveField.of(start, start, True)}
+    for node in graph.nodes[1:]:
+        inputs = [fields[ref] for ref in node.inputs]
+        if any(f.is_global for f in inputs):
+            fields[node.name] = whole
+            continue
+        largest = _pick(inputs, max)
+        smallest = _pick(inputs, min)
+        aligned = all(
+            f.centre == inputs[0].centre and f.stride == inputs[0].stride for f in inputs[1:]
+        )
+        window = get_op(node.type).window(layers[node.name])
+        if window == GLOBAL:
+            fields[node.name] = whole
+        elif window == POINTWISE:
+            fields[node.name] = ReceptiveField.of(largest, smallest, aligned)
+        else:
+            if len(window.kernel) != len(spatial):
+                raise SpecError(f"{node.label()}: a {len(window.kernel)}D window on a {len(spatial)}D input")
+            steps = list(zip(window.kernel, window.stride, window.dilation, (b for b, _ in window.padding)))
+            fields[node.name] = ReceptiveField.of(
+                tuple(formulas.receptive_field_step(f, *s) for f, s in zip(largest, steps)),
+                tuple(formulas.receptive_field_step(f, *s) for f, s in zip(smallest, steps)),
+                aligned,
+            )
+    return fields
+
+
+def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[formulas.Field, ...]:
+    """Per axis, the input field with the largest (or smallest) size."""
+    paths = [f.path_max if choose is max else f.path_min for f in inputs]
+    return tuple(choose(axis, key=lambda field: field.size) for axis in zip(*paths))
+
+
+def analyze(graph: Graph, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd") -> Analysis:
+    """Run every pass and collect per-layer figures and totals for a batch.
+
+    Args:
+        graph: the network, from :func:`archcalc.load`.
+        batch: samples per batch; MACs and activations scale with it, parameters don't.
+        dtype: one of ``float32``, ``float16``, ``bfloat16``, ``int8`` (bytes per value).
+        optimizer: ``sgd``, ``momentum`` or ``adam``, for the training-memory total.
+
+    Raises:
+        ShapeError: at the first layer whose shapes do not work out.
+        ArchcalcError: for a bad batch, dtype or optimizer.
+    """
+    check(
+        isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1,
+        lambda: f"batch must be a positive int, got {batch!r}",
+        SpecError,
+    )
+    check(dtype in formulas.DTYPE_BYTES, lambda: f"dtype must be one of {', '.join(formulas.DTYPE_BYTES)}, got {dtype!r}", SpecError)
+    check(
+        optimizer in formulas.OPTIMIZER_SLOTS,
+        lambda: f"optimizer must be one of {', '.join(formulas.OPTIMIZER_SLOTS)}, got {optimizer!r}",
+        SpecError,
+    )
+    layers = infer_shapes(graph)
+    params = count_params(graph, layers)
+    costs = count_costs(graph, layers)
+    stores = stored_outputs(graph)
+    fields = receptive_fields(graph, layers)
+    rows = []
+    for node in graph:
+        layer, cost, tensors = layers[node.name], costs[node.name], params[node.name].values()
+        values = math.prod(layer.out_shape) * batch
+        rows.append(
+            LayerReport(
+                name=node.name,
+                type=node.type,
+                inputs=node.inputs,
+                scope=node.scope,
+                summary=get_op(node.type).summary(layer) if node.inputs else "",
+                attrs=layer.attrs,
+                output_shape=layer.out_shape,
+                params=sum(p.size for p in tensors),
+                params_trainable=sum(p.size for p in tensors if p.trainable),
+                params_weights_only=sum(p.size for name, p in params[node.name].items() if p.trainable and name != "bias"),
+                macs=cost.macs * batch,
+                other_ops=cost.other_ops * batch,
+                activations=values,
+                activation_bytes=formulas.activation_bytes(values, dtype),
+                stores_output=stores[node.name],
+                receptive_field=fields[node.name],
+            )
+        )
+    total_params = sum(r.params for r in rows)
+    trainable = sum(r.params_trainable for r in rows)
+    stored = sum(r.activations for r in rows if r.stores_output)
+    totals = Totals(
+        params=total_params,
+        params_trainable=trainable,
+        params_weights_only=sum(r.params_weights_only for r in rows),
+        macs=sum(r.macs for r in rows),
+        other_ops=sum(r.other_ops for r in rows),
+        activations=stored,
+        activation_bytes=formulas.activation_bytes(stored, dtype),
+        training_bytes=formulas.training_bytes(total_params, trainable, stored // batch, batch, dtype, optimizer),
+    )
+    return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description)

@@ -1,0 +1,115 @@
+"""The per-layer report as a rich table or a markdown table, built from column definitions.
+
+Presentation only: every figure comes from an :class:`~archcalc.report.Analysis`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from archcalc.render.format import binary_bytes, grouped, shape, si
+from archcalc.report import Analysis, LayerReport, fold
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: header, how to get its text from a row, and its justification."""
+
+    header: str
+    text: Callable[[LayerReport, Analysis], str]
+    justify: str = "right"
+
+
+def _type(row: LayerReport, analysis: Analysis) -> str:
+    return f"{row.type} {row.summary}".strip()
+
+
+def _batch(analysis: Analysis) -> int | None:
+    return analysis.batch if analysis.batch != 1 else None
+
+
+COLUMNS = (
+    Column("Layer", lambda r, a: r.name, "left"),
+    Column("Type", _type, "left"),
+    Column("Output shape", lambda r, a: shape(r.output_shape, _batch(a))),
+    Column("Params", lambda r, a: grouped(r.params)),
+    Column("Weights", lambda r, a: grouped(r.params_weights_only)),
+    Column("MACs", lambda r, a: si(r.macs)),
+    Column("Activations", lambda r, a: si(r.activations) + ("" if r.stores_output else " *")),
+    Column("Memory", lambda r, a: binary_bytes(r.activation_bytes)),
+    Column("Receptive field", lambda r, a: r.receptive_field.text()),
+)
+
+
+def rows(analysis: Analysis, depth: int | None = None) -> tuple[LayerReport, ...]:
+    """The rows to show: every layer, or blocks deeper than ``depth`` folded."""
+    return analysis.layers if depth is None else fold(analysis.layers, depth)
+
+
+def totals_cells(analysis: Analysis) -> list[str]:
+    """The totals row, aligned with :data:`COLUMNS`."""
+    t = analysis.totals
+    return [
+        "Total", "", "", grouped(t.params), grouped(t.params_weights_only),
+        si(t.macs, 2), si(t.activations), binary_bytes(t.activation_bytes), "",
+    ]
+
+
+def footer(analysis: Analysis) -> list[str]:
+    """The conventions behind the figures, stated under every table."""
+    t, batch = analysis.totals, analysis.batch
+    per = "for one sample" if batch == 1 else f"for a batch of {batch}"
+    lines = [
+        f"Params: {grouped(t.params)} total, {grouped(t.params_trainable)} trainable, "
+        f"{grouped(t.params_weights_only)} weights only (no biases, no running statistics: what the lecture's rows count).",
+        f"MACs: {grouped(t.macs)} multiply-accumulates {per} = {si(t.flops, 2)} FLOPs (2 per MAC). "
+        "torchvision, fvcore and ptflops call the MAC count 'FLOPs'. Bias adds, activations, pooling and "
+        f"normalisation are other ops: {grouped(t.other_ops)}.",
+        f"Forward activations: {grouped(t.activations)} values = {binary_bytes(t.activation_bytes)} "
+        f"({analysis.dtype}): the input and every output that needs new storage; "
+        "* marks in-place ops and views (ReLU, dropout, add, flatten), which store nothing.",
+        f"Training memory ({analysis.optimizer}, batch {batch}): params + gradients + optimizer state + 2 x activations "
+        f"= {binary_bytes(t.training_bytes)}.",
+    ]
+    return lines
+
+
+def rich_table(analysis: Analysis, depth: int | None = None) -> RenderableType:
+    """A rich renderable: title, the table with a totals row, and the conventions footer."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    input_shape = shape(analysis.input_shape, _batch(analysis))
+    table = Table(
+        title=f"{analysis.model}: input {input_shape}, {analysis.dtype}",
+        caption=analysis.description or None,
+        show_footer=True,
+        header_style="bold",
+        caption_justify="left",
+    )
+    for column, total in zip(COLUMNS, totals_cells(analysis)):
+        table.add_column(column.header, justify=column.justify, footer=total, no_wrap=True)
+    for row in rows(analysis, depth):
+        table.add_row(*(column.text(row, analysis) for column in COLUMNS))
+    return Group(table, *(Text(line, style="dim") for line in footer(analysis)))
+
+
+def markdown_table(analysis: Analysis, depth: int | None = None) -> str:
+    """The same table as GitHub markdown, with the footer as a list."""
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    out = [f"**{analysis.model}**: input {shape(analysis.input_shape, _batch(analysis))}, {analysis.dtype}", ""]
+    out.append(line([c.header for c in COLUMNS]))
+    out.append("|" + "|".join(":---" if c.justify == "left" else "---:" for c in COLUMNS) + "|")
+    out.extend(line([c.text(row, analysis) for c in COLUMNS]) for row in rows(analysis, depth))
+    out.append(line([f"**{cell}**" if cell else "" for cell in totals_cells(analysis)]))
+    out.append("")
+    out.extend(f"- {text}" for text in footer(analysis))
+    return "\n".join(out) + "\n"
