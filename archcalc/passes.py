@@ -109,7 +109,11 @@ def analyze(graph: Graph, batch: int = 1, dtype: str = "float32", optimizer: str
         lambda: f"batch must be a positive int, got {batch!r}",
         SpecError,
     )
-    check(dtype in formulas.DTYPE_BYTES, lambda: f"dtype must be one of {', '.join(formulas.DTYPE_BYTES)}, got {dtype!r}", SpecError)
+    check(
+        dtype in formulas.DTYPE_BYTES,
+        lambda: f"dtype must be one of {', '.join(formulas.DTYPE_BYTES)}, got {dtype!r}",
+        SpecError,
+    )
     check(
         optimizer in formulas.OPTIMIZER_SLOTS,
         lambda: f"optimizer must be one of {', '.join(formulas.OPTIMIZER_SLOTS)}, got {optimizer!r}",

@@ -284,14 +284,14 @@ def from_dict(spec: Any, source: str = "<dict>", wheres: list[str] | None = None
     shape = spec.get("input")
     if not (
         isinstance(shape, list)
-        and 2 <= len(shape) <= 4
+        and 1 <= len(shape) <= 4
         and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
     ):
         problems.append(
             "input must be a channels-first shape of positive ints, (C,), (C, L), (C, H, W) or (C, D, H, W), "
             f"got {_json(shape) if 'input' in spec else 'nothing'}"
         )
-        shape = [1] if isinstance(shape, list) and len(shape) == 1 else None
+        shape = None
     if shape is None:
         raise SpecError(*(prefix + p for p in problems))
     blocks = spec.get("blocks", {})

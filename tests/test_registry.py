@@ -1,0 +1,157 @@
+"""Registry-wide tests: every op, every example, against torch and hand-counted loops."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from archcalc.errors import RuleError
+from archcalc.ops import GLOBAL, POINTWISE, REGISTRY, Op, get_op, register
+from archcalc.ops.attrs import REQUIRED
+from archcalc.spec import from_dict
+
+CASES = [(op_type, i, ex) for op_type, op in sorted(REGISTRY.items()) for i, ex in enumerate(op.examples)]
+IDS = [f"{t}-{i}" for t, i, _ in CASES]
+
+
+def test_every_op_has_examples_docs_and_attribute_docs():
+    for op_type, op in REGISTRY.items():
+        assert op.examples, op_type
+        assert op.__doc__ and op.__doc__.strip(), op_type
+        for attr in op.attrs:
+            assert attr.doc or attr.default is REQUIRED, (op_type, attr.name)
+
+
+def test_the_issue_op_set_is_registered():
+    wanted = {"conv", "maxpool", "avgpool", "global_avgpool", "linear", "flatten", "relu", "leaky_relu", "sigmoid", "tanh",
+              "gelu", "softmax", "dropout", "batchnorm", "lrn", "concat", "add", "identity"}
+    assert wanted <= set(REGISTRY)
+
+
+def test_registration_rejects_duplicates_and_missing_rules():
+    class Twice(Op):
+        """Duplicate."""
+
+        type = "conv"
+
+    with pytest.raises(TypeError, match="registered twice"):
+        register(Twice)
+
+    class NoWindow(Op):
+        """No window rule."""
+
+        type = "no_window_op"
+
+        def output_shape(self, attrs, in_shapes):
+            return in_shapes[0]
+
+        def cost(self, layer):
+            return None
+
+    with pytest.raises(TypeError, match="lacks rule.*window"):
+        register(NoWindow)
+    assert "no_window_op" not in REGISTRY
+
+
+def test_unknown_type_suggests_the_closest():
+    with pytest.raises(RuleError, match="did you mean 'maxpool'"):
+        get_op("maxpol")
+
+
+def _graph(op_type, example):
+    """A graph whose input(s) feed one layer of the example's op."""
+    if len(example.inputs) == 1:
+        return from_dict({"name": "t", "input": list(example.inputs[0]), "layers": [{"type": op_type, **example.attrs}]})
+    # merges: reach each input shape through a 1x1 conv (or a linear) from one common input
+    first = example.inputs[0]
+    layers = []
+    for i, shape in enumerate(example.inputs):
+        layer = {"type": "linear", "units": shape[0]} if len(shape) == 1 else {"type": "conv", "filters": shape[0], "kernel": 1}
+        layers.append({**layer, "name": f"branch{i}", "inputs": ["input"]})
+    layers.append({"type": op_type, **example.attrs, "inputs": [f"branch{i}" for i in range(len(example.inputs))]})
+    return from_dict({"name": "t", "input": [1, *first[1:]], "layers": layers})
+
+
+@pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
+def test_shape_rule_matches_declared_and_torch(op_type, index, example):
+    from archcalc.passes import infer_shapes
+
+    oracle = pytest.importorskip("tests.torch_oracle")
+    torch = oracle.torch
+    graph = _graph(op_type, example)
+    layers = infer_shapes(graph)
+    last = graph.nodes[-1].name
+    assert layers[last].out_shape == example.output
+    net = oracle.TorchNet(graph).eval()
+    with torch.no_grad():
+        out = net(torch.rand((2, *graph.input_shape)))[last]
+    assert tuple(out.shape) == (2, *example.output)
+
+
+@pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
+def test_params_match_torch(op_type, index, example):
+    from archcalc.passes import analyze, infer_shapes
+
+    oracle = pytest.importorskip("tests.torch_oracle")
+    graph = _graph(op_type, example)
+    row = analyze(graph).layers[-1]
+    net = oracle.TorchNet(graph)
+    total, trainable = oracle.layer_param_count(net, graph.nodes[-1].name) if op_type not in ("concat", "add") else (0, 0)
+    assert (row.params, row.params_trainable) == (total, trainable)
+    tensors = get_op(op_type).params(infer_shapes(graph)[graph.nodes[-1].name])
+    module = net.layers[graph.nodes[-1].name] if tensors else None
+    for name, param in tensors.items():
+        torch_tensor = getattr(getattr(module, "inner", module), name)
+        assert tuple(torch_tensor.shape) == param.shape, name
+
+
+def _naive_macs(layer, op_type):
+    """Count multiply-accumulates one by one: every output value times every kernel tap."""
+    a = layer.attrs
+    count = 0
+    if op_type == "conv":
+        per_output = (layer.in_shape[0] // a["groups"]) * math.prod(a["kernel"])
+        for _ in itertools.product(range(a["filters"]), *(range(n) for n in layer.out_shape[1:])):
+            for _ in range(per_output):
+                count += 1
+    elif op_type == "linear":
+        for _ in range(a["units"]):
+            for _ in range(layer.in_shape[0]):
+                count += 1
+    return count
+
+
+@pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
+def test_macs_match_a_naive_count(op_type, index, example):
+    from archcalc.passes import infer_shapes
+
+    graph = _graph(op_type, example)
+    layer = infer_shapes(graph)[graph.nodes[-1].name]
+    assert get_op(op_type).cost(layer).macs == _naive_macs(layer, op_type)
+
+
+@pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
+def test_receptive_field_matches_a_perturbation(op_type, index, example):
+    """The analytic field of the centre unit == where torch's input gradient is non-zero."""
+    from archcalc.passes import analyze, infer_shapes
+
+    oracle = pytest.importorskip("tests.torch_oracle")
+    graph = _graph(op_type, example)
+    last = graph.nodes[-1].name
+    field = analyze(graph).layer(last).receptive_field
+    window = get_op(op_type).window(infer_shapes(graph)[last])
+    if len(graph.input_shape) == 1:
+        assert field.size == ()  # no spatial axes: nothing to measure
+        return
+    centre, measured = oracle.measured_fields(graph, [last])[last]
+    sizes = graph.input_shape[1:]
+    for axis, (first, end) in enumerate(measured):
+        if field.is_global or window == GLOBAL:
+            assert (first, end) == (0, sizes[axis] - 1)
+            continue
+        start = centre[axis] * field.stride[axis] - field.padding[axis]
+        expected = (max(start, 0), min(start + field.size[axis] - 1, sizes[axis] - 1))
+        assert (first, end) == expected, (axis, field)
+    assert window in (GLOBAL, POINTWISE) or len(window.kernel) == len(sizes)

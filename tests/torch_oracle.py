@@ -1,0 +1,146 @@
+"""PyTorch as an independent oracle: build a torch model from an archcalc graph.
+
+Only tests import this. Each op type maps to torch's own layer, so shapes, parameter counts
+and receptive fields measured here come from torch, not from archcalc's rules.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is the oracle for these tests (pip install torch==2.13.0)")
+nn = torch.nn
+F = torch.nn.functional
+
+from archcalc.graph import Graph  # noqa: E402
+from archcalc.passes import infer_shapes  # noqa: E402
+
+
+def _torch_padding(pads):
+    """F.pad's order: last axis first, (before, after) each."""
+    return [p for before_after in reversed(pads) for p in before_after]
+
+
+class _Window(nn.Module):
+    """Conv or pool with archcalc's resolved (possibly asymmetric) padding."""
+
+    def __init__(self, inner, pads, pad_value=0.0):
+        super().__init__()
+        self.inner = inner
+        self.pads = pads
+        self.pad_value = pad_value
+
+    def forward(self, x):
+        if any(p != (0, 0) for p in self.pads):
+            x = F.pad(x, _torch_padding(self.pads), value=self.pad_value)
+        return self.inner(x)
+
+
+def build_module(op_type, attrs, in_shapes, avg_for_max=False):
+    """A torch module for one resolved layer."""
+    rank = len(in_shapes[0]) - 1
+    if op_type == "conv":
+        conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[len(attrs["kernel"]) - 1]
+        inner = conv(in_shapes[0][0], attrs["filters"], attrs["kernel"], attrs["stride"], 0, attrs["dilation"], attrs["groups"],
+                     attrs["bias"])
+        return _Window(inner, attrs["padding"])
+    if op_type in ("maxpool", "avgpool"):
+        symmetric = all(b == a for b, a in attrs["padding"])
+        padding = tuple(b for b, _ in attrs["padding"]) if symmetric else 0
+        if op_type == "maxpool" and not avg_for_max:
+            inner = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)[rank - 1](attrs["kernel"], attrs["stride"], padding,
+                                                                          ceil_mode=attrs["ceil_mode"])
+        else:
+            inner = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)[rank - 1](attrs["kernel"], attrs["stride"], padding,
+                                                                          ceil_mode=attrs["ceil_mode"])
+        return _Window(inner, () if symmetric else attrs["padding"], -math.inf if op_type == "maxpool" else 0.0)
+    if op_type == "global_avgpool":
+        return (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[rank - 1](1)
+    if op_type == "linear":
+        return nn.Linear(in_shapes[0][0], attrs["units"], attrs["bias"])
+    if op_type == "batchnorm":
+        return (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[rank](in_shapes[0][0], attrs["eps"], attrs["momentum"])
+    if op_type == "lrn":
+        return nn.LocalResponseNorm(attrs["size"], attrs["alpha"], attrs["beta"], attrs["k"])
+    simple = {
+        "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "identity": nn.Identity,
+        "flatten": lambda: nn.Flatten(1),
+    }
+    if op_type in simple:
+        return simple[op_type]()
+    if op_type == "leaky_relu":
+        return nn.LeakyReLU(attrs["negative_slope"])
+    if op_type == "dropout":
+        return nn.Dropout(attrs["p"])
+    if op_type == "softmax":
+        return nn.Softmax(dim=1)
+    raise KeyError(op_type)
+
+
+class TorchNet(nn.Module):
+    """The graph in torch; ``forward`` returns every node's output by name."""
+
+    def __init__(self, graph: Graph, avg_for_max: bool = False):
+        super().__init__()
+        self.graph = graph
+        layers = infer_shapes(graph)
+        self.layers = nn.ModuleDict()
+        for node in graph.nodes[1:]:
+            if node.type in ("concat", "add"):
+                continue
+            layer = layers[node.name]
+            self.layers[_key(node.name)] = build_module(node.type, layer.attrs, layer.in_shapes, avg_for_max)
+
+    def forward(self, x):
+        outputs = {self.graph.nodes[0].name: x}
+        for node in self.graph.nodes[1:]:
+            inputs = [outputs[ref] for ref in node.inputs]
+            if node.type == "concat":
+                outputs[node.name] = torch.cat(inputs, dim=1)
+            elif node.type == "add":
+                outputs[node.name] = sum(inputs[1:], inputs[0])
+            else:
+                outputs[node.name] = self.layers[_key(node.name)](inputs[0])
+        return outputs
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "/")
+
+
+def layer_param_count(net: TorchNet, name: str) -> tuple[int, int]:
+    """(all stored values, trainable) of one layer: parameters plus running statistics."""
+    module = net.layers[_key(name)]
+    trainable = sum(p.numel() for p in module.parameters())
+    buffers = sum(b.numel() for n, b in module.named_buffers() if not n.endswith("num_batches_tracked"))
+    return trainable + buffers, trainable
+
+
+def measured_fields(graph: Graph, names, batch_unit=None):
+    """Per node, the input interval [first, last] per axis that the centre position depends on.
+
+    Weights are positive and max-pools become average pools of the same window, so no
+    gradient cancels or is routed away; the interval is where the input gradient is non-zero.
+    """
+    torch.manual_seed(0)
+    net = TorchNet(graph, avg_for_max=True).double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.rand_like(p) + 0.1)
+    x = torch.ones((1, *graph.input_shape), dtype=torch.float64, requires_grad=True)
+    outputs = net(x)
+    result = {}
+    for name in names:
+        out = outputs[name]
+        spatial = out.shape[2:]
+        # a flat output's unit 0 is channel 0 at spatial position 0 of its (flattened) input
+        centre = tuple(n // 2 for n in spatial) if spatial else (0,) * (len(graph.input_shape) - 1)
+        x.grad = None
+        # all channels at one position: a concat's channels come from different branches
+        unit = out[(0, slice(None), *centre)].sum() if spatial else out[0, 0]
+        unit.backward(retain_graph=True)
+        nonzero = x.grad[0].abs().sum(0).nonzero()
+        result[name] = (centre, tuple((int(nonzero[:, a].min()), int(nonzero[:, a].max())) for a in range(nonzero.shape[1])))
+    return result
