@@ -28,7 +28,8 @@ class ModelType(click.ParamType):
         if not isinstance(value, str):
             return value
         if value == "-":
-            return from_json(click.get_text_stream("stdin").read(), "<stdin>")
+            with click.open_file("-") as stdin:
+                return from_json(stdin.read(), "<stdin>")
         return load(value)
 
 

@@ -12,6 +12,7 @@ from archcalc import formulas
 from archcalc.graph import Graph
 from archcalc.loading import load
 from archcalc.ops import GLOBAL, POINTWISE, get_op
+from archcalc.ops.base import AXIS_NAMES
 from archcalc.passes import analyze, infer_shapes
 
 
@@ -48,8 +49,8 @@ def explain(model: Any, layer: str, batch: int = 1, dtype: str = "float32") -> l
     dims = "*".join(map(str, row.output_shape)) + (f" * {batch}" if batch != 1 else "")
     lines.append(("activations", f"prod(output shape){' * batch' if batch != 1 else ''} = {dims} = {row.activations}"))
     size = formulas.DTYPE_BYTES[dtype]
-    note = "" if row.stores_output else " (in place or a view: not counted in the forward total)"
-    lines.append(("activation bytes", f"{row.activations} * {size} ({dtype}) = {row.activation_bytes}{note}"))
+    note = "" if row.stores_output else "; in place or a view: not counted in the forward total"
+    lines.append(("activation bytes", f"{row.activations} * {size} = {row.activation_bytes} ({dtype}, {size} bytes a value{note})"))
     lines.extend(_explain_field(graph, analysis, node))
     return lines
 
@@ -84,13 +85,14 @@ def _explain_field(graph: Graph, analysis: Any, node: Any) -> list[tuple[str, st
         lines.append(("receptive field", f"unchanged by {node.type}: size {'x'.join(map(str, field.size))}"))
         return lines
     source = max(sources, key=lambda s: s.size)
+    axis_names = AXIS_NAMES[len(window.kernel)]
     for axis, (before, k, s, d, pad) in enumerate(
         zip(source.path_max, window.kernel, window.stride, window.dilation, window.padding)
     ):
         after = field.path_max[axis]
         span = formulas.effective_kernel(k, d)
         lines.append((
-            f"receptive field, axis {axis}",
+            f"receptive field ({axis_names[axis]})",
             f"r = r_in + (k'-1)*jump_in = {before.size} + ({span}-1)*{before.jump} = {after.size}; "
             f"jump = jump_in * s = {before.jump}*{s} = {after.jump}; "
             f"padding = p_in + p*jump_in = {before.padding} + {pad[0]}*{before.jump} = {after.padding}; "

@@ -45,6 +45,4 @@ def load(model: Any) -> Graph:
         return from_json(text, str(path))
     if str(model) in zoo.names():
         return zoo.load(str(model))
-    raise SpecError(
-        f"no zoo model or spec file {str(model)!r}{did_you_mean(str(model), zoo.names())}; `archcalc list` shows the zoo"
-    )
+    raise SpecError(f"no zoo model or spec file {str(model)!r}{did_you_mean(str(model), zoo.names())} (`archcalc list` shows the zoo)")

@@ -70,7 +70,8 @@ class _Builder:
         ``outer`` prefixes locations inside block instances.
         """
         if not isinstance(layers, list) or not layers:
-            self.problems.append(f"{outer}{path}: must be a non-empty list of layers, got {_json(layers)}")
+            found = "nothing" if layers is None else _json(layers)
+            self.problems.append(f"{outer}{path}: must be a non-empty list of layers, got {found}")
             return entry
         local: dict[str, str] = {INPUT: entry} if scope else {}
         previous = entry
@@ -81,7 +82,11 @@ class _Builder:
             if not isinstance(raw, Mapping):
                 self.problems.append(f"{where}: a layer must be an object, got {_json(raw)}")
                 continue
-            raw = _substitute(raw, args, where, self.problems) if scope else raw
+            if scope:
+                before = len(self.problems)
+                raw = _substitute(raw, args, where, self.problems)
+                if len(self.problems) > before:
+                    continue
             if "block" in raw:
                 previous = self.instance(raw, where, scope, previous, local, depth)
             else:
@@ -132,6 +137,7 @@ class _Builder:
         label = f'{where} (name="{full}", type="{op_type}")'
         attrs = dict(op.defaults())
         declared = {a.name: a for a in op.attrs}
+        invalid = set()
         for key, value in raw.items():
             if key in _LAYER_KEYS:
                 continue
@@ -145,12 +151,15 @@ class _Builder:
                 attrs[key] = declared[key].convert(value)
             except RuleError as error:
                 self.problems.append(f"{label}: {key} {error}")
-        for missing in (a.name for a in op.attrs if a.name not in attrs):
+                invalid.add(key)
+        for missing in (a.name for a in op.attrs if a.name not in attrs and a.name not in invalid):
             self.problems.append(f"{label}: {missing} is required ({declared[missing].doc})")
         attrs = {a.name: attrs[a.name] for a in op.attrs if a.name in attrs}
+        problems_before = len(self.problems)
         inputs = self.resolve_inputs(raw, label, previous, local)
         low, high = op.arity
-        if not low <= len(inputs) <= (high or len(inputs)):
+        references_ok = len(self.problems) == problems_before
+        if references_ok and not low <= len(inputs) <= (high or len(inputs)):
             wanted = f"{low}" if low == high else f"at least {low}"
             self.problems.append(f"{label}: takes {wanted} input(s), got {len(inputs)}")
         node_scope = tuple(raw["scope"]) if not scope and _is_scope(raw.get("scope")) else scope

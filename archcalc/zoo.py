@@ -29,5 +29,5 @@ def load(name: str) -> Graph:
 
     entry = _folder() / f"{name}.json"
     if not entry.is_file():
-        raise SpecError(f"no zoo model {name!r}{did_you_mean(name, names())}; `archcalc list` shows the zoo")
+        raise SpecError(f"no zoo model {name!r}{did_you_mean(name, names())} (`archcalc list` shows the zoo)")
     return from_json(entry.read_text(encoding="utf-8"), name)

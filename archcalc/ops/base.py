@@ -172,5 +172,8 @@ def did_you_mean(word: str, choices: Any) -> str:
     """``; did you mean 'stride'?`` when one choice is close to ``word``, else ``""``."""
     import difflib
 
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    word = str(word)
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close:  # a longer or shorter spelling of a name: "convolution" for "conv"
+        close = [c for c in choices if len(c) >= 3 and (word.startswith(c) or c.startswith(word))][:1]
     return f"; did you mean {close[0]!r}?" if close else ""

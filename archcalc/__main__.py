@@ -1,0 +1,5 @@
+"""``python -m archcalc``: the same as the ``archcalc`` command."""
+
+from archcalc.cli import main
+
+main()

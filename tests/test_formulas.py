@@ -1,0 +1,89 @@
+"""The formulas of CONVENTIONS against hand-worked values (the doctests run too)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archcalc import formulas
+from archcalc.errors import RuleError
+
+
+def test_output_size_lecture_values():
+    assert formulas.conv_output_size(32, 5) == (32 - 5) // 1 + 1 == 28  # LeNet conv1
+    assert formulas.conv_output_size(227, 11, 4) == (227 - 11) // 4 + 1 == 55  # AlexNet conv1
+    assert formulas.conv_output_size(224, 3, 1, 1) == 224  # VGG "same" 3x3
+    assert formulas.conv_output_size(224, 2, 2) == 112
+    assert formulas.conv_output_size(10, 3, 1, 0, dilation=2) == 10 - 5 + 1
+
+
+def test_ceil_mode_follows_pytorch():
+    assert formulas.conv_output_size(112, 3, 2, ceil_mode=True) == 56
+    assert formulas.conv_output_size(112, 3, 2) == 55
+    # ceil would add a window starting in the right padding: PyTorch drops it
+    assert formulas.conv_output_size(5, 2, 2, padding=1, ceil_mode=True) == 3
+    assert formulas.conv_output_size(6, 2, 2, padding=(0, 1), ceil_mode=True) == 3
+
+
+def test_impossible_sizes_raise_with_the_arithmetic():
+    with pytest.raises(RuleError, match=r"kernel 5 exceeds the padded input 3 \+ 0 \+ 0 = 3"):
+        formulas.conv_output_size(3, 5)
+    with pytest.raises(RuleError, match="do not divide by groups=2"):
+        formulas.conv_params(3, 4, (3, 3), groups=2)
+
+
+def test_same_padding_tensorflow_rule():
+    assert formulas.same_padding(224, 3) == (1, 1)
+    assert formulas.same_padding(224, 7, 2) == (2, 3)  # total 5: odd pixel after
+    assert formulas.same_padding(5, 1, 2) == (0, 0)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(size=st.integers(1, 64), kernel=st.integers(1, 9), stride=st.integers(1, 4), dilation=st.integers(1, 3))
+def test_same_padding_gives_ceil_in_over_s(size, kernel, stride, dilation):
+    before, after = formulas.same_padding(size, kernel, stride, dilation)
+    assert 0 <= after - before <= 1
+    assert formulas.conv_output_size(size, kernel, stride, (before, after), dilation) == math.ceil(size / stride)
+
+
+def test_params_and_macs_hand_values():
+    assert formulas.conv_params(3, 64, (3, 3), bias=False) == (3 * 3 * 3) * 64 == 1728
+    assert formulas.conv_params(3, 64, (3, 3)) == 1728 + 64
+    assert formulas.conv_params(32, 32, (3, 3), groups=32) == 32 * 9 + 32  # depthwise
+    assert formulas.linear_params(7 * 7 * 512, 4096, bias=False) == 102_760_448
+    assert formulas.conv_macs(3, 64, (3, 3), (224, 224)) == 64 * 27 * 224 * 224
+    assert formulas.linear_macs(4096, 4096) == 4096 * 4096
+    assert formulas.batchnorm_params(64) == (128, 128)
+    assert formulas.flops(10) == 20
+
+
+@settings(max_examples=100, derandomize=True)
+@given(c=st.integers(1, 8), f=st.integers(1, 8), g=st.integers(1, 4), k=st.integers(1, 5), n=st.integers(1, 16))
+def test_conv_params_independent_of_input_size_and_macs_linear_in_output(c, f, g, k, n):
+    c, f = c * g, f * g
+    assert formulas.conv_macs(c, f, (k, k), (2 * n, n)) == 2 * formulas.conv_macs(c, f, (k, k), (n, n))
+    assert formulas.conv_params(c, f, (k, k), g) == f * c // g * k * k + f
+
+
+def test_memory():
+    assert formulas.activation_bytes(224 * 224 * 64) == 12_845_056
+    assert formulas.activation_bytes(10, "bfloat16") == 20
+    # 100 params, all trainable, Adam (2 slots), 1000 activations per sample, batch 2, float32
+    assert formulas.training_bytes(100, 100, 1000, 2, "float32", "adam") == (100 + 100 * 3 + 1000 * 2 * 2) * 4
+    assert formulas.training_bytes(100, 60, 0, 1, "int8", "momentum") == 100 + 60 * 2
+    with pytest.raises(RuleError, match="unknown dtype"):
+        formulas.activation_bytes(1, "float8")
+
+
+def test_receptive_field_recurrences():
+    assert formulas.receptive_field([(3, 1, 1, 1)] * 2).size == 5
+    assert formulas.receptive_field([(3, 1, 1, 1)] * 3).size == 7
+    # VGG16 conv1_1 .. pool1: 3, 5, then a 2x2/2 pool: 6; jump 2
+    field = formulas.receptive_field([(3, 1, 1, 1), (3, 1, 1, 1), (2, 2, 1, 0)])
+    assert (field.size, field.jump, field.padding) == (6, 2, 2)
+    assert field.centre == (6 - 1) / 2 - 2
+    # dilation 2 widens a 3x3 to span 5
+    assert formulas.receptive_field([(3, 1, 2, 0)]).size == 5
