@@ -45,7 +45,8 @@ def explain(model: Any, layer: str, batch: int = 1, dtype: str = "float32") -> l
             lines.append(("MACs for the batch", f"{per_sample} * {batch} = {row.macs}"))
         if row.macs:
             lines.append(("FLOPs", f"2 * MACs = 2 * {row.macs} = {row.flops}"))
-        lines.append(("other ops", f"{row.other_ops} ({_first_line_with(op.__doc__, 'other ops') or 'see the op'})"))
+        rule = _first_line_with(op.__doc__, "other ops")
+        lines.append(("other ops", f"{row.other_ops} ({rule})" if row.other_ops and rule else str(row.other_ops)))
     dims = "*".join(map(str, row.output_shape)) + (f" * {batch}" if batch != 1 else "")
     lines.append(("activations", f"prod(output shape){' * batch' if batch != 1 else ''} = {dims} = {row.activations}"))
     size = formulas.DTYPE_BYTES[dtype]

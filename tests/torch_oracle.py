@@ -138,8 +138,10 @@ def measured_fields(graph: Graph, names, batch_unit=None):
         # a flat output's unit 0 is channel 0 at spatial position 0 of its (flattened) input
         centre = tuple(n // 2 for n in spatial) if spatial else (0,) * (len(graph.input_shape) - 1)
         x.grad = None
-        # all channels at one position: a concat's channels come from different branches
-        unit = out[(0, slice(None), *centre)].sum() if spatial else out[0, 0]
+        # all channels at one position (a concat's channels come from different branches),
+        # unequally weighted so that softmax's sum to 1 does not cancel the gradient
+        channels = out[(0, slice(None), *centre)] if spatial else out[0, :1]
+        unit = (channels * torch.arange(1, channels.numel() + 1, dtype=channels.dtype)).sum()
         unit.backward(retain_graph=True)
         nonzero = x.grad[0].abs().sum(0).nonzero()
         result[name] = (centre, tuple((int(nonzero[:, a].min()), int(nonzero[:, a].max())) for a in range(nonzero.shape[1])))

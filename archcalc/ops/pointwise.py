@@ -114,4 +114,4 @@ class Flatten(_Elementwise):
 
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         dims = "*".join(map(str, layer.in_shape))
-        return [("output shape", f"(prod(input),) = ({dims},) = {format_shape(layer.out_shape)}")]
+        return [("output size", f"prod(input shape) = {dims} = {layer.out_shape[0]}"), ("output shape", format_shape(layer.out_shape))]
