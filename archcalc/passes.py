@@ -63,16 +63,17 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
         if any(f.is_global for f in inputs):
             fields[node.name] = whole
             continue
-        largest = _pick(inputs, max)
-        smallest = _pick(inputs, min)
-        aligned = all(
-            f.centre == inputs[0].centre and f.stride == inputs[0].stride for f in inputs[1:]
-        )
         window = get_op(node.type).window(layers[node.name])
         if window == GLOBAL:
             fields[node.name] = whole
-        elif window == POINTWISE:
-            fields[node.name] = ReceptiveField.of(largest, smallest, aligned)
+            continue
+        if len(inputs) == 1:  # a chain: nothing to merge
+            largest, smallest, aligned = inputs[0].path_max, inputs[0].path_min, True
+        else:
+            largest, smallest = _pick(inputs, max), _pick(inputs, min)
+            aligned = all(f.centre == inputs[0].centre and f.stride == inputs[0].stride for f in inputs[1:])
+        if window == POINTWISE:
+            fields[node.name] = inputs[0] if len(inputs) == 1 else ReceptiveField.of(largest, smallest, aligned)
         else:
             if len(window.kernel) != len(spatial):
                 raise SpecError(f"{node.label()}: a {len(window.kernel)}D window on a {len(spatial)}D input")
