@@ -19,6 +19,22 @@ LENET_TABLE = [
 ]
 
 
+def test_lenet5_other_ops_and_training_memory_by_hand():
+    totals = archcalc.analyze(archcalc.load("lenet5"), optimizer="momentum").totals
+    other = (
+        6 * 28 * 28 * 2  # conv1 bias adds, relu1
+        + (2 * 2 - 1) * 6 * 14 * 14  # pool1 comparisons
+        + 16 * 10 * 10 * 2  # conv2 bias adds, relu2
+        + (2 * 2 - 1) * 16 * 5 * 5  # pool2
+        + 120 * 2 + 84 * 2 + 10  # fc biases and relus
+    )
+    assert totals.other_ops == other == 17_754
+    params = (6 * 3 * 25 + 6) + (16 * 6 * 25 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
+    stored = 3 * 32 * 32 + 6 * 28 * 28 + 6 * 14 * 14 + 16 * 10 * 10 + 16 * 5 * 5 + 120 + 84 + 10
+    assert (totals.params, totals.activations) == (params, stored)
+    assert totals.training_bytes == (params + params * 2 + stored * 2) * 4  # momentum: one slot
+
+
 def test_lenet5_every_row():
     analysis = archcalc.analyze(archcalc.load("lenet5"))
     assert analysis.input_shape == (3, 32, 32)

@@ -119,6 +119,14 @@ def test_zoo_shapes_and_params_match_torch(name):
         outputs = net(torch.rand((1, *graph.input_shape)))
     for row in analysis.layers:
         assert tuple(outputs[row.name].shape[1:]) == row.output_shape, row.name
+    # MACs from torch's own modules: every weight value is used once per output position
+    macs = 0
+    for node in graph.nodes[1:]:
+        if node.type in ("conv", "linear"):
+            module = net.layers[node.name.replace(".", "/")]
+            weight = getattr(module, "inner", module).weight
+            macs += weight.numel() * outputs[node.name][0, 0].numel()
+    assert analysis.totals.macs == macs
     torch_total = sum(p.numel() for p in net.parameters())
     torch_buffers = sum(b.numel() for n, b in net.named_buffers() if not n.endswith("num_batches_tracked"))
     assert analysis.totals.params_trainable == torch_total
