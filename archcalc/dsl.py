@@ -26,6 +26,7 @@ from archcalc.graph import INPUT, Graph
 from archcalc.ops import REGISTRY
 from archcalc.ops.attrs import REQUIRED
 from archcalc.ops.base import did_you_mean
+from archcalc.spec import NAME_PREFIX, from_dict
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
@@ -46,7 +47,7 @@ class Net:
         """Add a layer of any type; returns its full name. Inputs default to the previous layer."""
         scope = tuple(self._scope)
         if name is None:
-            stem = {"maxpool": "pool", "avgpool": "pool", "global_avgpool": "gap", "linear": "fc"}.get(type, type)
+            stem = NAME_PREFIX.get(type, type)
             count = self._counters.get((scope, stem), 0) + 1
             self._counters[(scope, stem)] = count
             name = f"{stem}{count}"
@@ -103,8 +104,6 @@ class Net:
 
     def graph(self, source: str = "") -> Graph:
         """Validate and build the graph, locating problems by the Python line of each call."""
-        from archcalc.spec import from_dict
-
         return from_dict(self.to_dict(), source or f"<Net {self.name}>", [layer["_where"] for layer in self.layers])
 
 

@@ -29,11 +29,11 @@ def explain(model: Any, layer: str, batch: int = 1, dtype: str = "float32") -> l
     node = graph.node(layer)
     analysis = analyze(graph, batch=batch, dtype=dtype)
     row = analysis.layer(node.name)
+    layers = infer_shapes(graph)
     lines: list[tuple[str, str]] = []
     if not node.inputs:
         lines.append(("output shape", f"the network input {_shape(row.output_shape)}"))
     else:
-        layers = infer_shapes(graph)
         op = get_op(node.type)
         lines.extend(op.explain(layers[node.name]))
         if not any(q in ("params", "weights") for q, _ in lines):
@@ -52,7 +52,7 @@ def explain(model: Any, layer: str, batch: int = 1, dtype: str = "float32") -> l
     size = formulas.DTYPE_BYTES[dtype]
     note = "" if row.stores_output else "; in place or a view: not counted in the forward total"
     lines.append(("activation bytes", f"{row.activations} * {size} = {row.activation_bytes} ({dtype}, {size} bytes a value{note})"))
-    lines.extend(_explain_field(graph, analysis, node))
+    lines.extend(_explain_field(analysis, node, layers))
     return lines
 
 
@@ -68,14 +68,14 @@ def _first_line_with(doc: str | None, word: str) -> str:
     return ""
 
 
-def _explain_field(graph: Graph, analysis: Any, node: Any) -> list[tuple[str, str]]:
+def _explain_field(analysis: Any, node: Any, layers: Any) -> list[tuple[str, str]]:
     field = analysis.layer(node.name).receptive_field
     if not node.inputs:
         return [("receptive field", "each input value sees itself: size 1, jump 1")]
     if field.is_global:
         return [("receptive field", "global: every output sees the whole input")]
     sources = [analysis.layer(ref).receptive_field for ref in node.inputs]
-    window = get_op(node.type).window(infer_shapes(graph)[node.name])
+    window = get_op(node.type).window(layers[node.name])
     lines = []
     if len(sources) > 1:
         sizes = ", ".join("x".join(map(str, s.size)) for s in sources)

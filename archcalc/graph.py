@@ -9,6 +9,7 @@ from typing import Any
 
 from archcalc.errors import SpecError
 from archcalc.ops import Shape
+from archcalc.ops.base import did_you_mean
 
 #: Name of the graph's input node, which every graph has.
 INPUT = "input"
@@ -65,8 +66,6 @@ class Graph:
         for node in self.nodes:
             if node.name == name:
                 return node
-        from archcalc.ops.base import did_you_mean
-
         raise SpecError(f"model '{self.name}' has no layer {name!r}{did_you_mean(name, [n.name for n in self.nodes])}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ _LAYER_KEYS = ("type", "name", "inputs", "scope")
 _INSTANCE_KEYS = ("block", "name", "inputs", "args", "repeat", "first")
 _BLOCK_KEYS = ("args", "layers", "description")
 #: What auto-generated names start with, where the type name would read badly.
-_NAME_PREFIX = {"maxpool": "pool", "avgpool": "pool", "global_avgpool": "gap", "linear": "fc"}
+NAME_PREFIX = {"maxpool": "pool", "avgpool": "pool", "global_avgpool": "gap", "linear": "fc"}
 
 
 def _json(value: Any) -> str:
@@ -129,7 +129,7 @@ class _Builder:
         op = REGISTRY[op_type]
         name = raw.get("name")
         if name is None:
-            name = self.fresh_name(scope, _NAME_PREFIX.get(op_type, op_type))
+            name = self.fresh_name(scope, NAME_PREFIX.get(op_type, op_type))
         elif not _valid_name(name):
             self.problems.append(f'{where}: name must be a non-empty string without spaces, got {_json(name)}')
             return previous
