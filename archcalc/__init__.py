@@ -14,11 +14,12 @@ from archcalc.explain import explain
 from archcalc.graph import Graph, Node
 from archcalc.loading import load
 from archcalc.passes import analyze
+from archcalc.render.dot import render, to_dot
 from archcalc.report import Analysis, LayerReport, ReceptiveField, Totals
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Analysis", "ArchcalcError", "Graph", "LayerReport", "Net", "Node", "ReceptiveField",
-    "ShapeError", "SpecError", "Totals", "analyze", "explain", "load", "__version__",
+    "ShapeError", "SpecError", "Totals", "analyze", "explain", "load", "render", "to_dot", "__version__",
 ]

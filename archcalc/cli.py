@@ -181,6 +181,26 @@ def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer
     _console().print(table)
 
 
+@cli.command()
+@click.argument("model", type=MODEL)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="File to write; the format comes from the extension: .svg, .png, .pdf or .dot. Default: MODEL.svg.")
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="Fold blocks nested deeper than N into one node each.")
+@click.option("--color", type=click.Choice(["none", "macs", "params", "activations"]), default="none", show_default=True,
+              help="Fill each node by its share of this total (the number is in the label too).")
+@click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True, help="Top to bottom or left to right.")
+def render(model: Any, output: str | None, depth: int | None, color: str, rankdir: str) -> None:
+    """Draw the graph with Graphviz, each node labelled with its shape, params and MACs.
+
+    .dot needs no Graphviz; .svg, .png and .pdf need its dot program (Debian: apt-get install
+    graphviz). Without it the DOT source is written instead and the command exits with status 3.
+    """
+    from archcalc.render.dot import render as render_graph
+
+    path = render_graph(model, output or f"{model.name}.svg", depth=depth, color=color, rankdir=rankdir)
+    click.echo(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the group; user errors become one line each and exit status 2."""
     try:
@@ -188,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     except ArchcalcError as error:
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
-        sys.exit(2)
+        sys.exit(error.exit_code)
     except click.UsageError as error:
         command = error.ctx.command_path if error.ctx else "archcalc"
         click.echo(f"error: {error.format_message()} (see '{command} --help')", err=True)

@@ -16,6 +16,9 @@ from collections.abc import Callable
 class ArchcalcError(Exception):
     """Base class of every error caused by the user's input (spec, command line, files)."""
 
+    #: The CLI's exit status for this error.
+    exit_code = 2
+
     def __init__(self, *problems: str) -> None:
         super().__init__(*problems)
         self.problems: tuple[str, ...] = problems
@@ -30,6 +33,12 @@ class SpecError(ArchcalcError):
 
 class ShapeError(ArchcalcError):
     """The spec is well formed but its shapes do not work out (sizes < 1, mismatched merges)."""
+
+
+class MissingToolError(ArchcalcError):
+    """A program or package archcalc needs for this command is not installed (exit status 3)."""
+
+    exit_code = 3
 
 
 class RuleError(ValueError):

@@ -240,6 +240,13 @@ CSV_COLUMNS = (
 )
 
 
+def fold_key(scope: tuple[str, ...], depth: int | None) -> tuple[str, ...] | None:
+    """The block a node folds into at ``depth`` (None: it stays a row of its own)."""
+    if depth is None or len(scope) <= depth:
+        return None
+    return scope[: depth + 1]
+
+
 def fold(layers: tuple[LayerReport, ...], depth: int) -> tuple[LayerReport, ...]:
     """Rows with block instances nested deeper than ``depth`` folded into one row each.
 
@@ -249,17 +256,18 @@ def fold(layers: tuple[LayerReport, ...], depth: int) -> tuple[LayerReport, ...]
     rows: list[LayerReport] = []
     groups: dict[tuple[str, ...], int] = {}
     for row in layers:
-        if len(row.scope) <= depth:
+        key = fold_key(row.scope, depth)
+        if key is None:
             rows.append(row)
             continue
-        key = row.scope[: depth + 1]
         if key not in groups:
             groups[key] = len(rows)
-            rows.append(replace(row, name=".".join(key), type="block", summary="", attrs={}, scope=key[:-1]))
+            rows.append(replace(row, name=".".join(key), type="block", summary="1 layer", attrs={}, scope=key[:-1]))
             continue
         folded = rows[groups[key]]
         rows[groups[key]] = replace(
             folded,
+            summary=f"{int(folded.summary.split()[0]) + 1} layers",
             output_shape=row.output_shape,
             params=folded.params + row.params,
             params_trainable=folded.params_trainable + row.params_trainable,
