@@ -76,7 +76,8 @@ def cli() -> None:
 @cli.command()
 @click.argument("model", type=MODEL)
 @click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True, help="Output format.")
-@click.option("--depth", type=click.IntRange(min=0), default=None, help="Fold blocks nested deeper than N into one row each.")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Show N levels of blocks: 1 folds each top-level block (a ResNet stage, an Inception module) into one row.")
 @_analysis_options
 def report(model: Any, fmt: str, depth: int | None, batch: int, dtype: str, optimizer: str) -> None:
     """Per-layer table of output shapes, params, MACs, activations and receptive fields, with totals."""
@@ -185,7 +186,8 @@ def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer
 @click.argument("model", type=MODEL)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="File to write; the format comes from the extension: .svg, .png, .pdf or .dot. Default: MODEL.svg.")
-@click.option("--depth", type=click.IntRange(min=0), default=None, help="Fold blocks nested deeper than N into one node each.")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Show N levels of blocks: 1 folds each top-level block into one node.")
 @click.option("--color", type=click.Choice(["none", "macs", "params", "activations"]), default="none", show_default=True,
               help="Fill each node by its share of this total (the number is in the label too).")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True, help="Top to bottom or left to right.")

@@ -241,16 +241,21 @@ CSV_COLUMNS = (
 
 
 def fold_key(scope: tuple[str, ...], depth: int | None) -> tuple[str, ...] | None:
-    """The block a node folds into at ``depth`` (None: it stays a row of its own)."""
-    if depth is None or len(scope) <= depth:
+    """The block a node folds into when ``depth`` levels are shown (None: it stays a row of its own).
+
+    As torchinfo's depth: 1 shows the top level only, each top-level block instance one row.
+    """
+    if depth is not None and depth < 1:
+        raise ValueError(f"depth must be 1 or more (levels of blocks shown), got {depth}")
+    if depth is None or len(scope) < depth:
         return None
-    return scope[: depth + 1]
+    return scope[:depth]
 
 
 def fold(layers: tuple[LayerReport, ...], depth: int) -> tuple[LayerReport, ...]:
-    """Rows with block instances nested deeper than ``depth`` folded into one row each.
+    """Rows showing ``depth`` levels of blocks, each block at the last level folded into one row.
 
-    ``depth=0`` folds every top-level instance; a folded row sums params, MACs and other ops,
+    ``depth=1`` folds every top-level instance; a folded row sums params, MACs and other ops,
     and shows the last layer's output shape, activations and receptive field.
     """
     rows: list[LayerReport] = []

@@ -60,22 +60,22 @@ def test_report_csv_and_markdown():
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and rows[1]["name"] == "conv1" and rows[1]["params"] == str(6 * 3 * 25 + 6)
     assert rows[1]["output_shape"] == "6x28x28"
-    code, out, _ = run("report", "resnet18", "--format", "markdown", "--depth", "0")
+    code, out, _ = run("report", "resnet18", "--format", "markdown", "--depth", "1")
     assert code == 0 and "| layer1 | block 14 layers |" in out and "**11,699,112**" in out  # 2 blocks of 7
 
 
 def test_report_depth_folds_blocks_and_keeps_totals():
-    code, folded, _ = run("report", "resnet50", "--format", "json", "--depth", "0")
+    code, folded, _ = run("report", "resnet50", "--format", "json", "--depth", "1")
     assert code == 0
     from archcalc import analyze, load
     from archcalc.report import fold
 
     analysis = analyze(load("resnet50"))
-    rows = fold(analysis.layers, 0)
+    rows = fold(analysis.layers, 1)
     assert [r.name for r in rows if r.type == "block"] == ["layer1", "layer2", "layer3", "layer4"]
     assert sum(r.params for r in rows) == analysis.totals.params
     assert sum(r.macs for r in rows) == analysis.totals.macs
-    assert len(fold(analysis.layers, 1)) > len(rows)
+    assert len(fold(analysis.layers, 2)) > len(rows)
 
 
 def test_report_stdin_and_dtype_optimizer():

@@ -57,9 +57,9 @@ def test_clusters_and_folding(tmp_path):
     assert len(svg_groups(googlenet, "cluster")) == 9  # one per Inception module
     resnet = render("resnet50", tmp_path / "r.svg")
     assert len(svg_groups(resnet, "cluster")) == 4 + (3 + 4 + 6 + 3)  # stages, and the blocks in them
-    folded = render("resnet50", tmp_path / "r0.svg", depth=0)
+    folded = render("resnet50", tmp_path / "r0.svg", depth=1)
     analysis = archcalc.analyze(archcalc.load("resnet50"))
-    rows = fold(analysis.layers, 0)
+    rows = fold(analysis.layers, 1)
     nodes = svg_groups(folded, "node")
     assert len(nodes) == len(rows) and not svg_groups(folded, "cluster")
     layer3 = next(texts(n) for n in nodes if "layer3" in texts(n))
@@ -68,8 +68,8 @@ def test_clusters_and_folding(tmp_path):
     in_layer3 = sum(1 for r in analysis.layers if r.scope[:1] == ("layer3",))
     assert in_layer3 == 12 + 5 * 10  # a projection block, then five identity bottlenecks
     assert f"block {in_layer3} layers" in layer3
-    one = render("resnet50", tmp_path / "r1.svg", depth=1)
-    assert len(svg_groups(one, "node")) == len(fold(analysis.layers, 1))
+    one = render("resnet50", tmp_path / "r1.svg", depth=2)
+    assert len(svg_groups(one, "node")) == len(fold(analysis.layers, 2))
     assert len(svg_groups(one, "cluster")) == 4
 
 
@@ -100,9 +100,9 @@ def test_names_are_escaped(tmp_path):
 
 
 def test_dot_is_deterministic_across_processes(tmp_path):
-    first = to_dot("googlenet", depth=0, color="params")
-    assert first == to_dot("googlenet", depth=0, color="params")
-    code = "import sys, archcalc; sys.stdout.write(archcalc.to_dot('googlenet', depth=0, color='params'))"
+    first = to_dot("googlenet", depth=1, color="params")
+    assert first == to_dot("googlenet", depth=1, color="params")
+    code = "import sys, archcalc; sys.stdout.write(archcalc.to_dot('googlenet', depth=1, color='params'))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": "123"}).stdout
     assert other == first

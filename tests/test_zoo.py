@@ -79,7 +79,7 @@ def test_googlenet_reproduces_table_1():
     analysis = archcalc.analyze(archcalc.load("googlenet"))
     from archcalc.report import fold
 
-    rows = {row.name: row for row in fold(analysis.layers, 0)}
+    rows = {row.name: row for row in fold(analysis.layers, 1)}
     for names, shape, paper_k, paper_m in GOOGLENET_TABLE:
         names = (names,) if isinstance(names, str) else names
         key = names[0] if len(names) == 1 else "conv2"

@@ -58,12 +58,14 @@ def to_dot(model: Any, depth: int | None = None, color: str = "none", rankdir: s
 
     Args:
         model: anything :func:`archcalc.load` takes.
-        depth: fold block instances nested deeper than this into one node (None: none folded).
+        depth: levels of blocks to show; 1 folds each top-level block into one node (None: none folded).
         color: ``macs``, ``params``, ``activations`` (fill by each node's share) or ``none``.
         rankdir: ``TB`` (top to bottom) or ``LR`` (left to right).
     """
     if color != "none" and color not in COLOR_METRICS:
         raise ArchcalcError(f"color must be one of none, {', '.join(COLOR_METRICS)}, got {color!r}")
+    if depth is not None and depth < 1:
+        raise ArchcalcError(f"depth must be 1 or more (levels of blocks shown), got {depth}")
     if rankdir not in RANKDIRS:
         raise ArchcalcError(f"rankdir must be TB or LR, got {rankdir!r}")
     graph = load(model)

@@ -47,7 +47,7 @@ COLUMNS = (
 
 
 def rows(analysis: Analysis, depth: int | None = None) -> tuple[LayerReport, ...]:
-    """The rows to show: every layer, or blocks deeper than ``depth`` folded."""
+    """The rows to show: every layer, or ``depth`` levels of blocks (see :func:`fold`)."""
     return analysis.layers if depth is None else fold(analysis.layers, depth)
 
 
