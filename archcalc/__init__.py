@@ -19,7 +19,16 @@ from archcalc.report import Analysis, LayerReport, ReceptiveField, Totals
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """The executor loads NumPy, so it is imported on first use, not with the analyzer."""
+    if name in ("Executor", "gradcheck"):
+        from archcalc import execute
+
+        return getattr(execute, name)
+    raise AttributeError(f"module 'archcalc' has no attribute {name!r}")
+
 __all__ = [
-    "Analysis", "ArchcalcError", "Graph", "LayerReport", "Net", "Node", "ReceptiveField",
-    "ShapeError", "SpecError", "Totals", "analyze", "explain", "load", "render", "to_dot", "__version__",
+    "Analysis", "ArchcalcError", "Executor", "Graph", "LayerReport", "Net", "Node", "ReceptiveField",
+    "ShapeError", "SpecError", "Totals", "analyze", "explain", "gradcheck", "load", "render", "to_dot", "__version__",
 ]

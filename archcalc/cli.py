@@ -35,6 +35,28 @@ class ModelType(click.ParamType):
 
 MODEL = ModelType()
 
+
+class ByteSize(click.ParamType):
+    """A memory size: bytes, or a number with K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB (1024)."""
+
+    name = "size"
+    _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower().replace(" ", "")
+        number = text.rstrip("kmgtib")
+        unit = text[len(number):]
+        try:
+            size = float(number) * self._UNITS[unit]
+        except (ValueError, KeyError):
+            self.fail(f"{value!r} is not a size like 4GiB, 512MiB or 2G", param, ctx)
+        if size < 1:
+            self.fail(f"{value!r} must be at least one byte", param, ctx)
+        return int(size)
+
 _FORMATS = click.Choice(["table", "json", "csv", "markdown"])
 
 
@@ -57,9 +79,9 @@ def _console() -> Any:
 
 
 def _version() -> str:
-    from archcalc import __version__
+    from archcalc import __version__, kernels
 
-    return f"archcalc {__version__} (Python {sys.version.split()[0]})"
+    return f"archcalc {__version__} (Python {sys.version.split()[0]}; executor kernels: {kernels.BACKEND})"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -201,6 +223,122 @@ def render(model: Any, output: str | None, depth: int | None, color: str, rankdi
 
     path = render_graph(model, output or f"{model.name}.svg", depth=depth, color=color, rankdir=rankdir)
     click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("model", type=MODEL)
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Samples per batch.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="SGD steps on one random batch. [default: 20, 1 with --check]")
+@click.option("--lr", type=click.FloatRange(min=0), default=0.01, show_default=True, help="Learning rate.")
+@click.option("--momentum", type=click.FloatRange(min=0, max=1), default=0.9, show_default=True, help="SGD momentum.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="L2 weight decay.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the weights, the data and dropout.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True, help="Array type.")
+@click.option("--check", is_flag=True, help="Show each layer's executed shape and MACs beside the analyzer's.")
+@click.option("--max-memory", type=ByteSize(), default=None, help="Refuse to run above this estimate. [default: half the free memory]")
+def run(model: Any, batch: int, steps: int | None, lr: float, momentum: float, weight_decay: float, seed: int, dtype: str,
+        check: bool, max_memory: int | None) -> None:
+    """Train MODEL on a random batch with the NumPy executor: loss per step, then time per layer.
+
+    Classifiers get softmax cross-entropy against random labels; other outputs the mean squared
+    error to random targets. Every layer's output shape and MAC count is checked against the
+    analyzer's as it runs.
+    """
+    import numpy as np
+    from rich.progress import Progress
+
+    from archcalc.execute import Executor, loss_and_grad
+
+    executor = Executor(model, seed=seed, dtype=dtype, max_memory=max_memory)
+    steps = steps or (1 if check else 20)
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal((batch, *model.input_shape)).astype(dtype)
+    out_shape = executor.layers[model.nodes[-1].name].out_shape
+    targets = (rng.integers(0, out_shape[0], size=batch) if len(out_shape) == 1
+               else rng.standard_normal((batch, *out_shape)).astype(dtype))
+    console = _console()
+    kind = "cross-entropy" if len(out_shape) == 1 else "mean squared error"
+    console.print(f"{model.name}: batch {batch}, {dtype}, SGD lr {lr} momentum {momentum}, {kind} on one random batch "
+                  f"(kernels: {_backend()})")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("training", total=steps)
+        for step in range(1, steps + 1):
+            output = executor.forward(x)
+            loss, grad = loss_and_grad(executor, output, targets)
+            executor.step(executor.backward(grad), lr=lr, momentum=momentum, weight_decay=weight_decay)
+            progress.console.print(f"step {step:>4}  loss {loss:.6f}")
+            progress.advance(task)
+    macs = executor.check_macs()
+    console.print(_timing_table(executor, steps, macs if check else None))
+
+
+def _backend() -> str:
+    from archcalc import kernels
+
+    return kernels.BACKEND
+
+
+def _timing_table(executor: Any, steps: int, macs: dict[str, tuple[int, int]] | None) -> Any:
+    """Per-layer forward and backward time (mean per step), and with --check shapes and MACs."""
+    from rich.table import Table
+
+    from archcalc.render.format import grouped, shape
+
+    table = Table(title="time per layer (mean of the steps)", header_style="bold", show_footer=True)
+    total_fwd = sum(t.forward for t in executor.timings.values()) / steps
+    total_bwd = sum(t.backward for t in executor.timings.values()) / steps
+    table.add_column("Layer", footer="Total")
+    table.add_column("Type")
+    if macs is not None:
+        table.add_column("Executed shape = analysed", justify="right")
+        table.add_column("MACs performed = analysed", justify="right")
+    table.add_column("Forward ms", justify="right", footer=f"{total_fwd * 1e3:.2f}")
+    table.add_column("Backward ms", justify="right", footer=f"{total_bwd * 1e3:.2f}")
+    table.add_column("Share", justify="right")
+    total = total_fwd + total_bwd or 1.0
+    for node in executor.graph.nodes[1:]:
+        timing = executor.timings[node.name]
+        cells = [node.name, node.type]
+        if macs is not None:
+            produced = executor.outputs[node.name].shape
+            cells.append(shape(produced[1:], produced[0]) + " ok")
+            performed = macs.get(node.name)
+            cells.append(f"{grouped(performed[0])} ok" if performed else "")
+        fwd, bwd = timing.forward / steps, timing.backward / steps
+        cells += [f"{fwd * 1e3:.2f}", f"{bwd * 1e3:.2f}", f"{100 * (fwd + bwd) / total:.1f}%"]
+        table.add_row(*cells)
+    return table
+
+
+@cli.command("gradcheck")
+@click.argument("model", type=MODEL)
+@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True, help="Samples per batch.")
+@click.option("--samples", type=click.IntRange(min=1), default=6, show_default=True, help="Entries checked per tensor.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the weights, the data and the entries checked.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="Largest relative error that passes.")
+def gradcheck_command(model: Any, batch: int, samples: int, seed: int, tolerance: float) -> None:
+    """Backward's gradients against central differences (float64), per parameter tensor and the input.
+
+    Exits with status 1 when a tensor's relative error exceeds the tolerance.
+    """
+    from rich.table import Table
+
+    from archcalc.execute import gradcheck
+
+    report = gradcheck(model, batch=batch, seed=seed, samples=samples, tolerance=tolerance)
+    table = Table(title=f"gradcheck {report.model}, batch {batch}, float64, central differences", header_style="bold")
+    for header in ("Tensor", "Shape", "Entries", "Max abs error", "Max rel error", ""):
+        table.add_column(header, justify="left" if header in ("Tensor", "Shape") else "right")
+    for row in report.rows:
+        ok = row.max_rel_error <= tolerance
+        table.add_row(row.name, "x".join(map(str, row.shape)), str(row.checked), f"{row.max_abs_error:.2e}",
+                      f"{row.max_rel_error:.2e}", "ok" if ok else "[red]FAIL[/red]")
+    console = _console()
+    console.print(table)
+    verdict = "passed" if report.passed else "FAILED"
+    console.print(f"{verdict}: max relative error {report.max_rel_error:.2e} (tolerance {tolerance:.0e})")
+    if not report.passed:
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

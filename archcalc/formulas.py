@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from archcalc.errors import check
 
 #: Bytes per value of each dtype archcalc reports memory for.
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int8": 1}
 
 #: Optimizer state per trainable parameter, in parameter-sized slots.
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 from archcalc import formulas
 from archcalc.errors import RuleError, ShapeError, SpecError, check
 from archcalc.graph import Graph
+from archcalc.loading import load
 from archcalc.ops import GLOBAL, POINTWISE, Cost, Layer, Param, get_op
 from archcalc.report import Analysis, LayerReport, ReceptiveField, Totals
 
@@ -92,11 +94,11 @@ def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[
     return tuple(choose(axis, key=lambda field: field.size) for axis in zip(*paths))
 
 
-def analyze(graph: Graph, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd") -> Analysis:
+def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd") -> Analysis:
     """Run every pass and collect per-layer figures and totals for a batch.
 
     Args:
-        graph: the network, from :func:`archcalc.load`.
+        model: the network: a Graph from :func:`archcalc.load`, or anything it takes.
         batch: samples per batch; MACs and activations scale with it, parameters don't.
         dtype: one of ``float32``, ``float16``, ``bfloat16``, ``int8`` (bytes per value).
         optimizer: ``sgd``, ``momentum`` or ``adam``, for the training-memory total.
@@ -120,6 +122,7 @@ def analyze(graph: Graph, batch: int = 1, dtype: str = "float32", optimizer: str
         lambda: f"optimizer must be one of {', '.join(formulas.OPTIMIZER_SLOTS)}, got {optimizer!r}",
         SpecError,
     )
+    graph = load(model)
     layers = infer_shapes(graph)
     params = count_params(graph, layers)
     costs = count_costs(graph, layers)

@@ -148,3 +148,39 @@ def test_help_lists_the_commands():
     assert result.exit_code == 0
     for command in ("report", "list", "explain", "compare"):
         assert command in result.output
+
+
+def test_run_trains_and_times_every_layer():
+    code, out, _ = run("run", "lenet5", "--batch", "4", "--steps", "6", "--lr", "0.01")
+    assert code == 0
+    losses = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("step")]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert "time per layer" in out and "conv1" in out and "fc3" in out
+
+
+def test_run_check_shows_shapes_and_macs():
+    code, out, _ = run("run", "lenet5", "--batch", "2", "--check")
+    assert code == 0
+    assert sum(line.startswith("step") for line in out.splitlines()) == 1
+    assert "2x6x28x28 ok" in out and f"{2 * 6 * 3 * 25 * 28 * 28:,} ok" in out
+
+
+def test_run_refuses_above_the_memory_limit():
+    code, _, err = run("run", "vgg16", "--batch", "64", "--max-memory", "1GiB")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "needs an estimated" in err and "over the limit of 1.0 GiB" in err
+    code, _, err = run("run", "vgg16", "--max-memory", "lots")
+    assert code == 2 and "is not a size like 4GiB" in err
+
+
+def test_gradcheck_command():
+    code, out, _ = run("gradcheck", "lenet5", "--batch", "2")
+    assert code == 0 and "passed: max relative error" in out and "conv1.weight" in out
+    code, out, _ = run("gradcheck", "lenet5", "--tolerance", "0")
+    assert code == 1 and "FAILED" in out
+
+
+def test_version_names_the_kernel_backend():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert "executor kernels: numpy" in result.output or "executor kernels: c" in result.output

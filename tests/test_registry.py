@@ -10,7 +10,7 @@ import pytest
 from archcalc.errors import RuleError
 from archcalc.ops import GLOBAL, POINTWISE, REGISTRY, Op, get_op, register
 from archcalc.ops.attrs import REQUIRED
-from archcalc.spec import from_dict
+from tests.helpers import single_op_graph as _graph
 
 CASES = [(op_type, i, ex) for op_type, op in sorted(REGISTRY.items()) for i, ex in enumerate(op.examples)]
 IDS = [f"{t}-{i}" for t, i, _ in CASES]
@@ -58,20 +58,6 @@ def test_registration_rejects_duplicates_and_missing_rules():
 def test_unknown_type_suggests_the_closest():
     with pytest.raises(RuleError, match="did you mean 'maxpool'"):
         get_op("maxpol")
-
-
-def _graph(op_type, example):
-    """A graph whose input(s) feed one layer of the example's op."""
-    if len(example.inputs) == 1:
-        return from_dict({"name": "t", "input": list(example.inputs[0]), "layers": [{"type": op_type, **example.attrs}]})
-    # merges: reach each input shape through a 1x1 conv (or a linear) from one common input
-    first = example.inputs[0]
-    layers = []
-    for i, shape in enumerate(example.inputs):
-        layer = {"type": "linear", "units": shape[0]} if len(shape) == 1 else {"type": "conv", "filters": shape[0], "kernel": 1}
-        layers.append({**layer, "name": f"branch{i}", "inputs": ["input"]})
-    layers.append({"type": op_type, **example.attrs, "inputs": [f"branch{i}" for i in range(len(example.inputs))]})
-    return from_dict({"name": "t", "input": [1, *first[1:]], "layers": layers})
 
 
 @pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)

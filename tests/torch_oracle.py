@@ -146,3 +146,41 @@ def measured_fields(graph: Graph, names, batch_unit=None):
         nonzero = x.grad[0].abs().sum(0).nonzero()
         result[name] = (centre, tuple((int(nonzero[:, a].min()), int(nonzero[:, a].max())) for a in range(nonzero.shape[1])))
     return result
+
+
+def load_params(net: TorchNet, params: dict) -> None:
+    """Copy an archcalc executor's parameters (``layer.name`` -> array) into the torch net."""
+    with torch.no_grad():
+        for key, value in params.items():
+            node, name = key.rsplit(".", 1)
+            module = net.layers[_key(node)]
+            getattr(getattr(module, "inner", module), name).copy_(torch.as_tensor(value))
+
+
+def run_torch(graph: Graph, params: dict, x, dy, training: bool = True, dtype=None):
+    """Forward and backward in torch with archcalc's parameters.
+
+    Returns (outputs by node name, input gradient, parameter gradients by archcalc name).
+    """
+    dtype = dtype or torch.float64
+    net = TorchNet(graph).to(dtype)
+    load_params(net, params)
+    net.train(training)
+    xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+    outputs = net(xt)
+    outputs[graph.nodes[-1].name].backward(torch.tensor(dy, dtype=dtype))
+    grads = {}
+    for key in params:
+        node, name = key.rsplit(".", 1)
+        module = net.layers[_key(node)]
+        tensor = getattr(getattr(module, "inner", module), name)
+        if isinstance(tensor, torch.nn.Parameter):
+            grads[key] = tensor.grad.numpy()
+    buffers = {}
+    for key in params:
+        node, name = key.rsplit(".", 1)
+        module = net.layers[_key(node)]
+        tensor = getattr(getattr(module, "inner", module), name)
+        if not isinstance(tensor, torch.nn.Parameter):
+            buffers[key] = tensor.detach().numpy()
+    return {k: v.detach().numpy() for k, v in outputs.items()}, xt.grad.numpy(), grads, buffers

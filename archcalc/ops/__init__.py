@@ -12,6 +12,7 @@ from archcalc.ops.base import (
     Layer,
     Op,
     Param,
+    RunContext,
     Shape,
     Window,
     format_shape,
@@ -20,6 +21,6 @@ from archcalc.ops.base import (
 )
 
 __all__ = [
-    "GLOBAL", "POINTWISE", "REGISTRY", "Cost", "Example", "Layer", "Op", "Param", "Shape",
+    "GLOBAL", "POINTWISE", "REGISTRY", "Cost", "Example", "Layer", "Op", "Param", "RunContext", "Shape",
     "Window", "format_shape", "get_op", "register",
 ]

@@ -73,6 +73,16 @@ POINTWISE = "pointwise"
 GLOBAL = "global"
 
 
+@dataclass
+class RunContext:
+    """What a forward pass needs besides arrays: the mode, the dropout RNG, a MAC counter."""
+
+    training: bool
+    rng: Any
+    #: Multiply-accumulates the ops actually performed (conv and linear count theirs).
+    macs: int = 0
+
+
 @dataclass(frozen=True)
 class Example:
     """A tiny instance of an op that the registry-wide tests run."""
@@ -122,6 +132,14 @@ class Op:
         """Key attributes in a few characters, e.g. ``3x3/1 p1, 64``."""
         return ""
 
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        """``(y, cache)`` for a batch: the cs231n protocol, arrays shaped (N, *shape)."""
+        raise NotImplementedError
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        """``([dx per input], {param name: gradient})`` from the forward pass's cache."""
+        raise NotImplementedError
+
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         """The arithmetic of output shape, params and MACs as (quantity, text) lines."""
         return [("output shape", f"same as the input: {format_shape(layer.in_shape)}")]
@@ -138,7 +156,7 @@ def format_shape(shape: Shape) -> str:
 
 REGISTRY: dict[str, Op] = {}
 
-_RULES = ("output_shape", "cost", "window")
+_RULES = ("output_shape", "cost", "window", "forward", "backward")
 
 
 def register(cls: type[Op]) -> type[Op]:

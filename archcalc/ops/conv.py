@@ -9,7 +9,7 @@ from typing import Any
 from archcalc import formulas
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, boolean, ints, padding, positive_int
-from archcalc.ops.base import Cost, Example, Layer, Op, Param, Shape, Window, register
+from archcalc.ops.base import Cost, Example, Layer, Op, Param, RunContext, Shape, Window, register
 from archcalc.ops.window import explain_output, geometry_text, resolve_window, window_of, window_output
 
 
@@ -68,6 +68,24 @@ class Conv(Op):
 
     def window(self, layer: Layer) -> Window:
         return window_of(layer)
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        from archcalc import kernels
+
+        a, x = layer.attrs, inputs[0]
+        y, cols, geo = kernels.conv_forward_cols(
+            x, params["weight"], params.get("bias"), a["stride"], a["padding"], a["dilation"], a["groups"]
+        )
+        # one GEMM per group: (f/g x c/g*k) by (c/g*k x positions), for every sample
+        ctx.macs += x.shape[0] * a["filters"] * (cols.shape[1] // a["groups"]) * cols.shape[2]
+        return y, (cols, geo, x.shape, params["weight"])
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        from archcalc import kernels
+
+        cols, geo, x_shape, weight = cache
+        dx, dw, db = kernels.conv_backward_cols(dy, cols, weight, x_shape, geo, layer.attrs["groups"])
+        return [dx], ({"weight": dw, "bias": db} if layer.attrs["bias"] else {"weight": dw})
 
     def summary(self, layer: Layer) -> str:
         groups = f" g{layer.attrs['groups']}" if layer.attrs["groups"] != 1 else ""

@@ -8,7 +8,7 @@ from typing import Any
 from archcalc import formulas
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, boolean, positive_int
-from archcalc.ops.base import GLOBAL, Cost, Example, Layer, Op, Param, Shape, format_shape, register
+from archcalc.ops.base import GLOBAL, Cost, Example, Layer, Op, Param, RunContext, Shape, format_shape, register
 
 
 @register
@@ -46,6 +46,21 @@ class Linear(Op):
 
     def window(self, layer: Layer) -> str:
         return GLOBAL
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        x, weight = inputs[0], params["weight"]
+        y = x @ weight.T
+        if "bias" in params:
+            y += params["bias"]
+        ctx.macs += x.shape[0] * weight.shape[0] * weight.shape[1]
+        return y, (x, weight)
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        x, weight = cache
+        grads = {"weight": dy.T @ x}
+        if layer.attrs["bias"]:
+            grads["bias"] = dy.sum(axis=0)
+        return [dy @ weight], grads
 
     def summary(self, layer: Layer) -> str:
         return str(layer.attrs["units"])

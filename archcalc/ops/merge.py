@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from archcalc.errors import check
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, Shape, format_shape, register
+from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
 
 
 @register
@@ -36,6 +36,16 @@ class Concat(Op):
 
     def window(self, layer: Layer) -> str:
         return POINTWISE
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        import numpy as np
+
+        return np.concatenate(inputs, axis=1), [x.shape[1] for x in inputs]
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        import numpy as np
+
+        return np.split(dy, np.cumsum(cache)[:-1], axis=1), {}
 
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         channels = " + ".join(str(s[0]) for s in layer.in_shapes)
@@ -67,3 +77,9 @@ class Add(Op):
 
     def window(self, layer: Layer) -> str:
         return POINTWISE
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        return sum(inputs[1:], inputs[0]), len(inputs)
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        return [dy] * cache, {}  # the gradient fans out to every input

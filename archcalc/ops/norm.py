@@ -9,7 +9,7 @@ from typing import Any
 from archcalc import formulas
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, number, positive_int
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, Param, Shape, format_shape, register
+from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, Param, RunContext, Shape, format_shape, register
 
 
 @register
@@ -44,6 +44,41 @@ class BatchNorm(Op):
 
     def window(self, layer: Layer) -> str:
         return POINTWISE
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        """Training: normalise by the batch's mean and (biased) variance over N and the spatial
+        axes, and move the running averages towards them (the variance unbiased), as PyTorch.
+        Inference: normalise by the running averages."""
+        import numpy as np
+
+        x, eps, momentum = inputs[0], layer.attrs["eps"], layer.attrs["momentum"]
+        axes = (0, *range(2, x.ndim))
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        if ctx.training:
+            mean, var = x.mean(axis=axes), x.var(axis=axes)
+            count = x.size // x.shape[1]
+            params["running_mean"] *= 1 - momentum
+            params["running_mean"] += momentum * mean
+            params["running_var"] *= 1 - momentum
+            params["running_var"] += momentum * var * count / max(count - 1, 1)
+        else:
+            mean, var = params["running_mean"], params["running_var"]
+        inv_std = 1 / np.sqrt(var + eps)
+        x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+        y = x_hat * params["weight"].reshape(shape) + params["bias"].reshape(shape)
+        return y, (x_hat, inv_std, params["weight"], ctx.training)
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        x_hat, inv_std, weight, training = cache
+        axes = (0, *range(2, dy.ndim))
+        shape = (1, -1) + (1,) * (dy.ndim - 2)
+        grads = {"weight": (dy * x_hat).sum(axis=axes), "bias": dy.sum(axis=axes)}
+        d_hat = dy * weight.reshape(shape)
+        if not training:
+            return [d_hat * inv_std.reshape(shape)], grads
+        count = dy.size // dy.shape[1]
+        dx = (d_hat - d_hat.mean(axis=axes, keepdims=True) - x_hat * (d_hat * x_hat).sum(axis=axes, keepdims=True) / count)
+        return [dx * inv_std.reshape(shape)], grads
 
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         c = layer.in_shape[0]
@@ -80,3 +115,31 @@ class LRN(Op):
 
     def window(self, layer: Layer) -> str:
         return POINTWISE
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        """Channel c sums the squares of channels c - size//2 .. c + (size-1)//2 (PyTorch's window)."""
+        a, x = layer.attrs, inputs[0]
+        size = a["size"]
+        scale = a["k"] + a["alpha"] / size * _channel_window_sum(x * x, size // 2, (size - 1) // 2)
+        y = x * scale ** -a["beta"]
+        return y, (x, scale)
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        a = layer.attrs
+        x, scale = cache
+        size, beta = a["size"], a["beta"]
+        # channel j feeds the scale of every channel c whose window holds j: c in j - (size-1)//2 .. j + size//2
+        feedback = _channel_window_sum(dy * x * scale ** (-beta - 1), (size - 1) // 2, size // 2)
+        return [dy * scale ** -beta - 2 * beta * a["alpha"] / size * x * feedback], {}
+
+
+def _channel_window_sum(values: Any, before: int, after: int) -> Any:
+    """For each channel c, the sum over channels c - before .. c + after (clipped at the ends)."""
+    import numpy as np
+
+    padded = np.pad(values, [(0, 0), (before, after)] + [(0, 0)] * (values.ndim - 2))
+    total = np.cumsum(padded, axis=1)
+    zero = np.zeros_like(total[:, :1])
+    total = np.concatenate([zero, total], axis=1)
+    width = before + after + 1
+    return total[:, width:] - total[:, :-width]

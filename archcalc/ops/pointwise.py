@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from archcalc.ops.attrs import Attr, number
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, Shape, format_shape, register
+from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
 
 _EXAMPLES = (Example({}, ((3, 4, 4),), (3, 4, 4)), Example({}, ((7,),), (7,)))
 
@@ -28,12 +28,25 @@ class _Elementwise(Op):
     def window(self, layer: Layer) -> str:
         return POINTWISE
 
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        return inputs[0], None
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        return [dy], {}
+
 
 @register
 class ReLU(_Elementwise):
-    """max(x, 0). In place; other ops = 1 per value."""
+    """max(x, 0). In place; other ops = 1 per value. The gradient at 0 is 0."""
 
     type = "relu"
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        x = inputs[0]
+        return x * (x > 0), x > 0
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        return [dy * cache], {}
 
 
 @register
@@ -44,12 +57,31 @@ class LeakyReLU(_Elementwise):
     attrs = (Attr("negative_slope", number(0), 0.01, "slope for x < 0"),)
     examples = (Example({"negative_slope": 0.2}, ((3, 4, 4),), (3, 4, 4)),)
 
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        import numpy as np
+
+        x = inputs[0]
+        slope = np.where(x > 0, 1.0, layer.attrs["negative_slope"]).astype(x.dtype)
+        return x * slope, slope
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        return [dy * cache], {}
+
 
 @register
 class Sigmoid(_Elementwise):
     """1 / (1 + exp(-x)). In place; other ops = 1 per value (one function evaluation)."""
 
     type = "sigmoid"
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        import numpy as np
+
+        y = 1 / (1 + np.exp(-inputs[0]))
+        return y, y
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        return [dy * cache * (1 - cache)], {}
 
 
 @register
@@ -58,12 +90,36 @@ class Tanh(_Elementwise):
 
     type = "tanh"
 
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        import numpy as np
+
+        y = np.tanh(inputs[0])
+        return y, y
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        return [dy * (1 - cache * cache)], {}
+
 
 @register
 class GELU(_Elementwise):
     """x * Phi(x), Phi the standard normal CDF. In place; other ops = 1 per value."""
 
     type = "gelu"
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        """The exact (erf) form, as PyTorch's default; erf per value through math.erf (slow, exact)."""
+        import numpy as np
+
+        x = inputs[0]
+        cdf = 0.5 * (1 + np.frompyfunc(math.erf, 1, 1)(x / math.sqrt(2)).astype(x.dtype))
+        return x * cdf, (x, cdf)
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        import numpy as np
+
+        x, cdf = cache
+        density = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return [dy * (cdf + x * density)], {}
 
 
 @register
@@ -77,6 +133,17 @@ class Dropout(_Elementwise):
     ops_per_value = 0
     attrs = (Attr("p", number(0, 1), 0.5, "probability of zeroing a value"),)
 
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        x, p = inputs[0], layer.attrs["p"]
+        if not ctx.training or p == 0:
+            return x, None
+        keep = ctx.rng.random(x.shape) >= p
+        mask = (keep / (1 - p) if p < 1 else keep * 0).astype(x.dtype)
+        return x * mask, mask
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        return [dy if cache is None else dy * cache], {}
+
 
 @register
 class Softmax(_Elementwise):
@@ -88,6 +155,17 @@ class Softmax(_Elementwise):
     type = "softmax"
     ops_per_value = 3
     stores_output = True
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        import numpy as np
+
+        x = inputs[0]
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        y = e / e.sum(axis=1, keepdims=True)
+        return y, y
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        return [cache * (dy - (dy * cache).sum(axis=1, keepdims=True))], {}
 
 
 @register
@@ -111,6 +189,13 @@ class Flatten(_Elementwise):
 
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
         return (math.prod(in_shapes[0]),)
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        x = inputs[0]
+        return x.reshape(x.shape[0], -1), x.shape
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        return [dy.reshape(cache)], {}
 
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         dims = "*".join(map(str, layer.in_shape))

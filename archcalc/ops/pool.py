@@ -8,7 +8,7 @@ from typing import Any
 
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, boolean, ints, optional, padding
-from archcalc.ops.base import GLOBAL, Cost, Example, Layer, Op, Shape, Window, format_shape, register
+from archcalc.ops.base import GLOBAL, Cost, Example, Layer, Op, RunContext, Shape, Window, format_shape, register
 from archcalc.ops.window import explain_output, geometry_text, resolve_window, window_of, window_output
 
 _POOL_ATTRS = (
@@ -72,6 +72,19 @@ class MaxPool(_Pool):
     def cost(self, layer: Layer) -> Cost:
         return Cost(0, (math.prod(layer.attrs["kernel"]) - 1) * math.prod(layer.out_shape))
 
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        from archcalc import kernels
+
+        a, x = layer.attrs, inputs[0]
+        y, argmax, geo = kernels.maxpool_forward_argmax(x, a["kernel"], a["stride"], a["padding"], a["ceil_mode"])
+        return y, (argmax, x.shape, geo)
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        from archcalc import kernels
+
+        argmax, x_shape, geo = cache
+        return [kernels.maxpool_backward_argmax(dy, argmax, x_shape, geo)], {}
+
 
 @register
 class AvgPool(_Pool):
@@ -87,6 +100,20 @@ class AvgPool(_Pool):
 
     def cost(self, layer: Layer) -> Cost:
         return Cost(0, math.prod(layer.attrs["kernel"]) * math.prod(layer.out_shape))
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        from archcalc import kernels
+
+        a = layer.attrs
+        y = kernels.avgpool_forward(inputs[0], a["kernel"], a["stride"], a["padding"], a["ceil_mode"], a["count_include_pad"])
+        return y, inputs[0]
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        from archcalc import kernels
+
+        a = layer.attrs
+        dx = kernels.avgpool_backward(dy, cache, a["kernel"], a["stride"], a["padding"], a["ceil_mode"], a["count_include_pad"])
+        return [dx], {}
 
 
 @register
@@ -110,6 +137,15 @@ class GlobalAvgPool(Op):
 
     def window(self, layer: Layer) -> str:
         return GLOBAL
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        x = inputs[0]
+        return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True), x.shape
+
+    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
+        import numpy as np
+
+        return [np.broadcast_to(dy / math.prod(cache[2:]), cache).copy()], {}
 
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         shape = layer.in_shape

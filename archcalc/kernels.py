@@ -1,0 +1,292 @@
+"""Conv and pooling math on channels-first arrays ``(N, C, *spatial)``: the NumPy reference.
+
+The executor, the homework checkers and the C path meet here. Convolution follows the
+lecture's recipe: im2col turns each sample's receptive fields into the columns of a matrix
+``X_hat`` of shape ``(C*prod(k), prod(out))``, ``Y = W X_hat`` is one GEMM per group (batched
+over the samples), and backward is ``dW = dY X_hat^T``, ``dX_hat = W^T dY``, then col2im sums
+the gradients of overlapping windows back into the input. 1D, 2D and 3D follow from the rank
+of the kernel. Padding takes every CONVENTIONS form (int, per axis, per side, pairs, "same",
+"valid").
+
+Max-pool ties: the gradient goes to the first maximum of the window in row-major order (as
+``numpy.argmax``, and as PyTorch's CPU kernel).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from archcalc import formulas
+from archcalc.errors import RuleError
+from archcalc.ops.attrs import padding as padding_value
+from archcalc.ops.window import per_axis, resolve_padding
+
+#: Which implementation runs the hot loops: "numpy" here; "c" once the extension is built.
+BACKEND = "numpy"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A window's resolved geometry over one input: per-axis kernel, stride, dilation, padding, output."""
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    out: tuple[int, ...]
+    #: Extra right padding so that ceil-mode windows past the padded input still fit.
+    extra: tuple[int, ...]
+
+    @property
+    def taps(self) -> int:
+        """Values in one window: prod(k)."""
+        return math.prod(self.kernel)
+
+    @property
+    def positions(self) -> int:
+        """Output positions: prod(out)."""
+        return math.prod(self.out)
+
+
+def geometry(x_shape: tuple[int, ...], kernel: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+             ceil_mode: bool = False) -> Geometry:
+    """Resolve a window over ``x_shape`` (N, C, *spatial); ValueError when it does not fit."""
+    spatial = tuple(x_shape[2:])
+    rank = len(spatial)
+    if rank not in (1, 2, 3):
+        raise ValueError(f"expects an input (N, C, *spatial) with 1 to 3 spatial axes, got shape {tuple(x_shape)}")
+    kernel = per_axis(kernel if isinstance(kernel, int) else tuple(kernel), rank, "kernel")
+    stride = per_axis(stride if isinstance(stride, int) else tuple(stride), rank, "stride")
+    dilation = per_axis(dilation if isinstance(dilation, int) else tuple(dilation), rank, "dilation")
+    if min(kernel + stride + dilation) < 1:
+        raise ValueError(f"kernel, stride and dilation must be positive, got {kernel}, {stride}, {dilation}")
+    pads = resolve_padding(padding_value(padding if isinstance(padding, (int, str)) else _tuples(padding)),
+                           spatial, kernel, stride, dilation)
+    out = tuple(formulas.conv_output_size(n, k, s, p, d, ceil_mode) for n, k, s, p, d in zip(spatial, kernel, stride, pads, dilation))
+    extra = tuple(
+        max(0, (o - 1) * s + formulas.effective_kernel(k, d) - (n + b + a))
+        for o, s, k, d, n, (b, a) in zip(out, stride, kernel, dilation, spatial, pads)
+    )
+    return Geometry(kernel, stride, dilation, pads, out, extra)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _pad(x: np.ndarray, geo: Geometry, value: float = 0.0) -> np.ndarray:
+    widths = [(0, 0), (0, 0)] + [(b, a + e) for (b, a), e in zip(geo.padding, geo.extra)]
+    if not any(b or a for b, a in widths):
+        return x
+    return np.pad(x, widths, constant_values=value)
+
+
+def _windows(xp: np.ndarray, geo: Geometry) -> np.ndarray:
+    """A view (N, C, *out, *kernel) of every window's taps in the padded input."""
+    rank = len(geo.kernel)
+    spans = tuple(formulas.effective_kernel(k, d) for k, d in zip(geo.kernel, geo.dilation))
+    view = sliding_window_view(xp, spans, axis=tuple(range(2, 2 + rank)))
+    starts = tuple(slice(0, s * (o - 1) + 1, s) for s, o in zip(geo.stride, geo.out))
+    taps = tuple(slice(None, None, d) for d in geo.dilation)
+    return view[(slice(None), slice(None), *starts, *taps)]
+
+
+def _region(offset: tuple[int, ...], geo: Geometry) -> tuple[slice, ...]:
+    """Where kernel tap ``offset`` lands in the padded input, for every output position."""
+    return tuple(slice(j * d, j * d + s * (o - 1) + 1, s) for j, d, s, o in zip(offset, geo.dilation, geo.stride, geo.out))
+
+
+def _crop(dxp: np.ndarray, geo: Geometry, x_shape: tuple[int, ...]) -> np.ndarray:
+    inner = tuple(slice(b, b + n) for (b, _), n in zip(geo.padding, x_shape[2:]))
+    return dxp[(slice(None), slice(None), *inner)]
+
+
+def im2col(x: np.ndarray, kernel: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1) -> np.ndarray:
+    """Receptive fields to columns: ``(N, C, *S) -> (N, C*prod(k), prod(out))``.
+
+    Row ``c*prod(k) + tap`` of sample n's matrix holds input channel c at kernel tap ``tap``
+    (row-major over the kernel axes) for every output position (row-major over the output).
+    """
+    return _im2col(x, geometry(x.shape, kernel, stride, padding, dilation))
+
+
+def _im2col(x: np.ndarray, geo: Geometry, pad_value: float = 0.0) -> np.ndarray:
+    rank = len(geo.kernel)
+    windows = _windows(_pad(x, geo, pad_value), geo)
+    order = (0, 1, *range(2 + rank, 2 + 2 * rank), *range(2, 2 + rank))
+    return windows.transpose(order).reshape(x.shape[0], x.shape[1] * geo.taps, geo.positions)
+
+
+def col2im(cols: np.ndarray, x_shape: tuple[int, ...], kernel: Any, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1) -> np.ndarray:
+    """Columns back to the input: the adjoint of :func:`im2col`, summing overlapping windows."""
+    return _col2im(cols, tuple(x_shape), geometry(x_shape, kernel, stride, padding, dilation))
+
+
+def _col2im(cols: np.ndarray, x_shape: tuple[int, ...], geo: Geometry) -> np.ndarray:
+    n, c = x_shape[:2]
+    expected = (n, c * geo.taps, geo.positions)
+    if cols.shape != expected:
+        raise ValueError(f"cols has shape {cols.shape}, expected {expected} for input {x_shape}")
+    cols = cols.reshape(n, c, *geo.kernel, *geo.out)
+    padded = [n, c] + [size + b + a + e for size, (b, a), e in zip(x_shape[2:], geo.padding, geo.extra)]
+    dxp = np.zeros(padded, dtype=cols.dtype)
+    for offset in itertools.product(*(range(k) for k in geo.kernel)):
+        # one tap's positions never collide, so += on the strided view is exact
+        dxp[(slice(None), slice(None), *_region(offset, geo))] += cols[(slice(None), slice(None), *offset)]
+    return _crop(dxp, geo, x_shape)
+
+
+def _check_conv(x: np.ndarray, w: np.ndarray, groups: int) -> None:
+    if x.ndim != w.ndim or x.ndim not in (3, 4, 5):
+        raise ValueError(f"x {x.shape} and w {w.shape} must both be (N, C, *spatial) / (F, C/groups, *kernel), 1D to 3D")
+    if groups < 1 or x.shape[1] % groups or w.shape[0] % groups:
+        raise ValueError(f"channels {x.shape[1]} and filters {w.shape[0]} must divide by groups={groups}")
+    if w.shape[1] * groups != x.shape[1]:
+        raise ValueError(f"w has {w.shape[1]} input channels per group; x has {x.shape[1]} channels in {groups} group(s)")
+
+
+def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1, padding: Any = 0,
+                 dilation: Any = 1, groups: int = 1) -> np.ndarray:
+    """Convolution (cross-correlation, as every framework): ``(N, C, *S), (F, C/g, *k) -> (N, F, *out)``."""
+    return conv_forward_cols(x, w, b, stride, padding, dilation, groups)[0]
+
+
+def conv_forward_cols(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1, padding: Any = 0,
+                      dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """:func:`conv_forward` that also returns the im2col matrix and geometry, for backward."""
+    _check_conv(x, w, groups)
+    try:
+        geo = geometry(x.shape, w.shape[2:], stride, padding, dilation)
+    except RuleError as error:
+        raise ValueError(str(error)) from None
+    n, f = x.shape[0], w.shape[0]
+    cols = _im2col(x, geo)
+    y = np.matmul(w.reshape(groups, f // groups, -1), cols.reshape(n, groups, -1, geo.positions))
+    y = y.reshape(n, f, *geo.out)
+    if b is not None:
+        y += b.reshape(1, f, *([1] * len(geo.out)))
+    return y, cols, geo
+
+
+def conv_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+                  groups: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients ``(dx, dw, db)`` of a convolution from ``dy`` (N, F, *out)."""
+    _, cols, geo = conv_forward_cols(x, w, None, stride, padding, dilation, groups)
+    return conv_backward_cols(dy, cols, w, x.shape, geo, groups)
+
+
+def conv_backward_cols(dy: np.ndarray, cols: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], geo: Geometry,
+                       groups: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`conv_backward` from the forward pass's im2col matrix."""
+    n, f = dy.shape[:2]
+    expected = (n, f, *geo.out)
+    if dy.shape != expected:
+        raise ValueError(f"dy has shape {dy.shape}, expected {expected}")
+    dy_g = dy.reshape(n, groups, f // groups, geo.positions)
+    cols_g = cols.reshape(n, groups, -1, geo.positions)
+    dw = np.empty((groups, f // groups, cols_g.shape[2]), dtype=dy.dtype)
+    for g in range(groups):  # dW = sum over samples of dY X_hat^T: one GEMM per group
+        dw[g] = np.tensordot(dy_g[:, g], cols_g[:, g], axes=([0, 2], [0, 2]))
+    dcols = np.matmul(w.reshape(groups, f // groups, -1).transpose(0, 2, 1), dy_g)  # dX_hat = W^T dY
+    dx = _col2im(dcols.reshape(n, -1, geo.positions), tuple(x_shape), geo)
+    db = dy.sum(axis=(0, *range(2, dy.ndim)))
+    return dx, dw.reshape(w.shape), db
+
+
+def _pool_geometry(x: np.ndarray, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool) -> Geometry:
+    try:
+        return geometry(x.shape, kernel_size, kernel_size if stride is None else stride, padding, 1, ceil_mode)
+    except RuleError as error:
+        raise ValueError(str(error)) from None
+
+
+def maxpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False) -> np.ndarray:
+    """Max over each window (padding never wins); stride defaults to the kernel size."""
+    return maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode)[0]
+
+
+def maxpool_forward_argmax(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                           ceil_mode: bool = False) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """:func:`maxpool_forward` plus each window's arg-max tap (first maximum), for backward."""
+    geo = _pool_geometry(x, kernel_size, stride, padding, ceil_mode)
+    windows = _windows(_pad(x, geo, -np.inf), geo)
+    flat = windows.reshape(*windows.shape[: 2 + len(geo.out)], geo.taps)
+    argmax = flat.argmax(axis=-1)
+    return np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0], argmax, geo
+
+
+def maxpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                     ceil_mode: bool = False) -> np.ndarray:
+    """Gradient of max pooling: each window's gradient goes to its first maximum."""
+    _, argmax, geo = maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode)
+    return maxpool_backward_argmax(dy, argmax, x.shape, geo)
+
+
+def maxpool_backward_argmax(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple[int, ...], geo: Geometry) -> np.ndarray:
+    """:func:`maxpool_backward` from the forward pass's arg-max taps."""
+    padded = [*x_shape[:2], *(n + b + a + e for n, (b, a), e in zip(x_shape[2:], geo.padding, geo.extra))]
+    dxp = np.zeros(padded, dtype=dy.dtype)
+    for tap, offset in enumerate(itertools.product(*(range(k) for k in geo.kernel))):
+        dxp[(slice(None), slice(None), *_region(offset, geo))] += np.where(argmax == tap, dy, 0)
+    return _crop(dxp, geo, tuple(x_shape))
+
+
+def _avg_divisor(x_shape: tuple[int, ...], geo: Geometry, count_include_pad: bool, dtype: Any) -> np.ndarray:
+    """Values each window averages over: the padded input, or the input alone; never the ceil-mode overhang."""
+    ones = np.ones((1, 1, *x_shape[2:]), dtype=dtype)
+    if count_include_pad:
+        ones = np.pad(ones, [(0, 0), (0, 0), *geo.padding], constant_values=1)
+        inner = Geometry(geo.kernel, geo.stride, geo.dilation, tuple((0, 0) for _ in geo.padding), geo.out, geo.extra)
+        return _windows(_pad(ones, inner), geo).sum(axis=tuple(range(-len(geo.out), 0)))
+    return _windows(_pad(ones, geo), geo).sum(axis=tuple(range(-len(geo.out), 0)))
+
+
+def avgpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+                    count_include_pad: bool = True) -> np.ndarray:
+    """Mean over each window (PyTorch's divisor rules); stride defaults to the kernel size."""
+    geo = _pool_geometry(x, kernel_size, stride, padding, ceil_mode)
+    windows = _windows(_pad(x, geo), geo)
+    total = windows.sum(axis=tuple(range(-len(geo.out), 0)))
+    return total / _avg_divisor(x.shape, geo, count_include_pad, x.dtype)
+
+
+def avgpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                     ceil_mode: bool = False, count_include_pad: bool = True) -> np.ndarray:
+    """Gradient of average pooling: each window's gradient spread evenly over its divisor."""
+    geo = _pool_geometry(x, kernel_size, stride, padding, ceil_mode)
+    share = dy / _avg_divisor(x.shape, geo, count_include_pad, dy.dtype)
+    padded = [*x.shape[:2], *(n + b + a + e for n, (b, a), e in zip(x.shape[2:], geo.padding, geo.extra))]
+    dxp = np.zeros(padded, dtype=dy.dtype)
+    for offset in itertools.product(*(range(k) for k in geo.kernel)):
+        dxp[(slice(None), slice(None), *_region(offset, geo))] += share
+    return _crop(dxp, geo, tuple(x.shape))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over axis 1 (classes), shifted by the maximum for stability."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of softmax(logits) against integer labels, and its gradient.
+
+    ``J = -mean_i log softmax(h_i)[y_i]``; ``dJ/dh = (softmax(h) - onehot(y)) / N`` (the
+    lecture's ``y_hat - y``, divided by N because J is the batch average).
+    """
+    n = logits.shape[0]
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
+    probs = softmax(logits)
+    rows = np.arange(n)
+    loss = float(-np.log(probs[rows, labels]).mean())
+    grad = probs.copy()
+    grad[rows, labels] -= 1
+    return loss, grad / n

@@ -1,0 +1,139 @@
+"""archcalc.kernels: conv and pooling on arrays, against PyTorch, and im2col's adjoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from archcalc import kernels
+
+torch_oracle = pytest.importorskip("tests.torch_oracle")
+torch = torch_oracle.torch
+F = torch.nn.functional
+
+
+@st.composite
+def conv_cases(draw):
+    """Random valid conv settings, degenerate ones included (1x1 input, kernel == padded input, stride > kernel)."""
+    rank = draw(st.integers(1, 3))
+    groups = draw(st.integers(1, 3))
+    c, f = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(rank))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank))
+    stride = tuple(draw(st.integers(1, 5)) for _ in range(rank))
+    form = draw(st.sampled_from(["int", "axis", "side", "same", "valid"]))
+    spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    if form == "int":
+        padding = draw(st.integers(0, 2))
+    elif form == "axis":
+        padding = [draw(st.integers(0, 2)) for _ in range(rank)]
+    elif form == "side":
+        padding = [draw(st.integers(0, 2)) for _ in range(2 * rank)]
+    else:
+        padding = form
+    pads = kernels.geometry((1, 1, *[64] * rank), kernel, stride, padding, dilation).padding if form != "same" else None
+    low = [max(1, s - (sum(p) if pads else 0)) for s, p in zip(spans, pads or [(0, 0)] * rank)]
+    size = tuple(draw(st.integers(lo, lo + 6)) for lo in low)
+    return (draw(st.integers(1, 2)), c, size), (f, c // groups, *kernel), stride, padding, dilation, groups
+
+
+def _torch_conv(x, w, b, geo, groups):
+    pads = [p for pair in reversed(geo.padding) for p in pair]
+    xt = F.pad(x, pads)
+    conv = (F.conv1d, F.conv2d, F.conv3d)[w.dim() - 3]
+    return conv(xt, w, b, geo.stride, 0, geo.dilation, groups)
+
+
+@settings(max_examples=120, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=conv_cases())
+def test_conv_forward_backward_match_torch(case):
+    (n, c, size), w_shape, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((n, c, *size)), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    geo = kernels.geometry(x.shape, w_shape[2:], stride, padding, dilation)
+    y = kernels.conv_forward(x, w, b, stride, padding, dilation, groups)
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = _torch_conv(xt, wt, bt, geo, groups)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-10)
+    dy = rng.standard_normal(y.shape)
+    yt.backward(torch.tensor(dy))
+    dx, dw, db = kernels.conv_backward(dy, x, w, stride, padding, dilation, groups)
+    for ours, theirs in ((dx, xt.grad), (dw, wt.grad), (db, bt.grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=80, derandomize=True, deadline=None)
+@given(case=conv_cases())
+def test_col2im_is_the_adjoint_of_im2col(case):
+    """<im2col(x), y> == <x, col2im(y)> for every geometry."""
+    (n, c, size), w_shape, stride, padding, dilation, _ = case
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c, *size))
+    cols = kernels.im2col(x, w_shape[2:], stride, padding, dilation)
+    y = rng.standard_normal(cols.shape)
+    back = kernels.col2im(y, x.shape, w_shape[2:], stride, padding, dilation)
+    assert np.vdot(cols, y) == pytest.approx(np.vdot(x, back), rel=1e-12, abs=1e-12)
+
+
+def test_im2col_matches_the_lectures_1d_example():
+    """The lecture's 1D example: x = [1, 0, 2, 2, 3, 1], k = 3, s = 2: x_hat[i, t] = x[t*s + i]."""
+    x = np.array([1, 0, 2, 2, 3, 1], dtype=float).reshape(1, 1, 6)
+    cols = kernels.im2col(x, 3, stride=2)
+    expected = np.array([[x[0, 0, t * 2 + i] for t in range(2)] for i in range(3)])
+    np.testing.assert_array_equal(cols[0], expected)
+    w = np.array([3, 2, 1], dtype=float).reshape(1, 1, 3)
+    np.testing.assert_array_equal(kernels.conv_forward(x, w, stride=2)[0, 0], w.reshape(3) @ expected)
+
+
+@pytest.mark.parametrize("kw", [
+    {"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1}, {"kernel_size": 3, "stride": 2, "ceil_mode": True},
+    {"kernel_size": (3, 2), "stride": (1, 2), "padding": (1, 0), "ceil_mode": True}, {"kernel_size": 3, "stride": 3, "ceil_mode": True},
+])
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_pooling_matches_torch(kw, rank):
+    kw = dict(kw)
+    if rank != 2:
+        kw = {k: (v[0] if isinstance(v, tuple) else v) for k, v in kw.items()}
+    rng = np.random.default_rng(rank)
+    x = rng.standard_normal((2, 3, *[7 + i for i in range(rank)]))
+    xt = torch.tensor(x, requires_grad=True)
+    torch_max = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[rank - 1]
+    yt = torch_max(xt, **kw)
+    dy = rng.standard_normal(yt.shape)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_array_equal(kernels.maxpool_forward(x, **kw), yt.detach().numpy())
+    np.testing.assert_allclose(kernels.maxpool_backward(dy, x, **kw), xt.grad.numpy(), atol=1e-12)
+    torch_avg = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[rank - 1]
+    for include in (True, False):
+        xt = torch.tensor(x, requires_grad=True)
+        yt = torch_avg(xt, count_include_pad=include, **kw)
+        yt.backward(torch.tensor(dy))
+        np.testing.assert_allclose(kernels.avgpool_forward(x, count_include_pad=include, **kw), yt.detach().numpy(), atol=1e-12)
+        np.testing.assert_allclose(kernels.avgpool_backward(dy, x, count_include_pad=include, **kw), xt.grad.numpy(), atol=1e-12)
+
+
+def test_softmax_cross_entropy_matches_torch():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.standard_normal((5, 7)) * 3, rng.integers(0, 7, size=5)
+    loss, grad = kernels.softmax_cross_entropy(logits, labels)
+    lt = torch.tensor(logits, requires_grad=True)
+    torch_loss = F.cross_entropy(lt, torch.tensor(labels))
+    torch_loss.backward()
+    assert loss == pytest.approx(float(torch_loss.detach()), rel=1e-12)
+    np.testing.assert_allclose(grad, lt.grad.numpy(), atol=1e-14)
+    # the lecture's y_hat - y, averaged over the batch
+    onehot = np.eye(7)[labels]
+    np.testing.assert_allclose(grad, (kernels.softmax(logits) - onehot) / 5)
+
+
+def test_bad_arguments_raise_value_errors():
+    x, w = np.zeros((1, 4, 5, 5)), np.zeros((6, 2, 3, 3))
+    with pytest.raises(ValueError, match="divide by groups=4"):
+        kernels.conv_forward(x, w, groups=4)
+    with pytest.raises(ValueError, match="exceeds the padded input"):
+        kernels.conv_forward(x, np.zeros((6, 4, 7, 7)))
+    with pytest.raises(ValueError, match="cols has shape"):
+        kernels.col2im(np.zeros((1, 3, 3)), (1, 4, 5, 5), 3)
+    assert kernels.BACKEND in ("numpy", "c")
