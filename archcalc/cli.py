@@ -341,6 +341,79 @@ def gradcheck_command(model: Any, batch: int, samples: int, seed: int, tolerance
         sys.exit(1)
 
 
+@cli.command()
+@click.argument("model", type=MODEL)
+@click.argument("answers", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "gradescope"]), default="table", show_default=True,
+              help="gradescope: the autograder's results.json.")
+@click.option("--explain", "with_arithmetic", is_flag=True, help="Add the arithmetic behind each wrong cell.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch the answers assume.")
+@click.option("--dtype", type=click.Choice(list(formulas.DTYPE_BYTES)), default="float32", show_default=True, help="For bytes.")
+def grade(model: Any, answers: str, fmt: str, with_arithmetic: bool, batch: int, dtype: str) -> None:
+    """Mark a filled-in layer table (CSV or JSON) cell by cell against MODEL's analysis.
+
+    Rows match by a name column, or else by order as in `archcalc template MODEL`. Columns:
+    any of output_shape, params, params_weights_only, macs, flops, activations, activation_bytes.
+    """
+    from archcalc.grade import grade as grade_table
+    from archcalc.grade import read_answers
+
+    result = grade_table(model, read_answers(answers), batch=batch, dtype=dtype, explain=with_arithmetic,
+                         source=f"answers '{answers}'")
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    if fmt == "gradescope":
+        click.echo(json.dumps(result.to_gradescope(), indent=2))
+        return
+    _console().print(_grade_table(result))
+
+
+def _grade_table(result: Any) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"{result.model}: {result.score} / {result.max_score} right", header_style="bold")
+    table.add_column("Layer")
+    for column in result.columns:
+        table.add_column(column, justify="right")
+    notes = []
+    for row in result.rows:
+        if row.problem:
+            table.add_row(row.layer, *([f"[red]{row.problem}[/red]"] + [""] * (len(result.columns) - 1)))
+            continue
+        cells = []
+        for cell in row.cells:
+            if cell.right:
+                cells.append(f"[green]✓[/green] {cell.given}")
+            elif cell.status == "blank":
+                cells.append(f"[red]✗[/red] (blank) → {cell.expected}")
+            elif cell.status == "unparseable":
+                cells.append(f"[red]✗[/red] cannot read {cell.given!r} → {cell.expected}")
+            else:
+                cells.append(f"[red]✗[/red] {cell.given} → {cell.expected}")
+            if cell.note:
+                notes.append(f"{row.layer} {cell.column}: {cell.note}")
+            notes.extend(f"{row.layer} {cell.column}: {line}" for line in cell.explanation)
+        table.add_row(row.layer, *cells)
+    lines = [Text(note, style="dim") for note in notes]
+    if result.unanswered_layers:
+        lines.append(Text(f"not in the answers (not graded): {', '.join(result.unanswered_layers)}", style="dim"))
+    return Group(table, *lines)
+
+
+@cli.command("template")
+@click.argument("model", type=MODEL)
+@click.option("--columns", default="output_shape,params,macs,activations", show_default=True,
+              help="Comma-separated columns to leave blank for the student.")
+def template_command(model: Any, columns: str) -> None:
+    """A blank answer table (CSV) for MODEL: one row per layer, the chosen columns empty."""
+    from archcalc.grade import template
+
+    click.echo(template(model, tuple(c.strip() for c in columns.split(",") if c.strip())), nl=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the group; user errors become one line each and exit status 2."""
     try:

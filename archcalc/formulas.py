@@ -60,6 +60,7 @@ def conv_output_size(
     56
     """
     before, after = _pair(padding)
+    _check_window(size, kernel, stride, before, after, dilation)
     padded = size + before + after
     span = effective_kernel(kernel, dilation)
     check(
@@ -74,6 +75,14 @@ def conv_output_size(
     if ceil_mode and (out - 1) * stride >= size + before:
         out -= 1
     return out
+
+
+def _check_window(size: int, kernel: int, stride: int, before: int, after: int, dilation: int) -> None:
+    """Sizes must be whole numbers: size, kernel, stride and dilation >= 1, padding >= 0."""
+    for name, value, low in (("input size", size, 1), ("kernel", kernel, 1), ("stride", stride, 1),
+                             ("dilation", dilation, 1), ("padding", before, 0), ("padding", after, 0)):
+        check(isinstance(value, int) and not isinstance(value, bool) and value >= low,
+              lambda name=name, value=value, low=low: f"{name} must be an int >= {low}, got {value!r}")
 
 
 def _kernel_text(kernel: int, dilation: int) -> str:
@@ -255,3 +264,38 @@ def receptive_field(layers: Sequence[Sequence[int]]) -> Field:
     for layer in layers:
         field = receptive_field_step(field, *layer)
     return field
+
+
+def softmax(logits: Sequence[float]) -> list[float]:
+    """``exp(h_i) / sum_j exp(h_j)``: probabilities in (0, 1) that sum to 1 (shifted by max(h)).
+
+    >>> [round(p, 4) for p in softmax([1.0, 2.0, 3.0])]
+    [0.09, 0.2447, 0.6652]
+    """
+    check(len(logits) > 0, lambda: "softmax of an empty vector")
+    top = max(logits)
+    exps = [math.exp(h - top) for h in logits]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def cross_entropy(probs: Sequence[float], label: int) -> float:
+    """``-log(p_label)``: the cross-entropy of predicted probabilities against a one-hot truth.
+
+    >>> round(cross_entropy([0.25, 0.75], 1), 4)
+    0.2877
+    """
+    check(0 <= label < len(probs), lambda: f"label {label} is not a class of {len(probs)}")
+    check(probs[label] > 0, lambda: f"probability of the true class is {probs[label]}: the loss is infinite")
+    return -math.log(probs[label])
+
+
+def cross_entropy_grad(logits: Sequence[float], label: int) -> list[float]:
+    """Gradient of ``cross_entropy(softmax(h), y)`` w.r.t. the logits: ``softmax(h) - onehot(y)``.
+
+    >>> [round(g, 4) for g in cross_entropy_grad([1.0, 2.0, 3.0], 2)]
+    [0.09, 0.2447, -0.3348]
+    """
+    probs = softmax(logits)
+    check(0 <= label < len(probs), lambda: f"label {label} is not a class of {len(probs)}")
+    return [p - (1.0 if i == label else 0.0) for i, p in enumerate(probs)]

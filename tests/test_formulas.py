@@ -87,3 +87,22 @@ def test_receptive_field_recurrences():
     assert field.centre == (6 - 1) / 2 - 2
     # dilation 2 widens a 3x3 to span 5
     assert formulas.receptive_field([(3, 1, 2, 0)]).size == 5
+
+
+def test_softmax_and_cross_entropy_by_hand():
+    probs = formulas.softmax([0.0, math.log(3.0)])  # e^0 : e^ln3 = 1 : 3
+    assert probs == pytest.approx([0.25, 0.75])
+    assert formulas.cross_entropy(probs, 1) == pytest.approx(-math.log(0.75))
+    # the lecture: dL/dh_i = y_hat_i - y_i
+    assert formulas.cross_entropy_grad([0.0, math.log(3.0)], 0) == pytest.approx([0.25 - 1, 0.75])
+    with pytest.raises(ValueError, match="label 2 is not a class of 2"):
+        formulas.cross_entropy(probs, 2)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((0, 3), "input size must be an int >= 1, got 0"), ((5, 3, 0), "stride must be an int >= 1, got 0"),
+    ((5, 3, 1, -1), "padding must be an int >= 0, got -1"), ((5, 0), "kernel must be an int >= 1, got 0"),
+])
+def test_impossible_window_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        formulas.conv_output_size(*args)
