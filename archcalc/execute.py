@@ -115,14 +115,16 @@ class Executor:
         return self
 
     def memory_estimate(self, batch: int) -> tuple[int, int]:
-        """(training memory from the analyzer, im2col buffers kept for backward), in bytes."""
+        """(training memory from the analyzer, the im2col buffers of the active kernels), in bytes."""
         analysis = analyze(self.graph, batch=batch, dtype=self.dtype.name)
+        from archcalc import kernels
+
         workspace = 0
         for node in self.graph.nodes[1:]:
             if node.type == "conv":
                 layer = self.layers[node.name]
                 taps = math.prod(layer.attrs["kernel"])
-                workspace += batch * layer.in_shape[0] * taps * math.prod(layer.out_shape[1:])
+                workspace += kernels.conv_workspace(batch, layer.in_shape[0], taps, math.prod(layer.out_shape[1:]))
         return analysis.totals.training_bytes, workspace * self.dtype.itemsize
 
     def check_memory(self, batch: int) -> None:

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +30,37 @@ from archcalc.errors import RuleError
 from archcalc.ops.attrs import padding as padding_value
 from archcalc.ops.window import per_axis, resolve_padding
 
-#: Which implementation runs the hot loops: "numpy" here; "c" once the extension is built.
-BACKEND = "numpy"
+
+def _load_c() -> Any:
+    """The compiled extension, unless ARCHCALC_KERNELS=numpy; ARCHCALC_KERNELS=c makes it required."""
+    wanted = os.environ.get("ARCHCALC_KERNELS", "")
+    if wanted == "numpy":
+        return None
+    try:
+        from archcalc import _kernels
+    except ImportError as error:
+        if wanted == "c":
+            raise ImportError(f"ARCHCALC_KERNELS=c but the C extension archcalc._kernels is not built: {error}") from None
+        return None
+    return _kernels
+
+
+_C = _load_c()
+#: Which implementation runs im2col/col2im: "c" (the compiled extension) or "numpy".
+BACKEND = "c" if _C is not None else "numpy"
+
+
+@contextmanager
+def backend(name: str) -> Iterator[None]:
+    """Run the block with ``name`` ("c" or "numpy") as the backend (tests and benchmarks)."""
+    global BACKEND
+    if name not in ("c", "numpy") or (name == "c" and _C is None):
+        raise ValueError(f"backend {name!r} is not available (built: {'c, ' if _C else ''}numpy)")
+    previous, BACKEND = BACKEND, name
+    try:
+        yield
+    finally:
+        BACKEND = previous
 
 
 @dataclass(frozen=True)
@@ -42,6 +74,8 @@ class Geometry:
     out: tuple[int, ...]
     #: Extra right padding so that ceil-mode windows past the padded input still fit.
     extra: tuple[int, ...]
+    #: The input's spatial size.
+    size: tuple[int, ...] = ()
 
     @property
     def taps(self) -> int:
@@ -52,6 +86,15 @@ class Geometry:
     def positions(self) -> int:
         """Output positions: prod(out)."""
         return math.prod(self.out)
+
+    @property
+    def pointwise(self) -> bool:
+        """A 1x1 window at stride 1 with no padding: the input already is its im2col matrix."""
+        return self.taps == 1 and all(s == 1 for s in self.stride) and all(p == (0, 0) for p in self.padding) and not any(self.extra)
+
+    def c_args(self, channels: int) -> tuple[Any, ...]:
+        """The geometry as archcalc._kernels takes it (padding before only; the rest is implied)."""
+        return (channels, self.size, self.kernel, self.stride, self.dilation, tuple(b for b, _ in self.padding), self.out)
 
 
 def geometry(x_shape: tuple[int, ...], kernel: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
@@ -73,7 +116,7 @@ def geometry(x_shape: tuple[int, ...], kernel: Any, stride: Any = 1, padding: An
         max(0, (o - 1) * s + formulas.effective_kernel(k, d) - (n + b + a))
         for o, s, k, d, n, (b, a) in zip(out, stride, kernel, dilation, spatial, pads)
     )
-    return Geometry(kernel, stride, dilation, pads, out, extra)
+    return Geometry(kernel, stride, dilation, pads, out, extra, spatial)
 
 
 def _tuples(value: Any) -> Any:
@@ -117,6 +160,14 @@ def im2col(x: np.ndarray, kernel: Any, stride: Any = 1, padding: Any = 0, dilati
 
 
 def _im2col(x: np.ndarray, geo: Geometry, pad_value: float = 0.0) -> np.ndarray:
+    if geo.pointwise:
+        return x.reshape(x.shape[0], x.shape[1], geo.positions)
+    if BACKEND == "c" and pad_value == 0.0 and not any(geo.extra):
+        x = np.ascontiguousarray(x)
+        cols = np.empty((x.shape[0], x.shape[1] * geo.taps, geo.positions), dtype=x.dtype)
+        for sample in range(x.shape[0]):
+            _C.im2col(x[sample], cols[sample], *geo.c_args(x.shape[1]))
+        return cols
     rank = len(geo.kernel)
     windows = _windows(_pad(x, geo, pad_value), geo)
     order = (0, 1, *range(2 + rank, 2 + 2 * rank), *range(2, 2 + rank))
@@ -134,6 +185,14 @@ def _col2im(cols: np.ndarray, x_shape: tuple[int, ...], geo: Geometry) -> np.nda
     expected = (n, c * geo.taps, geo.positions)
     if cols.shape != expected:
         raise ValueError(f"cols has shape {cols.shape}, expected {expected} for input {x_shape}")
+    if geo.pointwise:
+        return cols.reshape(x_shape)
+    if BACKEND == "c" and not any(geo.extra):
+        cols = np.ascontiguousarray(cols)
+        dx = np.empty(x_shape, dtype=cols.dtype)
+        for sample in range(n):
+            _C.col2im(cols[sample], dx[sample], *geo.c_args(c))
+        return dx
     cols = cols.reshape(n, c, *geo.kernel, *geo.out)
     padded = [n, c] + [size + b + a + e for size, (b, a), e in zip(x_shape[2:], geo.padding, geo.extra)]
     dxp = np.zeros(padded, dtype=cols.dtype)
@@ -152,53 +211,121 @@ def _check_conv(x: np.ndarray, w: np.ndarray, groups: int) -> None:
         raise ValueError(f"w has {w.shape[1]} input channels per group; x has {x.shape[1]} channels in {groups} group(s)")
 
 
+@dataclass(frozen=True)
+class ConvCache:
+    """What backward needs from forward: the input, weights, geometry, and (NumPy path) the im2col matrices."""
+
+    x: np.ndarray
+    w: np.ndarray
+    geo: Geometry
+    groups: int
+    #: The whole batch's im2col matrices (NumPy path); None where backward recomputes them per sample (C path).
+    cols: np.ndarray | None
+
+
+def _conv_geometry(x: np.ndarray, w: np.ndarray, stride: Any, padding: Any, dilation: Any, groups: int) -> Geometry:
+    _check_conv(x, w, groups)
+    try:
+        return geometry(x.shape, w.shape[2:], stride, padding, dilation)
+    except RuleError as error:
+        raise ValueError(str(error)) from None
+
+
+def conv_workspace(batch: int, channels: int, taps: int, positions: int) -> int:
+    """Values of im2col buffers one conv layer needs: the batch's matrices kept for backward
+    (NumPy path), or one sample's matrix and its gradient at a time (C path)."""
+    return (batch if BACKEND == "numpy" else 2) * channels * taps * positions
+
+
 def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1, padding: Any = 0,
                  dilation: Any = 1, groups: int = 1) -> np.ndarray:
     """Convolution (cross-correlation, as every framework): ``(N, C, *S), (F, C/g, *k) -> (N, F, *out)``."""
-    return conv_forward_cols(x, w, b, stride, padding, dilation, groups)[0]
+    return conv_forward_cached(x, w, b, stride, padding, dilation, groups)[0]
 
 
-def conv_forward_cols(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1, padding: Any = 0,
-                      dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, np.ndarray, Geometry]:
-    """:func:`conv_forward` that also returns the im2col matrix and geometry, for backward."""
-    _check_conv(x, w, groups)
-    try:
-        geo = geometry(x.shape, w.shape[2:], stride, padding, dilation)
-    except RuleError as error:
-        raise ValueError(str(error)) from None
+def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1, padding: Any = 0,
+                        dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, ConvCache]:
+    """:func:`conv_forward` and what :func:`conv_backward_cached` needs from it.
+
+    NumPy path: one im2col of the whole batch, kept for backward. C path: each sample's
+    ``X_hat`` is built into one reused buffer and ``Y_n = W X_hat_n`` lands in NCHW directly;
+    backward rebuilds them, so no batch-sized matrix is ever held.
+    """
+    geo = _conv_geometry(x, w, stride, padding, dilation, groups)
     n, f = x.shape[0], w.shape[0]
-    cols = _im2col(x, geo)
-    y = np.matmul(w.reshape(groups, f // groups, -1), cols.reshape(n, groups, -1, geo.positions))
+    w_g = w.reshape(groups, f // groups, -1)
+    if BACKEND == "c":
+        x = np.ascontiguousarray(x)
+        y = np.empty((n, f, geo.positions), dtype=np.result_type(x, w))
+        buffer = None if geo.pointwise else np.empty((x.shape[1] * geo.taps, geo.positions), dtype=x.dtype)
+        for sample in range(n):
+            cols = _sample_cols(x[sample], geo, buffer)
+            np.matmul(w_g, cols.reshape(groups, -1, geo.positions), out=y[sample].reshape(groups, f // groups, geo.positions))
+        cache = ConvCache(x, w, geo, groups, None)
+    else:
+        cols = _im2col(x, geo)
+        y = np.matmul(w_g, cols.reshape(n, groups, -1, geo.positions))
+        cache = ConvCache(x, w, geo, groups, cols)
     y = y.reshape(n, f, *geo.out)
     if b is not None:
         y += b.reshape(1, f, *([1] * len(geo.out)))
-    return y, cols, geo
+    return y, cache
+
+
+def _sample_cols(x: np.ndarray, geo: Geometry, buffer: np.ndarray | None) -> np.ndarray:
+    """One sample's X_hat (C*prod(k), prod(out)): a view for a pointwise window, else built in C."""
+    if buffer is None:
+        return x.reshape(x.shape[0], geo.positions)
+    _C.im2col(x, buffer, *geo.c_args(x.shape[0]))
+    return buffer
 
 
 def conv_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
                   groups: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients ``(dx, dw, db)`` of a convolution from ``dy`` (N, F, *out)."""
-    _, cols, geo = conv_forward_cols(x, w, None, stride, padding, dilation, groups)
-    return conv_backward_cols(dy, cols, w, x.shape, geo, groups)
+    geo = _conv_geometry(x, w, stride, padding, dilation, groups)
+    cols = None if BACKEND == "c" else _im2col(x, geo)
+    return conv_backward_cached(dy, ConvCache(np.ascontiguousarray(x), w, geo, groups, cols))
 
 
-def conv_backward_cols(dy: np.ndarray, cols: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], geo: Geometry,
-                       groups: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`conv_backward` from the forward pass's im2col matrix."""
+def conv_backward_cached(dy: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`conv_backward` from :func:`conv_forward_cached`'s cache.
+
+    ``dW = sum_n dY_n X_hat_n^T`` accumulated sample by sample (BLAS reads the transposed X_hat
+    in place, with no copy), ``dX_hat = W^T dY``, then col2im sums the windows back.
+    """
+    x, w, geo, groups = cache.x, cache.w, cache.geo, cache.groups
     n, f = dy.shape[:2]
-    expected = (n, f, *geo.out)
+    expected = (x.shape[0], w.shape[0], *geo.out)
     if dy.shape != expected:
         raise ValueError(f"dy has shape {dy.shape}, expected {expected}")
-    dy_g = dy.reshape(n, groups, f // groups, geo.positions)
-    cols_g = cols.reshape(n, groups, -1, geo.positions)
-    # dW = sum over samples of dY_n X_hat_n^T, accumulated sample by sample: BLAS reads the
-    # transposed X_hat in place, with no copy of the im2col matrix (benchmarks/README.md)
-    dw = np.matmul(dy_g[0], cols_g[0].transpose(0, 2, 1))
-    for sample in range(1, n):
-        dw += np.matmul(dy_g[sample], cols_g[sample].transpose(0, 2, 1))
-    dcols = np.matmul(w.reshape(groups, f // groups, -1).transpose(0, 2, 1), dy_g)  # dX_hat = W^T dY
-    dx = _col2im(dcols.reshape(n, -1, geo.positions), tuple(x_shape), geo)
+    dy_g = np.ascontiguousarray(dy).reshape(n, groups, f // groups, geo.positions)
+    w_t = w.reshape(groups, f // groups, -1).transpose(0, 2, 1)
     db = dy.sum(axis=(0, *range(2, dy.ndim)))
+    if cache.cols is not None:
+        cols_g = cache.cols.reshape(n, groups, -1, geo.positions)
+        dw = np.matmul(dy_g[0], cols_g[0].transpose(0, 2, 1))
+        for sample in range(1, n):
+            dw += np.matmul(dy_g[sample], cols_g[sample].transpose(0, 2, 1))
+        dcols = np.matmul(w_t, dy_g)  # dX_hat = W^T dY
+        dx = _col2im(dcols.reshape(n, -1, geo.positions), tuple(x.shape), geo)
+        return dx, dw.reshape(w.shape), db
+    c = x.shape[1]
+    buffer = None if geo.pointwise else np.empty((c * geo.taps, geo.positions), dtype=x.dtype)
+    dtype = np.result_type(dy, w)
+    dw = np.zeros((groups, f // groups, c // groups * geo.taps), dtype=dtype)
+    product = np.empty_like(dw)
+    dcols = np.empty((groups, c // groups * geo.taps, geo.positions), dtype=dtype)
+    dx = np.empty(x.shape, dtype=dtype)
+    for sample in range(n):
+        cols = _sample_cols(x[sample], geo, buffer).reshape(groups, -1, geo.positions)
+        np.matmul(dy_g[sample], cols.transpose(0, 2, 1), out=product)
+        dw += product
+        np.matmul(w_t, dy_g[sample], out=dcols)
+        if geo.pointwise:
+            dx[sample] = dcols.reshape(x.shape[1:])
+        else:
+            _C.col2im(dcols, dx[sample], *geo.c_args(c))
     return dx, dw.reshape(w.shape), db
 
 

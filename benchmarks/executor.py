@@ -1,9 +1,10 @@
 """Speed of the NumPy executor: one training step (forward + backward) of whole networks.
 
 Run: python benchmarks/executor.py
-Prints, per network, the median time of a forward+backward step, the largest and total
-im2col buffers, and (when PyTorch is installed) the same network's step in torch in the same
-run, as a ratio. Shapes and MACs are checked against the analyzer on the way.
+Prints, per network, the median time of a forward+backward step, the im2col buffers the
+active kernels need (ARCHCALC_KERNELS=numpy for the NumPy reference), and (when PyTorch is
+installed) the same network's step in torch in the same run, as a ratio. Shapes and MACs are
+checked against the analyzer on the way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 
 import numpy as np
 
+from archcalc import kernels
 from archcalc.execute import Executor, loss_and_grad
 from archcalc.render.format import binary_bytes
 
@@ -63,11 +65,11 @@ def main() -> None:
         labels = rng.integers(0, 1000 if name != "lenet5" else 10, size=batch)
         ours = step_time(executor, x, labels, repeat)
         executor.check_macs()
-        buffers = [cache[0].nbytes for node, cache in executor._caches.items() if executor.graph.node(node).type == "conv"]
+        _, workspace = executor.memory_estimate(batch)
         theirs = torch_step_time(executor, x, labels, repeat)
         versus = f"; torch {theirs * 1e3:.0f} ms, archcalc/torch = {ours / theirs:.2f}x" if theirs else ""
-        print(f"{name} batch {batch}: forward+backward {ours * 1e3:.0f} ms{versus}; im2col buffers: largest "
-              f"{binary_bytes(max(buffers))}, all convs {binary_bytes(sum(buffers))}")
+        print(f"{name} batch {batch}: forward+backward {ours * 1e3:.0f} ms{versus}; im2col buffers "
+              f"({kernels.BACKEND} kernels): {binary_bytes(workspace)}")
 
 
 if __name__ == "__main__":

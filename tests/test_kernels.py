@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 
 from archcalc import kernels
 
-torch_oracle = pytest.importorskip("tests.torch_oracle")
-torch = torch_oracle.torch
-F = torch.nn.functional
+
+@pytest.fixture
+def torch():
+    """PyTorch, the oracle; the tests that need it skip without it."""
+    return pytest.importorskip("tests.torch_oracle").torch
 
 
 @st.composite
@@ -39,23 +41,25 @@ def conv_cases(draw):
     return (draw(st.integers(1, 2)), c, size), (f, c // groups, *kernel), stride, padding, dilation, groups
 
 
-def _torch_conv(x, w, b, geo, groups):
+def _torch_conv(torch, x, w, b, geo, groups):
+    F = torch.nn.functional
     pads = [p for pair in reversed(geo.padding) for p in pair]
     xt = F.pad(x, pads)
     conv = (F.conv1d, F.conv2d, F.conv3d)[w.dim() - 3]
     return conv(xt, w, b, geo.stride, 0, geo.dilation, groups)
 
 
-@settings(max_examples=120, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=conv_cases())
-def test_conv_forward_backward_match_torch(case):
+def test_conv_forward_backward_match_torch(torch, case):
     (n, c, size), w_shape, stride, padding, dilation, groups = case
     rng = np.random.default_rng(0)
     x, w, b = rng.standard_normal((n, c, *size)), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     geo = kernels.geometry(x.shape, w_shape[2:], stride, padding, dilation)
     y = kernels.conv_forward(x, w, b, stride, padding, dilation, groups)
     xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    yt = _torch_conv(xt, wt, bt, geo, groups)
+    yt = _torch_conv(torch, xt, wt, bt, geo, groups)
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-10)
     dy = rng.standard_normal(y.shape)
     yt.backward(torch.tensor(dy))
@@ -92,7 +96,8 @@ def test_im2col_matches_the_lectures_1d_example():
     {"kernel_size": (3, 2), "stride": (1, 2), "padding": (1, 0), "ceil_mode": True}, {"kernel_size": 3, "stride": 3, "ceil_mode": True},
 ])
 @pytest.mark.parametrize("rank", [1, 2, 3])
-def test_pooling_matches_torch(kw, rank):
+def test_pooling_matches_torch(torch, kw, rank):
+    F = torch.nn.functional
     kw = dict(kw)
     if rank != 2:
         kw = {k: (v[0] if isinstance(v, tuple) else v) for k, v in kw.items()}
@@ -114,7 +119,8 @@ def test_pooling_matches_torch(kw, rank):
         np.testing.assert_allclose(kernels.avgpool_backward(dy, x, count_include_pad=include, **kw), xt.grad.numpy(), atol=1e-12)
 
 
-def test_softmax_cross_entropy_matches_torch():
+def test_softmax_cross_entropy_matches_torch(torch):
+    F = torch.nn.functional
     rng = np.random.default_rng(0)
     logits, labels = rng.standard_normal((5, 7)) * 3, rng.integers(0, 7, size=5)
     loss, grad = kernels.softmax_cross_entropy(logits, labels)
@@ -137,3 +143,89 @@ def test_bad_arguments_raise_value_errors():
     with pytest.raises(ValueError, match="cols has shape"):
         kernels.col2im(np.zeros((1, 3, 3)), (1, 4, 5, 5), 3)
     assert kernels.BACKEND in ("numpy", "c")
+
+
+needs_c = pytest.mark.skipif(kernels._C is None, reason="the C extension is not built")
+
+
+def test_ci_uses_the_compiled_path():
+    """CI builds the extension and must run on it (ARCHCALC_KERNELS=c makes it required there)."""
+    import os
+
+    if os.environ.get("CI") == "true":
+        assert kernels.BACKEND == "c"
+    assert kernels.BACKEND in ("numpy", "c")
+
+
+@needs_c
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(case=conv_cases(), dtype=st.sampled_from(["float32", "float64"]))
+def test_c_im2col_equals_numpy_exactly(case, dtype):
+    (n, c, size), w_shape, stride, padding, dilation, _ = case
+    x = np.random.default_rng(2).standard_normal((n, c, *size)).astype(dtype)
+    with kernels.backend("c"):
+        ours = kernels.im2col(x, w_shape[2:], stride, padding, dilation)
+    with kernels.backend("numpy"):
+        reference = kernels.im2col(x, w_shape[2:], stride, padding, dilation)
+    np.testing.assert_array_equal(ours, reference)
+    y = np.random.default_rng(3).standard_normal(ours.shape).astype(dtype)
+    with kernels.backend("c"):
+        back = kernels.col2im(y, x.shape, w_shape[2:], stride, padding, dilation)
+    with kernels.backend("numpy"):
+        back_reference = kernels.col2im(y, x.shape, w_shape[2:], stride, padding, dilation)
+    np.testing.assert_allclose(back, back_reference, rtol=1e-6 if dtype == "float32" else 1e-13, atol=1e-5 if dtype == "float32" else 1e-12)
+
+
+@needs_c
+@settings(max_examples=100, derandomize=True, deadline=None)
+@given(case=conv_cases(), dtype=st.sampled_from(["float32", "float64"]))
+def test_c_conv_equals_numpy_to_rounding(case, dtype):
+    (n, c, size), w_shape, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(4)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((n, c, *size), w_shape, (w_shape[0],)))
+    results = {}
+    for name in ("c", "numpy"):
+        with kernels.backend(name):
+            y = kernels.conv_forward(x, w, b, stride, padding, dilation, groups)
+            dy = np.random.default_rng(5).standard_normal(y.shape).astype(dtype)
+            results[name] = (y, *kernels.conv_backward(dy, x, w, stride, padding, dilation, groups))
+    tol = {"rtol": 2e-5, "atol": 2e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
+    for ours, reference in zip(results["c"], results["numpy"]):
+        assert ours.dtype == reference.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(ours, reference, **tol)
+
+
+@needs_c
+def test_c_kernels_reject_bad_arguments_without_touching_memory():
+    from archcalc import _kernels as c_kernels
+
+    x = np.zeros((2, 5, 5), dtype=np.float32)
+    cols = np.zeros((2 * 9, 9), dtype=np.float32)
+    geometry = (2, (5, 5), (3, 3), (1, 1), (1, 1), (0, 0), (3, 3))
+    c_kernels.im2col(x, cols, *geometry)  # the right sizes work
+    with pytest.raises(ValueError, match="the geometry needs"):
+        c_kernels.im2col(x, np.zeros((2 * 9, 8), dtype=np.float32), *geometry)
+    with pytest.raises(ValueError, match="the geometry needs"):
+        c_kernels.im2col(x, cols, 2, (5, 5), (3, 3), (1, 1), (1, 1), (0, 0), (4, 3))  # out larger than the buffer
+    with pytest.raises(TypeError, match="float32, or both float64"):
+        c_kernels.im2col(x, cols.astype(np.float64), *geometry)
+    with pytest.raises(TypeError, match="float32, or both float64"):
+        c_kernels.im2col(x.astype(np.int32), cols, *geometry)
+    with pytest.raises(ValueError, match="contiguous"):
+        c_kernels.im2col(np.zeros((2, 5, 10), dtype=np.float32)[:, :, ::2], cols, *geometry)
+    with pytest.raises(ValueError, match="stride\\[0\\] must be >= 1, got 0"):
+        c_kernels.im2col(x, cols, 2, (5, 5), (3, 3), (0, 1), (1, 1), (0, 0), (3, 3))
+    with pytest.raises(ValueError, match="size must be a tuple of 1 to 3 ints"):
+        c_kernels.im2col(x, cols, 2, (1, 1, 1, 5), (3, 3), (1, 1), (1, 1), (0, 0), (3, 3))
+    with pytest.raises(MemoryError, match="overflow"):
+        c_kernels.im2col(x, cols, 2, (2**40, 2**40), (3, 3), (1, 1), (1, 1), (0, 0), (2**40, 2**40))
+    with pytest.raises((TypeError, ValueError), match="read-only|writable"):
+        readonly = cols.copy()
+        readonly.flags.writeable = False
+        c_kernels.im2col(x, readonly, *geometry)
+    with pytest.raises(TypeError, match="expected 9 arguments"):
+        c_kernels.col2im(cols, x)
+    # a geometry whose windows fall outside the input reads zeros, never out of bounds
+    big = np.zeros((2 * 9, 36), dtype=np.float32)
+    c_kernels.im2col(x, big, 2, (5, 5), (3, 3), (1, 1), (1, 1), (50, 50), (6, 6))
+    assert not big.any()

@@ -73,18 +73,17 @@ class Conv(Op):
         from archcalc import kernels
 
         a, x = layer.attrs, inputs[0]
-        y, cols, geo = kernels.conv_forward_cols(
+        y, cache = kernels.conv_forward_cached(
             x, params["weight"], params.get("bias"), a["stride"], a["padding"], a["dilation"], a["groups"]
         )
-        # one GEMM per group: (f/g x c/g*k) by (c/g*k x positions), for every sample
-        ctx.macs += x.shape[0] * a["filters"] * (cols.shape[1] // a["groups"]) * cols.shape[2]
-        return y, (cols, geo, x.shape, params["weight"])
+        # per sample and group, a GEMM of (f/g x c/g*prod(k)) by (c/g*prod(k) x positions)
+        ctx.macs += x.shape[0] * a["filters"] * (x.shape[1] // a["groups"]) * cache.geo.taps * cache.geo.positions
+        return y, cache
 
     def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
         from archcalc import kernels
 
-        cols, geo, x_shape, weight = cache
-        dx, dw, db = kernels.conv_backward_cols(dy, cols, weight, x_shape, geo, layer.attrs["groups"])
+        dx, dw, db = kernels.conv_backward_cached(dy, cache)
         return [dx], ({"weight": dw, "bias": db} if layer.attrs["bias"] else {"weight": dw})
 
     def summary(self, layer: Layer) -> str:
