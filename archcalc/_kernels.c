@@ -1,5 +1,5 @@
 /*
- * archcalc._kernels: im2col and col2im for channels-first arrays, float32 and float64.
+ * archcalc._kernels: im2col, col2im and pooling for channels-first arrays, float32 and float64.
  *
  * The data movement of convolution, in C; the GEMMs stay in NumPy's BLAS. Arrays come through
  * the buffer protocol (C-contiguous, format 'f' or 'd'), so building needs no NumPy headers.
@@ -9,7 +9,9 @@
  *
  * Geometry: 1 to 3 spatial axes, right-aligned into 3 (leading axes of size 1). Row
  * c*prod(k) + tap of the column matrix holds channel c at kernel tap `tap` (row-major over the
- * kernel axes) for every output position (row-major over the output axes).
+ * kernel axes) for every output position (row-major over the output axes). A batch of B samples
+ * (B, C, *size) shares one matrix of B*prod(out) columns, sample b in columns
+ * [b*prod(out), (b+1)*prod(out)), so that one GEMM serves the batch.
  *
  * One thread: an OpenMP version over channels gained nothing measurable on two cores once its
  * idle threads stopped spinning against OpenBLAS's, and lost 2x while they did
@@ -21,7 +23,7 @@
 
 
 typedef struct {
-    Py_ssize_t channels;
+    Py_ssize_t channels, batch;
     Py_ssize_t size[3], kernel[3], stride[3], dilation[3], pad[3], out[3];
     Py_ssize_t taps, positions, input_len, cols_len;
 } Geometry;
@@ -64,7 +66,11 @@ static int
 read_geometry(PyObject *args, Geometry *g)
 {
     PyObject *size, *kernel, *stride, *dilation, *pad, *out;
-    if (!PyArg_ParseTuple(args, "nOOOOOO", &g->channels, &size, &kernel, &stride, &dilation, &pad, &out)) {
+    if (!PyArg_ParseTuple(args, "nOOOOOOn", &g->channels, &size, &kernel, &stride, &dilation, &pad, &out, &g->batch)) {
+        return -1;
+    }
+    if (g->batch < 1) {
+        PyErr_Format(PyExc_ValueError, "batch must be >= 1, got %zd", g->batch);
         return -1;
     }
     if (g->channels < 1) {
@@ -97,6 +103,9 @@ read_geometry(PyObject *args, Geometry *g)
     }
     Py_ssize_t rows = checked_mul(g->channels, g->taps);
     if (rows < 0 || (g->cols_len = checked_mul(rows, g->positions)) < 0) {
+        return -1;
+    }
+    if ((g->cols_len = checked_mul(g->cols_len, g->batch)) < 0 || checked_mul(g->input_len, g->batch) < 0) {
         return -1;
     }
     return 0;
@@ -158,16 +167,18 @@ valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py
 #define DEFINE_KERNELS(T, SUFFIX)                                                                      \
     static void im2col_##SUFFIX(const Geometry *g, const T *x, T *cols)                                \
     {                                                                                                  \
+        const Py_ssize_t width = g->batch * g->positions; /* columns of the matrix */                 \
         const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2];                      \
         const Py_ssize_t O0 = g->out[0], O1 = g->out[1], O2 = g->out[2];                               \
         const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];                            \
         const Py_ssize_t s2 = g->stride[2];                                                            \
-        Py_ssize_t c;                                                                                  \
-        for (c = 0; c < g->channels; c++) {                                                            \
+        for (Py_ssize_t b = 0; b < g->batch; b++)                                                      \
+        for (Py_ssize_t c = 0; c < g->channels; c++) {                                                 \
+            const T *image = x + (b * g->channels + c) * S0 * S1 * S2;                                 \
             for (Py_ssize_t k0 = 0; k0 < K0; k0++)                                                     \
             for (Py_ssize_t k1 = 0; k1 < K1; k1++)                                                     \
             for (Py_ssize_t k2 = 0; k2 < K2; k2++) {                                                   \
-                T *row = cols + (((c * K0 + k0) * K1 + k1) * K2 + k2) * g->positions;                  \
+                T *row = cols + (((c * K0 + k0) * K1 + k1) * K2 + k2) * width + b * g->positions;      \
                 Py_ssize_t off2 = k2 * g->dilation[2] - g->pad[2], lo, hi;                             \
                 valid_range(S2, O2, s2, off2, &lo, &hi);                                               \
                 for (Py_ssize_t o0 = 0; o0 < O0; o0++) {                                               \
@@ -179,7 +190,7 @@ valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py
                             memset(dst, 0, (size_t)O2 * sizeof(T));                                    \
                             continue;                                                                  \
                         }                                                                              \
-                        const T *src = x + ((c * S0 + i0) * S1 + i1) * S2 + off2;                      \
+                        const T *src = image + (i0 * S1 + i1) * S2 + off2;                             \
                         if (lo > 0) memset(dst, 0, (size_t)lo * sizeof(T));                            \
                         if (s2 == 1) {                                                                 \
                             if (hi > lo) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(T));   \
@@ -195,18 +206,19 @@ valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py
                                                                                                        \
     static void col2im_##SUFFIX(const Geometry *g, const T *cols, T *x)                                \
     {                                                                                                  \
+        const Py_ssize_t width = g->batch * g->positions;                                              \
         const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2];                      \
         const Py_ssize_t O0 = g->out[0], O1 = g->out[1], O2 = g->out[2];                               \
         const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];                            \
         const Py_ssize_t s2 = g->stride[2];                                                            \
-        Py_ssize_t c;                                                                                  \
-        for (c = 0; c < g->channels; c++) {                                                            \
-            T *channel = x + c * S0 * S1 * S2;                                                         \
+        for (Py_ssize_t b = 0; b < g->batch; b++)                                                      \
+        for (Py_ssize_t c = 0; c < g->channels; c++) {                                                 \
+            T *channel = x + (b * g->channels + c) * S0 * S1 * S2;                                     \
             memset(channel, 0, (size_t)(S0 * S1 * S2) * sizeof(T));                                    \
             for (Py_ssize_t k0 = 0; k0 < K0; k0++)                                                     \
             for (Py_ssize_t k1 = 0; k1 < K1; k1++)                                                     \
             for (Py_ssize_t k2 = 0; k2 < K2; k2++) {                                                   \
-                const T *row = cols + (((c * K0 + k0) * K1 + k1) * K2 + k2) * g->positions;            \
+                const T *row = cols + (((c * K0 + k0) * K1 + k1) * K2 + k2) * width + b * g->positions; \
                 Py_ssize_t off2 = k2 * g->dilation[2] - g->pad[2], lo, hi;                             \
                 valid_range(S2, O2, s2, off2, &lo, &hi);                                               \
                 for (Py_ssize_t o0 = 0; o0 < O0; o0++) {                                               \
@@ -234,14 +246,14 @@ run(PyObject *args, int forward)
     PyObject *src_obj, *dst_obj, *rest;
     Geometry g;
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
-    if (nargs != 9) {
-        PyErr_Format(PyExc_TypeError, "expected 9 arguments (src, dst, channels, size, kernel, stride, dilation, pad, out), got %zd",
-                     nargs);
+    if (nargs != 10) {
+        PyErr_Format(PyExc_TypeError,
+                     "expected 10 arguments (src, dst, channels, size, kernel, stride, dilation, pad, out, batch), got %zd", nargs);
         return NULL;
     }
     src_obj = PyTuple_GET_ITEM(args, 0);
     dst_obj = PyTuple_GET_ITEM(args, 1);
-    rest = PyTuple_GetSlice(args, 2, 9);
+    rest = PyTuple_GetSlice(args, 2, 10);
     if (rest == NULL) {
         return NULL;
     }
@@ -255,8 +267,8 @@ run(PyObject *args, int forward)
     if (get_buffers(src_obj, dst_obj, &src, &dst, &kind) < 0) {
         return NULL;
     }
-    Py_ssize_t want_src = forward ? g.input_len : g.cols_len;
-    Py_ssize_t want_dst = forward ? g.cols_len : g.input_len;
+    Py_ssize_t want_src = forward ? g.input_len * g.batch : g.cols_len;
+    Py_ssize_t want_dst = forward ? g.cols_len : g.input_len * g.batch;
     if (src.len != want_src * src.itemsize || dst.len != want_dst * dst.itemsize) {
         PyErr_Format(PyExc_ValueError, "%s: the arrays hold %zd and %zd values; the geometry needs %zd and %zd",
                      forward ? "im2col" : "col2im", src.len / src.itemsize, dst.len / dst.itemsize, want_src, want_dst);
@@ -298,23 +310,345 @@ col2im(PyObject *self, PyObject *args)
     return run(args, 0);
 }
 
+/* ------------------------------------------------------------------ pooling */
+
+typedef struct {
+    Py_ssize_t planes;
+    Py_ssize_t size[3], kernel[3], stride[3], pad[3], pad_after[3], out[3];
+    Py_ssize_t plane_len, out_len;
+} PoolGeometry;
+
+/* planes, size, kernel, stride, pad (before), pad_after, out: the tuples hold 1 to 3 ints. */
+static int
+read_pool_geometry(PyObject *args, Py_ssize_t first, PoolGeometry *g)
+{
+    PyObject *size, *kernel, *stride, *pad, *pad_after, *out;
+    PyObject *rest = PyTuple_GetSlice(args, first, first + 7);
+    if (rest == NULL) {
+        return -1;
+    }
+    int ok = PyArg_ParseTuple(rest, "nOOOOOO", &g->planes, &size, &kernel, &stride, &pad, &pad_after, &out);
+    Py_DECREF(rest);
+    if (!ok) {
+        return -1;
+    }
+    if (g->planes < 1) {
+        PyErr_Format(PyExc_ValueError, "planes must be >= 1, got %zd", g->planes);
+        return -1;
+    }
+    if (!PyTuple_Check(size) || PyTuple_GET_SIZE(size) < 1 || PyTuple_GET_SIZE(size) > 3) {
+        PyErr_SetString(PyExc_ValueError, "size must be a tuple of 1 to 3 ints");
+        return -1;
+    }
+    Py_ssize_t rank = PyTuple_GET_SIZE(size);
+    for (int i = 0; i < 3; i++) {
+        g->size[i] = g->kernel[i] = g->stride[i] = g->out[i] = 1;
+        g->pad[i] = g->pad_after[i] = 0;
+    }
+    if (read_axes(size, "size", rank, g->size, 1) || read_axes(kernel, "kernel", rank, g->kernel, 1)
+        || read_axes(stride, "stride", rank, g->stride, 1) || read_axes(pad, "pad", rank, g->pad, 0)
+        || read_axes(pad_after, "pad_after", rank, g->pad_after, 0) || read_axes(out, "out", rank, g->out, 1)) {
+        return -1;
+    }
+    g->plane_len = 1;
+    g->out_len = 1;
+    for (int i = 0; i < 3; i++) {
+        if ((g->plane_len = checked_mul(g->plane_len, g->size[i])) < 0 || (g->out_len = checked_mul(g->out_len, g->out[i])) < 0) {
+            return -1;
+        }
+    }
+    if (checked_mul(g->plane_len, g->planes) < 0 || checked_mul(g->out_len, g->planes) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* The window of output o on axis i, clipped to the input: [*lo, *hi). */
+static void
+pool_window(const PoolGeometry *g, int i, Py_ssize_t o, Py_ssize_t *lo, Py_ssize_t *hi)
+{
+    Py_ssize_t start = o * g->stride[i] - g->pad[i];
+    Py_ssize_t end = start + g->kernel[i];
+    *lo = start < 0 ? 0 : start;
+    *hi = end > g->size[i] ? g->size[i] : end;
+}
+
+/* Values the window of output o averages over on axis i: the padded input, or the input alone. */
+static Py_ssize_t
+pool_count(const PoolGeometry *g, int i, Py_ssize_t o, int include_pad)
+{
+    Py_ssize_t start = o * g->stride[i] - g->pad[i];
+    Py_ssize_t end = start + g->kernel[i];
+    Py_ssize_t low = include_pad ? -g->pad[i] : 0;
+    Py_ssize_t high = include_pad ? g->size[i] + g->pad_after[i] : g->size[i];
+    Py_ssize_t a = start < low ? low : start, b = end > high ? high : end;
+    return b > a ? b - a : 0;
+}
+
+#define DEFINE_POOLS(T, SUFFIX)                                                                        \
+    static void maxpool_forward_##SUFFIX(const PoolGeometry *g, const T *x, T *y, long long *index)    \
+    {                                                                                                  \
+        for (Py_ssize_t p = 0; p < g->planes; p++) {                                                   \
+            const T *plane = x + p * g->plane_len;                                                     \
+            Py_ssize_t at = p * g->out_len;                                                            \
+            for (Py_ssize_t o0 = 0; o0 < g->out[0]; o0++)                                              \
+            for (Py_ssize_t o1 = 0; o1 < g->out[1]; o1++)                                              \
+            for (Py_ssize_t o2 = 0; o2 < g->out[2]; o2++, at++) {                                      \
+                Py_ssize_t l0, h0, l1, h1, l2, h2, best = -1;                                          \
+                pool_window(g, 0, o0, &l0, &h0);                                                       \
+                pool_window(g, 1, o1, &l1, &h1);                                                       \
+                pool_window(g, 2, o2, &l2, &h2);                                                       \
+                T top = 0;                                                                             \
+                /* row-major over the window, strictly greater: the first maximum wins */             \
+                for (Py_ssize_t i0 = l0; i0 < h0; i0++)                                                \
+                for (Py_ssize_t i1 = l1; i1 < h1; i1++)                                                \
+                for (Py_ssize_t i2 = l2; i2 < h2; i2++) {                                              \
+                    Py_ssize_t flat = (i0 * g->size[1] + i1) * g->size[2] + i2;                        \
+                    if (best < 0 || plane[flat] > top) {                                               \
+                        top = plane[flat];                                                             \
+                        best = flat;                                                                   \
+                    }                                                                                  \
+                }                                                                                      \
+                y[at] = top;                                                                           \
+                index[at] = best;                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    static void maxpool_backward_##SUFFIX(const PoolGeometry *g, const T *dy, const long long *index,  \
+                                          T *dx)                                                       \
+    {                                                                                                  \
+        memset(dx, 0, (size_t)(g->planes * g->plane_len) * sizeof(T));                                 \
+        for (Py_ssize_t p = 0; p < g->planes; p++) {                                                   \
+            for (Py_ssize_t o = 0; o < g->out_len; o++) {                                              \
+                long long flat = index[p * g->out_len + o];                                            \
+                if (flat >= 0) dx[p * g->plane_len + flat] += dy[p * g->out_len + o];                  \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    static void avgpool_##SUFFIX(const PoolGeometry *g, const T *src, T *dst, int include_pad,         \
+                                 int forward)                                                          \
+    {                                                                                                  \
+        if (!forward) memset(dst, 0, (size_t)(g->planes * g->plane_len) * sizeof(T));                  \
+        for (Py_ssize_t p = 0; p < g->planes; p++) {                                                   \
+            Py_ssize_t at = p * g->out_len;                                                            \
+            const T *in_plane = src + p * (forward ? g->plane_len : g->out_len);                       \
+            T *out_plane = dst + p * (forward ? g->out_len : g->plane_len);                            \
+            for (Py_ssize_t o0 = 0; o0 < g->out[0]; o0++)                                              \
+            for (Py_ssize_t o1 = 0; o1 < g->out[1]; o1++)                                              \
+            for (Py_ssize_t o2 = 0; o2 < g->out[2]; o2++, at++) {                                      \
+                Py_ssize_t l0, h0, l1, h1, l2, h2;                                                     \
+                pool_window(g, 0, o0, &l0, &h0);                                                       \
+                pool_window(g, 1, o1, &l1, &h1);                                                       \
+                pool_window(g, 2, o2, &l2, &h2);                                                       \
+                Py_ssize_t count = pool_count(g, 0, o0, include_pad) * pool_count(g, 1, o1, include_pad) \
+                                   * pool_count(g, 2, o2, include_pad);                                \
+                Py_ssize_t local = at - p * g->out_len;                                                \
+                if (forward) {                                                                         \
+                    T total = 0;                                                                       \
+                    for (Py_ssize_t i0 = l0; i0 < h0; i0++)                                            \
+                    for (Py_ssize_t i1 = l1; i1 < h1; i1++)                                            \
+                    for (Py_ssize_t i2 = l2; i2 < h2; i2++)                                            \
+                        total += in_plane[(i0 * g->size[1] + i1) * g->size[2] + i2];                   \
+                    out_plane[local] = count ? total / (T)count : 0;                                   \
+                } else {                                                                               \
+                    T share = count ? in_plane[local] / (T)count : 0;                                  \
+                    for (Py_ssize_t i0 = l0; i0 < h0; i0++)                                            \
+                    for (Py_ssize_t i1 = l1; i1 < h1; i1++)                                            \
+                    for (Py_ssize_t i2 = l2; i2 < h2; i2++)                                            \
+                        out_plane[(i0 * g->size[1] + i1) * g->size[2] + i2] += share;                  \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+DEFINE_POOLS(float, f32)
+DEFINE_POOLS(double, f64)
+
+static int
+check_len(const Py_buffer *view, Py_ssize_t values, const char *name)
+{
+    if (view->len != values * view->itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s holds %zd values; the geometry needs %zd", name, view->len / view->itemsize, values);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+get_index_buffer(PyObject *obj, Py_buffer *view, int writable)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        return -1;
+    }
+    const char *format = view->format ? view->format : "B";
+    if (format[0] == '@' || format[0] == '=' || format[0] == '<') {
+        format++;
+    }
+    if (view->itemsize != 8 || !(format[0] == 'q' || format[0] == 'l') || format[1] != '\0') {
+        PyErr_SetString(PyExc_TypeError, "the index array must be int64");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* maxpool_forward(x, y, index, planes, size, kernel, stride, pad, pad_after, out) */
+static PyObject *
+maxpool_forward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PoolGeometry g;
+    Py_buffer x, y, index;
+    char kind;
+    if (PyTuple_GET_SIZE(args) != 10) {
+        PyErr_SetString(PyExc_TypeError, "expected 10 arguments (x, y, index, planes, size, kernel, stride, pad, pad_after, out)");
+        return NULL;
+    }
+    if (read_pool_geometry(args, 3, &g) < 0) {
+        return NULL;
+    }
+    if (get_buffers(PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1), &x, &y, &kind) < 0) {
+        return NULL;
+    }
+    if (get_index_buffer(PyTuple_GET_ITEM(args, 2), &index, 1) < 0) {
+        PyBuffer_Release(&x);
+        PyBuffer_Release(&y);
+        return NULL;
+    }
+    if (check_len(&x, g.planes * g.plane_len, "x") == 0 && check_len(&y, g.planes * g.out_len, "y") == 0
+        && check_len(&index, g.planes * g.out_len, "index") == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') maxpool_forward_f32(&g, (const float *)x.buf, (float *)y.buf, (long long *)index.buf);
+        else maxpool_forward_f64(&g, (const double *)x.buf, (double *)y.buf, (long long *)index.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&y);
+    PyBuffer_Release(&index);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* maxpool_backward(dy, index, dx, planes, size, kernel, stride, pad, pad_after, out) */
+static PyObject *
+maxpool_backward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PoolGeometry g;
+    Py_buffer dy, dx, index;
+    char kind;
+    if (PyTuple_GET_SIZE(args) != 10) {
+        PyErr_SetString(PyExc_TypeError, "expected 10 arguments (dy, index, dx, planes, size, kernel, stride, pad, pad_after, out)");
+        return NULL;
+    }
+    if (read_pool_geometry(args, 3, &g) < 0) {
+        return NULL;
+    }
+    if (get_buffers(PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 2), &dy, &dx, &kind) < 0) {
+        return NULL;
+    }
+    if (get_index_buffer(PyTuple_GET_ITEM(args, 1), &index, 0) < 0) {
+        PyBuffer_Release(&dy);
+        PyBuffer_Release(&dx);
+        return NULL;
+    }
+    if (check_len(&dy, g.planes * g.out_len, "dy") == 0 && check_len(&dx, g.planes * g.plane_len, "dx") == 0
+        && check_len(&index, g.planes * g.out_len, "index") == 0) {
+        /* every index must land inside its plane before anything is written */
+        const long long *flat = (const long long *)index.buf;
+        for (Py_ssize_t i = 0; i < g.planes * g.out_len; i++) {
+            if (flat[i] < -1 || flat[i] >= g.plane_len) {
+                PyErr_Format(PyExc_ValueError, "index[%zd] = %lld is outside a plane of %zd values", i, flat[i], g.plane_len);
+                break;
+            }
+        }
+        if (!PyErr_Occurred()) {
+            Py_BEGIN_ALLOW_THREADS
+            if (kind == 'f') maxpool_backward_f32(&g, (const float *)dy.buf, flat, (float *)dx.buf);
+            else maxpool_backward_f64(&g, (const double *)dy.buf, flat, (double *)dx.buf);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    PyBuffer_Release(&dy);
+    PyBuffer_Release(&dx);
+    PyBuffer_Release(&index);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* avgpool(src, dst, forward, count_include_pad, planes, size, kernel, stride, pad, pad_after, out) */
+static PyObject *
+avgpool(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PoolGeometry g;
+    Py_buffer src, dst;
+    char kind;
+    if (PyTuple_GET_SIZE(args) != 11) {
+        PyErr_SetString(PyExc_TypeError,
+                        "expected 11 arguments (src, dst, forward, count_include_pad, planes, size, kernel, stride, pad, pad_after, out)");
+        return NULL;
+    }
+    int forward = PyObject_IsTrue(PyTuple_GET_ITEM(args, 2));
+    int include_pad = PyObject_IsTrue(PyTuple_GET_ITEM(args, 3));
+    if (forward < 0 || include_pad < 0 || read_pool_geometry(args, 4, &g) < 0) {
+        return NULL;
+    }
+    if (get_buffers(PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1), &src, &dst, &kind) < 0) {
+        return NULL;
+    }
+    Py_ssize_t input = g.planes * g.plane_len, output = g.planes * g.out_len;
+    if (check_len(&src, forward ? input : output, "src") == 0 && check_len(&dst, forward ? output : input, "dst") == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') avgpool_f32(&g, (const float *)src.buf, (float *)dst.buf, include_pad, forward);
+        else avgpool_f64(&g, (const double *)src.buf, (double *)dst.buf, include_pad, forward);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(im2col_doc,
-"im2col(x, cols, channels, size, kernel, stride, dilation, pad, out)\n\n"
-"One sample's receptive fields to the columns of cols (channels*prod(kernel), prod(out)).\n"
-"x is (channels, *size); size, kernel, stride, dilation, pad (before) and out are tuples of\n"
+"im2col(x, cols, channels, size, kernel, stride, dilation, pad, out, batch)\n\n"
+"Receptive fields to the columns of cols (channels*prod(kernel), batch*prod(out)). x is\n"
+"(batch, channels, *size); size, kernel, stride, dilation, pad (before) and out are tuples of\n"
 "1 to 3 ints; positions outside the input read as 0.");
+PyDoc_STRVAR(maxpool_forward_doc,
+"maxpool_forward(x, y, index, planes, size, kernel, stride, pad, pad_after, out)\n\n"
+"Max over each window of each of `planes` planes; index (int64) gets the arg-max's flat position\n"
+"in its plane, the first maximum in row-major order.");
+PyDoc_STRVAR(maxpool_backward_doc,
+"maxpool_backward(dy, index, dx, planes, size, kernel, stride, pad, pad_after, out)\n\n"
+"dx is zeroed, then each window's gradient is added at its arg-max.");
+PyDoc_STRVAR(avgpool_doc,
+"avgpool(src, dst, forward, count_include_pad, planes, size, kernel, stride, pad, pad_after, out)\n\n"
+"Average pooling forward (src = x, dst = y) or backward (src = dy, dst = dx, zeroed first), with\n"
+"PyTorch's divisor: the window within the padded input, or within the input alone.");
 PyDoc_STRVAR(col2im_doc,
-"col2im(cols, x, channels, size, kernel, stride, dilation, pad, out)\n\n"
+"col2im(cols, x, channels, size, kernel, stride, dilation, pad, out, batch)\n\n"
 "The adjoint of im2col: x is zeroed, then every column value is added back to its input pixel.");
 
 static PyMethodDef methods[] = {
     {"im2col", im2col, METH_VARARGS, im2col_doc},
     {"col2im", col2im, METH_VARARGS, col2im_doc},
+    {"maxpool_forward", maxpool_forward, METH_VARARGS, maxpool_forward_doc},
+    {"maxpool_backward", maxpool_backward, METH_VARARGS, maxpool_backward_doc},
+    {"avgpool", avgpool, METH_VARARGS, avgpool_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "archcalc._kernels", "im2col and col2im in C for archcalc.kernels.", -1, methods,
+    PyModuleDef_HEAD_INIT, "archcalc._kernels", "im2col, col2im and pooling in C for archcalc.kernels.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -124,7 +124,8 @@ class Executor:
             if node.type == "conv":
                 layer = self.layers[node.name]
                 taps = math.prod(layer.attrs["kernel"])
-                workspace += kernels.conv_workspace(batch, layer.in_shape[0], taps, math.prod(layer.out_shape[1:]))
+                workspace += kernels.conv_workspace(batch, layer.in_shape[0], taps, math.prod(layer.out_shape[1:]),
+                                                    self.dtype.itemsize)
         return analysis.totals.training_bytes, workspace * self.dtype.itemsize
 
     def check_memory(self, batch: int) -> None:

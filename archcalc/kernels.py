@@ -10,6 +10,10 @@ of the kernel. Padding takes every CONVENTIONS form (int, per axis, per side, pa
 
 Max-pool ties: the gradient goes to the first maximum of the window in row-major order (as
 ``numpy.argmax``, and as PyTorch's CPU kernel).
+
+The compiled extension ``archcalc._kernels`` (``BACKEND == "c"``) does im2col, col2im and
+pooling in C; ``ARCHCALC_KERNELS=numpy`` forces the NumPy code, ``ARCHCALC_KERNELS=c`` requires
+the extension.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def _load_c() -> Any:
 
 
 _C = _load_c()
-#: Which implementation runs im2col/col2im: "c" (the compiled extension) or "numpy".
+#: Which implementation runs im2col, col2im and pooling: "c" (the compiled extension) or "numpy".
 BACKEND = "c" if _C is not None else "numpy"
 
 
@@ -92,9 +96,9 @@ class Geometry:
         """A 1x1 window at stride 1 with no padding: the input already is its im2col matrix."""
         return self.taps == 1 and all(s == 1 for s in self.stride) and all(p == (0, 0) for p in self.padding) and not any(self.extra)
 
-    def c_args(self, channels: int) -> tuple[Any, ...]:
+    def c_args(self, channels: int, batch: int = 1) -> tuple[Any, ...]:
         """The geometry as archcalc._kernels takes it (padding before only; the rest is implied)."""
-        return (channels, self.size, self.kernel, self.stride, self.dilation, tuple(b for b, _ in self.padding), self.out)
+        return (channels, self.size, self.kernel, self.stride, self.dilation, tuple(b for b, _ in self.padding), self.out, batch)
 
 
 def geometry(x_shape: tuple[int, ...], kernel: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
@@ -213,14 +217,23 @@ def _check_conv(x: np.ndarray, w: np.ndarray, groups: int) -> None:
 
 @dataclass(frozen=True)
 class ConvCache:
-    """What backward needs from forward: the input, weights, geometry, and (NumPy path) the im2col matrices."""
+    """What backward needs from forward: the input, weights, geometry, and the im2col matrices kept.
+
+    ``cols`` is (N, C*prod(k), prod(out)) on the NumPy path; (C*prod(k), N*prod(out)), one matrix
+    for the batch, for small layers on the C path; None for large layers on the C path, whose
+    backward rebuilds each sample's matrix.
+    """
 
     x: np.ndarray
     w: np.ndarray
     geo: Geometry
     groups: int
-    #: The whole batch's im2col matrices (NumPy path); None where backward recomputes them per sample (C path).
     cols: np.ndarray | None
+
+
+#: On the C path, layers whose batch im2col matrix is at most this many bytes run as one GEMM
+#: over the whole batch; larger ones stream sample by sample through one buffer.
+BATCHED_BYTES = 32 * 2**20
 
 
 def _conv_geometry(x: np.ndarray, w: np.ndarray, stride: Any, padding: Any, dilation: Any, groups: int) -> Geometry:
@@ -231,10 +244,14 @@ def _conv_geometry(x: np.ndarray, w: np.ndarray, stride: Any, padding: Any, dila
         raise ValueError(str(error)) from None
 
 
-def conv_workspace(batch: int, channels: int, taps: int, positions: int) -> int:
+def conv_workspace(batch: int, channels: int, taps: int, positions: int, itemsize: int = 4) -> int:
     """Values of im2col buffers one conv layer needs: the batch's matrices kept for backward
-    (NumPy path), or one sample's matrix and its gradient at a time (C path)."""
-    return (batch if BACKEND == "numpy" else 2) * channels * taps * positions
+    (NumPy path and small layers on the C path), or one sample's matrix and its gradient at a
+    time (large layers on the C path)."""
+    whole = batch * channels * taps * positions
+    if BACKEND == "numpy" or whole * itemsize <= BATCHED_BYTES:
+        return whole
+    return 2 * channels * taps * positions
 
 
 def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1, padding: Any = 0,
@@ -254,7 +271,13 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
     geo = _conv_geometry(x, w, stride, padding, dilation, groups)
     n, f = x.shape[0], w.shape[0]
     w_g = w.reshape(groups, f // groups, -1)
-    if BACKEND == "c":
+    if BACKEND == "c" and _batched(x, geo):
+        x = np.ascontiguousarray(x)
+        cols = _batch_cols(x, geo)  # (C*prod(k), N*prod(out)): one GEMM for the batch
+        y = np.matmul(w_g, cols.reshape(groups, -1, n * geo.positions)).reshape(f, n, geo.positions).transpose(1, 0, 2)
+        y = np.ascontiguousarray(y)
+        cache = ConvCache(x, w, geo, groups, cols)
+    elif BACKEND == "c":
         x = np.ascontiguousarray(x)
         y = np.empty((n, f, geo.positions), dtype=np.result_type(x, w))
         buffer = None if geo.pointwise else np.empty((x.shape[1] * geo.taps, geo.positions), dtype=x.dtype)
@@ -272,6 +295,16 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
     return y, cache
 
 
+def _batched(x: np.ndarray, geo: Geometry) -> bool:
+    return x.shape[0] * x.shape[1] * geo.taps * geo.positions * x.itemsize <= BATCHED_BYTES
+
+
+def _batch_cols(x: np.ndarray, geo: Geometry) -> np.ndarray:
+    cols = np.empty((x.shape[1] * geo.taps, x.shape[0] * geo.positions), dtype=x.dtype)
+    _C.im2col(x, cols, *geo.c_args(x.shape[1], x.shape[0]))
+    return cols
+
+
 def _sample_cols(x: np.ndarray, geo: Geometry, buffer: np.ndarray | None) -> np.ndarray:
     """One sample's X_hat (C*prod(k), prod(out)): a view for a pointwise window, else built in C."""
     if buffer is None:
@@ -284,8 +317,14 @@ def conv_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: Any = 1,
                   groups: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients ``(dx, dw, db)`` of a convolution from ``dy`` (N, F, *out)."""
     geo = _conv_geometry(x, w, stride, padding, dilation, groups)
-    cols = None if BACKEND == "c" else _im2col(x, geo)
-    return conv_backward_cached(dy, ConvCache(np.ascontiguousarray(x), w, geo, groups, cols))
+    x = np.ascontiguousarray(x)
+    if BACKEND == "numpy":
+        cols = _im2col(x, geo)
+    elif _batched(x, geo):
+        cols = _batch_cols(x, geo)
+    else:
+        cols = None  # rebuilt sample by sample
+    return conv_backward_cached(dy, ConvCache(x, w, geo, groups, cols))
 
 
 def conv_backward_cached(dy: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -302,6 +341,14 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, 
     dy_g = np.ascontiguousarray(dy).reshape(n, groups, f // groups, geo.positions)
     w_t = w.reshape(groups, f // groups, -1).transpose(0, 2, 1)
     db = dy.sum(axis=(0, *range(2, dy.ndim)))
+    if cache.cols is not None and cache.cols.ndim == 2:  # the C path's one matrix for the batch
+        dy_t = np.ascontiguousarray(dy_g.transpose(1, 2, 0, 3)).reshape(groups, f // groups, n * geo.positions)
+        cols_g = cache.cols.reshape(groups, -1, n * geo.positions)
+        dw = np.matmul(dy_t, cols_g.transpose(0, 2, 1))
+        dcols = np.matmul(w_t, dy_t)
+        dx = np.empty(x.shape, dtype=dcols.dtype)
+        _C.col2im(dcols, dx, *geo.c_args(x.shape[1], n))
+        return dx, dw.reshape(w.shape), db
     if cache.cols is not None:
         cols_g = cache.cols.reshape(n, groups, -1, geo.positions)
         dw = np.matmul(dy_g[0], cols_g[0].transpose(0, 2, 1))
@@ -341,14 +388,34 @@ def maxpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding
     return maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode)[0]
 
 
+def _pool_args(x_shape: tuple[int, ...], geo: Geometry) -> tuple[Any, ...]:
+    """The pooling geometry as archcalc._kernels takes it: planes (N*C), then per-axis tuples."""
+    return (x_shape[0] * x_shape[1], geo.size, geo.kernel, geo.stride, tuple(b for b, _ in geo.padding),
+            tuple(a for _, a in geo.padding), geo.out)
+
+
+@dataclass(frozen=True)
+class Argmax:
+    """Where each window's maximum was: a tap of the window (NumPy path) or a flat index in its plane (C path)."""
+
+    kind: str
+    values: np.ndarray
+
+
 def maxpool_forward_argmax(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                           ceil_mode: bool = False) -> tuple[np.ndarray, np.ndarray, Geometry]:
-    """:func:`maxpool_forward` plus each window's arg-max tap (first maximum), for backward."""
+                           ceil_mode: bool = False) -> tuple[np.ndarray, Argmax, Geometry]:
+    """:func:`maxpool_forward` plus each window's arg-max (first maximum), for backward."""
     geo = _pool_geometry(x, kernel_size, stride, padding, ceil_mode)
+    if BACKEND == "c" and x.dtype in (np.float32, np.float64):
+        x = np.ascontiguousarray(x)
+        y = np.empty((*x.shape[:2], *geo.out), dtype=x.dtype)
+        index = np.empty(y.shape, dtype=np.int64)
+        _C.maxpool_forward(x, y, index, *_pool_args(x.shape, geo))
+        return y, Argmax("c", index), geo
     windows = _windows(_pad(x, geo, -np.inf), geo)
     flat = windows.reshape(*windows.shape[: 2 + len(geo.out)], geo.taps)
     argmax = flat.argmax(axis=-1)
-    return np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0], argmax, geo
+    return np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0], Argmax("numpy", argmax), geo
 
 
 def maxpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
@@ -358,8 +425,14 @@ def maxpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: An
     return maxpool_backward_argmax(dy, argmax, x.shape, geo)
 
 
-def maxpool_backward_argmax(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple[int, ...], geo: Geometry) -> np.ndarray:
-    """:func:`maxpool_backward` from the forward pass's arg-max taps."""
+def maxpool_backward_argmax(dy: np.ndarray, argmax: Argmax, x_shape: tuple[int, ...], geo: Geometry) -> np.ndarray:
+    """:func:`maxpool_backward` from the forward pass's arg-max."""
+    if argmax.kind == "c":
+        dy = np.ascontiguousarray(dy)
+        dx = np.empty(x_shape, dtype=dy.dtype)
+        _C.maxpool_backward(dy, argmax.values, dx, *_pool_args(x_shape, geo))
+        return dx
+    argmax = argmax.values
     padded = [*x_shape[:2], *(n + b + a + e for n, (b, a), e in zip(x_shape[2:], geo.padding, geo.extra))]
     dxp = np.zeros(padded, dtype=dy.dtype)
     for tap, offset in enumerate(itertools.product(*(range(k) for k in geo.kernel))):
@@ -381,6 +454,11 @@ def avgpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding
                     count_include_pad: bool = True) -> np.ndarray:
     """Mean over each window (PyTorch's divisor rules); stride defaults to the kernel size."""
     geo = _pool_geometry(x, kernel_size, stride, padding, ceil_mode)
+    if BACKEND == "c" and x.dtype in (np.float32, np.float64):
+        x = np.ascontiguousarray(x)
+        y = np.empty((*x.shape[:2], *geo.out), dtype=x.dtype)
+        _C.avgpool(x, y, True, count_include_pad, *_pool_args(x.shape, geo))
+        return y
     windows = _windows(_pad(x, geo), geo)
     total = windows.sum(axis=tuple(range(-len(geo.out), 0)))
     return total / _avg_divisor(x.shape, geo, count_include_pad, x.dtype)
@@ -390,6 +468,10 @@ def avgpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: An
                      ceil_mode: bool = False, count_include_pad: bool = True) -> np.ndarray:
     """Gradient of average pooling: each window's gradient spread evenly over its divisor."""
     geo = _pool_geometry(x, kernel_size, stride, padding, ceil_mode)
+    if BACKEND == "c" and dy.dtype in (np.float32, np.float64):
+        dx = np.empty(x.shape, dtype=dy.dtype)
+        _C.avgpool(np.ascontiguousarray(dy), dx, False, count_include_pad, *_pool_args(x.shape, geo))
+        return dx
     share = dy / _avg_divisor(x.shape, geo, count_include_pad, dy.dtype)
     padded = [*x.shape[:2], *(n + b + a + e for n, (b, a), e in zip(x.shape[2:], geo.padding, geo.extra))]
     dxp = np.zeros(padded, dtype=dy.dtype)

@@ -184,15 +184,24 @@ def test_c_conv_equals_numpy_to_rounding(case, dtype):
     rng = np.random.default_rng(4)
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((n, c, *size), w_shape, (w_shape[0],)))
     results = {}
-    for name in ("c", "numpy"):
-        with kernels.backend(name):
-            y = kernels.conv_forward(x, w, b, stride, padding, dilation, groups)
-            dy = np.random.default_rng(5).standard_normal(y.shape).astype(dtype)
-            results[name] = (y, *kernels.conv_backward(dy, x, w, stride, padding, dilation, groups))
+    default = kernels.BATCHED_BYTES
+    # the C path's two ways: one GEMM over the batch (small layers) and sample by sample (large ones)
+    for name, batched_bytes in (("c", default), ("c", 0), ("numpy", default)):
+        kernels.BATCHED_BYTES = batched_bytes
+        try:
+            with kernels.backend(name):
+                y, cache = kernels.conv_forward_cached(x, w, b, stride, padding, dilation, groups)
+                assert (cache.cols is None) == (name == "c" and batched_bytes == 0)
+                dy = np.random.default_rng(5).standard_normal(y.shape).astype(dtype)
+                grads = kernels.conv_backward_cached(dy, cache)
+                results[name, batched_bytes] = (y, *grads, *kernels.conv_backward(dy, x, w, stride, padding, dilation, groups))
+        finally:
+            kernels.BATCHED_BYTES = default
     tol = {"rtol": 2e-5, "atol": 2e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
-    for ours, reference in zip(results["c"], results["numpy"]):
-        assert ours.dtype == reference.dtype == np.dtype(dtype)
-        np.testing.assert_allclose(ours, reference, **tol)
+    for mode in (("c", default), ("c", 0)):
+        for ours, reference in zip(results[mode], results["numpy", default]):
+            assert ours.dtype == reference.dtype == np.dtype(dtype)
+            np.testing.assert_allclose(ours, reference, **tol)
 
 
 @needs_c
@@ -201,12 +210,12 @@ def test_c_kernels_reject_bad_arguments_without_touching_memory():
 
     x = np.zeros((2, 5, 5), dtype=np.float32)
     cols = np.zeros((2 * 9, 9), dtype=np.float32)
-    geometry = (2, (5, 5), (3, 3), (1, 1), (1, 1), (0, 0), (3, 3))
+    geometry = (2, (5, 5), (3, 3), (1, 1), (1, 1), (0, 0), (3, 3), 1)
     c_kernels.im2col(x, cols, *geometry)  # the right sizes work
     with pytest.raises(ValueError, match="the geometry needs"):
         c_kernels.im2col(x, np.zeros((2 * 9, 8), dtype=np.float32), *geometry)
     with pytest.raises(ValueError, match="the geometry needs"):
-        c_kernels.im2col(x, cols, 2, (5, 5), (3, 3), (1, 1), (1, 1), (0, 0), (4, 3))  # out larger than the buffer
+        c_kernels.im2col(x, cols, 2, (5, 5), (3, 3), (1, 1), (1, 1), (0, 0), (4, 3), 1)  # out larger than the buffer
     with pytest.raises(TypeError, match="float32, or both float64"):
         c_kernels.im2col(x, cols.astype(np.float64), *geometry)
     with pytest.raises(TypeError, match="float32, or both float64"):
@@ -214,18 +223,76 @@ def test_c_kernels_reject_bad_arguments_without_touching_memory():
     with pytest.raises(ValueError, match="contiguous"):
         c_kernels.im2col(np.zeros((2, 5, 10), dtype=np.float32)[:, :, ::2], cols, *geometry)
     with pytest.raises(ValueError, match="stride\\[0\\] must be >= 1, got 0"):
-        c_kernels.im2col(x, cols, 2, (5, 5), (3, 3), (0, 1), (1, 1), (0, 0), (3, 3))
+        c_kernels.im2col(x, cols, 2, (5, 5), (3, 3), (0, 1), (1, 1), (0, 0), (3, 3), 1)
     with pytest.raises(ValueError, match="size must be a tuple of 1 to 3 ints"):
-        c_kernels.im2col(x, cols, 2, (1, 1, 1, 5), (3, 3), (1, 1), (1, 1), (0, 0), (3, 3))
+        c_kernels.im2col(x, cols, 2, (1, 1, 1, 5), (3, 3), (1, 1), (1, 1), (0, 0), (3, 3), 1)
     with pytest.raises(MemoryError, match="overflow"):
-        c_kernels.im2col(x, cols, 2, (2**40, 2**40), (3, 3), (1, 1), (1, 1), (0, 0), (2**40, 2**40))
+        c_kernels.im2col(x, cols, 2, (2**40, 2**40), (3, 3), (1, 1), (1, 1), (0, 0), (2**40, 2**40), 1)
     with pytest.raises((TypeError, ValueError), match="read-only|writable"):
         readonly = cols.copy()
         readonly.flags.writeable = False
         c_kernels.im2col(x, readonly, *geometry)
-    with pytest.raises(TypeError, match="expected 9 arguments"):
+    with pytest.raises(ValueError, match="batch must be >= 1, got 0"):
+        c_kernels.im2col(x, cols, 2, (5, 5), (3, 3), (1, 1), (1, 1), (0, 0), (3, 3), 0)
+    with pytest.raises(ValueError, match="the geometry needs"):  # a batch of 2 needs twice the buffers
+        c_kernels.im2col(x, cols, 2, (5, 5), (3, 3), (1, 1), (1, 1), (0, 0), (3, 3), 2)
+    with pytest.raises(TypeError, match="expected 10 arguments"):
         c_kernels.col2im(cols, x)
     # a geometry whose windows fall outside the input reads zeros, never out of bounds
     big = np.zeros((2 * 9, 36), dtype=np.float32)
-    c_kernels.im2col(x, big, 2, (5, 5), (3, 3), (1, 1), (1, 1), (50, 50), (6, 6))
+    c_kernels.im2col(x, big, 2, (5, 5), (3, 3), (1, 1), (1, 1), (50, 50), (6, 6), 1)
     assert not big.any()
+
+
+@st.composite
+def pool_cases(draw):
+    rank = draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(rank))
+    stride = tuple(draw(st.integers(1, 4)) for _ in range(rank))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    size = tuple(draw(st.integers(max(1, k - 2 * p), k + 6)) for k, p in zip(kernel, padding))
+    return (draw(st.integers(1, 2)), draw(st.integers(1, 3)), *size), kernel, stride, padding, draw(st.booleans())
+
+
+@needs_c
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(case=pool_cases(), dtype=st.sampled_from(["float32", "float64"]), include=st.booleans())
+def test_c_pooling_equals_numpy(case, dtype, include):
+    shape, kernel, stride, padding, ceil_mode = case
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape).astype(dtype)
+    out = {}
+    for name in ("c", "numpy"):
+        with kernels.backend(name):
+            y = kernels.maxpool_forward(x, kernel, stride, padding, ceil_mode)
+            dy = np.random.default_rng(7).standard_normal(y.shape).astype(dtype)
+            out[name] = (y, kernels.maxpool_backward(dy, x, kernel, stride, padding, ceil_mode),
+                         kernels.avgpool_forward(x, kernel, stride, padding, ceil_mode, include),
+                         kernels.avgpool_backward(dy, x, kernel, stride, padding, ceil_mode, include))
+    np.testing.assert_array_equal(out["c"][0], out["numpy"][0])  # max is exact
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-13}
+    # the same arg-maxes; where windows overlap, the gradients add in another order
+    np.testing.assert_allclose(out["c"][1], out["numpy"][1], **tol)
+    assert np.array_equal(out["c"][1] != 0, out["numpy"][1] != 0)
+    np.testing.assert_allclose(out["c"][2], out["numpy"][2], **tol)
+    np.testing.assert_allclose(out["c"][3], out["numpy"][3], **tol)
+
+
+@needs_c
+def test_c_pooling_rejects_bad_arguments():
+    from archcalc import _kernels as c_kernels
+
+    x, y = np.zeros((2, 4, 4)), np.zeros((2, 2, 2))
+    index = np.zeros((2, 2, 2), dtype=np.int64)
+    geometry = (2, (4, 4), (2, 2), (2, 2), (0, 0), (0, 0), (2, 2))
+    c_kernels.maxpool_forward(x, y, index, *geometry)
+    with pytest.raises(TypeError, match="int64"):
+        c_kernels.maxpool_forward(x, y, index.astype(np.int32), *geometry)
+    with pytest.raises(ValueError, match="the geometry needs"):
+        c_kernels.maxpool_forward(x, np.zeros((2, 2, 3)), index, *geometry)
+    bad = index.copy()
+    bad[1, 1, 1] = 16  # a plane has 16 values: 16 is one past the end
+    with pytest.raises(ValueError, match=r"index\[7\] = 16 is outside a plane of 16 values"):
+        c_kernels.maxpool_backward(y, bad, np.zeros_like(x), *geometry)
+    with pytest.raises(ValueError, match="the geometry needs"):
+        c_kernels.avgpool(x, np.zeros((2, 3, 3)), True, True, *geometry)
