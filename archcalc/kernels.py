@@ -251,7 +251,7 @@ def conv_workspace(batch: int, channels: int, taps: int, positions: int, itemsiz
     whole = batch * channels * taps * positions
     if BACKEND == "numpy" or whole * itemsize <= BATCHED_BYTES:
         return whole
-    return 2 * channels * taps * positions
+    return 2 * channels * taps * positions  # (a pointwise layer needs only the gradient's; an upper bound)
 
 
 def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1, padding: Any = 0,
@@ -296,7 +296,8 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
 
 
 def _batched(x: np.ndarray, geo: Geometry) -> bool:
-    return x.shape[0] * x.shape[1] * geo.taps * geo.positions * x.itemsize <= BATCHED_BYTES
+    """Whether the C path makes one im2col matrix for the batch (a pointwise window needs none)."""
+    return not geo.pointwise and x.shape[0] * x.shape[1] * geo.taps * geo.positions * x.itemsize <= BATCHED_BYTES
 
 
 def _batch_cols(x: np.ndarray, geo: Geometry) -> np.ndarray:
