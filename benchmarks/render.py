@@ -7,20 +7,11 @@ Prints the time of each step and its ratio to analysing the same model in the sa
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
+from analyze import best_of  # benchmarks/analyze.py, beside this script
+
 import archcalc
-
-
-def best_of(fn, repeat=3):
-    """Minimum wall time of ``repeat`` calls, in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
