@@ -8,7 +8,8 @@ import os
 
 from setuptools import Extension, setup
 
-SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
+# -Werror too: the sanitized build, which CI runs, also keeps the code -Wall -Wextra clean
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g", "-Werror"]
 sanitized = bool(os.environ.get("ARCHCALC_SANITIZE"))
 flags = ["-O1" if sanitized else "-O3", "-std=c99", "-Wall", "-Wextra", *(SANITIZE if sanitized else [])]
 
