@@ -470,8 +470,8 @@ def _pool_spec(kind: str, backward: bool) -> Spec:
     name = f"check_{kind}pool_{'backward' if backward else 'forward'}"
     if backward:
         return Spec(name, ("dy", "x", "kernel", "stride"), ("dx",), lambda i: (grad(i["dy"], i["x"], i["kernel"], i["stride"]),),
-                    {"dx": (Symptom("matches a max-pool gradient that goes to every tied maximum instead of one, or to the "
-                                    "wrong windows", lambda i: _spread_max(i)),)} if kind == "max" else {})
+                    {"dx": (Symptom("matches a gradient assigned with = where windows overlap (the last window wins); "
+                                    "add it with +=", lambda i: _spread_max(i)),)} if kind == "max" else {})
     return Spec(name, ("x", "kernel", "stride"), ("y",), lambda i: (forward(i["x"], i["kernel"], i["stride"]),),
                 shape_hint=lambda i: "out = floor((in - k) / s) + 1 per axis: " + ", ".join(
                     formulas.explain_conv_output_size(n, i["kernel"], i["stride"]) for n in i["x"].shape[2:]))
@@ -650,9 +650,8 @@ def check_gradient(f: Callable[[np.ndarray], Any], x: np.ndarray, eps: float = 1
                    tolerance: float = 1e-6) -> CheckReport:
     """Check any function's analytic gradient against central differences in float64.
 
-    ``f(x)`` returns ``(value, gradient)``: value a scalar (an array is reduced by a fixed random
-    projection, and its gradient must then be a function of that projection: pass f(x) whose
-    value is scalar), gradient dvalue/dx of x's shape. ``samples`` random entries are checked.
+    ``f(x)`` returns ``(value, gradient)``: a scalar value and its gradient d(value)/dx, of x's
+    shape. ``samples`` random entries of x are perturbed by +-eps.
     """
     x = np.array(x, dtype=np.float64)
     rng = np.random.default_rng(seed)
