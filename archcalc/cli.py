@@ -250,6 +250,7 @@ def run(model: Any, batch: int, steps: int | None, lr: float, momentum: float, w
     from archcalc.execute import Executor, loss_and_grad
 
     executor = Executor(model, seed=seed, dtype=dtype, max_memory=max_memory)
+    executor.needs_input_grad = False  # training never reads dJ/d(input)
     steps = steps or (1 if check else 20)
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((batch, *model.input_shape)).astype(dtype)

@@ -77,6 +77,9 @@ class Executor:
         self.rng = np.random.default_rng(seed)
         self.max_memory = max_memory if max_memory is not None else int(MEMORY_FRACTION * available_memory())
         self.training = True
+        #: Compute dJ/d(network input) in backward (:attr:`input_grad`). False saves the first
+        #: layers' input-gradient work when training, as frameworks skip it for inputs.
+        self.needs_input_grad = True
         self.params: dict[str, np.ndarray] = {}
         self.trainable: set[str] = set()
         #: Each node's parameters: (name in the op, name in ``params``).
@@ -160,6 +163,7 @@ class Executor:
             layer = self.layers[node.name]
             params = {name: self.params[key] for name, key in self._param_names[node.name]}
             before = ctx.macs
+            ctx.input_grads = self.needs_input_grad or any(ref != self.graph.nodes[0].name for ref in node.inputs)
             start = time.perf_counter()
             y, self._caches[node.name] = get_op(node.type).forward(layer, [outputs[r] for r in node.inputs], params, ctx)
             self.timings[node.name].forward += time.perf_counter() - start
@@ -191,7 +195,8 @@ class Executor:
     def backward(self, dy: np.ndarray) -> dict[str, np.ndarray]:
         """Gradients of every trainable parameter, by name, from ``dy`` = dJ/d(output).
 
-        The gradient w.r.t. the input is left in :attr:`input_grad`.
+        The gradient w.r.t. the input is left in :attr:`input_grad` (None when
+        :attr:`needs_input_grad` is False and a first layer skipped it).
         """
         last = self.graph.nodes[-1]
         expected = (self._batch, *self.layers[last.name].out_shape)
@@ -209,6 +214,8 @@ class Executor:
             for name, grad in d_params.items():
                 grads[f"{node.name}.{name}"] = grad
             for ref, d_in in zip(node.inputs, d_inputs):
+                if d_in is None:  # not needed: see needs_input_grad
+                    continue
                 # a layer read by several others gets the sum of their gradients
                 grads_out[ref] = grads_out[ref] + d_in if ref in grads_out else d_in
         self.input_grad = grads_out.get(self.graph.nodes[0].name)

@@ -328,11 +328,13 @@ def conv_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: Any = 1,
     return conv_backward_cached(dy, ConvCache(x, w, geo, groups, cols))
 
 
-def conv_backward_cached(dy: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True) -> tuple[Any, np.ndarray, np.ndarray]:
     """:func:`conv_backward` from :func:`conv_forward_cached`'s cache.
 
     ``dW = sum_n dY_n X_hat_n^T`` accumulated sample by sample (BLAS reads the transposed X_hat
-    in place, with no copy), ``dX_hat = W^T dY``, then col2im sums the windows back.
+    in place, with no copy), ``dX_hat = W^T dY``, then col2im sums the windows back. With
+    ``need_dx=False`` (a first layer, whose input needs no gradient) dx is None and neither
+    ``W^T dY`` nor col2im runs.
     """
     x, w, geo, groups = cache.x, cache.w, cache.geo, cache.groups
     n, f = dy.shape[:2]
@@ -346,6 +348,8 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, 
         dy_t = np.ascontiguousarray(dy_g.transpose(1, 2, 0, 3)).reshape(groups, f // groups, n * geo.positions)
         cols_g = cache.cols.reshape(groups, -1, n * geo.positions)
         dw = np.matmul(dy_t, cols_g.transpose(0, 2, 1))
+        if not need_dx:
+            return None, dw.reshape(w.shape), db
         dcols = np.matmul(w_t, dy_t)
         dx = np.empty(x.shape, dtype=dcols.dtype)
         _C.col2im(dcols, dx, *geo.c_args(x.shape[1], n))
@@ -355,6 +359,8 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, 
         dw = np.matmul(dy_g[0], cols_g[0].transpose(0, 2, 1))
         for sample in range(1, n):
             dw += np.matmul(dy_g[sample], cols_g[sample].transpose(0, 2, 1))
+        if not need_dx:
+            return None, dw.reshape(w.shape), db
         dcols = np.matmul(w_t, dy_g)  # dX_hat = W^T dY
         dx = _col2im(dcols.reshape(n, -1, geo.positions), tuple(x.shape), geo)
         return dx, dw.reshape(w.shape), db
@@ -364,11 +370,13 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, 
     dw = np.zeros((groups, f // groups, c // groups * geo.taps), dtype=dtype)
     product = np.empty_like(dw)
     dcols = np.empty((groups, c // groups * geo.taps, geo.positions), dtype=dtype)
-    dx = np.empty(x.shape, dtype=dtype)
+    dx = np.empty(x.shape, dtype=dtype) if need_dx else None
     for sample in range(n):
         cols = _sample_cols(x[sample], geo, buffer).reshape(groups, -1, geo.positions)
         np.matmul(dy_g[sample], cols.transpose(0, 2, 1), out=product)
         dw += product
+        if not need_dx:
+            continue
         np.matmul(w_t, dy_g[sample], out=dcols)
         if geo.pointwise:
             dx[sample] = dcols.reshape(x.shape[1:])

@@ -60,6 +60,7 @@ def torch_step_time(executor, x, labels, repeat):
 def main() -> None:
     for name, batch, repeat in CASES:
         executor = Executor(name, seed=0)
+        executor.needs_input_grad = False  # as torch: the input does not require a gradient
         rng = np.random.default_rng(0)
         x = rng.standard_normal((batch, *executor.graph.input_shape)).astype("float32")
         labels = rng.integers(0, 1000 if name != "lenet5" else 10, size=batch)

@@ -206,3 +206,23 @@ def test_bad_inputs_are_clear_errors():
         executor.backward(np.zeros((2, 9)))
     with pytest.raises(ArchcalcError, match="float32 or float64"):
         Executor("lenet5", dtype="int8")
+
+
+def test_skipping_the_input_gradient_changes_no_parameter_gradient():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 32, 32))
+    full, lean = Executor("lenet5", dtype="float64"), Executor("lenet5", dtype="float64")
+    lean.needs_input_grad = False
+    dy = rng.standard_normal((4, 10))
+    full.forward(x)
+    lean.forward(x)
+    grads, lean_grads = full.backward(dy), lean.backward(dy)
+    assert full.input_grad is not None and lean.input_grad is None
+    assert grads.keys() == lean_grads.keys()
+    for name in grads:
+        np.testing.assert_array_equal(grads[name], lean_grads[name])
+    # a conv that reads another layer still passes its gradient on
+    branchy = Executor(BLOCK, dtype="float64")
+    branchy.needs_input_grad = False
+    branchy.forward(rng.standard_normal((2, 8, 12, 12)))
+    assert set(branchy.backward(np.ones((2, 5)))) == set(branchy.trainable)

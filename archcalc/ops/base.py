@@ -81,6 +81,9 @@ class RunContext:
     rng: Any
     #: Multiply-accumulates the ops actually performed (conv and linear count theirs).
     macs: int = 0
+    #: Whether backward must return the gradient of this node's inputs; when False (the node
+    #: reads only the network input and nobody asked for its gradient) an op may return None.
+    input_grads: bool = True
 
 
 @dataclass(frozen=True)

@@ -78,12 +78,13 @@ class Conv(Op):
         )
         # per sample and group, a GEMM of (f/g x c/g*prod(k)) by (c/g*prod(k) x positions)
         ctx.macs += x.shape[0] * a["filters"] * (x.shape[1] // a["groups"]) * cache.geo.taps * cache.geo.positions
-        return y, cache
+        return y, (cache, ctx.input_grads)
 
     def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
         from archcalc import kernels
 
-        dx, dw, db = kernels.conv_backward_cached(dy, cache)
+        cache, input_grads = cache
+        dx, dw, db = kernels.conv_backward_cached(dy, cache, need_dx=input_grads)
         return [dx], ({"weight": dw, "bias": db} if layer.attrs["bias"] else {"weight": dw})
 
     def summary(self, layer: Layer) -> str:
