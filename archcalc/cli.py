@@ -117,7 +117,8 @@ def report(model: Any, fmt: str, depth: int | None, batch: int, dtype: str, opti
     else:
         from archcalc.render.table import rich_table
 
-        _console().print(rich_table(analysis, depth))
+        console = _console()
+        console.print(rich_table(analysis, depth, console.width))
 
 
 @cli.command("list")

@@ -184,3 +184,20 @@ def test_version_names_the_kernel_backend():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0
     assert "executor kernels: numpy" in result.output or "executor kernels: c" in result.output
+
+
+def test_a_narrow_terminal_hides_columns_instead_of_cutting_figures():
+    from rich.console import Console
+
+    from archcalc import analyze, load
+    from archcalc.render.table import rich_table
+
+    console = Console(width=100, record=True, force_terminal=False)
+    console.print(rich_table(analyze(load("vgg16")), width=100))
+    text = console.export_text()
+    assert "Hidden to fit 100 columns: Memory, Weights" in text
+    assert "conv1_1" in text and "138,357,544" in text and "…" not in text.split("Params:")[0]
+    wide = Console(width=200, record=True)
+    wide.print(rich_table(analyze(load("vgg16")), width=200))
+    wide_text = wide.export_text()
+    assert "Hidden" not in wide_text and "138,344,128" in wide_text

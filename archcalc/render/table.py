@@ -79,11 +79,37 @@ def footer(analysis: Analysis) -> list[str]:
     return lines
 
 
-def rich_table(analysis: Analysis, depth: int | None = None) -> RenderableType:
-    """A rich renderable: title, the table with a totals row, and the conventions footer."""
-    from rich.console import Group
-    from rich.table import Table
+#: Columns a narrow terminal hides first, in order; every figure stays in --format json/csv/markdown.
+DROP_ORDER = ("Memory", "Weights", "Type", "Receptive field")
+
+
+def rich_table(analysis: Analysis, depth: int | None = None, width: int | None = None) -> RenderableType:
+    """A rich renderable: title, the table with a totals row, and the conventions footer.
+
+    With ``width`` (a terminal's), columns are hidden in :data:`DROP_ORDER` until the table fits,
+    rather than cutting names and numbers short; a line says which.
+    """
+    from rich.console import Console, Group
+    from rich.measure import Measurement
     from rich.text import Text
+
+    shown = list(COLUMNS)
+    table = _table(analysis, depth, shown)
+    hidden = []
+    if width is not None:
+        console = Console(width=10_000)
+        for header in DROP_ORDER:
+            if Measurement.get(console, console.options, table).maximum <= width:
+                break
+            shown = [c for c in shown if c.header != header]
+            hidden.append(header)
+            table = _table(analysis, depth, shown)
+    notes = [f"Hidden to fit {width} columns: {', '.join(hidden)} (a wider terminal or --format markdown shows them)."] if hidden else []
+    return Group(table, *(Text(line, style="dim") for line in [*footer(analysis), *notes]))
+
+
+def _table(analysis: Analysis, depth: int | None, columns: list[Column]) -> RenderableType:
+    from rich.table import Table
 
     input_shape = shape(analysis.input_shape, _batch(analysis))
     table = Table(
@@ -93,11 +119,12 @@ def rich_table(analysis: Analysis, depth: int | None = None) -> RenderableType:
         header_style="bold",
         caption_justify="left",
     )
-    for column, total in zip(COLUMNS, totals_cells(analysis)):
-        table.add_column(column.header, justify=column.justify, footer=total, no_wrap=True)
+    totals = dict(zip((c.header for c in COLUMNS), totals_cells(analysis)))
+    for column in columns:
+        table.add_column(column.header, justify=column.justify, footer=totals[column.header], no_wrap=True)
     for row in rows(analysis, depth):
-        table.add_row(*(column.text(row, analysis) for column in COLUMNS))
-    return Group(table, *(Text(line, style="dim") for line in footer(analysis)))
+        table.add_row(*(column.text(row, analysis) for column in columns))
+    return table
 
 
 def markdown_table(analysis: Analysis, depth: int | None = None) -> str:
