@@ -494,38 +494,65 @@ get_index_buffer(PyObject *obj, Py_buffer *view, int writable)
     return 0;
 }
 
-/* maxpool_forward(x, y, index, planes, size, kernel, stride, pad, pad_after, out) */
-static PyObject *
-maxpool_forward(PyObject *self, PyObject *args)
+/* Every arg-max index must land inside its plane (-1: an empty window) before anything is written. */
+static int
+check_indices(const Py_buffer *index, const PoolGeometry *g)
 {
-    (void)self;
+    const long long *flat = (const long long *)index->buf;
+    for (Py_ssize_t i = 0; i < g->planes * g->out_len; i++) {
+        if (flat[i] < -1 || flat[i] >= g->plane_len) {
+            PyErr_Format(PyExc_ValueError, "index[%zd] = %lld is outside a plane of %zd values", i, flat[i], g->plane_len);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * forward:  maxpool_forward(x, y, index, planes, size, kernel, stride, pad, pad_after, out)
+ * backward: maxpool_backward(dy, index, dx, planes, size, kernel, stride, pad, pad_after, out)
+ */
+static PyObject *
+maxpool(PyObject *args, int forward)
+{
     PoolGeometry g;
-    Py_buffer x, y, index;
+    Py_buffer src, dst, index;
     char kind;
     if (PyTuple_GET_SIZE(args) != 10) {
-        PyErr_SetString(PyExc_TypeError, "expected 10 arguments (x, y, index, planes, size, kernel, stride, pad, pad_after, out)");
+        PyErr_SetString(PyExc_TypeError, forward
+                        ? "expected 10 arguments (x, y, index, planes, size, kernel, stride, pad, pad_after, out)"
+                        : "expected 10 arguments (dy, index, dx, planes, size, kernel, stride, pad, pad_after, out)");
         return NULL;
     }
     if (read_pool_geometry(args, 3, &g) < 0) {
         return NULL;
     }
-    if (get_buffers(PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1), &x, &y, &kind) < 0) {
+    PyObject *dst_obj = PyTuple_GET_ITEM(args, forward ? 1 : 2), *index_obj = PyTuple_GET_ITEM(args, forward ? 2 : 1);
+    if (get_buffers(PyTuple_GET_ITEM(args, 0), dst_obj, &src, &dst, &kind) < 0) {
         return NULL;
     }
-    if (get_index_buffer(PyTuple_GET_ITEM(args, 2), &index, 1) < 0) {
-        PyBuffer_Release(&x);
-        PyBuffer_Release(&y);
+    if (get_index_buffer(index_obj, &index, forward) < 0) {
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&dst);
         return NULL;
     }
-    if (check_len(&x, g.planes * g.plane_len, "x") == 0 && check_len(&y, g.planes * g.out_len, "y") == 0
-        && check_len(&index, g.planes * g.out_len, "index") == 0) {
+    Py_ssize_t input = g.planes * g.plane_len, output = g.planes * g.out_len;
+    if (check_len(&src, forward ? input : output, forward ? "x" : "dy") == 0
+        && check_len(&dst, forward ? output : input, forward ? "y" : "dx") == 0
+        && check_len(&index, output, "index") == 0 && (forward || check_indices(&index, &g) == 0)) {
+        long long *flat = (long long *)index.buf;
         Py_BEGIN_ALLOW_THREADS
-        if (kind == 'f') maxpool_forward_f32(&g, (const float *)x.buf, (float *)y.buf, (long long *)index.buf);
-        else maxpool_forward_f64(&g, (const double *)x.buf, (double *)y.buf, (long long *)index.buf);
+        if (kind == 'f') {
+            if (forward) maxpool_forward_f32(&g, (const float *)src.buf, (float *)dst.buf, flat);
+            else maxpool_backward_f32(&g, (const float *)src.buf, flat, (float *)dst.buf);
+        } else {
+            if (forward) maxpool_forward_f64(&g, (const double *)src.buf, (double *)dst.buf, flat);
+            else maxpool_backward_f64(&g, (const double *)src.buf, flat, (double *)dst.buf);
+        }
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&y);
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
     PyBuffer_Release(&index);
     if (PyErr_Occurred()) {
         return NULL;
@@ -533,53 +560,18 @@ maxpool_forward(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* maxpool_backward(dy, index, dx, planes, size, kernel, stride, pad, pad_after, out) */
+static PyObject *
+maxpool_forward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return maxpool(args, 1);
+}
+
 static PyObject *
 maxpool_backward(PyObject *self, PyObject *args)
 {
     (void)self;
-    PoolGeometry g;
-    Py_buffer dy, dx, index;
-    char kind;
-    if (PyTuple_GET_SIZE(args) != 10) {
-        PyErr_SetString(PyExc_TypeError, "expected 10 arguments (dy, index, dx, planes, size, kernel, stride, pad, pad_after, out)");
-        return NULL;
-    }
-    if (read_pool_geometry(args, 3, &g) < 0) {
-        return NULL;
-    }
-    if (get_buffers(PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 2), &dy, &dx, &kind) < 0) {
-        return NULL;
-    }
-    if (get_index_buffer(PyTuple_GET_ITEM(args, 1), &index, 0) < 0) {
-        PyBuffer_Release(&dy);
-        PyBuffer_Release(&dx);
-        return NULL;
-    }
-    if (check_len(&dy, g.planes * g.out_len, "dy") == 0 && check_len(&dx, g.planes * g.plane_len, "dx") == 0
-        && check_len(&index, g.planes * g.out_len, "index") == 0) {
-        /* every index must land inside its plane before anything is written */
-        const long long *flat = (const long long *)index.buf;
-        for (Py_ssize_t i = 0; i < g.planes * g.out_len; i++) {
-            if (flat[i] < -1 || flat[i] >= g.plane_len) {
-                PyErr_Format(PyExc_ValueError, "index[%zd] = %lld is outside a plane of %zd values", i, flat[i], g.plane_len);
-                break;
-            }
-        }
-        if (!PyErr_Occurred()) {
-            Py_BEGIN_ALLOW_THREADS
-            if (kind == 'f') maxpool_backward_f32(&g, (const float *)dy.buf, flat, (float *)dx.buf);
-            else maxpool_backward_f64(&g, (const double *)dy.buf, flat, (double *)dx.buf);
-            Py_END_ALLOW_THREADS
-        }
-    }
-    PyBuffer_Release(&dy);
-    PyBuffer_Release(&dx);
-    PyBuffer_Release(&index);
-    if (PyErr_Occurred()) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return maxpool(args, 0);
 }
 
 /* avgpool(src, dst, forward, count_include_pad, planes, size, kernel, stride, pad, pad_after, out) */
