@@ -11,9 +11,10 @@ from typing import Any
 from archcalc import formulas
 from archcalc.graph import Graph
 from archcalc.loading import load
-from archcalc.ops import GLOBAL, POINTWISE, get_op
+from archcalc.ops import GLOBAL, POINTWISE, Layer, format_shape, get_op
 from archcalc.ops.base import AXIS_NAMES
-from archcalc.passes import analyze, infer_shapes
+from archcalc.passes import analyze
+from archcalc.report import Analysis
 
 
 def explain(model: Any, layer: str, batch: int = 1, dtype: str = "float32") -> list[tuple[str, str]]:
@@ -26,16 +27,22 @@ def explain(model: Any, layer: str, batch: int = 1, dtype: str = "float32") -> l
         dtype: value type for the byte counts.
     """
     graph: Graph = load(model)
+    return explain_layer(graph, analyze(graph, batch=batch, dtype=dtype), layer)
+
+
+def explain_layer(graph: Graph, analysis: Analysis, layer: str) -> list[tuple[str, str]]:
+    """:func:`explain` from an analysis already made (grading explains many layers of one)."""
     node = graph.node(layer)
-    analysis = analyze(graph, batch=batch, dtype=dtype)
     row = analysis.layer(node.name)
-    layers = infer_shapes(graph)
+    batch, dtype = analysis.batch, analysis.dtype
+    # the rules' view of the layer, rebuilt from the analysis: its attributes are the resolved ones
+    resolved = Layer(row.attrs, tuple(analysis.layer(ref).output_shape for ref in node.inputs), row.output_shape)
     lines: list[tuple[str, str]] = []
     if not node.inputs:
-        lines.append(("output shape", f"the network input {_shape(row.output_shape)}"))
+        lines.append(("output shape", f"the network input {format_shape(row.output_shape)}"))
     else:
         op = get_op(node.type)
-        lines.extend(op.explain(layers[node.name]))
+        lines.extend(op.explain(resolved))
         if not any(q in ("params", "weights") for q, _ in lines):
             lines.append(("params", f"0 ({node.type} has no parameters)" if not row.params else str(row.params)))
         if not any(q == "MACs" for q, _ in lines):
@@ -52,12 +59,8 @@ def explain(model: Any, layer: str, batch: int = 1, dtype: str = "float32") -> l
     size = formulas.DTYPE_BYTES[dtype]
     note = "" if row.stores_output else "; in place or a view: not counted in the forward total"
     lines.append(("activation bytes", f"{row.activations} * {size} = {row.activation_bytes} ({dtype}, {size} bytes a value{note})"))
-    lines.extend(_explain_field(analysis, node, layers))
+    lines.extend(_explain_field(analysis, node, resolved))
     return lines
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
 def _first_line_with(doc: str | None, word: str) -> str:
@@ -68,14 +71,14 @@ def _first_line_with(doc: str | None, word: str) -> str:
     return ""
 
 
-def _explain_field(analysis: Any, node: Any, layers: Any) -> list[tuple[str, str]]:
+def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[str, str]]:
     field = analysis.layer(node.name).receptive_field
     if not node.inputs:
         return [("receptive field", "each input value sees itself: size 1, jump 1")]
     if field.is_global:
         return [("receptive field", "global: every output sees the whole input")]
     sources = [analysis.layer(ref).receptive_field for ref in node.inputs]
-    window = get_op(node.type).window(layers[node.name])
+    window = get_op(node.type).window(layer)
     lines = []
     if len(sources) > 1:
         sizes = ", ".join("x".join(map(str, s.size)) for s in sources)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from archcalc.errors import ArchcalcError
+from archcalc.explain import explain_layer
 from archcalc.graph import Graph
 from archcalc.ops.base import did_you_mean
 from archcalc.passes import analyze
@@ -267,7 +268,7 @@ def grade(model: Any, answers: list[dict[str, Any]], batch: int = 1, dtype: str 
         answered.add(layer.name)
         cells = [_grade_cell(column, answer.get(header), layer) for header, column in columns.items()]
         if explain:
-            lines = _explanations(graph, layer.name, batch, dtype)
+            lines = explain_layer(graph, analysis, layer.name)
             for cell in cells:
                 if not cell.right:
                     column = next(c for c in COLUMNS if c.name == cell.column)
@@ -275,12 +276,6 @@ def grade(model: Any, answers: list[dict[str, Any]], batch: int = 1, dtype: str 
         rows.append(Row(layer.name, cells))
     unanswered = [name for name in names if name not in answered]
     return Grade(graph.name, [c.name for c in columns.values()], rows, unanswered)
-
-
-def _explanations(graph: Graph, layer: str, batch: int, dtype: str) -> list[tuple[str, str]]:
-    from archcalc.explain import explain
-
-    return explain(graph, layer, batch=batch, dtype=dtype)
 
 
 def _grade_cell(column: Column, given: Any, layer: LayerReport) -> Cell:
