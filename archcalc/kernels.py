@@ -264,35 +264,40 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
                         dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, ConvCache]:
     """:func:`conv_forward` and what :func:`conv_backward_cached` needs from it.
 
-    NumPy path: one im2col of the whole batch, kept for backward. C path: each sample's
-    ``X_hat`` is built into one reused buffer and ``Y_n = W X_hat_n`` lands in NCHW directly;
-    backward rebuilds them, so no batch-sized matrix is ever held.
+    The im2col matrices kept (:func:`_kept_cols`) decide the computation: the NumPy path's batch
+    of matrices, one batched GEMM; the C path's one matrix for a small layer's batch, one GEMM
+    per group; or, for a large layer on the C path, none kept: each sample's ``X_hat`` is built
+    into one reused buffer and ``Y_n = W X_hat_n`` lands in NCHW directly.
     """
     geo = _conv_geometry(x, w, stride, padding, dilation, groups)
+    x = np.ascontiguousarray(x)
     n, f = x.shape[0], w.shape[0]
     w_g = w.reshape(groups, f // groups, -1)
-    if BACKEND == "c" and _batched(x, geo):
-        x = np.ascontiguousarray(x)
-        cols = _batch_cols(x, geo)  # (C*prod(k), N*prod(out)): one GEMM for the batch
-        y = np.matmul(w_g, cols.reshape(groups, -1, n * geo.positions)).reshape(f, n, geo.positions).transpose(1, 0, 2)
-        y = np.ascontiguousarray(y)
-        cache = ConvCache(x, w, geo, groups, cols)
-    elif BACKEND == "c":
-        x = np.ascontiguousarray(x)
+    cols = _kept_cols(x, geo)
+    if cols is None:
         y = np.empty((n, f, geo.positions), dtype=np.result_type(x, w))
         buffer = None if geo.pointwise else np.empty((x.shape[1] * geo.taps, geo.positions), dtype=x.dtype)
         for sample in range(n):
-            cols = _sample_cols(x[sample], geo, buffer)
-            np.matmul(w_g, cols.reshape(groups, -1, geo.positions), out=y[sample].reshape(groups, f // groups, geo.positions))
-        cache = ConvCache(x, w, geo, groups, None)
+            sample_cols = _sample_cols(x[sample], geo, buffer)
+            np.matmul(w_g, sample_cols.reshape(groups, -1, geo.positions),
+                      out=y[sample].reshape(groups, f // groups, geo.positions))
+    elif cols.ndim == 2:  # (C*prod(k), N*prod(out)): one GEMM for the batch
+        y = np.matmul(w_g, cols.reshape(groups, -1, n * geo.positions)).reshape(f, n, geo.positions).transpose(1, 0, 2)
+        y = np.ascontiguousarray(y)
     else:
-        cols = _im2col(x, geo)
         y = np.matmul(w_g, cols.reshape(n, groups, -1, geo.positions))
-        cache = ConvCache(x, w, geo, groups, cols)
+    cache = ConvCache(x, w, geo, groups, cols)
     y = y.reshape(n, f, *geo.out)
     if b is not None:
         y += b.reshape(1, f, *([1] * len(geo.out)))
     return y, cache
+
+
+def _kept_cols(x: np.ndarray, geo: Geometry) -> np.ndarray | None:
+    """The im2col matrices forward builds and backward reuses (see :class:`ConvCache`)."""
+    if BACKEND == "numpy":
+        return _im2col(x, geo)
+    return _batch_cols(x, geo) if _batched(x, geo) else None
 
 
 def _batched(x: np.ndarray, geo: Geometry) -> bool:
@@ -319,13 +324,7 @@ def conv_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: Any = 1,
     """Gradients ``(dx, dw, db)`` of a convolution from ``dy`` (N, F, *out)."""
     geo = _conv_geometry(x, w, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
-    if BACKEND == "numpy":
-        cols = _im2col(x, geo)
-    elif _batched(x, geo):
-        cols = _batch_cols(x, geo)
-    else:
-        cols = None  # rebuilt sample by sample
-    return conv_backward_cached(dy, ConvCache(x, w, geo, groups, cols))
+    return conv_backward_cached(dy, ConvCache(x, w, geo, groups, _kept_cols(x, geo)))
 
 
 def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True) -> tuple[Any, np.ndarray, np.ndarray]:
