@@ -62,6 +62,17 @@ checked_mul(Py_ssize_t a, Py_ssize_t b)
     return a * b;
 }
 
+/* The number of spatial axes: size must be a tuple of 1 to 3 ints; -1 with ValueError otherwise. */
+static Py_ssize_t
+spatial_rank(PyObject *size)
+{
+    if (!PyTuple_Check(size) || PyTuple_GET_SIZE(size) < 1 || PyTuple_GET_SIZE(size) > 3) {
+        PyErr_SetString(PyExc_ValueError, "size must be a tuple of 1 to 3 ints");
+        return -1;
+    }
+    return PyTuple_GET_SIZE(size);
+}
+
 static int
 read_geometry(PyObject *args, Geometry *g)
 {
@@ -77,11 +88,10 @@ read_geometry(PyObject *args, Geometry *g)
         PyErr_Format(PyExc_ValueError, "channels must be >= 1, got %zd", g->channels);
         return -1;
     }
-    if (!PyTuple_Check(size) || PyTuple_GET_SIZE(size) < 1 || PyTuple_GET_SIZE(size) > 3) {
-        PyErr_SetString(PyExc_ValueError, "size must be a tuple of 1 to 3 ints");
+    Py_ssize_t rank = spatial_rank(size);
+    if (rank < 0) {
         return -1;
     }
-    Py_ssize_t rank = PyTuple_GET_SIZE(size);
     for (int i = 0; i < 3; i++) {
         g->size[i] = g->kernel[i] = g->stride[i] = g->dilation[i] = g->out[i] = 1;
         g->pad[i] = 0;
@@ -336,11 +346,10 @@ read_pool_geometry(PyObject *args, Py_ssize_t first, PoolGeometry *g)
         PyErr_Format(PyExc_ValueError, "planes must be >= 1, got %zd", g->planes);
         return -1;
     }
-    if (!PyTuple_Check(size) || PyTuple_GET_SIZE(size) < 1 || PyTuple_GET_SIZE(size) > 3) {
-        PyErr_SetString(PyExc_ValueError, "size must be a tuple of 1 to 3 ints");
+    Py_ssize_t rank = spatial_rank(size);
+    if (rank < 0) {
         return -1;
     }
-    Py_ssize_t rank = PyTuple_GET_SIZE(size);
     for (int i = 0; i < 3; i++) {
         g->size[i] = g->kernel[i] = g->stride[i] = g->out[i] = 1;
         g->pad[i] = g->pad_after[i] = 0;
