@@ -57,6 +57,9 @@ class ByteSize(click.ParamType):
             self.fail(f"{value!r} must be at least one byte", param, ctx)
         return int(size)
 
+#: The columns `template` leaves blank and `grade` asks for by default (archcalc.grade.DEFAULT_COLUMNS).
+DEFAULT_GRADE_COLUMNS = ("output_shape", "params", "macs", "activations")
+
 _FORMATS = click.Choice(["table", "json", "csv", "markdown"])
 
 
@@ -348,72 +351,108 @@ def gradcheck_command(model: Any, batch: int, samples: int, seed: int, tolerance
 @click.argument("answers", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "gradescope"]), default="table", show_default=True,
               help="gradescope: the autograder's results.json.")
+@click.option("--rows", type=click.Choice(["lecture", "all"]), default="lecture", show_default=True,
+              help="Rows asked for, as `archcalc template --rows` wrote them: lecture (conv, pooling, linear) or all.")
+@click.option("--columns", default=",".join(DEFAULT_GRADE_COLUMNS), show_default=True,
+              help="Comma-separated columns asked for. The maximum score is rows x columns.")
+@click.option("--template", "template_file", type=click.Path(dir_okay=False), default=None,
+              help="The template handed out (a CSV with name and column headers): its rows and columns are asked for.")
+@click.option("--show-answers/--hide-answers", default=None,
+              help="Include the right values for wrong cells. [default: hidden for gradescope, shown otherwise]")
 @click.option("--explain", "with_arithmetic", is_flag=True, help="Add the arithmetic behind each wrong cell.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch the answers assume.")
 @click.option("--dtype", type=click.Choice(list(formulas.DTYPE_BYTES)), default="float32", show_default=True, help="For bytes.")
-def grade(model: Any, answers: str, fmt: str, with_arithmetic: bool, batch: int, dtype: str) -> None:
+@click.pass_context
+def grade(ctx: click.Context, model: Any, answers: str, fmt: str, rows: str, columns: str, template_file: str | None,
+          show_answers: bool | None, with_arithmetic: bool, batch: int, dtype: str) -> None:
     """Mark a filled-in layer table (CSV or JSON) cell by cell against MODEL's analysis.
 
-    Rows match by a name column, or else by order as in `archcalc template MODEL`. Columns:
-    any of output_shape, params, params_weights_only, macs, flops, activations, activation_bytes.
+    The rows and columns asked for (--rows and --columns, or --template) fix the maximum
+    score; a layer answered twice counts once. Rows match by a name column, or else by order
+    as in `archcalc template MODEL`. Columns: any of output_shape, params,
+    params_weights_only, macs, flops, activations, activation_bytes.
     """
-    from archcalc.grade import grade as grade_table
-    from archcalc.grade import read_answers
+    from click.core import ParameterSource
 
+    from archcalc.grade import grade as grade_table
+    from archcalc.grade import read_answers, read_template
+
+    if show_answers is None:
+        show_answers = fmt != "gradescope"
+    if with_arithmetic and not show_answers:
+        raise click.UsageError("--explain writes out the answers; add --show-answers to give them to students")
+    asked_rows: Any = rows
+    asked_columns = tuple(c.strip() for c in columns.split(",") if c.strip())
+    if template_file is not None:
+        for option in ("rows", "columns"):
+            if ctx.get_parameter_source(option) is not ParameterSource.DEFAULT:
+                raise click.UsageError(f"--template fixes the rows and columns; drop --{option}")
+        asked_rows, listed = read_template(template_file)
+        asked_columns = tuple(listed)
     result = grade_table(model, read_answers(answers), batch=batch, dtype=dtype, explain=with_arithmetic,
-                         source=f"answers '{answers}'")
+                         source=f"answers '{answers}'", rows=asked_rows, columns=asked_columns)
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps(result.to_dict(show_answers), indent=2))
         return
     if fmt == "gradescope":
-        click.echo(json.dumps(result.to_gradescope(), indent=2))
+        click.echo(json.dumps(result.to_gradescope(show_answers), indent=2))
         return
-    _console().print(_grade_table(result))
+    _console().print(_grade_table(result, show_answers))
 
 
-def _grade_table(result: Any) -> Any:
+def _grade_table(result: Any, show_answers: bool = True) -> Any:
+    """The graded table; every string from the student's file goes in as Text, never as markup."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"{result.model}: {result.score} / {result.max_score} right", header_style="bold")
+    table = Table(title=Text(f"{result.model}: {result.score} / {result.max_score} right"), header_style="bold")
     table.add_column("Layer")
     for column in result.columns:
         table.add_column(column, justify="right")
     notes = []
     for row in result.rows:
         if row.problem:
-            table.add_row(row.layer, *([f"[red]{row.problem}[/red]"] + [""] * (len(result.columns) - 1)))
+            table.add_row(Text(row.layer), Text(row.problem, style="red"), *([""] * (len(result.columns) - 1)))
             continue
         cells = []
         for cell in row.cells:
+            answer = f" → {cell.expected}" if show_answers else ""
             if cell.right:
-                cells.append(f"[green]✓[/green] {cell.given}")
+                cells.append(Text.assemble(("✓", "green"), f" {cell.given}"))
             elif cell.status == "blank":
-                cells.append(f"[red]✗[/red] (blank) → {cell.expected}")
+                cells.append(Text.assemble(("✗", "red"), f" (blank){answer}"))
             elif cell.status == "unparseable":
-                cells.append(f"[red]✗[/red] cannot read {cell.given!r} → {cell.expected}")
+                cells.append(Text.assemble(("✗", "red"), f" cannot read {cell.given!r}{answer}"))
             else:
-                cells.append(f"[red]✗[/red] {cell.given} → {cell.expected}")
+                cells.append(Text.assemble(("✗", "red"), f" {cell.given}{answer}"))
             if cell.note:
                 notes.append(f"{row.layer} {cell.column}: {cell.note}")
-            notes.extend(f"{row.layer} {cell.column}: {line}" for line in cell.explanation)
-        table.add_row(row.layer, *cells)
-    lines = [Text(note, style="dim") for note in notes]
-    if result.unanswered_layers:
-        lines.append(Text(f"not in the answers (not graded): {', '.join(result.unanswered_layers)}", style="dim"))
+            if show_answers:
+                notes.extend(f"{row.layer} {cell.column}: {line}" for line in cell.explanation)
+        label = Text(row.layer)
+        if row.note:
+            label.append(f" ({row.note})", style="dim")
+        table.add_row(label, *cells)
+    lines = [Text(note, style="dim") for note in [*result.notes, *notes]]
     return Group(table, *lines)
 
 
 @cli.command("template")
 @click.argument("model", type=MODEL)
-@click.option("--columns", default="output_shape,params,macs,activations", show_default=True,
+@click.option("--columns", default=",".join(DEFAULT_GRADE_COLUMNS), show_default=True,
               help="Comma-separated columns to leave blank for the student.")
-def template_command(model: Any, columns: str) -> None:
-    """A blank answer table (CSV) for MODEL: one row per layer, the chosen columns empty."""
+@click.option("--rows", type=click.Choice(["lecture", "all"]), default="lecture", show_default=True,
+              help="lecture: the layers the lecture's tables list (conv, pooling, linear); all: every layer, the input too.")
+def template_command(model: Any, columns: str, rows: str) -> None:
+    """A blank answer table (CSV) for MODEL: one row per asked layer, the chosen columns empty.
+
+    `archcalc grade` with the same --rows and --columns (or --template FILE) scores out of
+    exactly this table's cells.
+    """
     from archcalc.grade import template
 
-    click.echo(template(model, tuple(c.strip() for c in columns.split(",") if c.strip())), nl=False)
+    click.echo(template(model, tuple(c.strip() for c in columns.split(",") if c.strip()), rows), nl=False)
 
 
 def main(argv: list[str] | None = None) -> None:
