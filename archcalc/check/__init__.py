@@ -1,0 +1,187 @@
+"""Checkers for students' own implementations, against the executor's reference kernels.
+
+    from archcalc.check import check_conv_forward
+    report = check_conv_forward(my_conv_forward)     # fn(x, w, b, stride, pad) -> y
+    report.passed; print(report)
+
+Each checker runs a fixed, seeded set of cases that covers the edges (stride 2, padding 0, 1
+and "same", 1x1 and non-square kernels, one image, one channel, batch > 1) plus random ones,
+each in a child process with a time limit, so a function that raises, hangs or crashes fails
+its case instead of the checker. A failing case names the output tensor, the worst element's
+index and values, the largest absolute and relative errors, the right shape's formula when
+the shape is wrong, and a symptom when the wrong output matches a known bug (weights
+transposed, overlaps overwritten, a gradient's sign flipped, ...).
+
+The student's calling convention is an :class:`Adapter`: argument names and order, NCHW or
+NHWC, and the weight layout. The default is the lecture's: NCHW arrays, weights
+``(f, c, kh, kw)``, ``conv_forward(x, w, b, stride, pad)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from archcalc.check.cases import batchnorm_cases, conv_cases, dense_cases, elementwise_cases, pool_cases, single_image
+from archcalc.check.compare import Adapter, CaseResult, CheckReport, run_checks
+from archcalc.check.runner import MAX_RANDOM_CASES, MAX_TIME_LIMIT, TIME_LIMIT, call_with_time_limit
+from archcalc.check.specs import (
+    BATCHNORM_BACKWARD,
+    BATCHNORM_FORWARD,
+    COL2IM,
+    CONV_BACKWARD,
+    CONV_FORWARD,
+    CROSS_ENTROPY,
+    IM2COL,
+    LINEAR_BACKWARD,
+    LINEAR_FORWARD,
+    RELU_BACKWARD,
+    SOFTMAX,
+    pool_spec,
+)
+
+
+def check_conv_forward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 4,
+                       time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(x, w, b, stride, pad) -> y`` (NCHW, w (f, c, kh, kw)) against the reference conv."""
+    return run_checks(CONV_FORWARD, fn, conv_cases(seed, random_cases), adapter, time_limit)
+
+
+def check_conv_backward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 4,
+                        time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(dy, x, w, b, stride, pad) -> (dx, dw, db)`` against the reference gradients."""
+    return run_checks(CONV_BACKWARD, fn, conv_cases(seed, random_cases), adapter, time_limit)
+
+
+
+def check_im2col(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 4,
+                 time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(x, kernel, stride, pad) -> X_hat`` for one image: x (C, H, W) -> (C*kh*kw, oh*ow)."""
+    return run_checks(IM2COL, fn, single_image(conv_cases(seed, random_cases)), adapter, time_limit)
+
+
+def check_col2im(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 4,
+                 time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(cols, x_shape, kernel, stride, pad) -> x`` for one image, summing overlapping windows."""
+    return run_checks(COL2IM, fn, single_image(conv_cases(seed, random_cases)), adapter, time_limit)
+
+
+
+def check_maxpool_forward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                          time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(x, kernel, stride) -> y`` against max pooling."""
+    return run_checks(pool_spec("max", False), fn, pool_cases(seed, random_cases), adapter, time_limit)
+
+
+def check_maxpool_backward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                           time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(dy, x, kernel, stride) -> dx``: each window's gradient to its (first) maximum."""
+    return run_checks(pool_spec("max", True), fn, pool_cases(seed, random_cases), adapter, time_limit)
+
+
+def check_avgpool_forward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                          time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(x, kernel, stride) -> y`` against average pooling."""
+    return run_checks(pool_spec("avg", False), fn, pool_cases(seed, random_cases), adapter, time_limit)
+
+
+def check_avgpool_backward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                           time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(dy, x, kernel, stride) -> dx``: each window's gradient spread evenly."""
+    return run_checks(pool_spec("avg", True), fn, pool_cases(seed, random_cases), adapter, time_limit)
+
+
+
+def check_linear_forward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                         time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(x, w, b) -> y = x W^T + b`` with w (out, in) (``Adapter(weight="io")`` for (in, out))."""
+    return run_checks(LINEAR_FORWARD, fn, dense_cases(seed, random_cases), adapter, time_limit)
+
+
+def check_linear_backward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                          time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(dy, x, w, b) -> (dx, dw, db)`` for ``y = x W^T + b``."""
+    return run_checks(LINEAR_BACKWARD, fn, dense_cases(seed, random_cases), adapter, time_limit)
+
+
+def check_relu_backward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                        time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(dy, x) -> dx = dy * (x > 0)``."""
+    return run_checks(RELU_BACKWARD, fn, elementwise_cases(seed, random_cases), adapter, time_limit)
+
+
+def check_softmax(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                  time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(logits) -> probs``, softmax over each row (the classes)."""
+    return run_checks(SOFTMAX, fn, dense_cases(seed, random_cases), adapter, time_limit)
+
+
+def check_softmax_cross_entropy(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                                time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(logits, labels) -> (loss, dlogits)``: mean cross-entropy and ``(softmax - onehot) / N``."""
+    return run_checks(CROSS_ENTROPY, fn, dense_cases(seed, random_cases), adapter, time_limit)
+
+
+def check_batchnorm_forward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                            time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(x, gamma, beta, eps) -> y`` on (N, D): training mode, batch statistics (biased variance)."""
+    return run_checks(BATCHNORM_FORWARD, fn, batchnorm_cases(seed, random_cases), adapter, time_limit)
+
+
+def check_batchnorm_backward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                             time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(dy, x, gamma, beta, eps) -> (dx, dgamma, dbeta)`` for training-mode batchnorm on (N, D)."""
+    return run_checks(BATCHNORM_BACKWARD, fn, batchnorm_cases(seed, random_cases), adapter, time_limit)
+
+
+def check_gradient(f: Callable[[np.ndarray], Any], x: np.ndarray, eps: float = 1e-6, samples: int = 20, seed: int = 0,
+                   tolerance: float = 1e-6) -> CheckReport:
+    """Check any function's analytic gradient against central differences in float64.
+
+    ``f(x)`` returns ``(value, gradient)``: a scalar value and its gradient d(value)/dx, of x's
+    shape. ``samples`` random entries of x are perturbed by +-eps.
+    """
+    x = np.array(x, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    report = CheckReport("check_gradient")
+    status, result = call_with_time_limit(f, (x.copy(),))
+    if status != "ok":
+        report.cases.append(CaseResult("analytic gradient", False, result))
+        return report
+    try:
+        value, analytic = result
+        analytic = np.asarray(analytic, dtype=np.float64)
+        float(value)
+    except (TypeError, ValueError):
+        report.cases.append(CaseResult("analytic gradient", False, "f(x) must return (scalar value, gradient array)"))
+        return report
+    if analytic.shape != x.shape:
+        report.cases.append(CaseResult("analytic gradient", False, f"gradient has shape {analytic.shape}, x has {x.shape}"))
+        return report
+    flat = x.reshape(-1)
+    for index in rng.choice(flat.size, size=min(samples, flat.size), replace=False):
+        plus, minus = flat.copy(), flat.copy()
+        plus[index] += eps
+        minus[index] -= eps
+        numeric = (float(f(plus.reshape(x.shape))[0]) - float(f(minus.reshape(x.shape))[0])) / (2 * eps)
+        exact = analytic.reshape(-1)[index]
+        rel = abs(exact - numeric) / max(abs(exact) + abs(numeric), 1e-12)
+        where = tuple(int(v) for v in np.unravel_index(index, x.shape))
+        message = "" if rel <= tolerance else (
+            f"at index {where}: analytic {exact:.6g}, central difference {numeric:.6g}, relative error {rel:.3g}")
+        report.cases.append(CaseResult(f"d/dx{list(where)}", rel <= tolerance, message))
+    return report
+
+
+#: Every checker, by the name the CLI and docs use.
+CHECKERS = {
+    name: globals()[f"check_{name}"]
+    for name in ("conv_forward", "conv_backward", "im2col", "col2im", "maxpool_forward", "maxpool_backward",
+                 "avgpool_forward", "avgpool_backward", "linear_forward", "linear_backward", "relu_backward",
+                 "softmax", "softmax_cross_entropy", "batchnorm_forward", "batchnorm_backward")
+}
+
+__all__ = ["Adapter", "CheckReport", "CaseResult", "check_gradient", "call_with_time_limit", "TIME_LIMIT",
+           "MAX_TIME_LIMIT", "MAX_RANDOM_CASES", "CHECKERS", *(f"check_{n}" for n in CHECKERS)]

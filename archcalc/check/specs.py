@@ -1,0 +1,192 @@
+"""What each checker computes: the reference, the outputs compared, and the known bugs (symptoms)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from archcalc import formulas, kernels
+from archcalc.check.compare import Spec, Symptom
+
+
+def _conv_shape_hint(inputs: dict[str, Any]) -> str:
+    h, w = inputs["x"].shape[2:]
+    kh, kw = inputs["w"].shape[2:]
+    s, p = inputs["stride"], inputs["pad"]
+    return (f"out height = {formulas.explain_conv_output_size(h, kh, s, p)}, "
+            f"out width = {formulas.explain_conv_output_size(w, kw, s, p)}")
+
+
+def _conv_forward_ref(i: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    return (kernels.conv_forward(i["x"], i["w"], i["b"], i["stride"], i["pad"]),)
+
+
+def _conv_backward_ref(i: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    return kernels.conv_backward(i["dy"], i["x"], i["w"], i["stride"], i["pad"])
+
+
+def _swap_fc(w: np.ndarray) -> np.ndarray:
+    """The weights as read by code that swapped the filter and channel axes, then reshaped back."""
+    return w.transpose(1, 0, 2, 3).reshape(w.shape)
+
+
+def _flip(w: np.ndarray) -> np.ndarray:
+    return w[:, :, ::-1, ::-1]
+
+
+CONV_FORWARD = Spec(
+    "check_conv_forward", ("x", "w", "b", "stride", "pad"), ("y",), _conv_forward_ref,
+    {"y": (
+        Symptom("matches the right convolution without the bias (bias not added?)",
+                lambda i: kernels.conv_forward(i["x"], i["w"], None, i["stride"], i["pad"])),
+        Symptom("matches a convolution with the weight's filter and channel axes swapped (transposed weights?)",
+                lambda i: kernels.conv_forward(i["x"], _swap_fc(i["w"]), i["b"], i["stride"], i["pad"])),
+        Symptom("matches a convolution with the kernel's spatial axes swapped (kh and kw transposed?)",
+                lambda i: kernels.conv_forward(i["x"], i["w"].transpose(0, 1, 3, 2), i["b"], i["stride"], i["pad"])),
+        Symptom("matches a true convolution with a flipped kernel; ConvNets compute cross-correlation (do not flip)",
+                lambda i: kernels.conv_forward(i["x"], _flip(i["w"]), i["b"], i["stride"], i["pad"])),
+        Symptom("matches the output without padding (pad ignored?)",
+                lambda i: kernels.conv_forward(i["x"], i["w"], i["b"], i["stride"], 0)),
+        Symptom("matches the output with stride 1 (stride ignored?)",
+                lambda i: kernels.conv_forward(i["x"], i["w"], i["b"], 1, i["pad"])),
+    )},
+    _conv_shape_hint,
+)
+
+
+CONV_BACKWARD = Spec(
+    "check_conv_backward", ("dy", "x", "w", "b", "stride", "pad"), ("dx", "dw", "db"), _conv_backward_ref,
+    {
+        "db": (Symptom("sums dy over the first sample only; db sums over the batch and every position",
+                       lambda i: i["dy"][0].sum(axis=(1, 2))),
+               Symptom("averages dy over the batch; db sums it", lambda i: i["dy"].sum(axis=(2, 3)).mean(axis=0))),
+        "dx": (Symptom("matches dx computed with the weight's filter and channel axes swapped (transposed weights?)",
+                       lambda i: kernels.conv_backward(i["dy"], i["x"], _swap_fc(i["w"]).copy(), i["stride"], i["pad"])[0]),
+               Symptom("matches col2im that overwrites overlapping windows instead of summing them",
+                       lambda i: _overwrite_col2im_dx(i))),
+        "dw": (Symptom("has the wrong sign", lambda i: -kernels.conv_backward(i["dy"], i["x"], i["w"], i["stride"], i["pad"])[1]),),
+    },
+)
+
+
+def _overwrite_col2im(cols: np.ndarray, x_shape: tuple[int, ...], kernel: tuple[int, int], stride: int, pad: int) -> np.ndarray:
+    """The classic bug: col2im that assigns each window's values, so the last window (in order) wins."""
+    geo = kernels.geometry(x_shape, kernel, stride, pad)
+    n, c = x_shape[:2]
+    (kh, kw), (oh, ow) = geo.kernel, geo.out
+    blocks = cols.reshape(n, c, kh, kw, oh, ow)
+    padded = np.zeros((n, c, x_shape[2] + 2 * pad, x_shape[3] + 2 * pad))
+    for i in range(oh):
+        for j in range(ow):
+            padded[:, :, i * stride: i * stride + kh, j * stride: j * stride + kw] = blocks[:, :, :, :, i, j]
+    return padded[:, :, pad: pad + x_shape[2], pad: pad + x_shape[3]]
+
+
+def _overwrite_col2im_dx(i: dict[str, Any]) -> np.ndarray:
+    f = i["w"].shape[0]
+    geo = kernels.geometry(i["x"].shape, i["w"].shape[2:], i["stride"], i["pad"])
+    dy = i["dy"].reshape(i["x"].shape[0], f, -1)
+    dcols = np.matmul(i["w"].reshape(f, -1).T, dy)
+    return _overwrite_col2im(dcols, i["x"].shape, geo.kernel, i["stride"], i["pad"])
+
+
+IM2COL = Spec(
+    "check_im2col", ("x", "kernel", "stride", "pad"), ("cols",),
+    lambda i: (kernels.im2col(i["x"][None], i["kernel"], i["stride"], i["pad"])[0],),
+    {"cols": (Symptom("is the transpose of X_hat: rows should be the C*kh*kw taps, columns the output positions",
+                      lambda i: kernels.im2col(i["x"][None], i["kernel"], i["stride"], i["pad"])[0].T),)},
+)
+COL2IM = Spec(
+    "check_col2im", ("cols", "x_shape", "kernel", "stride", "pad"), ("x",),
+    lambda i: (kernels.col2im(i["cols"][None], (1, *i["x_shape"]), i["kernel"], i["stride"], i["pad"])[0],),
+    {"x": (Symptom("matches col2im that overwrites overlapping windows instead of summing them (use +=)",
+                   lambda i: _overwrite_col2im(i["cols"][None], (1, *i["x_shape"]), i["kernel"], i["stride"], i["pad"])[0]),)},
+)
+
+
+def pool_spec(kind: str, backward: bool) -> Spec:
+    forward = kernels.maxpool_forward if kind == "max" else kernels.avgpool_forward
+    grad = kernels.maxpool_backward if kind == "max" else kernels.avgpool_backward
+    name = f"check_{kind}pool_{'backward' if backward else 'forward'}"
+    if backward:
+        return Spec(name, ("dy", "x", "kernel", "stride"), ("dx",), lambda i: (grad(i["dy"], i["x"], i["kernel"], i["stride"]),),
+                    {"dx": (Symptom("matches a gradient assigned with = where windows overlap (the last window wins); "
+                                    "add it with +=", lambda i: _spread_max(i)),)} if kind == "max" else {})
+    return Spec(name, ("x", "kernel", "stride"), ("y",), lambda i: (forward(i["x"], i["kernel"], i["stride"]),),
+                shape_hint=lambda i: "out = floor((in - k) / s) + 1 per axis: " + ", ".join(
+                    formulas.explain_conv_output_size(n, i["kernel"], i["stride"]) for n in i["x"].shape[2:]))
+
+
+def _spread_max(i: dict[str, Any]) -> np.ndarray:
+    """The gradient routed to the max of each window with ``=``: the last overlapping window wins."""
+    x, k, s = i["x"], i["kernel"], i["stride"]
+    y = kernels.maxpool_forward(x, k, s)
+    dx = np.zeros_like(x)
+    for a in range(y.shape[2]):
+        for b in range(y.shape[3]):
+            window = x[:, :, a * s: a * s + k, b * s: b * s + k]
+            mask = window == y[:, :, a: a + 1, b: b + 1]
+            dx[:, :, a * s: a * s + k, b * s: b * s + k] = np.where(mask, i["dy"][:, :, a: a + 1, b: b + 1], 0)
+    return dx
+
+
+
+LINEAR_FORWARD = Spec("check_linear_forward", ("x", "w", "b"), ("y",), lambda i: (i["x"] @ i["w"].T + i["b"],),
+                      {"y": (Symptom("matches x @ w + b with w (out, in) not transposed", lambda i: i["x"] @ i["w"] + i["b"]),
+                             Symptom("matches the output without the bias", lambda i: i["x"] @ i["w"].T))})
+LINEAR_BACKWARD = Spec("check_linear_backward", ("dy", "x", "w", "b"), ("dx", "dw", "db"),
+                       lambda i: (i["dy"] @ i["w"], i["dy"].T @ i["x"], i["dy"].sum(axis=0)),
+                       {"db": (Symptom("is the mean of dy over the batch; the gradient sums it", lambda i: i["dy"].mean(axis=0)),),
+                        "dw": (Symptom("is transposed: dW = dY^T X has the weight's shape (out, in)", lambda i: i["x"].T @ i["dy"]),)})
+RELU_BACKWARD = Spec("check_relu_backward", ("dy", "x"), ("dx",), lambda i: (i["dy"] * (i["x"] > 0),),
+                     {"dx": (Symptom("passes the gradient where x < 0 and blocks it where x > 0 (mask inverted)",
+                                     lambda i: i["dy"] * (i["x"] <= 0)),
+                             Symptom("multiplies by relu(x) instead of the 0/1 mask", lambda i: i["dy"] * np.maximum(i["x"], 0)))})
+SOFTMAX = Spec("check_softmax", ("logits",), ("probs",), lambda i: (kernels.softmax(i["logits"]),),
+               {"probs": (Symptom("normalises over the batch axis instead of each row's classes",
+                                  lambda i: np.exp(i["logits"]) / np.exp(i["logits"]).sum(axis=0, keepdims=True)),)})
+
+
+def _ce(i: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    loss, grad = kernels.softmax_cross_entropy(i["logits"], i["labels"])
+    return np.asarray(loss), grad
+
+
+CROSS_ENTROPY = Spec(
+    "check_softmax_cross_entropy", ("logits", "labels"), ("loss", "dlogits"), _ce,
+    {"dlogits": (
+        Symptom("has the wrong sign: dJ/dh = softmax(h) - onehot(y), divided by N",
+                lambda i: -kernels.softmax_cross_entropy(i["logits"], i["labels"])[1]),
+        Symptom("is not divided by the batch size N (J is the mean loss)",
+                lambda i: kernels.softmax_cross_entropy(i["logits"], i["labels"])[1] * len(i["labels"])),
+    ), "loss": (Symptom("is the summed loss; J is the mean over the batch",
+                        lambda i: np.asarray(kernels.softmax_cross_entropy(i["logits"], i["labels"])[0] * len(i["labels"]))),)},
+)
+
+
+def _batchnorm_ref(i: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    x, gamma, beta, eps = i["x"], i["gamma"], i["beta"], i["eps"]
+    mean, var = x.mean(axis=0), x.var(axis=0)
+    x_hat = (x - mean) / np.sqrt(var + eps)
+    return (x_hat * gamma + beta,)
+
+
+def _batchnorm_grad(i: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    x, gamma, eps, dy = i["x"], i["gamma"], i["eps"], i["dy"]
+    n = x.shape[0]
+    inv_std = 1 / np.sqrt(x.var(axis=0) + eps)
+    x_hat = (x - x.mean(axis=0)) * inv_std
+    d_hat = dy * gamma
+    dx = inv_std / n * (n * d_hat - d_hat.sum(axis=0) - x_hat * (d_hat * x_hat).sum(axis=0))
+    return dx, (dy * x_hat).sum(axis=0), dy.sum(axis=0)
+
+
+BATCHNORM_FORWARD = Spec("check_batchnorm_forward", ("x", "gamma", "beta", "eps"), ("y",), _batchnorm_ref,
+                         {"y": (Symptom("normalises each sample over its features instead of each feature over the batch",
+                                        lambda i: (i["x"] - i["x"].mean(axis=1, keepdims=True))
+                                        / np.sqrt(i["x"].var(axis=1, keepdims=True) + i["eps"]) * i["gamma"] + i["beta"]),)})
+BATCHNORM_BACKWARD = Spec("check_batchnorm_backward", ("dy", "x", "gamma", "beta", "eps"), ("dx", "dgamma", "dbeta"), _batchnorm_grad,
+                          {"dx": (Symptom("treats the batch mean and variance as constants (dx = dy * gamma / std)",
+                                          lambda i: i["dy"] * i["gamma"] / np.sqrt(i["x"].var(axis=0) + i["eps"])),)})
+
