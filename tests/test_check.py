@@ -216,3 +216,162 @@ def test_check_gradient_on_any_function():
     assert not wrong.passed and "central difference" in wrong.first_failure.message
     shape = check_gradient(lambda x: (1.0, np.zeros(3)), np.zeros(4))
     assert "gradient has shape (3,), x has (4,)" in shape.first_failure.message
+
+
+# ---- pooling backward: the = instead of += where windows overlap, whatever the loops' order
+
+
+def maxpool_backward_loops(dy, x, k, s, assign=False, columns_first=False):
+    """The lecture's loop: each window's gradient to its arg-max (with += or, the bug, =)."""
+    n, c = x.shape[:2]
+    oh, ow = dy.shape[2:]
+    positions = [(a, b) for b in range(ow) for a in range(oh)] if columns_first else [(a, b) for a in range(oh) for b in range(ow)]
+    dx = np.zeros_like(x)
+    for i in range(n):
+        for ch in range(c):
+            for a, b in positions:
+                window = x[i, ch, a * s: a * s + k, b * s: b * s + k]
+                p, q = np.unravel_index(np.argmax(window), window.shape)
+                if assign:
+                    dx[i, ch, a * s + p, b * s + q] = dy[i, ch, a, b]
+                else:
+                    dx[i, ch, a * s + p, b * s + q] += dy[i, ch, a, b]
+    return dx
+
+
+def maxpool_backward_masks(dy, x, k, s):
+    """The vectorised form with the bug: dx[window] = mask * dy zeroes what earlier windows added."""
+    dx = np.zeros_like(x)
+    for a in range(dy.shape[2]):
+        for b in range(dy.shape[3]):
+            window = x[:, :, a * s: a * s + k, b * s: b * s + k]
+            mask = window == window.max(axis=(2, 3), keepdims=True)
+            dx[:, :, a * s: a * s + k, b * s: b * s + k] = mask * dy[:, :, a: a + 1, b: b + 1]
+    return dx
+
+
+def avgpool_backward_assign(dy, x, k, s):
+    dx = np.zeros_like(x)
+    for a in range(dy.shape[2]):
+        for b in range(dy.shape[3]):
+            dx[:, :, a * s: a * s + k, b * s: b * s + k] = dy[:, :, a: a + 1, b: b + 1] / (k * k)
+    return dx
+
+
+OVERLAP = "symptom: gradient assigned with = where windows overlap; accumulate with +="
+
+
+@pytest.mark.parametrize("student", [
+    lambda dy, x, k, s: maxpool_backward_loops(dy, x, k, s, assign=True),
+    lambda dy, x, k, s: maxpool_backward_loops(dy, x, k, s, assign=True, columns_first=True),
+    maxpool_backward_masks,
+], ids=["loop", "loop-columns-first", "vectorised-mask"])
+def test_maxpool_backward_assigned_where_windows_overlap(student):
+    assert check_maxpool_backward(lambda dy, x, k, s: maxpool_backward_loops(dy, x, k, s)).passed
+    report = check_maxpool_backward(student)
+    _only_failures_mention(report, OVERLAP)
+    by_name = {case.name.split(":")[0]: case for case in report.cases}
+    assert by_name["2x2, stride 2"].passed  # windows that do not overlap: the bug is invisible there
+    assert not by_name["2x2, stride 1 (overlapping windows)"].passed and not by_name["3x3, stride 1 (overlapping windows)"].passed
+    assert all(OVERLAP in case.message for case in report.cases if not case.passed)
+
+
+def test_avgpool_backward_assigned_where_windows_overlap():
+    _only_failures_mention(check_avgpool_backward(avgpool_backward_assign), OVERLAP)
+
+
+def test_the_overlap_diagnosis_is_not_given_to_other_bugs():
+    report = check_maxpool_backward(lambda dy, x, k, s: 2 * kernels.maxpool_backward(dy, x, k, s))
+    assert not report.passed and all("symptom" not in case.message for case in report.cases)
+
+
+def test_col2im_overwrite_is_recognised_in_any_loop_order():
+    def columns_first(cols, x_shape, kernel, stride, pad):
+        kh, kw = kernel
+        c, h, w = x_shape
+        xp = np.zeros((c, h + 2 * pad, w + 2 * pad))
+        oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+        for j in range(ow):
+            for i in range(oh):
+                xp[:, i * stride: i * stride + kh, j * stride: j * stride + kw] = cols[:, i * ow + j].reshape(c, kh, kw)
+        return xp[:, pad: pad + h, pad: pad + w]
+
+    _only_failures_mention(check_col2im(columns_first), "symptom: matches col2im that overwrites overlapping windows")
+
+
+# ---- arguments that set the amount of work are bounded, refused before any work
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"random_cases": 10**9}, "check_conv_forward: random_cases must be an int from 0 to 100, got 1,000,000,000"),
+    ({"random_cases": -1}, "check_conv_forward: random_cases must be an int from 0 to 100, got -1"),
+    ({"random_cases": 2.5}, "check_conv_forward: random_cases must be an int from 0 to 100, got float 2.5"),
+    ({"random_cases": True}, "check_conv_forward: random_cases must be an int from 0 to 100, got bool True"),
+    ({"random_cases": 10**400}, "check_conv_forward: random_cases must be an int from 0 to 100, got an int of 401 digits"),
+    ({"time_limit": float("inf")}, "check_conv_forward: time_limit must be a finite number in (0, 600], got inf"),
+    ({"time_limit": float("nan")}, "check_conv_forward: time_limit must be a finite number in (0, 600], got nan"),
+    ({"time_limit": 0}, "check_conv_forward: time_limit must be a finite number in (0, 600], got 0"),
+    ({"time_limit": 1e9}, "check_conv_forward: time_limit must be a finite number in (0, 600], got 1000000000.0"),
+    ({"time_limit": "5"}, None),  # a numeric string is a number
+    ({"seed": -1}, "check_conv_forward: seed must be an int from 0 to 9,223,372,036,854,775,807, got -1"),
+    ({"adapter": "NHWC"}, "check_conv_forward: adapter must be an archcalc.check.Adapter or None, got str"),
+])
+def test_checker_arguments_are_bounded(kwargs, message, monkeypatch):
+    import archcalc.check as check
+
+    started = []
+    monkeypatch.setattr(check, "run_checks", lambda *args: started.append(args))
+    if message is None:
+        check_conv_forward(conv_forward, **kwargs)
+        assert started
+        return
+    with pytest.raises(ValueError) as caught:
+        check_conv_forward(conv_forward, **kwargs)
+    assert str(caught.value) == message and not started
+
+
+def test_every_checker_refuses_absurd_work():
+    from archcalc.check import CHECKERS
+
+    for name, checker in CHECKERS.items():
+        with pytest.raises(ValueError, match=f"^check_{name}: random_cases must be an int from 0 to 100"):
+            checker(conv_forward, random_cases=10**9)
+        with pytest.raises(ValueError, match=f"^check_{name}: the function to check must be callable"):
+            checker(None)
+    with pytest.raises(ValueError, match=r"^call_with_time_limit: limit must be a finite number in \(0, 600\], got inf"):
+        call_with_time_limit(print, (), float("inf"))
+
+
+@pytest.mark.parametrize(("x", "kwargs", "message"), [
+    (np.zeros(2**22 + 1, dtype=np.float32), {}, "check_gradient: x must have 1 to 4,194,304 entries, got 4,194,305"),
+    (np.broadcast_to(np.zeros(1), (10**6, 10**6)), {}, "check_gradient: x must have 1 to 4,194,304 entries, got 1,000,000,000,000"),
+    (np.zeros(0), {}, "check_gradient: x must have 1 to 4,194,304 entries, got 0"),
+    (np.array(["a"]), {}, "check_gradient: x must be an array of real numbers, got dtype <U1"),
+    ([[1.0], [1.0, 2.0]], {}, "check_gradient: x must be an array of real numbers"),
+    (np.zeros(3), {"samples": 10**12}, "check_gradient: samples must be an int from 1 to 10,000, got 1,000,000,000,000"),
+    (np.zeros(3), {"samples": 0}, "check_gradient: samples must be an int from 1 to 10,000, got 0"),
+    (np.zeros(3), {"eps": 0.0}, "check_gradient: eps must be a finite number in (0, 1], got 0.0"),
+    (np.zeros(3), {"eps": float("nan")}, "check_gradient: eps must be a finite number in (0, 1], got nan"),
+    (np.zeros(3), {"tolerance": float("inf")}, "check_gradient: tolerance must be a finite number in [0, 1], got inf"),
+    (np.zeros(3), {"time_limit": -1}, "check_gradient: time_limit must be a finite number in (0, 600], got -1"),
+])
+def test_check_gradient_arguments_are_bounded(x, kwargs, message):
+    with pytest.raises(ValueError) as caught:
+        check_gradient(lambda v: (0.0, np.zeros_like(v)), x, **kwargs)
+    assert str(caught.value).startswith(message)
+
+
+def test_check_gradient_isolates_the_perturbed_calls_too():
+    calls = {"n": 0}
+
+    def hangs_when_perturbed(x):
+        calls["n"] += 1
+        if np.any(x != 0.5):
+            while True:
+                pass
+        return float(x.sum()), np.ones_like(x)
+
+    report = check_gradient(hangs_when_perturbed, np.full(3, 0.5), samples=2, time_limit=0.2)
+    assert not report.passed and report.first_failure.name == "central differences"
+    assert report.first_failure.message == "f(x +- eps): did not return within 0.8 s (an endless loop?)"
+    assert calls["n"] == 0  # every call ran in a child process: this one's counter never moved

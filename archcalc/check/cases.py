@@ -46,7 +46,6 @@ def _conv_inputs(rng: np.random.Generator, x_shape: tuple[int, ...], w_shape: tu
             "x_shape": x_shape}
 
 
-
 def single_image(cases: list[Case]) -> list[Case]:
     """The conv cases reduced to their first image, with its im2col matrix and a random upstream for col2im."""
     out = []
@@ -62,12 +61,12 @@ def single_image(cases: list[Case]) -> list[Case]:
     return out
 
 
-
 def pool_cases(seed: int, random_cases: int) -> list[Case]:
     """Pooling inputs (x, kernel, stride, dy), with windows that overlap (stride < kernel) and ones that don't."""
     rng = np.random.default_rng(seed)
     fixed = [("2x2, stride 2", (2, 3, 8, 8), 2, 2), ("3x3, stride 2, odd size", (1, 2, 7, 7), 3, 2),
-             ("3x3, stride 1 (overlapping windows)", (2, 1, 5, 6), 3, 1), ("one image, one channel", (1, 1, 4, 4), 2, 2)]
+             ("3x3, stride 1 (overlapping windows)", (2, 1, 5, 6), 3, 1), ("one image, one channel", (1, 1, 4, 4), 2, 2),
+             ("2x2, stride 1 (overlapping windows)", (2, 2, 5, 5), 2, 1)]
     fixed += [(f"random {i + 1}", (int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(4, 9)), int(rng.integers(4, 9))),
                int(rng.integers(1, 4)), int(rng.integers(1, 3))) for i in range(random_cases)]
     cases = []
@@ -77,7 +76,6 @@ def pool_cases(seed: int, random_cases: int) -> list[Case]:
         cases.append(Case(f"{name}: x {'x'.join(map(str, shape))}, kernel {k}, stride {s}",
                           {"x": x, "kernel": k, "stride": s, "pad": 0, "dy": rng.standard_normal(y.shape)}))
     return cases
-
 
 
 def dense_cases(seed: int, random_cases: int) -> list[Case]:
@@ -94,7 +92,6 @@ def dense_cases(seed: int, random_cases: int) -> list[Case]:
             "logits": rng.standard_normal((n, d_in)) * 2,
         }))
     return cases
-
 
 
 def elementwise_cases(seed: int, random_cases: int, batch_of_one: bool = True) -> list[Case]:

@@ -44,15 +44,19 @@ def bounded_float(checker: str, name: str, value: Any, low: float, high: float, 
     return number
 
 
-def check_run_options(checker: str, fn: Any, random_cases: Any, seed: Any, time_limit: Any) -> None:
+def check_run_options(checker: str, fn: Any, adapter: Any, random_cases: Any, seed: Any, time_limit: Any) -> None:
     """Refuse absurd arguments before any case is built or any child process started.
 
     Raises:
-        ValueError: ``fn`` not callable, ``random_cases`` outside 0..100, ``seed`` outside
-            0..2**63-1, ``time_limit`` not in (0, 600] seconds.
+        ValueError: ``fn`` not callable, ``adapter`` not an Adapter, ``random_cases``
+            outside 0..100, ``seed`` outside 0..2**63-1, ``time_limit`` not in (0, 600] seconds.
     """
+    from archcalc.check.compare import Adapter
+
     if not callable(fn):
         raise ValueError(f"{checker}: the function to check must be callable, got {type(fn).__name__}")
+    if adapter is not None and not isinstance(adapter, Adapter):
+        raise ValueError(f"{checker}: adapter must be an archcalc.check.Adapter or None, got {type(adapter).__name__}")
     bounded_int(checker, "random_cases", random_cases, 0, MAX_RANDOM_CASES)
     bounded_int(checker, "seed", seed, 0, 2**63 - 1)
     bounded_float(checker, "time_limit", time_limit, 0.0, MAX_TIME_LIMIT)
@@ -67,8 +71,6 @@ def _run_child(fn: Callable[..., Any], args: tuple[Any, ...], conn: Any) -> None
         conn.send(("error", f"{type(error).__name__}: {error}{where}"))
 
 
-
-
 def call_with_time_limit(fn: Callable[..., Any], args: tuple[Any, ...], limit: float = TIME_LIMIT) -> tuple[str, Any]:
     """``("ok", result)``, ``("error", message)`` or ``("timeout", message)``.
 
@@ -78,7 +80,11 @@ def call_with_time_limit(fn: Callable[..., Any], args: tuple[Any, ...], limit: f
     Raises:
         ValueError: ``limit`` is not a finite number of seconds in (0, 600].
     """
-    limit = bounded_float("call_with_time_limit", "limit", limit, 0.0, MAX_TIME_LIMIT)
+    return call_unchecked(fn, args, bounded_float("call_with_time_limit", "limit", limit, 0.0, MAX_TIME_LIMIT))
+
+
+def call_unchecked(fn: Callable[..., Any], args: tuple[Any, ...], limit: float) -> tuple[str, Any]:
+    """:func:`call_with_time_limit` for a limit the caller has bounded (a checker's total over many calls)."""
     try:
         context = multiprocessing.get_context("fork")
     except ValueError:

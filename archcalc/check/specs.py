@@ -63,32 +63,18 @@ CONV_BACKWARD = Spec(
                Symptom("averages dy over the batch; db sums it", lambda i: i["dy"].sum(axis=(2, 3)).mean(axis=0))),
         "dx": (Symptom("matches dx computed with the weight's filter and channel axes swapped (transposed weights?)",
                        lambda i: kernels.conv_backward(i["dy"], i["x"], _swap_fc(i["w"]).copy(), i["stride"], i["pad"])[0]),
-               Symptom("matches col2im that overwrites overlapping windows instead of summing them",
-                       lambda i: _overwrite_col2im_dx(i))),
+               Symptom("matches col2im that overwrites overlapping windows instead of summing them (use +=)",
+                       matches=lambda got, i, rtol, atol: _assigned_not_added(got, _conv_dx_shares(i), rtol, atol))),
         "dw": (Symptom("has the wrong sign", lambda i: -kernels.conv_backward(i["dy"], i["x"], i["w"], i["stride"], i["pad"])[1]),),
     },
 )
 
 
-def _overwrite_col2im(cols: np.ndarray, x_shape: tuple[int, ...], kernel: tuple[int, int], stride: int, pad: int) -> np.ndarray:
-    """The classic bug: col2im that assigns each window's values, so the last window (in order) wins."""
-    geo = kernels.geometry(x_shape, kernel, stride, pad)
-    n, c = x_shape[:2]
-    (kh, kw), (oh, ow) = geo.kernel, geo.out
-    blocks = cols.reshape(n, c, kh, kw, oh, ow)
-    padded = np.zeros((n, c, x_shape[2] + 2 * pad, x_shape[3] + 2 * pad))
-    for i in range(oh):
-        for j in range(ow):
-            padded[:, :, i * stride: i * stride + kh, j * stride: j * stride + kw] = blocks[:, :, :, :, i, j]
-    return padded[:, :, pad: pad + x_shape[2], pad: pad + x_shape[3]]
-
-
-def _overwrite_col2im_dx(i: dict[str, Any]) -> np.ndarray:
+def _conv_dx_shares(i: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    """Each output position's share of dx: its column of W^T dY laid back on its window."""
     f = i["w"].shape[0]
-    geo = kernels.geometry(i["x"].shape, i["w"].shape[2:], i["stride"], i["pad"])
-    dy = i["dy"].reshape(i["x"].shape[0], f, -1)
-    dcols = np.matmul(i["w"].reshape(f, -1).T, dy)
-    return _overwrite_col2im(dcols, i["x"].shape, geo.kernel, i["stride"], i["pad"])
+    dcols = np.matmul(i["w"].reshape(f, -1).T, i["dy"].reshape(i["x"].shape[0], f, -1))
+    return _col2im_shares(dcols, i["x"].shape, i["w"].shape[2:], i["stride"], i["pad"])
 
 
 IM2COL = Spec(
@@ -101,35 +87,91 @@ COL2IM = Spec(
     "check_col2im", ("cols", "x_shape", "kernel", "stride", "pad"), ("x",),
     lambda i: (kernels.col2im(i["cols"][None], (1, *i["x_shape"]), i["kernel"], i["stride"], i["pad"])[0],),
     {"x": (Symptom("matches col2im that overwrites overlapping windows instead of summing them (use +=)",
-                   lambda i: _overwrite_col2im(i["cols"][None], (1, *i["x_shape"]), i["kernel"], i["stride"], i["pad"])[0]),)},
+                   matches=lambda got, i, rtol, atol: _assigned_not_added(
+                       got[None], _col2im_shares(i["cols"][None], (1, *i["x_shape"]), i["kernel"], i["stride"], i["pad"]),
+                       rtol, atol)),)},
 )
 
 
+#: The diagnosis of the bug students make most in pooling backward passes.
+ASSIGNED_WHERE_WINDOWS_OVERLAP = "gradient assigned with = where windows overlap; accumulate with +="
+
+
+def _window_shares(x_shape: tuple[int, ...], kernel: Any, stride: int, pad: int,
+                   share: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each window's own contribution to a gradient of ``x_shape`` (N, C, H, W), summed by the right code.
+
+    ``share(a, b, region)`` gives window (a, b)'s values over its region of the padded input
+    (N, C, kh, kw), NaN where it adds nothing. Returns ``(values, lands, covered)``: values and
+    where they land, one slice per window (windows, N, C, H, W), and how many windows' regions
+    cover each element.
+    """
+    geo = kernels.geometry(x_shape, kernel, stride, pad)
+    (kh, kw), (oh, ow) = geo.kernel, geo.out
+    n, c, h, w = x_shape
+    values = np.full((oh * ow, n, c, h + 2 * pad, w + 2 * pad), np.nan)
+    covered = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=np.int64)
+    for a in range(oh):
+        for b in range(ow):
+            region = (slice(None), slice(None), slice(a * stride, a * stride + kh), slice(b * stride, b * stride + kw))
+            values[a * ow + b][region] = share(a, b, region)
+            covered[region] += 1
+    crop = (slice(None), slice(None), slice(pad, pad + h), slice(pad, pad + w))
+    values = values[(slice(None), *crop)]
+    return np.nan_to_num(values), ~np.isnan(values), covered[crop]
+
+
+def _assigned_not_added(got: np.ndarray, shares: tuple[np.ndarray, np.ndarray, np.ndarray], rtol: float, atol: float) -> bool:
+    """Whether ``got`` is the sum of the windows' shares except where windows overlap, and there
+    holds one window's share (or the 0 a later window's region wrote): ``=`` instead of ``+=``,
+    whatever order the loops ran in."""
+    values, lands, covered = shares
+    if got.shape != covered.shape:
+        return False
+    right = values.sum(axis=0)
+    shared = covered >= 2
+    if not shared.any() or not np.allclose(got[~shared], right[~shared], rtol=rtol, atol=atol):
+        return False
+    one_share = (np.isclose(got[None], values, rtol=rtol, atol=atol) & lands).any(axis=0) | np.isclose(got, 0, atol=atol)
+    return bool(one_share[shared].all()) and not np.allclose(got[shared], right[shared], rtol=rtol, atol=atol)
+
+
+def _pool_shares(i: dict[str, Any], kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each pooling window's gradient: all of dy to its first maximum (max), dy / k^2 to each element (avg)."""
+    x, dy, k = i["x"], i["dy"], i["kernel"]
+
+    def share(a: int, b: int, region: tuple[slice, ...]) -> np.ndarray:
+        upstream = dy[:, :, a, b][:, :, None, None]
+        if kind == "avg":
+            return np.broadcast_to(upstream / (k * k), (*x.shape[:2], k, k))
+        window = x[region].reshape(*x.shape[:2], k * k)
+        first = window.argmax(axis=-1)[..., None] == np.arange(k * k)
+        return np.where(first, upstream.reshape(*x.shape[:2], 1), np.nan).reshape(*x.shape[:2], k, k)
+
+    return _window_shares(x.shape, k, i["stride"], 0, share)
+
+
+def _col2im_shares(cols: np.ndarray, x_shape: tuple[int, ...], kernel: Any, stride: int, pad: int) -> tuple[np.ndarray, ...]:
+    """Each output position's column of ``cols`` (N, C*kh*kw, oh*ow), laid back on its window."""
+    geo = kernels.geometry(x_shape, kernel, stride, pad)
+    (kh, kw), (oh, ow) = geo.kernel, geo.out
+    blocks = cols.reshape(x_shape[0], x_shape[1], kh, kw, oh, ow)
+    return _window_shares(x_shape, kernel, stride, pad, lambda a, b, region: blocks[..., a, b])
+
+
 def pool_spec(kind: str, backward: bool) -> Spec:
+    """The spec of a max or average pooling checker, forward or backward."""
     forward = kernels.maxpool_forward if kind == "max" else kernels.avgpool_forward
     grad = kernels.maxpool_backward if kind == "max" else kernels.avgpool_backward
     name = f"check_{kind}pool_{'backward' if backward else 'forward'}"
     if backward:
+        overlap = Symptom(ASSIGNED_WHERE_WINDOWS_OVERLAP,
+                          matches=lambda got, i, rtol, atol: _assigned_not_added(got, _pool_shares(i, kind), rtol, atol))
         return Spec(name, ("dy", "x", "kernel", "stride"), ("dx",), lambda i: (grad(i["dy"], i["x"], i["kernel"], i["stride"]),),
-                    {"dx": (Symptom("matches a gradient assigned with = where windows overlap (the last window wins); "
-                                    "add it with +=", lambda i: _spread_max(i)),)} if kind == "max" else {})
+                    {"dx": (overlap,)})
     return Spec(name, ("x", "kernel", "stride"), ("y",), lambda i: (forward(i["x"], i["kernel"], i["stride"]),),
                 shape_hint=lambda i: "out = floor((in - k) / s) + 1 per axis: " + ", ".join(
                     formulas.explain_conv_output_size(n, i["kernel"], i["stride"]) for n in i["x"].shape[2:]))
-
-
-def _spread_max(i: dict[str, Any]) -> np.ndarray:
-    """The gradient routed to the max of each window with ``=``: the last overlapping window wins."""
-    x, k, s = i["x"], i["kernel"], i["stride"]
-    y = kernels.maxpool_forward(x, k, s)
-    dx = np.zeros_like(x)
-    for a in range(y.shape[2]):
-        for b in range(y.shape[3]):
-            window = x[:, :, a * s: a * s + k, b * s: b * s + k]
-            mask = window == y[:, :, a: a + 1, b: b + 1]
-            dx[:, :, a * s: a * s + k, b * s: b * s + k] = np.where(mask, i["dy"][:, :, a: a + 1, b: b + 1], 0)
-    return dx
-
 
 
 LINEAR_FORWARD = Spec("check_linear_forward", ("x", "w", "b"), ("y",), lambda i: (i["x"] @ i["w"].T + i["b"],),
