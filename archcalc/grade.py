@@ -46,6 +46,8 @@ from archcalc.report import Analysis, LayerReport
 
 #: An answers file larger than this is refused before it is read (bytes).
 MAX_FILE_BYTES = 8 * 2**20
+#: Most rows an answers file may have (a table has one per layer; resnet152 has 516 nodes).
+MAX_ROWS = 10_000
 #: A cell longer than this is not read (characters); it gets a per-cell error.
 MAX_CELL_CHARS = 128 * 2**10
 #: Most numbers in one arithmetic cell (``(3*3*3)*64`` has 4).
@@ -56,6 +58,9 @@ MAX_NESTING = 20
 MAX_DIGITS = 40
 #: Largest exponent in ``28^2`` or ``28²``.
 MAX_EXPONENT = 16
+
+#: Problem rows (unknown, unasked or repeated layers) reported one by one; the rest are counted in a note.
+MAX_PROBLEM_ROWS = 50
 
 #: The row sets ``--rows`` offers: the lecture's layers, or every node.
 ROW_SETS = ("lecture", "all")
@@ -415,6 +420,8 @@ def _read_json(text: str, label: str) -> Answers:
         raise ArchcalcError(f"{label}: JSON must be a list of rows (objects) or {{\"layers\": [...]}}")
     if not rows:
         raise ArchcalcError(f"{label}: no rows")
+    if len(rows) > MAX_ROWS:
+        raise ArchcalcError(f"{label}: {len(rows):,} rows, more than {MAX_ROWS:,}; an answer table has one row per layer")
     prefix = "layers" if isinstance(data, dict) else ""
     return Answers(rows, [f"{prefix}[{index}]" for index in range(len(rows))], source=label)
 
@@ -436,6 +443,8 @@ def _read_csv(text: str, label: str) -> Answers:
         for record in reader:
             if any(cell.strip() for cell in record):
                 records.append((reader.line_num, record))
+                if len(records) > MAX_ROWS + 1:
+                    raise ArchcalcError(f"{label}: more than {MAX_ROWS:,} rows; an answer table has one row per layer")
     except csv.Error as error:
         raise ArchcalcError(f"{label}: line {reader.line_num}: not valid CSV: {error}") from None
     finally:
@@ -618,38 +627,56 @@ def grade(model: Any, answers: Sequence[dict[str, Any]], batch: int = 1, dtype: 
 
     answered: dict[str, tuple[str, dict[str, Any]]] = {}  # layer -> (location, answer): the first row counts
     problems: list[Row] = []
-    asked_names = [row.name for row in asked]
+    more_problems = 0
+    asked_names = {row.name for row in asked}
     all_names = [row.name for row in analysis.layers]
-    lower = {}
+    known = set(all_names)
+    lower: dict[str, list[str]] = {}
     for name in all_names:
         lower.setdefault(name.lower(), []).append(name)
+
+    def room() -> bool:
+        """Whether another problem row is shown; else it is only counted (messages cost difflib time)."""
+        nonlocal more_problems
+        more_problems += len(problems) >= MAX_PROBLEM_ROWS
+        return len(problems) < MAX_PROBLEM_ROWS
+
     for index, answer in enumerate(answers):
         where = locations[index] if index < len(locations) else f"row {index + 1}"
         if answer.get(None):  # cells beyond the header
-            problems.append(Row(where, [], f"{where} has more cells than the header has columns (an unquoted comma, as in (10,)?)"))
+            if room():
+                problems.append(Row(where, [], f"{where}: more cells than the header has columns "
+                                               "(an unquoted comma, as in (10,)?); not graded"))
             continue
         if name_key is not None:
             wanted_name = str(answer.get(name_key) or "").strip()
-            matches = [wanted_name] if wanted_name in all_names else lower.get(wanted_name.lower(), [])
+            matches = [wanted_name] if wanted_name in known else lower.get(wanted_name.lower(), [])
             if len(matches) != 1:
-                hint = did_you_mean(wanted_name[:100], all_names)
-                what = f"no layer {_shown(wanted_name)!r} in {graph.name}{hint}" if wanted_name else "no layer name"
-                problems.append(Row(where, [], f"{where}: {what}; not graded"))
+                if room():
+                    what = (f"no layer {_shown(wanted_name)!r} in {graph.name}{did_you_mean(wanted_name[:100], all_names)}"
+                            if wanted_name else "no layer name")
+                    problems.append(Row(where, [], f"{where}: {what}; not graded"))
                 continue
             name = matches[0]
             if name not in asked_names:
-                problems.append(Row(where, [], f"{where}: {name} is not one of the rows asked for ({row_set}); not graded"))
+                if room():
+                    problems.append(Row(where, [], f"{where}: {name} is not one of the rows asked for ({row_set}); not graded"))
                 continue
         else:
             if index >= len(asked):
-                problems.append(Row(where, [], f"{where}: the template has only {len(asked)} rows; not graded"))
+                if room():
+                    problems.append(Row(where, [], f"{where}: the template has only {len(asked)} rows; not graded"))
                 continue
             name = asked[index].name
         if name in answered:
             first = answered[name][0]
-            problems.append(Row(where, [], f"{where}: {name} is answered again (first at {first}); only {first} is graded"))
+            if room():
+                problems.append(Row(where, [], f"{where}: {name} is answered again (first at {first}); only {first} is graded"))
             continue
         answered[name] = (where, answer)
+    if more_problems:
+        notes.append(f"{more_problems:,} more rows not graded (unknown, unasked or repeated layers) after the first "
+                     f"{MAX_PROBLEM_ROWS}")
 
     graded: list[Row] = []
     for layer in asked:

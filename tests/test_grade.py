@@ -293,6 +293,7 @@ def test_the_example_answers():
                     "params, params_weights_only, macs, flops, activations, activation_bytes), got 'a,b'"),
     (b"conv1,6x28x28,456\n", "answers '{}': no usable header"),
     (b"name,params\n", "answers '{}': no rows under the header line"),
+    (b"name,params\n" + b"conv1,1\n" * 10_001, "answers '{}': more than 10,000 rows; an answer table has one row per layer"),
     (b"name,params,params\nconv1,1,2\n", "answers '{}': the header names column 'params' twice; keep one"),
     (b"name,params,parameters\nconv1,1,2\n", "answers '{}': columns 'params' and 'parameters' both give params; keep one"),
     (b'name,params\nconv1,"456\n', "answers '{}': line 2: not valid CSV: unexpected end of data"),
@@ -310,6 +311,7 @@ def test_unreadable_files_are_one_clean_error(tmp_path, content, message):
     ("[" * 100_000, "not valid JSON: nested too deeply"),
     ('[{"name": "conv1", "params": 1, "params": 456}]', "key 'params' appears twice in one object"),
     ("[]", "no rows"),
+    ("[" + ",".join(["{}"] * 10_001) + "]", "10,001 rows, more than 10,000; an answer table has one row per layer"),
     ('{"layers": 5}', 'JSON must be a list of rows (objects) or {"layers": [...]}'),
 ])
 def test_unreadable_json_is_one_clean_error(tmp_path, content, message):
@@ -399,3 +401,9 @@ def test_markup_in_names_and_cells_is_shown_as_written(tmp_path):
     path.write_text("name,params\nc[x],20\n")
     code, out, err = cli("grade", str(spec), str(path), "--columns", "params")
     assert code == 0 and "m[/bold]: 1 / 1" in out and "c[x]" in out, err
+
+
+def test_problem_rows_are_capped_and_counted():
+    result = grade("lenet5", [{"name": "conv1", "params": "456"}] * 1000, columns=("params",))
+    assert sum(1 for row in result.rows if row.problem) == 50 and (result.score, result.max_score) == (1, 7)
+    assert result.notes[-1] == "949 more rows not graded (unknown, unasked or repeated layers) after the first 50"
