@@ -375,3 +375,16 @@ def test_check_gradient_isolates_the_perturbed_calls_too():
     assert not report.passed and report.first_failure.name == "central differences"
     assert report.first_failure.message == "f(x +- eps): did not return within 0.8 s (an endless loop?)"
     assert calls["n"] == 0  # every call ran in a child process: this one's counter never moved
+
+
+def test_the_buggy_pool_example_gets_its_diagnosis():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "buggy_pool.py"
+    spec = importlib.util.spec_from_file_location("buggy_pool", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    report = check_maxpool_backward(example.maxpool_backward)
+    _only_failures_mention(report, OVERLAP)
+    assert [case.passed for case in report.cases][:5] == [True, False, False, True, False]
