@@ -608,6 +608,8 @@ def grade(model: Any, answers: Sequence[dict[str, Any]], batch: int = 1, dtype: 
     asked = asked_rows(analysis, rows)
     wanted = _columns(columns)
     source = getattr(answers, "source", source)
+    if isinstance(answers, (str, bytes)) or not all(isinstance(row, dict) for row in answers):
+        raise ArchcalcError(f"{source}: answers must be a list of rows (dicts of column -> cell), as read_answers gives")
     headers = list(dict.fromkeys(key for row in answers for key in row if key is not None))  # in the file's order
     given_columns, name_key = _header_map(headers, source)
     if not given_columns and name_key is None:

@@ -6,6 +6,7 @@ that cannot be read is one clean error line; every cell, however odd, gets a ver
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from decimal import Decimal
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import archcalc
 from archcalc.errors import ArchcalcError
@@ -382,6 +385,19 @@ def test_cli_grade_with_the_template_handed_out(tmp_path):
     assert code == 2 and "--template fixes the rows and columns; drop --rows" in err
 
 
+def test_cli_bad_options_are_one_line():
+    answers = str(EXAMPLES / "lenet5_answers.csv")
+    code, _, err = cli("grade", "lenet5", answers, "--columns", "parms")
+    assert code == 2 and err == "error: unknown column 'parms'; did you mean 'params'?; columns: output_shape, params, " \
+                                "params_weights_only, macs, flops, activations, activation_bytes\n"
+    code, _, err = cli("grade", "lenet5", answers, "--columns", ",")
+    assert code == 2 and err.startswith("error: no columns to grade")
+    code, _, err = cli("grade", "lenet5", answers, "--rows", "some")
+    assert code == 2 and "'some' is not one of 'lecture', 'all'" in err
+    with pytest.raises(ArchcalcError, match="answers must be a list of rows"):
+        grade("lenet5", "name,params\nconv1,456\n")
+
+
 def test_cli_columns_default_matches_the_library():
     from archcalc.cli import DEFAULT_GRADE_COLUMNS
 
@@ -407,3 +423,43 @@ def test_problem_rows_are_capped_and_counted():
     result = grade("lenet5", [{"name": "conv1", "params": "456"}] * 1000, columns=("params",))
     assert sum(1 for row in result.rows if row.problem) == 50 and (result.score, result.max_score) == (1, 7)
     assert result.notes[-1] == "949 more rows not graded (unknown, unasked or repeated layers) after the first 50"
+
+
+# ---------------------------------------------------------------- fuzz: only archcalc's own verdicts, never a traceback
+
+_CELL_ALPHABET = st.sampled_from(list("0123456789,.;:xX×*+-^²³()[]{}=KMGkmg eE_'\"/\\") + ["None", "\x00", "\u202f", "٣", "inf"])
+_CELLS = st.one_of(st.lists(_CELL_ALPHABET, max_size=30).map("".join), st.text(max_size=30), st.integers(), st.floats(),
+                   st.none(), st.booleans(), st.lists(st.one_of(st.integers(), st.none()), max_size=6))
+_CONV1 = archcalc.analyze("lenet5").layer("conv1")
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(_CELLS)
+def test_any_cell_gets_a_verdict(cell):
+    from archcalc.grade import COLUMNS, _grade_cell
+
+    for parse in (parse_count, parse_shape):
+        with contextlib.suppress(Unparseable):
+            parse(cell)
+    for column in COLUMNS:
+        assert _grade_cell(column, cell, _CONV1).status in {"right", "wrong", "blank", "unparseable"}
+
+
+_FILES = st.one_of(st.binary(max_size=300),
+                   st.text(max_size=300).map(lambda t: ("name,output_shape,params\n" + t).encode("utf-8", "surrogatepass")),
+                   st.lists(st.lists(_CELLS.map(str), max_size=4), max_size=8).map(
+                       lambda rows: "\n".join(";".join(r) for r in [["name", "shape", "params"], *rows]).encode(
+                           "utf-8", "surrogatepass")))
+
+
+@settings(max_examples=100, derandomize=True, deadline=None)
+@given(_FILES, st.sampled_from([".csv", ".json"]))
+def test_any_file_is_graded_or_one_clean_error(tmp_path_factory, content, suffix):
+    path = tmp_path_factory.mktemp("fuzz") / f"answers{suffix}"
+    path.write_bytes(content)
+    try:
+        result = grade("lenet5", read_answers(path))
+    except ArchcalcError as error:
+        assert len(error.problems) == 1 and "\n" not in error.problems[0]
+        return
+    assert result.max_score == 28 and 0 <= result.score <= 28
