@@ -431,8 +431,8 @@ def _grade_table(result: Any, show_answers: bool = True) -> Any:
             if show_answers:
                 notes.extend(f"{row.layer} {cell.column}: {line}" for line in cell.explanation)
         label = Text(row.layer)
-        if row.note:
-            label.append(f" ({row.note})", style="dim")
+        if row.note:  # an asked layer the answers have no row for
+            label.append(" (no row)", style="dim")
         table.add_row(label, *cells)
     lines = [Text(note, style="dim") for note in [*result.notes, *notes]]
     return Group(table, *lines)

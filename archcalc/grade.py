@@ -175,10 +175,10 @@ def parse_count(cell: Any) -> tuple[Decimal, Decimal]:
     text = _SPACES.sub("", _cell_text(cell) if not isinstance(cell, float) else repr(cell))
     if "=" in text:
         text = text.rsplit("=", 1)[1]
+    text = _GROUPING.sub("", text)
     longest = max((len(run) for run in re.findall(r"[0-9]+", text)), default=0)
     if longest > MAX_DIGITS:
         raise Unparseable(text[:40], f"a number of {longest:,} digits; at most {MAX_DIGITS}")
-    text = _GROUPING.sub("", text)
     if re.fullmatch(r"[0-9]+,[0-9]+[kmgtKMGT]?", text):  # a decimal comma: 3,2M (the grouping commas are gone)
         text = text.replace(",", ".")
     match = re.fullmatch(r"([0-9]*\.?[0-9]+)([kmgtKMGT]?)", text)
@@ -453,8 +453,8 @@ def _read_csv(text: str, label: str) -> Answers:
         raise ArchcalcError(f"{label} is empty")
     (_, header), body = records[0], records[1:]
     header = [cell.strip() for cell in header]
-    named = [h for h in header if h]
-    repeated = next((h for h in named if named.count(h) > 1), None)
+    seen: set[str] = set()
+    repeated = next((h for h in header if h and (h in seen or seen.add(h))), None)
     if repeated is not None:
         raise ArchcalcError(f"{label}: the header names column {_shown(repeated)!r} twice; keep one")
     usable = [h for h in header if h.lower() in _BY_ALIAS or h.lower() in _NAME_HEADERS]

@@ -81,6 +81,7 @@ def test_count_cells(cell, value, tolerance):
     ("+".join(["1"] * 40_000), "an expression of 40,000 numbers; at most 200"),
     ("(" * 30 + "1" + ")" * 30, "parentheses 30 deep; at most 20"),
     ("9" * 5000, "a number of 5,000 digits; at most 40"),
+    (",".join(["999"] * 20), "a number of 60 digits; at most 40"),  # grouped: 999,999,...
     ("x" * (MAX_CELL_CHARS + 1), f"the cell has {MAX_CELL_CHARS + 1:,} characters; at most 131,072"),
     ("2^99", "an exponent of 99; at most 16"),
     ("99999999999*" * 30 + "9", "a value above 2**256"),
