@@ -313,6 +313,7 @@ def test_col2im_overwrite_is_recognised_in_any_loop_order():
     ({"time_limit": 0}, "check_conv_forward: time_limit must be a finite number in (0, 600], got 0"),
     ({"time_limit": 1e9}, "check_conv_forward: time_limit must be a finite number in (0, 600], got 1000000000.0"),
     ({"time_limit": "5"}, None),  # a numeric string is a number
+    ({"random_cases": 100, "time_limit": 600, "seed": 2**63 - 1}, None),  # the bounds themselves are accepted
     ({"seed": -1}, "check_conv_forward: seed must be an int from 0 to 9,223,372,036,854,775,807, got -1"),
     ({"adapter": "NHWC"}, "check_conv_forward: adapter must be an archcalc.check.Adapter or None, got str"),
 ])
