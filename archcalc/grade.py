@@ -95,6 +95,7 @@ DEFAULT_COLUMNS = ("output_shape", "params", "macs", "activations")
 _BY_NAME = {column.name: column for column in COLUMNS}
 _BY_ALIAS = {alias: column for column in COLUMNS for alias in column.aliases}
 _NAME_HEADERS = ("name", "layer")
+_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 _SI = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Pow: operator.pow}
 _SUPERSCRIPTS = {"²": "**2", "³": "**3"}
@@ -385,6 +386,11 @@ def _read_text(path: Path) -> str:
         raise ArchcalcError(f"{label} cannot be read: {error.strerror or error}") from None
     if len(data) > MAX_FILE_BYTES:
         raise ArchcalcError(f"{label} is larger than {MAX_FILE_BYTES // 2**20} MiB; an answer table is a few KiB")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode Text" export: UTF-16 with a BOM
+        try:
+            data = data.decode("utf-16").encode("utf-8")
+        except UnicodeError:
+            raise ArchcalcError(f"{label} starts like UTF-16 text but is not; save it as 'CSV UTF-8'") from None
     if b"\x00" in data:
         raise ArchcalcError(f"{label} is binary (it has NUL bytes), not CSV or JSON text; export the sheet as CSV")
     try:
@@ -427,14 +433,17 @@ def _read_json(text: str, label: str) -> Answers:
 
 
 def _read_csv(text: str, label: str) -> Answers:
-    sample = text[:8192]
     notes = []
-    try:
-        delimiter = csv.Sniffer().sniff("\n".join(sample.splitlines()[:20]), delimiters=",;\t").delimiter
-    except csv.Error:
-        delimiter = ","
+    declared = re.match(r"sep=(.)\r?\n", text)  # Excel's own first line naming the delimiter
+    if declared:
+        delimiter, text = declared.group(1), "\n" + text[declared.end():]  # a blank line keeps the line numbers
+    else:
+        try:
+            delimiter = csv.Sniffer().sniff("\n".join(text[:8192].splitlines()[:20]), delimiters=",;\t").delimiter
+        except csv.Error:
+            delimiter = ","
     if delimiter != ",":
-        notes.append(f"read as {'semicolon' if delimiter == ';' else 'tab'}-separated")
+        notes.append(f"read as {_DELIMITERS.get(delimiter, repr(delimiter))}-separated")
     limit = csv.field_size_limit()
     csv.field_size_limit(MAX_FILE_BYTES)  # long cells get their own per-cell error below, not csv.Error
     try:

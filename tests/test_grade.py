@@ -292,6 +292,7 @@ def test_the_example_answers():
     (b"name,params\x00\n", "answers '{}' is binary (it has NUL bytes), not CSV or JSON text; export the sheet as CSV"),
     ("name,params\nconv1,456\nfc1,\xe9\n".encode("latin-1"),
      "answers '{}' is not UTF-8 text (byte 0xe9 at offset 26); save it as 'CSV UTF-8'"),
+    (b"\xff\xfen\x00\xd8", "answers '{}' starts like UTF-16 text but is not; save it as 'CSV UTF-8'"),
     (b"a" * (8 * 2**20 + 1), "answers '{}' is larger than 8 MiB; an answer table is a few KiB"),
     (b"a,b\n1,2\n", "answers '{}': no usable header: the first line should name columns (name and some of output_shape, "
                     "params, params_weights_only, macs, flops, activations, activation_bytes), got 'a,b'"),
@@ -332,6 +333,14 @@ def test_odd_files_that_can_be_read(tmp_path):
     answers = read_answers(semicolons)
     assert answers.notes == ["read as semicolon-separated"] and answers.locations == ["line 2"]
     assert grade("lenet5", answers).score == 4
+    declared = tmp_path / "sep.csv"  # Excel's sep= line
+    declared.write_text("sep=|\nname|params\nconv1|456\nfc1|oops\n")
+    answers = read_answers(declared)
+    assert answers.notes == ["read as pipe-separated"] and answers.locations == ["line 3", "line 4"]
+    assert grade("lenet5", answers, columns=("params",)).score == 1
+    utf16 = tmp_path / "unicode.txt"  # Excel's "Unicode Text": UTF-16 with a BOM, tab-separated
+    utf16.write_bytes("name\tparams\nconv1\t456\n".encode("utf-16"))
+    assert grade("lenet5", read_answers(utf16), columns=("params",)).score == 1
     tabs = tmp_path / "tabs.csv"
     tabs.write_text("name\tparams\nconv1\t456\n")
     assert grade("lenet5", read_answers(tabs), columns=("params",)).score == 1
