@@ -426,8 +426,8 @@ def _grade_table(result: Any, show_answers: bool = True) -> Any:
                 cells.append(Text.assemble(("✗", "red"), f" cannot read {cell.given!r}{answer}"))
             else:
                 cells.append(Text.assemble(("✗", "red"), f" {cell.given}{answer}"))
-            if cell.note:
-                notes.append(f"{row.layer} {cell.column}: {cell.note}")
+            if cell.shown_note(show_answers):
+                notes.append(f"{row.layer} {cell.column}: {cell.shown_note(show_answers)}")
             if show_answers:
                 notes.extend(f"{row.layer} {cell.column}: {line}" for line in cell.explanation)
         label = Text(row.layer)

@@ -254,16 +254,22 @@ class Cell:
     status: str  # right, wrong, blank, unparseable
     note: str = ""
     explanation: list[str] = field(default_factory=list)
+    #: Whether the note gives the answer away ("twice the answer"), so hidden with the answers.
+    note_reveals: bool = False
 
     @property
     def right(self) -> bool:
         """Whether the cell earns its point."""
         return self.status == "right"
 
+    def shown_note(self, show_answers: bool = True) -> str:
+        """The note, unless it gives the answer away and answers are hidden."""
+        return "" if self.note_reveals and not show_answers else self.note
+
     def to_dict(self, show_answers: bool = True) -> dict[str, Any]:
         """JSON form; without the expected value and the arithmetic when answers are hidden."""
         data = {"column": self.column, "given": self.given, "expected": self.expected, "status": self.status,
-                "note": self.note, "explanation": self.explanation}
+                "note": self.shown_note(show_answers), "explanation": self.explanation}
         if not show_answers:
             del data["expected"], data["explanation"]
         return data
@@ -357,9 +363,10 @@ def verdict(cell: Cell, show_answers: bool = True) -> str:
         return f"blank{answer}"
     if cell.status == "unparseable":
         what = "shape" if cell.column == "output_shape" else "number"
-        reason = f" ({cell.note})" if cell.note else ""
+        reason = f" ({cell.note})" if cell.note else ""  # a limit or a format: never the answer
         return f"cannot read {cell.given!r} as a {what}{reason}{answer}"
-    return f"{cell.given} is wrong{answer}" + (f" ({cell.note})" if cell.note else "")
+    note = cell.shown_note(show_answers)
+    return f"{cell.given} is wrong{answer}" + (f" ({note})" if note else "")
 
 
 # ---------------------------------------------------------------- reading files
@@ -733,18 +740,17 @@ def _grade_cell(column: Column, given: Any, layer: LayerReport, batch: int = 1) 
     try:
         if column.kind == "shape":
             status, note = _grade_shape(parse_shape(given), tuple(truth), batch)
-            return Cell(column.name, shown, expected, status, note)
+            return Cell(column.name, shown, expected, status, note, note_reveals=status == "wrong" and "order" in note)
         value, tolerance = parse_count(given)
     except Unparseable as error:
         return Cell(column.name, shown, expected, "unparseable", error.reason)
     if abs(value - truth) <= tolerance:
         return Cell(column.name, shown, expected, "right")
-    note = ""
     if column.name == "params" and value == layer.params_weights_only and layer.params != layer.params_weights_only:
         return Cell(column.name, shown, expected, "right", "counts weights only, as the lecture's rows do")
     if column.kind == "count" and truth and value and abs(value - 2 * truth) <= max(tolerance, Decimal(truth) * Decimal("1e-9")):
-        note = "twice the answer: FLOPs (2 per MAC) for MACs?"
-    return Cell(column.name, shown, expected, "wrong", note)
+        return Cell(column.name, shown, expected, "wrong", "twice the answer: FLOPs (2 per MAC) for MACs?", note_reveals=True)
+    return Cell(column.name, shown, expected, "wrong")
 
 
 def template(model: Any, columns: Sequence[str] = DEFAULT_COLUMNS, rows: str | Sequence[str] = "lecture") -> str:

@@ -271,6 +271,9 @@ def test_gradescope_hides_the_answers_by_default():
     assert conv2["score"] == 3 and conv2["output"] == "output_shape: 16x12x12 is wrong"
     text = json.dumps(out)
     assert "16x10x10" not in text and "the answer is" not in text and "floor(" not in text
+    fc1 = next(t for t in out["tests"] if t["name"] == "fc1")
+    assert fc1["output"].startswith("macs: 96000 is wrong\n")  # "twice the answer" would give it away
+    assert "twice the answer" in json.dumps(result.to_gradescope(show_answers=True))
     shown = result.to_gradescope(show_answers=True)
     conv2 = next(t for t in shown["tests"] if t["name"] == "conv2")
     assert "output_shape: 16x12x12 is wrong; the answer is 16x10x10" in conv2["output"] and "floor(" in conv2["output"]
