@@ -57,9 +57,6 @@ class ByteSize(click.ParamType):
             self.fail(f"{value!r} must be at least one byte", param, ctx)
         return int(size)
 
-#: The columns `template` leaves blank and `grade` asks for by default (archcalc.grade.DEFAULT_COLUMNS).
-DEFAULT_GRADE_COLUMNS = ("output_shape", "params", "macs", "activations")
-
 _FORMATS = click.Choice(["table", "json", "csv", "markdown"])
 
 
@@ -344,6 +341,10 @@ def gradcheck_command(model: Any, batch: int, samples: int, seed: int, tolerance
     console.print(f"{verdict}: max relative error {report.max_rel_error:.2e} (tolerance {tolerance:.0e})")
     if not report.passed:
         sys.exit(1)
+
+
+#: The columns `template` leaves blank and `grade` asks for by default (archcalc.grade.DEFAULT_COLUMNS).
+DEFAULT_GRADE_COLUMNS = ("output_shape", "params", "macs", "activations")
 
 
 @cli.command()
