@@ -107,7 +107,9 @@ def report(model: Any, fmt: str, depth: int | None, batch: int, dtype: str, opti
 
     analysis = analyze(model, batch=batch, dtype=dtype, optimizer=optimizer)
     if fmt == "json":
-        click.echo(analysis.to_json())
+        out = sys.stdout
+        out.writelines(analysis.iter_json())  # a layer at a time: a long network's text is never held whole
+        out.write("\n")
     elif fmt == "csv":
         click.echo(analysis.to_csv(), nl=False)
     elif fmt == "markdown":

@@ -216,7 +216,7 @@ def training_bytes(
     return activation_bytes(values, dtype)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Field:
     """Receptive field of a unit on one axis, in input pixels (Araujo et al., Distill 2019).
 

@@ -15,7 +15,7 @@ from archcalc.ops.base import did_you_mean
 INPUT = "input"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Node:
     """One layer: a registered op type, its validated attributes and the nodes it reads.
 
@@ -35,7 +35,7 @@ class Node:
         return f'{self.where} (name="{self.name}", type="{self.type}")' if self.where else f'layer "{self.name}"'
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Graph:
     """A network: name, input shape and nodes in topological order (the input node first)."""
 

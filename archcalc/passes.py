@@ -25,13 +25,36 @@ def infer_shapes(graph: Graph) -> dict[str, Layer]:
         ShapeError: naming the layer, the axis and the arithmetic that failed.
     """
     layers = {graph.nodes[0].name: Layer({}, (), graph.input_shape)}
+    # Nodes of one type with equal attributes and input shapes (a repeated block's layers) share
+    # one Layer: its rules then run once, and a long network holds one copy of each.
+    known: dict[tuple[Any, ...], Layer] = {}
+    # equal resolved attributes (the same conv at another input size) are held once too
+    resolved: dict[tuple[Any, ...], Mapping[str, Any]] = {}
     for node in graph.nodes[1:]:
         in_shapes = tuple(layers[ref].out_shape for ref in node.inputs)
         try:
-            layers[node.name] = get_op(node.type).infer(node.attrs, in_shapes)
-        except RuleError as error:
-            prefix = f"spec '{graph.source}': " if graph.source else ""
-            raise ShapeError(f"{prefix}{node.label()}: {error}") from None
+            # the value's type too: 1 and 1.0 are equal keys but print differently
+            key = (node.type, in_shapes, *((name, type(value), value) for name, value in node.attrs.items()))
+            hash(key)
+        except TypeError:  # an unhashable attribute value: no sharing for this node
+            key = None
+        layer = known.get(key) if key is not None else None
+        if layer is None:
+            try:
+                layer = get_op(node.type).infer(node.attrs, in_shapes)
+            except RuleError as error:
+                prefix = f"spec '{graph.source}': " if graph.source else ""
+                raise ShapeError(f"{prefix}{node.label()}: {error}") from None
+            if key is not None:
+                known[key] = layer
+                attrs_key = (node.type, *((name, type(value), value) for name, value in layer.attrs.items()))
+                try:
+                    attrs = resolved.setdefault(attrs_key, layer.attrs)
+                except TypeError:  # an unhashable resolved value
+                    attrs = layer.attrs
+                if attrs is not layer.attrs:
+                    layer = known[key] = Layer(attrs, layer.in_shapes, layer.out_shape)
+        layers[node.name] = layer
     return layers
 
 
@@ -80,11 +103,10 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
             if len(window.kernel) != len(spatial):
                 raise SpecError(f"{node.label()}: a {len(window.kernel)}D window on a {len(spatial)}D input")
             steps = list(zip(window.kernel, window.stride, window.dilation, (b for b, _ in window.padding)))
-            fields[node.name] = ReceptiveField.of(
-                tuple(formulas.receptive_field_step(f, *s) for f, s in zip(largest, steps)),
-                tuple(formulas.receptive_field_step(f, *s) for f, s in zip(smallest, steps)),
-                aligned,
-            )
+            grown = tuple(formulas.receptive_field_step(f, *s) for f, s in zip(largest, steps))
+            if smallest is not largest:  # in a chain both are one path: step it once
+                smallest = tuple(formulas.receptive_field_step(f, *s) for f, s in zip(smallest, steps))
+            fields[node.name] = ReceptiveField.of(grown, grown if smallest is largest else smallest, aligned)
     return fields
 
 
@@ -92,6 +114,29 @@ def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[
     """Per axis, the input field with the largest (or smallest) size."""
     paths = [f.path_max if choose is max else f.path_min for f in inputs]
     return tuple(choose(axis, key=lambda field: field.size) for axis in zip(*paths))
+
+
+def _figures(node: Any, layer: Layer, batch: int, dtype: str) -> tuple[Any, ...]:
+    """One node's figures for a batch: summary, params (total, trainable, weights only), MACs,
+    other ops, activations and their bytes, and whether its output is stored."""
+    if not node.inputs:  # the network input
+        values = math.prod(layer.out_shape) * batch
+        return "", 0, 0, 0, 0, 0, values, formulas.activation_bytes(values, dtype), True
+    op = get_op(node.type)
+    tensors = op.params(layer)
+    cost = op.cost(layer)
+    values = math.prod(layer.out_shape) * batch
+    return (
+        op.summary(layer),
+        sum(p.size for p in tensors.values()),
+        sum(p.size for p in tensors.values() if p.trainable),
+        sum(p.size for name, p in tensors.items() if p.trainable and name != "bias"),
+        cost.macs * batch,
+        cost.other_ops * batch,
+        values,
+        formulas.activation_bytes(values, dtype),
+        op.stores_output,
+    )
 
 
 def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd") -> Analysis:
@@ -124,31 +169,33 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     )
     graph = load(model)
     layers = infer_shapes(graph)
-    params = count_params(graph, layers)
-    costs = count_costs(graph, layers)
-    stores = stored_outputs(graph)
     fields = receptive_fields(graph, layers)
     rows = []
+    # a Layer shared by several nodes (see infer_shapes) has its figures worked out once
+    figures: dict[int, tuple[Any, ...]] = {}
     for node in graph:
-        layer, cost, tensors = layers[node.name], costs[node.name], params[node.name].values()
-        values = math.prod(layer.out_shape) * batch
+        layer = layers[node.name]
+        known = figures.get(id(layer))
+        if known is None:
+            known = figures[id(layer)] = _figures(node, layer, batch, dtype)
+        summary, params, trainable, weights_only, macs, other_ops, values, value_bytes, stores = known
         rows.append(
             LayerReport(
                 name=node.name,
                 type=node.type,
                 inputs=node.inputs,
                 scope=node.scope,
-                summary=get_op(node.type).summary(layer) if node.inputs else "",
+                summary=summary,
                 attrs=layer.attrs,
                 output_shape=layer.out_shape,
-                params=sum(p.size for p in tensors),
-                params_trainable=sum(p.size for p in tensors if p.trainable),
-                params_weights_only=sum(p.size for name, p in params[node.name].items() if p.trainable and name != "bias"),
-                macs=cost.macs * batch,
-                other_ops=cost.other_ops * batch,
+                params=params,
+                params_trainable=trainable,
+                params_weights_only=weights_only,
+                macs=macs,
+                other_ops=other_ops,
                 activations=values,
-                activation_bytes=formulas.activation_bytes(values, dtype),
-                stores_output=stores[node.name],
+                activation_bytes=value_bytes,
+                stores_output=stores,
                 receptive_field=fields[node.name],
             )
         )

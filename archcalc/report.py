@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,7 +17,7 @@ from archcalc.formulas import Field
 from archcalc.ops import Shape
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReceptiveField:
     """A node's receptive field w.r.t. the network input, per spatial axis of the input.
 
@@ -93,7 +93,7 @@ def _list(value: tuple[Any, ...] | None) -> list[Any] | None:
     return None if value is None else list(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LayerReport:
     """Every figure of one layer (for the whole batch where it scales with it)."""
 
@@ -140,7 +140,7 @@ class LayerReport:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Totals:
     """Whole-network figures. ``activations`` counts the input and every stored output."""
 
@@ -173,7 +173,7 @@ class Totals:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Analysis:
     """The result of :func:`archcalc.analyze`: one row per node (input first) and totals."""
 
@@ -195,19 +195,40 @@ class Analysis:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract (see README): model, input_shape, layers, totals."""
-        return {
+        return self._dict(layers=True)
+
+    def _dict(self, layers: bool) -> dict[str, Any]:
+        """The JSON contract's dict, with or without its (long) layer list."""
+        out: dict[str, Any] = {
             "model": self.model,
             "input_shape": list(self.input_shape),
             "batch": self.batch,
             "dtype": self.dtype,
             "optimizer": self.optimizer,
-            "layers": [row.to_dict() for row in self.layers],
-            "totals": self.totals.to_dict(),
         }
+        if layers:
+            out["layers"] = [row.to_dict() for row in self.layers]
+        out["totals"] = self.totals.to_dict()
+        return out
 
     def to_json(self, indent: int | None = 2) -> str:
-        """:meth:`to_dict` as JSON text."""
-        return json.dumps(self.to_dict(), indent=indent)
+        """:meth:`to_dict` as JSON text: indented, each layer on one line (``indent=None``: one line)."""
+        return "".join(self.iter_json(indent))
+
+    def iter_json(self, indent: int | None = 2) -> Iterator[str]:
+        """:meth:`to_json` in pieces, a layer at a time, so a long network's report is written
+        without being held whole (and each layer goes through json's C encoder)."""
+        head = self._dict(layers=False)
+        totals = head.pop("totals")
+        # the document with an empty layer list, cut where the list goes (no JSON string can hold
+        # the cut: a quote inside one is escaped)
+        text = json.dumps({**head, "layers": [], "totals": totals}, indent=indent)
+        before, after = text.split('"layers": []', 1)
+        yield before + '"layers": ['
+        item_prefix = "" if indent is None else "\n" + " " * (2 * indent)
+        for index, row in enumerate(self.layers):
+            yield ("," if index else "") + item_prefix + json.dumps(row.to_dict())
+        yield ("" if indent is None or not self.layers else "\n" + " " * indent) + "]" + after
 
     def to_csv(self) -> str:
         """One row per layer with exact integers; also the blank template for grading."""

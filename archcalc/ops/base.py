@@ -22,7 +22,7 @@ Shape = tuple[int, ...]
 AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Layer:
     """One node as the rules see it: resolved attributes, input shapes and output shape."""
 
@@ -36,7 +36,7 @@ class Layer:
         return self.in_shapes[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Param:
     """A parameter tensor of an op: its shape and whether training updates it."""
 
@@ -49,7 +49,7 @@ class Param:
         return math.prod(self.shape)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cost:
     """Work of one forward pass for one sample: multiply-accumulates and other ops, apart."""
 
@@ -57,7 +57,7 @@ class Cost:
     other_ops: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Window:
     """A sliding window per spatial axis, as the receptive-field pass needs it."""
 
@@ -86,7 +86,7 @@ class RunContext:
     input_grads: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Example:
     """A tiny instance of an op that the registry-wide tests run."""
 

@@ -1,0 +1,59 @@
+"""The report's machine-readable forms, and the sharing that keeps a long network's analysis small."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import archcalc
+from archcalc.passes import infer_shapes
+from archcalc.spec import from_dict
+
+
+@pytest.mark.parametrize("model", ["lenet5", "googlenet", "resnet18"])
+@pytest.mark.parametrize("indent", [None, 0, 2, 4])
+def test_json_text_is_the_dict(model, indent):
+    analysis = archcalc.analyze(model, batch=3)
+    assert json.loads(analysis.to_json(indent)) == analysis.to_dict()
+
+
+def test_json_text_has_one_line_per_layer():
+    analysis = archcalc.analyze("lenet5")
+    lines = analysis.to_json().splitlines()
+    layer_lines = [line for line in lines if line.lstrip().startswith('{"name"')]
+    assert [json.loads(line.rstrip(","))["name"] for line in layer_lines] == [row.name for row in analysis.layers]
+
+
+def test_json_text_survives_a_model_name_that_looks_like_its_cut():
+    spec = {"name": 'x": [], "layers": []', "input": [1, 4, 4], "layers": [{"type": "relu"}]}
+    analysis = archcalc.analyze(spec)
+    assert json.loads(analysis.to_json())["model"] == 'x": [], "layers": []'
+    assert json.loads(analysis.to_json(None)) == analysis.to_dict()
+
+
+def _two(first: dict, second: dict) -> archcalc.Graph:
+    return from_dict({"name": "t", "input": [4, 8, 8], "layers": [
+        {"name": "a", **first}, {"name": "r", "type": "relu"}, {"name": "b", "inputs": "r", **second}]})
+
+
+def test_equal_layers_share_one_layer_and_its_figures():
+    conv = {"type": "conv", "filters": 4, "kernel": 3, "padding": 1}
+    graph = _two(conv, conv)
+    layers = infer_shapes(graph)
+    assert layers["a"] is layers["b"]
+    a, b = archcalc.analyze(graph).layer("a"), archcalc.analyze(graph).layer("b")
+    assert (a.params, a.macs, a.output_shape, a.summary) == (b.params, b.macs, b.output_shape, b.summary) == (
+        4 * 4 * 9 + 4, 4 * 4 * 9 * 64, (4, 8, 8), "3x3/1 p1, 4")
+    assert a.receptive_field.size == (3, 3) and b.receptive_field.size == (5, 5)  # fields are per node
+
+
+@pytest.mark.parametrize("first, second", [
+    ({"type": "conv", "filters": 4, "kernel": 3, "padding": 1}, {"type": "conv", "filters": 4, "kernel": 3, "padding": 0}),
+    ({"type": "leaky_relu", "negative_slope": 1}, {"type": "leaky_relu", "negative_slope": 1.0}),  # equal, but print apart
+    ({"type": "relu"}, {"type": "sigmoid"}),
+])
+def test_layers_that_differ_are_not_shared(first, second):
+    layers = infer_shapes(_two(first, second))
+    assert layers["a"] is not layers["b"]
+    assert repr(layers["b"].attrs) == repr(infer_shapes(_two(second, second))["b"].attrs)  # 1.0 stays 1.0
