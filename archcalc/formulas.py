@@ -170,7 +170,7 @@ def linear_macs(n_in: int, n_out: int) -> int:
 
 
 def batchnorm_params(channels: int) -> tuple[int, int]:
-    """BatchNorm's (trainable, non-trainable) parameters: scale and shift, running mean and var.
+    """BatchNorm's (learned parameters, buffers): scale and shift; running mean and variance.
 
     >>> batchnorm_params(64)
     (128, 128)

@@ -6,12 +6,12 @@ op changes no pass. :func:`analyze` composes them into a :class:`~archcalc.repor
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from archcalc import formulas
+from archcalc import figures, formulas
 from archcalc.errors import RuleError, ShapeError, SpecError, check
+from archcalc.figures import LayerFacts
 from archcalc.graph import Graph
 from archcalc.loading import load
 from archcalc.ops import GLOBAL, POINTWISE, Cost, Layer, Param, get_op
@@ -116,27 +116,14 @@ def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[
     return tuple(choose(axis, key=lambda field: field.size) for axis in zip(*paths))
 
 
-def _figures(node: Any, layer: Layer, batch: int, dtype: str) -> tuple[Any, ...]:
-    """One node's figures for a batch: summary, params (total, trainable, weights only), MACs,
-    other ops, activations and their bytes, and whether its output is stored."""
-    if not node.inputs:  # the network input
-        values = math.prod(layer.out_shape) * batch
-        return "", 0, 0, 0, 0, 0, values, formulas.activation_bytes(values, dtype), True
+def _figures(node: Any, layer: Layer, batch: int, dtype: str) -> tuple[str, bool, tuple[Any, ...]]:
+    """One node's summary, whether it stores its output, and its figures for a batch."""
+    if not node.inputs:  # the network input: stored, no parameters, no cost
+        facts = LayerFacts(layer, {}, Cost(), True, batch, dtype)
+        return "", True, figures.layer_values(facts)
     op = get_op(node.type)
-    tensors = op.params(layer)
-    cost = op.cost(layer)
-    values = math.prod(layer.out_shape) * batch
-    return (
-        op.summary(layer),
-        sum(p.size for p in tensors.values()),
-        sum(p.size for p in tensors.values() if p.trainable),
-        sum(p.size for name, p in tensors.items() if p.trainable and name != "bias"),
-        cost.macs * batch,
-        cost.other_ops * batch,
-        values,
-        formulas.activation_bytes(values, dtype),
-        op.stores_output,
-    )
+    facts = LayerFacts(layer, op.params(layer), op.cost(layer), op.stores_output, batch, dtype)
+    return op.summary(layer), op.stores_output, figures.layer_values(facts)
 
 
 def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd") -> Analysis:
@@ -172,44 +159,11 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     fields = receptive_fields(graph, layers)
     rows = []
     # a Layer shared by several nodes (see infer_shapes) has its figures worked out once
-    figures: dict[int, tuple[Any, ...]] = {}
+    known: dict[int, tuple[str, bool, tuple[Any, ...]]] = {}
     for node in graph:
         layer = layers[node.name]
-        known = figures.get(id(layer))
-        if known is None:
-            known = figures[id(layer)] = _figures(node, layer, batch, dtype)
-        summary, params, trainable, weights_only, macs, other_ops, values, value_bytes, stores = known
-        rows.append(
-            LayerReport(
-                name=node.name,
-                type=node.type,
-                inputs=node.inputs,
-                scope=node.scope,
-                summary=summary,
-                attrs=layer.attrs,
-                output_shape=layer.out_shape,
-                params=params,
-                params_trainable=trainable,
-                params_weights_only=weights_only,
-                macs=macs,
-                other_ops=other_ops,
-                activations=values,
-                activation_bytes=value_bytes,
-                stores_output=stores,
-                receptive_field=fields[node.name],
-            )
-        )
-    total_params = sum(r.params for r in rows)
-    trainable = sum(r.params_trainable for r in rows)
-    stored = sum(r.activations for r in rows if r.stores_output)
-    totals = Totals(
-        params=total_params,
-        params_trainable=trainable,
-        params_weights_only=sum(r.params_weights_only for r in rows),
-        macs=sum(r.macs for r in rows),
-        other_ops=sum(r.other_ops for r in rows),
-        activations=stored,
-        activation_bytes=formulas.activation_bytes(stored, dtype),
-        training_bytes=formulas.training_bytes(total_params, trainable, stored // batch, batch, dtype, optimizer),
-    )
+        summary, stores, values = known.get(id(layer)) or known.setdefault(id(layer), _figures(node, layer, batch, dtype))
+        rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores,
+                                fields[node.name], values))
+    totals = Totals(figures.totals(rows, batch, dtype, optimizer))
     return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description)

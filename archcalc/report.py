@@ -10,9 +10,10 @@ import csv
 import io
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+from archcalc.figures import LAYER_INDEX, TOTAL_FIGURES, figures_for, fold_values
 from archcalc.formulas import Field
 from archcalc.ops import Shape
 
@@ -95,7 +96,13 @@ def _list(value: tuple[Any, ...] | None) -> list[Any] | None:
 
 @dataclass(frozen=True, slots=True)
 class LayerReport:
-    """Every figure of one layer (for the whole batch where it scales with it)."""
+    """One row of the report: a layer (or a block folded into one row) and its figures.
+
+    Every figure of :data:`archcalc.figures.LAYER_FIGURES` is an attribute (``row.params``,
+    ``row.macs``, ``row.output_shape``...), for the whole batch where it scales with it; they
+    are held in ``values``, in that table's order. ``layers`` is how many layers the row holds
+    (more than 1 for a folded block).
+    """
 
     name: str
     type: str
@@ -103,74 +110,49 @@ class LayerReport:
     scope: tuple[str, ...]
     summary: str
     attrs: Mapping[str, Any]
-    output_shape: Shape
-    params: int
-    params_trainable: int
-    params_weights_only: int
-    macs: int
-    other_ops: int
-    activations: int
-    activation_bytes: int
     stores_output: bool
     receptive_field: ReceptiveField
+    values: tuple[Any, ...]
+    layers: int = 1
 
-    @property
-    def flops(self) -> int:
-        """2 x MACs."""
-        return 2 * self.macs
+    def __getattr__(self, name: str) -> Any:
+        index = LAYER_INDEX.get(name)
+        if index is None:
+            raise AttributeError(f"LayerReport has no attribute or figure {name!r}")
+        return self.values[index]
+
+    def figure(self, name: str) -> Any:
+        """A figure's value by name (see :mod:`archcalc.figures`)."""
+        return self.values[LAYER_INDEX[name]]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form of the layer; every count an exact integer."""
-        return {
-            "name": self.name,
-            "type": self.type,
-            "inputs": list(self.inputs),
-            "scope": list(self.scope),
-            "output_shape": list(self.output_shape),
-            "params": self.params,
-            "params_trainable": self.params_trainable,
-            "params_weights_only": self.params_weights_only,
-            "macs": self.macs,
-            "flops": self.flops,
-            "other_ops": self.other_ops,
-            "activations": self.activations,
-            "activation_bytes": self.activation_bytes,
-            "stores_output": self.stores_output,
-            "receptive_field": self.receptive_field.to_dict(),
-        }
+        """JSON form of the row; every count an exact integer."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "inputs": list(self.inputs), "scope": list(self.scope)}
+        for figure in figures_for("json"):
+            value = self.values[LAYER_INDEX[figure.name]]
+            out[figure.name] = list(value) if figure.kind == "shape" else value
+        out["stores_output"] = self.stores_output
+        out["layers"] = self.layers
+        out["receptive_field"] = self.receptive_field.to_dict()
+        return out
 
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """Whole-network figures. ``activations`` counts the input and every stored output."""
+    """Whole-network figures by name (:data:`archcalc.figures.TOTAL_FIGURES`): ``totals.params``,
+    ``totals.activations`` (the input and every stored output), ``totals.training_bytes``..."""
 
-    params: int
-    params_trainable: int
-    params_weights_only: int
-    macs: int
-    other_ops: int
-    activations: int
-    activation_bytes: int
-    training_bytes: int
+    values: Mapping[str, Any]
 
-    @property
-    def flops(self) -> int:
-        """2 x MACs."""
-        return 2 * self.macs
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(f"Totals has no figure {name!r}") from None
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON form; every figure an exact integer."""
-        return {
-            "params": self.params,
-            "params_trainable": self.params_trainable,
-            "params_weights_only": self.params_weights_only,
-            "macs": self.macs,
-            "flops": self.flops,
-            "other_ops": self.other_ops,
-            "activations": self.activations,
-            "activation_bytes": self.activation_bytes,
-            "training_bytes": self.training_bytes,
-        }
+        return {figure.name: self.values[figure.name] for figure in TOTAL_FIGURES if "json" in figure.formats}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +175,15 @@ class Analysis:
                 return row
         raise KeyError(name)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON contract (see README): model, input_shape, layers, totals."""
-        return self._dict(layers=True)
+    def rows(self, depth: int | None = None) -> tuple[LayerReport, ...]:
+        """The rows to show: every layer, or ``depth`` levels of blocks (see :func:`fold`)."""
+        return self.layers if depth is None else fold(self.layers, depth)
 
-    def _dict(self, layers: bool) -> dict[str, Any]:
+    def to_dict(self, depth: int | None = None) -> dict[str, Any]:
+        """The JSON contract (see README): model, input_shape, layers, totals."""
+        return self._dict(layers=True, depth=depth)
+
+    def _dict(self, layers: bool, depth: int | None = None) -> dict[str, Any]:
         """The JSON contract's dict, with or without its (long) layer list."""
         out: dict[str, Any] = {
             "model": self.model,
@@ -206,19 +192,21 @@ class Analysis:
             "dtype": self.dtype,
             "optimizer": self.optimizer,
         }
+        if depth is not None:
+            out["depth"] = depth
         if layers:
-            out["layers"] = [row.to_dict() for row in self.layers]
+            out["layers"] = [row.to_dict() for row in self.rows(depth)]
         out["totals"] = self.totals.to_dict()
         return out
 
-    def to_json(self, indent: int | None = 2) -> str:
+    def to_json(self, indent: int | None = 2, depth: int | None = None) -> str:
         """:meth:`to_dict` as JSON text: indented, each layer on one line (``indent=None``: one line)."""
-        return "".join(self.iter_json(indent))
+        return "".join(self.iter_json(indent, depth))
 
-    def iter_json(self, indent: int | None = 2) -> Iterator[str]:
+    def iter_json(self, indent: int | None = 2, depth: int | None = None) -> Iterator[str]:
         """:meth:`to_json` in pieces, a layer at a time, so a long network's report is written
         without being held whole (and each layer goes through json's C encoder)."""
-        head = self._dict(layers=False)
+        head = self._dict(layers=False, depth=depth)
         totals = head.pop("totals")
         # the document with an empty layer list, cut where the list goes (no JSON string can hold
         # the cut: a quote inside one is escaped)
@@ -226,39 +214,25 @@ class Analysis:
         before, after = text.split('"layers": []', 1)
         yield before + '"layers": ['
         item_prefix = "" if indent is None else "\n" + " " * (2 * indent)
-        for index, row in enumerate(self.layers):
+        rows = self.rows(depth)
+        for index, row in enumerate(rows):
             yield ("," if index else "") + item_prefix + json.dumps(row.to_dict())
-        yield ("" if indent is None or not self.layers else "\n" + " " * indent) + "]" + after
+        yield ("" if indent is None or not rows else "\n" + " " * indent) + "]" + after
 
-    def to_csv(self) -> str:
-        """One row per layer with exact integers; also the blank template for grading."""
+    def to_csv(self, depth: int | None = None) -> str:
+        """One row per layer (or folded block) with exact integers: name, type, the figures, receptive field."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for row in self.layers:
-            writer.writerow(
-                [
-                    row.name,
-                    row.type,
-                    "x".join(map(str, row.output_shape)),
-                    row.params,
-                    row.params_trainable,
-                    row.params_weights_only,
-                    row.macs,
-                    row.flops,
-                    row.other_ops,
-                    row.activations,
-                    row.activation_bytes,
-                    row.receptive_field.text(),
-                ]
-            )
+        figures = figures_for("csv")
+        writer.writerow(["name", "type", *(f.name for f in figures), "receptive_field"])
+        for row in self.rows(depth):
+            cells: list[Any] = [row.name, row.type]
+            for figure in figures:
+                value = row.values[LAYER_INDEX[figure.name]]
+                cells.append("x".join(map(str, value)) if figure.kind == "shape" else value)
+            cells.append(row.receptive_field.text())
+            writer.writerow(cells)
         return out.getvalue()
-
-
-CSV_COLUMNS = (
-    "name", "type", "output_shape", "params", "params_trainable", "params_weights_only",
-    "macs", "flops", "other_ops", "activations", "activation_bytes", "receptive_field",
-)
 
 
 def fold_key(scope: tuple[str, ...], depth: int | None) -> tuple[str, ...] | None:
@@ -276,33 +250,36 @@ def fold_key(scope: tuple[str, ...], depth: int | None) -> tuple[str, ...] | Non
 def fold(layers: tuple[LayerReport, ...], depth: int) -> tuple[LayerReport, ...]:
     """Rows showing ``depth`` levels of blocks, each block at the last level folded into one row.
 
-    ``depth=1`` folds every top-level instance; a folded row sums params, MACs and other ops,
-    and shows the last layer's output shape, activations and receptive field.
+    ``depth=1`` folds every top-level instance. A folded row combines its layers' figures by
+    each figure's fold rule (:mod:`archcalc.figures`): params, MACs and other ops summed,
+    activations and memory summed over the outputs that need storage (as the totals count
+    them), the output shape and receptive field of its last layer (the block's output). Its
+    summary names how many layers it holds and the first and last.
     """
-    rows: list[LayerReport] = []
-    groups: dict[tuple[str, ...], int] = {}
+    out: list[LayerReport | list[LayerReport]] = []
+    groups: dict[tuple[str, ...], list[LayerReport]] = {}
     for row in layers:
         key = fold_key(row.scope, depth)
         if key is None:
-            rows.append(row)
-            continue
-        if key not in groups:
-            groups[key] = len(rows)
-            rows.append(replace(row, name=".".join(key), type="block", summary="1 layer", attrs={}, scope=key[:-1]))
-            continue
-        folded = rows[groups[key]]
-        rows[groups[key]] = replace(
-            folded,
-            summary=f"{int(folded.summary.split()[0]) + 1} layers",
-            output_shape=row.output_shape,
-            params=folded.params + row.params,
-            params_trainable=folded.params_trainable + row.params_trainable,
-            params_weights_only=folded.params_weights_only + row.params_weights_only,
-            macs=folded.macs + row.macs,
-            other_ops=folded.other_ops + row.other_ops,
-            activations=row.activations,
-            activation_bytes=row.activation_bytes,
-            stores_output=folded.stores_output or row.stores_output,
-            receptive_field=row.receptive_field,
-        )
-    return tuple(rows)
+            out.append(row)
+        elif key in groups:
+            groups[key].append(row)
+        else:
+            groups[key] = [row]
+            out.append(groups[key])
+    return tuple(item if isinstance(item, LayerReport) else _folded(item, len(item[0].scope[:depth])) for item in out)
+
+
+def _folded(members: list[LayerReport], depth: int) -> LayerReport:
+    """One row for the layers of a block instance."""
+    key = members[0].scope[:depth]
+    prefix = ".".join(key) + "."
+    first, last = (m.name[len(prefix):] if m.name.startswith(prefix) else m.name for m in (members[0], members[-1]))
+    count = sum(m.layers for m in members)
+    summary = f"{count} layers: {first} .. {last}" if count > 1 else f"1 layer: {first}"
+    stores = [m.stores_output for m in members]
+    return LayerReport(
+        name=".".join(key), type="block", inputs=members[0].inputs, scope=key[:-1], summary=summary, attrs={},
+        stores_output=any(stores), receptive_field=members[-1].receptive_field,
+        values=fold_values([m.values for m in members], stores), layers=count,
+    )

@@ -84,8 +84,8 @@ def test_params_match_torch(op_type, index, example):
     graph = _graph(op_type, example)
     row = analyze(graph).layers[-1]
     net = oracle.TorchNet(graph)
-    total, trainable = oracle.layer_param_count(net, graph.nodes[-1].name) if op_type not in ("concat", "add") else (0, 0)
-    assert (row.params, row.params_trainable) == (total, trainable)
+    params, buffers = oracle.layer_param_count(net, graph.nodes[-1].name) if op_type not in ("concat", "add") else (0, 0)
+    assert (row.params, row.params_trainable, row.buffers) == (params, params, buffers)
     tensors = get_op(op_type).params(infer_shapes(graph)[graph.nodes[-1].name])
     module = net.layers[graph.nodes[-1].name] if tensors else None
     for name, param in tensors.items():

@@ -67,7 +67,7 @@ def test_clusters_and_folding(tmp_path):
     assert f"{si(row.params)} params, {si(row.macs)} MACs" in layer3
     in_layer3 = sum(1 for r in analysis.layers if r.scope[:1] == ("layer3",))
     assert in_layer3 == 12 + 5 * 10  # a projection block, then five identity bottlenecks
-    assert f"block {in_layer3} layers" in layer3
+    assert f"block {in_layer3} layers: 0.conv1 .. 5.relu3" in layer3
     one = render("resnet50", tmp_path / "r1.svg", depth=2)
     assert len(svg_groups(one, "node")) == len(fold(analysis.layers, 2))
     assert len(svg_groups(one, "cluster")) == 4

@@ -7,7 +7,7 @@ import pytest
 import archcalc
 from archcalc import zoo
 
-# torchvision's model docs: "Params" (trainable parameters) and "GFLOPS" (its MAC count)
+# torchvision's model docs: "Params" (learned parameters, what archcalc's "params" count) and "GFLOPS" (its MAC count)
 TORCHVISION = {
     "vgg11": (132_863_336, 7.61),
     "vgg13": (133_047_848, 11.31),
@@ -25,14 +25,15 @@ TORCHVISION = {
 def test_torchvision_params_and_gflops(name):
     params, gflops = TORCHVISION[name]
     totals = archcalc.analyze(archcalc.load(name)).totals
-    assert totals.params_trainable == params
+    assert totals.params == totals.params_trainable == params
     assert round(totals.macs / 1e9, 2) == gflops
 
 
-def test_resnet_running_statistics_are_non_trainable_params():
+def test_resnet_running_statistics_are_buffers_not_params():
     analysis = archcalc.analyze(archcalc.load("resnet18"))
     bn_channels = sum(row.output_shape[0] for row in analysis.layers if row.type == "batchnorm")
-    assert analysis.totals.params - analysis.totals.params_trainable == 2 * bn_channels
+    assert analysis.totals.buffers == 2 * bn_channels == 9_600  # CONVENTIONS: resnet18's buffers
+    assert analysis.totals.params == analysis.totals.params_trainable == 11_689_512  # torchvision's documented count
 
 
 def test_alexnet_caffe_parameter_counts():
@@ -129,8 +130,8 @@ def test_zoo_shapes_and_params_match_torch(name):
     assert analysis.totals.macs == macs
     torch_total = sum(p.numel() for p in net.parameters())
     torch_buffers = sum(b.numel() for n, b in net.named_buffers() if not n.endswith("num_batches_tracked"))
-    assert analysis.totals.params_trainable == torch_total
-    assert analysis.totals.params == torch_total + torch_buffers
+    assert analysis.totals.params == analysis.totals.params_trainable == torch_total
+    assert analysis.totals.buffers == torch_buffers
 
 
 @pytest.mark.parametrize("name", ["stack-3x3-3", "lenet5", "alexnet", "googlenet", "resnet18"])

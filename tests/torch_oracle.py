@@ -112,11 +112,12 @@ def _key(name: str) -> str:
 
 
 def layer_param_count(net: TorchNet, name: str) -> tuple[int, int]:
-    """(all stored values, trainable) of one layer: parameters plus running statistics."""
+    """(parameters, buffers) of one layer as PyTorch counts them: ``parameters()``, and the
+    saved buffers but batchnorm's step counter (an int64 scalar, no statistic)."""
     module = net.layers[_key(name)]
-    trainable = sum(p.numel() for p in module.parameters())
+    params = sum(p.numel() for p in module.parameters())
     buffers = sum(b.numel() for n, b in module.named_buffers() if not n.endswith("num_batches_tracked"))
-    return trainable + buffers, trainable
+    return params, buffers
 
 
 def measured_fields(graph: Graph, names, batch_unit=None):

@@ -37,16 +37,52 @@ class Layer:
 
 
 @dataclass(frozen=True, slots=True)
+class Role:
+    """What a parameter tensor is, which figures count it, and how it starts.
+
+    ``learned``: a parameter PyTorch lists in ``model.parameters()`` (training updates it);
+    otherwise a *buffer*, saved state such as batchnorm's running statistics. ``kernel``: a
+    conv, transposed-conv or linear kernel weight, what the lecture's rows count ("weights
+    only"). ``init``: ``he_normal`` (Kaiming normal, fan in = the product of all axes but the
+    first, as PyTorch computes it), ``zeros`` or ``ones``.
+    """
+
+    name: str
+    learned: bool
+    kernel: bool
+    init: str
+
+
+#: Kernel weights of conv, transposed conv and linear layers.
+WEIGHT = Role("weight", learned=True, kernel=True, init="he_normal")
+#: Additive biases.
+BIAS = Role("bias", learned=True, kernel=False, init="zeros")
+#: A normalisation's learned scale (gamma).
+SCALE = Role("scale", learned=True, kernel=False, init="ones")
+#: A normalisation's learned shift (beta).
+SHIFT = Role("shift", learned=True, kernel=False, init="zeros")
+#: Batchnorm's running mean: a buffer.
+RUNNING_MEAN = Role("running_mean", learned=False, kernel=False, init="zeros")
+#: Batchnorm's running variance: a buffer.
+RUNNING_VAR = Role("running_var", learned=False, kernel=False, init="ones")
+
+
+@dataclass(frozen=True, slots=True)
 class Param:
-    """A parameter tensor of an op: its shape and whether training updates it."""
+    """A parameter or buffer tensor of an op: its shape and its :class:`Role`."""
 
     shape: Shape
-    trainable: bool = True
+    role: Role
 
     @property
     def size(self) -> int:
         """Number of values."""
         return math.prod(self.shape)
+
+    @property
+    def trainable(self) -> bool:
+        """Whether training updates it: a learned parameter, not a buffer."""
+        return self.role.learned
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Any
 from archcalc import formulas
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, boolean, ints, padding, positive_int
-from archcalc.ops.base import Cost, Example, Layer, Op, Param, RunContext, Shape, Window, register
+from archcalc.ops.base import BIAS, WEIGHT, Cost, Example, Layer, Op, Param, RunContext, Shape, Window, register
 from archcalc.ops.window import explain_output, geometry_text, resolve_window, window_of, window_output
 
 
@@ -57,8 +57,8 @@ class Conv(Op):
 
     def params(self, layer: Layer) -> dict[str, Param]:
         a = layer.attrs
-        weight = Param((a["filters"], layer.in_shape[0] // a["groups"], *a["kernel"]))
-        return {"weight": weight, "bias": Param((a["filters"],))} if a["bias"] else {"weight": weight}
+        weight = Param((a["filters"], layer.in_shape[0] // a["groups"], *a["kernel"]), WEIGHT)
+        return {"weight": weight, "bias": Param((a["filters"],), BIAS)} if a["bias"] else {"weight": weight}
 
     def cost(self, layer: Layer) -> Cost:
         a = layer.attrs

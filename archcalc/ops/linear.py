@@ -8,7 +8,7 @@ from typing import Any
 from archcalc import formulas
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, boolean, positive_int
-from archcalc.ops.base import GLOBAL, Cost, Example, Layer, Op, Param, RunContext, Shape, format_shape, register
+from archcalc.ops.base import BIAS, GLOBAL, WEIGHT, Cost, Example, Layer, Op, Param, RunContext, Shape, format_shape, register
 
 
 @register
@@ -37,8 +37,8 @@ class Linear(Op):
 
     def params(self, layer: Layer) -> dict[str, Param]:
         n_in, units = layer.in_shape[0], layer.attrs["units"]
-        weight = Param((units, n_in))
-        return {"weight": weight, "bias": Param((units,))} if layer.attrs["bias"] else {"weight": weight}
+        weight = Param((units, n_in), WEIGHT)
+        return {"weight": weight, "bias": Param((units,), BIAS)} if layer.attrs["bias"] else {"weight": weight}
 
     def cost(self, layer: Layer) -> Cost:
         units = layer.attrs["units"]

@@ -9,14 +9,29 @@ from typing import Any
 from archcalc import formulas
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, number, positive_int
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, Param, RunContext, Shape, format_shape, register
+from archcalc.ops.base import (
+    POINTWISE,
+    RUNNING_MEAN,
+    RUNNING_VAR,
+    SCALE,
+    SHIFT,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    Param,
+    RunContext,
+    Shape,
+    format_shape,
+    register,
+)
 
 
 @register
 class BatchNorm(Op):
     """Normalise each channel by batch statistics, then scale and shift.
 
-    params = 2c trainable (scale, shift) + 2c non-trainable (running mean, running var)
+    params = 2c learned (scale, shift); buffers = 2c running statistics (mean, var), not parameters
     MACs = 0; other ops = 4 per value (subtract mean, divide by std, scale, shift)
     """
 
@@ -33,10 +48,10 @@ class BatchNorm(Op):
     def params(self, layer: Layer) -> dict[str, Param]:
         c = (layer.in_shape[0],)
         return {
-            "weight": Param(c),
-            "bias": Param(c),
-            "running_mean": Param(c, trainable=False),
-            "running_var": Param(c, trainable=False),
+            "weight": Param(c, SCALE),
+            "bias": Param(c, SHIFT),
+            "running_mean": Param(c, RUNNING_MEAN),
+            "running_var": Param(c, RUNNING_VAR),
         }
 
     def cost(self, layer: Layer) -> Cost:
@@ -82,10 +97,11 @@ class BatchNorm(Op):
 
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         c = layer.in_shape[0]
-        trainable, fixed = formulas.batchnorm_params(c)
+        learned, buffers = formulas.batchnorm_params(c)
         return [
             *super().explain(layer),
-            ("params", f"2c trainable + 2c running statistics = 2*{c} + 2*{c} = {trainable + fixed}"),
+            ("params", f"2c (a scale and a shift per channel) = 2*{c} = {learned}"),
+            ("buffers", f"2c running statistics (mean and variance per channel), not parameters = 2*{c} = {buffers}"),
         ]
 
 

@@ -1,0 +1,154 @@
+"""The figures archcalc reports, declared once.
+
+Each :class:`Figure` says what it counts, how a layer's value is computed from the op's rules,
+how it totals over the network, how it folds when a block is shown as one row, how people read
+it (its kind: a count, bytes or a shape), and which outputs carry it. :class:`LayerReport`,
+:class:`Totals`, JSON, CSV, the tables, ``--depth`` folding, ``compare`` and ``grade`` all read
+this table, so a new figure is one entry here (in the spirit of torchinfo's column settings).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from archcalc import formulas
+from archcalc.ops.base import Cost, Layer, Param
+
+#: Every output format; a figure lists the ones that carry it.
+FORMATS = frozenset({"json", "csv", "table", "compare", "grade"})
+
+
+@dataclass(frozen=True, slots=True)
+class LayerFacts:
+    """What a layer's figures are computed from: the op's rules applied to one resolved layer.
+
+    ``params`` holds parameter and buffer tensors by name (each with its role); ``cost`` is for
+    one sample; ``batch`` and ``dtype`` are the analysis'.
+    """
+
+    layer: Layer
+    params: Mapping[str, Param]
+    cost: Cost
+    stores_output: bool
+    batch: int
+    dtype: str
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One reported quantity.
+
+    Attributes:
+        name: attribute of :class:`LayerReport` and :class:`Totals`; key in JSON and CSV.
+        header: its column header in tables.
+        doc: one line saying what it counts, with its convention.
+        kind: ``count`` (an exact integer, shown with SI suffixes or separators), ``bytes``
+            (shown in binary units) or ``shape``.
+        of_layer: the layer's value from its :class:`LayerFacts` (None: a totals-only figure).
+        total: ``sum`` over every row, ``stored`` summed over rows that store their output (the
+            forward activation rule), ``""`` for none; totals-only figures use ``of_totals``.
+        fold: how a block folded into one row combines its layers: ``sum``, ``stored`` or
+            ``last`` (the block's output).
+        formats: the outputs that carry it.
+        of_totals: a totals-only figure's value from the other totals and the analysis settings.
+    """
+
+    name: str
+    header: str
+    doc: str
+    kind: str
+    of_layer: Callable[[LayerFacts], Any] | None
+    total: str = "sum"
+    fold: str = "sum"
+    formats: frozenset[str] = FORMATS
+    of_totals: Callable[[Mapping[str, Any], int, str, str], Any] | None = None
+
+
+def _params(facts: LayerFacts, keep: Callable[[Param], bool]) -> int:
+    return sum(p.size for p in facts.params.values() if keep(p))
+
+
+def _training_bytes(totals: Mapping[str, Any], batch: int, dtype: str, optimizer: str) -> int:
+    return formulas.training_bytes(totals["params"] + totals["buffers"], totals["params_trainable"],
+                                   totals["activations"] // batch, batch, dtype, optimizer)
+
+
+#: Per-layer figures, in the order of JSON keys, CSV columns and tables.
+LAYER_FIGURES: tuple[Figure, ...] = (
+    Figure("output_shape", "Output shape", "the output's shape, channels first, without the batch axis", "shape",
+           lambda f: f.layer.out_shape, total="", fold="last", formats=FORMATS - {"compare"}),
+    Figure("params", "Params", "learned parameters, as PyTorch's parameters() counts them (no buffers)", "count",
+           lambda f: _params(f, lambda p: p.role.learned)),
+    Figure("params_trainable", "Trainable", "learned parameters that training updates (every learned one)", "count",
+           lambda f: _params(f, lambda p: p.trainable), formats=FORMATS - {"table"}),
+    Figure("params_weights_only", "Weights", "conv and linear kernel weights only: no biases, norm scale/shift or "
+           "buffers (what the lecture's rows count)", "count", lambda f: _params(f, lambda p: p.role.kernel)),
+    Figure("buffers", "Buffers", "saved state that is not learned: batchnorm's running mean and variance", "count",
+           lambda f: _params(f, lambda p: not p.role.learned)),
+    Figure("macs", "MACs", "multiply-accumulates of the forward pass for the batch (what torchvision, fvcore and "
+           "ptflops call FLOPs)", "count", lambda f: f.cost.macs * f.batch),
+    Figure("flops", "FLOPs", "2 x MACs (one multiply and one add each)", "count",
+           lambda f: formulas.flops(f.cost.macs * f.batch), formats=FORMATS - {"table"}),
+    Figure("other_ops", "Other ops", "element-wise work for the batch: bias adds, activations, pooling, "
+           "normalisation, softmax, adds (one per output value per elementary operation)", "count",
+           lambda f: f.cost.other_ops * f.batch, formats=FORMATS - {"table"}),
+    Figure("activations", "Activations", "output values for the batch; the total counts the input and every output "
+           "that needs new storage", "count", lambda f: math.prod(f.layer.out_shape) * f.batch, total="stored",
+           fold="stored"),
+    Figure("activation_bytes", "Memory", "bytes of the activations in the analysis' dtype", "bytes",
+           lambda f: formulas.activation_bytes(math.prod(f.layer.out_shape) * f.batch, f.dtype), total="stored",
+           fold="stored"),
+)
+
+#: Figures that exist only for the whole network, after the per-layer ones in JSON.
+TOTAL_ONLY_FIGURES: tuple[Figure, ...] = (
+    Figure("training_bytes", "Training memory", "params and buffers + gradients + optimizer state + 2 x the "
+           "forward activations for the batch (the lecture's rule)", "bytes", None, total="", fold="",
+           formats=FORMATS - {"csv", "grade"}, of_totals=_training_bytes),
+)
+
+#: Figures with a network total, in JSON's order.
+TOTAL_FIGURES: tuple[Figure, ...] = (*(f for f in LAYER_FIGURES if f.total), *TOTAL_ONLY_FIGURES)
+
+BY_NAME: dict[str, Figure] = {f.name: f for f in (*LAYER_FIGURES, *TOTAL_ONLY_FIGURES)}
+#: Position of each per-layer figure in :attr:`LayerReport.values`.
+LAYER_INDEX: dict[str, int] = {f.name: i for i, f in enumerate(LAYER_FIGURES)}
+
+
+def layer_values(facts: LayerFacts) -> tuple[Any, ...]:
+    """Every per-layer figure of one layer, in :data:`LAYER_FIGURES` order."""
+    return tuple(figure.of_layer(facts) for figure in LAYER_FIGURES)
+
+
+def totals(rows: Any, batch: int, dtype: str, optimizer: str) -> dict[str, Any]:
+    """The network totals of rows (``values`` and ``stores_output`` of each), by figure name."""
+    out: dict[str, Any] = {}
+    for figure in LAYER_FIGURES:
+        if not figure.total:
+            continue
+        index = LAYER_INDEX[figure.name]
+        out[figure.name] = sum(row.values[index] for row in rows if figure.total == "sum" or row.stores_output)
+    for figure in TOTAL_ONLY_FIGURES:
+        out[figure.name] = figure.of_totals(out, batch, dtype, optimizer)
+    return out
+
+
+def fold_values(values: list[tuple[Any, ...]], stores: list[bool]) -> tuple[Any, ...]:
+    """One row's figures for layers folded together (a block shown as one row), by each figure's rule."""
+    out = []
+    for index, figure in enumerate(LAYER_FIGURES):
+        if figure.fold == "last":
+            out.append(values[-1][index])
+        elif figure.fold == "stored":
+            out.append(sum(v[index] for v, stored in zip(values, stores) if stored))
+        else:
+            out.append(sum(v[index] for v in values))
+    return tuple(out)
+
+
+def figures_for(fmt: str) -> tuple[Figure, ...]:
+    """The per-layer figures an output format carries."""
+    return tuple(f for f in LAYER_FIGURES if fmt in f.formats)
