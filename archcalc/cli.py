@@ -208,7 +208,8 @@ def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer
 @cli.command()
 @click.argument("model", type=MODEL)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="File to write; the format comes from the extension: .svg, .png, .pdf or .dot. Default: MODEL.svg.")
+              help="File to write; the format comes from the extension: .svg, .png, .pdf or .dot. "
+                   "Default: the model's name as a file name in the current directory, with .svg.")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Show N levels of blocks: 1 folds each top-level block into one node.")
 @click.option("--color", type=click.Choice(["none", "macs", "params", "activations"]), default="none", show_default=True,
@@ -220,9 +221,10 @@ def render(model: Any, output: str | None, depth: int | None, color: str, rankdi
     .dot needs no Graphviz; .svg, .png and .pdf need its dot program (Debian: apt-get install
     graphviz). Without it the DOT source is written instead and the command exits with status 3.
     """
+    from archcalc.render.dot import default_output
     from archcalc.render.dot import render as render_graph
 
-    path = render_graph(model, output or f"{model.name}.svg", depth=depth, color=color, rankdir=rankdir)
+    path = render_graph(model, output or default_output(model.name), depth=depth, color=color, rankdir=rankdir)
     click.echo(f"wrote {path}")
 
 

@@ -13,8 +13,8 @@ import pytest
 
 import archcalc
 from archcalc import zoo
-from archcalc.errors import MissingToolError
-from archcalc.render.dot import render, to_dot
+from archcalc.errors import ArchcalcError, MissingToolError
+from archcalc.render.dot import default_output, render, to_dot
 from archcalc.render.format import si
 from archcalc.report import fold
 
@@ -138,3 +138,140 @@ def test_cli_render(tmp_path):
 def test_python_api_returns_the_path(tmp_path):
     assert archcalc.render("stack-3x3-2", tmp_path / "s.dot") == tmp_path / "s.dot"
     assert json.dumps(archcalc.to_dot("stack-3x3-2"))  # a str
+
+
+# --- writing files only where asked ---------------------------------------------------------------
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from tests.test_cli import _Main
+
+    return CliRunner().invoke(_Main(), list(args))
+
+
+@pytest.mark.parametrize(("output", "reason"), [
+    ("/nonexistent/dir/x.svg", "No such file or directory"),
+    ("/nonexistent/dir/x.dot", "No such file or directory"),
+    ("/proc/x.dot", "No such file or directory"),
+    ("/proc/x.svg", "No such file or directory"),
+])
+def test_unwritable_output_is_one_error_line(output, reason):
+    if output.endswith(".svg") and shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed")
+    result = _cli("render", "lenet5", "-o", output)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: output '{output}' cannot be written: {reason}\n"
+
+
+def test_unwritable_output_from_the_api(tmp_path):
+    (tmp_path / "d.dot").mkdir()
+    with pytest.raises(ArchcalcError, match=r"^output '.*d\.dot' cannot be written: Is a directory$"):
+        render("lenet5", tmp_path / "d.dot")
+
+
+def test_permission_and_disk_errors_name_the_path(tmp_path, monkeypatch):
+    """Whatever the OS refuses (root ignores file modes, so the refusals are simulated)."""
+    import errno
+    import pathlib
+
+    for code in (errno.EACCES, errno.ENOSPC, errno.EROFS):
+        def refuse(self, data, code=code):
+            raise OSError(code, os.strerror(code), str(self))
+
+        monkeypatch.setattr(pathlib.Path, "write_bytes", refuse)
+        with pytest.raises(ArchcalcError) as raised:
+            render("lenet5", tmp_path / "x.dot")
+        assert str(raised.value) == f"output '{tmp_path / 'x.dot'}' cannot be written: {os.strerror(code)}"
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("vgg16", "vgg16.svg"),
+    ("../escaped", "escaped.svg"),
+    ("/etc/passwd", "etc_passwd.svg"),
+    ("sub/dir/net", "sub_dir_net.svg"),
+    ("..\\..\\win", "win.svg"),
+    ("..", "graph.svg"),
+    (".hidden", "hidden.svg"),
+    ("...", "graph.svg"),
+    ("", "graph.svg"),
+    ("/", "graph.svg"),
+    ("a\x1b[31mred\x07", "a_[31mred_.svg"),
+    ("tab\tname\n", "tab_name_.svg"),
+    ("nul", "_nul.svg"),
+    ("x" * 300, "x" * 100 + ".svg"),
+    ("résnet 50", "résnet 50.svg"),
+    ("net.v2", "net.v2.svg"),
+])
+def test_default_output_is_a_safe_name_here(name, expected):
+    assert default_output(name) == expected
+    assert os.path.basename(expected) == expected and not expected.startswith(".")
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/absolute-name", "sub/dir/net"])
+def test_cli_default_output_stays_in_the_current_directory(name, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    spec = work / "spec.json"
+    spec.write_text(json.dumps({"name": name, "input": [1, 4, 4], "layers": [{"type": "relu"}]}))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Graphviz: the .dot fallback is written, status 3
+    result = _cli("render", str(spec))
+    expected = default_output(name, "dot")
+    assert result.exit_code == 3
+    assert f"so wrote '{expected}' instead of '{default_output(name)}'" in result.stderr
+    assert sorted(p.name for p in work.iterdir()) == sorted(["spec.json", expected])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+@pytest.fixture
+def no_graphviz(monkeypatch):
+    """Make Graphviz's dot look missing to the graphviz package."""
+    import graphviz
+
+    def missing(*args, **kwargs):
+        raise graphviz.ExecutableNotFound(("dot",))
+
+    monkeypatch.setattr(graphviz.Source, "pipe", missing)
+
+
+def test_fallback_never_overwrites_a_dot_file(tmp_path, no_graphviz):
+    existing = tmp_path / "m.dot"
+    existing.write_text("mine")
+    with pytest.raises(MissingToolError) as raised:
+        render("lenet5", tmp_path / "m.svg")
+    assert existing.read_text() == "mine"
+    assert (tmp_path / "m-1.dot").read_text() == to_dot("lenet5")
+    assert str(raised.value) == (
+        f"Graphviz's dot program is not on PATH, so wrote '{tmp_path / 'm-1.dot'}' instead of '{tmp_path / 'm.svg'}' "
+        f"('{existing}' exists and was left alone); install Graphviz (Debian/Ubuntu: apt-get install graphviz; "
+        "macOS: brew install graphviz) or write -o model.dot"
+    )
+    with pytest.raises(MissingToolError, match="so wrote '.*m-2.dot'"):
+        render("lenet5", tmp_path / "m.png")
+    assert (tmp_path / "m-1.dot").read_text() == to_dot("lenet5")
+
+
+def test_fallback_refuses_when_every_fresh_name_is_taken(tmp_path, no_graphviz, monkeypatch):
+    monkeypatch.setattr(sys.modules["archcalc.render.dot"], "_FRESH_NAMES", 2)
+    for name in ("m.dot", "m-1.dot", "m-2.dot"):
+        (tmp_path / name).write_text(name)
+    with pytest.raises(MissingToolError, match=r"'.*m\.dot' and 'm-2\.dot' already exist, so nothing was written"):
+        render("lenet5", tmp_path / "m.svg")
+    assert [(tmp_path / n).read_text() for n in ("m.dot", "m-1.dot", "m-2.dot")] == ["m.dot", "m-1.dot", "m-2.dot"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-1.dot", "m-2.dot", "m.dot"]
+
+
+def test_fallback_that_cannot_write_says_so(no_graphviz):
+    with pytest.raises(MissingToolError, match=r"^Graphviz's dot program is not on PATH, and the DOT source could not be "
+                                               r"written to '/nonexistent/dir/x\.dot' either: No such file or directory; "):
+        render("lenet5", "/nonexistent/dir/x.svg")
+
+
+def test_cli_fallback_exit_status_and_message(tmp_path, no_graphviz):
+    (tmp_path / "m.dot").write_text("mine")
+    result = _cli("render", "lenet5", "-o", str(tmp_path / "m.svg"))
+    assert result.exit_code == 3 and result.stderr.count("\n") == 1
+    assert f"so wrote '{tmp_path / 'm-1.dot'}'" in result.stderr and "exists and was left alone" in result.stderr
+    assert (tmp_path / "m.dot").read_text() == "mine"

@@ -8,6 +8,7 @@ so a layer named ``<b>"x"&`` is drawn literally.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -166,10 +167,17 @@ def render(model: Any, output: str | Path, depth: int | None = None, color: str 
     """Draw a model to ``output``; the format comes from its extension (svg, png, pdf, dot).
 
     ``.dot`` needs no Graphviz. For the others, without Graphviz's ``dot`` program the DOT
-    source is written beside ``output`` and :class:`MissingToolError` says how to install it.
+    source is written beside ``output`` (under a fresh name if that ``.dot`` file exists: an
+    existing file is never overwritten by the fallback) and :class:`MissingToolError` says
+    where it went and how to install Graphviz.
 
     Returns:
         The path written.
+
+    Raises:
+        ArchcalcError: a bad extension, or the output cannot be written (the message names the
+            path and the operating system's reason).
+        MissingToolError: Graphviz is missing (exit status 3).
     """
     path = Path(output)
     fmt = path.suffix.lstrip(".").lower()
@@ -177,7 +185,7 @@ def render(model: Any, output: str | Path, depth: int | None = None, color: str 
         raise ArchcalcError(f"output '{path}': the extension must be one of {', '.join('.' + f for f in FORMATS)}")
     text = to_dot(model, depth, color, rankdir)
     if fmt == "dot":
-        path.write_text(text, encoding="utf-8")
+        _write(path, text.encode("utf-8"))
         return path
     try:
         import graphviz
@@ -186,11 +194,63 @@ def render(model: Any, output: str | Path, depth: int | None = None, color: str 
     try:
         data = graphviz.Source(text).pipe(format=fmt)
     except graphviz.ExecutableNotFound:
-        dot_path = path.with_suffix(".dot")
-        dot_path.write_text(text, encoding="utf-8")
-        raise MissingToolError(
-            f"Graphviz's dot program is not on PATH, so wrote '{dot_path}' instead of '{path}'; install Graphviz "
-            "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz) or write -o model.dot"
-        ) from None
-    path.write_bytes(data)
+        raise MissingToolError(_write_fallback(path, text)) from None
+    _write(path, data)
     return path
+
+
+_INSTALL_GRAPHVIZ = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz) or write -o model.dot"
+#: How many fresh names (``x-1.dot`` ... ) the fallback tries beside an existing ``x.dot``.
+_FRESH_NAMES = 100
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``; any OS error becomes one ArchcalcError line naming the path."""
+    try:
+        path.write_bytes(data)
+    except OSError as error:
+        raise ArchcalcError(f"output '{path}' cannot be written: {error.strerror or error}") from None
+
+
+def _write_fallback(path: Path, text: str) -> str:
+    """Write the DOT source beside ``path`` without overwriting anything; the message saying where."""
+    wanted = path.with_suffix(".dot")
+    candidates = [wanted, *(wanted.with_name(f"{wanted.stem}-{n}.dot") for n in range(1, _FRESH_NAMES + 1))]
+    for candidate in candidates:
+        try:
+            with candidate.open("x", encoding="utf-8") as file:  # "x": create, never overwrite
+                file.write(text)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            return (f"Graphviz's dot program is not on PATH, and the DOT source could not be written to '{candidate}' "
+                    f"either: {error.strerror or error}; {_INSTALL_GRAPHVIZ}")
+        kept = "" if candidate == wanted else f" ('{wanted}' exists and was left alone)"
+        return f"Graphviz's dot program is not on PATH, so wrote '{candidate}' instead of '{path}'{kept}; {_INSTALL_GRAPHVIZ}"
+    return (f"Graphviz's dot program is not on PATH, and '{wanted}' and '{candidates[-1].name}' already exist, so nothing "
+            f"was written (the fallback never overwrites a file); {_INSTALL_GRAPHVIZ}")
+
+
+#: Characters never kept in a default output name: path separators, and what Windows forbids.
+_UNSAFE = re.compile(r'[\\/<>:"|?*\x00-\x1f\x7f-\x9f]+')
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+#: Fallback stem when nothing of the model's name is usable.
+DEFAULT_STEM = "graph"
+
+
+def default_output(model_name: str, fmt: str = "svg") -> str:
+    """A safe file name in the current directory for drawing a model named ``model_name``.
+
+    The name comes from the spec, so it is made a single harmless component: path separators,
+    control characters and the characters Windows forbids become ``_``, leading dots, dashes,
+    underscores and spaces go (no hidden file, no ``..``, no option-like name), and it is cut to
+    100 characters; when nothing is left, ``graph``. ``default_output("../escaped") == "escaped.svg"``.
+    """
+    stem = _UNSAFE.sub("_", model_name)
+    stem = "".join(c for c in stem if not (0xD800 <= ord(c) <= 0xDFFF))  # lone surrogates cannot be a file name
+    stem = stem[:100].lstrip("._- ").rstrip(". ")
+    if not stem:
+        stem = DEFAULT_STEM
+    if stem.split(".")[0].upper() in _RESERVED:
+        stem = "_" + stem
+    return f"{stem}.{fmt}"
