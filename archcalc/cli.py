@@ -215,7 +215,14 @@ def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer
 @click.option("--color", type=click.Choice(["none", "macs", "params", "activations"]), default="none", show_default=True,
               help="Fill each node by its share of this total (the number is in the label too).")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True, help="Top to bottom or left to right.")
-def render(model: Any, output: str | None, depth: int | None, color: str, rankdir: str) -> None:
+@click.option("--compact/--no-compact", default=None,
+              help="Draw each layer with the chain of point-wise ops it alone feeds (batchnorm, ReLU, dropout...) "
+                   "as one node listing them, with summed params and MACs. [default: on for networks over 60 layers]")
+@click.option("--wrap", type=click.IntRange(min=0), default=None, metavar="RANKS",
+              help="Cut long chains into columns (rows with LR) of at most RANKS ranks, between blocks; 0: never. "
+                   "[default: when the drawing would be over 2.5 times longer than wide]")
+def render(model: Any, output: str | None, depth: int | None, color: str, rankdir: str, compact: bool | None,
+           wrap: int | None) -> None:
     """Draw the graph with Graphviz, each node labelled with its shape, params and MACs.
 
     .dot needs no Graphviz; .svg, .png and .pdf need its dot program (Debian: apt-get install
@@ -224,7 +231,8 @@ def render(model: Any, output: str | None, depth: int | None, color: str, rankdi
     from archcalc.render.dot import default_output
     from archcalc.render.dot import render as render_graph
 
-    path = render_graph(model, output or default_output(model.name), depth=depth, color=color, rankdir=rankdir)
+    path = render_graph(model, output or default_output(model.name), depth=depth, color=color, rankdir=rankdir,
+                        compact=compact, wrap=wrap)
     click.echo(f"wrote {path}")
 
 
