@@ -11,6 +11,7 @@ import bisect
 import html
 import math
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,8 @@ def to_dot(model: Any, depth: int | None = None, color: str = "none", rankdir: s
     shown = {node.name: _shown_name(node.name, node.scope, depth) for node in graph}
     if compact is None:
         compact = len(graph) - 1 > COMPACT_ABOVE
-    boxes = _boxes(graph, rows, shown, compact)
+    row_of = {row.name: row for row in analysis.layers}
+    boxes = _boxes(graph, rows, row_of, shown, compact)
     box_of = {row.name: box for box in boxes for row in box}
 
     attr, phrase = COLOR_METRICS.get(color, ("", ""))
@@ -144,7 +146,7 @@ def to_dot(model: Any, depth: int | None = None, color: str = "none", rankdir: s
         for ref in node.inputs:
             pair = (ids[box_of[shown[ref]][0].name], ids[box_of[shown[node.name]][0].name])
             if pair[0] != pair[1] and pair not in edges:
-                edges[pair] = shape(analysis.layer(ref).output_shape)
+                edges[pair] = shape(row_of[ref].output_shape)
     printed = {ids[box[0].name]: shape(box[-1].output_shape) for box in boxes}
     outs = _count(a for a, _ in edges)
     ins = _count(b for _, b in edges)
@@ -167,15 +169,18 @@ def to_dot(model: Any, depth: int | None = None, color: str = "none", rankdir: s
     return "\n".join(out) + "\n"
 
 
-def _boxes(graph: Any, rows: tuple[LayerReport, ...], shown: dict[str, str], compact: bool) -> list[list[LayerReport]]:
+def _boxes(graph: Any, rows: tuple[LayerReport, ...], row_of: dict[str, LayerReport], shown: dict[str, str],
+           compact: bool) -> list[list[LayerReport]]:
     """The drawn nodes, each a list of rows: one row, or with ``compact`` a producer and the chain
     of single-input point-wise ops it alone feeds (decided by each op's declared window)."""
     if not compact:
         return [[row] for row in rows]
-    from archcalc.ops import POINTWISE, get_op
-    from archcalc.passes import infer_shapes
+    from archcalc.ops import POINTWISE, Layer, get_op
 
-    layers = infer_shapes(graph)
+    def pointwise(row: LayerReport) -> bool:
+        layer = Layer(row.attrs, tuple(row_of[ref].output_shape for ref in row.inputs), row.output_shape)
+        return get_op(row.type).window(layer) == POINTWISE
+
     producers: dict[str, list[str]] = {}
     consumers: dict[str, set[str]] = {}
     for node in graph.nodes[1:]:
@@ -192,7 +197,7 @@ def _boxes(graph: Any, rows: tuple[LayerReport, ...], shown: dict[str, str], com
         sources = producers.get(row.name, [])
         folds = (
             node is not None and shown[row.name] == row.name and len(node.inputs) == 1 and len(sources) == 1
-            and get_op(node.type).window(layers[node.name]) == POINTWISE
+            and pointwise(row)
             and consumers[sources[0]] == {row.name} and by_name[sources[0]].type != "input"
             and by_name[sources[0]].scope == row.scope
         )
@@ -290,10 +295,9 @@ class _Layout:
                 cuts.append(level)
         return [*cuts, self.depth]
 
-    def pack(self, cuts: list[int], measure: list[float], capacity: float) -> list[range]:
-        """Greedy columns between cuts, each at most ``capacity`` long by the prefix sums ``measure``
-        (or one uncuttable run alone, when that is longer)."""
-        at_cuts = [measure[cut] for cut in cuts]
+    def pack(self, cuts: list[int], at_cuts: list[float], capacity: float) -> list[range]:
+        """Greedy columns between cuts, each at most ``capacity`` long by ``at_cuts`` (a prefix sum
+        at each cut), or one uncuttable run alone when that is longer. O(columns x log(cuts))."""
         columns, index = [], 0
         while cuts[index] < self.depth:
             end = max(bisect.bisect_right(at_cuts, at_cuts[index] + capacity) - 1, index + 1)
@@ -305,13 +309,14 @@ class _Layout:
         """At most ``count`` columns, the longest as short as the cuts allow (bisecting its length)."""
         low = max(self.prefix[b] - self.prefix[a] for a, b in zip(cuts, cuts[1:]))  # the longest uncuttable run
         high = self.prefix[-1]
+        at_cuts = [self.prefix[cut] for cut in cuts]
         for _ in range(40):
             middle = (low + high) / 2
-            if len(self.pack(cuts, self.prefix, middle)) <= count:
+            if len(self.pack(cuts, at_cuts, middle)) <= count:
                 high = middle
             else:
                 low = middle
-        return self.pack(cuts, self.prefix, high)
+        return self.pack(cuts, at_cuts, high)
 
     def ratio(self, columns: list[range]) -> float:
         """Estimated length / breadth of the drawing: height / width for TB, width / height for LR."""
@@ -335,10 +340,9 @@ class _Layout:
         if self.depth > 1 and wrap != 0:
             cuts, finer = self.cuts(), self.cuts(leaves_only=True)
             if wrap is not None:
-                levels = list(range(self.depth + 1))
-                columns = self.pack(cuts, levels, wrap)
+                columns = self.pack(cuts, [float(cut) for cut in cuts], wrap)
                 if any(len(column) > wrap for column in columns):
-                    columns = self.pack(finer, levels, wrap)
+                    columns = self.pack(finer, [float(cut) for cut in finer], wrap)
             elif self.ratio(columns) > WRAP_ABOVE:
                 columns = self.best(cuts)
                 if self.ratio(columns) > WRAP_ABOVE and finer != cuts:
@@ -386,27 +390,28 @@ def _title(analysis: Analysis) -> str:
 
 
 def _clusters(lines_by_scope: dict[tuple[str, ...], list[str]], scope: tuple[str, ...], indent: str,
-              dissolved: set[tuple[str, ...]] = frozenset()) -> list[str]:  # type: ignore[assignment]
-    """The nodes of ``scope`` and, nested, a labelled cluster for each block inside it (a
-    ``dissolved`` block's nodes and clusters are drawn without its frame)."""
-    out = [indent + line for line in lines_by_scope.get(scope, [])]
-    children = sorted({s[: len(scope) + 1] for s in lines_by_scope if len(s) > len(scope) and s[: len(scope)] == scope},
-                      key=lambda s: _first_index(lines_by_scope, s))
-    for child in children:
-        if child in dissolved:
-            out.extend(_clusters(lines_by_scope, child, indent, dissolved))
-            continue
-        name = ".".join(child)
-        out.append(f"{indent}subgraph {_quote('cluster_' + name)} {{")
-        out.append(f'{indent}  label=<{_esc(name)}>; style="rounded,dashed"; color="#999999"; fontsize=11;')
-        out.extend(_clusters(lines_by_scope, child, indent + "  ", dissolved))
-        out.append(f"{indent}}}")
-    return out
+              dissolved: Collection[tuple[str, ...]] = ()) -> list[str]:
+    """The nodes of ``scope`` and, nested, a labelled cluster for each block inside it, in the
+    network's order (a ``dissolved`` block's nodes and clusters are drawn without its frame)."""
+    children: dict[tuple[str, ...], dict[tuple[str, ...], None]] = {}  # ordered sets, by first appearance
+    for key in lines_by_scope:
+        for end in range(1, len(key) + 1):
+            children.setdefault(key[: end - 1], {})[key[:end]] = None
 
+    def nest(scope: tuple[str, ...], indent: str) -> list[str]:
+        out = [indent + line for line in lines_by_scope.get(scope, [])]
+        for child in children.get(scope, {}):
+            if child in dissolved:
+                out.extend(nest(child, indent))
+                continue
+            name = ".".join(child)
+            out.append(f"{indent}subgraph {_quote('cluster_' + name)} {{")
+            out.append(f'{indent}  label=<{_esc(name)}>; style="rounded,dashed"; color="#999999"; fontsize=11;')
+            out.extend(nest(child, indent + "  "))
+            out.append(f"{indent}}}")
+        return out
 
-def _first_index(lines_by_scope: dict[tuple[str, ...], list[str]], scope: tuple[str, ...]) -> int:
-    """Order of first appearance, so clusters follow the network's order."""
-    return next(i for i, s in enumerate(lines_by_scope) if s[: len(scope)] == scope)
+    return nest(scope, indent)
 
 
 def _legend(phrase: str, largest: int, total: int) -> str:
