@@ -228,11 +228,17 @@ def render(model: Any, output: str | None, depth: int | None, color: str, rankdi
     .dot needs no Graphviz; .svg, .png and .pdf need its dot program (Debian: apt-get install
     graphviz). Without it the DOT source is written instead and the command exits with status 3.
     """
+    import warnings
+
     from archcalc.render.dot import default_output
     from archcalc.render.dot import render as render_graph
 
-    path = render_graph(model, output or default_output(model.name), depth=depth, color=color, rankdir=rankdir,
-                        compact=compact, wrap=wrap)
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
+        path = render_graph(model, output or default_output(model.name), depth=depth, color=color, rankdir=rankdir,
+                            compact=compact, wrap=wrap)
+    for note in notes:
+        click.echo(f"note: {note.message}", err=True)
     click.echo(f"wrote {path}")
 
 

@@ -496,3 +496,44 @@ def test_cli_compact_and_wrap_options(tmp_path):
     assert result.exit_code == 2 and "-1 is not in the range x>=0" in result.stderr
     help_text = _cli("render", "--help").output
     assert "on for networks over 60 layers" in " ".join(help_text.split())
+
+
+@pytest.fixture
+def dot_fails_on_wrapped_columns(monkeypatch):
+    """Graphviz's dot failing as 2.43 does on some wrapped cluster layouts (resnet50 --wrap 7)."""
+    import graphviz
+
+    real_pipe = graphviz.Source.pipe
+
+    def pipe(self, *args, **kwargs):
+        if "rank=same" in self.source:
+            raise graphviz.CalledProcessError(1, ["dot"], output=b"", stderr=b"\t%0 14\nError: trouble in init_rank\n")
+        return real_pipe(self, *args, **kwargs)
+
+    monkeypatch.setattr(graphviz.Source, "pipe", pipe)
+
+
+@needs_dot
+def test_wrapped_columns_dot_cannot_place_fall_back_to_one_column(tmp_path, dot_fails_on_wrapped_columns):
+    with pytest.warns(UserWarning, match=r"Graphviz's dot could not place the wrapped columns \(Error: trouble in "
+                                         r"init_rank\), so the graph is drawn in one column \(--wrap 0\)"):
+        path = render("vgg16", tmp_path / "v.svg")
+    assert len(svg_groups(path, "node")) == len(archcalc.analyze(archcalc.load("vgg16")).layers)
+    result = _cli("render", "vgg16", "-o", str(tmp_path / "c.svg"))
+    assert result.exit_code == 0 and result.stdout == f"wrote {tmp_path / 'c.svg'}\n"
+    assert result.stderr.startswith(f"note: output '{tmp_path / 'c.svg'}': Graphviz's dot could not place")
+
+
+def test_dot_failure_is_one_error_line(tmp_path, monkeypatch):
+    import graphviz
+
+    def pipe(self, *args, **kwargs):
+        raise graphviz.CalledProcessError(1, ["dot"], output=b"", stderr=b"Warning: x\nError: out of memory\n")
+
+    monkeypatch.setattr(graphviz.Source, "pipe", pipe)
+    for wrap in (0, None):  # unwrapped: nothing to retry; wrapped: the retry fails too
+        with pytest.raises(ArchcalcError) as raised:
+            render("vgg16", tmp_path / "v.svg", wrap=wrap)
+        assert str(raised.value) == (f"output '{tmp_path / 'v.svg'}': Graphviz's dot failed: Error: out of memory; "
+                                     "try another --wrap, --depth or the .dot output")
+    assert not (tmp_path / "v.svg").exists()

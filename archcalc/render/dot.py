@@ -11,6 +11,7 @@ import bisect
 import html
 import math
 import re
+import warnings
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -458,11 +459,38 @@ def render(model: Any, output: str | Path, depth: int | None = None, color: str 
     except ImportError:
         raise MissingToolError("the graphviz Python package is missing: pip install graphviz (a dependency of archcalc)") from None
     try:
-        data = graphviz.Source(text).pipe(format=fmt)
+        data = _pipe(graphviz, text, fmt)
     except graphviz.ExecutableNotFound:
         raise MissingToolError(_write_fallback(path, text)) from None
+    except graphviz.CalledProcessError as error:
+        if "rank=same" not in text:  # not the wrapping: nothing else to try
+            raise ArchcalcError(_dot_failed(path, error)) from None
+        # Graphviz's dot (2.43 at least) sometimes cannot place wrapped columns of clusters
+        # ("trouble in init_rank"): draw it in one column rather than not at all, and say so.
+        try:
+            data = _pipe(graphviz, to_dot(model, depth, color, rankdir, compact=compact, wrap=0), fmt)
+        except graphviz.CalledProcessError as again:
+            raise ArchcalcError(_dot_failed(path, again)) from None
+        warnings.warn(f"output '{path}': Graphviz's dot could not place the wrapped columns ({_first_error(error)}), "
+                      "so the graph is drawn in one column (--wrap 0); another --wrap may work", stacklevel=2)
     _write(path, data)
     return path
+
+
+def _pipe(graphviz: Any, text: str, fmt: str) -> bytes:
+    """Graphviz's output for ``text`` in ``fmt`` (quiet: its diagnostics go into the exception)."""
+    return graphviz.Source(text).pipe(format=fmt, quiet=True)
+
+
+def _first_error(error: Any) -> str:
+    """The first line of Graphviz's complaint that says what went wrong."""
+    text = error.stderr.decode("utf-8", "replace") if isinstance(error.stderr, bytes) else str(error.stderr or "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith("Error")), lines[0] if lines else f"exit status {error.returncode}")
+
+
+def _dot_failed(path: Path, error: Any) -> str:
+    return f"output '{path}': Graphviz's dot failed: {_first_error(error)}; try another --wrap, --depth or the .dot output"
 
 
 _INSTALL_GRAPHVIZ = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz) or write -o model.dot"
