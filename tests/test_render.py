@@ -424,7 +424,8 @@ def test_wrap_cuts_a_chain_into_columns_of_at_most_n_ranks():
         "n4 -> n5 [constraint=false];", "n9 -> n10 [constraint=false];", "n14 -> n15 [constraint=false];",
         "n19 -> n20 [constraint=false];"]
     assert "n3 -> n4;" in dot
-    for never in (to_dot(chain(20), compact=False, wrap=0), to_dot(chain(3), compact=False)):
+    for never in (to_dot(chain(20), compact=False, wrap=0), to_dot(chain(3), compact=False),
+                  to_dot(chain(20), compact=False, wrap=21), to_dot(chain(20), compact=False, wrap=10**400)):
         assert "rank=same" not in never and "invis" not in never and "constraint" not in never
 
 

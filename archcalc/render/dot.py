@@ -341,6 +341,7 @@ class _Layout:
         if self.depth > 1 and wrap != 0:
             cuts, finer = self.cuts(), self.cuts(leaves_only=True)
             if wrap is not None:
+                wrap = min(wrap, self.depth)  # a huge limit is no limit, and must fit a float
                 columns = self.pack(cuts, [float(cut) for cut in cuts], wrap)
                 if any(len(column) > wrap for column in columns):
                     columns = self.pack(finer, [float(cut) for cut in finer], wrap)
