@@ -84,8 +84,9 @@ def to_dot(model: Any, depth: int | None = None, color: str = "none", rankdir: s
             node listing what it holds, with summed params and MACs. None: compact for networks
             of more than :data:`COMPACT_ABOVE` layers.
         wrap: cut long chains into columns (rows for ``LR``) of at most this many ranks, only
-            between blocks, never through one; 0: never. None: wrap when the drawing would be more
-            than :data:`WRAP_ABOVE` times longer than wide, into the columns that come closest to
+            between blocks (a block holding blocks may be cut between them, and is then drawn
+            without its frame); 0: never. None: wrap when the drawing would be more than
+            :data:`WRAP_ABOVE` times longer than wide, into the columns that come closest to
             :data:`WRAP_TARGET`.
 
     Edges carry the shape of the tensor that flows, except along a plain chain, where the node
