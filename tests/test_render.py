@@ -52,6 +52,19 @@ def test_every_zoo_model_renders_to_svg(name, tmp_path):
 
 
 @needs_dot
+@pytest.mark.parametrize("name", zoo.names())
+def test_every_zoo_model_renders_by_default(name, tmp_path):
+    """The default drawing (compact above 60 layers, wrapped when long) of every zoo model."""
+    dot = to_dot(name)
+    path = render(name, tmp_path / f"{name}.svg")
+    assert len(svg_groups(path, "node")) == len(node_lines(dot))
+    compact = len(archcalc.load(name)) - 1 > 60
+    assert ('tooltip="' in dot) == compact
+    width, height = svg_size(path)
+    assert max(width, height) / min(width, height) < 3.5, (width, height)
+
+
+@needs_dot
 def test_clusters_and_folding(tmp_path):
     googlenet = render("googlenet", tmp_path / "g.svg", wrap=0)
     assert len(svg_groups(googlenet, "cluster")) == 9  # one per Inception module
