@@ -174,6 +174,7 @@ def _cli(*args):
     ("/nonexistent/dir/x.dot", "No such file or directory"),
     ("/proc/x.dot", "No such file or directory"),
     ("/proc/x.svg", "No such file or directory"),
+    ("/etc/passwd/x.dot", "Not a directory"),
 ])
 def test_unwritable_output_is_one_error_line(output, reason):
     if output.endswith(".svg") and shutil.which("dot") is None:
