@@ -210,21 +210,37 @@ def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer
 @cli.command()
 @click.argument("model", type=MODEL)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="File to write; the format comes from the extension: .svg, .png, .pdf or .dot. Default: MODEL.svg.")
+              help="File to write; the format comes from the extension: .svg, .png, .pdf or .dot. "
+                   "Default: the model's name as a file name in the current directory, with .svg.")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Show N levels of blocks: 1 folds each top-level block into one node.")
 @click.option("--color", type=click.Choice(["none", "macs", "params", "activations"]), default="none", show_default=True,
               help="Fill each node by its share of this total (the number is in the label too).")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True, help="Top to bottom or left to right.")
-def render(model: Any, output: str | None, depth: int | None, color: str, rankdir: str) -> None:
+@click.option("--compact/--no-compact", default=None,
+              help="Draw each layer with the chain of point-wise ops it alone feeds (batchnorm, ReLU, dropout...) "
+                   "as one node listing them, with summed params and MACs. [default: on for networks over 60 layers]")
+@click.option("--wrap", type=click.IntRange(min=0), default=None, metavar="RANKS",
+              help="Cut long chains into columns (rows with LR) of at most RANKS ranks, between blocks; 0: never. "
+                   "[default: when the drawing would be over 2.5 times longer than wide]")
+def render(model: Any, output: str | None, depth: int | None, color: str, rankdir: str, compact: bool | None,
+           wrap: int | None) -> None:
     """Draw the graph with Graphviz, each node labelled with its shape, params and MACs.
 
     .dot needs no Graphviz; .svg, .png and .pdf need its dot program (Debian: apt-get install
     graphviz). Without it the DOT source is written instead and the command exits with status 3.
     """
+    import warnings
+
+    from archcalc.render.dot import default_output
     from archcalc.render.dot import render as render_graph
 
-    path = render_graph(model, output or f"{model.name}.svg", depth=depth, color=color, rankdir=rankdir)
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
+        path = render_graph(model, output or default_output(model.name), depth=depth, color=color, rankdir=rankdir,
+                            compact=compact, wrap=wrap)
+    for note in notes:
+        click.echo(f"note: {note.message}", err=True)
     click.echo(f"wrote {path}")
 
 
