@@ -66,7 +66,7 @@ def main() -> None:
         labels = rng.integers(0, 1000 if name != "lenet5" else 10, size=batch)
         ours = step_time(executor, x, labels, repeat)
         executor.check_macs()
-        _, workspace = executor.memory_estimate(batch)
+        workspace = executor.memory_estimate(batch).im2col
         theirs = torch_step_time(executor, x, labels, repeat)
         versus = f"; torch {theirs * 1e3:.0f} ms, archcalc/torch = {ours / theirs:.2f}x" if theirs else ""
         print(f"{name} batch {batch}: forward+backward {ours * 1e3:.0f} ms{versus}; im2col buffers "
