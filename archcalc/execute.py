@@ -670,15 +670,20 @@ def _duration(seconds: float) -> str:
 Progress = Callable[[str, int, int], None]
 
 
+#: Most forward passes a gradient check runs unless told otherwise (``max_passes``).
+MAX_GRADCHECK_PASSES = 1_000_000
+
+
 class Gradcheck:
     """A gradient check set up and planned, ready to :meth:`run` (see :func:`gradcheck`).
 
-    Building it makes the float64 executor (its memory checked first), runs and times one
-    forward and backward pass, and fills :attr:`plan`.
+    Building it makes the float64 executor (its memory checked first), refuses a check of more
+    than ``max_passes`` forward passes, runs and times a forward and backward pass, and fills
+    :attr:`plan`.
     """
 
     def __init__(self, model: Any, batch: int = 2, seed: int = 0, samples: int = 6, eps: float = 1e-6,
-                 tolerance: float = 1e-5, max_memory: int | None = None) -> None:
+                 tolerance: float = 1e-5, max_memory: int | None = None, max_passes: int = MAX_GRADCHECK_PASSES) -> None:
         batch, seed = _check_batch(batch), _check_seed(seed)
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
             raise ArchcalcError(f"samples must be a positive int, got {samples!r}")
@@ -687,7 +692,16 @@ class Gradcheck:
             raise ArchcalcError("eps must be a finite number above 0, got 0")
         self.tolerance = _finite("tolerance", tolerance)
         self.seed = seed
-        self.executor = executor = Executor(model, seed=seed, dtype="float64", max_memory=max_memory)
+        graph = load(model)
+        layers = infer_shapes(graph)
+        sizes = [p.size for node in graph.nodes[1:] for p in get_op(node.type).params(layers[node.name]).values() if p.trainable]
+        passes = 2 * sum(min(int(samples), size) for size in [*sizes, batch * math.prod(graph.input_shape)])
+        if passes > max_passes:  # refused before any array exists
+            raise ArchcalcError(
+                f"gradcheck {graph.name}: {samples} entries per tensor would take {passes:,} forward passes, "
+                f"over the bound of {max_passes:,}; check fewer entries (--samples) or raise the bound (max_passes= in Python)"
+            )
+        self.executor = executor = Executor(graph, seed=seed, dtype="float64", max_memory=max_memory)
         executor.check_memory(batch)
         self.rng = rng = np.random.default_rng(seed + 1)
         with executor._out_of_memory(f"making a batch of {batch}", batch):
@@ -735,7 +749,8 @@ class Gradcheck:
 
 
 def gradcheck(model: Any, batch: int = 2, seed: int = 0, samples: int = 6, eps: float = 1e-6,
-              tolerance: float = 1e-5, max_memory: int | None = None, progress: Progress | None = None) -> GradcheckReport:
+              tolerance: float = 1e-5, max_memory: int | None = None, progress: Progress | None = None,
+              max_passes: int = MAX_GRADCHECK_PASSES) -> GradcheckReport:
     """Compare backward's gradients with central differences, in float64.
 
     The loss is ``sum(output * R)`` for a fixed random ``R``, so dJ/d(output) = R. For each
@@ -747,6 +762,7 @@ def gradcheck(model: Any, batch: int = 2, seed: int = 0, samples: int = 6, eps: 
     starts and after each entry; :class:`Gradcheck` also gives the plan (passes, time) first.
 
     Raises:
-        ArchcalcError: for bad arguments, or a model that would not fit under the limit.
+        ArchcalcError: for bad arguments, a model that would not fit under the limit, or a
+            check of more than ``max_passes`` forward passes.
     """
-    return Gradcheck(model, batch, seed, samples, eps, tolerance, max_memory).run(progress)
+    return Gradcheck(model, batch, seed, samples, eps, tolerance, max_memory, max_passes).run(progress)
