@@ -333,7 +333,8 @@ def gradcheck_command(model: Any, batch: int, samples: int, seed: int, tolerance
     from archcalc.render.execution import gradcheck_table
 
     console = _console()
-    checker = Gradcheck(model, batch=batch, seed=seed, samples=samples, tolerance=tolerance, max_memory=max_memory)
+    with console.status("timing a forward pass"):
+        checker = Gradcheck(model, batch=batch, seed=seed, samples=samples, tolerance=tolerance, max_memory=max_memory)
     console.print(escape(str(checker.plan)))
     with Progress(console=console, transient=True) as progress:
         overall = progress.add_task("forward passes", total=checker.plan.passes)

@@ -437,7 +437,13 @@ class Executor:
         return grads
 
     def step(self, grads: dict[str, np.ndarray], lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
-        """SGD: ``v = momentum * v + (g + weight_decay * w)``; ``w -= lr * v`` (PyTorch's form)."""
+        """SGD: ``v = momentum * v + (g + weight_decay * w)``; ``w -= lr * v`` (PyTorch's form).
+
+        Raises:
+            ArchcalcError: for a learning rate, momentum or weight decay that is not a finite number in range.
+        """
+        lr, momentum = _finite("lr", lr), _finite("momentum", momentum, high=1.0)
+        weight_decay = _finite("weight_decay", weight_decay)
         # in place, so that a step holds at most two temporaries of one tensor (the estimate's share)
         for name, grad in grads.items():
             if name not in self.trainable:

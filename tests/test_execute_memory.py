@@ -185,6 +185,8 @@ def _env():
     (lambda: train_step(Executor("lenet5"), None, momentum=float("nan")), "momentum must be a finite number from 0 to 1, got nan"),
     (lambda: train_step(Executor("lenet5"), None, weight_decay=-1), "weight_decay must be a finite number at least 0, got -1"),
     (lambda: Executor("lenet5").backward(np.zeros((1, 10))), "backward needs a forward pass first"),
+    (lambda: Executor("lenet5").step({}, lr=float("nan")), "lr must be a finite number at least 0, got nan"),
+    (lambda: Executor("lenet5").step({}, momentum=1.5), "momentum must be a finite number from 0 to 1, got 1.5"),
 ])
 def test_bad_arguments_from_python_are_clear_errors(call, message):
     with pytest.raises(ArchcalcError) as refused:
