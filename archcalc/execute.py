@@ -3,6 +3,10 @@
 It allocates nothing by its own arithmetic: every op's output is checked against the
 analyzer's shape, and the multiply-accumulates conv and linear layers actually performed are
 counted and checked against the analyzer's MACs, so analyzer and executor check each other.
+
+It refuses before it allocates: :func:`estimate_memory` bounds from the analysis alone what the
+parameters, a batch and its backward pass will hold, and the executor checks it against its
+limit before it creates the parameters and before any batch's arrays exist.
 """
 
 from __future__ import annotations
@@ -319,8 +323,8 @@ class Executor:
             estimate = _estimate(self.graph, self.layers, self.dtype, batch)
             raise ArchcalcError(
                 f"{self.graph.name} in {self.dtype.name}: {doing} ran out of memory although the estimate, "
-                f"{size_text(estimate.total)}, is within the limit of {size_text(self.max_memory)}: other programs "
-                f"hold the rest; lower the limit or the batch ({LIMIT_HINT})"
+                f"{size_text(estimate.total)}, is within the limit of {size_text(self.max_memory)}: the machine, or the "
+                f"process's address-space limit, has less; lower the limit or the batch ({LIMIT_HINT})"
             ) from None
 
     def train(self) -> Executor:

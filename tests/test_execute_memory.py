@@ -161,6 +161,15 @@ def test_a_process_address_space_limit_is_respected(tmp_path):
         assert "MemoryError" not in done.stderr and "Traceback" not in done.stderr
         assert done.stderr.startswith("error: creating the parameters of big in float32 needs an estimated 4.5 GiB "
                                       "(parameters 1.5 GiB + gradients 1.5 GiB + momentum 1.5 GiB), over the limit of ")
+    # a limit set above what the process can have: the allocation fails, and says so in one line
+    done = subprocess.run([sys.executable, "-c", script.replace("main([\"run\", spec,", "main([\"run\", \"lenet5\","),
+                           str(tmp_path / "big.json"), "--batch", "1000000", "--max-memory", "1PB"],
+                          cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=120)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("error: lenet5 in float32: making a batch of 1000000 ran out of memory although the "
+                                  "estimate, ")
+    assert ("is within the limit of 909.5 TiB: the machine, or the process's address-space limit, has less; lower the "
+            "limit or the batch (--max-memory on the command line, max_memory= in Python)") in done.stderr
 
 
 def _env():
