@@ -64,26 +64,15 @@ class ByteSize(click.ParamType):
         return size
 
 
-class FiniteFloat(click.ParamType):
-    """A finite float in [low, high]: unlike click.FloatRange, nan and inf (and 1e400) are refused."""
+class FiniteFloat(click.FloatRange):
+    """A finite float in a range: unlike plain click.FloatRange, nan and inf (and 1e400) are refused."""
 
-    name = "float"
-
-    def __init__(self, low: float = 0.0, high: float | None = None) -> None:
-        self.low, self.high = low, high
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         import math
 
-        try:
-            number = float(value)
-        except (TypeError, ValueError, OverflowError):
-            self.fail(f"{value!r} is not a number", param, ctx)
+        number = super().convert(value, param, ctx)  # "x is not a valid float"; the range for finite values
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
-        if number < self.low or (self.high is not None and number > self.high):
-            bound = f"from {self.low:g} to {self.high:g}" if self.high is not None else f"at least {self.low:g}"
-            self.fail(f"{value!r} is out of range: must be {bound}", param, ctx)
         return number
 
 

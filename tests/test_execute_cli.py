@@ -60,11 +60,15 @@ def test_bad_byte_sizes_are_refused(text, problem):
 
 def test_finite_float_refuses_what_float_range_lets_through():
     assert FiniteFloat(0, 1).convert("0.9", None, None) == 0.9
-    for text, problem in (("nan", "is not a finite number"), ("inf", "is not a finite number"), ("-inf", "is not a finite number"),
-                          ("1e400", "is not a finite number"), ("x", "is not a number"), ("1.5", "must be from 0 to 1"),
-                          ("-0.1", "must be from 0 to 1")):
+    for text, problem in (("nan", "'nan' is not a finite number"), ("inf", "'inf' is not a finite number"),
+                          ("1e400", "'1e400' is not a finite number"), ("-inf", "-inf is not in the range x>=0"),
+                          ("x", "'x' is not a valid float"), ("-0.1", "-0.1 is not in the range x>=0")):
         with pytest.raises(click.BadParameter, match=problem):
-            FiniteFloat(0, 1).convert(text, None, None)
+            FiniteFloat(0).convert(text, None, None)
+    with pytest.raises(click.BadParameter, match="'nan' is not a finite number"):
+        FiniteFloat(0, 1).convert("nan", None, None)
+    with pytest.raises(click.BadParameter, match="1.5 is not in the range 0<=x<=1"):
+        FiniteFloat(0, 1).convert("1.5", None, None)
 
 
 @pytest.mark.parametrize(("command", "option", "value", "problem"), [
@@ -76,9 +80,10 @@ def test_finite_float_refuses_what_float_range_lets_through():
     ("run", "--max-memory", "-5", "'-5' is not a size like"),
     ("run", "--lr", "nan", "'nan' is not a finite number"),
     ("run", "--lr", "inf", "'inf' is not a finite number"),
-    ("run", "--lr", "-1", "'-1' is out of range: must be at least 0"),
+    ("run", "--lr", "-1", "-1.0 is not in the range x>=0"),
     ("run", "--momentum", "nan", "'nan' is not a finite number"),
-    ("run", "--momentum", "2", "'2' is out of range: must be from 0 to 1"),
+    ("run", "--momentum", "2", "2.0 is not in the range 0<=x<=1"),
+    ("run", "--momentum", "inf", "inf is not in the range 0<=x<=1"),
     ("run", "--weight-decay", "inf", "'inf' is not a finite number"),
     ("run", "--batch", str(10**400), "is not in the range 1<=x<=9223372036854775807"),
     ("run", "--batch", "0", "0 is not in the range 1<=x<=9223372036854775807"),
