@@ -76,7 +76,7 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-#: Largest batch the executor takes: NumPy's array sizes are signed 64-bit.
+#: Largest batch the executor takes (archcalc.execute.MAX_BATCH, not imported here: it loads NumPy).
 MAX_BATCH = 2**63 - 1
 #: Most SGD steps one `archcalc run` takes (a bound on the work a command line can ask for).
 MAX_STEPS = 1_000_000
