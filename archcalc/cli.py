@@ -37,25 +37,49 @@ MODEL = ModelType()
 
 
 class ByteSize(click.ParamType):
-    """A memory size: bytes, or a number with K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB (1024)."""
+    """A memory size: bytes, or a number with K/M/G/T/P (powers of 1000) or KiB/MiB/GiB/TiB/PiB (1024).
+
+    ``1GB`` is 10**9 bytes, ``1GiB`` 2**30; a trailing ``B`` is optional, case does not matter.
+    The arithmetic is exact (no float), and nan, inf, exponents, negative sizes and 0 are refused.
+    """
 
     name = "size"
-    _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    _SIZE = r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgtp])(i?)b?|b)?\s*"
+    _POWERS = "kmgtp"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
+        import re
+        from fractions import Fraction
+
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             return value
-        text = str(value).strip().lower().replace(" ", "")
-        number = text.rstrip("kmgtib")
-        unit = text[len(number):]
-        try:
-            size = float(number) * self._UNITS[unit]
-        except (ValueError, KeyError):
+        match = re.fullmatch(self._SIZE, str(value), re.IGNORECASE) if len(str(value)) <= 100 else None
+        if not match:
             self.fail(f"{value!r} is not a size like 4GiB, 512MiB or 2G", param, ctx)
+        number, prefix, binary = match.groups()
+        power = self._POWERS.index(prefix.lower()) + 1 if prefix else 0
+        size = int(Fraction(number) * (1024 if binary else 1000) ** power)
         if size < 1:
             self.fail(f"{value!r} must be at least one byte", param, ctx)
-        return int(size)
+        return size
+
+
+class FiniteFloat(click.FloatRange):
+    """A finite float in a range: unlike plain click.FloatRange, nan and inf (and 1e400) are refused."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)  # "x is not a valid float"; the range for finite values
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+#: Largest batch the executor takes (archcalc.execute.MAX_BATCH, not imported here: it loads NumPy).
+MAX_BATCH = 2**63 - 1
+#: Most SGD steps one `archcalc run` takes (a bound on the work a command line can ask for).
+MAX_STEPS = 1_000_000
 
 _FORMATS = click.Choice(["table", "json", "csv", "markdown"])
 
@@ -210,70 +234,81 @@ def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer
 @cli.command()
 @click.argument("model", type=MODEL)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="File to write; the format comes from the extension: .svg, .png, .pdf or .dot. Default: MODEL.svg.")
+              help="File to write; the format comes from the extension: .svg, .png, .pdf or .dot. "
+                   "Default: the model's name as a file name in the current directory, with .svg.")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Show N levels of blocks: 1 folds each top-level block into one node.")
 @click.option("--color", type=click.Choice(["none", "macs", "params", "activations"]), default="none", show_default=True,
               help="Fill each node by its share of this total (the number is in the label too).")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True, help="Top to bottom or left to right.")
-def render(model: Any, output: str | None, depth: int | None, color: str, rankdir: str) -> None:
+@click.option("--compact/--no-compact", default=None,
+              help="Draw each layer with the chain of point-wise ops it alone feeds (batchnorm, ReLU, dropout...) "
+                   "as one node listing them, with summed params and MACs. [default: on for networks over 60 layers]")
+@click.option("--wrap", type=click.IntRange(min=0), default=None, metavar="RANKS",
+              help="Cut long chains into columns (rows with LR) of at most RANKS ranks, between blocks; 0: never. "
+                   "[default: when the drawing would be over 2.5 times longer than wide]")
+def render(model: Any, output: str | None, depth: int | None, color: str, rankdir: str, compact: bool | None,
+           wrap: int | None) -> None:
     """Draw the graph with Graphviz, each node labelled with its shape, params and MACs.
 
     .dot needs no Graphviz; .svg, .png and .pdf need its dot program (Debian: apt-get install
     graphviz). Without it the DOT source is written instead and the command exits with status 3.
     """
+    import warnings
+
+    from archcalc.render.dot import default_output
     from archcalc.render.dot import render as render_graph
 
-    path = render_graph(model, output or f"{model.name}.svg", depth=depth, color=color, rankdir=rankdir)
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
+        path = render_graph(model, output or default_output(model.name), depth=depth, color=color, rankdir=rankdir,
+                            compact=compact, wrap=wrap)
+    for note in notes:
+        click.echo(f"note: {note.message}", err=True)
     click.echo(f"wrote {path}")
 
 
 @cli.command()
 @click.argument("model", type=MODEL)
-@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Samples per batch.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="SGD steps on one random batch. [default: 20, 1 with --check]")
-@click.option("--lr", type=click.FloatRange(min=0), default=0.01, show_default=True, help="Learning rate.")
-@click.option("--momentum", type=click.FloatRange(min=0, max=1), default=0.9, show_default=True, help="SGD momentum.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="L2 weight decay.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the weights, the data and dropout.")
+@click.option("--batch", type=click.IntRange(1, MAX_BATCH), default=8, show_default=True, help="Samples per batch.")
+@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=None,
+              help="SGD steps on one random batch. [default: 20, 1 with --check]")
+@click.option("--lr", type=FiniteFloat(0), default=0.01, show_default=True, help="Learning rate.")
+@click.option("--momentum", type=FiniteFloat(0, 1), default=0.9, show_default=True, help="SGD momentum.")
+@click.option("--weight-decay", type=FiniteFloat(0), default=0.0, show_default=True, help="L2 weight decay.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds the weights, the data and dropout.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True, help="Array type.")
 @click.option("--check", is_flag=True, help="Show each layer's executed shape and MACs beside the analyzer's.")
-@click.option("--max-memory", type=ByteSize(), default=None, help="Refuse to run above this estimate. [default: half the free memory]")
+@click.option("--max-memory", type=ByteSize(), default=None,
+              help="Refuse to run above this estimate: 1GB = 10^9 bytes, 1GiB = 2^30. [default: half the free memory]")
 def run(model: Any, batch: int, steps: int | None, lr: float, momentum: float, weight_decay: float, seed: int, dtype: str,
         check: bool, max_memory: int | None) -> None:
     """Train MODEL on a random batch with the NumPy executor: loss per step, then time per layer.
 
     Classifiers get softmax cross-entropy against random labels; other outputs the mean squared
     error to random targets. Every layer's output shape and MAC count is checked against the
-    analyzer's as it runs.
+    analyzer's as it runs. The memory is estimated first, and a run above --max-memory refused.
     """
-    import numpy as np
+    from rich.markup import escape
     from rich.progress import Progress
 
-    from archcalc.execute import Executor, loss_and_grad
+    from archcalc.execute import Executor, timing_report, train_step, training_batch
+    from archcalc.render.execution import timing_table
 
     executor = Executor(model, seed=seed, dtype=dtype, max_memory=max_memory)
     executor.needs_input_grad = False  # training never reads dJ/d(input)
     steps = steps or (1 if check else 20)
-    rng = np.random.default_rng(seed + 1)
-    x = rng.standard_normal((batch, *model.input_shape)).astype(dtype)
-    out_shape = executor.layers[model.nodes[-1].name].out_shape
-    targets = (rng.integers(0, out_shape[0], size=batch) if len(out_shape) == 1
-               else rng.standard_normal((batch, *out_shape)).astype(dtype))
+    data = training_batch(executor, batch, seed + 1)
     console = _console()
-    kind = "cross-entropy" if len(out_shape) == 1 else "mean squared error"
-    console.print(f"{model.name}: batch {batch}, {dtype}, SGD lr {lr} momentum {momentum}, {kind} on one random batch "
-                  f"(kernels: {_backend()})")
+    console.print(f"{escape(model.name)}: batch {batch}, {dtype}, SGD lr {lr} momentum {momentum}, {data.loss} on one random "
+                  f"batch (kernels: {_backend()})")
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("training", total=steps)
         for step in range(1, steps + 1):
-            output = executor.forward(x)
-            loss, grad = loss_and_grad(executor, output, targets)
-            executor.step(executor.backward(grad), lr=lr, momentum=momentum, weight_decay=weight_decay)
+            loss = train_step(executor, data, lr=lr, momentum=momentum, weight_decay=weight_decay)
             progress.console.print(f"step {step:>4}  loss {loss:.6f}")
             progress.advance(task)
-    macs = executor.check_macs()
-    console.print(_timing_table(executor, steps, macs if check else None))
+    console.print(timing_table(timing_report(executor, steps), check))
 
 
 def _backend() -> str:
@@ -282,65 +317,44 @@ def _backend() -> str:
     return kernels.BACKEND
 
 
-def _timing_table(executor: Any, steps: int, macs: dict[str, tuple[int, int]] | None) -> Any:
-    """Per-layer forward and backward time (mean per step), and with --check shapes and MACs."""
-    from rich.table import Table
-
-    from archcalc.render.format import grouped, shape
-
-    table = Table(title="time per layer (mean of the steps)", header_style="bold", show_footer=True)
-    total_fwd = sum(t.forward for t in executor.timings.values()) / steps
-    total_bwd = sum(t.backward for t in executor.timings.values()) / steps
-    table.add_column("Layer", footer="Total")
-    table.add_column("Type")
-    if macs is not None:
-        table.add_column("Executed shape = analysed", justify="right")
-        table.add_column("MACs performed = analysed", justify="right")
-    table.add_column("Forward ms", justify="right", footer=f"{total_fwd * 1e3:.2f}")
-    table.add_column("Backward ms", justify="right", footer=f"{total_bwd * 1e3:.2f}")
-    table.add_column("Share", justify="right")
-    total = total_fwd + total_bwd or 1.0
-    for node in executor.graph.nodes[1:]:
-        timing = executor.timings[node.name]
-        cells = [node.name, node.type]
-        if macs is not None:
-            produced = executor.outputs[node.name].shape
-            cells.append(shape(produced[1:], produced[0]) + " ok")
-            performed = macs.get(node.name)
-            cells.append(f"{grouped(performed[0])} ok" if performed else "")
-        fwd, bwd = timing.forward / steps, timing.backward / steps
-        cells += [f"{fwd * 1e3:.2f}", f"{bwd * 1e3:.2f}", f"{100 * (fwd + bwd) / total:.1f}%"]
-        table.add_row(*cells)
-    return table
-
-
 @cli.command("gradcheck")
 @click.argument("model", type=MODEL)
-@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True, help="Samples per batch.")
+@click.option("--batch", type=click.IntRange(1, MAX_BATCH), default=2, show_default=True, help="Samples per batch.")
 @click.option("--samples", type=click.IntRange(min=1), default=6, show_default=True, help="Entries checked per tensor.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the weights, the data and the entries checked.")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="Largest relative error that passes.")
-def gradcheck_command(model: Any, batch: int, samples: int, seed: int, tolerance: float) -> None:
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seeds the weights, the data and the entries checked.")
+@click.option("--tolerance", type=FiniteFloat(0), default=1e-5, show_default=True, help="Largest relative error that passes.")
+@click.option("--max-memory", type=ByteSize(), default=None,
+              help="Refuse to run above this estimate: 1GB = 10^9 bytes, 1GiB = 2^30. [default: half the free memory]")
+def gradcheck_command(model: Any, batch: int, samples: int, seed: int, tolerance: float, max_memory: int | None) -> None:
     """Backward's gradients against central differences (float64), per parameter tensor and the input.
 
-    Exits with status 1 when a tensor's relative error exceeds the tolerance.
+    First says how many forward passes it will run and about how long they take (from timing
+    one), then shows its progress per tensor. Exits with status 1 when a tensor's relative
+    error exceeds the tolerance.
     """
-    from rich.table import Table
+    from rich.markup import escape
+    from rich.progress import Progress
 
-    from archcalc.execute import gradcheck
+    from archcalc.execute import Gradcheck
+    from archcalc.render.execution import gradcheck_table
 
-    report = gradcheck(model, batch=batch, seed=seed, samples=samples, tolerance=tolerance)
-    table = Table(title=f"gradcheck {report.model}, batch {batch}, float64, central differences", header_style="bold")
-    for header in ("Tensor", "Shape", "Entries", "Max abs error", "Max rel error", ""):
-        table.add_column(header, justify="left" if header in ("Tensor", "Shape") else "right")
-    for row in report.rows:
-        ok = row.max_rel_error <= tolerance
-        table.add_row(row.name, "x".join(map(str, row.shape)), str(row.checked), f"{row.max_abs_error:.2e}",
-                      f"{row.max_rel_error:.2e}", "ok" if ok else "[red]FAIL[/red]")
     console = _console()
-    console.print(table)
-    verdict = "passed" if report.passed else "FAILED"
-    console.print(f"{verdict}: max relative error {report.max_rel_error:.2e} (tolerance {tolerance:.0e})")
+    with console.status("timing a forward pass"):
+        checker = Gradcheck(model, batch=batch, seed=seed, samples=samples, tolerance=tolerance, max_memory=max_memory)
+    console.print(escape(str(checker.plan)))
+    with Progress(console=console, transient=True) as progress:
+        overall = progress.add_task("forward passes", total=checker.plan.passes)
+        tensor = progress.add_task("", total=1)
+
+        def advance(name: str, done: int, entries: int) -> None:
+            progress.update(tensor, description=escape(name), completed=done, total=entries)
+            if done:
+                progress.advance(overall, 2)
+
+        report = checker.run(advance)
+    console.print(gradcheck_table(report))
+    console.print(report.verdict())
     if not report.passed:
         sys.exit(1)
 

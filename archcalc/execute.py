@@ -3,6 +3,10 @@
 It allocates nothing by its own arithmetic: every op's output is checked against the
 analyzer's shape, and the multiply-accumulates conv and linear layers actually performed are
 counted and checked against the analyzer's MACs, so analyzer and executor check each other.
+
+It refuses before it allocates: :func:`estimate_memory` bounds from the analysis alone what the
+parameters, a batch and its backward pass will hold, and the executor checks it against its
+limit before it creates the parameters and before any batch's arrays exist.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -18,7 +25,7 @@ import numpy as np
 from archcalc.errors import ArchcalcError
 from archcalc.graph import Graph
 from archcalc.loading import load
-from archcalc.ops import RunContext, get_op
+from archcalc.ops import RunContext, Window, get_op
 from archcalc.passes import analyze, infer_shapes
 from archcalc.render.format import binary_bytes
 
@@ -30,19 +37,207 @@ class ExecutionMismatch(AssertionError):
 
 
 def available_memory() -> int:
-    """Bytes of memory available now (MemAvailable on Linux; physical memory elsewhere)."""
+    """Bytes this process can still get: memory available now (MemAvailable on Linux, physical
+    memory elsewhere), or less when an address-space limit (``ulimit -v``, RLIMIT_AS) leaves less."""
+    available = None
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    available = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if available is None:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return min(available, _address_space_left())
+
+
+def _address_space_left() -> int | float:
+    """Bytes of address space the process may still map under RLIMIT_AS (inf when unlimited)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
+        return math.inf
+    if limit == resource.RLIM_INFINITY or limit < 0:
+        return math.inf
+    mapped = 0
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    mapped = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return max(limit - mapped, 0)
 
 
 #: Default memory limit: this fraction of the memory available when the executor starts.
 MEMORY_FRACTION = 0.5
+#: Largest batch: NumPy's array sizes are signed 64-bit integers.
+MAX_BATCH = 2**63 - 1
+#: Bytes one layer may hold at once, per value of its inputs, output and padded input, beyond
+#: what the estimate counts elsewhere: NumPy temporaries (``x * mask``, the padded copy for
+#: im2col, col2im's padded gradient) and GELU's erf through Python floats (about 64 B a value of input and output).
+TRANSIENT_BYTES_PER_VALUE = 32
+#: Bytes an op may keep for backward per output value besides the output itself (a float64
+#: mask or normalised value, max-pool's int64 argmax).
+SAVED_BYTES_PER_VALUE = 8
+#: How to raise the limit, for messages.
+LIMIT_HINT = "--max-memory on the command line, max_memory= in Python"
+
+
+def size_text(value: int) -> str:
+    """Bytes in binary units, for any size (``binary_bytes`` goes through a float)."""
+    if value < 2**60:
+        return binary_bytes(value)
+    return f"{Decimal(value) / Decimal(2**40):.3g} TiB"
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What the executor will hold, in bytes: an upper bound computed from the analysis alone.
+
+    ``parameters`` (every tensor, batchnorm's running statistics included), ``gradients`` (one
+    per trainable parameter) and ``momentum`` (SGD's velocity) are the model's; the rest grow
+    with the batch: ``activations`` (the input and every layer's output, kept for backward,
+    and the gradients flowing back through them), ``saved`` (what ops keep for backward besides
+    their outputs: masks, argmax indices, normalised values), ``im2col`` (the matrices conv
+    layers keep for backward) and ``temporaries`` (the most any one layer or SGD step holds
+    while it runs).
+    """
+
+    model: str
+    dtype: str
+    batch: int
+    parameters: int
+    gradients: int
+    momentum: int
+    activations: int = 0
+    saved: int = 0
+    im2col: int = 0
+    temporaries: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every part together."""
+        return self.parameters + self.gradients + self.momentum + self.activations + self.saved + self.im2col + self.temporaries
+
+    def parts(self) -> str:
+        """The parts in words: ``parameters 240.5 KiB + gradients 240.0 KiB + ...``."""
+        parts = [("parameters", self.parameters), ("gradients", self.gradients), ("momentum", self.momentum)]
+        if self.batch:
+            parts += [("activations and their gradients", self.activations), ("saved for backward", self.saved),
+                      ("im2col buffers", self.im2col), ("temporaries", self.temporaries)]
+        return " + ".join(f"{label} {size_text(value)}" for label, value in parts)
+
+    def refusal(self, limit: int) -> str:
+        """The one-line message refusing this estimate under ``limit`` bytes."""
+        what = (f"running {self.model} at batch {self.batch} in {self.dtype}" if self.batch
+                else f"creating the parameters of {self.model} in {self.dtype}")
+        advice = "use a smaller batch or raise the limit" if self.batch else "raise the limit if the machine has the memory"
+        return (f"{what} needs an estimated {size_text(self.total)} ({self.parts()}), over the limit of "
+                f"{size_text(limit)}; {advice} ({LIMIT_HINT})")
+
+
+def estimate_memory(model: Any, batch: int = 0, dtype: str = "float32") -> MemoryEstimate:
+    """The executor's memory for ``model`` at ``batch`` (0: the parameters alone), allocating nothing.
+
+    Raises:
+        ArchcalcError: for a bad batch or dtype; ShapeError for a spec whose shapes fail.
+    """
+    _check_dtype(dtype)
+    graph = load(model)
+    return _estimate(graph, infer_shapes(graph), np.dtype(dtype), _check_batch(batch, allow_zero=True))
+
+
+def _estimate(graph: Graph, layers: dict[str, Any], dtype: np.dtype, batch: int) -> MemoryEstimate:
+    from archcalc import kernels
+
+    itemsize = dtype.itemsize
+    params = trainable = largest_param = 0
+    for node in graph.nodes[1:]:
+        for param in get_op(node.type).params(layers[node.name]).values():
+            params += param.size
+            largest_param = max(largest_param, param.size)
+            trainable += param.size if param.trainable else 0
+    values = math.prod(graph.input_shape)  # per sample: the input and every output
+    kept_cols = largest_transient = 0  # im2col values for the whole batch
+    for node in graph.nodes[1:]:
+        layer = layers[node.name]
+        out = math.prod(layer.out_shape)
+        values += out
+        inputs = sum(math.prod(shape) for shape in layer.in_shapes)
+        transient = (inputs + out + _padded_input(node, layer)) * TRANSIENT_BYTES_PER_VALUE * batch
+        if node.type == "conv" and batch:
+            taps, positions = math.prod(layer.attrs["kernel"]), math.prod(layer.out_shape[1:])
+            cols = kernels.conv_workspace(batch, layer.in_shape[0], taps, positions, itemsize)
+            kept_cols += cols
+            transient += cols * itemsize  # backward's W^T dY, the size of the matrices kept
+        largest_transient = max(largest_transient, transient)
+    # an SGD step's temporaries (weight decay's term, lr * update) are two of the largest tensor
+    if batch:
+        largest_transient = max(largest_transient, 2 * largest_param * itemsize)
+    return MemoryEstimate(
+        model=graph.name, dtype=dtype.name, batch=batch,
+        parameters=params * itemsize, gradients=trainable * itemsize, momentum=trainable * itemsize,
+        activations=2 * values * batch * itemsize,
+        saved=(values - math.prod(graph.input_shape)) * batch * SAVED_BYTES_PER_VALUE,
+        im2col=kept_cols * itemsize,
+        temporaries=largest_transient,
+    )
+
+
+def _padded_input(node: Any, layer: Any) -> int:
+    """Values of a windowed op's padded input (NumPy pads a copy), 0 for other ops."""
+    window = get_op(node.type).window(layer)
+    if not isinstance(window, Window):
+        return 0
+    spatial = layer.in_shape[1:]
+    # ceil mode may pad up to a stride more on the right
+    return layer.in_shape[0] * math.prod(n + b + a + s for n, (b, a), s in zip(spatial, window.padding, window.stride))
+
+
+def _check_dtype(dtype: Any) -> None:
+    if dtype not in DTYPES:
+        raise ArchcalcError(f"the executor runs float32 or float64, got {dtype!r}")
+
+
+def _check_batch(batch: Any, allow_zero: bool = False) -> int:
+    low = 0 if allow_zero else 1
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or not low <= batch <= MAX_BATCH:
+        raise ArchcalcError(f"batch must be an int from {low} to 2**63 - 1 (NumPy's largest axis), got {batch!r}")
+    return int(batch)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ArchcalcError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def _check_max_memory(max_memory: Any) -> int | None:
+    if max_memory is None:
+        return None
+    if isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)) or max_memory < 1:
+        raise ArchcalcError(f"max_memory must be a positive int (bytes), got {max_memory!r}")
+    return int(max_memory)
+
+
+def _finite(name: str, value: Any, low: float = 0.0, high: float = math.inf) -> float:
+    """``value`` as a float when it is a finite number in [low, high]; ArchcalcError otherwise."""
+    number = math.nan
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float's range
+            number = math.inf
+    if not math.isfinite(number) or not low <= number <= high:
+        bound = f"from {low:g} to {high:g}" if math.isfinite(high) else f"at least {low:g}"
+        raise ArchcalcError(f"{name} must be a finite number {bound}, got {value!r}")
+    return number
 
 
 @dataclass
@@ -68,14 +263,17 @@ class Executor:
     """
 
     def __init__(self, model: Any, seed: int = 0, dtype: str = "float32", max_memory: int | None = None) -> None:
-        if dtype not in DTYPES:
-            raise ArchcalcError(f"the executor runs float32 or float64, got {dtype!r}")
+        _check_dtype(dtype)
+        self.seed = _check_seed(seed)
         self.graph: Graph = load(model)
         self.layers = infer_shapes(self.graph)
         self.dtype = np.dtype(dtype)
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-        self.max_memory = max_memory if max_memory is not None else int(MEMORY_FRACTION * available_memory())
+        self.max_memory = _check_max_memory(max_memory)
+        if self.max_memory is None:
+            self.max_memory = int(MEMORY_FRACTION * available_memory())
+        # parameters, their gradients and momentum: refused before any array exists
+        self._refuse_above_limit(_estimate(self.graph, self.layers, self.dtype, 0))
+        self.rng = np.random.default_rng(self.seed)
         self.training = True
         #: Compute dJ/d(network input) in backward (:attr:`input_grad`). False saves the first
         #: layers' input-gradient work when training, as frameworks skip it for inputs.
@@ -84,28 +282,50 @@ class Executor:
         self.trainable: set[str] = set()
         #: Each node's parameters: (name in the op, name in ``params``).
         self._param_names: dict[str, list[tuple[str, str]]] = {}
-        for node in self.graph.nodes[1:]:
-            self._param_names[node.name] = []
-            for name, param in get_op(node.type).params(self.layers[node.name]).items():
-                key = f"{node.name}.{name}"
-                self.params[key] = self._initial(name, param.shape)
-                self._param_names[node.name].append((name, key))
-                if param.trainable:
-                    self.trainable.add(key)
+        with self._out_of_memory("creating the parameters", 0):
+            for node in self.graph.nodes[1:]:
+                self._param_names[node.name] = []
+                for name, param in get_op(node.type).params(self.layers[node.name]).items():
+                    key = f"{node.name}.{name}"
+                    self.params[key] = self._initial(name, param.shape)
+                    self._param_names[node.name].append((name, key))
+                    if param.trainable:
+                        self.trainable.add(key)
         self.velocity: dict[str, np.ndarray] = {}
         self.timings: dict[str, LayerTiming] = {node.name: LayerTiming() for node in self.graph.nodes[1:]}
         self.macs_performed: dict[str, int] = {}
         self.input_grad: np.ndarray | None = None
         self._caches: dict[str, Any] = {}
+        self._outputs: dict[str, np.ndarray] = {}
+        self._batch = 0
         self._checked_batches: set[int] = set()
 
     def _initial(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A parameter in its final dtype (no float64 draw first: float32 needs half the memory)."""
         if name == "weight" and len(shape) >= 2:  # conv or linear: He (Kaiming normal, fan in)
-            fan_in = math.prod(shape[1:])
-            return (self.rng.standard_normal(shape) * math.sqrt(2 / fan_in)).astype(self.dtype)
+            values = self.rng.standard_normal(shape, dtype=self.dtype)
+            values *= self.dtype.type(math.sqrt(2 / math.prod(shape[1:])))
+            return values
         if name in ("weight", "running_var"):  # batchnorm scale, running variance
             return np.ones(shape, dtype=self.dtype)
         return np.zeros(shape, dtype=self.dtype)
+
+    def _refuse_above_limit(self, estimate: MemoryEstimate) -> None:
+        if estimate.total > self.max_memory:
+            raise ArchcalcError(estimate.refusal(self.max_memory))
+
+    @contextmanager
+    def _out_of_memory(self, doing: str, batch: int) -> Iterator[None]:
+        """Turn a MemoryError (the machine has less than the limit assumed) into a clear refusal."""
+        try:
+            yield
+        except MemoryError:
+            estimate = _estimate(self.graph, self.layers, self.dtype, batch)
+            raise ArchcalcError(
+                f"{self.graph.name} in {self.dtype.name}: {doing} ran out of memory although the estimate, "
+                f"{size_text(estimate.total)}, is within the limit of {size_text(self.max_memory)}: the machine, or the "
+                f"process's address-space limit, has less; lower the limit or the batch ({LIMIT_HINT})"
+            ) from None
 
     def train(self) -> Executor:
         """Training mode: dropout drops, batchnorm uses batch statistics."""
@@ -117,32 +337,19 @@ class Executor:
         self.training = False
         return self
 
-    def memory_estimate(self, batch: int) -> tuple[int, int]:
-        """(training memory from the analyzer, the im2col buffers of the active kernels), in bytes."""
-        analysis = analyze(self.graph, batch=batch, dtype=self.dtype.name)
-        from archcalc import kernels
-
-        workspace = 0
-        for node in self.graph.nodes[1:]:
-            if node.type == "conv":
-                layer = self.layers[node.name]
-                taps = math.prod(layer.attrs["kernel"])
-                workspace += kernels.conv_workspace(batch, layer.in_shape[0], taps, math.prod(layer.out_shape[1:]),
-                                                    self.dtype.itemsize)
-        return analysis.totals.training_bytes, workspace * self.dtype.itemsize
+    def memory_estimate(self, batch: int) -> MemoryEstimate:
+        """The memory a batch of ``batch`` samples will need, parameters included, in bytes (an upper bound)."""
+        return _estimate(self.graph, self.layers, self.dtype, _check_batch(batch))
 
     def check_memory(self, batch: int) -> None:
-        """Refuse a batch whose estimated memory exceeds ``max_memory``."""
+        """Refuse a batch whose estimated memory exceeds ``max_memory``, before anything is allocated.
+
+        Raises:
+            ArchcalcError: naming the estimate, its parts, the limit and how to raise it.
+        """
         if batch in self._checked_batches:
             return
-        training, workspace = self.memory_estimate(batch)
-        if training + workspace > self.max_memory:
-            raise ArchcalcError(
-                f"running {self.graph.name} at batch {batch} in {self.dtype.name} needs an estimated "
-                f"{binary_bytes(training + workspace)} (training memory {binary_bytes(training)} + im2col buffers "
-                f"{binary_bytes(workspace)}), over the limit of {binary_bytes(self.max_memory)}; "
-                "use a smaller batch or raise the limit (--max-memory)"
-            )
+        self._refuse_above_limit(self.memory_estimate(batch))
         self._checked_batches.add(batch)
 
     def forward(self, x: np.ndarray, seed: int | None = None) -> np.ndarray:
@@ -155,6 +362,11 @@ class Executor:
         if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
             raise ArchcalcError(f"input must have shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
         self.check_memory(x.shape[0])
+        with self._out_of_memory(f"running a batch of {x.shape[0]}", x.shape[0]):
+            return self._forward(x, seed)
+
+    def _forward(self, x: np.ndarray, seed: int | None) -> np.ndarray:
+        self._outputs, self._caches = {}, {}  # let the last batch's arrays go before this one's exist
         x = np.ascontiguousarray(x, dtype=self.dtype)
         ctx = RunContext(self.training, self.rng if seed is None else np.random.default_rng(seed))
         outputs = {self.graph.nodes[0].name: x}
@@ -198,10 +410,17 @@ class Executor:
         The gradient w.r.t. the input is left in :attr:`input_grad` (None when
         :attr:`needs_input_grad` is False and a first layer skipped it).
         """
+        if not self._caches:
+            raise ArchcalcError("backward needs a forward pass first")
         last = self.graph.nodes[-1]
         expected = (self._batch, *self.layers[last.name].out_shape)
         if dy.shape != expected:
             raise ArchcalcError(f"dy must have the output's shape {expected}, got {tuple(dy.shape)}")
+        with self._out_of_memory(f"the backward pass of a batch of {self._batch}", self._batch):
+            return self._backward(dy)
+
+    def _backward(self, dy: np.ndarray) -> dict[str, np.ndarray]:
+        last = self.graph.nodes[-1]
         grads_out: dict[str, np.ndarray] = {last.name: np.asarray(dy, dtype=self.dtype)}
         grads: dict[str, np.ndarray] = {}
         for node in reversed(self.graph.nodes[1:]):
@@ -222,16 +441,40 @@ class Executor:
         return grads
 
     def step(self, grads: dict[str, np.ndarray], lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
-        """SGD: ``v = momentum * v + (g + weight_decay * w)``; ``w -= lr * v`` (PyTorch's form)."""
+        """SGD: ``v = momentum * v + (g + weight_decay * w)``; ``w -= lr * v`` (PyTorch's form).
+
+        Raises:
+            ArchcalcError: for a learning rate, momentum or weight decay that is not a finite number in range.
+        """
+        lr, momentum = _finite("lr", lr), _finite("momentum", momentum, high=1.0)
+        weight_decay = _finite("weight_decay", weight_decay)
+        # in place, so that a step holds at most two temporaries of one tensor (the estimate's share)
         for name, grad in grads.items():
             if name not in self.trainable:
                 continue
-            update = grad + weight_decay * self.params[name] if weight_decay else grad
+            param = self.params[name]
+            update = grad + weight_decay * param if weight_decay else grad
             if momentum:
                 velocity = self.velocity.get(name)
-                update = velocity * momentum + update if velocity is not None else update.copy()
-                self.velocity[name] = update
-            self.params[name] -= (lr * update).astype(self.dtype)
+                if velocity is None:
+                    velocity = self.velocity[name] = np.array(update, dtype=self.dtype)
+                else:
+                    velocity *= momentum
+                    velocity += update
+                update = velocity
+            param -= lr * update
+
+
+def loss_kind(executor: Executor) -> str:
+    """The loss :func:`loss_and_grad` uses with :func:`training_batch`'s targets.
+
+    ``cross-entropy`` for a class output (classes,) (softmax cross-entropy on the logits),
+    ``negative log-likelihood`` when the network ends in its own softmax, else
+    ``mean squared error`` to random targets of the output's shape.
+    """
+    if len(executor.layers[executor.graph.nodes[-1].name].out_shape) != 1:
+        return "mean squared error"
+    return "negative log-likelihood" if executor.graph.nodes[-1].type == "softmax" else "cross-entropy"
 
 
 def loss_and_grad(executor: Executor, output: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
@@ -256,6 +499,103 @@ def loss_and_grad(executor: Executor, output: np.ndarray, targets: np.ndarray) -
     return float((diff * diff).mean() / 2), diff / diff.size
 
 
+@dataclass(frozen=True)
+class TrainingBatch:
+    """A random batch to train on: inputs (N, *input_shape), targets, and the loss they go with."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    loss: str
+
+
+def training_batch(executor: Executor, batch: int, seed: int = 0) -> TrainingBatch:
+    """Standard-normal inputs and targets for ``batch`` samples: random labels for a class output,
+    standard-normal targets otherwise (see :func:`loss_kind`).
+
+    The batch's memory is checked (:meth:`Executor.check_memory`) before any array is made.
+
+    Raises:
+        ArchcalcError: for a bad batch or seed, or when the batch would not fit under the limit.
+    """
+    batch = _check_batch(batch)
+    executor.check_memory(batch)
+    rng = np.random.default_rng(_check_seed(seed))
+    out_shape = executor.layers[executor.graph.nodes[-1].name].out_shape
+    with executor._out_of_memory(f"making a batch of {batch}", batch):
+        inputs = rng.standard_normal((batch, *executor.graph.input_shape), dtype=executor.dtype)
+        targets = (rng.integers(0, out_shape[0], size=batch) if len(out_shape) == 1
+                   else rng.standard_normal((batch, *out_shape), dtype=executor.dtype))
+    return TrainingBatch(inputs, targets, loss_kind(executor))
+
+
+def train_step(executor: Executor, data: TrainingBatch, lr: float = 0.01, momentum: float = 0.0,
+               weight_decay: float = 0.0) -> float:
+    """One SGD step on ``data``: forward, loss, backward, update. Returns the loss before the update.
+
+    Raises:
+        ArchcalcError: for a learning rate, momentum or weight decay that is not a finite number in range.
+    """
+    lr, momentum = _finite("lr", lr), _finite("momentum", momentum, high=1.0)
+    weight_decay = _finite("weight_decay", weight_decay)
+    loss, grad = loss_and_grad(executor, executor.forward(data.inputs), data.targets)
+    executor.step(executor.backward(grad), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return loss
+
+
+@dataclass(frozen=True)
+class TimingRow:
+    """One layer's mean time per step, in seconds, and its share of the step (0 to 1).
+
+    ``shape`` is the output shape it produced (batch first) and ``macs`` the multiply-
+    accumulates it performed (0 for ops without MACs), both checked against the analyzer.
+    """
+
+    name: str
+    type: str
+    forward: float
+    backward: float
+    share: float
+    shape: tuple[int, ...]
+    macs: int
+
+
+@dataclass(frozen=True)
+class TimingReport:
+    """Per-layer time of the steps run so far (means per step), with the totals."""
+
+    model: str
+    steps: int
+    rows: tuple[TimingRow, ...]
+
+    @property
+    def forward(self) -> float:
+        """Seconds of forward per step, every layer."""
+        return sum(row.forward for row in self.rows)
+
+    @property
+    def backward(self) -> float:
+        """Seconds of backward per step, every layer."""
+        return sum(row.backward for row in self.rows)
+
+
+def timing_report(executor: Executor, steps: int) -> TimingReport:
+    """The executor's accumulated layer timings as means over ``steps`` steps, with shares.
+
+    Also checks the last forward's MACs against the analyzer (:meth:`Executor.check_macs`).
+    """
+    steps = max(int(steps), 1)
+    performed = executor.check_macs()
+    total = sum(t.forward + t.backward for t in executor.timings.values()) / steps or 1.0
+    rows = []
+    for node in executor.graph.nodes[1:]:
+        timing = executor.timings[node.name]
+        forward, backward = timing.forward / steps, timing.backward / steps
+        macs = performed[node.name][0] if node.name in performed else 0
+        rows.append(TimingRow(node.name, node.type, forward, backward, (forward + backward) / total,
+                              tuple(executor.outputs[node.name].shape), macs))
+    return TimingReport(executor.graph.name, steps, tuple(rows))
+
+
 @dataclass
 class GradcheckRow:
     """One tensor's check: largest absolute and relative error over the sampled entries."""
@@ -265,6 +605,8 @@ class GradcheckRow:
     checked: int
     max_abs_error: float
     max_rel_error: float
+    #: The relative error is within the report's tolerance.
+    passed: bool = True
 
 
 @dataclass
@@ -274,6 +616,7 @@ class GradcheckReport:
     model: str
     tolerance: float
     rows: list[GradcheckRow] = field(default_factory=list)
+    batch: int = 2
 
     @property
     def max_rel_error(self) -> float:
@@ -283,53 +626,153 @@ class GradcheckReport:
     @property
     def passed(self) -> bool:
         """Every tensor within the tolerance."""
-        return self.max_rel_error <= self.tolerance
+        return all(row.passed for row in self.rows)
+
+    def verdict(self) -> str:
+        """One line: ``passed: max relative error 1.2e-09 (tolerance 1e-05)``."""
+        return (f"{'passed' if self.passed else 'FAILED'}: max relative error {self.max_rel_error:.2e} "
+                f"(tolerance {self.tolerance:.0e})")
 
     def __str__(self) -> str:
-        lines = [f"gradcheck {self.model}: {'passed' if self.passed else 'FAILED'} "
-                 f"(max relative error {self.max_rel_error:.2e}, tolerance {self.tolerance:.0e})"]
+        lines = [f"gradcheck {self.model}: {self.verdict()}"]
         lines += [f"  {r.name:<40} {str(r.shape):<18} {r.checked:>4} entries  abs {r.max_abs_error:.2e}  rel {r.max_rel_error:.2e}"
                   for r in self.rows]
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class GradcheckPlan:
+    """The work a gradient check will do: per tensor (name, shape, entries), and one pass's time."""
+
+    model: str
+    batch: int
+    tensors: tuple[tuple[str, tuple[int, ...], int], ...]
+    seconds_per_pass: float
+
+    @property
+    def passes(self) -> int:
+        """Forward passes still to run: two (+eps and -eps) per checked entry."""
+        return 2 * sum(entries for _, _, entries in self.tensors)
+
+    @property
+    def seconds(self) -> float:
+        """Estimated time of the passes, from the time of one."""
+        return self.passes * self.seconds_per_pass
+
+    def __str__(self) -> str:
+        return (f"gradcheck {self.model} at batch {self.batch}, float64: {len(self.tensors)} tensors, "
+                f"{self.passes:,} forward passes, about {_duration(self.seconds)} "
+                f"(one pass took {_duration(self.seconds_per_pass)})")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+#: ``progress(tensor, entries_done, entries)``: called as each tensor starts (0 done) and after
+#: each entry it checks.
+Progress = Callable[[str, int, int], None]
+
+
+#: Most forward passes a gradient check runs unless told otherwise (``max_passes``).
+MAX_GRADCHECK_PASSES = 1_000_000
+
+
+class Gradcheck:
+    """A gradient check set up and planned, ready to :meth:`run` (see :func:`gradcheck`).
+
+    Building it makes the float64 executor (its memory checked first), refuses a check of more
+    than ``max_passes`` forward passes, runs and times a forward and backward pass, and fills
+    :attr:`plan`.
+    """
+
+    def __init__(self, model: Any, batch: int = 2, seed: int = 0, samples: int = 6, eps: float = 1e-6,
+                 tolerance: float = 1e-5, max_memory: int | None = None, max_passes: int = MAX_GRADCHECK_PASSES) -> None:
+        batch, seed = _check_batch(batch), _check_seed(seed)
+        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+            raise ArchcalcError(f"samples must be a positive int, got {samples!r}")
+        self.eps = _finite("eps", eps)
+        if self.eps == 0:
+            raise ArchcalcError("eps must be a finite number above 0, got 0")
+        self.tolerance = _finite("tolerance", tolerance)
+        self.seed = seed
+        graph = load(model)
+        layers = infer_shapes(graph)
+        sizes = [p.size for node in graph.nodes[1:] for p in get_op(node.type).params(layers[node.name]).values() if p.trainable]
+        passes = 2 * sum(min(int(samples), size) for size in [*sizes, batch * math.prod(graph.input_shape)])
+        if passes > max_passes:  # refused before any array exists
+            raise ArchcalcError(
+                f"gradcheck {graph.name}: {samples} entries per tensor would take {passes:,} forward passes, "
+                f"over the bound of {max_passes:,}; check fewer entries (--samples) or raise the bound (max_passes= in Python)"
+            )
+        self.executor = executor = Executor(graph, seed=seed, dtype="float64", max_memory=max_memory)
+        executor.check_memory(batch)
+        self.rng = rng = np.random.default_rng(seed + 1)
+        with executor._out_of_memory(f"making a batch of {batch}", batch):
+            self.x = rng.standard_normal((batch, *executor.graph.input_shape))
+            self.probe = rng.standard_normal((batch, *executor.layers[executor.graph.nodes[-1].name].out_shape))
+        self._loss()
+        grads = executor.backward(self.probe)
+        start = time.perf_counter()  # a second pass: the first pays for page faults and warm-up
+        self._loss()
+        seconds = time.perf_counter() - start
+        self.tensors = [(name, executor.params[name], grads[name]) for name in executor.params if name in executor.trainable]
+        self.tensors.append(("input", self.x, executor.input_grad))
+        self.plan = GradcheckPlan(executor.graph.name, batch, tuple(
+            (name, tuple(tensor.shape), min(int(samples), tensor.size)) for name, tensor, _ in self.tensors), seconds)
+
+    def _loss(self) -> float:
+        return float((self.executor.forward(self.x, seed=self.seed) * self.probe).sum())
+
+    def run(self, progress: Progress | None = None) -> GradcheckReport:
+        """Perturb each tensor's sampled entries by +-eps and compare; ``progress`` hears of each entry."""
+        report = GradcheckReport(self.executor.graph.name, self.tolerance, batch=self.plan.batch)
+        eps = self.eps
+        for (name, tensor, analytic), (_, _, entries) in zip(self.tensors, self.plan.tensors):
+            flat = tensor.reshape(-1)
+            picks = self.rng.choice(flat.size, size=entries, replace=False)
+            worst_abs = worst_rel = 0.0
+            if progress:
+                progress(name, 0, entries)
+            for done, index in enumerate(picks, 1):
+                original = flat[index]
+                flat[index] = original + eps
+                plus = self._loss()
+                flat[index] = original - eps
+                minus = self._loss()
+                flat[index] = original
+                numeric = (plus - minus) / (2 * eps)
+                exact = analytic.reshape(-1)[index]
+                worst_abs = max(worst_abs, abs(exact - numeric))
+                worst_rel = max(worst_rel, abs(exact - numeric) / max(abs(exact) + abs(numeric), 1e-12))
+                if progress:
+                    progress(name, done, entries)
+            report.rows.append(GradcheckRow(name, tuple(tensor.shape), entries, worst_abs, worst_rel,
+                                            passed=bool(worst_rel <= self.tolerance)))
+        return report
+
+
 def gradcheck(model: Any, batch: int = 2, seed: int = 0, samples: int = 6, eps: float = 1e-6,
-              tolerance: float = 1e-5) -> GradcheckReport:
+              tolerance: float = 1e-5, max_memory: int | None = None, progress: Progress | None = None,
+              max_passes: int = MAX_GRADCHECK_PASSES) -> GradcheckReport:
     """Compare backward's gradients with central differences, in float64.
 
     The loss is ``sum(output * R)`` for a fixed random ``R``, so dJ/d(output) = R. For each
     parameter tensor (and the input), ``samples`` random entries are perturbed by +-eps;
     relative error = |analytic - numeric| / max(|analytic| + |numeric|, 1e-12). Dropout's masks
     are fixed across the perturbed passes; batchnorm uses batch statistics (training mode).
+    The memory is checked against ``max_memory`` (default: half the memory available) before
+    anything is allocated. ``progress(tensor, entries_done, entries)`` is called as each tensor
+    starts and after each entry; :class:`Gradcheck` also gives the plan (passes, time) first.
+
+    Raises:
+        ArchcalcError: for bad arguments, a model that would not fit under the limit, or a
+            check of more than ``max_passes`` forward passes.
     """
-    executor = Executor(model, seed=seed, dtype="float64")
-    rng = np.random.default_rng(seed + 1)
-    x = rng.standard_normal((batch, *executor.graph.input_shape))
-    probe = rng.standard_normal((batch, *executor.layers[executor.graph.nodes[-1].name].out_shape))
-
-    def loss(inputs: np.ndarray) -> float:
-        return float((executor.forward(inputs, seed=seed) * probe).sum())
-
-    loss(x)
-    grads = executor.backward(probe)
-    input_grad = executor.input_grad
-    report = GradcheckReport(executor.graph.name, tolerance)
-    tensors = [(name, executor.params[name], grads[name]) for name in executor.params if name in executor.trainable]
-    tensors.append(("input", x, input_grad))
-    for name, tensor, analytic in tensors:
-        flat = tensor.reshape(-1)
-        picks = rng.choice(flat.size, size=min(samples, flat.size), replace=False)
-        worst_abs = worst_rel = 0.0
-        for index in picks:
-            original = flat[index]
-            flat[index] = original + eps
-            plus = loss(x)
-            flat[index] = original - eps
-            minus = loss(x)
-            flat[index] = original
-            numeric = (plus - minus) / (2 * eps)
-            exact = analytic.reshape(-1)[index]
-            worst_abs = max(worst_abs, abs(exact - numeric))
-            worst_rel = max(worst_rel, abs(exact - numeric) / max(abs(exact) + abs(numeric), 1e-12))
-        report.rows.append(GradcheckRow(name, tensor.shape, len(picks), worst_abs, worst_rel))
-    return report
+    return Gradcheck(model, batch, seed, samples, eps, tolerance, max_memory, max_passes).run(progress)

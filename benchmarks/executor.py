@@ -4,18 +4,21 @@ Run: python benchmarks/executor.py
 Prints, per network, the median time of a forward+backward step, the im2col buffers the
 active kernels need (ARCHCALC_KERNELS=numpy for the NumPy reference), and (when PyTorch is
 installed) the same network's step in torch in the same run, as a ratio. Shapes and MACs are
-checked against the analyzer on the way.
+checked against the analyzer on the way. Then, per network, the executor's memory estimate
+beside the peak tracemalloc sees (NumPy reports its arrays to it) over two SGD steps with
+momentum: the estimate must be an upper bound, and not a loose one.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+import tracemalloc
 
 import numpy as np
 
 from archcalc import kernels
-from archcalc.execute import Executor, loss_and_grad
+from archcalc.execute import Executor, loss_and_grad, train_step, training_batch
 from archcalc.render.format import binary_bytes
 
 CASES = (("lenet5", 64, 5), ("resnet18", 8, 2), ("vgg16", 1, 2))
@@ -66,12 +69,28 @@ def main() -> None:
         labels = rng.integers(0, 1000 if name != "lenet5" else 10, size=batch)
         ours = step_time(executor, x, labels, repeat)
         executor.check_macs()
-        _, workspace = executor.memory_estimate(batch)
+        workspace = executor.memory_estimate(batch).im2col
         theirs = torch_step_time(executor, x, labels, repeat)
         versus = f"; torch {theirs * 1e3:.0f} ms, archcalc/torch = {ours / theirs:.2f}x" if theirs else ""
         print(f"{name} batch {batch}: forward+backward {ours * 1e3:.0f} ms{versus}; im2col buffers "
               f"({kernels.BACKEND} kernels): {binary_bytes(workspace)}")
 
 
+def memory_peak(name: str, batch: int) -> tuple[int, int]:
+    """(estimated bytes, traced peak bytes) of building the executor and two SGD steps with momentum."""
+    tracemalloc.start()
+    executor = Executor(name, seed=0)
+    data = training_batch(executor, batch)
+    for _ in range(2):
+        train_step(executor, data, lr=1e-3, momentum=0.9)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return executor.memory_estimate(batch).total, peak
+
+
 if __name__ == "__main__":
     main()
+    for name, batch in (("lenet5", 64), ("resnet18", 2), ("vgg11", 1), ("alexnet", 2)):
+        estimate, peak = memory_peak(name, batch)
+        print(f"{name} batch {batch}: memory estimate {binary_bytes(estimate)}, traced peak {binary_bytes(peak)} "
+              f"(estimate / peak = {estimate / peak:.2f})")

@@ -184,16 +184,19 @@ def test_a_wrong_shape_rule_would_be_caught(monkeypatch):
 def test_memory_limit_refuses_with_the_estimate():
     from archcalc import kernels
 
-    executor = Executor("vgg16", max_memory=2**30)
-    training, workspace = executor.memory_estimate(64)
-    assert training == archcalc.analyze("vgg16", batch=64).totals.training_bytes
+    executor = Executor("vgg16", max_memory=4 * 2**30)
+    estimate = executor.memory_estimate(64)
+    params = archcalc.analyze("vgg16").totals.params
+    assert estimate.parameters == 4 * params and estimate.gradients == estimate.momentum == 4 * params
+    # every output (ReLUs included) is held with its gradient: at least the analyzer's stored activations, twice
+    assert estimate.activations >= 2 * archcalc.analyze("vgg16", batch=64).totals.activation_bytes
     conv1_2 = 64 * 9 * 224 * 224 * 4  # one sample's im2col matrix of conv1_2, float32 bytes
     with kernels.backend("numpy"):  # the batch's matrices are kept for backward
-        assert executor.memory_estimate(64)[1] > 64 * conv1_2
+        assert executor.memory_estimate(64).im2col > 64 * conv1_2
     if kernels._C is not None:  # one sample's matrix and its gradient at a time
         with kernels.backend("c"):
-            assert 2 * conv1_2 <= executor.memory_estimate(64)[1] < 64 * conv1_2
-    with pytest.raises(ArchcalcError, match=r"running vgg16 at batch 64 in float32 needs an estimated .* GiB .* over the limit of 1.0 GiB"):
+            assert 2 * conv1_2 <= executor.memory_estimate(64).im2col < 64 * conv1_2
+    with pytest.raises(ArchcalcError, match=r"running vgg16 at batch 64 in float32 needs an estimated .* GiB .* over the limit of 4.0 GiB"):
         executor.forward(np.zeros((64, 3, 224, 224), dtype="float32"))
 
 
