@@ -132,10 +132,10 @@ def report(model: Any, fmt: str, depth: int | None, batch: int, dtype: str, opti
     analysis = analyze(model, batch=batch, dtype=dtype, optimizer=optimizer)
     if fmt == "json":
         out = sys.stdout
-        out.writelines(analysis.iter_json())  # a layer at a time: a long network's text is never held whole
+        out.writelines(analysis.iter_json(depth=depth))  # a layer at a time: a long network's text is never held whole
         out.write("\n")
     elif fmt == "csv":
-        click.echo(analysis.to_csv(), nl=False)
+        click.echo(analysis.to_csv(depth), nl=False)
     elif fmt == "markdown":
         from archcalc.render.table import markdown_table
 

@@ -25,7 +25,7 @@ import numpy as np
 from archcalc.errors import ArchcalcError
 from archcalc.graph import Graph
 from archcalc.loading import load
-from archcalc.ops import RunContext, Window, get_op
+from archcalc.ops import Param, RunContext, Window, get_op
 from archcalc.passes import analyze, infer_shapes
 from archcalc.render.format import binary_bytes
 
@@ -154,8 +154,6 @@ def estimate_memory(model: Any, batch: int = 0, dtype: str = "float32") -> Memor
 
 
 def _estimate(graph: Graph, layers: dict[str, Any], dtype: np.dtype, batch: int) -> MemoryEstimate:
-    from archcalc import kernels
-
     itemsize = dtype.itemsize
     params = trainable = largest_param = 0
     for node in graph.nodes[1:]:
@@ -171,9 +169,8 @@ def _estimate(graph: Graph, layers: dict[str, Any], dtype: np.dtype, batch: int)
         values += out
         inputs = sum(math.prod(shape) for shape in layer.in_shapes)
         transient = (inputs + out + _padded_input(node, layer)) * TRANSIENT_BYTES_PER_VALUE * batch
-        if node.type == "conv" and batch:
-            taps, positions = math.prod(layer.attrs["kernel"]), math.prod(layer.out_shape[1:])
-            cols = kernels.conv_workspace(batch, layer.in_shape[0], taps, positions, itemsize)
+        cols = get_op(node.type).workspace(layer, batch, itemsize) if batch else 0
+        if cols:
             kept_cols += cols
             transient += cols * itemsize  # backward's W^T dY, the size of the matrices kept
         largest_transient = max(largest_transient, transient)
@@ -287,7 +284,7 @@ class Executor:
                 self._param_names[node.name] = []
                 for name, param in get_op(node.type).params(self.layers[node.name]).items():
                     key = f"{node.name}.{name}"
-                    self.params[key] = self._initial(name, param.shape)
+                    self.params[key] = self._initial(param)
                     self._param_names[node.name].append((name, key))
                     if param.trainable:
                         self.trainable.add(key)
@@ -300,15 +297,19 @@ class Executor:
         self._batch = 0
         self._checked_batches: set[int] = set()
 
-    def _initial(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A parameter in its final dtype (no float64 draw first: float32 needs half the memory)."""
-        if name == "weight" and len(shape) >= 2:  # conv or linear: He (Kaiming normal, fan in)
+    def _initial(self, param: Param) -> np.ndarray:
+        """A parameter or buffer as its role says it starts, in its final dtype (no float64 draw
+        first: float32 needs half the memory)."""
+        init, shape = param.role.init, param.shape
+        if init == "he_normal":  # Kaiming normal, fan in = every axis but the first (PyTorch's rule)
             values = self.rng.standard_normal(shape, dtype=self.dtype)
             values *= self.dtype.type(math.sqrt(2 / math.prod(shape[1:])))
             return values
-        if name in ("weight", "running_var"):  # batchnorm scale, running variance
+        if init == "ones":
             return np.ones(shape, dtype=self.dtype)
-        return np.zeros(shape, dtype=self.dtype)
+        if init == "zeros":
+            return np.zeros(shape, dtype=self.dtype)
+        raise ValueError(f"unknown initialiser {init!r} of role {param.role.name!r}")
 
     def _refuse_above_limit(self, estimate: MemoryEstimate) -> None:
         if estimate.total > self.max_memory:
@@ -393,14 +394,18 @@ class Executor:
         return self._outputs
 
     def check_macs(self) -> dict[str, tuple[int, int]]:
-        """Per conv/linear node: (MACs performed in the last forward, the analyzer's); raises on a mismatch."""
+        """Per node that multiplies: (MACs performed in the last forward, the analyzer's).
+
+        Every node is checked, whatever its op: one that performed MACs the analyzer did not
+        predict, or none where it predicted some, raises :class:`ExecutionMismatch`.
+        """
         analysis = analyze(self.graph, batch=self._batch)
         result = {}
         for row in analysis.layers[1:]:
             performed = self.macs_performed.get(row.name, 0)
-            if row.type in ("conv", "linear") and performed != row.macs:
+            if performed != row.macs:
                 raise ExecutionMismatch(f"layer {row.name!r}: performed {performed} MACs, the analyzer says {row.macs}")
-            if row.type in ("conv", "linear"):
+            if row.macs:
                 result[row.name] = (performed, row.macs)
         return result
 

@@ -54,6 +54,7 @@ class Figure:
             ``last`` (the block's output).
         formats: the outputs that carry it.
         of_totals: a totals-only figure's value from the other totals and the analysis settings.
+        aliases: other names people and tools give it (column headers ``archcalc grade`` reads).
     """
 
     name: str
@@ -65,6 +66,7 @@ class Figure:
     fold: str = "sum"
     formats: frozenset[str] = FORMATS
     of_totals: Callable[[Mapping[str, Any], int, str, str], Any] | None = None
+    aliases: tuple[str, ...] = ()
 
 
 def _params(facts: LayerFacts, keep: Callable[[Param], bool]) -> int:
@@ -79,28 +81,32 @@ def _training_bytes(totals: Mapping[str, Any], batch: int, dtype: str, optimizer
 #: Per-layer figures, in the order of JSON keys, CSV columns and tables.
 LAYER_FIGURES: tuple[Figure, ...] = (
     Figure("output_shape", "Output shape", "the output's shape, channels first, without the batch axis", "shape",
-           lambda f: f.layer.out_shape, total="", fold="last", formats=FORMATS - {"compare"}),
+           lambda f: f.layer.out_shape, total="", fold="last", formats=FORMATS - {"compare"},
+           aliases=("shape", "output", "output shape")),
     Figure("params", "Params", "learned parameters, as PyTorch's parameters() counts them (no buffers)", "count",
-           lambda f: _params(f, lambda p: p.role.learned)),
+           lambda f: _params(f, lambda p: p.role.learned), aliases=("parameters", "param", "#params", "param #")),
     Figure("params_trainable", "Trainable", "learned parameters that training updates (every learned one)", "count",
-           lambda f: _params(f, lambda p: p.trainable), formats=FORMATS - {"table"}),
+           lambda f: _params(f, lambda p: p.trainable), formats=FORMATS - {"table", "grade"}),
     Figure("params_weights_only", "Weights", "conv and linear kernel weights only: no biases, norm scale/shift or "
-           "buffers (what the lecture's rows count)", "count", lambda f: _params(f, lambda p: p.role.kernel)),
+           "buffers (what the lecture's rows count)", "count", lambda f: _params(f, lambda p: p.role.kernel),
+           aliases=("weights", "weights_only")),
     Figure("buffers", "Buffers", "saved state that is not learned: batchnorm's running mean and variance", "count",
-           lambda f: _params(f, lambda p: not p.role.learned)),
+           lambda f: _params(f, lambda p: not p.role.learned), formats=FORMATS - {"table"},
+           aliases=("buffer", "running statistics", "non-trainable params")),
     Figure("macs", "MACs", "multiply-accumulates of the forward pass for the batch (what torchvision, fvcore and "
-           "ptflops call FLOPs)", "count", lambda f: f.cost.macs * f.batch),
+           "ptflops call FLOPs)", "count", lambda f: f.cost.macs * f.batch,
+           aliases=("mac", "mult-adds", "multiply-adds", "ops")),
     Figure("flops", "FLOPs", "2 x MACs (one multiply and one add each)", "count",
            lambda f: formulas.flops(f.cost.macs * f.batch), formats=FORMATS - {"table"}),
     Figure("other_ops", "Other ops", "element-wise work for the batch: bias adds, activations, pooling, "
            "normalisation, softmax, adds (one per output value per elementary operation)", "count",
-           lambda f: f.cost.other_ops * f.batch, formats=FORMATS - {"table"}),
+           lambda f: f.cost.other_ops * f.batch, formats=FORMATS - {"table", "grade"}),
     Figure("activations", "Activations", "output values for the batch; the total counts the input and every output "
            "that needs new storage", "count", lambda f: math.prod(f.layer.out_shape) * f.batch, total="stored",
-           fold="stored"),
+           fold="stored", aliases=("memory", "mem", "activation")),
     Figure("activation_bytes", "Memory", "bytes of the activations in the analysis' dtype", "bytes",
            lambda f: formulas.activation_bytes(math.prod(f.layer.out_shape) * f.batch, f.dtype), total="stored",
-           fold="stored"),
+           fold="stored", aliases=("bytes", "memory_bytes")),
 )
 
 #: Figures that exist only for the whole network, after the per-layer ones in JSON.

@@ -38,6 +38,7 @@ from typing import Any
 
 from archcalc.errors import ArchcalcError
 from archcalc.explain import explain_layer
+from archcalc.figures import figures_for
 from archcalc.graph import Graph
 from archcalc.ops import POINTWISE, Layer, get_op
 from archcalc.ops.base import did_you_mean
@@ -77,18 +78,16 @@ class Column:
     explain_keys: tuple[str, ...]
 
 
-COLUMNS = (
-    Column("output_shape", ("output_shape", "shape", "output", "output shape"), lambda r: r.output_shape, "shape",
-           ("output",)),
-    Column("params", ("params", "parameters", "param", "#params", "param #"), lambda r: r.params, "count",
-           ("weights", "params")),
-    Column("params_weights_only", ("params_weights_only", "weights", "weights_only"), lambda r: r.params_weights_only, "count",
-           ("weights",)),
-    Column("macs", ("macs", "mac", "mult-adds", "multiply-adds", "ops"), lambda r: r.macs, "count", ("MACs",)),
-    Column("flops", ("flops",), lambda r: r.flops, "count", ("FLOPs",)),
-    Column("activations", ("activations", "memory", "mem", "activation"), lambda r: r.activations, "count", ("activations",)),
-    Column("activation_bytes", ("activation_bytes", "bytes", "memory_bytes"), lambda r: r.activation_bytes, "count",
-           ("activation bytes",)),
+#: The explain lines (their quantity labels) that show how each gradable figure is worked out.
+_EXPLAIN_KEYS = {"output_shape": ("output",), "params": ("weights", "params"), "params_weights_only": ("weights",),
+                 "buffers": ("buffers",), "macs": ("MACs",), "flops": ("FLOPs",), "activations": ("activations",),
+                 "activation_bytes": ("activation bytes",)}
+
+#: Every figure a table may ask for (archcalc.figures: the ones whose formats include "grade").
+COLUMNS = tuple(
+    Column(figure.name, (figure.name, *figure.aliases), lambda r, name=figure.name: r.figure(name),
+           "shape" if figure.kind == "shape" else "count", _EXPLAIN_KEYS.get(figure.name, ()))
+    for figure in figures_for("grade")
 )
 #: The columns a template leaves blank, and grading asks for, unless told otherwise.
 DEFAULT_COLUMNS = ("output_shape", "params", "macs", "activations")

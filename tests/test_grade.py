@@ -298,7 +298,7 @@ def test_the_example_answers():
     (b"\xff\xfen\x00\xd8", "answers '{}' starts like UTF-16 text but is not; save it as 'CSV UTF-8'"),
     (b"a" * (8 * 2**20 + 1), "answers '{}' is larger than 8 MiB; an answer table is a few KiB"),
     (b"a,b\n1,2\n", "answers '{}': no usable header: the first line should name columns (name and some of output_shape, "
-                    "params, params_weights_only, macs, flops, activations, activation_bytes), got 'a,b'"),
+                    "params, params_weights_only, buffers, macs, flops, activations, activation_bytes), got 'a,b'"),
     (b"conv1,6x28x28,456\n", "answers '{}': no usable header"),
     (b"name,params\n", "answers '{}': no rows under the header line"),
     (b"name,params\n" + b"conv1,1\n" * 10_001, "answers '{}': more than 10,000 rows; an answer table has one row per layer"),
@@ -402,7 +402,7 @@ def test_cli_bad_options_are_one_line():
     answers = str(EXAMPLES / "lenet5_answers.csv")
     code, _, err = cli("grade", "lenet5", answers, "--columns", "parms")
     assert code == 2 and err == "error: unknown column 'parms'; did you mean 'params'?; columns: output_shape, params, " \
-                                "params_weights_only, macs, flops, activations, activation_bytes\n"
+                                "params_weights_only, buffers, macs, flops, activations, activation_bytes\n"
     code, _, err = cli("grade", "lenet5", answers, "--columns", ",")
     assert code == 2 and err.startswith("error: no columns to grade")
     code, _, err = cli("grade", "lenet5", answers, "--rows", "some")

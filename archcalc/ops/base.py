@@ -171,6 +171,11 @@ class Op:
         """Key attributes in a few characters, e.g. ``3x3/1 p1, 64``."""
         return ""
 
+    def workspace(self, layer: Layer, batch: int, itemsize: int) -> int:
+        """Values of scratch buffers the executor's kernels hold for this layer at ``batch``
+        (im2col matrices kept for backward); 0 for ops that need none."""
+        return 0
+
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         """``(y, cache)`` for a batch: the cs231n protocol, arrays shaped (N, *shape)."""
         raise NotImplementedError

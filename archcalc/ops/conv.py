@@ -87,6 +87,13 @@ class Conv(Op):
         dx, dw, db = kernels.conv_backward_cached(dy, cache, need_dx=input_grads)
         return [dx], ({"weight": dw, "bias": db} if layer.attrs["bias"] else {"weight": dw})
 
+    def workspace(self, layer: Layer, batch: int, itemsize: int) -> int:
+        """The im2col buffers of the active kernels (:func:`archcalc.kernels.conv_workspace`)."""
+        from archcalc import kernels
+
+        taps, positions = math.prod(layer.attrs["kernel"]), math.prod(layer.out_shape[1:])
+        return kernels.conv_workspace(batch, layer.in_shape[0], taps, positions, itemsize)
+
     def summary(self, layer: Layer) -> str:
         groups = f" g{layer.attrs['groups']}" if layer.attrs["groups"] != 1 else ""
         return f"{geometry_text(layer.attrs)}{groups}, {layer.attrs['filters']}"

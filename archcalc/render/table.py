@@ -64,17 +64,20 @@ def footer(analysis: Analysis) -> list[str]:
     """The conventions behind the figures, stated under every table."""
     t, batch = analysis.totals, analysis.batch
     per = "for one sample" if batch == 1 else f"for a batch of {batch}"
+    buffers = (f"; buffers (batchnorm's running statistics: saved with the model, not learned): {grouped(t.buffers)}"
+               if t.buffers else "")
+    in_place = sorted({row.type for row in analysis.layers if not row.stores_output})
     lines = [
-        f"Params: {grouped(t.params)} total, {grouped(t.params_trainable)} trainable, "
-        f"{grouped(t.params_weights_only)} weights only (no biases, no running statistics: what the lecture's rows count).",
+        f"Params: {grouped(t.params)} learned parameters, as PyTorch counts them; {grouped(t.params_weights_only)} "
+        f"weights only (conv and linear kernels, no biases or norm scale/shift: what the lecture's rows count){buffers}.",
         f"MACs: {grouped(t.macs)} multiply-accumulates {per} = {si(t.flops, 2)} FLOPs (2 per MAC). "
         "torchvision, fvcore and ptflops call the MAC count 'FLOPs'. Bias adds, activations, pooling and "
         f"normalisation are other ops: {grouped(t.other_ops)}.",
         f"Forward activations: {grouped(t.activations)} values = {binary_bytes(t.activation_bytes)} "
-        f"({analysis.dtype}): the input and every output that needs new storage; "
-        "* marks in-place ops and views (ReLU, dropout, add, flatten), which store nothing.",
-        f"Training memory ({analysis.optimizer}, batch {batch}): params + gradients + optimizer state + 2 x activations "
-        f"= {binary_bytes(t.training_bytes)}.",
+        f"({analysis.dtype}): the input and every output that needs new storage"
+        + (f"; * marks in-place ops and views ({', '.join(in_place)}), which store nothing." if in_place else "."),
+        f"Training memory ({analysis.optimizer}, batch {batch}): params{' + buffers' if t.buffers else ''} + gradients "
+        f"+ optimizer state + 2 x activations = {binary_bytes(t.training_bytes)}.",
     ]
     return lines
 
