@@ -60,16 +60,27 @@ def test_unknown_type_suggests_the_closest():
         get_op("maxpol")
 
 
+def test_every_op_has_a_torch_oracle():
+    oracle = pytest.importorskip("tests.torch_oracle")
+    assert set(oracle.TORCH) == set(REGISTRY)
+
+
 @pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
-def test_shape_rule_matches_declared_and_torch(op_type, index, example):
+def test_shape_rule_matches_the_declared_output(op_type, index, example):
+    """Torch-free: every example states its output shape, and the shape rule must give it."""
     from archcalc.passes import infer_shapes
 
+    assert example.output, "an example must declare its output shape"
+    graph = _graph(op_type, example)
+    assert infer_shapes(graph)[graph.nodes[-1].name].out_shape == example.output
+
+
+@pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
+def test_shape_rule_matches_torch(op_type, index, example):
     oracle = pytest.importorskip("tests.torch_oracle")
     torch = oracle.torch
     graph = _graph(op_type, example)
-    layers = infer_shapes(graph)
     last = graph.nodes[-1].name
-    assert layers[last].out_shape == example.output
     net = oracle.TorchNet(graph).eval()
     with torch.no_grad():
         out = net(torch.rand((2, *graph.input_shape)))[last]
@@ -84,7 +95,7 @@ def test_params_match_torch(op_type, index, example):
     graph = _graph(op_type, example)
     row = analyze(graph).layers[-1]
     net = oracle.TorchNet(graph)
-    params, buffers = oracle.layer_param_count(net, graph.nodes[-1].name) if op_type not in ("concat", "add") else (0, 0)
+    params, buffers = oracle.layer_param_count(net, graph.nodes[-1].name)
     assert (row.params, row.params_trainable, row.buffers) == (params, params, buffers)
     tensors = get_op(op_type).params(infer_shapes(graph)[graph.nodes[-1].name])
     module = net.layers[graph.nodes[-1].name] if tensors else None
@@ -116,6 +127,22 @@ def test_macs_match_a_naive_count(op_type, index, example):
     graph = _graph(op_type, example)
     layer = infer_shapes(graph)[graph.nodes[-1].name]
     assert get_op(op_type).cost(layer).macs == _naive_macs(layer, op_type)
+
+
+@pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
+def test_macs_match_torchs_flop_counter(op_type, index, example):
+    """FlopCounterMode counts 2 FLOPs per multiply-accumulate of conv and matmul ops, and 0 for
+    element-wise work: an oracle for every op, whatever its type."""
+    from archcalc.passes import infer_shapes
+
+    oracle = pytest.importorskip("tests.torch_oracle")
+    torch = oracle.torch
+    graph = _graph(op_type, example)
+    node = graph.nodes[-1]
+    layer = infer_shapes(graph)[node.name]
+    module = oracle.build_module(op_type, layer.attrs, layer.in_shapes).eval()
+    inputs = [torch.rand((1, *shape)) for shape in layer.in_shapes]
+    assert get_op(op_type).cost(layer).macs == oracle.torch_macs(module, inputs)
 
 
 @pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)

@@ -39,45 +39,68 @@ class _Window(nn.Module):
         return self.inner(x)
 
 
-def build_module(op_type, attrs, in_shapes, avg_for_max=False):
-    """A torch module for one resolved layer."""
-    rank = len(in_shapes[0]) - 1
-    if op_type == "conv":
-        conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[len(attrs["kernel"]) - 1]
-        inner = conv(in_shapes[0][0], attrs["filters"], attrs["kernel"], attrs["stride"], 0, attrs["dilation"], attrs["groups"],
-                     attrs["bias"])
-        return _Window(inner, attrs["padding"])
-    if op_type in ("maxpool", "avgpool"):
+def _conv(attrs, in_shapes, avg_for_max):
+    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[len(attrs["kernel"]) - 1]
+    inner = conv(in_shapes[0][0], attrs["filters"], attrs["kernel"], attrs["stride"], 0, attrs["dilation"], attrs["groups"],
+                 attrs["bias"])
+    return _Window(inner, attrs["padding"])
+
+
+def _pool(kind):
+    def build(attrs, in_shapes, avg_for_max):
+        rank = len(in_shapes[0]) - 1
         symmetric = all(b == a for b, a in attrs["padding"])
         padding = tuple(b for b, _ in attrs["padding"]) if symmetric else 0
-        if op_type == "maxpool" and not avg_for_max:
+        if kind == "max" and not avg_for_max:
             inner = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)[rank - 1](attrs["kernel"], attrs["stride"], padding,
                                                                           ceil_mode=attrs["ceil_mode"])
         else:
+            extra = {} if kind == "max" else {"count_include_pad": attrs["count_include_pad"]}
             inner = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)[rank - 1](attrs["kernel"], attrs["stride"], padding,
-                                                                          ceil_mode=attrs["ceil_mode"])
-        return _Window(inner, () if symmetric else attrs["padding"], -math.inf if op_type == "maxpool" else 0.0)
-    if op_type == "global_avgpool":
-        return (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[rank - 1](1)
-    if op_type == "linear":
-        return nn.Linear(in_shapes[0][0], attrs["units"], attrs["bias"])
-    if op_type == "batchnorm":
-        return (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[rank](in_shapes[0][0], attrs["eps"], attrs["momentum"])
-    if op_type == "lrn":
-        return nn.LocalResponseNorm(attrs["size"], attrs["alpha"], attrs["beta"], attrs["k"])
-    simple = {
-        "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "identity": nn.Identity,
-        "flatten": lambda: nn.Flatten(1),
-    }
-    if op_type in simple:
-        return simple[op_type]()
-    if op_type == "leaky_relu":
-        return nn.LeakyReLU(attrs["negative_slope"])
-    if op_type == "dropout":
-        return nn.Dropout(attrs["p"])
-    if op_type == "softmax":
-        return nn.Softmax(dim=1)
-    raise KeyError(op_type)
+                                                                          ceil_mode=attrs["ceil_mode"], **extra)
+        return _Window(inner, () if symmetric else attrs["padding"], -math.inf if kind == "max" else 0.0)
+
+    return build
+
+
+class _Cat(nn.Module):
+    def forward(self, *xs):
+        return torch.cat(xs, dim=1)
+
+
+class _Sum(nn.Module):
+    def forward(self, *xs):
+        return sum(xs[1:], xs[0])
+
+
+#: Each op type's torch equivalent: (resolved attrs, input shapes, avg_for_max) -> an nn.Module
+#: called with the node's inputs. A registered op missing here fails test_every_op_has_a_torch_oracle.
+TORCH = {
+    "conv": _conv,
+    "maxpool": _pool("max"),
+    "avgpool": _pool("avg"),
+    "global_avgpool": lambda a, s, m: (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[len(s[0]) - 2](1),
+    "linear": lambda a, s, m: nn.Linear(s[0][0], a["units"], a["bias"]),
+    "batchnorm": lambda a, s, m: (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[len(s[0]) - 1](
+        s[0][0], a["eps"], a["momentum"]),
+    "lrn": lambda a, s, m: nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"]),
+    "relu": lambda a, s, m: nn.ReLU(),
+    "sigmoid": lambda a, s, m: nn.Sigmoid(),
+    "tanh": lambda a, s, m: nn.Tanh(),
+    "gelu": lambda a, s, m: nn.GELU(),
+    "identity": lambda a, s, m: nn.Identity(),
+    "flatten": lambda a, s, m: nn.Flatten(1),
+    "leaky_relu": lambda a, s, m: nn.LeakyReLU(a["negative_slope"]),
+    "dropout": lambda a, s, m: nn.Dropout(a["p"]),
+    "softmax": lambda a, s, m: nn.Softmax(dim=1),
+    "concat": lambda a, s, m: _Cat(),
+    "add": lambda a, s, m: _Sum(),
+}
+
+
+def build_module(op_type, attrs, in_shapes, avg_for_max=False):
+    """A torch module for one resolved layer, called with the layer's inputs."""
+    return TORCH[op_type](attrs, in_shapes, avg_for_max)
 
 
 class TorchNet(nn.Module):
@@ -89,22 +112,25 @@ class TorchNet(nn.Module):
         layers = infer_shapes(graph)
         self.layers = nn.ModuleDict()
         for node in graph.nodes[1:]:
-            if node.type in ("concat", "add"):
-                continue
             layer = layers[node.name]
             self.layers[_key(node.name)] = build_module(node.type, layer.attrs, layer.in_shapes, avg_for_max)
 
     def forward(self, x):
         outputs = {self.graph.nodes[0].name: x}
         for node in self.graph.nodes[1:]:
-            inputs = [outputs[ref] for ref in node.inputs]
-            if node.type == "concat":
-                outputs[node.name] = torch.cat(inputs, dim=1)
-            elif node.type == "add":
-                outputs[node.name] = sum(inputs[1:], inputs[0])
-            else:
-                outputs[node.name] = self.layers[_key(node.name)](inputs[0])
+            outputs[node.name] = self.layers[_key(node.name)](*(outputs[ref] for ref in node.inputs))
         return outputs
+
+
+def torch_macs(module, inputs):
+    """Multiply-accumulates torch's FlopCounterMode counts for one forward call (its FLOPs / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(*inputs)
+    flops = counter.get_total_flops()
+    assert flops % 2 == 0
+    return flops // 2
 
 
 def _key(name: str) -> str:
