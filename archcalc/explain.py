@@ -100,6 +100,6 @@ def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[st
             f"r = r_in + (k'-1)*jump_in = {before.size} + ({span}-1)*{before.jump} = {after.size}; "
             f"jump = jump_in * s = {before.jump}*{s} = {after.jump}; "
             f"padding = p_in + p*jump_in = {before.padding} + {pad[0]}*{before.jump} = {after.padding}; "
-            f"centre = (r-1)/2 - padding = {after.centre:g}",
+            f"centre = (r-1)/2 - padding = {after.centre}",
         ))
     return lines

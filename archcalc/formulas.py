@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from archcalc.errors import check
 
@@ -216,41 +217,63 @@ def training_bytes(
     return activation_bytes(values, dtype)
 
 
+#: A receptive-field quantity: an int, or a Fraction once a layer has a fractional stride
+#: (upsampling by 2 is a stride of 1/2).
+Exact = int | Fraction
+
+
+def exact(value: Exact) -> Exact:
+    """An int when ``value`` is whole, else the Fraction itself.
+
+    >>> exact(Fraction(4, 2)), exact(Fraction(1, 2))
+    (2, Fraction(1, 2))
+    """
+    return int(value) if isinstance(value, Fraction) and value.denominator == 1 else value
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """Receptive field of a unit on one axis, in input pixels (Araujo et al., Distill 2019).
 
     ``size`` is the field's width, ``jump`` the distance between the fields of neighbouring
     units (the product of strides), ``padding`` the effective padding; the centre of unit 0 is
-    derived from them.
+    derived from them. Each is exact: an int, or a Fraction after a fractional stride.
     """
 
-    size: int
-    jump: int
-    padding: int
+    size: Exact
+    jump: Exact
+    padding: Exact
 
     @property
-    def centre(self) -> float:
-        """Centre of output unit 0 in input coordinates: ``(size - 1)/2 - padding``."""
-        return (self.size - 1) / 2 - self.padding
+    def centre(self) -> Exact:
+        """Centre of output unit 0 in input coordinates: ``(size - 1)/2 - padding``, exactly.
+
+        >>> Field(size=3, jump=1, padding=1).centre, Field(size=4, jump=2, padding=0).centre
+        (0, Fraction(3, 2))
+        """
+        return exact(Fraction(self.size - 1) / 2 - self.padding)
 
 
 #: The field of the network input itself: each value sees one pixel.
 INPUT_FIELD = Field(size=1, jump=1, padding=0)
 
 
-def receptive_field_step(field: Field, kernel: int, stride: int = 1, dilation: int = 1, padding_before: int = 0) -> Field:
+def receptive_field_step(field: Field, kernel: int, stride: Exact = 1, dilation: int = 1, padding_before: int = 0) -> Field:
     """The field after one window layer on one axis (Distill's recurrences).
 
-    ``r += (k' - 1) * jump``; ``padding += p_before * jump``; ``jump *= s``.
+    ``r += (k' - 1) * jump``; ``padding += p_before * jump``; ``jump *= s``. The stride may be a
+    Fraction: an upsampling by 2 is a stride of 1/2, after which a 3-tap window spans 2 input pixels.
 
     >>> receptive_field_step(receptive_field_step(INPUT_FIELD, 3), 3).size   # two 3x3 convs
     5
+    >>> up = receptive_field_step(INPUT_FIELD, 1, Fraction(1, 2))            # upsample x2
+    >>> up.jump, receptive_field_step(up, 3).size
+    (Fraction(1, 2), 2)
     """
     return Field(
-        size=field.size + (effective_kernel(kernel, dilation) - 1) * field.jump,
-        jump=field.jump * stride,
-        padding=field.padding + padding_before * field.jump,
+        size=exact(field.size + (effective_kernel(kernel, dilation) - 1) * field.jump),
+        jump=exact(field.jump * stride),
+        padding=exact(field.padding + padding_before * field.jump),
     )
 
 

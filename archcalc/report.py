@@ -64,18 +64,18 @@ class ReceptiveField:
         return None if self.is_global else tuple(f.padding for f in self.path_max)
 
     @property
-    def centre(self) -> tuple[float, ...] | None:
+    def centre(self) -> tuple[Any, ...] | None:
         """Centre of output unit 0 in input coordinates, per axis; None when global."""
         return None if self.is_global else tuple(f.centre for f in self.path_max)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: size, stride, padding, centre, size_min, aligned, global."""
         return {
-            "size": list(self.size),
-            "stride": _list(self.stride),
-            "padding": _list(self.padding),
-            "centre": _list(self.centre),
-            "size_min": list(self.size_min),
+            "size": _numbers(self.size),
+            "stride": _numbers(self.stride),
+            "padding": _numbers(self.padding),
+            "centre": _numbers(self.centre),
+            "size_min": _numbers(self.size_min),
             "aligned": self.aligned,
             "global": self.is_global,
         }
@@ -92,6 +92,14 @@ class ReceptiveField:
 
 def _list(value: tuple[Any, ...] | None) -> list[Any] | None:
     return None if value is None else list(value)
+
+
+def _numbers(values: tuple[Any, ...] | None) -> list[Any] | None:
+    """Exact receptive-field quantities for JSON: ints as ints, a fraction whose denominator is
+    a power of two as a float (exact in binary: 0.5, 0.25), any other as its text ``"1/3"``."""
+    if values is None:
+        return None
+    return [v if isinstance(v, int) else float(v) if v.denominator & (v.denominator - 1) == 0 else str(v) for v in values]
 
 
 @dataclass(frozen=True, slots=True)

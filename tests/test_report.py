@@ -57,3 +57,21 @@ def test_layers_that_differ_are_not_shared(first, second):
     layers = infer_shapes(_two(first, second))
     assert layers["a"] is not layers["b"]
     assert repr(layers["b"].attrs) == repr(infer_shapes(_two(second, second))["b"].attrs)  # 1.0 stays 1.0
+
+
+def test_receptive_field_quantities_stay_exact_in_json():
+    from fractions import Fraction
+
+    from archcalc.formulas import INPUT_FIELD, receptive_field_step
+    from archcalc.report import ReceptiveField
+
+    up = receptive_field_step(INPUT_FIELD, 1, Fraction(1, 2))       # an upsampling by 2: stride 1/2
+    third = receptive_field_step(INPUT_FIELD, 1, Fraction(1, 3))
+    conv = receptive_field_step(up, 4, padding_before=1)            # size 1 + 3/2, padding 1/2
+    field = ReceptiveField.of((up, third, conv), (up, third, conv), True)
+    data = field.to_dict()
+    assert data["stride"] == [0.5, "1/3", 0.5]
+    assert data["size"] == data["size_min"] == [1, 1, 2.5] and data["padding"] == [0, 0, 0.5]
+    assert data["centre"] == [0, 0, 0.25]  # (5/2 - 1)/2 - 1/2
+    assert json.loads(json.dumps(data)) == data
+    assert field.text() == "1x1x5/2"
