@@ -165,4 +165,4 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
         activation_bytes=formulas.activation_bytes(stored, dtype),
         training_bytes=formulas.training_bytes(total_params, trainable, stored // batch, batch, dtype, optimizer),
     )
-    return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description)
+    return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description, graph.warnings)

@@ -185,6 +185,8 @@ class Analysis:
     layers: tuple[LayerReport, ...]
     totals: Totals
     description: str = ""
+    #: Doubts about the spec that are not errors (``Graph.warnings``), one line each.
+    warnings: tuple[str, ...] = ()
 
     def layer(self, name: str) -> LayerReport:
         """The row of a layer by name."""
@@ -194,7 +196,7 @@ class Analysis:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON contract (see README): model, input_shape, layers, totals."""
+        """The JSON contract (see README): model, input_shape, layers, totals, warnings."""
         return {
             "model": self.model,
             "input_shape": list(self.input_shape),
@@ -203,6 +205,7 @@ class Analysis:
             "optimizer": self.optimizer,
             "layers": [row.to_dict() for row in self.layers],
             "totals": self.totals.to_dict(),
+            "warnings": list(self.warnings),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
