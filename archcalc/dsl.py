@@ -18,6 +18,7 @@ have read (JSON specs never execute anything).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -129,7 +130,10 @@ class Net:
 def _caller() -> str:
     """``file.py:12`` of the nearest frame outside archcalc."""
     frame = sys._getframe(1)
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR):
+    while frame is not None and (
+        frame.f_code.co_filename == contextlib.__file__
+        or str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR)
+    ):
         frame = frame.f_back
     return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}" if frame else "<python>"
 
@@ -148,7 +152,7 @@ def load_python(path: Path, source: bytes | None = None, max_layers: int = MAX_L
     try:
         code = compile(path.read_bytes() if source is None else source, str(path), "exec")
     except SyntaxError as error:  # also a file that is not UTF-8 (without a coding line)
-        raise SpecError(f"{prefix}Python syntax error at line {error.lineno}: {_clean(error.msg)}") from None
+        raise SpecError(f"{prefix}Python syntax error{f' at line {error.lineno}' if error.lineno else ''}: {_clean(error.msg)}") from None
     except (ValueError, OSError) as error:  # NUL bytes; a file gone since it was found
         raise SpecError(f"{prefix}cannot be compiled: {_clean(str(error))}") from None
     try:

@@ -12,7 +12,6 @@ from archcalc import zoo
 from archcalc.dsl import Net, load_python
 from archcalc.errors import SpecError
 from archcalc.graph import Graph
-from archcalc.ops.attrs import describe
 from archcalc.ops.base import did_you_mean
 from archcalc.spec import MAX_LAYERS, from_dict, from_json
 
@@ -39,8 +38,10 @@ def load(model: Any, max_layers: int = MAX_LAYERS) -> Graph:
         raise SpecError(f"cannot load a {type(model).__name__}: give a zoo name, a spec path, a dict or a Net")
     text = str(model)
     path = Path(model)
-    shown = describe(text, 200)
+    shown = repr(text if len(text) <= 200 else text[:197] + "...")
     looks_like_path = path.suffix in (".json", ".py") or os.sep in text or (os.altsep or os.sep) in text
+    if "\x00" in text:
+        raise SpecError(f"spec path {shown} contains a NUL byte")
     kind = _kind(path, shown)
     if kind != "file" and not looks_like_path and text in zoo.names():
         return zoo.load(text)
@@ -69,8 +70,6 @@ def _kind(path: Path, shown: str) -> str:
         if path.is_file():
             return "file"
         return "missing" if not path.exists() else "a device, socket or pipe"
-    except ValueError:  # an embedded NUL byte
-        raise SpecError(f"spec path {shown} contains a NUL byte") from None
     except OSError as error:
         if error.errno in (errno.ENOENT, errno.ENOTDIR):
             return "missing"

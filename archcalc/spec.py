@@ -222,8 +222,9 @@ class _Builder:
             if name not in self.names:
                 later = " (a later layer or this one: layers may read only earlier layers)" if ref in self.all_declared else ""
                 # a hint searches names: only for problems still shown, and among few names
-                candidates = [*local, *self.names] if len(self.names) < 10_000 else list(local)
-                hint = "" if later or self.problems.full else _hint(ref, candidates)
+                hint = ""
+                if not later and not self.problems.full:
+                    hint = _hint(ref, [*local, *self.names] if len(self.names) < 10_000 else list(local))
                 self.problems.append(f"{where}: input {_json(ref)} is not an earlier layer{later}{hint}")
                 continue
             resolved.append(name)
@@ -321,7 +322,7 @@ class _Builder:
         if first is not None:
             problem = _first_problem(first, self.blocks)
             if problem:
-                self.problems.append(f"{where}: first {problem}")
+                self.problems.append(f"{where}: {problem}")
                 return previous
         entry = self.resolve_inputs(raw, where, previous, local)
         if len(entry) != 1:
@@ -341,8 +342,8 @@ class _Builder:
     def expand_block(self, raw: Mapping[str, Any], where: str, scope: tuple[str, ...], entry: str, depth: int) -> str:
         block_name = raw["block"]
         block = self.blocks.get(block_name)
-        if not isinstance(block, Mapping):  # reported once, where the blocks are checked
-            return entry
+        if not isinstance(block, Mapping) or not isinstance(block.get("args", {}), Mapping):
+            return entry  # reported once, where the blocks are checked
         declared = _declared_args(block)
         given = raw.get("args", {})
         args = dict(declared)
@@ -382,14 +383,14 @@ def _declared_args(block: Mapping[str, Any]) -> Mapping[str, Any]:
 def _first_problem(first: Any, blocks: Mapping[str, Any]) -> str | None:
     """Why an instance's ``first`` (what its first repetition changes) is malformed, or None."""
     if not isinstance(first, Mapping):
-        return f'must be an object with "block" and/or "args", got {_json(first)}'
+        return f'first must be an object with "block" and/or "args", got {_json(first)}'
     for key in first:
         if key not in _FIRST_KEYS:
-            return f"has unknown key {_json(key)}{_hint(key, _FIRST_KEYS) or '; it takes block and args'}"
+            return f"first has unknown key {_json(key)}{_hint(key, _FIRST_KEYS) or '; it takes block and args'}"
     if "block" in first and (not isinstance(first["block"], str) or first["block"] not in blocks):
-        return f"names unknown block {_json(first['block'])}{_hint(first['block'], blocks)}"
+        return f"first.block: unknown block {_json(first['block'])}{_hint(first['block'], blocks)}"
     if not isinstance(first.get("args", {}), Mapping):
-        return f"args must be an object of argument values, got {_json(first['args'])}"
+        return f"first.args must be an object of argument values, got {_json(first['args'])}"
     return None
 
 
@@ -534,12 +535,12 @@ def _structure_problems(spec: Mapping[str, Any], parsed: _Parsed | None) -> list
             break
         if isinstance(value, Mapping) and any(not isinstance(k, str) for k in value):
             key = next(k for k in value if not isinstance(k, str))
-            problems.append(f"{where or 'the spec'}: keys must be strings, got {_json(key)}")
+            problems.append(f"{where or 'top level'}: keys must be strings, got {_json(key)}")
         if parsed is not None:
             if isinstance(value, _BadNumber):
                 problems.append(f"{where}: {value.problem}")
             for key in parsed.duplicates.get(id(value), ()):
-                problems.append(f"{where or 'the spec'}: key {key!r} appears twice in one object (JSON keeps only the last)")
+                problems.append(f"{where or 'top level'}: key {key!r} appears twice in one object (JSON keeps only the last)")
     return problems
 
 

@@ -106,3 +106,30 @@ def test_softmax_and_cross_entropy_by_hand():
 def test_impossible_window_arguments(args, message):
     with pytest.raises(ValueError, match=message):
         formulas.conv_output_size(*args)
+
+
+BIG = 2**53  # the first integer where float division goes wrong: 2**53 + 1 has no float
+
+
+@pytest.mark.parametrize("size", [BIG + 2, BIG + 3, 3 * BIG + 1, 10**30 + 7, 2**200 + 1])
+def test_output_size_is_exact_far_above_2_53(size):
+    assert formulas.conv_output_size(size, 1) == size  # the 9007199254740994 reported ...993
+    assert formulas.conv_output_size(size, 3, 2, 1) == (size + 2 - 3) // 2 + 1
+    assert formulas.conv_output_size(size, 3, 2, ceil_mode=True) == -(-(size - 3) // 2) + 1
+    assert formulas.conv_output_size(size, 5, 7, (2, 3), dilation=3) == (size + 5 - 13) // 7 + 1
+    assert formulas.explain_conv_output_size(size, 1).endswith(f"= {size:,}") or formulas.explain_conv_output_size(
+        size, 1).endswith(f"= {size}")  # with or without thousands separators
+    assert formulas.conv_output_size(size, 1, BIG + 1) == (size - 1) // (BIG + 1) + 1
+
+
+@pytest.mark.parametrize("size", [BIG + 1, BIG + 3, 10**20 + 1, 2**100 - 1])
+@pytest.mark.parametrize("stride", [1, 2, 3, BIG - 1])
+def test_same_padding_is_exact_far_above_2_53(size, stride):
+    before, after = formulas.same_padding(size, 3, stride)
+    assert 0 <= after - before <= 1
+    assert formulas.conv_output_size(size, 3, stride, (before, after)) == -(-size // stride)
+
+
+def test_receptive_field_centre_is_one_rounding_of_exact_ints():
+    field = formulas.Field(size=2**60 + 2, jump=1, padding=2**59)
+    assert field.centre == 0.5  # (size - 1)/2 - padding computed in floats gives 0.0

@@ -90,6 +90,11 @@ def positive_int(value: Any) -> int:
     return value
 
 
+def _int_range(value: Any) -> str:
+    """``>= 0``, or the whole range when the value broke the upper bound."""
+    return f"from 0 to {MAX_INT} (2**31 - 1)" if _too_big(value) else ">= 0"
+
+
 def _too_big(value: Any) -> str:
     """The bound, named when some int in the value (or its lists) broke it."""
     if isinstance(value, (list, tuple)):
@@ -132,7 +137,7 @@ def padding(value: Any) -> int | str | tuple[Any, ...]:
         ):
             return tuple(tuple(v) for v in value)
     raise RuleError(
-        f"must be an int >= 0{_too_big(value)}, a list per axis ([ph, pw]), per side ([top, left, bottom, right]), "
+        f"must be an int {_int_range(value)}, a list per axis ([ph, pw]), per side ([top, left, bottom, right]), "
         f'[before, after] pairs per axis, "same" or "valid", got {_got(value)}'
     )
 
