@@ -30,7 +30,7 @@ from archcalc.graph import INPUT, Graph
 from archcalc.ops import REGISTRY
 from archcalc.ops.attrs import REQUIRED, describe
 from archcalc.ops.base import did_you_mean
-from archcalc.spec import MAX_LAYERS, auto_name, from_dict, name_problem, stem_of
+from archcalc.spec import MAX_LAYERS, auto_name, from_dict, name_problem, quote, stem_of
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
@@ -147,7 +147,7 @@ def load_python(path: Path, source: bytes | None = None, max_layers: int = MAX_L
         SpecError: the file does not compile, raises (or calls ``sys.exit``) while running,
             defines no single Net, or its net is invalid; one line naming the file and line.
     """
-    prefix = f"spec '{path}': "
+    prefix = f"spec {quote(str(path))}: "
     namespace: dict[str, Any] = {"__name__": "__archcalc_spec__", "__file__": str(path)}
     try:
         code = compile(path.read_bytes() if source is None else source, str(path), "exec")

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from archcalc.errors import check
+from archcalc.errors import ShapeError, check
 
 #: Bytes per value of each dtype archcalc reports memory for.
 DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int8": 1}
@@ -235,9 +235,24 @@ class Field:
     padding: int
 
     @property
-    def centre(self) -> float:
-        """Centre of output unit 0 in input coordinates: ``(size - 1)/2 - padding``."""
-        return (self.size - 1 - 2 * self.padding) / 2  # one correctly rounded division of exact ints
+    def centre(self) -> float | int:
+        """Centre of output unit 0 in input coordinates: ``(size - 1)/2 - padding``.
+
+        Exact: a float below 2**53, an int above it (strides multiplying past 2**53 make
+        fields that large).
+
+        Raises:
+            ShapeError: the centre is a half-integer beyond 2**53, which no float holds exactly.
+        """
+        twice = self.size - 1 - 2 * self.padding
+        if abs(twice) < 2**53:
+            return twice / 2
+        if twice % 2 == 0:
+            return twice // 2
+        raise ShapeError(
+            f"a receptive field centre of about 2**{twice.bit_length() - 1} is a half-integer no float holds exactly;"
+            " the strides multiply beyond any real input"
+        )
 
 
 #: The field of the network input itself: each value sees one pixel.

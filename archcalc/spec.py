@@ -86,6 +86,11 @@ class _Problems(list):
         return kept
 
 
+def quote(text: str) -> str:
+    """``'net.json'`` for a source or path in a message; escaped when it holds control characters."""
+    return f"'{text}'" if text.isprintable() else repr(text)
+
+
 def name_problem(value: Any, what: str = "name", spaces: bool = False) -> str | None:
     """Why ``value`` cannot be a name (None if it can): a non-empty single-line string of at
     most ``MAX_NAME_LENGTH`` printable characters, without spaces unless ``spaces``.
@@ -161,6 +166,8 @@ class _Builder:
     all_declared: set[str] = field(default_factory=set)
     #: Locations of the top-level layers when they are not JSON paths (the DSL's file:line).
     wheres: list[str] | None = None
+    #: Blocks whose names were refused (already reported): their instances say nothing more.
+    rejected: set[str] = field(default_factory=set)
 
     def fresh_name(self, scope: tuple[str, ...], stem: str) -> str:
         """``conv1``, ``conv2``... per scope, skipping names already taken."""
@@ -301,6 +308,8 @@ class _Builder:
         for key in raw:
             if key not in _INSTANCE_KEYS:
                 self.problems.append(f"{where}: unknown key {_json(key)} of a block instance{_hint(key, _INSTANCE_KEYS)}")
+        if isinstance(block_name, str) and block_name in self.rejected:
+            return previous
         if not isinstance(block_name, str) or block_name not in self.blocks:
             hint = _hint(block_name, self.blocks) or '; define it under "blocks"'
             self.problems.append(f"{where}: unknown block {_json(block_name)}{hint}")
@@ -519,10 +528,17 @@ def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any, int]]:
                 continue
             seen[id(item)] = depth
             if isinstance(item, Mapping):
-                children = [(v, f"{where}.{k}" if where else str(k), depth + 1) for k, v in item.items() if isinstance(k, str)]
+                children = [(v, _key_path(where, k), depth + 1) for k, v in item.items() if isinstance(k, str)]
             else:
                 children = [(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(item)]
             stack.extend(reversed(children))
+
+
+def _key_path(where: str, key: str) -> str:
+    """``layers[0].alpha``; a key that is not a plain name is quoted (``layers[0]['a b']``)."""
+    if key.isidentifier() and len(key) <= MAX_NAME_LENGTH:
+        return f"{where}.{key}" if where else key
+    return f"{where}[{describe(key)}]"
 
 
 def _structure_problems(spec: Mapping[str, Any], parsed: _Parsed | None) -> list[str]:
@@ -565,7 +581,7 @@ def from_dict(
     Raises:
         SpecError: every problem found (the first ``MAX_PROBLEMS``), each a line naming its place.
     """
-    prefix = f"spec '{source}': "
+    prefix = f"spec {quote(source)}: "
     if not isinstance(spec, Mapping):
         raise SpecError(f"{prefix}a spec must be a JSON object, got {_json(spec)}")
     problems = _Problems()
@@ -605,13 +621,16 @@ def from_dict(
         problems.append(f"blocks must be an object of block definitions, got {_json(blocks)}")
         blocks = {}
     problems.extend(_block_problems(blocks))
+    rejected = {k for k in blocks if name_problem(k) is not None}  # reported once, never expanded
+    blocks = {k: v for k, v in blocks.items() if k not in rejected}
     if not isinstance(max_layers, int) or isinstance(max_layers, bool) or max_layers < 1:
         raise SpecError(f"max_layers must be a positive int, got {max_layers!r}")
     problem = _expansion_problem(spec.get("layers"), blocks, max_layers)
     if problem:
         problems.append(problem)
         raise SpecError(*problems.lines(prefix))
-    builder = _Builder(blocks, all_declared=_declared_names(spec.get("layers")), wheres=wheres, problems=problems)
+    builder = _Builder(blocks, all_declared=_declared_names(spec.get("layers")), wheres=wheres, problems=problems,
+                       rejected=rejected)
     input_node = Node(INPUT, "input", {}, (), (), "input")
     builder.expand(spec.get("layers"), "layers", (), INPUT, "", {})
     if problems:
@@ -692,7 +711,7 @@ def from_json(text: str | bytes, source: str = "<json>", max_layers: int = MAX_L
         SpecError: not UTF-8, not valid JSON (with its line and column), nested too deeply,
             a key repeated in one object, Infinity/NaN, or anything :func:`from_dict` refuses.
     """
-    prefix = f"spec '{source}': "
+    prefix = f"spec {quote(source)}: "
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")

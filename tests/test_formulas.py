@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archcalc import formulas
-from archcalc.errors import RuleError
+from archcalc.errors import RuleError, ShapeError
 
 
 def test_output_size_lecture_values():
@@ -133,3 +133,6 @@ def test_same_padding_is_exact_far_above_2_53(size, stride):
 def test_receptive_field_centre_is_one_rounding_of_exact_ints():
     field = formulas.Field(size=2**60 + 2, jump=1, padding=2**59)
     assert field.centre == 0.5  # (size - 1)/2 - padding computed in floats gives 0.0
+    assert formulas.Field(size=2**1100 + 1, jump=1, padding=0).centre == 2**1099  # exact, beyond any float
+    with pytest.raises(ShapeError, match=r"receptive field centre of about 2\*\*1100 is a half-integer"):
+        formulas.Field(size=2**1100 + 2, jump=1, padding=0).centre  # noqa: B018
