@@ -44,6 +44,8 @@ MAX_NAME_LENGTH = 128
 MAX_DESCRIPTION_LENGTH = 2000
 #: Deepest nesting of lists and objects in a spec (real specs nest about 7 deep).
 MAX_NESTING = 32
+#: Deepest nesting of block instances (a block in a block...; GoogLeNet and ResNet use 1).
+MAX_BLOCK_DEPTH = 32
 
 
 def _json(value: Any) -> str:
@@ -430,11 +432,12 @@ def _declared_names(layers: Any) -> set[str]:
 
 
 class _Recursion(Exception):
-    """A block instantiates itself, directly or through others."""
+    """A block instantiates itself, directly or through others (or blocks nest too deep)."""
 
-    def __init__(self, cycle: tuple[str, ...]) -> None:
+    def __init__(self, cycle: tuple[str, ...], too_deep: bool = False) -> None:
         super().__init__(cycle)
         self.cycle = cycle
+        self.too_deep = too_deep
 
 
 @dataclass
@@ -476,6 +479,8 @@ class _Counter:
             return 0
         if name in stack:
             raise _Recursion((*stack[stack.index(name):], name))
+        if len(stack) >= MAX_BLOCK_DEPTH:
+            raise _Recursion((*stack, name), too_deep=True)
         block = self.blocks[name]
         args = {**_declared_args(block), **given}
         key = (name, _freeze(args))
@@ -501,6 +506,9 @@ def _expansion_problem(layers: Any, blocks: Mapping[str, Any], max_layers: int) 
     try:
         counts = [counter.layer(raw, ()) if isinstance(raw, Mapping) else 0 for raw in layers]
     except _Recursion as recursion:
+        if recursion.too_deep:
+            chain = " -> ".join((*recursion.cycle[:3], "...", *recursion.cycle[-2:]))
+            return f"blocks.{recursion.cycle[0]}: blocks nest more than {MAX_BLOCK_DEPTH} deep ({chain})"
         cycle = " -> ".join(recursion.cycle)
         return f"blocks.{recursion.cycle[0]}: block {recursion.cycle[0]!r} instantiates itself ({cycle}); blocks cannot recurse"
     total = sum(counts)

@@ -649,3 +649,13 @@ def test_cli_python_spec_failures_exit_2_with_one_line(tmp_path, source):
     code, out, err = _cli("report", str(path))
     assert (code, out) == (2, "")
     assert err.startswith(f"error: spec '{path}': net.py:3: ") and err.count("\n") == 1
+
+
+def test_blocks_nest_at_most_32_deep():
+    blocks = {"b0": {"args": {}, "layers": [{"type": "relu"}]}}
+    for level in range(1, 400):
+        blocks[f"b{level}"] = {"args": {}, "layers": [{"block": f"b{level - 1}"}]}
+    assert one_problem({"name": "t", "input": [3], "blocks": blocks, "layers": [{"block": "b399"}]}) == [
+        "blocks.b399: blocks nest more than 32 deep (b399 -> b398 -> b397 -> ... -> b368 -> b367)"
+    ]
+    assert len(from_dict({"name": "t", "input": [3], "blocks": blocks, "layers": [{"block": "b31"}]})) == 2
