@@ -38,8 +38,10 @@ NAME_PREFIX = {"maxpool": "pool", "avgpool": "pool", "global_avgpool": "gap", "l
 MAX_LAYERS = 1_000_000
 #: Problems reported in full; the rest are counted in one last line.
 MAX_PROBLEMS = 50
-#: Longest layer, block, instance or model name (a full name joins several with dots).
+#: Longest layer, block, instance or model name; a full name joins several with dots
+#: (``stage1.0.conv1``), each part at most this long, the whole at most MAX_FULL_NAME_LENGTH.
 MAX_NAME_LENGTH = 128
+MAX_FULL_NAME_LENGTH = 4096
 #: Longest description, in characters.
 MAX_DESCRIPTION_LENGTH = 2000
 #: Deepest nesting of lists and objects in a spec (real specs nest about 7 deep).
@@ -103,8 +105,10 @@ def name_problem(value: Any, what: str = "name", spaces: bool = False) -> str | 
     """
     if not isinstance(value, str) or not value:
         return f"{what} must be a non-empty string, got {_json(value)}"
-    if len(value) > MAX_NAME_LENGTH:
-        return f"{what} must be at most {MAX_NAME_LENGTH} characters, got {len(value)}: {_json(value)}"
+    longest = max(len(part) for part in value.split("."))
+    if longest > MAX_NAME_LENGTH or len(value) > MAX_FULL_NAME_LENGTH:
+        return (f"{what} must be at most {MAX_NAME_LENGTH} characters (per dot-separated part; "
+                f"{MAX_FULL_NAME_LENGTH} in all), got {max(longest, len(value))}: {_json(value)}")
     return _text_problem(value, what, spaces)
 
 

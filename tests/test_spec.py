@@ -457,7 +457,8 @@ def test_a_million_layer_chain_passes_the_bound():
     ("\ud800", "name must be printable characters without spaces, got '\\ud800' (U+D800 at position 0 is a lone surrogate)"),
     ("ab\u202e", "name must be printable characters without spaces, got 'ab\\u202e' (U+202E at position 2 is a format character)"),
     ("a b", "name must be printable characters without spaces, got 'a b' (U+0020 at position 1 is a space)"),
-    ("n" * 129, "name must be at most 128 characters, got 129: '" + "n" * 57 + "...'"),
+    ("n" * 129, "name must be at most 128 characters (per dot-separated part; 4096 in all), got 129: '" + "n" * 57 + "...'"),
+    ("a." * 2100, "name must be at most 128 characters (per dot-separated part; 4096 in all), got 4200: '" + "a." * 28 + "a...'"),
     (5, "name must be a non-empty string, got 5"),
     ("", "name must be a non-empty string, got ''"),
     ("input", 'name "input" is the graph\'s input node (layers read it as "inputs": ["input"]); choose another'),
@@ -658,4 +659,6 @@ def test_blocks_nest_at_most_32_deep():
     assert one_problem({"name": "t", "input": [3], "blocks": blocks, "layers": [{"block": "b399"}]}) == [
         "blocks.b399: blocks nest more than 32 deep (b399 -> b398 -> b397 -> ... -> b368 -> b367)"
     ]
-    assert len(from_dict({"name": "t", "input": [3], "blocks": blocks, "layers": [{"block": "b31"}]})) == 2
+    graph = from_dict({"name": "t", "input": [3], "blocks": blocks, "layers": [{"block": "b31", "name": "n" * 128}]})
+    assert len(graph) == 2 and len(graph.nodes[1].name) > 128  # a long full name round-trips
+    assert from_json(graph.to_json()) == graph

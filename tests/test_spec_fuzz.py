@@ -119,3 +119,29 @@ def test_random_json_text_raises_only_archcalc_errors(spec, cut, junk):
         text = b'{"name": "t", "input": [' + b"9" * 5000 + b'], "layers": [{"type": "relu"}]}'
     _load_and_analyze(lambda t: from_json(t, "fuzz", max_layers=2000), text)
     _load_and_analyze(lambda t: from_json(t, "fuzz", max_layers=2000), text[:cut] + junk + text[cut:])
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=specs())
+def test_cli_report_exits_0_or_2_on_random_specs(spec):
+    from click.testing import CliRunner
+
+    from archcalc.cli import main
+
+    class Main:
+        name = "archcalc"
+
+        def main(self, args, **kwargs):
+            return main(args)
+
+    try:
+        text = _as_json(spec).encode("utf-8", "surrogatepass")
+    except ValueError:
+        text = b"{}"
+    result = CliRunner().invoke(Main(), ["--max-layers", "2000", "report", "-", "--format", "json"], input=text,
+                                catch_exceptions=False)
+    assert result.exit_code in (0, 2)
+    if result.exit_code == 0:
+        assert "warnings" in json.loads(result.stdout)
+    else:
+        assert result.stderr.startswith("error: ")
