@@ -44,7 +44,7 @@ def load(model: Any, max_layers: int = MAX_LAYERS) -> Graph:
         raise SpecError(f"spec path {shown} contains a NUL byte")
     kind = _kind(path, shown)
     if kind != "file" and not looks_like_path and text in zoo.names():
-        return zoo.load(text)
+        return zoo.load(text, max_layers)
     if kind == "missing" and not looks_like_path:
         raise SpecError(f"no zoo model or spec file {shown}{did_you_mean(text, zoo.names())} (`archcalc list` shows the zoo)")
     if kind == "missing":

@@ -90,8 +90,9 @@ class _Problems(list):
         return kept
 
 
-def quote(text: str) -> str:
+def quote(text: Any) -> str:
     """``'net.json'`` for a source or path in a message; escaped when it holds control characters."""
+    text = str(text)
     return f"'{text}'" if text.isprintable() else repr(text)
 
 
@@ -520,11 +521,13 @@ def _expansion_problem(layers: Any, blocks: Mapping[str, Any], max_layers: int) 
         return None
     index = max(range(len(counts)), key=counts.__getitem__)
     raw = layers[index]
-    what = f'block "{raw["block"]}", repeat {raw.get("repeat", 1)}' if "block" in raw else "a layer"
+    how = "raise it with load(..., max_layers=N) or `archcalc --max-layers N`"
+    if not isinstance(raw, Mapping) or "block" not in raw:
+        return f"layers: the spec has {total:,} layers, above the limit of {max_layers:,}; {how}"
     whole = "" if total == counts[index] else f" (the whole spec: {total:,})"
     return (
-        f"layers[{index}] ({what}): expands to {counts[index]:,} layers{whole}, above the limit of {max_layers:,}; "
-        "raise it with load(..., max_layers=N) or `archcalc --max-layers N`"
+        f'layers[{index}] (block "{raw["block"]}", repeat {raw.get("repeat", 1)}): expands to {counts[index]:,} layers'
+        f"{whole}, above the limit of {max_layers:,}; {how}"
     )
 
 

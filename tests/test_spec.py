@@ -634,6 +634,9 @@ def test_cli_max_layers_warnings_and_stdin_bytes(tmp_path):
                    "of 999; raise it with load(..., max_layers=N) or `archcalc --max-layers N`\n")
     code, _, err = _cli("--max-layers", "0", "report", "lenet5")
     assert code == 2 and "--max-layers" in err
+    code, _, err = _cli("--max-layers", "10", "report", "lenet5")
+    assert code == 2 and err == ("error: spec 'lenet5': layers: the spec has 12 layers, above the limit of 10; "
+                             "raise it with load(..., max_layers=N) or `archcalc --max-layers N`\n")
     last = json.dumps({"name": "t", "input": [32, 32, 3], "layers": [{"type": "conv", "filters": 8, "kernel": 3}]})
     code, out, err = _cli("report", "-", "--format", "json", input=last)
     assert code == 0 and err.startswith("warning: spec '<stdin>': input [32, 32, 3] looks channels-last;")
