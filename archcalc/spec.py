@@ -175,6 +175,8 @@ class _Builder:
     wheres: list[str] | None = None
     #: Blocks whose names were refused (already reported): their instances say nothing more.
     rejected: set[str] = field(default_factory=set)
+    #: Which containers of the spec hold "$arg" strings (see _has_refs).
+    refs: dict[int, bool] = field(default_factory=dict)
 
     def fresh_name(self, scope: tuple[str, ...], stem: str) -> str:
         """``conv1``, ``conv2``... per scope, skipping names already taken."""
@@ -210,7 +212,7 @@ class _Builder:
                 continue
             if scope:
                 before = len(self.problems)
-                raw = _substitute(raw, args, where, self.problems)
+                raw = _substitute(raw, args, where, self.problems, self.refs)
                 if len(self.problems) > before:
                     continue
             if "block" in raw:
@@ -414,19 +416,40 @@ def _is_scope(value: Any) -> bool:
     return isinstance(value, list) and all(name_problem(v) is None for v in value)
 
 
-def _substitute(value: Any, args: Mapping[str, Any], where: str, problems: list[str]) -> Any:
-    """Replace every ``"$arg"`` string in a block's layer by the instance's argument."""
+def _substitute(value: Any, args: Mapping[str, Any], where: str, problems: list[str], refs: dict[int, bool]) -> Any:
+    """Replace every ``"$arg"`` string in a block's layer by the instance's argument.
+
+    Lists and objects without any ``"$..."`` string are returned as they are, found once per
+    container and load (``refs``, by id): a large literal in a block repeated a million times
+    is not copied a million times.
+    """
     if isinstance(value, str) and value.startswith("$"):
         key = value[1:]
         if key not in args:
             problems.append(f"{where}: {_json(value)} names no argument of the block{_hint(key, args)}")
             return value
         return args[key]
+    if not _has_refs(value, refs):
+        return value
     if isinstance(value, Mapping):
-        return {k: _substitute(v, args, where, problems) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, args, where, problems) for v in value]
-    return value
+        return {k: _substitute(v, args, where, problems, refs) for k, v in value.items()}
+    return [_substitute(v, args, where, problems, refs) for v in value]
+
+
+def _has_refs(value: Any, refs: dict[int, bool]) -> bool:
+    """True if a list or object holds a ``"$..."`` string at any depth; memoised in ``refs``.
+
+    Only containers of the spec itself are memoised (they live as long as the load), never the
+    substituted copies.
+    """
+    if isinstance(value, str):
+        return value.startswith("$")
+    if not isinstance(value, (Mapping, list)):
+        return False
+    if id(value) not in refs:
+        items = value.values() if isinstance(value, Mapping) else value
+        refs[id(value)] = any(_has_refs(item, refs) for item in items)
+    return refs[id(value)]
 
 
 def _declared_names(layers: Any) -> set[str]:
@@ -456,6 +479,7 @@ class _Counter:
 
     blocks: Mapping[str, Any]
     memo: dict[tuple[str, Any], int] = field(default_factory=dict)
+    refs: dict[int, bool] = field(default_factory=dict)
 
     def layers(self, layers: Any, args: Mapping[str, Any], stack: tuple[str, ...]) -> int:
         if not isinstance(layers, list):
@@ -463,7 +487,7 @@ class _Counter:
         total = 0
         for raw in layers:
             if isinstance(raw, Mapping):
-                total += self.layer(_substitute(raw, args, "", _Problems()) if stack else raw, stack)
+                total += self.layer(_substitute(raw, args, "", _Problems(), self.refs) if stack else raw, stack)
         return total
 
     def layer(self, raw: Mapping[str, Any], stack: tuple[str, ...]) -> int:

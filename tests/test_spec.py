@@ -665,3 +665,14 @@ def test_blocks_nest_at_most_32_deep():
     graph = from_dict({"name": "t", "input": [3], "blocks": blocks, "layers": [{"block": "b31", "name": "n" * 128}]})
     assert len(graph) == 2 and len(graph.nodes[1].name) > 128  # a long full name round-trips
     assert from_json(graph.to_json()) == graph
+
+
+def test_block_layers_without_arguments_are_not_copied_per_instance():
+    from archcalc.spec import _substitute
+
+    literal = {"type": "conv", "kernel": [3, 3], "junk": [1] * 1000}
+    refs: dict = {}
+    assert _substitute(literal, {"f": 4}, "", [], refs) is literal  # 1000 repeats copy nothing
+    with_ref = {"type": "conv", "filters": "$f", "kernel": [3, 3]}
+    copied = _substitute(with_ref, {"f": 4}, "", [], refs)
+    assert copied == {"type": "conv", "filters": 4, "kernel": [3, 3]} and copied["kernel"] is with_ref["kernel"]
