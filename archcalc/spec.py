@@ -755,8 +755,9 @@ def from_json(text: str | bytes, source: str = "<json>", max_layers: int = MAX_L
         try:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as error:
+            utf16 = " (it looks like UTF-16)" if text[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
             raise SpecError(f"{prefix}not UTF-8 text: byte 0x{text[error.start]:02x} at offset {error.start} "
-                            "cannot be decoded; save the file as UTF-8") from None
+                            f"cannot be decoded{utf16}; save the file as UTF-8") from None
     parsed = _Parsed()
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:

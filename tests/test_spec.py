@@ -543,6 +543,11 @@ def test_non_utf8_spec_files(tmp_path):
     path.write_bytes(b'{"name": "caf\xe9", "input": [3], "layers": [{"type": "relu"}]}')
     with pytest.raises(SpecError, match=r"not UTF-8 text: byte 0xe9 at offset 13 cannot be decoded; save the file as UTF-8$"):
         archcalc.load(path)
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(spec({"type": "relu"})).encode())  # a BOM, as Windows editors write
+    assert len(archcalc.load(path)) == 2
+    path.write_text(json.dumps(spec({"type": "relu"})), encoding="utf-16")
+    with pytest.raises(SpecError, match=r"byte 0xff at offset 0 cannot be decoded \(it looks like UTF-16\); save the file as UTF-8$"):
+        archcalc.load(path)
     py = tmp_path / "latin.py"
     py.write_bytes(b'from archcalc import Net\nmodel = Net("caf\xe9", input=(3,))\nmodel.relu()\n')
     with pytest.raises(SpecError, match=r"^spec '.*latin\.py': Python syntax error at line 2: "):
