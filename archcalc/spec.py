@@ -323,6 +323,9 @@ class _Builder:
             hint = _hint(block_name, self.blocks) or '; define it under "blocks"'
             self.problems.append(f"{where}: unknown block {_json(block_name)}{hint}")
             return previous
+        if depth >= MAX_BLOCK_DEPTH:  # the count refuses this first; a second guard against recursion
+            self.problems.append(f"{where}: blocks nest more than {MAX_BLOCK_DEPTH} deep")
+            return previous
         name = raw.get("name")
         if name is None:
             name = self.fresh_name(scope, block_name)
