@@ -136,3 +136,26 @@ def test_receptive_field_centre_is_one_rounding_of_exact_ints():
     assert formulas.Field(size=2**1100 + 1, jump=1, padding=0).centre == 2**1099  # exact, beyond any float
     with pytest.raises(ShapeError, match=r"receptive field centre of about 2\*\*1100 is a half-integer"):
         formulas.Field(size=2**1100 + 2, jump=1, padding=0).centre  # noqa: B018
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(size=st.integers(1, 40), kernel=st.integers(1, 7), stride=st.integers(1, 5), dilation=st.integers(1, 3),
+       before=st.integers(0, 3), after=st.integers(0, 3), ceil_mode=st.booleans())
+def test_output_size_counts_the_window_positions(size, kernel, stride, dilation, before, after, ceil_mode):
+    """The integer formula against a count of where windows start (ceil: overhanging the end, as
+    PyTorch, but never starting in the right padding)."""
+    span = dilation * (kernel - 1) + 1
+    padded = size + before + after
+    if span > padded:
+        with pytest.raises(RuleError):
+            formulas.conv_output_size(size, kernel, stride, (before, after), dilation, ceil_mode)
+        return
+    if ceil_mode:  # pools, whose padding is at most k // 2 a side (else PyTorch drops only the last window)
+        before, after = min(before, kernel // 2), min(after, kernel // 2)
+        padded = size + before + after
+        if span > padded:
+            return
+        starts = [i for i in range(padded) if i * stride <= padded - span + stride - 1 and i * stride < size + before]
+    else:
+        starts = [i for i in range(padded) if i * stride + span <= padded]
+    assert formulas.conv_output_size(size, kernel, stride, (before, after), dilation, ceil_mode) == len(starts)
