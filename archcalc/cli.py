@@ -17,20 +17,30 @@ from archcalc.errors import ArchcalcError
 
 
 class ModelType(click.ParamType):
-    """A zoo name, a .json/.py spec path, or ``-`` for JSON on standard input."""
+    """A zoo name, a .json/.py spec path, or ``-`` for JSON on standard input.
+
+    The bound on expanded layers comes from the group option ``--max-layers``; the spec's
+    warnings (a channels-last input) go to standard error as ``warning: ...`` lines.
+    """
 
     name = "model"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from archcalc.loading import load
-        from archcalc.spec import from_json
+        from archcalc.spec import MAX_LAYERS, from_json
 
         if not isinstance(value, str):
             return value
+        root = ctx.find_root() if ctx is not None else None
+        max_layers = (root.params.get("max_layers") if root is not None else None) or MAX_LAYERS
         if value == "-":
-            with click.open_file("-") as stdin:
-                return from_json(stdin.read(), "<stdin>")
-        return load(value)
+            with click.open_file("-", "rb") as stdin:  # bytes: from_json reports bad UTF-8 itself
+                graph = from_json(stdin.read(), "<stdin>", max_layers=max_layers)
+        else:
+            graph = load(value, max_layers=max_layers)
+        for warning in graph.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        return graph
 
 
 MODEL = ModelType()
@@ -111,7 +121,9 @@ def _version() -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show the version and exit.",
               callback=lambda ctx, param, value: value and (click.echo(_version()), ctx.exit()))
-def cli() -> None:
+@click.option("--max-layers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Refuse specs whose blocks expand to more than N layers (default 1,000,000).")
+def cli(max_layers: int | None) -> None:
     """ConvNet architecture analysis: shapes, parameters, MACs, memory and receptive fields.
 
     MODEL is a zoo name (see `archcalc list`), a path to a .json or .py spec, or - for

@@ -11,22 +11,26 @@
 Each call returns the new layer's full name, to use as an input later. ``net.graph()``
 validates through the same rules as JSON (``archcalc.spec.from_dict``), so a Python spec and
 its ``to_json()`` load to identical graphs. A ``.py`` spec file defines ``model = Net(...)``.
+
+A ``.py`` spec is a Python program: loading it runs it with your rights. Load only files you
+have read (JSON specs never execute anything).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from archcalc.errors import SpecError
+from archcalc.errors import ArchcalcError, SpecError
 from archcalc.graph import INPUT, Graph
 from archcalc.ops import REGISTRY
-from archcalc.ops.attrs import REQUIRED
+from archcalc.ops.attrs import REQUIRED, describe
 from archcalc.ops.base import did_you_mean
-from archcalc.spec import NAME_PREFIX, from_dict
+from archcalc.spec import MAX_LAYERS, auto_name, from_dict, name_problem, quote, stem_of
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
@@ -35,23 +39,27 @@ class Net:
     """A spec under construction; one method per registered op type."""
 
     def __init__(self, name: str, input: tuple[int, ...] | list[int], description: str = "") -> None:  # noqa: A002
+        """Start a spec; values are checked by :meth:`graph` (``Net("t", input=5)`` is reported there)."""
         self.name = name
-        self.input = list(input)
+        self.input = list(input) if isinstance(input, (list, tuple)) else input
         self.description = description
         self.layers: list[dict[str, Any]] = []
         self._scope: list[str] = []
         self._counters: dict[tuple[tuple[str, ...], str], int] = {}
+        self._taken: set[str] = {INPUT}
         self._last = INPUT
 
     def layer(self, type: str, *inputs: str, name: str | None = None, **attrs: Any) -> str:  # noqa: A002
-        """Add a layer of any type; returns its full name. Inputs default to the previous layer."""
+        """Add a layer of any type; returns its full name. Inputs default to the previous layer.
+
+        Unnamed layers are named as the JSON builder names them (``archcalc.spec.auto_name``).
+        """
         scope = tuple(self._scope)
-        if name is None:
-            stem = NAME_PREFIX.get(type, type)
-            count = self._counters.get((scope, stem), 0) + 1
-            self._counters[(scope, stem)] = count
-            name = f"{stem}{count}"
-        full = ".".join((*scope, name))
+        if name is None and isinstance(type, str):
+            name = auto_name(self._counters, self._taken, scope, stem_of(type))
+        full: Any = ".".join((*scope, name)) if isinstance(name, str) else name
+        if isinstance(full, str):
+            self._taken.add(full)
         layer: dict[str, Any] = {"type": type, "name": full, **attrs}
         layer["inputs"] = list(inputs) if inputs else [self._last]
         if scope:
@@ -78,7 +86,7 @@ class Net:
                         f"({', '.join(required)}), got {len(args)}"
                     )
                 attrs.update(zip(required, args))
-                refs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+                refs = [] if inputs is None else list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
             return self.layer(op_type, *refs, name=name, **attrs)
 
         add.__doc__ = op.__doc__
@@ -86,7 +94,14 @@ class Net:
 
     @contextmanager
     def block(self, name: str) -> Iterator[None]:
-        """Prefix the names of the layers added inside with ``name.``; nests."""
+        """Prefix the names of the layers added inside with ``name.``; nests.
+
+        Raises:
+            SpecError: ``name`` is not a valid name (located at the calling line).
+        """
+        problem = name_problem(name, "block name")
+        if problem:
+            raise SpecError(f"{_caller()}: {problem}")
         self._scope.append(name)
         try:
             yield
@@ -102,31 +117,78 @@ class Net:
         spec["layers"] = [{k: v for k, v in layer.items() if k != "_where"} for layer in self.layers]
         return spec
 
-    def graph(self, source: str = "") -> Graph:
-        """Validate and build the graph, locating problems by the Python line of each call."""
-        return from_dict(self.to_dict(), source or f"<Net {self.name}>", [layer["_where"] for layer in self.layers])
+    def graph(self, source: str = "", max_layers: int = MAX_LAYERS) -> Graph:
+        """Validate and build the graph, locating problems by the Python line of each call.
+
+        Raises:
+            SpecError: every problem, each located at its ``file.py:line``.
+        """
+        source = source or f"<Net {describe(self.name, 60)}>"
+        return from_dict(self.to_dict(), source, [layer["_where"] for layer in self.layers], max_layers=max_layers)
 
 
 def _caller() -> str:
     """``file.py:12`` of the nearest frame outside archcalc."""
     frame = sys._getframe(1)
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR):
+    while frame is not None and (
+        frame.f_code.co_filename == contextlib.__file__
+        or str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE_DIR)
+    ):
         frame = frame.f_back
     return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}" if frame else "<python>"
 
 
-def load_python(path: Path) -> Graph:
-    """Run a ``.py`` spec file and take its ``model`` (a :class:`Net`)."""
+def load_python(path: Path, source: bytes | None = None, max_layers: int = MAX_LAYERS) -> Graph:
+    """Run a ``.py`` spec file and take its ``model`` (a :class:`Net`).
+
+    The file is Python code and runs with the caller's rights: this is not a sandbox.
+
+    Raises:
+        SpecError: the file does not compile, raises (or calls ``sys.exit``) while running,
+            defines no single Net, or its net is invalid; one line naming the file and line.
+    """
+    prefix = f"spec {quote(str(path))}: "
     namespace: dict[str, Any] = {"__name__": "__archcalc_spec__", "__file__": str(path)}
     try:
-        code = compile(path.read_text(), str(path), "exec")
-    except SyntaxError as error:
-        raise SpecError(f"spec '{path}': Python syntax error at line {error.lineno}: {error.msg}") from None
-    exec(code, namespace)  # noqa: S102 - a spec file is the user's own program
+        code = compile(path.read_bytes() if source is None else source, str(path), "exec")
+    except SyntaxError as error:  # also a file that is not UTF-8 (without a coding line)
+        raise SpecError(f"{prefix}Python syntax error{f' at line {error.lineno}' if error.lineno else ''}: {_clean(error.msg)}") from None
+    except (ValueError, OSError) as error:  # NUL bytes; a file gone since it was found
+        raise SpecError(f"{prefix}cannot be compiled: {_clean(str(error))}") from None
+    try:
+        exec(code, namespace)  # noqa: S102 - a spec file is the user's own program
+    except SystemExit as stop:
+        raise SpecError(
+            f"{prefix}{_where_in(stop, path)}the spec called sys.exit({describe(stop.code)}); "
+            "a spec file defines `model = Net(...)` and must not exit"
+        ) from None
+    except ArchcalcError as error:
+        raise SpecError(*(p if p.startswith(prefix) else prefix + p for p in error.problems)) from None
+    except Exception as error:
+        raise SpecError(f"{prefix}{_where_in(error, path)}{type(error).__name__}: {_clean(str(error))}") from None
     model = namespace.get("model")
     if not isinstance(model, Net):
         nets = [v for v in namespace.values() if isinstance(v, Net)]
         if len(nets) != 1:
-            raise SpecError(f"spec '{path}': define the network as `model = Net(...)` (found {len(nets)} Net objects)")
+            raise SpecError(f"{prefix}define the network as `model = Net(...)` (found {len(nets)} Net objects)")
         model = nets[0]
-    return model.graph(str(path))
+    return model.graph(str(path), max_layers=max_layers)
+
+
+def _where_in(error: BaseException, path: Path) -> str:
+    """``net.py:12: ``, the last line of the spec file the exception passed through."""
+    line = None
+    traceback = error.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename == str(path):
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return f"{path.name}:{line}: " if line is not None else ""
+
+
+def _clean(text: str, limit: int = 300) -> str:
+    """A message from user code on one printable line, at most ``limit`` characters."""
+    text = " ".join(text.split())
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return text if len(text) <= limit else text[: limit - 3] + "..."

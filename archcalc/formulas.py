@@ -71,11 +71,15 @@ def conv_output_size(
             f"{size} + {before} + {after} = {padded}"
         ),
     )
-    rounding = math.ceil if ceil_mode else math.floor
-    out = rounding((padded - span) / stride) + 1
+    out = _divide(padded - span, stride, ceil_mode) + 1
     if ceil_mode and (out - 1) * stride >= size + before:
         out -= 1
     return out
+
+
+def _divide(numerator: int, denominator: int, ceil: bool = False) -> int:
+    """``floor(n / d)`` or ``ceil(n / d)`` in exact integer arithmetic (a float is wrong above 2**53)."""
+    return -(-numerator // denominator) if ceil else numerator // denominator
 
 
 def _check_window(size: int, kernel: int, stride: int, before: int, after: int, dilation: int) -> None:
@@ -105,7 +109,7 @@ def explain_conv_output_size(
     out = conv_output_size(size, kernel, stride, (before, after), dilation, ceil_mode)
     rounding = "ceil" if ceil_mode else "floor"
     text = f"{rounding}(({size} + {before} + {after} - {dilation}*({kernel}-1) - 1) / {stride}) + 1"
-    raw = (math.ceil if ceil_mode else math.floor)((size + before + after - effective_kernel(kernel, dilation)) / stride) + 1
+    raw = _divide(size + before + after - effective_kernel(kernel, dilation), stride, ceil_mode) + 1
     if raw != out:  # PyTorch's ceil rule: no window may start in the right padding
         text += " - 1"
     return f"{text} = {out}"
@@ -124,7 +128,8 @@ def same_padding(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> 
     >>> same_padding(5, 4)
     (1, 2)
     """
-    total = max((math.ceil(size / stride) - 1) * stride + effective_kernel(kernel, dilation) - size, 0)
+    _check_window(size, kernel, stride, 0, 0, dilation)
+    total = max((_divide(size, stride, ceil=True) - 1) * stride + effective_kernel(kernel, dilation) - size, 0)
     return total // 2, total - total // 2
 
 

@@ -37,13 +37,18 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Graph:
-    """A network: name, input shape and nodes in topological order (the input node first)."""
+    """A network: name, input shape and nodes in topological order (the input node first).
+
+    ``warnings`` holds doubts about the spec that are not errors, one line each (an input
+    shape that looks channels-last); the CLI prints them and the JSON report carries them.
+    """
 
     name: str
     input_shape: Shape
     nodes: tuple[Node, ...]
     description: str = ""
     source: str = field(default="", compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,38 +13,69 @@ from archcalc.dsl import Net, load_python
 from archcalc.errors import SpecError
 from archcalc.graph import Graph
 from archcalc.ops.base import did_you_mean
-from archcalc.spec import from_dict, from_json
+from archcalc.spec import MAX_LAYERS, from_dict, from_json
 
 
-def load(model: Any) -> Graph:
+def load(model: Any, max_layers: int = MAX_LAYERS) -> Graph:
     """Load a network.
 
     Args:
         model: a zoo name (``"vgg16"``), a path to a ``.json`` or ``.py`` spec, a spec dict,
             a :class:`~archcalc.dsl.Net`, or a :class:`~archcalc.graph.Graph` (returned as is).
+            A ``.py`` spec is Python code, run with your rights: load only files you trust.
+        max_layers: the most layers a spec's blocks may expand to (checked before expanding).
 
     Raises:
-        SpecError: the model cannot be found or its spec is invalid.
+        SpecError: the model cannot be found or read, or its spec is invalid.
     """
     if isinstance(model, Graph):
         return model
     if isinstance(model, Net):
-        return model.graph()
+        return model.graph(max_layers=max_layers)
     if isinstance(model, Mapping):
-        return from_dict(model)
+        return from_dict(model, max_layers=max_layers)
     if not isinstance(model, (str, Path)):
         raise SpecError(f"cannot load a {type(model).__name__}: give a zoo name, a spec path, a dict or a Net")
+    text = str(model)
     path = Path(model)
-    if path.suffix in (".json", ".py") or path.is_file():
-        if not path.is_file():
-            raise SpecError(f"spec file '{path}' does not exist")
-        if path.suffix == ".py":
-            return load_python(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise SpecError(f"spec file '{path}' cannot be read: {error}") from None
-        return from_json(text, str(path))
-    if str(model) in zoo.names():
-        return zoo.load(str(model))
-    raise SpecError(f"no zoo model or spec file {str(model)!r}{did_you_mean(str(model), zoo.names())} (`archcalc list` shows the zoo)")
+    shown = repr(text if len(text) <= 200 else text[:197] + "...")
+    looks_like_path = path.suffix in (".json", ".py") or os.sep in text or (os.altsep or os.sep) in text
+    if "\x00" in text:
+        raise SpecError(f"spec path {shown} contains a NUL byte")
+    kind = _kind(path, shown)
+    if kind != "file" and not looks_like_path and text in zoo.names():
+        return zoo.load(text, max_layers)
+    if kind == "missing" and not looks_like_path:
+        raise SpecError(f"no zoo model or spec file {shown}{did_you_mean(text, zoo.names())} (`archcalc list` shows the zoo)")
+    if kind == "missing":
+        raise SpecError(f"spec file {shown} does not exist")
+    if kind == "directory":
+        raise SpecError(f"spec file {shown} is a directory; give a .json or .py file in it")
+    if kind != "file":
+        raise SpecError(f"spec file {shown} is not a regular file ({kind}); give a .json or .py file")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise SpecError(f"spec file {shown} cannot be read: {_reason(error)}") from None
+    if path.suffix == ".py":
+        return load_python(path, data, max_layers=max_layers)
+    return from_json(data, str(path), max_layers=max_layers)
+
+
+def _kind(path: Path, shown: str) -> str:
+    """``file``, ``directory``, ``missing`` or another kind, without raising on odd paths."""
+    try:
+        if path.is_dir():
+            return "directory"
+        if path.is_file():
+            return "file"
+        return "missing" if not path.exists() else "a device, socket or pipe"
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "missing"
+        raise SpecError(f"spec file {shown} cannot be opened: {_reason(error)}") from None
+
+
+def _reason(error: OSError) -> str:
+    """``permission denied``: the OS's reason without Python's ``[Errno 13]`` and repeated path."""
+    return (error.strerror or type(error).__name__).lower()

@@ -166,4 +166,4 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
         rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores,
                                 fields[node.name], values))
     totals = Totals(figures.totals(rows, batch, dtype, optimizer))
-    return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description)
+    return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description, graph.warnings)

@@ -11,6 +11,7 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from archcalc.figures import LAYER_INDEX, TOTAL_FIGURES, figures_for, fold_values
@@ -95,11 +96,21 @@ def _list(value: tuple[Any, ...] | None) -> list[Any] | None:
 
 
 def _numbers(values: tuple[Any, ...] | None) -> list[Any] | None:
-    """Exact receptive-field quantities for JSON: ints as ints, a fraction whose denominator is
-    a power of two as a float (exact in binary: 0.5, 0.25), any other as its text ``"1/3"``."""
+    """Exact receptive-field quantities for JSON: ints as ints, a fraction a float holds exactly
+    as that float (0.5, 0.25), any other as its text ``"1/3"``."""
     if values is None:
         return None
-    return [v if isinstance(v, int) else float(v) if v.denominator & (v.denominator - 1) == 0 else str(v) for v in values]
+    return [v if isinstance(v, int) else _binary(v) for v in values]
+
+
+def _binary(value: Any) -> Any:
+    """A fraction as a float when the float is exactly it (a power-of-two denominator within a
+    double's 53 bits), else its text ``"p/q"``: JSON never gets a rounded receptive field."""
+    try:
+        as_float = float(value)
+    except OverflowError:
+        return str(value)
+    return as_float if Fraction(as_float) == value else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +186,8 @@ class Analysis:
     layers: tuple[LayerReport, ...]
     totals: Totals
     description: str = ""
+    #: Doubts about the spec that are not errors (``Graph.warnings``), one line each.
+    warnings: tuple[str, ...] = ()
 
     def layer(self, name: str) -> LayerReport:
         """The row of a layer by name."""
@@ -188,7 +201,7 @@ class Analysis:
         return self.layers if depth is None else fold(self.layers, depth)
 
     def to_dict(self, depth: int | None = None) -> dict[str, Any]:
-        """The JSON contract (see README): model, input_shape, layers, totals."""
+        """The JSON contract (see README): model, input_shape, layers, totals, warnings."""
         return self._dict(layers=True, depth=depth)
 
     def _dict(self, layers: bool, depth: int | None = None) -> dict[str, Any]:
@@ -205,6 +218,7 @@ class Analysis:
         if layers:
             out["layers"] = [row.to_dict() for row in self.rows(depth)]
         out["totals"] = self.totals.to_dict()
+        out["warnings"] = list(self.warnings)
         return out
 
     def to_json(self, indent: int | None = 2, depth: int | None = None) -> str:
@@ -215,10 +229,10 @@ class Analysis:
         """:meth:`to_json` in pieces, a layer at a time, so a long network's report is written
         without being held whole (and each layer goes through json's C encoder)."""
         head = self._dict(layers=False, depth=depth)
-        totals = head.pop("totals")
+        totals, warnings = head.pop("totals"), head.pop("warnings")
         # the document with an empty layer list, cut where the list goes (no JSON string can hold
         # the cut: a quote inside one is escaped)
-        text = json.dumps({**head, "layers": [], "totals": totals}, indent=indent)
+        text = json.dumps({**head, "layers": [], "totals": totals, "warnings": warnings}, indent=indent)
         before, after = text.split('"layers": []', 1)
         yield before + '"layers": ['
         item_prefix = "" if indent is None else "\n" + " " * (2 * indent)

@@ -106,3 +106,63 @@ def test_softmax_and_cross_entropy_by_hand():
 def test_impossible_window_arguments(args, message):
     with pytest.raises(ValueError, match=message):
         formulas.conv_output_size(*args)
+
+
+BIG = 2**53  # the first integer where float division goes wrong: 2**53 + 1 has no float
+
+
+@pytest.mark.parametrize("size", [BIG + 2, BIG + 3, 3 * BIG + 1, 10**30 + 7, 2**200 + 1])
+def test_output_size_is_exact_far_above_2_53(size):
+    assert formulas.conv_output_size(size, 1) == size  # the issue's 9007199254740994 reported ...993
+    assert formulas.conv_output_size(size, 3, 2, 1) == (size + 2 - 3) // 2 + 1
+    assert formulas.conv_output_size(size, 3, 2, ceil_mode=True) == -(-(size - 3) // 2) + 1
+    assert formulas.conv_output_size(size, 5, 7, (2, 3), dilation=3) == (size + 5 - 13) // 7 + 1
+    assert formulas.explain_conv_output_size(size, 1).endswith(f"= {size:,}") or formulas.explain_conv_output_size(
+        size, 1).endswith(f"= {size}")  # with or without thousands separators
+    assert formulas.conv_output_size(size, 1, BIG + 1) == (size - 1) // (BIG + 1) + 1
+
+
+@pytest.mark.parametrize("size", [BIG + 1, BIG + 3, 10**20 + 1, 2**100 - 1])
+@pytest.mark.parametrize("stride", [1, 2, 3, BIG - 1])
+def test_same_padding_is_exact_far_above_2_53(size, stride):
+    before, after = formulas.same_padding(size, 3, stride)
+    assert 0 <= after - before <= 1
+    assert formulas.conv_output_size(size, 3, stride, (before, after)) == -(-size // stride)
+
+
+def test_receptive_field_centre_is_exact_at_any_size():
+    from fractions import Fraction
+
+    from archcalc.report import ReceptiveField
+
+    field = formulas.Field(size=2**60 + 2, jump=1, padding=2**59)
+    assert field.centre == Fraction(1, 2)  # (size - 1)/2 - padding computed in floats gives 0.0
+    assert formulas.Field(size=2**1100 + 1, jump=1, padding=0).centre == 2**1099  # exact, beyond any float
+    half = formulas.Field(size=2**1100 + 2, jump=1, padding=0)
+    assert half.centre == Fraction(2**1100 + 1, 2)
+    # JSON gets a float only where the float is the exact value; else the fraction's text
+    data = ReceptiveField.of((field, half), (field, half), True).to_dict()
+    assert data["centre"] == [0.5, f"{2**1100 + 1}/2"]
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(size=st.integers(1, 40), kernel=st.integers(1, 7), stride=st.integers(1, 5), dilation=st.integers(1, 3),
+       before=st.integers(0, 3), after=st.integers(0, 3), ceil_mode=st.booleans())
+def test_output_size_counts_the_window_positions(size, kernel, stride, dilation, before, after, ceil_mode):
+    """The integer formula against a count of where windows start (ceil: overhanging the end, as
+    PyTorch, but never starting in the right padding)."""
+    span = dilation * (kernel - 1) + 1
+    padded = size + before + after
+    if span > padded:
+        with pytest.raises(RuleError):
+            formulas.conv_output_size(size, kernel, stride, (before, after), dilation, ceil_mode)
+        return
+    if ceil_mode:  # pools, whose padding is at most k // 2 a side (else PyTorch drops only the last window)
+        before, after = min(before, kernel // 2), min(after, kernel // 2)
+        padded = size + before + after
+        if span > padded:
+            return
+        starts = [i for i in range(padded) if i * stride <= padded - span + stride - 1 and i * stride < size + before]
+    else:
+        starts = [i for i in range(padded) if i * stride + span <= padded]
+    assert formulas.conv_output_size(size, kernel, stride, (before, after), dilation, ceil_mode) == len(starts)

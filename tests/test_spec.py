@@ -244,3 +244,440 @@ def test_load_rejects_unknown_models_with_a_suggestion(tmp_path):
     path = tmp_path / "net.json"
     path.write_text(json.dumps(spec({"type": "relu"})))
     assert archcalc.load(path).source == str(path)
+
+
+# --- issue 9: every bad input refused cleanly ---------------------------------------------
+
+def one_problem(fragment, source="net.json", **options):
+    """The problems of a spec that must fail, without the ``spec '...': `` prefix."""
+    with pytest.raises(SpecError) as info:
+        (from_json if isinstance(fragment, (str, bytes)) else from_dict)(fragment, source, **options)
+    prefix = f"spec '{source}': "
+    assert all(p.startswith(prefix) for p in info.value.problems)
+    return [p[len(prefix):] for p in info.value.problems]
+
+
+BOUND_ERRORS = [
+    # every integer attribute is bounded by 2**31 - 1, with the bound named when it is broken
+    ({"type": "conv", "filters": 2**31, "kernel": 1},
+     'layers[0] (name="conv1", type="conv"): filters must be a positive int <= 2147483647 (2**31 - 1), got 2147483648'),
+    ({"type": "conv", "filters": 1, "kernel": 1, "stride": 2**63 - 1},
+     'layers[0] (name="conv1", type="conv"): stride must be a positive int <= 2147483647 (2**31 - 1) or a list of 1 to 3 '
+     "of them, got 9223372036854775807"),
+    ({"type": "conv", "filters": 1, "kernel": [1, 2**62]},
+     'layers[0] (name="conv1", type="conv"): kernel must be a positive int <= 2147483647 (2**31 - 1) or a list of 1 to 3 '
+     "of them, got [1, 4611686018427387904]"),
+    ({"type": "conv", "filters": 1, "kernel": 1, "dilation": 2**40},
+     'layers[0] (name="conv1", type="conv"): dilation must be a positive int <= 2147483647 (2**31 - 1) or a list of 1 to 3 '
+     "of them, got 1099511627776"),
+    ({"type": "conv", "filters": 1, "kernel": 1, "groups": 2**31},
+     'layers[0] (name="conv1", type="conv"): groups must be a positive int <= 2147483647 (2**31 - 1), got 2147483648'),
+    ({"type": "conv", "filters": 1, "kernel": 1, "padding": 2**62},
+     'layers[0] (name="conv1", type="conv"): padding must be an int from 0 to 2147483647 (2**31 - 1), a list per axis '
+     '([ph, pw]), per side ([top, left, bottom, right]), [before, after] pairs per axis, "same" or "valid", '
+     "got 4611686018427387904"),
+    ({"type": "conv", "filters": 1, "kernel": 1, "padding": [[0, 2**31]]},
+     'layers[0] (name="conv1", type="conv"): padding must be an int from 0 to 2147483647 (2**31 - 1), a list per axis '
+     '([ph, pw]), per side ([top, left, bottom, right]), [before, after] pairs per axis, "same" or "valid", '
+     "got [[0, 2147483648]]"),
+    ({"type": "maxpool", "kernel": 2, "stride": 2**31},
+     'layers[0] (name="pool1", type="maxpool"): stride must be a positive int <= 2147483647 (2**31 - 1) or a list of 1 to 3 '
+     "of them, got 2147483648"),
+    ({"type": "lrn", "size": 2**31}, 'layers[0] (name="lrn1", type="lrn"): size must be a positive int <= 2147483647 '
+     "(2**31 - 1), got 2147483648"),
+    ({"type": "linear", "units": 10**5000},
+     'layers[0] (name="fc1", type="linear"): units must be a positive int <= 2147483647 (2**31 - 1), got an int of about '
+     "5000 digits"),
+    # non-finite numbers, in dicts as in JSON text
+    ({"type": "lrn", "alpha": float("inf")}, 'layers[0] (name="lrn1", type="lrn"): alpha must be a finite number >= 0, got Infinity'),
+    ({"type": "leaky_relu", "negative_slope": float("nan")},
+     'layers[0] (name="leaky_relu1", type="leaky_relu"): negative_slope must be a finite number >= 0, got NaN'),
+    ({"type": "batchnorm", "eps": 10**400},
+     'layers[0] (name="batchnorm1", type="batchnorm"): eps must be a finite number > 0, got an int of about 400 digits'),
+    ({"type": "dropout", "p": float("-inf")},
+     'layers[0] (name="dropout1", type="dropout"): p must be a finite number >= 0 and <= 1, got -Infinity'),
+]
+
+
+@pytest.mark.parametrize(("layer", "message"), BOUND_ERRORS, ids=[m[:60] for _, m in BOUND_ERRORS])
+def test_every_int_is_bounded_and_every_number_finite(layer, message):
+    flat = layer["type"] == "linear"
+    assert one_problem({"name": "t", "input": [3] if flat else [3, 8, 8], "layers": [layer]}) == [message]
+
+
+def test_input_dims_are_bounded_and_the_bound_is_usable():
+    assert one_problem({"name": "t", "input": [1, 2**53 + 2], "layers": [{"type": "relu"}]}) == [
+        "input must be a channels-first shape of positive ints, (C,), (C, L), (C, H, W) or (C, D, H, W), "
+        "each at most 2147483647 (2**31 - 1), got [1, 9007199254740994]"
+    ]
+    biggest = 2**31 - 1
+    graph = from_dict({"name": "t", "input": [1, biggest],
+                       "layers": [{"type": "conv", "filters": biggest, "kernel": 1, "padding": biggest}]})
+    row = archcalc.analyze(graph).layer("conv1")
+    assert row.output_shape == (biggest, 3 * biggest)  # exact: (in + 2p - k)/s + 1
+    assert row.macs == biggest * 3 * biggest
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"name": "t", "input": [3, 8, 8], "layers": [{"type": "lrn", "alpha": Infinity}]}',
+     "layers[0].alpha: Infinity is not a number JSON allows; give a finite number"),
+    ('{"name": "t", "input": [3, 8, 8], "layers": [{"type": "leaky_relu", "negative_slope": NaN}]}',
+     "layers[0].negative_slope: NaN is not a number JSON allows; give a finite number"),
+    ('{"name": "t", "input": [3, 8, 8], "layers": [{"type": "lrn", "beta": -Infinity}]}',
+     "layers[0].beta: -Infinity is not a number JSON allows; give a finite number"),
+    ('{"name": "t", "input": [3, 8, 8], "layers": [{"type": "lrn", "k": 1e400}]}',
+     "layers[0].k: 1e400 is too large for a number (the largest is about 1.8e308)"),
+    ('{"name": "t", "input": [3, ' + "9" * 5000 + '], "layers": [{"type": "relu"}]}',
+     "input[1]: an int of 5000 digits is too large (the largest is 2147483647)"),
+    ('{"name": "t", "input": [3, 8, 8], "layers": [{"type": "conv", "filters": 1, "kernel": 3, "kernel": 5}]}',
+     "layers[0]: key 'kernel' appears twice in one object (JSON keeps only the last)"),
+    ('{"name": "t", "name": "u", "input": [3, 8, 8], "layers": [{"type": "relu"}]}',
+     "top level: key 'name' appears twice in one object (JSON keeps only the last)"),
+    ('{"name": "t", "input": [3, 8, 8], "blocks": {"b": {"layers": [{"type": "relu"}]}, "b": {"layers": []}}, '
+     '"layers": [{"block": "b"}]}', "blocks: key 'b' appears twice in one object (JSON keeps only the last)"),
+    ("[" * 100_000 + "]" * 100_000, "lists and objects nest too deeply to parse (a spec nests at most 32 deep)"),
+    ('{"name": "t", "input": [3, 8, 8], "layers": [{"type": "conv", "filters": 1, "kernel": ' + "[" * 40 + "]" * 40 + "}]}",
+     "layers[0].kernel" + "[0]" * 30 + ": nested deeper than 32 levels of lists and objects"),
+    (b'{"name": "t\xff", "input": [3], "layers": [{"type": "relu"}]}',
+     "not UTF-8 text: byte 0xff at offset 11 cannot be decoded; save the file as UTF-8"),
+    ("[1, 2]", "a spec must be a JSON object, got [1, 2]"),
+])
+def test_json_text_problems_are_located(text, message):
+    assert one_problem(text) == [message]
+
+
+def test_dict_specs_refuse_deep_nesting_cycles_and_non_string_keys():
+    deep: list = []
+    deep.append(deep)  # a list containing itself: nested without end
+    assert one_problem({"name": "t", "input": [3, 8, 8], "layers": [{"type": "conv", "filters": 1, "kernel": deep}]}) == [
+        "layers[0].kernel" + "[0]" * 30 + ": nested deeper than 32 levels of lists and objects"
+    ]
+    assert one_problem({"name": "t", "input": [3, 8, 8], "layers": [{"type": "relu", 5: 1}]}) == [
+        "layers[0]: keys must be strings, got 5"
+    ]
+
+
+@pytest.mark.parametrize(("blocks", "instance", "message"), [
+    ({"b": {"args": None, "layers": [{"type": "relu"}]}}, {"block": "b"},
+     "blocks.b.args: must be an object of argument defaults (null: required), got null"),
+    ({"b": {"args": [8], "layers": [{"type": "relu"}]}}, {"block": "b"},
+     "blocks.b.args: must be an object of argument defaults (null: required), got [8]"),
+    ({"b": {"args": {}, "layers": [{"type": "relu"}]}}, {"block": "b", "args": None},
+     "layers[0]: args must be an object of argument values, got null"),
+    ({"b": {"args": {}, "layers": [{"type": "relu"}]}}, {"block": "b", "args": [8]},
+     "layers[0]: args must be an object of argument values, got [8]"),
+    ({"b": {"args": {}, "layers": [{"type": "relu"}]}}, {"block": "b", "repeat": 2, "first": {"args": None}},
+     "layers[0]: first.args must be an object of argument values, got null"),
+    ({"b": {"args": {}, "layers": [{"type": "relu"}]}}, {"block": "b", "repeat": 2, "first": {"args": [8]}},
+     "layers[0]: first.args must be an object of argument values, got [8]"),
+    ({"b": {"args": {}, "layers": [{"type": "relu"}]}}, {"block": "b", "first": [8]},
+     'layers[0]: first must be an object with "block" and/or "args", got [8]'),
+    ({"b": {"args": {}, "layers": [{"type": "relu"}]}}, {"block": "b", "first": {"block": "c"}},
+     "layers[0]: first.block: unknown block 'c'"),
+    ({"b": {"args": {}, "layers": [{"type": "relu"}]}}, {"block": "b", "first": {"blok": "b"}},
+     "layers[0]: first has unknown key 'blok'; did you mean 'block'?"),
+    ({"b": [1]}, {"block": "b"}, "blocks.b: must be an object with args and layers, got [1]"),
+    ({"b b": {"layers": [{"type": "relu"}]}}, {"block": "b b"},
+     "blocks: a block name must be printable characters without spaces, got 'b b' (U+0020 at position 1 is a space)"),
+    ({"b": {"args": {}, "layers": [{"type": "relu"}]}}, {"block": ["b"]}, "layers[0]: unknown block ['b']; define it under \"blocks\""),
+    ({"b": {"args": {}, "layers": [{"type": "relu"}]}}, {"block": "b", "repeat": 2**31},
+     "layers[0]: repeat must be a positive int, got 2147483648"),
+    ({"b": {"args": {}, "layers": [{"type": "relu"}]}}, {"block": "b", "repeat": float("inf")},
+     "layers[0]: repeat must be a positive int, got Infinity"),
+])
+def test_malformed_blocks_are_one_clean_problem(blocks, instance, message):
+    assert one_problem(spec(instance, blocks=blocks)) == [message]
+
+
+def _chain(levels, repeat):
+    """Blocks b1..b<levels>, each repeating the one below ``repeat`` times; b0 is one ReLU."""
+    blocks = {"b0": {"args": {}, "layers": [{"type": "relu"}]}}
+    for level in range(1, levels + 1):
+        blocks[f"b{level}"] = {"args": {}, "layers": [{"block": f"b{level - 1}", "repeat": repeat}]}
+    return {"name": "t", "input": [3, 4], "blocks": blocks, "layers": [{"block": f"b{levels}"}]}
+
+
+def test_expansion_is_counted_before_it_happens():
+    nested = _chain(9, 10)
+    assert len(json.dumps(nested)) < 700
+    assert one_problem(nested) == [
+        'layers[0] (block "b9", repeat 1): expands to 1,000,000,000 layers, above the limit of 1,000,000; '
+        "raise it with load(..., max_layers=N) or `archcalc --max-layers N`"
+    ]
+    huge = spec({"type": "relu"}, {"block": "r", "repeat": 1_000_000_000}, blocks={"r": {"args": {}, "layers": [{"type": "relu"}]}})
+    assert one_problem(huge) == [
+        'layers[1] (block "r", repeat 1000000000): expands to 1,000,000,000 layers (the whole spec: 1,000,000,001), '
+        "above the limit of 1,000,000; raise it with load(..., max_layers=N) or `archcalc --max-layers N`"
+    ]
+    # first counts on its own; the bound is an argument
+    first = spec({"block": "r", "repeat": 3, "first": {"block": "two"}},
+                 blocks={"r": {"args": {}, "layers": [{"type": "relu"}]},
+                         "two": {"args": {}, "layers": [{"type": "relu"}, {"type": "relu"}]}})
+    assert len(from_dict(first, max_layers=4)) == 1 + 4
+    assert one_problem(first, max_layers=3)[0].startswith('layers[0] (block "r", repeat 3): expands to 4 layers')
+    assert len(archcalc.load(_chain(3, 10), max_layers=1000)) == 1001
+
+
+def test_block_recursion_is_one_message_naming_the_cycle():
+    looped = spec({"block": "a"}, blocks={"a": {"args": {}, "layers": [{"type": "relu"}, {"block": "b"}]},
+                                          "b": {"args": {}, "layers": [{"block": "a"}]}})
+    assert one_problem(looped) == ["blocks.a: block 'a' instantiates itself (a -> b -> a); blocks cannot recurse"]
+    itself = spec({"block": "a"}, blocks={"a": {"args": {}, "layers": [{"block": "a", "repeat": 2}]}})
+    assert one_problem(itself) == ["blocks.a: block 'a' instantiates itself (a -> a); blocks cannot recurse"]
+    through_an_argument = spec({"block": "a", "args": {"inner": "a"}},
+                               blocks={"a": {"args": {"inner": None}, "layers": [{"block": "$inner", "args": {"inner": "a"}}]}})
+    assert one_problem(through_an_argument) == ["blocks.a: block 'a' instantiates itself (a -> a); blocks cannot recurse"]
+
+
+def test_problems_are_capped_with_a_count_of_the_rest():
+    many = spec(*({"type": "conv", "filters": 0, "kernel": 1} for _ in range(120)))
+    problems = one_problem(many)
+    assert len(problems) == 51
+    assert problems[-1] == "... and 70 more problem(s) (the first 50 are shown)"
+    repeated = spec({"block": "bad", "repeat": 10_000}, blocks={"bad": {"args": {}, "layers": [{"type": "relu", "inputs": "nope"}]}})
+    assert one_problem(repeated)[-1] == "... and 9950 more problem(s) (the first 50 are shown)"
+
+
+def test_a_million_layer_chain_passes_the_bound():
+    from archcalc.spec import MAX_LAYERS, _expansion_problem
+
+    blocks = {"r": {"args": {}, "layers": [{"type": "relu"}]}}
+    assert MAX_LAYERS == 1_000_000
+    assert _expansion_problem([{"block": "r", "repeat": 1_000_000}], blocks, MAX_LAYERS) is None
+    assert _expansion_problem([{"block": "r", "repeat": 1_000_001}], blocks, MAX_LAYERS) is not None
+    # loading at the bound expands every layer (a smaller bound keeps the test quick)
+    chain = {"name": "t", "input": [2], "blocks": blocks, "layers": [{"block": "r", "repeat": 20_000}]}
+    assert len(from_dict(chain, max_layers=20_000)) == 20_001
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("a\x1b[31m", "name must be printable characters without spaces, got 'a\\x1b[31m' (U+001B at position 1 is a control character)"),
+    ("a\nb", "name must be printable characters without spaces, got 'a\\nb' (U+000A at position 1 is a control character)"),
+    ("a\u2028b", "name must be printable characters without spaces, got 'a\\u2028b' (U+2028 at position 1 is white space)"),
+    ("\ud800", "name must be printable characters without spaces, got '\\ud800' (U+D800 at position 0 is a lone surrogate)"),
+    ("ab\u202e", "name must be printable characters without spaces, got 'ab\\u202e' (U+202E at position 2 is a format character)"),
+    ("a b", "name must be printable characters without spaces, got 'a b' (U+0020 at position 1 is a space)"),
+    ("n" * 129, "name must be at most 128 characters (per dot-separated part; 4096 in all), got 129: '" + "n" * 57 + "...'"),
+    ("a." * 2100, "name must be at most 128 characters (per dot-separated part; 4096 in all), got 4200: '" + "a." * 28 + "a...'"),
+    (5, "name must be a non-empty string, got 5"),
+    ("", "name must be a non-empty string, got ''"),
+    ("input", 'name "input" is the graph\'s input node (layers read it as "inputs": ["input"]); choose another'),
+])
+def test_names_are_checked_at_load(name, message):
+    assert one_problem(spec({"type": "relu", "name": name})) == [f"layers[0]: {message}"]
+    assert one_problem(spec({"block": "b", "name": name}, blocks={"b": {"args": {}, "layers": [{"type": "relu"}]}})) == [
+        f"layers[0]: {message}"
+    ]
+    inside = spec({"block": "b", "name": "i"}, blocks={"b": {"args": {}, "layers": [{"type": "relu", "name": name}]}})
+    assert one_problem(inside) == [f'layers[0] (instance "i" of block "b") > blocks.b.layers[0]: {message}']
+
+
+def test_model_names_and_descriptions_are_checked():
+    assert one_problem({"name": "m\x1b]0;x\x07", "input": [3], "layers": [{"type": "relu"}]}) == [
+        "name must be printable characters, got 'm\\x1b]0;x\\x07' (U+001B at position 1 is a control character)"
+    ]
+    assert from_dict({"name": "my net", "input": [3], "layers": [{"type": "relu"}]}).name == "my net"
+    assert one_problem({"name": "t", "description": "a\x1b[2Jb", "input": [3], "layers": [{"type": "relu"}]}) == [
+        "description must be printable characters, got 'a\\x1b[2Jb' (U+001B at position 1 is a control character)"
+    ]
+    assert one_problem({"name": "t", "description": 5, "input": [3], "layers": [{"type": "relu"}]}) == [
+        "description must be a string, got 5"
+    ]
+    assert one_problem(spec({"block": "b"}, blocks={"b": {"description": "x\ty", "layers": [{"type": "relu"}]}})) == [
+        "blocks.b.description must be printable characters, got 'x\\ty' (U+0009 at position 1 is a control character)"
+    ]
+    assert one_problem(spec({"type": "relu", "scope": ["ok", "bad name"]})) == [
+        'layers[0] (name="relu1", type="relu"): scope must be a list of names (the blocks it came from), got [\'ok\', \'bad name\']'
+    ]
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 3), (224, 224, 3), (28, 28, 1), (480, 640, 4), (16, 112, 112, 3)])
+def test_channels_last_inputs_warn(shape):
+    graph = from_dict({"name": "t", "input": list(shape), "layers": [{"type": "relu"}]}, "net.json")
+    guess = [shape[-1], *shape[:-1]]
+    assert graph.warnings == (
+        f"spec 'net.json': input {list(shape)} looks channels-last; archcalc reads shapes channels-first, as {shape[0]} "
+        f"channels of {'x'.join(map(str, shape[1:]))}; if the input has {shape[-1]} channel(s), write \"input\": {guess}",
+    )
+    analysis = archcalc.analyze(graph)
+    assert analysis.warnings == graph.warnings
+    assert json.loads(analysis.to_json())["warnings"] == list(graph.warnings)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (64, 56, 56), (3, 16, 112, 112), (4, 8, 8), (100, 3), (3,)])
+def test_channels_first_inputs_do_not_warn(shape):
+    assert from_dict({"name": "t", "input": list(shape), "layers": [{"type": "relu"}]}).warnings == ()
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_no_zoo_model_warns(name):
+    assert archcalc.load(name).warnings == ()
+    assert json.loads(archcalc.analyze(name).to_json())["warnings"] == []
+
+
+def test_spec_files_report_directories_missing_paths_and_unreadable_files(tmp_path, monkeypatch):
+    (tmp_path / "d.json").mkdir()
+    with pytest.raises(SpecError, match=r"^spec file '.*d\.json' is a directory; give a \.json or \.py file in it$"):
+        archcalc.load(tmp_path / "d.json")
+    with pytest.raises(SpecError, match=r"^spec file 'sub/dir/net' does not exist$"):
+        archcalc.load("sub/dir/net")
+    with pytest.raises(SpecError, match=r"^spec file '/dev/null' is not a regular file \(a device, socket or pipe\)"):
+        archcalc.load("/dev/null")
+    with pytest.raises(SpecError, match=r"^spec file 'x{197}\.\.\.' cannot be opened: file name too long$"):
+        archcalc.load("x" * 5000)
+    with pytest.raises(SpecError, match=r"^spec path 'a\\x00b' contains a NUL byte$"):
+        archcalc.load("a\x00b")
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(spec({"type": "relu"})))
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(path), "read_bytes", refuse)
+    with pytest.raises(SpecError, match=r"^spec file '.*net\.json' cannot be read: permission denied$"):
+        archcalc.load(path)
+
+
+def test_non_utf8_spec_files(tmp_path):
+    path = tmp_path / "latin.json"
+    path.write_bytes(b'{"name": "caf\xe9", "input": [3], "layers": [{"type": "relu"}]}')
+    with pytest.raises(SpecError, match=r"not UTF-8 text: byte 0xe9 at offset 13 cannot be decoded; save the file as UTF-8$"):
+        archcalc.load(path)
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(spec({"type": "relu"})).encode())  # a BOM, as Windows editors write
+    assert len(archcalc.load(path)) == 2
+    path.write_text(json.dumps(spec({"type": "relu"})), encoding="utf-16")
+    with pytest.raises(SpecError, match=r"byte 0xff at offset 0 cannot be decoded \(it looks like UTF-16\); save the file as UTF-8$"):
+        archcalc.load(path)
+    py = tmp_path / "latin.py"
+    py.write_bytes(b'from archcalc import Net\nmodel = Net("caf\xe9", input=(3,))\nmodel.relu()\n')
+    with pytest.raises(SpecError, match=r"^spec '.*latin\.py': Python syntax error at line 2: "):
+        archcalc.load(py)
+    nul = tmp_path / "nul.py"
+    nul.write_bytes(b"x = 1\x00\n")
+    with pytest.raises(SpecError, match=r"^spec '.*nul\.py': .*null bytes"):
+        archcalc.load(nul)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("model = Net('t', input=(3, 8, 8))\nmodel.lineer(10)\n",
+     "spec.py:3: AttributeError: Net has no layer type 'lineer'; did you mean 'linear'?"),
+    ("model = Net('t', input=(3, 8, 8))\nmodel.convolution(4, 3)\n",
+     "spec.py:3: AttributeError: Net has no layer type 'convolution'; did you mean 'conv'?"),
+    ("import sys\nmodel = Net('t', input=(3, 8, 8))\nsys.exit(0)\n",
+     "spec.py:4: the spec called sys.exit(0); a spec file defines `model = Net(...)` and must not exit"),
+    ("def f():\n    raise ValueError('bad\\nthing')\n\nf()\n", "spec.py:3: ValueError: bad thing"),
+    ("model = Net('t', input=5)\nmodel.relu()\n",
+     "input must be a channels-first shape of positive ints, (C,), (C, L), (C, H, W) or (C, D, H, W), got 5"),
+    ("model = Net('t', input=(3, 8, 8))\nmodel.relu(name=5)\n", "spec.py:3: name must be a non-empty string, got 5"),
+    ("model = Net('t', input=(3, 8, 8))\nmodel.relu(inputs=7)\n",
+     'spec.py:3 (name="relu1", type="relu"): inputs must be a layer name or a list of them, got [7]'),
+    ("model = Net('t', input=(3, 8, 8))\nwith model.block('a b'):\n    model.relu()\n",
+     "spec.py:3: block name must be printable characters without spaces, got 'a b' (U+0020 at position 1 is a space)"),
+    ("model = Net('t', input=(3, 8, 8))\nmodel.conv(4, 3, 1, 2)\n",
+     "spec.py:3: conv takes 2 positional attribute(s) (filters, kernel), got 4"),
+])
+def test_python_spec_failures_are_one_line_naming_file_and_line(tmp_path, source, message):
+    path = tmp_path / "spec.py"
+    path.write_text("from archcalc import Net\n" + source)
+    with pytest.raises(SpecError) as info:
+        archcalc.load(path)
+    assert info.value.problems == (f"spec '{path}': {message}",)
+
+
+def test_dsl_and_json_name_unnamed_layers_alike():
+    net = Net("t", input=(3, 8, 8))
+    net.conv(8, 3, name="conv1", padding=1)
+    second = net.conv(8, 3, padding=1)
+    assert second == "conv2"
+    as_json = from_dict(spec({"type": "conv", "filters": 8, "kernel": 3, "name": "conv1", "padding": 1},
+                             {"type": "conv", "filters": 8, "kernel": 3, "padding": 1}))
+    assert [n.name for n in net.graph()] == [n.name for n in as_json] == ["input", "conv1", "conv2"]
+    with net.block("s"):
+        net.relu(name="relu1")
+        assert net.relu() == "s.relu2"
+
+
+def test_max_layers_reaches_load_and_the_dsl(tmp_path):
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(_chain(2, 10)))
+    with pytest.raises(SpecError, match="expands to 100 layers, above the limit of 99;"):
+        archcalc.load(path, max_layers=99)
+    assert len(archcalc.load(path, max_layers=100)) == 101
+    net = Net("t", input=(3,))
+    for _ in range(3):
+        net.relu()
+    with pytest.raises(SpecError, match="above the limit of 2;"):
+        archcalc.load(net, max_layers=2)
+    with pytest.raises(SpecError, match=r"^max_layers must be a positive int, got 0$"):
+        archcalc.load(spec({"type": "relu"}), max_layers=0)
+
+
+def _cli(*args, input=None):
+    """The CLI as the console script runs it: (exit status, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from archcalc.cli import main
+
+    class Main:
+        name = "archcalc"
+
+        def main(self, args, **kwargs):
+            return main(args)
+
+    result = CliRunner().invoke(Main(), list(args), input=input, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_max_layers_warnings_and_stdin_bytes(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(_chain(3, 10)))
+    code, out, err = _cli("report", str(path), "--format", "json")
+    assert code == 0 and len(json.loads(out)["layers"]) == 1001
+    code, out, err = _cli("--max-layers", "999", "report", str(path))
+    assert code == 2 and out == ""
+    assert err == (f"error: spec '{path}': layers[0] (block \"b3\", repeat 1): expands to 1,000 layers, above the limit "
+                   "of 999; raise it with load(..., max_layers=N) or `archcalc --max-layers N`\n")
+    code, _, err = _cli("--max-layers", "0", "report", "lenet5")
+    assert code == 2 and "--max-layers" in err
+    code, _, err = _cli("--max-layers", "10", "report", "lenet5")
+    assert code == 2 and err == ("error: spec 'lenet5': layers: the spec has 12 layers, above the limit of 10; "
+                             "raise it with load(..., max_layers=N) or `archcalc --max-layers N`\n")
+    last = json.dumps({"name": "t", "input": [32, 32, 3], "layers": [{"type": "conv", "filters": 8, "kernel": 3}]})
+    code, out, err = _cli("report", "-", "--format", "json", input=last)
+    assert code == 0 and err.startswith("warning: spec '<stdin>': input [32, 32, 3] looks channels-last;")
+    assert json.loads(out)["warnings"] == [err.strip()[len("warning: "):]]
+    code, out, err = _cli("report", "-", input=b'{"name": "\xff"}')
+    assert (code, out) == (2, "")
+    assert err == "error: spec '<stdin>': not UTF-8 text: byte 0xff at offset 10 cannot be decoded; save the file as UTF-8\n"
+
+
+@pytest.mark.parametrize("source", ["model.lineer(10)", "import sys; sys.exit(0)", "raise KeyError('k')"])
+def test_cli_python_spec_failures_exit_2_with_one_line(tmp_path, source):
+    path = tmp_path / "net.py"
+    path.write_text(f"from archcalc import Net\nmodel = Net('t', input=(3, 8, 8))\n{source}\n")
+    code, out, err = _cli("report", str(path))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: spec '{path}': net.py:3: ") and err.count("\n") == 1
+
+
+def test_blocks_nest_at_most_32_deep():
+    blocks = {"b0": {"args": {}, "layers": [{"type": "relu"}]}}
+    for level in range(1, 400):
+        blocks[f"b{level}"] = {"args": {}, "layers": [{"block": f"b{level - 1}"}]}
+    assert one_problem({"name": "t", "input": [3], "blocks": blocks, "layers": [{"block": "b399"}]}) == [
+        "blocks.b399: blocks nest more than 32 deep (b399 -> b398 -> b397 -> ... -> b368 -> b367)"
+    ]
+    graph = from_dict({"name": "t", "input": [3], "blocks": blocks, "layers": [{"block": "b31", "name": "n" * 128}]})
+    assert len(graph) == 2 and len(graph.nodes[1].name) > 128  # a long full name round-trips
+    assert from_json(graph.to_json()) == graph
+
+
+def test_block_layers_without_arguments_are_not_copied_per_instance():
+    from archcalc.spec import _substitute
+
+    literal = {"type": "conv", "kernel": [3, 3], "junk": [1] * 1000}
+    refs: dict = {}
+    assert _substitute(literal, {"f": 4}, "", [], refs) is literal  # 1000 repeats copy nothing
+    with_ref = {"type": "conv", "filters": "$f", "kernel": [3, 3]}
+    copied = _substitute(with_ref, {"f": 4}, "", [], refs)
+    assert copied == {"type": "conv", "filters": 4, "kernel": [3, 3]} and copied["kernel"] is with_ref["kernel"]
