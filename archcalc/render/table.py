@@ -109,21 +109,23 @@ def rich_table(analysis: Analysis, depth: int | None = None, width: int | None =
 
 
 def _table(analysis: Analysis, depth: int | None, columns: list[Column]) -> RenderableType:
+    """The rich table; every string from the spec (names, types, description) is shown literally."""
     from rich.table import Table
+    from rich.text import Text
 
     input_shape = shape(analysis.input_shape, _batch(analysis))
     table = Table(
-        title=f"{analysis.model}: input {input_shape}, {analysis.dtype}",
-        caption=analysis.description or None,
+        title=Text(f"{analysis.model}: input {input_shape}, {analysis.dtype}"),
+        caption=Text(analysis.description) if analysis.description else None,
         show_footer=True,
         header_style="bold",
         caption_justify="left",
     )
     totals = dict(zip((c.header for c in COLUMNS), totals_cells(analysis)))
     for column in columns:
-        table.add_column(column.header, justify=column.justify, footer=totals[column.header], no_wrap=True)
+        table.add_column(Text(column.header), justify=column.justify, footer=Text(totals[column.header]), no_wrap=True)
     for row in rows(analysis, depth):
-        table.add_row(*(column.text(row, analysis) for column in columns))
+        table.add_row(*(Text(column.text(row, analysis)) for column in columns))
     return table
 
 
