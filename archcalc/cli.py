@@ -76,22 +76,30 @@ def _analysis_options(command: Any) -> Any:
 UNBOUNDED_WIDTH = 100_000
 
 
+#: The narrowest console: COLUMNS below it (or 0) would draw no table at all.
+MIN_WIDTH = 20
+
+
 def _console() -> Any:
     """rich's console for standard output.
 
-    A terminal's width, or COLUMNS when it is set (rich reads it); otherwise, writing to a pipe
-    or file, unbounded: tables take their natural width and text lines are not wrapped. Off a
-    terminal, trailing spaces (rich pads titles and captions to the table's width) are removed.
+    A terminal's width, or COLUMNS when it is set to a positive number; otherwise, writing to a
+    pipe or file, unbounded: tables take their natural width and text lines are not wrapped. Off
+    a terminal, trailing spaces (rich pads titles and captions to the table's width) are removed.
     """
+    import shutil
+
     from rich.console import Console
 
-    console = Console()
-    if console.is_terminal:
-        return console
+    def clip(width: int) -> int:
+        return min(max(width, MIN_WIDTH), UNBOUNDED_WIDTH)
+
+    if Console().is_terminal:
+        return Console(width=clip(shutil.get_terminal_size().columns))  # COLUMNS first, as rich, but never 0
     stream = _TrailingSpaceStripper(sys.stdout)
-    if os.environ.get("COLUMNS", "").strip().isdigit():
-        return Console(file=stream)  # type: ignore[arg-type]
-    return Console(file=stream, width=UNBOUNDED_WIDTH)  # type: ignore[arg-type]
+    columns = os.environ.get("COLUMNS", "").strip()
+    width = clip(int(columns)) if columns.isdigit() and int(columns) > 0 else UNBOUNDED_WIDTH
+    return Console(file=stream, width=width)  # type: ignore[arg-type]
 
 
 def _table_width(console: Any) -> int | None:
