@@ -517,7 +517,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(argv: list[str] | None) -> None:
     try:
-        cli.main(args=argv, prog_name="archcalc", standalone_mode=False)
+        status = cli.main(args=argv, prog_name="archcalc", standalone_mode=False)
+        if isinstance(status, int) and status:  # ctx.exit(status): click returns it instead of exiting
+            sys.exit(status)
     except ArchcalcError as error:
         _print_problems(error.problems or (str(error) or type(error).__name__,))
         sys.exit(error.exit_code)
