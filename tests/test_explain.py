@@ -112,3 +112,12 @@ def test_huge_geometry_is_written_out_exactly():
     text = formulas.explain_conv_output_size(size, 3, 2, 1)
     assert text == f"floor(({size:,} + 1 + 1 - 1*(3-1) - 1) / 2) + 1 = {(size + 2 - 3) // 2 + 1:,}"
     assert formulas.explain_conv_output_size(1024, 3, 2) == "floor((1,024 + 0 + 0 - 1*(3-1) - 1) / 2) + 1 = 511"
+
+
+def test_explain_layer_groups_digits_only_when_asked():
+    graph = archcalc.load("resnet50")
+    analysis = archcalc.analyze(graph)
+    plain = dict(explain_layer(graph, analysis, "avgpool"))
+    assert plain["output shape"] == "(C, 1, ...) = (2048, 1, 1)" and plain["activations"] == "prod(output shape) = 2048*1*1 = 2048"
+    grouped = dict(explain_layer(graph, analysis, "avgpool", group_digits=True))
+    assert grouped["activations"] == "prod(output shape) = 2,048*1*1 = 2,048"
