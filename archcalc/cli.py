@@ -164,7 +164,7 @@ def report(model: Any, fmt: str, depth: int | None, batch: int, dtype: str, opti
     """Per-layer table of output shapes, params, MACs, activations and receptive fields, with totals."""
     from archcalc.passes import analyze
 
-    analysis = analyze(model, batch=batch, dtype=dtype, optimizer=optimizer)
+    analysis = _printable(analyze(model, batch=batch, dtype=dtype, optimizer=optimizer))
     if fmt == "json":
         click.echo(analysis.to_json())
     elif fmt == "csv":
@@ -211,6 +211,27 @@ def list_models(fmt: str) -> None:
     _console().print(table)
 
 
+#: The most digits a printed figure may have: Python refuses to convert ints past 4,300 digits
+#: to text (JSON and CSV output, f-strings), and no real figure comes near.
+MAX_DIGITS = 4000
+
+
+def _printable(analysis: Any) -> Any:
+    """``analysis``, unless a figure has more than :data:`MAX_DIGITS` digits (a huge --batch): ArchcalcError."""
+    from archcalc.render.format import si
+
+    figures = [*analysis.totals.to_dict().values()]
+    figures += [value for row in analysis.layers for value in (row.flops, row.other_ops, row.activation_bytes)]
+    bits = max((abs(value).bit_length() for value in figures if isinstance(value, int)), default=0)
+    digits = int(bits * 0.30103) + 1  # log10(2): within one digit
+    if digits > MAX_DIGITS:
+        raise ArchcalcError(
+            f"model {analysis.model!r} at batch {si(analysis.batch)}: a figure would have about {digits:,} digits, "
+            f"more than archcalc writes out (at most {MAX_DIGITS:,}); use a smaller --batch"
+        )
+    return analysis
+
+
 @cli.command()
 @click.argument("model", type=MODEL)
 @click.argument("layer")
@@ -218,10 +239,11 @@ def list_models(fmt: str) -> None:
 @click.option("--dtype", type=click.Choice(list(formulas.DTYPE_BYTES)), default="float32", show_default=True, help="Value type.")
 def explain(model: Any, layer: str, batch: int, dtype: str) -> None:
     """The arithmetic behind every number of one LAYER, written out step by step."""
-    from archcalc.explain import explain as explain_layer
+    from archcalc.explain import explain_layer
+    from archcalc.passes import analyze
 
-    lines = explain_layer(model, layer, batch=batch, dtype=dtype)
     node = model.node(layer)
+    lines = explain_layer(model, _printable(analyze(model, batch=batch, dtype=dtype)), node.name, group_digits=True)
     click.echo(f"{model.name} / {node.name} ({node.type})")
     width = max(len(quantity) for quantity, _ in lines)
     for quantity, text in lines:
@@ -237,7 +259,7 @@ def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer
     from archcalc.passes import analyze
     from archcalc.render.format import binary_bytes, grouped
 
-    analyses = [analyze(m, batch=batch, dtype=dtype, optimizer=optimizer) for m in models]
+    analyses = [_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer)) for m in models]
     if fmt == "json":
         click.echo(json.dumps([{"model": a.model, "totals": a.totals.to_dict()} for a in analyses], indent=2))
         return

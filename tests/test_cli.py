@@ -394,3 +394,17 @@ def test_odd_columns_values_still_print_the_table(columns):
 def test_a_tiny_columns_value_draws_at_the_narrowest_width():
     code, out, err = run("report", "lenet5", env={"COLUMNS": "1"})
     assert code == 0 and err == "" and max(map(len, out.splitlines())) == 20
+
+
+@pytest.mark.parametrize("command", [["report", "vgg16"], ["report", "vgg16", "--format", "json"],
+                                     ["report", "vgg16", "--format", "csv"], ["explain", "vgg16", "conv1_1"],
+                                     ["compare", "lenet5", "vgg16", "--format", "json"]])
+def test_a_batch_whose_figures_cannot_be_written_out_is_refused(command):
+    """Python will not turn ints of more than 4,300 digits into text: refuse above 4,000 digits, in one line."""
+    code, out, err = run(*command, "--batch", "9" * 4299)
+    assert code == 2 and out == ""
+    assert err.startswith("error: model 'lenet5' at batch 1e4299: a figure would have about 4,30") or \
+        err.startswith("error: model 'vgg16' at batch 1e4299: a figure would have about 4,310 digits")
+    assert err.endswith("more than archcalc writes out (at most 4,000); use a smaller --batch\n")
+    code, out, _ = run(*command, "--batch", "9" * 3980)  # just under: written out in full
+    assert code == 0 and "9" * 3000 in out.replace(",", "")
