@@ -211,24 +211,11 @@ def list_models(fmt: str) -> None:
     _console().print(table)
 
 
-#: The most digits a printed figure may have: Python refuses to convert ints past 4,300 digits
-#: to text (JSON and CSV output, f-strings), and no real figure comes near.
-MAX_DIGITS = 4000
-
-
 def _printable(analysis: Any) -> Any:
-    """``analysis``, unless a figure has more than :data:`MAX_DIGITS` digits (a huge --batch): ArchcalcError."""
-    from archcalc.render.format import si
+    """``analysis``, unless a figure is too long to write out (a huge --batch): ArchcalcError."""
+    from archcalc.render.format import check_printable
 
-    figures = [*analysis.totals.to_dict().values()]
-    figures += [value for row in analysis.layers for value in (row.flops, row.other_ops, row.activation_bytes)]
-    bits = max((abs(value).bit_length() for value in figures if isinstance(value, int)), default=0)
-    digits = int(bits * 0.30103) + 1  # log10(2): within one digit
-    if digits > MAX_DIGITS:
-        raise ArchcalcError(
-            f"model {analysis.model!r} at batch {si(analysis.batch)}: a figure would have about {digits:,} digits, "
-            f"more than archcalc writes out (at most {MAX_DIGITS:,}); use a smaller --batch"
-        )
+    check_printable(analysis)
     return analysis
 
 

@@ -38,7 +38,13 @@ def explain_layer(graph: Graph, analysis: Analysis, layer: str, group_digits: bo
 
     With ``group_digits`` numbers of 1,000 and more are grouped by thousands, as :func:`explain`
     does; either way no step repeats the one before it (see :func:`readable`).
+
+    Raises:
+        ArchcalcError: the layer does not exist, or a figure has more than 4,000 digits.
     """
+    from archcalc.render.format import check_printable
+
+    check_printable(analysis)  # a huge batch: one clear error rather than int-to-text's ValueError
     node = graph.node(layer)
     row = analysis.layer(node.name)
     batch, dtype = analysis.batch, analysis.dtype

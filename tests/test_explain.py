@@ -121,3 +121,14 @@ def test_explain_layer_groups_digits_only_when_asked():
     assert plain["output shape"] == "(C, 1, ...) = (2048, 1, 1)" and plain["activations"] == "prod(output shape) = 2048*1*1 = 2048"
     grouped = dict(explain_layer(graph, analysis, "avgpool", group_digits=True))
     assert grouped["activations"] == "prod(output shape) = 2,048*1*1 = 2,048"
+
+
+def test_explaining_figures_too_long_to_write_out_is_one_clear_error():
+    from archcalc.errors import ArchcalcError
+
+    graph = archcalc.load("lenet5")
+    analysis = archcalc.analyze(graph, batch=10**4298)
+    with pytest.raises(ArchcalcError, match=r"^model 'lenet5' at batch 1e4298: a figure would have about 4,30\d digits"):
+        explain_layer(graph, analysis, "conv1")
+    lines = dict(archcalc.explain("lenet5", "conv1", batch=10**3000))  # long, but written out exactly
+    assert lines["MACs for the batch"] == f"352,800 * {10**3000:,} = {352_800 * 10**3000:,}"

@@ -7,9 +7,32 @@ with hundreds of digits (a huge ``--batch``) is formatted as exactly as a small 
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from archcalc.errors import ArchcalcError
 
 _SI_PREFIXES = ("K", "M", "G", "T", "P", "E", "Z", "Y")
 _BINARY_PREFIXES = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+
+
+#: The most digits a figure may have: Python refuses to turn ints of more than 4,300 digits into
+#: text (JSON and CSV output, f-strings), and no real network's figures come near.
+MAX_DIGITS = 4000
+
+
+def check_printable(analysis: Any) -> None:
+    """Raise ArchcalcError when a figure of ``analysis`` (an Analysis) has more than :data:`MAX_DIGITS` digits.
+
+    Only an absurd batch gets there: the message says so, naming the model and the batch.
+    """
+    figures = analysis.totals.to_dict().values()  # every layer's figure is at most its total
+    bits = max((abs(value).bit_length() for value in figures if isinstance(value, int)), default=0)
+    digits = int(bits * 0.30103) + 1  # log10(2): within one digit
+    if digits > MAX_DIGITS:
+        raise ArchcalcError(
+            f"model {analysis.model!r} at batch {si(analysis.batch)}: a figure would have about {digits:,} digits, "
+            f"more than archcalc writes out (at most {MAX_DIGITS:,}); use a smaller --batch"
+        )
 
 
 def decimal(value: int) -> str:
