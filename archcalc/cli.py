@@ -75,7 +75,6 @@ def _analysis_options(command: Any) -> Any:
 #: width and no line is wrapped.
 UNBOUNDED_WIDTH = 100_000
 
-
 #: The narrowest console: COLUMNS below it (or 0) would draw no table at all.
 MIN_WIDTH = 20
 
@@ -549,8 +548,6 @@ def _run(argv: list[str] | None) -> None:
 
 def _silence_stdout() -> None:
     """After a closed pipe: point stdout and stderr at /dev/null so the interpreter's last flush cannot fail."""
-    import os
-
     for stream in (sys.stdout, sys.stderr):
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
