@@ -43,11 +43,13 @@ NOT_YET_GENERATED = {
     "float_options": "executor: --lr/--momentum/--tolerance nan|inf and --seed -1 are not refused",
     "unwritable_output": "render: -o into a missing directory gives a traceback",
     "grade_answers": "grade: malformed answer cells give tracebacks",
+    "markup_names_in_run": "run, gradcheck, grade: a name like '[/]' crashes rich (MarkupError) in their tables",
 }
 
 SMALL_MODELS = ("lenet5", "stack-3x3-2", "stack-3x3-3", "factorized-7x7", "inception-naive", "inception-reduced")
 ZOO = (*SMALL_MODELS, "vgg16", "resnet18", "resnet50", "googlenet", "alexnet-grouped")
-NAMES = ("conv1", "x", "branch[pool]", "m[/bold]", "[/]", "[bold]", "a]b[", "input", "x.y", "", "a b", "é", "\u202e")
+PLAIN_NAMES = ("conv1", "x", "input", "x.y", "", "a b", "é", "\u202e")
+MARKUP_NAMES = ("branch[pool]", "m[/bold]", "[/]", "[bold]", "a]b[")
 ABSURD_INTS = (0, -1, 1, 2, 3, 7, 2**31, 2**53 + 1, 2**63 - 1, 2**64, 10**30, 10**400)
 
 ints = st.one_of(st.integers(-2, 12), st.sampled_from(ABSURD_INTS))
@@ -57,7 +59,7 @@ plausible = st.one_of(st.integers(1, 5), st.lists(st.integers(1, 4), min_size=1,
 
 
 @st.composite
-def layers(draw: st.DrawFn, names: list[str]) -> dict:
+def layers(draw: st.DrawFn, names: list[str], names_shown: tuple[str, ...]) -> dict:
     """One layer: a registered type (or a typo), some of its attributes, sometimes junk ones."""
     op_type = draw(st.sampled_from([*REGISTRY, "maxpol", "block"]))
     layer: dict = {"type": op_type}
@@ -67,22 +69,23 @@ def layers(draw: st.DrawFn, names: list[str]) -> dict:
     if draw(st.integers(0, 4)) == 0:
         layer[draw(st.sampled_from(["strides", "units", "name", "inputs", "kernel_size", "p"]))] = draw(junk)
     if draw(st.integers(0, 2)) == 0:
-        layer["name"] = draw(st.sampled_from(NAMES))
+        layer["name"] = draw(st.sampled_from(names_shown))
     if names and draw(st.integers(0, 3)) == 0:
         layer["inputs"] = draw(st.lists(st.sampled_from([*names, "input", "nope"]), min_size=1, max_size=3))
     return layer
 
 
 @st.composite
-def specs(draw: st.DrawFn) -> dict:
-    """A small spec: mostly sensible shapes, sometimes broken anywhere."""
-    spec: dict = {"name": draw(st.sampled_from(NAMES))}
+def specs(draw: st.DrawFn, markup: bool = True) -> dict:
+    """A small spec: mostly sensible shapes, sometimes broken anywhere; names with rich markup if ``markup``."""
+    names_shown = PLAIN_NAMES + (MARKUP_NAMES if markup else ())
+    spec: dict = {"name": draw(st.sampled_from(names_shown))}
     if draw(st.integers(0, 1)):
         spec["description"] = draw(st.sampled_from(["d [bold]x[/]: y", "A net. More.", "", "x" * 300]))
     spec["input"] = draw(st.one_of(st.lists(st.integers(1, 12), min_size=1, max_size=4),
                                    st.lists(ints, max_size=4), junk))
     names = [f"l{i}" for i in range(draw(st.integers(0, 5)))]
-    spec["layers"] = [{**draw(layers(names[:i])), **({"name": name} if draw(st.booleans()) else {})}
+    spec["layers"] = [{**draw(layers(names[:i], names_shown)), **({"name": name} if draw(st.booleans()) else {})}
                       for i, name in enumerate(names)]
     if draw(st.integers(0, 4)) == 0:
         repeat = draw(st.sampled_from([1, 2, 3, 0, -1, "2", None] + ([10**9] if EVERYTHING else [])))
@@ -97,11 +100,11 @@ def specs(draw: st.DrawFn) -> dict:
 
 
 @st.composite
-def spec_texts(draw: st.DrawFn) -> str | bytes:
+def spec_texts(draw: st.DrawFn, markup: bool = True) -> str | bytes:
     """The text of a spec file: JSON of a random spec, or broken text."""
     kind = draw(st.integers(0, 9))
     if kind <= 6:
-        return json.dumps(draw(specs()))
+        return json.dumps(draw(specs(markup)))
     broken = ["", "{", "[]", "null", '{"name": "a", "name": "b", "input": [1, 4], "layers": [{"type": "relu"}]}',
               '{"input": [1, 4], "layers": [{"type": "lrn", "alpha": NaN}]}']
     if EVERYTHING:
@@ -124,14 +127,14 @@ PY_SPECS_ELSEWHERE = (
 
 
 @st.composite
-def model_args(draw: st.DrawFn, workdir: Path) -> tuple[str, str | bytes | None]:
+def model_args(draw: st.DrawFn, workdir: Path, markup: bool = True) -> tuple[str, str | bytes | None]:
     """(MODEL argument, standard input): a zoo name, a typo, a missing file, a spec file or ``-``."""
     kind = draw(st.integers(0, 9))
     if kind == 0:
         return draw(st.sampled_from(ZOO)), None
     if kind == 1:
         return draw(st.sampled_from(["vgg61", "missing.json", "sub/dir/net", "missing.py", str(workdir), "-x"])), None
-    text = draw(spec_texts())
+    text = draw(spec_texts(markup))
     if kind == 2:
         return "-", text  # bytes reach main() as they are: not UTF-8 when broken
     if kind == 3:
@@ -154,7 +157,8 @@ def argvs(draw: st.DrawFn, workdir: Path) -> tuple[list[str], str | bytes | None
     """A whole command line and its standard input."""
     command = draw(st.sampled_from(["report", "list", "explain", "compare", "render", "template", "grade", "run",
                                     "gradcheck", "", "--version", "--help", "nope"]))
-    model, stdin = draw(model_args(workdir))
+    markup = EVERYTHING or command not in ("run", "gradcheck", "grade")
+    model, stdin = draw(model_args(workdir, markup))
     argv: list[str] = [command] if command else []
     if command == "report":
         argv.append(model)
