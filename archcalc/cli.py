@@ -7,6 +7,7 @@ and exit with status 2; a real bug keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -104,12 +105,69 @@ def _analysis_options(command: Any) -> Any:
                         help="Samples per batch: MACs and activations scale with it.")(command)
 
 
+#: A console writing to a pipe or file without COLUMNS is this wide: tables take their natural
+#: width and no line is wrapped.
+UNBOUNDED_WIDTH = 100_000
+
+#: The narrowest console: COLUMNS below it (or 0) would draw no table at all.
+MIN_WIDTH = 20
+
+
 def _console() -> Any:
-    """rich's console; when writing to a pipe or file, wide enough that no column is cut."""
+    """rich's console for standard output.
+
+    A terminal's width, or COLUMNS when it is set to a positive number; otherwise, writing to a
+    pipe or file, unbounded: tables take their natural width and text lines are not wrapped. Off
+    a terminal, trailing spaces (rich pads titles and captions to the table's width) are removed.
+    """
+    import shutil
+
     from rich.console import Console
 
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+    def clip(width: int) -> int:
+        return min(max(width, MIN_WIDTH), UNBOUNDED_WIDTH)
+
+    if Console().is_terminal:
+        return Console(width=clip(shutil.get_terminal_size().columns))  # COLUMNS first, as rich, but never 0
+    stream = _TrailingSpaceStripper(sys.stdout)
+    columns = os.environ.get("COLUMNS", "").strip()
+    width = clip(int(columns)) if columns.isdigit() and int(columns) > 0 else UNBOUNDED_WIDTH
+    return Console(file=stream, width=width)  # type: ignore[arg-type]
+
+
+def _table_width(console: Any) -> int | None:
+    """The width a table must fit, or None when the console is unbounded."""
+    return None if console.width >= UNBOUNDED_WIDTH else console.width
+
+
+class _TrailingSpaceStripper:
+    """A text stream that writes each line to ``stream`` without its trailing spaces."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        """Buffer ``text``; write every complete line, right-stripped of spaces."""
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        if lines:
+            self._stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        """Write the unfinished line (as it is) and flush the stream."""
+        if self._pending:
+            self._stream.write(self._pending)
+            self._pending = ""
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        """Never a terminal: this stream is only used for pipes and files."""
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _version() -> str:
@@ -141,7 +199,7 @@ def report(model: Any, fmt: str, depth: int | None, batch: int, dtype: str, opti
     """Per-layer table of output shapes, params, MACs, activations and receptive fields, with totals."""
     from archcalc.passes import analyze
 
-    analysis = analyze(model, batch=batch, dtype=dtype, optimizer=optimizer)
+    analysis = _printable(analyze(model, batch=batch, dtype=dtype, optimizer=optimizer))
     if fmt == "json":
         out = sys.stdout
         out.writelines(analysis.iter_json(depth=depth))  # a layer at a time: a long network's text is never held whole
@@ -156,7 +214,7 @@ def report(model: Any, fmt: str, depth: int | None, batch: int, dtype: str, opti
         from archcalc.render.table import rich_table
 
         console = _console()
-        console.print(rich_table(analysis, depth, console.width))
+        console.print(rich_table(analysis, depth, _table_width(console)))
 
 
 @cli.command("list")
@@ -165,7 +223,7 @@ def list_models(fmt: str) -> None:
     """The zoo: one line per model with its params, MACs and input shape."""
     from archcalc import zoo
     from archcalc.passes import analyze
-    from archcalc.render.format import grouped, shape, si
+    from archcalc.render.format import grouped, shape, short_description, si
 
     entries = []
     for name in zoo.names():
@@ -178,13 +236,24 @@ def list_models(fmt: str) -> None:
         ], indent=2))
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="archcalc zoo", header_style="bold")
-    for header, justify in (("Model", "left"), ("Input", "right"), ("Params", "right"), ("MACs", "right"), ("Source", "left")):
+    for header, justify in (("Model", "left"), ("Input", "right"), ("Params", "right"), ("MACs", "right"),
+                            ("Description", "left")):
         table.add_column(header, justify=justify)
     for name, a in entries:
-        table.add_row(name, shape(a.input_shape), grouped(a.totals.params), si(a.totals.macs, 2), a.description.split(":")[0])
+        cells = (name, shape(a.input_shape), grouped(a.totals.params), si(a.totals.macs, 2), short_description(a.description))
+        table.add_row(*(Text(cell) for cell in cells))
     _console().print(table)
+
+
+def _printable(analysis: Any) -> Any:
+    """``analysis``, unless a figure is too long to write out (a huge --batch): ArchcalcError."""
+    from archcalc.render.format import check_printable
+
+    check_printable(analysis)
+    return analysis
 
 
 @cli.command()
@@ -194,10 +263,11 @@ def list_models(fmt: str) -> None:
 @click.option("--dtype", type=click.Choice(list(formulas.DTYPE_BYTES)), default="float32", show_default=True, help="Value type.")
 def explain(model: Any, layer: str, batch: int, dtype: str) -> None:
     """The arithmetic behind every number of one LAYER, written out step by step."""
-    from archcalc.explain import explain as explain_layer
+    from archcalc.explain import explain_layer
+    from archcalc.passes import analyze
 
-    lines = explain_layer(model, layer, batch=batch, dtype=dtype)
     node = model.node(layer)
+    lines = explain_layer(model, _printable(analyze(model, batch=batch, dtype=dtype)), node.name, group_digits=True)
     click.echo(f"{model.name} / {node.name} ({node.type})")
     width = max(len(quantity) for quantity, _ in lines)
     for quantity, text in lines:
@@ -213,11 +283,12 @@ def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer
     from archcalc.passes import analyze
     from archcalc.render.format import binary_bytes, grouped
 
-    analyses = [analyze(m, batch=batch, dtype=dtype, optimizer=optimizer) for m in models]
+    analyses = [_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer)) for m in models]
     if fmt == "json":
         click.echo(json.dumps([{"model": a.model, "totals": a.totals.to_dict()} for a in analyses], indent=2))
         return
     from rich.table import Table
+    from rich.text import Text
 
     metrics = (
         ("Params", "params", grouped),
@@ -228,19 +299,27 @@ def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer
         ("Activation memory", "activation_bytes", binary_bytes),
         ("Training memory", "training_bytes", binary_bytes),
     )
-    table = Table(title=f"batch {batch}, {dtype}, {optimizer}", header_style="bold")
+    table = Table(title=Text(f"batch {batch}, {dtype}, {optimizer}"), header_style="bold")
     table.add_column("Total", justify="left")
     for a in analyses:
-        table.add_column(a.model, justify="right")
+        table.add_column(Text(a.model), justify="right")
     for label, key, fmt_value in metrics:
         cells = []
         base = getattr(analyses[0].totals, key)
         for a in analyses:
             value = getattr(a.totals, key)
-            ratio = f" ({value / base:.2f}x)" if a is not analyses[0] and base else ""
-            cells.append(fmt_value(value) + ratio)
+            ratio = f" ({_ratio(value, base)})" if a is not analyses[0] and base else ""
+            cells.append(Text(fmt_value(value) + ratio))
         table.add_row(label, *cells)
     _console().print(table)
+
+
+def _ratio(value: int, base: int) -> str:
+    """``value / base`` to two decimals, exactly for integers of any size: ``_ratio(1, 3) == '0.33x'``."""
+    from archcalc.render.format import grouped
+
+    hundredths = (200 * value + base) // (2 * base)  # rounded half up, no float
+    return f"{grouped(hundredths // 100)}.{hundredths % 100:02d}x"
 
 
 @cli.command()
@@ -484,14 +563,45 @@ def template_command(model: Any, columns: str, rows: str) -> None:
     click.echo(template(model, tuple(c.strip() for c in columns.split(",") if c.strip()), rows), nl=False)
 
 
+#: At most this many ``error:`` lines are printed; the rest are counted in one more line.
+MAX_ERROR_LINES = 20
+
+
+def _print_problems(problems: tuple[str, ...] | list[str]) -> None:
+    """One ``error:`` line per problem, at most :data:`MAX_ERROR_LINES`, then how many more there were."""
+    for problem in problems[:MAX_ERROR_LINES]:
+        click.echo(f"error: {' '.join(str(problem).splitlines())}", err=True)
+    if len(problems) > MAX_ERROR_LINES:
+        more = len(problems) - MAX_ERROR_LINES
+        click.echo(f"error: ... and {more} more problem{'s' if more != 1 else ''}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the group; user errors become one line each and exit status 2."""
+    """Entry point: run the group; user errors become one line each and exit status 2.
+
+    Bare ``archcalc`` prints the help and exits 0. A reader that closes the pipe early
+    (``archcalc report vgg16 | head -1``) ends the command quietly, with status 1 and no
+    traceback (as click does).
+    """
     try:
-        cli.main(args=argv, prog_name="archcalc", standalone_mode=False)
+        _run(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(1)
+
+
+def _run(argv: list[str] | None) -> None:
+    try:
+        status = cli.main(args=argv, prog_name="archcalc", standalone_mode=False)
+        if isinstance(status, int) and status:  # ctx.exit(status): click returns it instead of exiting
+            sys.exit(status)
     except ArchcalcError as error:
-        for problem in error.problems:
-            click.echo(f"error: {problem}", err=True)
+        _print_problems(error.problems or (str(error) or type(error).__name__,))
         sys.exit(error.exit_code)
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.ctx.get_help())
+        sys.exit(0)
     except click.UsageError as error:
         command = error.ctx.command_path if error.ctx else "archcalc"
         click.echo(f"error: {error.format_message()} (see '{command} --help')", err=True)
@@ -502,3 +612,13 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: point stdout and stderr at /dev/null so the interpreter's last flush cannot fail."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass  # stdout is not a real file (a test runner's buffer): nothing is left to flush

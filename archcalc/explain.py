@@ -1,11 +1,14 @@
 """``archcalc explain``: the arithmetic behind every number of one layer, as a student writes it.
 
 Each line is ``(quantity, text)`` where the text ends in ``= value`` and the value is the
-analyzer's own figure, so a line can be checked by evaluating its arithmetic.
+analyzer's own figure, so a line can be checked by evaluating its arithmetic once the
+thousands separators are removed. Numbers of 1,000 and more are grouped by thousands, except
+inside shape tuples such as ``(4096,)``, and no step repeats the one before it.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from archcalc import formulas
@@ -27,11 +30,21 @@ def explain(model: Any, layer: str, batch: int = 1, dtype: str = "float32") -> l
         dtype: value type for the byte counts.
     """
     graph: Graph = load(model)
-    return explain_layer(graph, analyze(graph, batch=batch, dtype=dtype), layer)
+    return explain_layer(graph, analysis=analyze(graph, batch=batch, dtype=dtype), layer=layer, group_digits=True)
 
 
-def explain_layer(graph: Graph, analysis: Analysis, layer: str) -> list[tuple[str, str]]:
-    """:func:`explain` from an analysis already made (grading explains many layers of one)."""
+def explain_layer(graph: Graph, analysis: Analysis, layer: str, group_digits: bool = False) -> list[tuple[str, str]]:
+    """:func:`explain` from an analysis already made (grading explains many layers of one).
+
+    With ``group_digits`` numbers of 1,000 and more are grouped by thousands, as :func:`explain`
+    does; either way no step repeats the one before it (see :func:`readable`).
+
+    Raises:
+        ArchcalcError: the layer does not exist, or a figure has more than 4,000 digits.
+    """
+    from archcalc.render.format import check_printable
+
+    check_printable(analysis)  # a huge batch: one clear error rather than int-to-text's ValueError
     node = graph.node(layer)
     row = analysis.layer(node.name)
     batch, dtype = analysis.batch, analysis.dtype
@@ -60,7 +73,39 @@ def explain_layer(graph: Graph, analysis: Analysis, layer: str) -> list[tuple[st
     note = "" if row.stores_output else "; in place or a view: not counted in the forward total"
     lines.append(("activation bytes", f"{row.activations} * {size} = {row.activation_bytes} ({dtype}, {size} bytes a value{note})"))
     lines.extend(_explain_field(analysis, node, resolved))
-    return lines
+    return [(quantity, readable(text, group_digits)) for quantity, text in lines]
+
+
+#: A parenthesised group with a comma in it: a shape tuple or a remark, whose numbers stay as written.
+_COMMA_GROUP = re.compile(r"\([^()]*,[^()]*\)")
+#: A run of 4+ digits that is a whole number: not part of a name, a decimal or a grouped number.
+_LONG_NUMBER = re.compile(r"(?<![\w.,])(?<!\de-)(?<!\de\+)\d{4,}(?![\w]|\.\d|,\d)")
+
+
+def readable(text: str, group_digits: bool = True) -> str:
+    """``text`` with each number of 1,000 or more grouped by thousands and each "x = x" step dropped.
+
+    ``readable("4096 * 2 = 8192; (4096,) = (4096,)") == "4,096 * 2 = 8,192; (4096,)"``.
+    Numbers inside a parenthesised group with a comma (a shape tuple) are left as they are.
+    """
+    clauses = []
+    for clause in text.split("; "):
+        steps: list[str] = []
+        for step in clause.split(" = "):
+            if not steps or step.strip() != steps[-1].strip():
+                steps.append(step)
+        clauses.append(" = ".join(steps))
+    text = "; ".join(clauses)
+    if not group_digits:
+        return text
+    protected = [(m.start(), m.end()) for m in _COMMA_GROUP.finditer(text)]
+
+    def group(match: re.Match[str]) -> str:
+        if any(start <= match.start() < end for start, end in protected):
+            return match.group()
+        return f"{int(match.group()):,}"
+
+    return _LONG_NUMBER.sub(group, text)
 
 
 def _first_line_with(doc: str | None, word: str) -> str:

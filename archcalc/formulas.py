@@ -104,15 +104,19 @@ def explain_conv_output_size(
     dilation: int = 1,
     ceil_mode: bool = False,
 ) -> str:
-    """``conv_output_size`` written out: ``floor((224 + 1 + 1 - 1*(3-1) - 1) / 1) + 1 = 224``."""
+    """``conv_output_size`` written out: ``floor((224 + 1 + 1 - 1*(3-1) - 1) / 1) + 1 = 224``.
+
+    Numbers of 1,000 and more are grouped by thousands:
+    ``explain_conv_output_size(1024, 3, 2)`` is ``'floor((1,024 + 0 + 0 - 1*(3-1) - 1) / 2) + 1 = 511'``.
+    """
     before, after = _pair(padding)
     out = conv_output_size(size, kernel, stride, (before, after), dilation, ceil_mode)
     rounding = "ceil" if ceil_mode else "floor"
-    text = f"{rounding}(({size} + {before} + {after} - {dilation}*({kernel}-1) - 1) / {stride}) + 1"
+    text = f"{rounding}(({size:,} + {before:,} + {after:,} - {dilation:,}*({kernel:,}-1) - 1) / {stride:,}) + 1"
     raw = _divide(size + before + after - effective_kernel(kernel, dilation), stride, ceil_mode) + 1
     if raw != out:  # PyTorch's ceil rule: no window may start in the right padding
         text += " - 1"
-    return f"{text} = {out}"
+    return f"{text} = {out:,}"
 
 
 def same_padding(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:

@@ -14,9 +14,16 @@ from click.testing import CliRunner
 from archcalc.cli import cli, main
 
 
-def run(*args, input=None):
+@pytest.fixture(autouse=True)
+def _plain_environment(monkeypatch):
+    """Output as to a pipe with no COLUMNS, whatever the shell running the tests exports."""
+    for name in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def run(*args, input=None, env=None):
     """Run main() as the console script does; returns (exit code, stdout, stderr)."""
-    result = CliRunner().invoke(_Main(), list(args), input=input, catch_exceptions=False)
+    result = CliRunner().invoke(_Main(), list(args), input=input, env=env, catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -105,7 +112,9 @@ def test_explain_prints_checkable_arithmetic():
     code, out, _ = run("explain", "vgg16", "conv1_1")
     assert code == 0
     assert "floor((224 + 1 + 1 - 1*(3-1) - 1) / 1) + 1 = 224" in out
-    assert "64 * 3 * 3*3 = 1728" in out
+    assert "64 * 3 * 3*3 = 1,728" in out
+    code, out, _ = run("explain", "resnet50", "avgpool")
+    assert code == 0 and "(C, 1, ...) = (2048, 1, 1)\n" in out and "(2048, 1, 1) = (2048, 1, 1)" not in out
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -202,3 +211,201 @@ def test_a_narrow_terminal_hides_columns_instead_of_cutting_figures():
     wide.print(rich_table(analyze(load("vgg16")), width=200))
     wide_text = wide.export_text()
     assert "Hidden" not in wide_text and "138,344,128" in wide_text
+
+
+# -- issue 9: help, error lines, pipes ---------------------------------------------------------
+
+def test_bare_archcalc_prints_the_help_and_exits_0():
+    code, out, err = run()
+    assert code == 0 and err == ""
+    assert out.startswith("Usage: archcalc [OPTIONS] COMMAND [ARGS]...") and "report" in out
+    done = subprocess.run([sys.executable, "-m", "archcalc"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "" and "Commands:" in done.stdout
+
+
+def test_error_lines_are_capped_with_a_count_of_the_rest(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "b", "input": [3, 8, 8], "layers": [{"type": f"nope{i}"} for i in range(27)]}))
+    code, out, err = run("report", str(path))
+    lines = err.splitlines()
+    assert code == 2 and out == "" and len(lines) == 21
+    assert all(line.startswith(f"error: spec '{path}': layers[") for line in lines[:20])
+    assert lines[20] == "error: ... and 7 more problems"
+
+
+def test_any_archcalc_error_of_a_command_is_one_line_and_status_2(monkeypatch):
+    from archcalc import passes
+    from archcalc.errors import ArchcalcError
+
+    def broken(*args, **kwargs):
+        raise ArchcalcError("first problem\nspread over two lines", "second problem")
+
+    monkeypatch.setattr(passes, "analyze", broken)
+    for command in (("report", "lenet5"), ("compare", "lenet5", "vgg16"), ("list",)):
+        code, out, err = run(*command)
+        assert code == 2 and out == ""
+        assert err.splitlines() == ["error: first problem spread over two lines", "error: second problem"]
+
+
+@pytest.mark.parametrize("command", [["report", "resnet152"], ["report", "resnet152", "--format", "json"], ["list"],
+                                     ["explain", "vgg16", "conv1_1"], ["compare", "vgg16", "vgg19"], []])
+def test_a_closed_pipe_ends_quietly(command):
+    """``archcalc report resnet152 | head -1``: the reader is gone before archcalc writes."""
+    process = subprocess.Popen([sys.executable, "-m", "archcalc", *command], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) in (0, 1)
+    assert "Traceback" not in err and "Exception ignored" not in err and err == ""
+
+
+# -- issue 9: user strings are shown literally, never as rich markup --------------------------
+
+MARKUP_NAMES = ("branch[pool]", "r[/]", "[bold]p", "q[/bold]", "[red]x[/red]", "a\\[b]", "[link=x]y", "[")
+
+
+def _markup_spec(tmp_path, model_name="m[/bold]"):
+    layers = [{"type": "conv", "name": MARKUP_NAMES[0], "filters": 4, "kernel": 3}]
+    layers += [{"type": "relu", "name": name} for name in MARKUP_NAMES[1:]]
+    path = tmp_path / "markup.json"
+    path.write_text(json.dumps({"name": model_name, "description": "d [bold]x[/] : [/] y", "input": [3, 8, 8],
+                                "layers": layers}))
+    return path
+
+
+def test_report_shows_names_with_brackets_literally(tmp_path):
+    path = _markup_spec(tmp_path)
+    code, out, err = run("report", str(path))
+    assert code == 0 and err == ""
+    assert "m[/bold]: input 3x8x8, float32" in out and "d [bold]x[/] : [/] y" in out
+    for name in MARKUP_NAMES:
+        assert f"│ {name} " in out, name
+    code, out, err = run("report", str(path), env={"COLUMNS": "60"})  # the narrow path hides columns
+    assert code == 0 and "│ branch[pool] " in out
+
+
+def test_compare_shows_model_names_with_brackets_literally(tmp_path):
+    path = _markup_spec(tmp_path)
+    code, out, err = run("compare", str(path), "lenet5", str(path))
+    assert code == 0 and err == ""
+    assert out.count("m[/bold]") == 2 and "(1.00x)" in out
+
+
+def test_list_shows_a_short_description_not_the_text_before_a_colon():
+    code, out, _ = run("list")
+    assert code == 0
+    lenet = next(line for line in out.splitlines() if line.startswith("│ lenet5"))
+    assert "LeNet-5 as in the CS5242 lecture 6 table: 3x32x32 input" in lenet and lenet.rstrip(" │").endswith("…")
+    vgg = next(line for line in out.splitlines() if line.startswith("│ vgg16"))
+    assert "configuration D), layer for layer" in vgg and "arithmetic slip" not in vgg
+
+
+def test_short_description():
+    from archcalc.render.format import short_description
+
+    assert short_description("A net. More words.") == "A net."
+    assert short_description("ResNet (He et al. 2016), as torchvision: [3, 4]. Then more.") == \
+        "ResNet (He et al. 2016), as torchvision: [3, 4]."
+    assert short_description("As Szegedy et al. Table 1 says. Next.") == "As Szegedy et al. Table 1 says."
+    assert short_description("word " * 30, limit=22) == "word word word word…"
+    assert short_description("x" * 50, limit=10) == "xxxxxxxxx…"
+    assert short_description("") == ""
+
+
+# -- issue 9: numbers of any size --------------------------------------------------------------
+
+def test_report_and_compare_with_a_401_digit_batch():
+    batch = 10**400
+    code, out, err = run("report", "lenet5", "--batch", str(batch))
+    assert code == 0 and err == ""
+    assert f"MACs: {651_720 * batch:,} multiply-accumulates for a batch of {batch}" in out
+    assert "│ conv1    │ conv 5x5/1, 6  │" in out and "3.5e405" in out  # 352,800 * 10**400 MACs
+    code, out, err = run("compare", "lenet5", "vgg16", "--batch", str(batch))
+    assert code == 0 and err == "" and f"{651_720 * batch:,}" in out
+    code, out, _ = run("report", "lenet5", "--batch", str(batch), "--format", "markdown")
+    assert code == 0 and "e405" in out
+    code, out, _ = run("explain", "lenet5", "conv1", "--batch", str(batch))
+    assert code == 0 and f"352,800 * {batch:,} = {352_800 * batch:,}" in out
+
+
+@pytest.mark.parametrize(("value", "si_text", "bytes_text", "grouped_text"), [
+    (0, "0", "0 B", "0"),
+    (999, "999", "999 B", "999"),
+    (1_250, "1.2K", "1.2 KiB", "1,250"),  # half to even, as the float formatting was
+    (999_950, "1M", "976.5 KiB", "999,950"),  # rounding carries into the next prefix
+    (1_048_575, "1M", "1.0 MiB", "1,048,575"),
+    (3_211_264, "3.2M", "3.1 MiB", "3,211,264"),
+    (10**15, "1P", "909.5 TiB", "1,000,000,000,000,000"),
+    (10**27, "1e27", "827.2 YiB", "1," + ",".join(["000"] * 9)),
+    (10**400, "1e400", "1.0e400 B", "10," + ",".join(["000"] * 133)),
+    (10**400 * 97 // 10, "9.7e400", "9.7e400 B", None),
+    (-1_234_567, "-1.2M", "-1.2 MiB", "-1,234,567"),
+])
+def test_number_formats_are_exact_for_any_int(value, si_text, bytes_text, grouped_text):
+    from archcalc.render.format import binary_bytes, grouped, si
+
+    assert si(value) == si_text and binary_bytes(value) == bytes_text
+    if grouped_text is not None:
+        assert grouped(value) == grouped_text
+
+
+def test_number_formats_past_pythons_digit_limit():
+    from archcalc.render.format import decimal, grouped, si
+
+    value = 10**5000 + 123456
+    assert decimal(value) == "1" + "0" * 4994 + "123456"
+    assert grouped(value).endswith(",123,456") and grouped(value).count(",") == 5000 // 3
+    assert si(value) == "1e5000"
+
+
+# -- issue 9: width and layout of piped output -------------------------------------------------
+
+def test_piped_output_takes_the_tables_width_and_keeps_footer_lines_whole():
+    code, out, _ = run("report", "lenet5")
+    lines = out.splitlines()
+    assert code == 0
+    assert all(line == line.rstrip() for line in lines), [line for line in lines if line != line.rstrip()]
+    assert lines[0] == " " * 43 + "lenet5: input 3x32x32, float32"
+    assert ("MACs: 651,720 multiply-accumulates for one sample = 1.3M FLOPs (2 per MAC). torchvision, fvcore and ptflops "
+            "call the MAC count 'FLOPs'. Bias adds, activations, pooling and normalisation are other ops: 17,754.") in lines
+    assert any(line.startswith("LeNet-5 as in the CS5242") and line.endswith("ReLU activations.") for line in lines)
+    code, out, _ = run("report", "resnet152")  # wider than the 200 columns piped output was cut to
+    assert code == 0 and "…" not in out and "Hidden" not in out
+    assert max(map(len, out.splitlines())) > 200
+
+
+@pytest.mark.parametrize("columns", [60, 80, 100, 250])
+def test_piped_output_honours_columns(columns):
+    for command in (("report", "vgg16"), ("list",), ("compare", "vgg16", "resnet50")):
+        code, out, _ = run(*command, env={"COLUMNS": str(columns)})
+        lines = out.splitlines()
+        assert code == 0 and max(map(len, lines)) <= columns, command
+        assert all(line == line.rstrip() for line in lines)
+        footer = " ".join(line for line in lines if not line.startswith(("│", "┃", "┏", "┡", "├", "└", "┗", "┣", "╇")))
+        if command[0] == "report":  # wrapped at words: joining the lines gives the sentences back
+            assert "Bias adds, activations, pooling and normalisation are other ops: 31,703,528." in footer
+
+
+@pytest.mark.parametrize("columns", ["0", "abc", "-5", "99999999999"])
+def test_odd_columns_values_still_print_the_table(columns):
+    code, out, err = run("report", "lenet5", env={"COLUMNS": columns})
+    assert code == 0 and err == "" and "│ conv1    │" in out and "62,006" in out
+
+
+def test_a_tiny_columns_value_draws_at_the_narrowest_width():
+    code, out, err = run("report", "lenet5", env={"COLUMNS": "1"})
+    assert code == 0 and err == "" and max(map(len, out.splitlines())) == 20
+
+
+@pytest.mark.parametrize("command", [["report", "vgg16"], ["report", "vgg16", "--format", "json"],
+                                     ["report", "vgg16", "--format", "csv"], ["explain", "vgg16", "conv1_1"],
+                                     ["compare", "lenet5", "vgg16", "--format", "json"]])
+def test_a_batch_whose_figures_cannot_be_written_out_is_refused(command):
+    """Python will not turn ints of more than 4,300 digits into text: refuse above 4,000 digits, in one line."""
+    code, out, err = run(*command, "--batch", "9" * 4299)
+    assert code == 2 and out == ""
+    assert err.startswith("error: model 'lenet5' at batch 1e4299: a figure would have about 4,30") or \
+        err.startswith("error: model 'vgg16' at batch 1e4299: a figure would have about 4,310 digits")
+    assert err.endswith("more than archcalc writes out (at most 4,000); use a smaller --batch\n")
+    code, out, _ = run(*command, "--batch", "9" * 3980)  # just under: written out in full
+    assert code == 0 and "9" * 3000 in out.replace(",", "")

@@ -87,7 +87,10 @@ DROP_ORDER = ("Memory", "Weights", "Type", "Receptive field")
 
 
 def rich_table(analysis: Analysis, depth: int | None = None, width: int | None = None) -> RenderableType:
-    """A rich renderable: title, the table with a totals row, and the conventions footer.
+    """A rich renderable: title, the table with a totals row, the description and the conventions footer.
+
+    The description and footer are lines of their own, as wide as the console (a table caption
+    would wrap them at the table's width).
 
     With ``width`` (a terminal's), columns are hidden in :data:`DROP_ORDER` until the table fits,
     rather than cutting names and numbers short; a line says which.
@@ -108,25 +111,26 @@ def rich_table(analysis: Analysis, depth: int | None = None, width: int | None =
             hidden.append(header)
             table = _table(analysis, depth, shown)
     notes = [f"Hidden to fit {width} columns: {', '.join(hidden)} (a wider terminal or --format markdown shows them)."] if hidden else []
-    return Group(table, *(Text(line, style="dim") for line in [*footer(analysis), *notes]))
+    description = [Text(analysis.description)] if analysis.description else []
+    return Group(table, *description, *(Text(line, style="dim") for line in [*footer(analysis), *notes]))
 
 
 def _table(analysis: Analysis, depth: int | None, columns: list[Column]) -> RenderableType:
+    """The rich table; every string from the spec (model, layer names, types) is shown literally."""
     from rich.table import Table
+    from rich.text import Text
 
     input_shape = shape(analysis.input_shape, _batch(analysis))
     table = Table(
-        title=f"{analysis.model}: input {input_shape}, {analysis.dtype}",
-        caption=analysis.description or None,
+        title=Text(f"{analysis.model}: input {input_shape}, {analysis.dtype}"),
         show_footer=True,
         header_style="bold",
-        caption_justify="left",
     )
     totals = dict(zip((c.header for c in COLUMNS), totals_cells(analysis)))
     for column in columns:
-        table.add_column(column.header, justify=column.justify, footer=totals[column.header], no_wrap=True)
+        table.add_column(Text(column.header), justify=column.justify, footer=Text(totals[column.header]), no_wrap=True)
     for row in rows(analysis, depth):
-        table.add_row(*(column.text(row, analysis) for column in columns))
+        table.add_row(*(Text(column.text(row, analysis)) for column in columns))
     return table
 
 
