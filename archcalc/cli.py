@@ -281,45 +281,15 @@ def explain(model: Any, layer: str, batch: int, dtype: str) -> None:
 def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer: str) -> None:
     """Totals of several MODELS side by side, with each one's ratio to the first."""
     from archcalc.passes import analyze
-    from archcalc.render.format import binary_bytes, grouped
+    from archcalc.report import Comparison
 
-    analyses = [_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer)) for m in models]
+    comparison = Comparison(tuple(_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer)) for m in models))
     if fmt == "json":
-        click.echo(json.dumps([{"model": a.model, "totals": a.totals.to_dict()} for a in analyses], indent=2))
+        click.echo(json.dumps(comparison.to_dict(), indent=2))
         return
-    from rich.table import Table
-    from rich.text import Text
+    from archcalc.render.table import compare_table
 
-    metrics = (
-        ("Params", "params", grouped),
-        ("MACs", "macs", grouped),
-        ("FLOPs", "flops", grouped),
-        ("Other ops", "other_ops", grouped),
-        ("Activations", "activations", grouped),
-        ("Activation memory", "activation_bytes", binary_bytes),
-        ("Training memory", "training_bytes", binary_bytes),
-    )
-    table = Table(title=Text(f"batch {batch}, {dtype}, {optimizer}"), header_style="bold")
-    table.add_column("Total", justify="left")
-    for a in analyses:
-        table.add_column(Text(a.model), justify="right")
-    for label, key, fmt_value in metrics:
-        cells = []
-        base = getattr(analyses[0].totals, key)
-        for a in analyses:
-            value = getattr(a.totals, key)
-            ratio = f" ({_ratio(value, base)})" if a is not analyses[0] and base else ""
-            cells.append(Text(fmt_value(value) + ratio))
-        table.add_row(label, *cells)
-    _console().print(table)
-
-
-def _ratio(value: int, base: int) -> str:
-    """``value / base`` to two decimals, exactly for integers of any size: ``_ratio(1, 3) == '0.33x'``."""
-    from archcalc.render.format import grouped
-
-    hundredths = (200 * value + base) // (2 * base)  # rounded half up, no float
-    return f"{grouped(hundredths // 100)}.{hundredths % 100:02d}x"
+    _console().print(compare_table(comparison))
 
 
 @cli.command()

@@ -86,7 +86,7 @@ LAYER_FIGURES: tuple[Figure, ...] = (
     Figure("params", "Params", "learned parameters, as PyTorch's parameters() counts them (no buffers)", "count",
            lambda f: _params(f, lambda p: p.role.learned), aliases=("parameters", "param", "#params", "param #")),
     Figure("params_trainable", "Trainable", "learned parameters that training updates (every learned one)", "count",
-           lambda f: _params(f, lambda p: p.trainable), formats=FORMATS - {"table", "grade"}),
+           lambda f: _params(f, lambda p: p.trainable), formats=FORMATS - {"table", "grade", "compare"}),
     Figure("params_weights_only", "Weights", "conv and linear kernel weights only: no biases, norm scale/shift or "
            "buffers (what the lecture's rows count)", "count", lambda f: _params(f, lambda p: p.role.kernel),
            aliases=("weights", "weights_only")),

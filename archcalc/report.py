@@ -305,3 +305,27 @@ def _folded(members: list[LayerReport], depth: int) -> LayerReport:
         stores_output=any(stores), receptive_field=members[-1].receptive_field,
         values=fold_values([m.values for m in members], stores), layers=count,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Several networks' totals side by side (``archcalc compare``), each with its exact ratio
+    to the first network's: one row per figure whose formats include ``compare``."""
+
+    analyses: tuple[Analysis, ...]
+
+    def rows(self) -> list[tuple[Any, list[Any], list[Fraction | None]]]:
+        """``(figure, values, ratios)`` per compared figure; a ratio is None for the first
+        network and where the first network's total is 0."""
+        out = []
+        for figure in TOTAL_FIGURES:
+            if "compare" not in figure.formats:
+                continue
+            values = [getattr(a.totals, figure.name) for a in self.analyses]
+            base = values[0]
+            out.append((figure, values, [None] + [Fraction(v, base) if base else None for v in values[1:]]))
+        return out
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        """JSON form: each network's name and totals."""
+        return [{"model": a.model, "totals": a.totals.to_dict()} for a in self.analyses]

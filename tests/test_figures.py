@@ -83,3 +83,20 @@ def test_depth_folds_json_and_csv_too():
     rows = list(csv.DictReader(io.StringIO(done.output)))
     assert [r["name"] for r in rows if r["type"] == "block"] == ["layer1", "layer2", "layer3", "layer4"]
     assert sum(int(r["buffers"]) for r in rows) == 9_600
+
+
+def test_comparison_ratios_are_exact_and_the_table_shows_them():
+    from fractions import Fraction
+
+    from archcalc.render.format import ratio
+    from archcalc.report import Comparison
+
+    naive, reduced = archcalc.analyze("inception-naive"), archcalc.analyze("inception-reduced")
+    rows = {figure.name: (values, ratios) for figure, values, ratios in Comparison((naive, reduced)).rows()}
+    assert "params_trainable" not in rows and {"params", "buffers", "macs", "training_bytes"} <= set(rows)
+    values, ratios = rows["macs"]
+    assert values == [854_196_224, reduced.totals.macs] and ratios == [None, Fraction(reduced.totals.macs, 854_196_224)]
+    assert rows["buffers"][1] == [None, None]  # no ratio to a zero
+    assert ratio(Fraction(1, 3)) == "0.33x" and ratio(Fraction(10**400, 3)).endswith(".33x")
+    done = CliRunner().invoke(cli, ["compare", "inception-naive", "inception-reduced"], env={"COLUMNS": "200"})
+    assert done.exit_code == 0 and f"({ratio(ratios[1])})" in done.output

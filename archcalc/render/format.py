@@ -148,3 +148,20 @@ def short_description(text: str, limit: int = 80) -> str:
         return first
     cut = first[:limit].rsplit(" ", 1)[0] if " " in first[:limit] else first[:limit - 1]
     return cut.rstrip(" ,;:") + "…"
+
+
+def ratio(value: Any) -> str:
+    """An exact ratio (a Fraction) to two decimals, rounded half up, for ints of any size:
+    ``ratio(Fraction(1, 3)) == '0.33x'``."""
+    hundredths = (200 * value.numerator + value.denominator) // (2 * value.denominator)
+    return f"{grouped(hundredths // 100)}.{hundredths % 100:02d}x"
+
+
+def figure_text(kind: str, value: Any) -> str:
+    """A figure's value as people read it, by its kind (archcalc.figures): counts grouped by
+    thousands, bytes in binary units, shapes as ``64x56x56``."""
+    if kind == "bytes":
+        return binary_bytes(value)
+    if kind == "shape":
+        return shape(value)
+    return grouped(value)

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from archcalc.render.format import binary_bytes, grouped, shape, si
-from archcalc.report import Analysis, LayerReport, fold
+from archcalc.render.format import binary_bytes, figure_text, grouped, ratio, shape, si
+from archcalc.report import Analysis, Comparison, LayerReport, fold
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -147,3 +147,20 @@ def markdown_table(analysis: Analysis, depth: int | None = None) -> str:
     out.append("")
     out.extend(f"- {text}" for text in footer(analysis))
     return "\n".join(out) + "\n"
+
+
+def compare_table(comparison: Comparison) -> RenderableType:
+    """``archcalc compare``: one column per network, one row per figure, each value with its
+    ratio to the first network's."""
+    from rich.table import Table
+    from rich.text import Text
+
+    first = comparison.analyses[0]
+    table = Table(title=Text(f"batch {first.batch}, {first.dtype}, {first.optimizer}"), header_style="bold")
+    table.add_column("Total", justify="left")
+    for analysis in comparison.analyses:
+        table.add_column(Text(analysis.model), justify="right")
+    for figure, values, ratios in comparison.rows():
+        cells = [Text(figure_text(figure.kind, v) + (f" ({ratio(r)})" if r is not None else "")) for v, r in zip(values, ratios)]
+        table.add_row(figure.header, *cells)
+    return table
