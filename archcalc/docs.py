@@ -62,7 +62,7 @@ def op_formulas() -> str:
     """``docs/conventions.md``'s per-op section: each op's docstring, its formulas in plain text."""
     out = []
     for op_type, op in sorted(REGISTRY.items()):
-        out.append(f"### `{op_type}`\n\n```\n{inspect.getdoc(op)}\n```")
+        out.append(f"### `{op_type}`\n\n```\n{inspect.getdoc(op)}\n```\n\nOther ops: {op.other_ops_rule}.")
     return "\n\n".join(out)
 
 

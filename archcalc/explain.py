@@ -65,7 +65,7 @@ def explain_layer(graph: Graph, analysis: Analysis, layer: str, group_digits: bo
             lines.append(("MACs for the batch", f"{per_sample} * {batch} = {row.macs}"))
         if row.macs:
             lines.append(("FLOPs", f"2 * MACs = 2 * {row.macs} = {row.flops}"))
-        rule = _first_line_with(op.__doc__, "other ops")
+        rule = op.other_ops_rule
         lines.append(("other ops", f"{row.other_ops} ({rule})" if row.other_ops and rule else str(row.other_ops)))
     dims = "*".join(map(str, row.output_shape)) + (f" * {batch}" if batch != 1 else "")
     lines.append(("activations", f"prod(output shape){' * batch' if batch != 1 else ''} = {dims} = {row.activations}"))
@@ -106,14 +106,6 @@ def readable(text: str, group_digits: bool = True) -> str:
         return f"{int(match.group()):,}"
 
     return _LONG_NUMBER.sub(group, text)
-
-
-def _first_line_with(doc: str | None, word: str) -> str:
-    for line in (doc or "").splitlines():
-        if word in line:
-            part = line.strip()
-            return part[part.index(word):].split(";")[0]
-    return ""
 
 
 def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[str, str]]:

@@ -54,6 +54,16 @@ def test_registration_rejects_duplicates_and_missing_rules():
         register(NoWindow)
     assert "no_window_op" not in REGISTRY
 
+    class Silent(REGISTRY["relu"].__class__):
+        """A complete op that does not say how it counts other ops."""
+
+        type = "silent_op"
+        other_ops_rule = ""
+
+    with pytest.raises(TypeError, match="does not say how it counts other ops"):
+        register(Silent)
+    assert "silent_op" not in REGISTRY
+
 
 def test_unknown_type_suggests_the_closest():
     with pytest.raises(RuleError, match="did you mean 'maxpool'"):

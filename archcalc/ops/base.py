@@ -141,6 +141,9 @@ class Op:
     #: False for ops that run in place (ReLU, dropout, add) or are views (flatten, identity).
     stores_output: ClassVar[bool] = True
     examples: ClassVar[tuple[Example, ...]] = ()
+    #: How :meth:`cost` counts other ops, in words (``explain`` and the docs show it), e.g.
+    #: ``(prod(k) - 1) comparisons per output value``. Every op declares one.
+    other_ops_rule: ClassVar[str] = ""
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         """Attributes with everything that depends on the input made explicit (per-axis)."""
@@ -215,6 +218,8 @@ def register(cls: type[Op]) -> type[Op]:
         raise TypeError(f"op {op_type!r} lacks rule(s): {', '.join(missing)}")
     if not cls.__doc__:
         raise TypeError(f"op {op_type!r} has no docstring")
+    if not cls.other_ops_rule:
+        raise TypeError(f"op {op_type!r} does not say how it counts other ops (other_ops_rule)")
     names = [a.name for a in cls.attrs]
     if len(set(names)) != len(names):
         raise TypeError(f"op {op_type!r} declares an attribute twice")

@@ -24,6 +24,7 @@ class Conv(Op):
     """
 
     type = "conv"
+    other_ops_rule = "f * prod(out) bias adds (when bias)"
     attrs = (
         Attr("filters", positive_int, doc="number of filters f (output channels)"),
         Attr("kernel", ints(1), doc="kernel size k: an int, or one per axis (its length sets 1D/2D/3D)"),

@@ -21,6 +21,7 @@ class Linear(Op):
     """
 
     type = "linear"
+    other_ops_rule = "units bias adds (when bias)"
     attrs = (
         Attr("units", positive_int, doc="number of output units"),
         Attr("bias", boolean, True, "add a learned bias per unit"),

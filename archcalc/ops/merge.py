@@ -18,6 +18,7 @@ class Concat(Op):
     """
 
     type = "concat"
+    other_ops_rule = "0 (a copy)"
     arity = (2, None)
     examples = (Example({}, ((2, 4, 4), (3, 4, 4)), (5, 4, 4)), Example({}, ((2,), (3,), (1,)), (6,)))
 
@@ -60,6 +61,7 @@ class Add(Op):
     """
 
     type = "add"
+    other_ops_rule = "(inputs - 1) adds per value"
     arity = (2, None)
     stores_output = False
     examples = (Example({}, ((2, 4, 4), (2, 4, 4)), (2, 4, 4)),)

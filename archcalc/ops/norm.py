@@ -36,6 +36,7 @@ class BatchNorm(Op):
     """
 
     type = "batchnorm"
+    other_ops_rule = "4 per value (subtract mean, divide by std, scale, shift)"
     attrs = (
         Attr("eps", number(0, open_low=True), 1e-5, "added to the variance"),
         Attr("momentum", number(0, 1), 0.1, "weight of the new batch in the running averages"),
@@ -114,6 +115,7 @@ class LRN(Op):
     """
 
     type = "lrn"
+    other_ops_rule = "2*size + 3 per value (squares, adds, scale, add k, pow, divide)"
     attrs = (
         Attr("size", positive_int, 5, "number of neighbouring channels summed over"),
         Attr("alpha", number(0), 1e-4, "scale of the sum of squares"),

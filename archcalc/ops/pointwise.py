@@ -16,6 +16,7 @@ class _Elementwise(Op):
     """Shape unchanged, one field per unit; ``ops_per_value`` other ops per output value."""
 
     ops_per_value = 1
+    other_ops_rule = "1 per value (one function evaluation)"
     stores_output = False
     examples = _EXAMPLES
 
@@ -130,6 +131,7 @@ class Dropout(_Elementwise):
     """
 
     type = "dropout"
+    other_ops_rule = "0 (the identity at inference)"
     ops_per_value = 0
     attrs = (Attr("p", number(0, 1), 0.5, "probability of zeroing a value"),)
 
@@ -153,6 +155,7 @@ class Softmax(_Elementwise):
     """
 
     type = "softmax"
+    other_ops_rule = "3 per value (exp, add into the sum, divide)"
     ops_per_value = 3
     stores_output = True
 
@@ -173,6 +176,7 @@ class Identity(_Elementwise):
     """Passes its input on unchanged: a view, stores nothing, costs nothing."""
 
     type = "identity"
+    other_ops_rule = "0 (a view)"
     ops_per_value = 0
 
 
@@ -184,6 +188,7 @@ class Flatten(_Elementwise):
     """
 
     type = "flatten"
+    other_ops_rule = "0 (a view)"
     ops_per_value = 0
     examples = (Example({}, ((3, 4, 4),), (48,)), Example({}, ((5,),), (5,)))
 

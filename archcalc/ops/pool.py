@@ -66,6 +66,7 @@ class MaxPool(_Pool):
     """
 
     type = "maxpool"
+    other_ops_rule = "(prod(k) - 1) comparisons per output value"
     attrs = _POOL_ATTRS
     examples = _POOL_EXAMPLES
 
@@ -95,6 +96,7 @@ class AvgPool(_Pool):
     """
 
     type = "avgpool"
+    other_ops_rule = "prod(k) per output value (prod(k) - 1 adds, 1 divide)"
     attrs = (*_POOL_ATTRS, Attr("count_include_pad", boolean, True, "divide by the whole window, padding included"))
     examples = _POOL_EXAMPLES
 
@@ -125,6 +127,7 @@ class GlobalAvgPool(Op):
     """
 
     type = "global_avgpool"
+    other_ops_rule = "prod(S) per channel (prod(S) - 1 adds, 1 divide)"
     examples = (Example({}, ((3, 5, 5),), (3, 1, 1)), Example({}, ((4, 7),), (4, 1)))
 
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
