@@ -55,6 +55,7 @@ class Figure:
         formats: the outputs that carry it.
         of_totals: a totals-only figure's value from the other totals and the analysis settings.
         aliases: other names people and tools give it (column headers ``archcalc grade`` reads).
+        brief: tables show it with an SI suffix (``352.8K``) rather than every digit (``2,416``).
     """
 
     name: str
@@ -67,6 +68,7 @@ class Figure:
     formats: frozenset[str] = FORMATS
     of_totals: Callable[[Mapping[str, Any], int, str, str], Any] | None = None
     aliases: tuple[str, ...] = ()
+    brief: bool = False
 
 
 def _params(facts: LayerFacts, keep: Callable[[Param], bool]) -> int:
@@ -95,7 +97,7 @@ LAYER_FIGURES: tuple[Figure, ...] = (
            aliases=("buffer", "running statistics", "non-trainable params")),
     Figure("macs", "MACs", "multiply-accumulates of the forward pass for the batch (what torchvision, fvcore and "
            "ptflops call FLOPs)", "count", lambda f: f.cost.macs * f.batch,
-           aliases=("mac", "mult-adds", "multiply-adds", "ops")),
+           aliases=("mac", "mult-adds", "multiply-adds", "ops"), brief=True),
     Figure("flops", "FLOPs", "2 x MACs (one multiply and one add each)", "count",
            lambda f: formulas.flops(f.cost.macs * f.batch), formats=FORMATS - {"table"}),
     Figure("other_ops", "Other ops", "element-wise work for the batch: bias adds, activations, pooling, "
@@ -103,7 +105,7 @@ LAYER_FIGURES: tuple[Figure, ...] = (
            lambda f: f.cost.other_ops * f.batch, formats=FORMATS - {"table", "grade"}),
     Figure("activations", "Activations", "output values for the batch; the total counts the input and every output "
            "that needs new storage", "count", lambda f: math.prod(f.layer.out_shape) * f.batch, total="stored",
-           fold="stored", aliases=("memory", "mem", "activation")),
+           fold="stored", aliases=("memory", "mem", "activation"), brief=True),
     Figure("activation_bytes", "Memory", "bytes of the activations in the analysis' dtype", "bytes",
            lambda f: formulas.activation_bytes(math.prod(f.layer.out_shape) * f.batch, f.dtype), total="stored",
            fold="stored", aliases=("bytes", "memory_bytes")),

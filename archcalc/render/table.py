@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from archcalc.figures import Figure, figures_for
 from archcalc.render.format import binary_bytes, figure_text, grouped, ratio, shape, si
 from archcalc.report import Analysis, Comparison, LayerReport, fold
 
@@ -23,6 +24,8 @@ class Column:
     header: str
     text: Callable[[LayerReport, Analysis], str]
     justify: str = "right"
+    #: The figure it shows, if it shows one.
+    figure: Figure | None = None
 
 
 def _type(row: LayerReport, analysis: Analysis) -> str:
@@ -33,15 +36,30 @@ def _batch(analysis: Analysis) -> int | None:
     return analysis.batch if analysis.batch != 1 else None
 
 
+def _figure_cell(figure: Figure, value: Any, analysis: Analysis, total: bool = False) -> str:
+    """A figure as the table prints it: shapes with the batch axis, brief counts with an SI
+    suffix, other counts with every digit, bytes in binary units."""
+    if figure.kind == "shape":
+        return shape(value, _batch(analysis))
+    if figure.kind == "bytes":
+        return binary_bytes(value)
+    return si(value, 2 if total else 1) if figure.brief else grouped(value)
+
+
+def _figure_column(figure: Figure) -> Column:
+    # a figure that totals over stored outputs marks the rows it leaves out (in-place ops, views)
+    def text(row: LayerReport, analysis: Analysis) -> str:
+        cell = _figure_cell(figure, row.figure(figure.name), analysis)
+        return cell + " *" if figure.total == "stored" and figure.kind == "count" and not row.stores_output else cell
+
+    return Column(figure.header, text, figure=figure)
+
+
+#: Layer, type, every figure tables carry (archcalc.figures), receptive field.
 COLUMNS = (
     Column("Layer", lambda r, a: r.name, "left"),
     Column("Type", _type, "left"),
-    Column("Output shape", lambda r, a: shape(r.output_shape, _batch(a))),
-    Column("Params", lambda r, a: grouped(r.params)),
-    Column("Weights", lambda r, a: grouped(r.params_weights_only)),
-    Column("MACs", lambda r, a: si(r.macs)),
-    Column("Activations", lambda r, a: si(r.activations) + ("" if r.stores_output else " *")),
-    Column("Memory", lambda r, a: binary_bytes(r.activation_bytes)),
+    *(_figure_column(figure) for figure in figures_for("table")),
     Column("Receptive field", lambda r, a: r.receptive_field.text()),
 )
 
@@ -53,11 +71,16 @@ def rows(analysis: Analysis, depth: int | None = None) -> tuple[LayerReport, ...
 
 def totals_cells(analysis: Analysis) -> list[str]:
     """The totals row, aligned with :data:`COLUMNS`."""
-    t = analysis.totals
-    return [
-        "Total", "", "", grouped(t.params), grouped(t.params_weights_only),
-        si(t.macs, 2), si(t.activations), binary_bytes(t.activation_bytes), "",
-    ]
+    cells = []
+    for column in COLUMNS:
+        figure = column.figure
+        if column is COLUMNS[0]:
+            cells.append("Total")
+        elif figure is None or not figure.total:
+            cells.append("")
+        else:
+            cells.append(_figure_cell(figure, getattr(analysis.totals, figure.name), analysis, total=True))
+    return cells
 
 
 def footer(analysis: Analysis) -> list[str]:
