@@ -223,8 +223,6 @@ def list_models(fmt: str) -> None:
     """The zoo: one line per model with its params, MACs and input shape."""
     from archcalc import zoo
     from archcalc.passes import analyze
-    from archcalc.render.format import grouped, shape, short_description, si
-
     entries = []
     for name in zoo.names():
         analysis = analyze(zoo.load(name))
@@ -235,17 +233,9 @@ def list_models(fmt: str) -> None:
              "description": a.description} for name, a in entries
         ], indent=2))
         return
-    from rich.table import Table
-    from rich.text import Text
+    from archcalc.render.table import zoo_table
 
-    table = Table(title="archcalc zoo", header_style="bold")
-    for header, justify in (("Model", "left"), ("Input", "right"), ("Params", "right"), ("MACs", "right"),
-                            ("Description", "left")):
-        table.add_column(header, justify=justify)
-    for name, a in entries:
-        cells = (name, shape(a.input_shape), grouped(a.totals.params), si(a.totals.macs, 2), short_description(a.description))
-        table.add_row(*(Text(cell) for cell in cells))
-    _console().print(table)
+    _console().print(zoo_table(entries))
 
 
 def _printable(analysis: Any) -> Any:
@@ -475,45 +465,9 @@ def grade(ctx: click.Context, model: Any, answers: str, fmt: str, rows: str, col
     if fmt == "gradescope":
         click.echo(json.dumps(result.to_gradescope(show_answers), indent=2))
         return
-    _console().print(_grade_table(result, show_answers))
+    from archcalc.render.grading import grade_table
 
-
-def _grade_table(result: Any, show_answers: bool = True) -> Any:
-    """The graded table; every string from the student's file goes in as Text, never as markup."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=Text(f"{result.model}: {result.score} / {result.max_score} right"), header_style="bold")
-    table.add_column("Layer")
-    for column in result.columns:
-        table.add_column(column, justify="right")
-    notes = []
-    for row in result.rows:
-        if row.problem:
-            table.add_row(Text(row.layer), Text(row.problem, style="red"), *([""] * (len(result.columns) - 1)))
-            continue
-        cells = []
-        for cell in row.cells:
-            answer = f" → {cell.expected}" if show_answers else ""
-            if cell.right:
-                cells.append(Text.assemble(("✓", "green"), f" {cell.given}"))
-            elif cell.status == "blank":
-                cells.append(Text.assemble(("✗", "red"), f" (blank){answer}"))
-            elif cell.status == "unparseable":
-                cells.append(Text.assemble(("✗", "red"), f" cannot read {cell.given!r}{answer}"))
-            else:
-                cells.append(Text.assemble(("✗", "red"), f" {cell.given}{answer}"))
-            if cell.shown_note(show_answers):
-                notes.append(f"{row.layer} {cell.column}: {cell.shown_note(show_answers)}")
-            if show_answers:
-                notes.extend(f"{row.layer} {cell.column}: {line}" for line in cell.explanation)
-        label = Text(row.layer)
-        if row.note:  # an asked layer the answers have no row for
-            label.append(" (no row)", style="dim")
-        table.add_row(label, *cells)
-    lines = [Text(note, style="dim") for note in [*result.notes, *notes]]
-    return Group(table, *lines)
+    _console().print(grade_table(result, show_answers))
 
 
 @cli.command("template")

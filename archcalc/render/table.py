@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from archcalc.figures import Figure, figures_for
-from archcalc.render.format import binary_bytes, figure_text, grouped, ratio, shape, si
+from archcalc.render.format import binary_bytes, figure_text, grouped, ratio, shape, short_description, si
 from archcalc.report import Analysis, Comparison, LayerReport, fold
 
 if TYPE_CHECKING:
@@ -186,4 +186,19 @@ def compare_table(comparison: Comparison) -> RenderableType:
     for figure, values, ratios in comparison.rows():
         cells = [Text(figure_text(figure.kind, v) + (f" ({ratio(r)})" if r is not None else "")) for v, r in zip(values, ratios)]
         table.add_row(figure.header, *cells)
+    return table
+
+
+def zoo_table(entries: list[tuple[str, Analysis]]) -> RenderableType:
+    """``archcalc list``: one row per zoo model with its input, params, MACs and a short description."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="archcalc zoo", header_style="bold")
+    for header, justify in (("Model", "left"), ("Input", "right"), ("Params", "right"), ("MACs", "right"),
+                            ("Description", "left")):
+        table.add_column(header, justify=justify)
+    for name, a in entries:
+        cells = (name, shape(a.input_shape), grouped(a.totals.params), si(a.totals.macs, 2), short_description(a.description))
+        table.add_row(*(Text(cell) for cell in cells))
     return table
