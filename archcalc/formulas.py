@@ -71,10 +71,25 @@ def conv_output_size(
             f"{size} + {before} + {after} = {padded}"
         ),
     )
-    out = _divide(padded - span, stride, ceil_mode) + 1
+    _, out = output_size_arithmetic(size, kernel, stride, (before, after), dilation, ceil_mode)
     if ceil_mode and (out - 1) * stride >= size + before:
         out -= 1
     return out
+
+
+def output_size_arithmetic(
+    size: int, kernel: int, stride: int = 1, padding: int | Sequence[int] = 0, dilation: int = 1, ceil_mode: bool = False,
+) -> tuple[str, int]:
+    """The output-size formula written out with its numbers, and its value in exact integers,
+    before PyTorch's ceil-mode correction: the one place the formula is computed and written.
+
+    >>> output_size_arithmetic(5, 3, 2, 1)
+    ('floor((5 + 1 + 1 - 1*(3-1) - 1) / 2) + 1', 3)
+    """
+    before, after = _pair(padding)
+    rounding = "ceil" if ceil_mode else "floor"
+    text = f"{rounding}(({size:,} + {before:,} + {after:,} - {dilation:,}*({kernel:,}-1) - 1) / {stride:,}) + 1"
+    return text, _divide(size + before + after - effective_kernel(kernel, dilation), stride, ceil_mode) + 1
 
 
 def _divide(numerator: int, denominator: int, ceil: bool = False) -> int:
@@ -109,11 +124,8 @@ def explain_conv_output_size(
     Numbers of 1,000 and more are grouped by thousands:
     ``explain_conv_output_size(1024, 3, 2)`` is ``'floor((1,024 + 0 + 0 - 1*(3-1) - 1) / 2) + 1 = 511'``.
     """
-    before, after = _pair(padding)
-    out = conv_output_size(size, kernel, stride, (before, after), dilation, ceil_mode)
-    rounding = "ceil" if ceil_mode else "floor"
-    text = f"{rounding}(({size:,} + {before:,} + {after:,} - {dilation:,}*({kernel:,}-1) - 1) / {stride:,}) + 1"
-    raw = _divide(size + before + after - effective_kernel(kernel, dilation), stride, ceil_mode) + 1
+    out = conv_output_size(size, kernel, stride, padding, dilation, ceil_mode)
+    text, raw = output_size_arithmetic(size, kernel, stride, padding, dilation, ceil_mode)
     if raw != out:  # PyTorch's ceil rule: no window may start in the right padding
         text += " - 1"
     return f"{text} = {out:,}"

@@ -68,11 +68,8 @@ def window_output(attrs: Mapping[str, Any], in_shape: Shape, ceil_mode: bool = F
             out.append(formulas.conv_output_size(size, k, s, pad, d, ceil_mode))
         except RuleError as error:
             name = AXIS_NAMES[len(sizes)][axis]
-            raw = (size + sum(pad) - formulas.effective_kernel(k, d)) // s + 1
-            raise RuleError(
-                f"output {name} = floor(({size} + {pad[0]} + {pad[1]} - {d}*({k}-1) - 1) / {s}) + 1"
-                f" = {raw} < 1: {error}"
-            ) from None
+            text, raw = formulas.output_size_arithmetic(size, k, s, pad, d, ceil_mode)
+            raise RuleError(f"output {name} = {text} = {raw:,} < 1: {error}") from None
     return tuple(out)
 
 
