@@ -6,101 +6,25 @@ and receptive fields measured here come from torch, not from archcalc's rules.
 
 from __future__ import annotations
 
-import math
-
 # A plain import: without torch this module fails to import with ImportError, and the tests'
 # pytest.importorskip("tests.torch_oracle") skip with that reason (pip install torch==2.13.0).
 import torch
 
 from archcalc.graph import Graph
+from archcalc.ops import Layer, get_op
 from archcalc.passes import infer_shapes
 
 nn = torch.nn
 F = torch.nn.functional
 
 
-def _torch_padding(pads):
-    """F.pad's order: last axis first, (before, after) each."""
-    return [p for before_after in reversed(pads) for p in before_after]
-
-
-class _Window(nn.Module):
-    """Conv or pool with archcalc's resolved (possibly asymmetric) padding."""
-
-    def __init__(self, inner, pads, pad_value=0.0):
-        super().__init__()
-        self.inner = inner
-        self.pads = pads
-        self.pad_value = pad_value
-
-    def forward(self, x):
-        if any(p != (0, 0) for p in self.pads):
-            x = F.pad(x, _torch_padding(self.pads), value=self.pad_value)
-        return self.inner(x)
-
-
-def _conv(attrs, in_shapes, avg_for_max):
-    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[len(attrs["kernel"]) - 1]
-    inner = conv(in_shapes[0][0], attrs["filters"], attrs["kernel"], attrs["stride"], 0, attrs["dilation"], attrs["groups"],
-                 attrs["bias"])
-    return _Window(inner, attrs["padding"])
-
-
-def _pool(kind):
-    def build(attrs, in_shapes, avg_for_max):
-        rank = len(in_shapes[0]) - 1
-        symmetric = all(b == a for b, a in attrs["padding"])
-        padding = tuple(b for b, _ in attrs["padding"]) if symmetric else 0
-        if kind == "max" and not avg_for_max:
-            inner = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)[rank - 1](attrs["kernel"], attrs["stride"], padding,
-                                                                          ceil_mode=attrs["ceil_mode"])
-        else:
-            extra = {} if kind == "max" else {"count_include_pad": attrs["count_include_pad"]}
-            inner = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)[rank - 1](attrs["kernel"], attrs["stride"], padding,
-                                                                          ceil_mode=attrs["ceil_mode"], **extra)
-        return _Window(inner, () if symmetric else attrs["padding"], -math.inf if kind == "max" else 0.0)
-
-    return build
-
-
-class _Cat(nn.Module):
-    def forward(self, *xs):
-        return torch.cat(xs, dim=1)
-
-
-class _Sum(nn.Module):
-    def forward(self, *xs):
-        return sum(xs[1:], xs[0])
-
-
-#: Each op type's torch equivalent: (resolved attrs, input shapes, avg_for_max) -> an nn.Module
-#: called with the node's inputs. A registered op missing here fails test_every_op_has_a_torch_oracle.
-TORCH = {
-    "conv": _conv,
-    "maxpool": _pool("max"),
-    "avgpool": _pool("avg"),
-    "global_avgpool": lambda a, s, m: (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[len(s[0]) - 2](1),
-    "linear": lambda a, s, m: nn.Linear(s[0][0], a["units"], a["bias"]),
-    "batchnorm": lambda a, s, m: (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[len(s[0]) - 1](
-        s[0][0], a["eps"], a["momentum"]),
-    "lrn": lambda a, s, m: nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"]),
-    "relu": lambda a, s, m: nn.ReLU(),
-    "sigmoid": lambda a, s, m: nn.Sigmoid(),
-    "tanh": lambda a, s, m: nn.Tanh(),
-    "gelu": lambda a, s, m: nn.GELU(),
-    "identity": lambda a, s, m: nn.Identity(),
-    "flatten": lambda a, s, m: nn.Flatten(1),
-    "leaky_relu": lambda a, s, m: nn.LeakyReLU(a["negative_slope"]),
-    "dropout": lambda a, s, m: nn.Dropout(a["p"]),
-    "softmax": lambda a, s, m: nn.Softmax(dim=1),
-    "concat": lambda a, s, m: _Cat(),
-    "add": lambda a, s, m: _Sum(),
-}
-
-
-def build_module(op_type, attrs, in_shapes, avg_for_max=False):
-    """A torch module for one resolved layer, called with the layer's inputs."""
-    return TORCH[op_type](attrs, in_shapes, avg_for_max)
+def build_module(op_type, layer, avg_for_max=False):
+    """A torch module for one resolved layer (the op's own :meth:`torch_module`), called with the
+    layer's inputs. ``avg_for_max`` swaps each max-pool for an average pool of the same window
+    (gradient-based receptive-field measurements: every value in a window then matters)."""
+    if avg_for_max and op_type == "maxpool":
+        op_type, layer = "avgpool", Layer({**layer.attrs, "count_include_pad": True}, layer.in_shapes, layer.out_shape)
+    return get_op(op_type).torch_module(layer)
 
 
 class TorchNet(nn.Module):
@@ -112,8 +36,7 @@ class TorchNet(nn.Module):
         layers = infer_shapes(graph)
         self.layers = nn.ModuleDict()
         for node in graph.nodes[1:]:
-            layer = layers[node.name]
-            self.layers[_key(node.name)] = build_module(node.type, layer.attrs, layer.in_shapes, avg_for_max)
+            self.layers[_key(node.name)] = build_module(node.type, layers[node.name], avg_for_max)
 
     def forward(self, x):
         outputs = {self.graph.nodes[0].name: x}

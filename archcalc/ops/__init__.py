@@ -1,8 +1,11 @@
-"""The op registry. Importing this package registers every op family."""
+"""The op registry. Importing this package imports every module in it, which registers its ops:
+a new layer type is one new module here, and nothing else lists it."""
 
 from __future__ import annotations
 
-from archcalc.ops import conv, linear, merge, norm, pointwise, pool  # noqa: F401  (registers)
+import importlib
+import pkgutil
+
 from archcalc.ops.base import (
     GLOBAL,
     POINTWISE,
@@ -24,3 +27,8 @@ __all__ = [
     "GLOBAL", "POINTWISE", "REGISTRY", "Cost", "Example", "Layer", "Op", "Param", "RunContext", "Shape",
     "Window", "format_shape", "get_op", "register",
 ]
+
+# Every public module of the package (private ones, such as _torch, need torch and register nothing).
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")

@@ -187,6 +187,13 @@ class Op:
         """``([dx per input], {param name: gradient})`` from the forward pass's cache."""
         raise NotImplementedError
 
+    def torch_module(self, layer: Layer) -> Any:
+        """The PyTorch module computing this layer, called with its inputs (imports torch; its
+        parameters and buffers carry the names :meth:`params` gives, on the module or on its
+        ``inner`` module). The tests use it as an independent oracle: torch's own layers must
+        agree with these rules on shapes, parameters, MACs, outputs and gradients."""
+        raise NotImplementedError
+
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         """The arithmetic of output shape, params and MACs as (quantity, text) lines."""
         return [("output shape", f"same as the input: {format_shape(layer.in_shape)}")]
@@ -203,7 +210,7 @@ def format_shape(shape: Shape) -> str:
 
 REGISTRY: dict[str, Op] = {}
 
-_RULES = ("output_shape", "cost", "window", "forward", "backward")
+_RULES = ("output_shape", "cost", "window", "forward", "backward", "torch_module")
 
 
 def register(cls: type[Op]) -> type[Op]:

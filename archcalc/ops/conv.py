@@ -95,6 +95,14 @@ class Conv(Op):
         taps, positions = math.prod(layer.attrs["kernel"]), math.prod(layer.out_shape[1:])
         return kernels.conv_workspace(batch, layer.in_shape[0], taps, positions, itemsize)
 
+    def torch_module(self, layer: Layer) -> Any:
+        from archcalc.ops import _torch
+
+        a = layer.attrs
+        conv = _torch.by_rank((_torch.nn.Conv1d, _torch.nn.Conv2d, _torch.nn.Conv3d), len(a["kernel"]))
+        inner = conv(layer.in_shape[0], a["filters"], a["kernel"], a["stride"], 0, a["dilation"], a["groups"], a["bias"])
+        return _torch.Padded(inner, a["padding"])
+
     def summary(self, layer: Layer) -> str:
         groups = f" g{layer.attrs['groups']}" if layer.attrs["groups"] != 1 else ""
         return f"{geometry_text(layer.attrs)}{groups}, {layer.attrs['filters']}"

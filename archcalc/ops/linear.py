@@ -63,6 +63,11 @@ class Linear(Op):
             grads["bias"] = dy.sum(axis=0)
         return [dy @ weight], grads
 
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return nn.Linear(layer.in_shape[0], layer.attrs["units"], layer.attrs["bias"])
+
     def summary(self, layer: Layer) -> str:
         return str(layer.attrs["units"])
 

@@ -22,6 +22,11 @@ class Concat(Op):
     arity = (2, None)
     examples = (Example({}, ((2, 4, 4), (3, 4, 4)), (5, 4, 4)), Example({}, ((2,), (3,), (1,)), (6,)))
 
+    def torch_module(self, layer: Layer) -> Any:
+        from archcalc.ops import _torch
+
+        return _torch.Cat()
+
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
         first = in_shapes[0]
         for shape in in_shapes[1:]:
@@ -65,6 +70,11 @@ class Add(Op):
     arity = (2, None)
     stores_output = False
     examples = (Example({}, ((2, 4, 4), (2, 4, 4)), (2, 4, 4)),)
+
+    def torch_module(self, layer: Layer) -> Any:
+        from archcalc.ops import _torch
+
+        return _torch.Sum()
 
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
         for shape in in_shapes[1:]:

@@ -43,6 +43,12 @@ class BatchNorm(Op):
     )
     examples = (Example({}, ((3, 4, 4),), (3, 4, 4)), Example({"eps": 1e-3}, ((5,),), (5,)))
 
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        families = (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)  # (C,) and (C, L) are both 1d
+        return families[len(layer.in_shape) - 1](layer.in_shape[0], layer.attrs["eps"], layer.attrs["momentum"])
+
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
         return in_shapes[0]
 
@@ -123,6 +129,12 @@ class LRN(Op):
         Attr("k", number(0), 1.0, "additive constant"),
     )
     examples = (Example({}, ((6, 3, 3),), (6, 3, 3)), Example({"size": 3, "k": 2.0}, ((4, 5),), (4, 5)))
+
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        a = layer.attrs
+        return nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"])
 
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
         check(len(in_shapes[0]) >= 2, lambda: f"expects input (C, *spatial), got {format_shape(in_shapes[0])}")

@@ -42,6 +42,11 @@ class ReLU(_Elementwise):
 
     type = "relu"
 
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return nn.ReLU()
+
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         x = inputs[0]
         return x * (x > 0), x > 0
@@ -57,6 +62,11 @@ class LeakyReLU(_Elementwise):
     type = "leaky_relu"
     attrs = (Attr("negative_slope", number(0), 0.01, "slope for x < 0"),)
     examples = (Example({"negative_slope": 0.2}, ((3, 4, 4),), (3, 4, 4)),)
+
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return nn.LeakyReLU(layer.attrs["negative_slope"])
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         import numpy as np
@@ -75,6 +85,11 @@ class Sigmoid(_Elementwise):
 
     type = "sigmoid"
 
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return nn.Sigmoid()
+
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         import numpy as np
 
@@ -91,6 +106,11 @@ class Tanh(_Elementwise):
 
     type = "tanh"
 
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return nn.Tanh()
+
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         import numpy as np
 
@@ -106,6 +126,11 @@ class GELU(_Elementwise):
     """x * Phi(x), Phi the standard normal CDF. In place; other ops = 1 per value."""
 
     type = "gelu"
+
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return nn.GELU()
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         """The exact (erf) form, as PyTorch's default; erf per value through math.erf (slow, exact)."""
@@ -135,6 +160,11 @@ class Dropout(_Elementwise):
     ops_per_value = 0
     attrs = (Attr("p", number(0, 1), 0.5, "probability of zeroing a value"),)
 
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return nn.Dropout(layer.attrs["p"])
+
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         x, p = inputs[0], layer.attrs["p"]
         if not ctx.training or p == 0:
@@ -159,6 +189,11 @@ class Softmax(_Elementwise):
     ops_per_value = 3
     stores_output = True
 
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return nn.Softmax(dim=1)
+
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         import numpy as np
 
@@ -179,6 +214,11 @@ class Identity(_Elementwise):
     other_ops_rule = "0 (a view)"
     ops_per_value = 0
 
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return nn.Identity()
+
 
 @register
 class Flatten(_Elementwise):
@@ -191,6 +231,11 @@ class Flatten(_Elementwise):
     other_ops_rule = "0 (a view)"
     ops_per_value = 0
     examples = (Example({}, ((3, 4, 4),), (48,)), Example({}, ((5,),), (5,)))
+
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return nn.Flatten(1)
 
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
         return (math.prod(in_shapes[0]),)

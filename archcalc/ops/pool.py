@@ -52,6 +52,18 @@ class _Pool(Op):
     def summary(self, layer: Layer) -> str:
         return geometry_text(layer.attrs) + (" ceil" if layer.attrs["ceil_mode"] else "")
 
+    def torch_module(self, layer: Layer) -> Any:
+        """torch's pool; padding torch cannot take (asymmetric) is applied first, by value
+        :attr:`pad_value` (with count_include_pad false an average would then count it)."""
+        from archcalc.ops import _torch
+
+        a = layer.attrs
+        symmetric = all(before == after for before, after in a["padding"])
+        padding = tuple(before for before, _ in a["padding"]) if symmetric else 0
+        inner = self.torch_pool(_torch.nn, len(a["kernel"]), a, padding)
+        return _torch.Padded(inner, () if symmetric else a["padding"], self.pad_value)
+
+
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         lines = explain_output(layer.attrs, layer, f"c={layer.in_shape[0]}", layer.attrs["ceil_mode"])
         return [*lines, ("params", "0 (pooling has no parameters)"), ("MACs", "0 (pooling multiplies nothing)")]
@@ -66,12 +78,17 @@ class MaxPool(_Pool):
     """
 
     type = "maxpool"
+    pad_value = -math.inf
     other_ops_rule = "(prod(k) - 1) comparisons per output value"
     attrs = _POOL_ATTRS
     examples = _POOL_EXAMPLES
 
     def cost(self, layer: Layer) -> Cost:
         return Cost(0, (math.prod(layer.attrs["kernel"]) - 1) * math.prod(layer.out_shape))
+
+    def torch_pool(self, nn: Any, rank: int, a: Mapping[str, Any], padding: Any) -> Any:
+        pool = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)[rank - 1]
+        return pool(a["kernel"], a["stride"], padding, ceil_mode=a["ceil_mode"])
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         from archcalc import kernels
@@ -96,12 +113,17 @@ class AvgPool(_Pool):
     """
 
     type = "avgpool"
+    pad_value = 0.0
     other_ops_rule = "prod(k) per output value (prod(k) - 1 adds, 1 divide)"
     attrs = (*_POOL_ATTRS, Attr("count_include_pad", boolean, True, "divide by the whole window, padding included"))
     examples = _POOL_EXAMPLES
 
     def cost(self, layer: Layer) -> Cost:
         return Cost(0, math.prod(layer.attrs["kernel"]) * math.prod(layer.out_shape))
+
+    def torch_pool(self, nn: Any, rank: int, a: Mapping[str, Any], padding: Any) -> Any:
+        pool = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)[rank - 1]
+        return pool(a["kernel"], a["stride"], padding, ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"])
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         from archcalc import kernels
@@ -140,6 +162,11 @@ class GlobalAvgPool(Op):
 
     def window(self, layer: Layer) -> str:
         return GLOBAL
+
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[len(layer.in_shape) - 2](1)
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         x = inputs[0]

@@ -1,0 +1,53 @@
+"""PyTorch building blocks for the ops' :meth:`~archcalc.ops.base.Op.torch_module` (imports torch).
+
+Imported only inside those methods, so archcalc itself never needs torch: the tests use the
+modules as an independent oracle (torch's own layers compute the shapes, parameters, MACs and
+gradients that archcalc's rules predict).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+
+def pad_order(pads: tuple[tuple[int, int], ...]) -> list[int]:
+    """archcalc's (before, after) per axis in ``F.pad``'s order: last axis first."""
+    return [p for before_after in reversed(pads) for p in before_after]
+
+
+class Padded(nn.Module):
+    """``inner`` after padding with archcalc's resolved, possibly asymmetric, padding."""
+
+    def __init__(self, inner: nn.Module, pads: tuple[tuple[int, int], ...], value: float = 0.0) -> None:
+        super().__init__()
+        self.inner = inner
+        self.pads = pads
+        self.value = value
+
+    def forward(self, x: Any) -> Any:
+        if any(p != (0, 0) for p in self.pads):
+            x = F.pad(x, pad_order(self.pads), value=self.value)
+        return self.inner(x)
+
+
+class Cat(nn.Module):
+    """``torch.cat`` of the inputs along the channel axis."""
+
+    def forward(self, *xs: Any) -> Any:
+        return torch.cat(xs, dim=1)
+
+
+class Sum(nn.Module):
+    """The element-wise sum of the inputs."""
+
+    def forward(self, *xs: Any) -> Any:
+        return sum(xs[1:], xs[0])
+
+
+def by_rank(classes: tuple[type, ...], rank: int) -> type:
+    """The 1D, 2D or 3D class of a family (``rank`` spatial axes)."""
+    return classes[rank - 1]
