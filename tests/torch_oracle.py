@@ -80,7 +80,9 @@ def measured_fields(graph: Graph, names, batch_unit=None):
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.rand_like(p) + 0.1)
-    x = torch.ones((1, *graph.input_shape), dtype=torch.float64, requires_grad=True)
+    # small positive inputs: inside every activation's non-flat part (a ReLU's positive side, a
+    # HardTanh's [min, max] range), so the gradient reaches every input the unit depends on
+    x = torch.full((1, *graph.input_shape), 1e-2, dtype=torch.float64, requires_grad=True)
     outputs = net(x)
     result = {}
     for name in names:
