@@ -140,3 +140,31 @@ def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[st
             f"centre = (r-1)/2 - padding = {after.centre}",
         ))
     return lines
+
+
+#: The figures each line of :func:`explain_layer` works out, by the first word(s) of its quantity:
+#: ``output height``, ``output shape`` -> output_shape; ``weights`` -> params and weights only...
+_FIGURES_BY_QUANTITY = (
+    ("output", ("output_shape",)),
+    ("weights", ("params", "params_weights_only")),
+    ("params", ("params",)),
+    ("buffers", ("buffers",)),
+    ("MACs", ("macs",)),
+    ("FLOPs", ("flops",)),
+    ("other ops", ("other_ops",)),
+    ("activation bytes", ("activation_bytes",)),
+    ("activations", ("activations",)),
+)
+
+
+def lines_for(lines: list[tuple[str, str]], figure: str) -> list[tuple[str, str]]:
+    """The lines of :func:`explain_layer`'s output that work out ``figure`` (a name from
+    :mod:`archcalc.figures`), e.g. every ``output ...`` line for ``output_shape``."""
+    picked = []
+    for quantity, text in lines:
+        for start, figures in _FIGURES_BY_QUANTITY:
+            if quantity.startswith(start):
+                if figure in figures:
+                    picked.append((quantity, text))
+                break
+    return picked

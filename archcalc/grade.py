@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from archcalc.errors import ArchcalcError
-from archcalc.explain import explain_layer
+from archcalc.explain import explain_layer, lines_for
 from archcalc.figures import figures_for
 from archcalc.graph import Graph
 from archcalc.ops import POINTWISE, Layer, get_op
@@ -75,18 +75,12 @@ class Column:
     aliases: tuple[str, ...]
     truth: Callable[[LayerReport], Any]
     kind: str  # "count" or "shape"
-    explain_keys: tuple[str, ...]
 
-
-#: The explain lines (their quantity labels) that show how each gradable figure is worked out.
-_EXPLAIN_KEYS = {"output_shape": ("output",), "params": ("weights", "params"), "params_weights_only": ("weights",),
-                 "buffers": ("buffers",), "macs": ("MACs",), "flops": ("FLOPs",), "activations": ("activations",),
-                 "activation_bytes": ("activation bytes",)}
 
 #: Every figure a table may ask for (archcalc.figures: the ones whose formats include "grade").
 COLUMNS = tuple(
     Column(figure.name, (figure.name, *figure.aliases), lambda r, name=figure.name: r.figure(name),
-           "shape" if figure.kind == "shape" else "count", _EXPLAIN_KEYS.get(figure.name, ()))
+           "shape" if figure.kind == "shape" else "count")
     for figure in figures_for("grade")
 )
 #: The columns a template leaves blank, and grading asks for, unless told otherwise.
@@ -703,8 +697,7 @@ def grade(model: Any, answers: Sequence[dict[str, Any]], batch: int = 1, dtype: 
             lines = explain_layer(graph, analysis, layer.name)
             for cell in cells:
                 if not cell.right:
-                    keys = _BY_NAME[cell.column].explain_keys
-                    cell.explanation = [f"{q}: {t}" for q, t in lines if any(q.startswith(k) for k in keys)]
+                    cell.explanation = [f"{q}: {t}" for q, t in lines_for(lines, cell.column)]
         graded.append(Row(layer.name, cells, note="" if where else "no row for this layer in the answers"))
     unanswered = [layer.name for layer in asked if layer.name not in answered]
     return Grade(graph.name, [c.name for c in wanted], graded + problems, unanswered, notes, row_set)

@@ -132,3 +132,16 @@ def test_explaining_figures_too_long_to_write_out_is_one_clear_error():
         explain_layer(graph, analysis, "conv1")
     lines = dict(archcalc.explain("lenet5", "conv1", batch=10**3000))  # long, but written out exactly
     assert lines["MACs for the batch"] == f"352,800 * {10**3000:,} = {352_800 * 10**3000:,}"
+
+
+def test_lines_for_picks_each_figures_arithmetic():
+    from archcalc.explain import lines_for
+
+    lines = archcalc.explain("resnet18", "layer1.0.bn1")
+    assert [q for q, _ in lines_for(lines, "output_shape")] == ["output shape"]
+    assert [q for q, _ in lines_for(lines, "buffers")] == ["buffers"]
+    conv = archcalc.explain("lenet5", "conv1")
+    assert [q for q, _ in lines_for(conv, "output_shape")] == ["output height", "output width", "output shape"]
+    assert [q for q, _ in lines_for(conv, "params")] == ["weights", "params"]
+    assert [q for q, _ in lines_for(conv, "activation_bytes")] == ["activation bytes"]
+    assert lines_for(conv, "macs")[0][1].endswith("= 352,800")
