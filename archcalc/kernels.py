@@ -404,7 +404,7 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
         y = np.matmul(w_g, cols.reshape(groups, -1, n * geo.positions)).reshape(f, n, geo.positions).transpose(1, 0, 2)
         y = np.ascontiguousarray(y)
     else:
-        y = np.matmul(w_g, cols.reshape(n, groups, -1, geo.positions))
+        y = np.matmul(w_g, cols.reshape(n, groups, cols.shape[1] // groups, geo.positions))
     cache = ConvCache(x, w, geo, groups, cols)
     y = y.reshape(n, f, *geo.out)
     if b is not None:
@@ -473,14 +473,14 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True)
         _C.col2im(dcols, dx, *geo.c_args(x.shape[1], n))
         return dx, dw.reshape(w.shape), db
     if cache.cols is not None:
-        cols_g = cache.cols.reshape(n, groups, -1, geo.positions)
+        cols_g = cache.cols.reshape(n, groups, cache.cols.shape[1] // groups, geo.positions)
         dw = np.zeros((groups, f // groups, cols_g.shape[2]), dtype=np.result_type(dy, cache.cols))
         for sample in range(n):
             dw += np.matmul(dy_g[sample], cols_g[sample].transpose(0, 2, 1))
         if not need_dx:
             return None, dw.reshape(w.shape), db
         dcols = np.matmul(w_t, dy_g)  # dX_hat = W^T dY
-        dx = _col2im(dcols.reshape(n, -1, geo.positions), tuple(x.shape), geo)
+        dx = _col2im(dcols.reshape(n, x.shape[1] * geo.taps, geo.positions), tuple(x.shape), geo)
         return dx, dw.reshape(w.shape), db
     c = x.shape[1]
     buffer = None if geo.pointwise else np.empty((c * geo.taps, geo.positions), dtype=x.dtype)
