@@ -5,7 +5,11 @@
  * the buffer protocol (C-contiguous, format 'f' or 'd'), so building needs no NumPy headers.
  * Every size is checked against the buffers' lengths before any memory is touched, and every
  * read and write index is checked against the input's extent, so no argument can make these
- * functions read or write out of bounds. The loops run with the GIL released.
+ * functions read or write out of bounds. Every product and sum of the geometry that the loops
+ * form (sizes, spans, window starts and ends, paddings, buffer lengths) is computed once here
+ * with overflow-checked arithmetic and refused with OverflowError (MemoryError for buffer
+ * lengths) when it does not fit a Py_ssize_t; every index a loop computes is then bounded by one
+ * of them. The loops run with the GIL released.
  *
  * Geometry: 1 to 3 spatial axes, right-aligned into 3 (leading axes of size 1). Row
  * c*prod(k) + tap of the column matrix holds channel c at kernel tap `tap` (row-major over the
@@ -37,9 +41,14 @@ read_axes(PyObject *obj, const char *name, Py_ssize_t rank, Py_ssize_t *dst, Py_
         return -1;
     }
     for (Py_ssize_t i = 0; i < rank; i++) {
-        Py_ssize_t value = PyLong_AsSsize_t(PyTuple_GET_ITEM(obj, i));
+        PyObject *item = PyTuple_GET_ITEM(obj, i);
+        if (!PyLong_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "%s must hold ints, got %s", name, Py_TYPE(item)->tp_name);
+            return -1;
+        }
+        Py_ssize_t value = PyLong_AsSsize_t(item);
         if (value == -1 && PyErr_Occurred()) {
-            PyErr_Format(PyExc_TypeError, "%s must hold ints", name);
+            PyErr_Format(PyExc_OverflowError, "%s[%zd] does not fit a Py_ssize_t", name, i);
             return -1;
         }
         if (value < minimum) {
@@ -60,6 +69,47 @@ checked_mul(Py_ssize_t a, Py_ssize_t b)
         return -1;
     }
     return a * b;
+}
+
+/* a + b and a * b for the geometry (all operands >= 0): 0, or -1 with OverflowError naming it. */
+static int
+geometry_add(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *result, const char *what, int axis)
+{
+    if (__builtin_add_overflow(a, b, result)) {
+        PyErr_Format(PyExc_OverflowError, "%s on axis %d overflows a Py_ssize_t (%zd + %zd)", what, axis, a, b);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+geometry_mul(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *result, const char *what, int axis)
+{
+    if (__builtin_mul_overflow(a, b, result)) {
+        PyErr_Format(PyExc_OverflowError, "%s on axis %d overflows a Py_ssize_t (%zd * %zd)", what, axis, a, b);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Bound one axis of a window geometry so that no index the loops form can overflow: the last
+ * window's end (out - 1)*stride + (kernel - 1)*dilation + 1, size + pad (either side) and
+ * pad + stride (valid_range's rounding) must all fit. Every index i = o*stride + j*dilation - pad
+ * with 0 <= o < out and 0 <= j < kernel then lies in [-pad, last window's end).
+ */
+static int
+bound_axis(Py_ssize_t size, Py_ssize_t kernel, Py_ssize_t stride, Py_ssize_t dilation, Py_ssize_t pad,
+           Py_ssize_t pad_after, Py_ssize_t out, int axis)
+{
+    Py_ssize_t span, last, end, unused;
+    return geometry_mul(kernel - 1, dilation, &span, "the kernel's span", axis)
+        || geometry_add(span, 1, &span, "the kernel's span", axis)
+        || geometry_mul(out - 1, stride, &last, "the last window's start", axis)
+        || geometry_add(last, span, &end, "the last window's end", axis)
+        || geometry_add(size, pad, &unused, "size + pad", axis)
+        || geometry_add(size, pad_after, &unused, "size + pad_after", axis)
+        || geometry_add(pad, stride, &unused, "pad + stride", axis);
 }
 
 /* The number of spatial axes: size must be a tuple of 1 to 3 ints; -1 with ValueError otherwise. */
@@ -100,6 +150,11 @@ read_geometry(PyObject *args, Geometry *g)
         || read_axes(stride, "stride", rank, g->stride, 1) || read_axes(dilation, "dilation", rank, g->dilation, 1)
         || read_axes(pad, "pad", rank, g->pad, 0) || read_axes(out, "out", rank, g->out, 1)) {
         return -1;
+    }
+    for (int i = 3 - (int)rank; i < 3; i++) {
+        if (bound_axis(g->size[i], g->kernel[i], g->stride[i], g->dilation[i], g->pad[i], 0, g->out[i], i - 3 + (int)rank)) {
+            return -1;
+        }
     }
     g->taps = 1;
     g->positions = 1;
@@ -164,7 +219,7 @@ get_buffers(PyObject *src_obj, PyObject *dst_obj, Py_buffer *src, Py_buffer *dst
 static void
 valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py_ssize_t *lo, Py_ssize_t *hi)
 {
-    /* offset = j*d - p; need 0 <= o*s + offset < size */
+    /* offset = j*d - p; need 0 <= o*s + offset < size. bound_axis keeps p + s and size + p in range. */
     Py_ssize_t first = offset >= 0 ? 0 : (-offset + s - 1) / s;
     Py_ssize_t last = size - offset <= 0 ? 0 : (size - offset - 1) / s + 1;
     *lo = first < out ? first : out;
@@ -200,12 +255,13 @@ valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py
                             memset(dst, 0, (size_t)O2 * sizeof(T));                                    \
                             continue;                                                                  \
                         }                                                                              \
-                        const T *src = image + (i0 * S1 + i1) * S2 + off2;                             \
+                        /* o2 in [lo, hi): o2*s2 + off2 in [0, S2) */                                  \
+                        const T *src = image + (i0 * S1 + i1) * S2;                                    \
                         if (lo > 0) memset(dst, 0, (size_t)lo * sizeof(T));                            \
                         if (s2 == 1) {                                                                 \
-                            if (hi > lo) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(T));   \
+                            if (hi > lo) memcpy(dst + lo, src + lo + off2, (size_t)(hi - lo) * sizeof(T)); \
                         } else {                                                                       \
-                            for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2] = src[o2 * s2];            \
+                            for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2] = src[o2 * s2 + off2];     \
                         }                                                                              \
                         if (hi < O2) memset(dst + hi, 0, (size_t)(O2 - hi) * sizeof(T));               \
                     }                                                                                  \
@@ -238,8 +294,8 @@ valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py
                         Py_ssize_t i1 = o1 * g->stride[1] + k1 * g->dilation[1] - g->pad[1];           \
                         if (i1 < 0 || i1 >= S1) continue;                                              \
                         const T *src = row + (o0 * O1 + o1) * O2;                                      \
-                        T *dst = channel + (i0 * S1 + i1) * S2 + off2;                                 \
-                        for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2 * s2] += src[o2];               \
+                        T *dst = channel + (i0 * S1 + i1) * S2;                                        \
+                        for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2 * s2 + off2] += src[o2];        \
                     }                                                                                  \
                 }                                                                                      \
             }                                                                                          \
@@ -359,10 +415,17 @@ read_pool_geometry(PyObject *args, Py_ssize_t first, PoolGeometry *g)
         || read_axes(pad_after, "pad_after", rank, g->pad_after, 0) || read_axes(out, "out", rank, g->out, 1)) {
         return -1;
     }
+    for (int i = 3 - (int)rank; i < 3; i++) {
+        if (bound_axis(g->size[i], g->kernel[i], g->stride[i], 1, g->pad[i], g->pad_after[i], g->out[i], i - 3 + (int)rank)) {
+            return -1;
+        }
+    }
     g->plane_len = 1;
     g->out_len = 1;
+    Py_ssize_t taps = 1; /* bounds the product of pool_count's three counts */
     for (int i = 0; i < 3; i++) {
-        if ((g->plane_len = checked_mul(g->plane_len, g->size[i])) < 0 || (g->out_len = checked_mul(g->out_len, g->out[i])) < 0) {
+        if ((g->plane_len = checked_mul(g->plane_len, g->size[i])) < 0 || (g->out_len = checked_mul(g->out_len, g->out[i])) < 0
+            || (taps = checked_mul(taps, g->kernel[i])) < 0) {
             return -1;
         }
     }
@@ -408,13 +471,15 @@ pool_count(const PoolGeometry *g, int i, Py_ssize_t o, int include_pad)
                 pool_window(g, 1, o1, &l1, &h1);                                                       \
                 pool_window(g, 2, o2, &l2, &h2);                                                       \
                 T top = 0;                                                                             \
-                /* row-major over the window, strictly greater: the first maximum wins */             \
+                /* row-major over the window, strictly greater: the first maximum wins; a NaN     \
+                   always takes over, so NaN propagates and the last NaN wins (PyTorch's CPU rule) */ \
                 for (Py_ssize_t i0 = l0; i0 < h0; i0++)                                                \
                 for (Py_ssize_t i1 = l1; i1 < h1; i1++)                                                \
                 for (Py_ssize_t i2 = l2; i2 < h2; i2++) {                                              \
                     Py_ssize_t flat = (i0 * g->size[1] + i1) * g->size[2] + i2;                        \
-                    if (best < 0 || plane[flat] > top) {                                               \
-                        top = plane[flat];                                                             \
+                    T value = plane[flat];                                                             \
+                    if (best < 0 || value > top || value != value) {                                   \
+                        top = value;                                                                   \
                         best = flat;                                                                   \
                     }                                                                                  \
                 }                                                                                      \

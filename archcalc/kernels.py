@@ -8,12 +8,35 @@ the gradients of overlapping windows back into the input. 1D, 2D and 3D follow f
 of the kernel. Padding takes every CONVENTIONS form (int, per axis, per side, pairs, "same",
 "valid").
 
-Max-pool ties: the gradient goes to the first maximum of the window in row-major order (as
-``numpy.argmax``, and as PyTorch's CPU kernel).
-
 The compiled extension ``archcalc._kernels`` (``BACKEND == "c"``) does im2col, col2im and
 pooling in C; ``ARCHCALC_KERNELS=numpy`` forces the NumPy code, ``ARCHCALC_KERNELS=c`` requires
 the extension.
+
+Rules (both backends follow them; PyTorch's behaviour unless said otherwise). Every public
+function checks its arguments once, through :func:`geometry` and the checks beside it, before
+either backend runs:
+
+- Arrays are float32 or float64 (:data:`DTYPES`); any other dtype (integers, bool, float16,
+  complex) is a TypeError, never converted. Any memory layout is taken (non-contiguous and
+  negative-stride views included). A conv may mix the two dtypes: the result has the wider.
+  Pooling gradients have dy's dtype.
+- Shapes are ``(N, C, *spatial)`` with 1 to 3 spatial axes, ``N >= 0``, ``C >= 1`` and every
+  spatial size >= 1; a conv needs at least one filter. An empty batch (``N == 0``) gives empty
+  results of the right shape (and zero weight gradients); zero channels are a ValueError.
+- Kernel, stride and dilation are ints >= 1 (NumPy integers accepted; bools and floats are a
+  TypeError), padding ints >= 0. The kernel's span must fit the padded input, and each axis's
+  padded extent ``size + pad_before + pad_after`` must be at most :data:`MAX_EXTENT` (2**53),
+  so that all window arithmetic is exact; beyond that, a ValueError. Any stride is taken: on
+  an axis with one output position it is never used (2**63 - 1 works, as in PyTorch).
+- Pooling padding is at most ``k // 2`` on each side (PyTorch refuses more: a window could lie
+  wholly in the padding).
+- Max pooling: padding never wins; the first maximum in row-major window order is the arg-max
+  (as ``numpy.argmax`` and PyTorch's CPU kernel); NaN propagates wherever it is in the window,
+  and the arg-max of a window holding NaN is its last NaN (PyTorch's CPU rule: a NaN always
+  takes over). The gradient goes to the arg-max.
+- Results too large to allocate raise NumPy's MemoryError (or its ValueError for an array
+  beyond the address space), the same on both backends; the C extension itself refuses any
+  geometry whose arithmetic would overflow with OverflowError, before touching memory.
 """
 
 from __future__ import annotations
@@ -21,13 +44,12 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from archcalc import formulas
 from archcalc.errors import RuleError
@@ -92,30 +114,104 @@ class Geometry:
         return math.prod(self.out)
 
     @property
+    def steps(self) -> tuple[int, ...]:
+        """The stride where it matters: 1 on an axis with one output position, whose stride is never used.
+
+        With two or more positions the stride is below the padded extent (so at most
+        :data:`MAX_EXTENT`); with one, any stride (2**63 - 1, or more) gives the same windows.
+        """
+        return tuple(s if o > 1 else 1 for s, o in zip(self.stride, self.out))
+
+    @property
     def pointwise(self) -> bool:
         """A 1x1 window at stride 1 with no padding: the input already is its im2col matrix."""
         return self.taps == 1 and all(s == 1 for s in self.stride) and all(p == (0, 0) for p in self.padding) and not any(self.extra)
 
     def c_args(self, channels: int, batch: int = 1) -> tuple[Any, ...]:
         """The geometry as archcalc._kernels takes it (padding before only; the rest is implied)."""
-        return (channels, self.size, self.kernel, self.stride, self.dilation, tuple(b for b, _ in self.padding), self.out, batch)
+        return (channels, self.size, self.kernel, self.steps, self.dilation, tuple(b for b, _ in self.padding), self.out, batch)
+
+
+# ---------------------------------------------------------------------------------------- validation
+# Every public function checks its arguments here, once, before either backend runs.
+
+#: The array dtypes the kernels take (on both backends); anything else is a TypeError.
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: The largest padded extent (input size + padding on both sides) of one axis. Below it every
+#: size, padding, window start and index is exact in int64 and in float64 alike.
+MAX_EXTENT = 2**53
+
+
+def _array(value: Any, name: str) -> np.ndarray:
+    """``value`` as an array of a dtype in :data:`DTYPES`; TypeError for any other dtype."""
+    array = np.asarray(value)
+    if array.dtype not in DTYPES:
+        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {array.dtype}; "
+                        f"convert it first, e.g. {name}.astype(np.float64)")
+    return array
+
+
+def _plain_ints(value: Any, name: str) -> Any:
+    """Python ints (NumPy integers accepted) in the same nesting; TypeError for bools, floats and the rest."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain_ints(v, name) for v in value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}")
+
+
+def _positive(value: Any, rank: int, name: str) -> tuple[int, ...]:
+    """One int >= 1 per spatial axis."""
+    values = per_axis(_plain_ints(value, name), rank, name)
+    if any(not isinstance(v, int) for v in values):
+        raise TypeError(f"{name} must be an int or a tuple of {rank} ints, got {value!r}")
+    if min(values) < 1:
+        raise ValueError(f"{name} must be positive, got {values}")
+    return values
+
+
+def _input_shape(shape: Any, name: str = "x") -> tuple[int, ...]:
+    """A shape (N, C, *spatial): 1 to 3 spatial axes, N >= 0, C >= 1, every spatial size >= 1."""
+    shape = tuple(_plain_ints(tuple(shape), f"{name}'s shape"))
+    if len(shape) not in (3, 4, 5):
+        raise ValueError(f"{name} must be (N, C, *spatial) with 1 to 3 spatial axes, got shape {shape}")
+    if shape[0] < 0 or shape[1] < 1 or min(shape[2:]) < 1:
+        raise ValueError(f"{name} must have N >= 0 samples, C >= 1 channels and spatial sizes >= 1, got shape {shape}")
+    return shape
 
 
 def geometry(x_shape: tuple[int, ...], kernel: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-             ceil_mode: bool = False) -> Geometry:
-    """Resolve a window over ``x_shape`` (N, C, *spatial); ValueError when it does not fit."""
-    spatial = tuple(x_shape[2:])
+             ceil_mode: bool = False, pooling: bool = False) -> Geometry:
+    """Resolve and check a window over ``x_shape`` (N, C, *spatial): the one place arguments are checked.
+
+    Raises TypeError for non-int sizes and ValueError for a window that does not fit: a kernel,
+    stride or dilation below 1, a negative padding, a kernel span beyond the padded input, a
+    padded extent above :data:`MAX_EXTENT`, or (``pooling``) a padding above ``k // 2``.
+    """
+    x_shape = _input_shape(x_shape)
+    spatial = x_shape[2:]
     rank = len(spatial)
-    if rank not in (1, 2, 3):
-        raise ValueError(f"expects an input (N, C, *spatial) with 1 to 3 spatial axes, got shape {tuple(x_shape)}")
-    kernel = per_axis(kernel if isinstance(kernel, int) else tuple(kernel), rank, "kernel")
-    stride = per_axis(stride if isinstance(stride, int) else tuple(stride), rank, "stride")
-    dilation = per_axis(dilation if isinstance(dilation, int) else tuple(dilation), rank, "dilation")
-    if min(kernel + stride + dilation) < 1:
-        raise ValueError(f"kernel, stride and dilation must be positive, got {kernel}, {stride}, {dilation}")
-    pads = resolve_padding(padding_value(padding if isinstance(padding, (int, str)) else _tuples(padding)),
-                           spatial, kernel, stride, dilation)
-    out = tuple(formulas.conv_output_size(n, k, s, p, d, ceil_mode) for n, k, s, p, d in zip(spatial, kernel, stride, pads, dilation))
+    kernel = _positive(kernel, rank, "kernel")
+    stride = _positive(stride, rank, "stride")
+    dilation = _positive(dilation, rank, "dilation")
+    try:
+        pads = resolve_padding(padding_value(_plain_ints(padding, "padding")), spatial, kernel, stride, dilation)
+    except RuleError as error:
+        raise ValueError(f"padding {error}") from None
+    for axis, (n, k, (before, after)) in enumerate(zip(spatial, kernel, pads)):
+        if pooling and max(before, after) > k // 2:
+            raise ValueError(f"padding {max(before, after)} exceeds half the kernel ({k} // 2 = {k // 2}) on axis {axis}; "
+                             "a pooling window could lie wholly in the padding (PyTorch refuses it too)")
+        if n + before + after > MAX_EXTENT:
+            raise ValueError(f"the padded input {n} + {before} + {after} on axis {axis} exceeds 2**53 values")
+    try:
+        out = tuple(formulas.conv_output_size(n, k, s, p, d, ceil_mode)
+                    for n, k, s, p, d in zip(spatial, kernel, stride, pads, dilation))
+    except RuleError as error:
+        raise ValueError(str(error)) from None
     extra = tuple(
         max(0, (o - 1) * s + formulas.effective_kernel(k, d) - (n + b + a))
         for o, s, k, d, n, (b, a) in zip(out, stride, kernel, dilation, spatial, pads)
@@ -123,35 +219,59 @@ def geometry(x_shape: tuple[int, ...], kernel: Any, stride: Any = 1, padding: An
     return Geometry(kernel, stride, dilation, pads, out, extra, spatial)
 
 
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+def _expect_shape(array: np.ndarray, expected: tuple[int, ...], name: str, context: str = "") -> None:
+    if array.shape != tuple(expected):
+        raise ValueError(f"{name} has shape {array.shape}, expected {tuple(expected)}{context}")
 
 
-def _pad(x: np.ndarray, geo: Geometry, value: float = 0.0) -> np.ndarray:
-    widths = [(0, 0), (0, 0)] + [(b, a + e) for (b, a), e in zip(geo.padding, geo.extra)]
-    if not any(b or a for b, a in widths):
-        return x
-    return np.pad(x, widths, constant_values=value)
+def _c_runs(*arrays: np.ndarray) -> bool:
+    """Whether the C extension runs: it is the backend and there is data (an empty batch runs the NumPy code)."""
+    return BACKEND == "c" and all(a.size for a in arrays)
 
 
-def _windows(xp: np.ndarray, geo: Geometry) -> np.ndarray:
-    """A view (N, C, *out, *kernel) of every window's taps in the padded input."""
-    rank = len(geo.kernel)
-    spans = tuple(formulas.effective_kernel(k, d) for k, d in zip(geo.kernel, geo.dilation))
-    view = sliding_window_view(xp, spans, axis=tuple(range(2, 2 + rank)))
-    starts = tuple(slice(0, s * (o - 1) + 1, s) for s, o in zip(geo.stride, geo.out))
-    taps = tuple(slice(None, None, d) for d in geo.dilation)
-    return view[(slice(None), slice(None), *starts, *taps)]
+# ---------------------------------------------------------------------------------------- windows
+
+def _taps(geo: Geometry) -> Iterator[tuple[int, tuple[slice, ...], tuple[slice, ...]]]:
+    """For each kernel tap that reads the input somewhere: (tap index, output positions, input positions).
+
+    The tap index is row-major over the kernel axes; the two tuples of slices select the output
+    positions whose window reads the input at that tap and the input values they read, in the
+    same order. Taps that only ever land in the padding are left out, so the work is bounded by
+    the output and the input, never by the padding. One tap's positions never collide.
+    """
+    axes = []
+    for n, k, d, (before, _), o, s in zip(geo.size, geo.kernel, geo.dilation, geo.padding, geo.out, geo.steps):
+        valid = []
+        first = max(0, -((-(before - (o - 1) * s)) // d))  # the last window reaches the input
+        last = min(k - 1, (before + n - 1) // d)  # the first window does
+        for j in range(first, last + 1):
+            offset = j * d - before  # input index = position * s + offset
+            lo = 0 if offset >= 0 else min(o, (-offset + s - 1) // s)
+            hi = min(o, (n - offset - 1) // s + 1) if n > offset else 0
+            if lo < hi:
+                valid.append((j, slice(lo, hi), slice(lo * s + offset, (hi - 1) * s + offset + 1, s)))
+        axes.append(valid)
+    for combination in itertools.product(*axes):
+        tap = 0
+        for (j, _, _), k in zip(combination, geo.kernel):
+            tap = tap * k + j
+        yield tap, tuple(c[1] for c in combination), tuple(c[2] for c in combination)
 
 
-def _region(offset: tuple[int, ...], geo: Geometry) -> tuple[slice, ...]:
-    """Where kernel tap ``offset`` lands in the padded input, for every output position."""
-    return tuple(slice(j * d, j * d + s * (o - 1) + 1, s) for j, d, s, o in zip(offset, geo.dilation, geo.stride, geo.out))
+_ALL = (slice(None), slice(None))  # the batch and channel axes
 
 
-def _crop(dxp: np.ndarray, geo: Geometry, x_shape: tuple[int, ...]) -> np.ndarray:
-    inner = tuple(slice(b, b + n) for (b, _), n in zip(geo.padding, x_shape[2:]))
-    return dxp[(slice(None), slice(None), *inner)]
+def _scatter_add(x_shape: tuple[int, ...], geo: Geometry, dtype: Any,
+                 contribution: Callable[[int], np.ndarray]) -> np.ndarray:
+    """The windowed scatter-add: every tap's ``contribution(tap)`` (N, C, *out) added into a zeroed (N, C, *size).
+
+    The adjoint of reading the windows: col2im, and the backward of both poolings.
+    """
+    dx = np.zeros(x_shape, dtype=dtype)
+    for tap, outputs, inputs in _taps(geo):
+        # one tap's positions never collide, so += on the strided view is exact
+        dx[(*_ALL, *inputs)] += contribution(tap)[(*_ALL, *outputs)]
+    return dx
 
 
 def im2col(x: np.ndarray, kernel: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1) -> np.ndarray:
@@ -160,59 +280,66 @@ def im2col(x: np.ndarray, kernel: Any, stride: Any = 1, padding: Any = 0, dilati
     Row ``c*prod(k) + tap`` of sample n's matrix holds input channel c at kernel tap ``tap``
     (row-major over the kernel axes) for every output position (row-major over the output).
     """
+    x = _array(x, "x")
     return _im2col(x, geometry(x.shape, kernel, stride, padding, dilation))
 
 
-def _im2col(x: np.ndarray, geo: Geometry, pad_value: float = 0.0) -> np.ndarray:
+def _im2col(x: np.ndarray, geo: Geometry) -> np.ndarray:
     if geo.pointwise:
         return x.reshape(x.shape[0], x.shape[1], geo.positions)
-    if BACKEND == "c" and pad_value == 0.0 and not any(geo.extra):
+    if _c_runs(x):
         x = np.ascontiguousarray(x)
         cols = np.empty((x.shape[0], x.shape[1] * geo.taps, geo.positions), dtype=x.dtype)
         for sample in range(x.shape[0]):
             _C.im2col(x[sample], cols[sample], *geo.c_args(x.shape[1]))
         return cols
-    rank = len(geo.kernel)
-    windows = _windows(_pad(x, geo, pad_value), geo)
-    order = (0, 1, *range(2 + rank, 2 + 2 * rank), *range(2, 2 + rank))
-    return windows.transpose(order).reshape(x.shape[0], x.shape[1] * geo.taps, geo.positions)
+    cols = np.zeros((*x.shape[:2], geo.taps, *geo.out), dtype=x.dtype)
+    for tap, outputs, inputs in _taps(geo):
+        cols[(*_ALL, tap, *outputs)] = x[(*_ALL, *inputs)]
+    return cols.reshape(x.shape[0], x.shape[1] * geo.taps, geo.positions)
 
 
 def col2im(cols: np.ndarray, x_shape: tuple[int, ...], kernel: Any, stride: Any = 1, padding: Any = 0,
            dilation: Any = 1) -> np.ndarray:
     """Columns back to the input: the adjoint of :func:`im2col`, summing overlapping windows."""
-    return _col2im(cols, tuple(x_shape), geometry(x_shape, kernel, stride, padding, dilation))
+    cols = _array(cols, "cols")
+    geo = geometry(x_shape, kernel, stride, padding, dilation)
+    x_shape = _input_shape(x_shape)
+    _expect_shape(cols, (x_shape[0], x_shape[1] * geo.taps, geo.positions), "cols", f" for input {x_shape}")
+    return _col2im(cols, x_shape, geo)
 
 
 def _col2im(cols: np.ndarray, x_shape: tuple[int, ...], geo: Geometry) -> np.ndarray:
     n, c = x_shape[:2]
-    expected = (n, c * geo.taps, geo.positions)
-    if cols.shape != expected:
-        raise ValueError(f"cols has shape {cols.shape}, expected {expected} for input {x_shape}")
     if geo.pointwise:
         return cols.reshape(x_shape)
-    if BACKEND == "c" and not any(geo.extra):
+    if _c_runs(cols):
         cols = np.ascontiguousarray(cols)
         dx = np.empty(x_shape, dtype=cols.dtype)
         for sample in range(n):
             _C.col2im(cols[sample], dx[sample], *geo.c_args(c))
         return dx
-    cols = cols.reshape(n, c, *geo.kernel, *geo.out)
-    padded = [n, c] + [size + b + a + e for size, (b, a), e in zip(x_shape[2:], geo.padding, geo.extra)]
-    dxp = np.zeros(padded, dtype=cols.dtype)
-    for offset in itertools.product(*(range(k) for k in geo.kernel)):
-        # one tap's positions never collide, so += on the strided view is exact
-        dxp[(slice(None), slice(None), *_region(offset, geo))] += cols[(slice(None), slice(None), *offset)]
-    return _crop(dxp, geo, x_shape)
+    by_tap = cols.reshape(n, c, geo.taps, *geo.out)
+    return _scatter_add(x_shape, geo, cols.dtype, lambda tap: by_tap[:, :, tap])
 
 
-def _check_conv(x: np.ndarray, w: np.ndarray, groups: int) -> None:
+def _conv_arguments(x: Any, w: Any, b: Any, stride: Any, padding: Any, dilation: Any,
+                    groups: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Geometry, int]:
+    """Checked conv arguments: x (N, C, *S), w (F, C/groups, *k), b None or (F,), and the geometry."""
+    x, w = _array(x, "x"), _array(w, "w")
+    b = None if b is None else _array(b, "b")
     if x.ndim != w.ndim or x.ndim not in (3, 4, 5):
         raise ValueError(f"x {x.shape} and w {w.shape} must both be (N, C, *spatial) / (F, C/groups, *kernel), 1D to 3D")
+    groups = _plain_ints(groups, "groups")
     if groups < 1 or x.shape[1] % groups or w.shape[0] % groups:
         raise ValueError(f"channels {x.shape[1]} and filters {w.shape[0]} must divide by groups={groups}")
+    if w.shape[0] < 1:
+        raise ValueError(f"w must have at least one filter, got shape {w.shape}")
     if w.shape[1] * groups != x.shape[1]:
         raise ValueError(f"w has {w.shape[1]} input channels per group; x has {x.shape[1]} channels in {groups} group(s)")
+    if b is not None:
+        _expect_shape(b, (w.shape[0],), "b")
+    return x, w, b, geometry(x.shape, w.shape[2:], stride, padding, dilation), groups
 
 
 @dataclass(frozen=True)
@@ -234,14 +361,6 @@ class ConvCache:
 #: On the C path, layers whose batch im2col matrix is at most this many bytes run as one GEMM
 #: over the whole batch; larger ones stream sample by sample through one buffer.
 BATCHED_BYTES = 32 * 2**20
-
-
-def _conv_geometry(x: np.ndarray, w: np.ndarray, stride: Any, padding: Any, dilation: Any, groups: int) -> Geometry:
-    _check_conv(x, w, groups)
-    try:
-        return geometry(x.shape, w.shape[2:], stride, padding, dilation)
-    except RuleError as error:
-        raise ValueError(str(error)) from None
 
 
 def conv_workspace(batch: int, channels: int, taps: int, positions: int, itemsize: int = 4) -> int:
@@ -269,7 +388,7 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
     per group; or, for a large layer on the C path, none kept: each sample's ``X_hat`` is built
     into one reused buffer and ``Y_n = W X_hat_n`` lands in NCHW directly.
     """
-    geo = _conv_geometry(x, w, stride, padding, dilation, groups)
+    x, w, b, geo, groups = _conv_arguments(x, w, b, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
     n, f = x.shape[0], w.shape[0]
     w_g = w.reshape(groups, f // groups, -1)
@@ -285,7 +404,7 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
         y = np.matmul(w_g, cols.reshape(groups, -1, n * geo.positions)).reshape(f, n, geo.positions).transpose(1, 0, 2)
         y = np.ascontiguousarray(y)
     else:
-        y = np.matmul(w_g, cols.reshape(n, groups, -1, geo.positions))
+        y = np.matmul(w_g, cols.reshape(n, groups, cols.shape[1] // groups, geo.positions))
     cache = ConvCache(x, w, geo, groups, cols)
     y = y.reshape(n, f, *geo.out)
     if b is not None:
@@ -295,7 +414,7 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
 
 def _kept_cols(x: np.ndarray, geo: Geometry) -> np.ndarray | None:
     """The im2col matrices forward builds and backward reuses (see :class:`ConvCache`)."""
-    if BACKEND == "numpy":
+    if not _c_runs(x):
         return _im2col(x, geo)
     return _batch_cols(x, geo) if _batched(x, geo) else None
 
@@ -322,7 +441,7 @@ def _sample_cols(x: np.ndarray, geo: Geometry, buffer: np.ndarray | None) -> np.
 def conv_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
                   groups: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients ``(dx, dw, db)`` of a convolution from ``dy`` (N, F, *out)."""
-    geo = _conv_geometry(x, w, stride, padding, dilation, groups)
+    x, w, _, geo, groups = _conv_arguments(x, w, None, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
     return conv_backward_cached(dy, ConvCache(x, w, geo, groups, _kept_cols(x, geo)))
 
@@ -336,10 +455,10 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True)
     ``W^T dY`` nor col2im runs.
     """
     x, w, geo, groups = cache.x, cache.w, cache.geo, cache.groups
+    dy = _array(dy, "dy")
+    _expect_shape(dy, (x.shape[0], w.shape[0], *geo.out), "dy")
+    dy = dy.astype(np.result_type(x, w, dy), copy=False)  # every product below in one dtype, on both backends
     n, f = dy.shape[:2]
-    expected = (x.shape[0], w.shape[0], *geo.out)
-    if dy.shape != expected:
-        raise ValueError(f"dy has shape {dy.shape}, expected {expected}")
     dy_g = np.ascontiguousarray(dy).reshape(n, groups, f // groups, geo.positions)
     w_t = w.reshape(groups, f // groups, -1).transpose(0, 2, 1)
     db = dy.sum(axis=(0, *range(2, dy.ndim)))
@@ -354,14 +473,14 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True)
         _C.col2im(dcols, dx, *geo.c_args(x.shape[1], n))
         return dx, dw.reshape(w.shape), db
     if cache.cols is not None:
-        cols_g = cache.cols.reshape(n, groups, -1, geo.positions)
-        dw = np.matmul(dy_g[0], cols_g[0].transpose(0, 2, 1))
-        for sample in range(1, n):
+        cols_g = cache.cols.reshape(n, groups, cache.cols.shape[1] // groups, geo.positions)
+        dw = np.zeros((groups, f // groups, cols_g.shape[2]), dtype=np.result_type(dy, cache.cols))
+        for sample in range(n):
             dw += np.matmul(dy_g[sample], cols_g[sample].transpose(0, 2, 1))
         if not need_dx:
             return None, dw.reshape(w.shape), db
         dcols = np.matmul(w_t, dy_g)  # dX_hat = W^T dY
-        dx = _col2im(dcols.reshape(n, -1, geo.positions), tuple(x.shape), geo)
+        dx = _col2im(dcols.reshape(n, x.shape[1] * geo.taps, geo.positions), tuple(x.shape), geo)
         return dx, dw.reshape(w.shape), db
     c = x.shape[1]
     buffer = None if geo.pointwise else np.empty((c * geo.taps, geo.positions), dtype=x.dtype)
@@ -384,22 +503,30 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True)
     return dx, dw.reshape(w.shape), db
 
 
-def _pool_geometry(x: np.ndarray, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool) -> Geometry:
-    try:
-        return geometry(x.shape, kernel_size, kernel_size if stride is None else stride, padding, 1, ceil_mode)
-    except RuleError as error:
-        raise ValueError(str(error)) from None
-
-
-def maxpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False) -> np.ndarray:
-    """Max over each window (padding never wins); stride defaults to the kernel size."""
-    return maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode)[0]
+def _pool_arguments(x: Any, kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any) -> tuple[np.ndarray, Geometry]:
+    """Checked pooling arguments: x (N, C, *S) and the window (stride defaults to the kernel; padding <= k // 2)."""
+    x = _array(x, "x")
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"ceil_mode must be True or False, got {ceil_mode!r}")
+    return x, geometry(x.shape, kernel_size, kernel_size if stride is None else stride, padding, 1, bool(ceil_mode), pooling=True)
 
 
 def _pool_args(x_shape: tuple[int, ...], geo: Geometry) -> tuple[Any, ...]:
     """The pooling geometry as archcalc._kernels takes it: planes (N*C), then per-axis tuples."""
-    return (x_shape[0] * x_shape[1], geo.size, geo.kernel, geo.stride, tuple(b for b, _ in geo.padding),
+    return (x_shape[0] * x_shape[1], geo.size, geo.kernel, geo.steps, tuple(b for b, _ in geo.padding),
             tuple(a for _, a in geo.padding), geo.out)
+
+
+def _upstream(dy: Any, x_shape: tuple[int, ...], geo: Geometry) -> np.ndarray:
+    """A checked pooling gradient dy (N, C, *out)."""
+    dy = _array(dy, "dy")
+    _expect_shape(dy, (*x_shape[:2], *geo.out), "dy")
+    return dy
+
+
+def maxpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False) -> np.ndarray:
+    """Max over each window (padding never wins; NaN propagates); stride defaults to the kernel size."""
+    return maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode)[0]
 
 
 @dataclass(frozen=True)
@@ -412,80 +539,85 @@ class Argmax:
 
 def maxpool_forward_argmax(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
                            ceil_mode: bool = False) -> tuple[np.ndarray, Argmax, Geometry]:
-    """:func:`maxpool_forward` plus each window's arg-max (first maximum), for backward."""
-    geo = _pool_geometry(x, kernel_size, stride, padding, ceil_mode)
-    if BACKEND == "c" and x.dtype in (np.float32, np.float64):
+    """:func:`maxpool_forward` plus each window's arg-max (first maximum; last NaN), for backward."""
+    x, geo = _pool_arguments(x, kernel_size, stride, padding, ceil_mode)
+    if _c_runs(x):
         x = np.ascontiguousarray(x)
         y = np.empty((*x.shape[:2], *geo.out), dtype=x.dtype)
         index = np.empty(y.shape, dtype=np.int64)
         _C.maxpool_forward(x, y, index, *_pool_args(x.shape, geo))
         return y, Argmax("c", index), geo
-    windows = _windows(_pad(x, geo, -np.inf), geo)
-    flat = windows.reshape(*windows.shape[: 2 + len(geo.out)], geo.taps)
-    argmax = flat.argmax(axis=-1)
-    return np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0], Argmax("numpy", argmax), geo
+    # the C loop, over taps instead of positions: a tap takes over where it is strictly greater,
+    # where it is NaN, or where it is the window's first value inside the input
+    y = np.zeros((*x.shape[:2], *geo.out), dtype=x.dtype)
+    index = np.full(y.shape, -1, dtype=np.int64)
+    for tap, outputs, inputs in _taps(geo):
+        values, top, best = x[(*_ALL, *inputs)], y[(*_ALL, *outputs)], index[(*_ALL, *outputs)]
+        takes = (best < 0) | (values > top) | np.isnan(values)
+        np.copyto(top, values, where=takes)
+        np.copyto(best, tap, where=takes)
+    return y, Argmax("numpy", index), geo
 
 
 def maxpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
                      ceil_mode: bool = False) -> np.ndarray:
-    """Gradient of max pooling: each window's gradient goes to its first maximum."""
+    """Gradient of max pooling: each window's gradient goes to its arg-max (first maximum; last NaN)."""
     _, argmax, geo = maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode)
-    return maxpool_backward_argmax(dy, argmax, x.shape, geo)
+    return maxpool_backward_argmax(dy, argmax, np.shape(x), geo)
 
 
 def maxpool_backward_argmax(dy: np.ndarray, argmax: Argmax, x_shape: tuple[int, ...], geo: Geometry) -> np.ndarray:
-    """:func:`maxpool_backward` from the forward pass's arg-max."""
-    if argmax.kind == "c":
+    """:func:`maxpool_backward` from the forward pass's arg-max; dx has dy's dtype."""
+    x_shape = _input_shape(x_shape)
+    dy = _upstream(dy, x_shape, geo)
+    _expect_shape(argmax.values, dy.shape, "the arg-max")
+    if argmax.kind == "c" and _c_runs(dy):
         dy = np.ascontiguousarray(dy)
         dx = np.empty(x_shape, dtype=dy.dtype)
         _C.maxpool_backward(dy, argmax.values, dx, *_pool_args(x_shape, geo))
         return dx
-    argmax = argmax.values
-    padded = [*x_shape[:2], *(n + b + a + e for n, (b, a), e in zip(x_shape[2:], geo.padding, geo.extra))]
-    dxp = np.zeros(padded, dtype=dy.dtype)
-    for tap, offset in enumerate(itertools.product(*(range(k) for k in geo.kernel))):
-        dxp[(slice(None), slice(None), *_region(offset, geo))] += np.where(argmax == tap, dy, 0)
-    return _crop(dxp, geo, tuple(x_shape))
+    if argmax.kind == "c":  # an empty batch
+        return np.zeros(x_shape, dtype=dy.dtype)
+    return _scatter_add(x_shape, geo, dy.dtype, lambda tap: np.where(argmax.values == tap, dy, 0))
 
 
-def _avg_divisor(x_shape: tuple[int, ...], geo: Geometry, count_include_pad: bool, dtype: Any) -> np.ndarray:
-    """Values each window averages over: the padded input, or the input alone; never the ceil-mode overhang."""
-    ones = np.ones((1, 1, *x_shape[2:]), dtype=dtype)
-    if count_include_pad:
-        ones = np.pad(ones, [(0, 0), (0, 0), *geo.padding], constant_values=1)
-        inner = Geometry(geo.kernel, geo.stride, geo.dilation, tuple((0, 0) for _ in geo.padding), geo.out, geo.extra)
-        return _windows(_pad(ones, inner), geo).sum(axis=tuple(range(-len(geo.out), 0)))
-    return _windows(_pad(ones, geo), geo).sum(axis=tuple(range(-len(geo.out), 0)))
+def _avg_divisor(geo: Geometry, count_include_pad: bool, dtype: Any) -> np.ndarray:
+    """Values each window averages over (1, 1, *out): the padded input, or the input alone; never the ceil-mode overhang."""
+    divisor = np.ones((1, 1), dtype=dtype)
+    for n, k, (before, after), o, s in zip(geo.size, geo.kernel, geo.padding, geo.out, geo.steps):
+        start = np.arange(o, dtype=np.int64) * s - before
+        low, high = (-before, n + after) if count_include_pad else (0, n)
+        count = np.minimum(start + k, high) - np.maximum(start, low)
+        divisor = divisor[..., None] * count.astype(dtype)
+    return divisor
 
 
 def avgpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
                     count_include_pad: bool = True) -> np.ndarray:
     """Mean over each window (PyTorch's divisor rules); stride defaults to the kernel size."""
-    geo = _pool_geometry(x, kernel_size, stride, padding, ceil_mode)
-    if BACKEND == "c" and x.dtype in (np.float32, np.float64):
+    x, geo = _pool_arguments(x, kernel_size, stride, padding, ceil_mode)
+    if _c_runs(x):
         x = np.ascontiguousarray(x)
         y = np.empty((*x.shape[:2], *geo.out), dtype=x.dtype)
-        _C.avgpool(x, y, True, count_include_pad, *_pool_args(x.shape, geo))
+        _C.avgpool(x, y, True, bool(count_include_pad), *_pool_args(x.shape, geo))
         return y
-    windows = _windows(_pad(x, geo), geo)
-    total = windows.sum(axis=tuple(range(-len(geo.out), 0)))
-    return total / _avg_divisor(x.shape, geo, count_include_pad, x.dtype)
+    total = np.zeros((*x.shape[:2], *geo.out), dtype=x.dtype)
+    for _, outputs, inputs in _taps(geo):
+        total[(*_ALL, *outputs)] += x[(*_ALL, *inputs)]
+    return total / _avg_divisor(geo, bool(count_include_pad), x.dtype)
 
 
 def avgpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
                      ceil_mode: bool = False, count_include_pad: bool = True) -> np.ndarray:
-    """Gradient of average pooling: each window's gradient spread evenly over its divisor."""
-    geo = _pool_geometry(x, kernel_size, stride, padding, ceil_mode)
-    if BACKEND == "c" and dy.dtype in (np.float32, np.float64):
+    """Gradient of average pooling: each window's gradient spread evenly over its divisor; dx has dy's dtype."""
+    x, geo = _pool_arguments(x, kernel_size, stride, padding, ceil_mode)
+    dy = _upstream(dy, x.shape, geo)
+    if _c_runs(dy):
         dx = np.empty(x.shape, dtype=dy.dtype)
-        _C.avgpool(np.ascontiguousarray(dy), dx, False, count_include_pad, *_pool_args(x.shape, geo))
+        _C.avgpool(np.ascontiguousarray(dy), dx, False, bool(count_include_pad), *_pool_args(x.shape, geo))
         return dx
-    share = dy / _avg_divisor(x.shape, geo, count_include_pad, dy.dtype)
-    padded = [*x.shape[:2], *(n + b + a + e for n, (b, a), e in zip(x.shape[2:], geo.padding, geo.extra))]
-    dxp = np.zeros(padded, dtype=dy.dtype)
-    for offset in itertools.product(*(range(k) for k in geo.kernel)):
-        dxp[(slice(None), slice(None), *_region(offset, geo))] += share
-    return _crop(dxp, geo, tuple(x.shape))
+    share = dy / _avg_divisor(geo, bool(count_include_pad), dy.dtype)
+    return _scatter_add(x.shape, geo, dy.dtype, lambda tap: share)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

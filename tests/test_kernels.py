@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -142,19 +147,34 @@ def test_bad_arguments_raise_value_errors():
         kernels.conv_forward(x, np.zeros((6, 4, 7, 7)))
     with pytest.raises(ValueError, match="cols has shape"):
         kernels.col2im(np.zeros((1, 3, 3)), (1, 4, 5, 5), 3)
-    assert kernels.BACKEND in ("numpy", "c")
 
 
 needs_c = pytest.mark.skipif(kernels._C is None, reason="the C extension is not built")
 
 
-def test_ci_uses_the_compiled_path():
-    """CI builds the extension and must run on it (ARCHCALC_KERNELS=c makes it required there)."""
-    import os
+def _backend_in_subprocess(setting: str | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "ARCHCALC_KERNELS"}
+    if setting is not None:
+        env["ARCHCALC_KERNELS"] = setting
+    return subprocess.run([sys.executable, "-c", "from archcalc import kernels; print(kernels.BACKEND)"],
+                          env=env, capture_output=True, text=True, timeout=120)
 
-    if os.environ.get("CI") == "true":
+
+def test_archcalc_kernels_setting_is_obeyed():
+    """ARCHCALC_KERNELS=c in this environment means the extension; a subprocess with =numpy gets NumPy."""
+    if os.environ.get("ARCHCALC_KERNELS") == "c" or os.environ.get("CI") == "true":
         assert kernels.BACKEND == "c"
-    assert kernels.BACKEND in ("numpy", "c")
+    if os.environ.get("ARCHCALC_KERNELS") == "numpy":
+        assert kernels.BACKEND == "numpy"
+    assert _backend_in_subprocess("numpy").stdout.strip() == "numpy"
+
+
+@needs_c
+def test_the_extension_is_the_default_and_required_when_asked():
+    assert _backend_in_subprocess(None).stdout.strip() == "c"
+    assert _backend_in_subprocess("c").stdout.strip() == "c"
+    with pytest.raises(ValueError, match="backend 'fortran' is not available"), kernels.backend("fortran"):
+        pass
 
 
 @needs_c
@@ -229,6 +249,8 @@ def test_c_kernels_reject_bad_arguments_without_touching_memory():
         c_kernels.im2col(x, cols, 2, (1, 1, 1, 5), (3, 3), (1, 1), (1, 1), (0, 0), (3, 3), 1)
     with pytest.raises(MemoryError, match="overflow"):
         c_kernels.im2col(x, cols, 2, (2**40, 2**40), (3, 3), (1, 1), (1, 1), (0, 0), (2**40, 2**40), 1)
+    with pytest.raises(TypeError, match="kernel must hold ints, got float"):
+        c_kernels.im2col(x, cols, 2, (5, 5), (3.0, 3), (1, 1), (1, 1), (0, 0), (3, 3), 1)
     with pytest.raises((TypeError, ValueError), match="read-only|writable"):
         readonly = cols.copy()
         readonly.flags.writeable = False
@@ -297,3 +319,218 @@ def test_c_pooling_rejects_bad_arguments():
         c_kernels.maxpool_backward(y, bad, np.zeros_like(x), *geometry)
     with pytest.raises(ValueError, match="the geometry needs"):
         c_kernels.avgpool(x, np.zeros((2, 3, 3)), True, True, *geometry)
+
+
+# ------------------------------------------------------------------ extreme geometry: every kind, raw and public
+
+HUGE = 2**63 - 1
+RAW_IM2COL = {  # (size, kernel, stride, dilation, pad, out): each overflows some sum or product of the window arithmetic
+    "huge stride": ((5,), (3,), (HUGE,), (1,), (3,), (1,)),
+    "huge stride, two outputs": ((5,), (3,), (HUGE,), (1,), (0,), (2,)),
+    "huge padding and stride": ((5,), (3,), (2**62,), (1,), (2**62 + 1,), (1,)),
+    "padding at the limit": ((5,), (3,), (1,), (1,), (HUGE,), (1,)),
+    "huge dilation": ((5,), (3,), (1,), (2**62,), (0,), (1,)),
+    "huge kernel": ((5,), (2**62 + 1,), (1,), (2,), (0,), (1,)),
+    "huge kernel after a huge start": ((5,), (HUGE,), (2,), (1,), (0,), (2,)),
+    "huge output count": ((5,), (3,), (2**32,), (1,), (0,), (2**32,)),
+    "2D, huge second axis": ((5, 5), (3, 3), (1, HUGE), (1, 1), (0, 3), (1, 1)),
+}
+
+
+@needs_c
+@pytest.mark.parametrize("kind", RAW_IM2COL)
+def test_raw_im2col_and_col2im_refuse_overflowing_geometry(kind):
+    """The raw extension computes every window sum and product with overflow checks: OverflowError, memory untouched."""
+    from archcalc import _kernels as c_kernels
+
+    size, kernel, stride, dilation, pad, out = RAW_IM2COL[kind]
+    x = np.arange(math.prod(size), dtype=np.float64)
+    cols = np.full(3, -7.0)  # too small for any of these: the overflow is found first
+    with pytest.raises(OverflowError, match="overflows a Py_ssize_t"):
+        c_kernels.im2col(x, cols, 1, size, kernel, stride, dilation, pad, out, 1)
+    assert (cols == -7).all()
+    with pytest.raises(OverflowError, match="overflows a Py_ssize_t"):
+        c_kernels.col2im(cols, x, 1, size, kernel, stride, dilation, pad, out, 1)
+    assert (x == np.arange(x.size)).all()
+
+
+@needs_c
+def test_raw_extension_takes_a_huge_padding_that_overflows_nothing():
+    from archcalc import _kernels as c_kernels
+
+    cols = np.full(3, -7.0)
+    c_kernels.im2col(np.arange(5.0), cols, 1, (5,), (3,), (1,), (1,), (2**62 + 1,), (1,), 1)
+    assert not cols.any()  # every tap lands in the padding
+
+
+@needs_c
+def test_raw_extension_refuses_values_beyond_py_ssize_t_and_negative_ones():
+    from archcalc import _kernels as c_kernels
+
+    x, cols = np.zeros(5), np.zeros(3)
+    with pytest.raises(OverflowError, match=r"stride\[0\] does not fit a Py_ssize_t"):
+        c_kernels.im2col(x, cols, 1, (5,), (3,), (2**63,), (1,), (0,), (1,), 1)
+    for position, name in ((4, "kernel"), (5, "stride"), (6, "dilation"), (7, "pad")):
+        args = [x, cols, 1, (5,), (3,), (1,), (1,), (0,), (1,), 1]
+        args[position] = (-1,)
+        with pytest.raises(ValueError, match=rf"{name}\[0\] must be >= \d, got -1"):
+            c_kernels.im2col(*args)
+    y, index = np.zeros(1), np.zeros(1, dtype=np.int64)
+    with pytest.raises(OverflowError, match="the last window's end"):
+        c_kernels.maxpool_forward(x, y, index, 1, (5,), (2,), (HUGE,), (0,), (0,), (2,))
+    with pytest.raises(OverflowError, match="size \\+ pad_after"):
+        c_kernels.avgpool(x, y, True, True, 1, (5,), (2,), (1,), (0,), (HUGE,), (1,))
+    with pytest.raises(ValueError, match="planes must be >= 1, got -3"):
+        c_kernels.maxpool_forward(x, y, index, -3, (5,), (2,), (1,), (0,), (0,), (1,))
+    with pytest.raises(MemoryError, match="overflow"):
+        c_kernels.maxpool_forward(x, y, index, 1, (5,) * 3, (2**32, 2**32, 2**32), (1,) * 3, (0,) * 3, (0,) * 3, (1,) * 3)
+
+
+def test_the_issues_examples_give_the_right_answer_or_a_clean_error():
+    """kernels.im2col(x, 3, stride=2**63-1, padding=3) once returned uninitialised memory; PyTorch's answer is one window."""
+    x = np.arange(1.0, 6.0).reshape(1, 1, 5)
+    for backend in ("c", "numpy") if kernels._C is not None else ("numpy",):
+        with kernels.backend(backend):
+            np.testing.assert_array_equal(kernels.im2col(x, 3, stride=HUGE, padding=3), [[[0.0], [0.0], [0.0]]])
+            np.testing.assert_array_equal(kernels.im2col(x, 3, stride=HUGE, padding=1), [[[0.0], [1.0], [2.0]]])
+            # PyTorch: conv1d(x, ones(1,1,3), stride=2**40, padding=2**40) = [0, 6, 0]; no padded copy is made
+            y = kernels.conv_forward(x, np.ones((1, 1, 3)), None, stride=2**40, padding=2**40)
+            np.testing.assert_array_equal(y, [[[0.0, 6.0, 0.0]]])
+            dx, dw, db = kernels.conv_backward(np.ones((1, 1, 3)), x, np.ones((1, 1, 3)), stride=2**40, padding=2**40)
+            np.testing.assert_array_equal(dx, [[[1.0, 1.0, 1.0, 0.0, 0.0]]])
+            np.testing.assert_array_equal(dw, [[[1.0, 2.0, 3.0]]])
+            np.testing.assert_array_equal(kernels.maxpool_forward(x, 2, stride=HUGE), [[[2.0]]])
+            np.testing.assert_array_equal(kernels.avgpool_forward(x, 2, stride=2**62), [[[1.5]]])
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda x: kernels.im2col(x, 3, padding=2**62), ValueError,
+     r"the padded input 5 \+ 4611686018427387904 \+ 4611686018427387904 on axis 0 exceeds 2\*\*53"),
+    (lambda x: kernels.im2col(x, 3, dilation=2**62), ValueError, "exceeds the padded input"),
+    (lambda x: kernels.im2col(x, HUGE), ValueError, "exceeds the padded input"),
+    (lambda x: kernels.im2col(x, 2**64), ValueError, "exceeds the padded input"),
+    (lambda x: kernels.im2col(x, 3, stride=0), ValueError, r"stride must be positive, got \(0,\)"),
+    (lambda x: kernels.im2col(x, 3, stride=-(2**63)), ValueError, "stride must be positive"),
+    (lambda x: kernels.im2col(x, -1), ValueError, r"kernel must be positive, got \(-1,\)"),
+    (lambda x: kernels.im2col(x, 3, padding=-1), ValueError, "padding must be an int >= 0"),
+    (lambda x: kernels.im2col(x, 3, dilation=0), ValueError, "dilation must be positive"),
+    (lambda x: kernels.im2col(x, 3.0), TypeError, "kernel must be an int or a tuple of ints, got 3.0"),
+    (lambda x: kernels.im2col(x, True), TypeError, "kernel must be an int or a tuple of ints, got True"),
+    (lambda x: kernels.im2col(x, (3, 3)), ValueError, "kernel has 2 values for 1 spatial axes"),
+    (lambda x: kernels.im2col(x, 3, padding=2**40), MemoryError, "Unable to allocate"),  # 2**41 windows of 3 values: refused at allocation
+    (lambda x: kernels.im2col(x.astype(np.int64), 3, padding=1), TypeError, "x must be a float32 or float64 array, got dtype int64"),
+    (lambda x: kernels.maxpool_forward(x.astype(np.int32), 2, padding=1), TypeError, "got dtype int32"),
+    (lambda x: kernels.avgpool_forward(x.astype(np.float16), 2), TypeError, "got dtype float16"),
+    (lambda x: kernels.conv_forward(x.astype(bool), np.ones((1, 1, 3))), TypeError, "got dtype bool"),
+    (lambda x: kernels.conv_forward(x, np.ones((1, 1, 3), dtype=np.int64)), TypeError, "w must be a float32 or float64 array"),
+    (lambda x: kernels.maxpool_forward(x, 2, padding=2), ValueError, r"padding 2 exceeds half the kernel \(2 // 2 = 1\) on axis 0"),
+    (lambda x: kernels.avgpool_forward(x, 3, padding=[0, 2]), ValueError, r"padding 2 exceeds half the kernel \(3 // 2 = 1\)"),
+    (lambda x: kernels.maxpool_backward(np.zeros((1, 1, 3)), x, 2), ValueError, r"dy has shape \(1, 1, 3\), expected \(1, 1, 2\)"),
+    (lambda x: kernels.avgpool_backward(np.zeros((1, 1, 1)), x, 2), ValueError, r"dy has shape \(1, 1, 1\), expected \(1, 1, 2\)"),
+    (lambda x: kernels.conv_backward(np.zeros((1, 1, 2)), x, np.ones((1, 1, 3))), ValueError, r"dy has shape \(1, 1, 2\)"),
+    (lambda x: kernels.conv_forward(x, np.ones((1, 1, 3)), np.ones(2)), ValueError, r"b has shape \(2,\), expected \(1,\)"),
+    (lambda x: kernels.conv_forward(x, np.ones((0, 1, 3))), ValueError, "w must have at least one filter"),
+    (lambda x: kernels.col2im(np.zeros((1, 3, 4), dtype=np.float32), (1, 1, 5), 3), ValueError,
+     r"cols has shape \(1, 3, 4\), expected \(1, 3, 3\)"),
+])
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_public_functions_refuse_bad_arguments_the_same_way_on_both_backends(call, error, message, backend):
+    if backend == "c" and kernels._C is None:
+        pytest.skip("the C extension is not built")
+    x = np.arange(1.0, 6.0).reshape(1, 1, 5)
+    with kernels.backend(backend), pytest.raises(error, match=message):
+        call(x)
+
+
+@pytest.mark.parametrize("values, kernel, expected, argmax", [
+    ([1, np.nan, 0.5, 2], 2, [np.nan, 2], [1, 3]),  # the issue's example: C dropped the NaN that was not first
+    ([np.nan, 1, 0.5, np.nan], 2, [np.nan, np.nan], [0, 3]),
+    ([1, np.nan, np.nan, 2, 3, np.nan], 3, [np.nan, np.nan], [2, 5]),  # PyTorch: the last NaN is the arg-max
+    ([-np.inf, -np.inf, 1, np.inf], 2, [-np.inf, np.inf], [0, 3]),
+])
+def test_max_pool_propagates_nan_as_pytorch(values, kernel, expected, argmax):
+    """The values and the gradient's destinations PyTorch 2.13 gives (F.max_pool1d(..., return_indices=True))."""
+    x = np.array(values, dtype=np.float64).reshape(1, 1, -1)
+    for backend in ("c", "numpy") if kernels._C is not None else ("numpy",):
+        with kernels.backend(backend):
+            np.testing.assert_array_equal(kernels.maxpool_forward(x, kernel), np.reshape(expected, (1, 1, -1)))
+            dx = kernels.maxpool_backward(np.ones((1, 1, len(expected))), x, kernel)
+            np.testing.assert_array_equal(np.flatnonzero(dx[0, 0]), argmax)
+
+
+def test_max_pool_nan_matches_torch(torch):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 6, 7))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.functional.max_pool2d(xt, 3, 2, 1, ceil_mode=True)
+    dy = rng.standard_normal(yt.shape)
+    yt.backward(torch.tensor(dy))
+    for backend in ("c", "numpy") if kernels._C is not None else ("numpy",):
+        with kernels.backend(backend):
+            np.testing.assert_array_equal(kernels.maxpool_forward(x, 3, 2, 1, True), yt.detach().numpy())
+            np.testing.assert_allclose(kernels.maxpool_backward(dy, x, 3, 2, 1, True), xt.grad.numpy(), atol=1e-12)
+
+
+def test_padding_never_wins_even_against_minus_infinity():
+    """Windows of -inf values and padding: each arg-max is the first input value (PyTorch: indices [0, 0]), never the padding."""
+    x = np.full((1, 1, 2), -np.inf)
+    for backend in ("c", "numpy") if kernels._C is not None else ("numpy",):
+        with kernels.backend(backend):
+            np.testing.assert_array_equal(kernels.maxpool_backward(np.ones((1, 1, 2)), x, 3, 1, 1), [[[2.0, 0.0]]])
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_empty_batch_gives_empty_results_and_zero_channels_are_refused(rank):
+    """PyTorch takes a batch of 0 (empty outputs, zero weight gradients); zero channels are an error on both backends."""
+    spatial = (4,) * rank
+    x, w, b = np.zeros((0, 2, *spatial)), np.ones((3, 2, *(2,) * rank)), np.ones(3)
+    for backend in ("c", "numpy") if kernels._C is not None else ("numpy",):
+        with kernels.backend(backend):
+            y = kernels.conv_forward(x, w, b, padding=1)
+            assert y.shape == (0, 3, *(5,) * rank)
+            dx, dw, db = kernels.conv_backward(y, x, w, padding=1)
+            assert dx.shape == x.shape and not dw.any() and dw.shape == w.shape and not db.any()
+            assert kernels.im2col(x, 2).shape == (0, 2 * 2**rank, 3**rank)
+            assert kernels.col2im(np.zeros((0, 2 * 2**rank, 3**rank)), x.shape, 2).shape == x.shape
+            for forward, backward in ((kernels.maxpool_forward, kernels.maxpool_backward),
+                                      (kernels.avgpool_forward, kernels.avgpool_backward)):
+                y = forward(x, 2)
+                assert y.shape == (0, 2, *(2,) * rank)
+                assert backward(y, x, 2).shape == x.shape
+            for call in (lambda: kernels.conv_forward(np.zeros((1, 0, *spatial)), np.ones((3, 0, *(2,) * rank))),
+                         lambda: kernels.maxpool_forward(np.zeros((1, 0, *spatial)), 2),
+                         lambda: kernels.avgpool_forward(np.zeros((2, 0, *spatial)), 2),
+                         lambda: kernels.im2col(np.zeros((1, 0, *spatial)), 2)):
+                with pytest.raises(ValueError, match="C >= 1 channels"):
+                    call()
+
+
+def test_any_layout_is_taken():
+    """Non-contiguous, negative-stride and Fortran-ordered arrays give the contiguous array's results."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 8, 9))
+    w = rng.standard_normal((4, 3, 3, 3))
+    layouts = (x[:, :, ::-1, ::-1].copy()[:, :, ::-1, ::-1], np.asfortranarray(x), np.repeat(x, 2, axis=3)[..., ::2])
+    for backend in ("c", "numpy") if kernels._C is not None else ("numpy",):
+        with kernels.backend(backend):
+            expected = (kernels.conv_forward(x, w, None, 2, 1), kernels.maxpool_forward(x, 3, 2, 1),
+                        kernels.avgpool_forward(x, 3, 2, 1), kernels.im2col(x, 3, 2, 1))
+            for view in layouts:
+                assert not view.flags.c_contiguous or view is layouts[0]
+                got = (kernels.conv_forward(view, w[:, :, ::-1][:, :, ::-1], None, 2, 1), kernels.maxpool_forward(view, 3, 2, 1),
+                       kernels.avgpool_forward(view, 3, 2, 1), kernels.im2col(view, 3, 2, 1))
+                for ours, reference in zip(got, expected):
+                    np.testing.assert_array_equal(ours, reference)
+
+
+def test_softmax_is_one_function():
+    """The executor's softmax layer and the loss use kernels.softmax (issue 10: one softmax)."""
+    from archcalc.ops import pointwise
+
+    logits = np.array([[1.0, 2.0, 3.0], [1000.0, 1000.0, -np.inf]])
+    probs = kernels.softmax(logits)
+    np.testing.assert_allclose(probs[0], np.exp([1, 2, 3]) / np.exp([1, 2, 3]).sum())
+    np.testing.assert_array_equal(probs[1], [0.5, 0.5, 0.0])
+    y, _ = pointwise.Softmax().forward(None, [logits], {}, None)
+    np.testing.assert_array_equal(y, probs)

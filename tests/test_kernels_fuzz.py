@@ -1,0 +1,292 @@
+"""Fuzz of the public archcalc.kernels functions: any argument gives a clean exception or the right answer.
+
+Random shapes (empty batches and zero channels included), kernels, strides, paddings and
+dilations from small values to extreme integers, dtypes, non-contiguous and negative-stride
+arrays, NaN and infinities. Every call runs on both backends; the checks: nothing crashes,
+either both backends raise the same clean exception or both return equal results, and a valid
+small case equals PyTorch when torch is installed. scripts/sanitize.sh runs this file with the C
+extension built under AddressSanitizer and UndefinedBehaviorSanitizer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from archcalc import kernels
+
+needs_c = pytest.mark.skipif(kernels._C is None, reason="the C extension is not built")
+
+#: The exceptions a public kernel function may raise for bad input or a result too large to allocate.
+CLEAN = (ValueError, TypeError, OverflowError, MemoryError)
+
+#: Skip valid cases whose arrays would be this many values or more (they exercise nothing new and
+#: could allocate gigabytes lazily); sizes past CERTAINLY_REFUSED are run: no machine allocates them.
+LARGEST = 2**16
+CERTAINLY_REFUSED = 2**52
+
+EXTREME = [0, -1, -(2**63), 2**31 - 1, 2**31, 2**32 + 1, 2**52, 2**53, 2**53 + 1, 2**62, 2**63 - 1, 2**63, 2**64 + 3]
+
+
+def _ints(low: int, high: int) -> st.SearchStrategy[int]:
+    """Mostly small ints in [low, high], sometimes an extreme one (or a NumPy integer)."""
+    small = st.integers(low, high)
+    return st.one_of(small, small, small, st.sampled_from(EXTREME), small.map(np.int64))
+
+
+@st.composite
+def arrays(draw: Any, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
+    """An array of ``shape`` in a random layout (contiguous, strided, negative strides, Fortran) and values."""
+    dtype = dtype or draw(st.sampled_from(["float64", "float32", "float32", "float64", "int64", "float16", "bool"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    layout = draw(st.sampled_from(["c", "strided", "reversed", "fortran"]))
+    if layout == "strided":
+        base = rng.standard_normal(tuple(2 * n for n in shape)) if shape else rng.standard_normal(())
+        values = base[tuple(slice(None, None, 2) for _ in shape)]
+    else:
+        values = rng.standard_normal(shape)
+        if layout == "reversed" and values.ndim:
+            values = values[(slice(None, None, -1),) * values.ndim]
+        elif layout == "fortran":
+            values = np.asfortranarray(values)
+    if values.size and draw(st.booleans()):  # NaN, infinities and ties
+        specials = draw(st.lists(st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1.0]), min_size=1, max_size=4))
+        spots = rng.integers(0, values.size, len(specials))
+        index = np.unravel_index(spots, values.shape)
+        values[index] = specials
+    if dtype == "bool":
+        return values > 0
+    if dtype == "int64":
+        return np.clip(np.nan_to_num(values * 10), -100, 100).astype(np.int64)
+    return values.astype(dtype, copy=False)
+
+
+def _axis_values(draw: Any, rank: int, low: int, high: int) -> Any:
+    """An int or a tuple of ``rank`` (sometimes the wrong number of) ints."""
+    form = draw(st.sampled_from(["int", "tuple", "tuple", "wrong length"]))
+    if form == "int":
+        return draw(_ints(low, high))
+    count = rank if form == "tuple" else draw(st.sampled_from([r for r in range(5) if r != rank]))
+    return tuple(draw(_ints(low, high)) for _ in range(count))
+
+
+def _padding(draw: Any, rank: int, high: int) -> Any:
+    form = draw(st.sampled_from(["int", "axis", "side", "pairs", "same", "valid", "float"]))
+    if form == "int":
+        return draw(_ints(0, high))
+    if form == "axis":
+        return [draw(_ints(0, high)) for _ in range(rank)]
+    if form == "side":
+        return [draw(_ints(0, high)) for _ in range(2 * rank)]
+    if form == "pairs":
+        return [(draw(_ints(0, high)), draw(_ints(0, high))) for _ in range(rank)]
+    if form == "float":
+        return 1.5
+    return form
+
+
+@st.composite
+def window_cases(draw: Any, pool: bool) -> dict[str, Any]:
+    rank = draw(st.integers(1, 3))
+    shape = (draw(st.sampled_from([0, 1, 1, 2])), draw(st.sampled_from([0, 1, 2, 3, 3])),
+             *(draw(st.integers(1, 6)) for _ in range(rank)))
+    case = {
+        "x": draw(arrays(shape)),
+        "kernel": _axis_values(draw, rank, 1, 4),
+        "stride": draw(st.none()) if pool and draw(st.booleans()) else _axis_values(draw, rank, 1, 4),
+        "padding": _padding(draw, rank, 2),
+    }
+    if pool:
+        case["ceil_mode"] = draw(st.booleans())
+        case["count_include_pad"] = draw(st.booleans())
+    else:
+        case["dilation"] = _axis_values(draw, rank, 1, 3)
+    return case
+
+
+def _largest(case: dict[str, Any], pool: bool) -> int | None:
+    """Values in the largest array the call makes, or None when the geometry is refused."""
+    x = case["x"]
+    try:
+        if pool:
+            stride = case["kernel"] if case["stride"] is None else case["stride"]
+            geo = kernels.geometry(x.shape, case["kernel"], stride, case["padding"], 1, case["ceil_mode"], pooling=True)
+        else:
+            geo = kernels.geometry(x.shape, case["kernel"], case["stride"], case["padding"], case["dilation"])
+    except CLEAN:
+        return None
+    return max(x.size, math.prod(x.shape[:2]) * geo.positions * (1 if pool else geo.taps))
+
+
+def _skip_huge(case: dict[str, Any], pool: bool) -> None:
+    from hypothesis import assume
+
+    values = _largest(case, pool)
+    assume(values is None or values < LARGEST or values >= CERTAINLY_REFUSED)
+
+
+def _outcome(call: Any) -> Any:
+    """The call's result, or the type of its clean exception; any other exception fails the test."""
+    try:
+        return call()
+    except CLEAN as error:
+        return type(error)
+
+
+def _on_both(call: Any) -> tuple[Any, Any]:
+    outcomes = []
+    for name in ("c", "numpy"):
+        with kernels.backend(name):
+            outcomes.append(_outcome(call))
+    return outcomes[0], outcomes[1]
+
+
+def _assert_agree(c_result: Any, numpy_result: Any, exact: bool = False) -> None:
+    if isinstance(c_result, type) or isinstance(numpy_result, type):
+        assert c_result == numpy_result, f"C gave {c_result!r}, NumPy gave {numpy_result!r}"
+        return
+    c_arrays = c_result if isinstance(c_result, tuple) else (c_result,)
+    numpy_arrays = numpy_result if isinstance(numpy_result, tuple) else (numpy_result,)
+    for ours, reference in zip(c_arrays, numpy_arrays):
+        if isinstance(ours, (kernels.Argmax, kernels.Geometry)):
+            continue
+        assert ours.shape == reference.shape and ours.dtype == reference.dtype
+        if exact:
+            np.testing.assert_array_equal(ours, reference)
+        else:
+            tol = 1e-4 if ours.dtype == np.float32 else 1e-10
+            np.testing.assert_allclose(ours, reference, rtol=tol, atol=tol, equal_nan=True)
+
+
+FUZZ = settings(max_examples=200, derandomize=True, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])
+
+
+@needs_c
+@FUZZ
+@given(case=window_cases(pool=False), data=st.data())
+def test_im2col_and_col2im_fuzz(case, data):
+    _skip_huge(case, pool=False)
+    x, geo_args = case["x"], (case["kernel"], case["stride"], case["padding"], case["dilation"])
+    c_cols, numpy_cols = _on_both(lambda: kernels.im2col(x, *geo_args))
+    _assert_agree(c_cols, numpy_cols, exact=True)
+    if isinstance(c_cols, type):
+        return
+    # col2im of a right-sized (sometimes wrong-sized, wrongly typed or strided) matrix
+    shape = data.draw(st.sampled_from([c_cols.shape, c_cols.shape, (*c_cols.shape[:2], c_cols.shape[2] + 1)]))
+    cols = data.draw(arrays(shape, data.draw(st.sampled_from([str(x.dtype), "float32", "float64", "int64"]))))
+    _assert_agree(*_on_both(lambda: kernels.col2im(cols, x.shape, *geo_args)))
+
+
+@needs_c
+@FUZZ
+@given(case=window_cases(pool=False), data=st.data())
+def test_conv_fuzz(case, data):
+    _skip_huge(case, pool=False)
+    x = case["x"]
+    rank = x.ndim - 2
+    groups = data.draw(st.sampled_from([1, 1, 2, 0]))
+    kernel = case["kernel"] if isinstance(case["kernel"], tuple) and len(case["kernel"]) == rank else (case["kernel"],) * rank
+    if not all(isinstance(k, (int, np.integer)) and 1 <= k <= 4 for k in kernel):
+        kernel = (2,) * rank
+    filters = data.draw(st.sampled_from([1, 2, 4, 0]))
+    w = data.draw(arrays((filters, max(x.shape[1] // max(groups, 1), 0), *kernel), data.draw(st.sampled_from(["float32", "float64"]))))
+    b = data.draw(st.one_of(st.none(), arrays((filters,), str(w.dtype))))
+    args = (case["stride"], case["padding"], case["dilation"], groups)
+    c_y, numpy_y = _on_both(lambda: kernels.conv_forward(x, w, b, *args))
+    _assert_agree(c_y, numpy_y)
+    if isinstance(c_y, type):
+        return
+    dy = data.draw(arrays(c_y.shape, str(c_y.dtype)))
+    _assert_agree(*_on_both(lambda: kernels.conv_backward(dy, x, w, *args)))
+
+
+@needs_c
+@FUZZ
+@given(case=window_cases(pool=True), data=st.data())
+def test_pooling_fuzz(case, torch_or_none, data):
+    _skip_huge(case, pool=True)
+    x, args = case["x"], (case["kernel"], case["stride"], case["padding"], case["ceil_mode"])
+    c_max, numpy_max = _on_both(lambda: kernels.maxpool_forward(x, *args))
+    _assert_agree(c_max, numpy_max, exact=True)
+    c_avg, numpy_avg = _on_both(lambda: kernels.avgpool_forward(x, *args, case["count_include_pad"]))
+    _assert_agree(c_avg, numpy_avg)
+    if isinstance(c_max, type):
+        return
+    dy = data.draw(arrays(c_max.shape, data.draw(st.sampled_from([str(c_max.dtype), "float32", "int64"]))))
+    _assert_agree(*_on_both(lambda: kernels.maxpool_backward(dy, x, *args)))
+    _assert_agree(*_on_both(lambda: kernels.avgpool_backward(dy, x, *args, case["count_include_pad"])))
+    if torch_or_none is not None and not isinstance(c_avg, type):
+        _check_pool_against_torch(torch_or_none, x, case, c_max, c_avg)
+
+
+def _check_pool_against_torch(torch: Any, x: np.ndarray, case: dict[str, Any], y_max: np.ndarray, y_avg: np.ndarray) -> None:
+    """The pooling results equal PyTorch's where torch takes the same arguments (symmetric padding, a batch)."""
+    rank = x.ndim - 2
+    stride = case["kernel"] if case["stride"] is None else case["stride"]
+    geo = kernels.geometry(x.shape, case["kernel"], stride, case["padding"], 1, case["ceil_mode"], pooling=True)
+    if x.shape[0] == 0 or any(b != a for b, a in geo.padding) or max(geo.kernel) > 64:
+        return  # torch's own loops hang on a kernel of 2**62 (it iterates over the whole window)
+    F = torch.nn.functional
+    # a stride past the padded input gives the same windows; torch's avg_pool overflows on 2**62
+    stride = tuple(min(s, n + b + a) for s, n, (b, a) in zip(geo.stride, geo.size, geo.padding))
+    kw = {"kernel_size": geo.kernel, "stride": stride, "padding": tuple(b for b, _ in geo.padding), "ceil_mode": case["ceil_mode"]}
+    xt = torch.tensor(x)
+    theirs = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[rank - 1](xt, **kw)
+    np.testing.assert_array_equal(y_max, theirs.numpy())
+    theirs = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[rank - 1](xt, count_include_pad=case["count_include_pad"], **kw)
+    tol = 1e-5 if x.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y_avg, theirs.numpy(), rtol=tol, atol=tol, equal_nan=True)
+
+
+@pytest.fixture
+def torch_or_none():
+    """PyTorch when installed (the fuzz then also checks against it), else None."""
+    try:
+        from tests.torch_oracle import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# ------------------------------------------------------------------ the raw extension
+
+def _c_geometry(draw: Any, rank: int) -> tuple[tuple[int, ...], ...]:
+    """Per-axis tuples for the raw extension: mostly small, sometimes extreme or negative."""
+    return tuple(tuple(draw(_ints(low, 5)) for _ in range(rank)) for low in (1, 1, 1, 1, 0, 0, 1))
+
+
+@needs_c
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_raw_extension_never_touches_memory_it_does_not_own(data):
+    """Any geometry and any buffers: the C functions run or raise; they never read or write out of bounds.
+
+    (Without the sanitizers an overrun can go unnoticed; under scripts/sanitize.sh it aborts the run.)
+    """
+    from archcalc import _kernels as c
+
+    rank = data.draw(st.integers(1, 3))
+    size, kernel, stride, dilation, pad, pad_after, out = _c_geometry(data.draw, rank)
+    channels, batch = data.draw(_ints(0, 3)), data.draw(_ints(0, 2))
+    dtype = data.draw(st.sampled_from(["float32", "float64"]))
+    src = np.random.default_rng(0).standard_normal(data.draw(st.integers(0, 200))).astype(dtype)
+    dst = np.full(data.draw(st.integers(0, 200)), 7, dtype=dtype)
+    index = np.zeros(dst.size, dtype=np.int64)
+    calls = [
+        lambda: c.im2col(src, dst, channels, size, kernel, stride, dilation, pad, out, batch),
+        lambda: c.col2im(src, dst, channels, size, kernel, stride, dilation, pad, out, batch),
+        lambda: c.maxpool_forward(src, dst, index, channels, size, kernel, stride, pad, pad_after, out),
+        lambda: c.avgpool(src, dst, data.draw(st.booleans()), data.draw(st.booleans()), channels, size, kernel, stride, pad,
+                          pad_after, out),
+    ]
+    for call in calls:
+        _outcome(call)
+    backward_index = np.full(src.size, data.draw(st.sampled_from([-1, 0, 3, 2**40])), dtype=np.int64)
+    _outcome(lambda: c.maxpool_backward(src, backward_index, dst, channels, size, kernel, stride, pad, pad_after, out))
