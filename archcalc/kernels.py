@@ -635,9 +635,14 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
     n = logits.shape[0]
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
-    probs = softmax(logits)
     rows = np.arange(n)
-    loss = float(-np.log(probs[rows, labels]).mean())
+    # log-softmax from the shifted logits: log(softmax) of a probability that underflows to 0
+    # would be -inf (a loss of inf), while shifted - log(sum(exp(shifted))) stays finite
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exps = np.exp(shifted)
+    totals = exps.sum(axis=1, keepdims=True)
+    loss = float(-(shifted[rows, labels] - np.log(totals[:, 0])).mean())
+    probs = exps / totals
     grad = probs.copy()
     grad[rows, labels] -= 1
     return loss, grad / n

@@ -534,3 +534,13 @@ def test_softmax_is_one_function():
     np.testing.assert_array_equal(probs[1], [0.5, 0.5, 0.0])
     y, _ = pointwise.Softmax().forward(None, [logits], {}, None)
     np.testing.assert_array_equal(y, probs)
+
+
+def test_softmax_cross_entropy_stays_finite_when_a_probability_underflows():
+    logits = np.array([[0.0, 1000.0, -1000.0], [3.0, 1.0, 0.2]])
+    labels = np.array([2, 0])
+    loss, grad = kernels.softmax_cross_entropy(logits, labels)
+    # -log softmax = logsumexp(h) - h_y, by hand: row 0: 1000 - (-1000) = 2000
+    row1 = np.log(np.exp(3.0) + np.exp(1.0) + np.exp(0.2)) - 3.0
+    assert np.isfinite(loss) and loss == pytest.approx((2000.0 + row1) / 2)
+    assert grad[0, 2] == pytest.approx(-0.5) and grad[0, 1] == pytest.approx(0.5)
