@@ -356,6 +356,8 @@ class ConvCache:
     geo: Geometry
     groups: int
     cols: np.ndarray | None
+    #: Multiply-accumulates the forward products performed (:func:`matmul_macs` of each).
+    macs: int = 0
 
 
 #: On the C path, layers whose batch im2col matrix is at most this many bytes run as one GEMM
@@ -379,6 +381,22 @@ def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stri
     return conv_forward_cached(x, w, b, stride, padding, dilation, groups)[0]
 
 
+def matmul_macs(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of ``np.matmul`` on operands of these shapes: ``(..., m, k) @ (..., k, n)``
+    does ``m * k * n`` for each of the broadcast batch dimensions.
+
+    >>> matmul_macs((2, 4, 27), (8, 2, 27, 36))   # 8 samples, 2 groups: 8*2 products of 4x27 by 27x36
+    62208
+
+    Raises:
+        ValueError: the inner dimensions differ.
+    """
+    if a_shape[-1] != b_shape[-2]:
+        raise ValueError(f"matmul of {a_shape} by {b_shape}: inner dimensions differ")
+    batch = np.broadcast_shapes(a_shape[:-2], b_shape[:-2])
+    return math.prod(batch) * a_shape[-2] * a_shape[-1] * b_shape[-1]
+
+
 def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1, padding: Any = 0,
                         dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, ConvCache]:
     """:func:`conv_forward` and what :func:`conv_backward_cached` needs from it.
@@ -393,19 +411,24 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
     n, f = x.shape[0], w.shape[0]
     w_g = w.reshape(groups, f // groups, -1)
     cols = _kept_cols(x, geo)
+    macs = 0  # counted from the operands of each product run, not from the conv's formula
     if cols is None:
         y = np.empty((n, f, geo.positions), dtype=np.result_type(x, w))
         buffer = None if geo.pointwise else np.empty((x.shape[1] * geo.taps, geo.positions), dtype=x.dtype)
         for sample in range(n):
-            sample_cols = _sample_cols(x[sample], geo, buffer)
-            np.matmul(w_g, sample_cols.reshape(groups, -1, geo.positions),
-                      out=y[sample].reshape(groups, f // groups, geo.positions))
+            sample_cols = _sample_cols(x[sample], geo, buffer).reshape(groups, -1, geo.positions)
+            np.matmul(w_g, sample_cols, out=y[sample].reshape(groups, f // groups, geo.positions))
+            macs += matmul_macs(w_g.shape, sample_cols.shape)
     elif cols.ndim == 2:  # (C*prod(k), N*prod(out)): one GEMM for the batch
-        y = np.matmul(w_g, cols.reshape(groups, -1, n * geo.positions)).reshape(f, n, geo.positions).transpose(1, 0, 2)
+        operand = cols.reshape(groups, -1, n * geo.positions)
+        y = np.matmul(w_g, operand).reshape(f, n, geo.positions).transpose(1, 0, 2)
         y = np.ascontiguousarray(y)
+        macs = matmul_macs(w_g.shape, operand.shape)
     else:
-        y = np.matmul(w_g, cols.reshape(n, groups, cols.shape[1] // groups, geo.positions))
-    cache = ConvCache(x, w, geo, groups, cols)
+        operand = cols.reshape(n, groups, cols.shape[1] // groups, geo.positions)
+        y = np.matmul(w_g, operand)
+        macs = matmul_macs(w_g.shape, operand.shape)
+    cache = ConvCache(x, w, geo, groups, cols, macs)
     y = y.reshape(n, f, *geo.out)
     if b is not None:
         y += b.reshape(1, f, *([1] * len(geo.out)))

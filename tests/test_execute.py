@@ -229,3 +229,20 @@ def test_skipping_the_input_gradient_changes_no_parameter_gradient():
     branchy.needs_input_grad = False
     branchy.forward(rng.standard_normal((2, 8, 12, 12)))
     assert set(branchy.backward(np.ones((2, 5)))) == set(branchy.trainable)
+
+
+def test_the_mac_check_covers_every_node_and_can_fail():
+    from archcalc.execute import ExecutionMismatch
+
+    executor = Executor("lenet5", seed=0)
+    executor.forward(np.zeros((2, 3, 32, 32), dtype=np.float32))
+    checked = executor.check_macs()
+    assert set(checked) == {"conv1", "conv2", "fc1", "fc2", "fc3"}  # the nodes that multiply
+    assert checked["conv1"] == (2 * 6 * 3 * 25 * 28 * 28,) * 2  # by hand: batch * f * c * k*k * out
+    executor.macs_performed["relu1"] = 1  # an op the analyzer says multiplies nothing
+    with pytest.raises(ExecutionMismatch, match="'relu1': performed 1 MACs, the analyzer says 0"):
+        executor.check_macs()
+    executor.macs_performed["relu1"] = 0
+    executor.macs_performed["conv2"] -= 1
+    with pytest.raises(ExecutionMismatch, match="'conv2'"):
+        executor.check_macs()

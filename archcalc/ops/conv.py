@@ -77,8 +77,7 @@ class Conv(Op):
         y, cache = kernels.conv_forward_cached(
             x, params["weight"], params.get("bias"), a["stride"], a["padding"], a["dilation"], a["groups"]
         )
-        # per sample and group, a GEMM of (f/g x c/g*prod(k)) by (c/g*prod(k) x positions)
-        ctx.macs += x.shape[0] * a["filters"] * (x.shape[1] // a["groups"]) * cache.geo.taps * cache.geo.positions
+        ctx.macs += cache.macs  # what the GEMMs the kernels ran multiplied, from their operands' shapes
         return y, (cache, ctx.input_grads)
 
     def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:

@@ -49,11 +49,13 @@ class Linear(Op):
         return GLOBAL
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        from archcalc import kernels
+
         x, weight = inputs[0], params["weight"]
         y = x @ weight.T
         if "bias" in params:
             y += params["bias"]
-        ctx.macs += x.shape[0] * weight.shape[0] * weight.shape[1]
+        ctx.macs += kernels.matmul_macs(x.shape, weight.T.shape)  # from the operands of the product run
         return y, (x, weight)
 
     def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
