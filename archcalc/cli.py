@@ -491,12 +491,13 @@ def template_command(model: Any, columns: str, rows: str) -> None:
 MAX_ERROR_LINES = 20
 
 
-def _print_problems(problems: tuple[str, ...] | list[str]) -> None:
-    """One ``error:`` line per problem, at most :data:`MAX_ERROR_LINES`, then how many more there were."""
+def _print_problems(problems: tuple[str, ...] | list[str], omitted: int = 0) -> None:
+    """One ``error:`` line per problem, at most :data:`MAX_ERROR_LINES`, then how many more there
+    were (``omitted`` counts problems the error found but did not list)."""
     for problem in problems[:MAX_ERROR_LINES]:
         click.echo(f"error: {' '.join(str(problem).splitlines())}", err=True)
-    if len(problems) > MAX_ERROR_LINES:
-        more = len(problems) - MAX_ERROR_LINES
+    if len(problems) + omitted > MAX_ERROR_LINES:
+        more = len(problems) + omitted - MAX_ERROR_LINES
         click.echo(f"error: ... and {more} more problem{'s' if more != 1 else ''}", err=True)
 
 
@@ -521,7 +522,7 @@ def _run(argv: list[str] | None) -> None:
         if isinstance(status, int) and status:  # ctx.exit(status): click returns it instead of exiting
             sys.exit(status)
     except ArchcalcError as error:
-        _print_problems(error.problems or (str(error) or type(error).__name__,))
+        _print_problems(error.problems or (str(error) or type(error).__name__,), getattr(error, "omitted", 0))
         sys.exit(error.exit_code)
     except click.exceptions.NoArgsIsHelpError as error:
         click.echo(error.ctx.get_help())

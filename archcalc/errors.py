@@ -19,12 +19,15 @@ class ArchcalcError(Exception):
     #: The CLI's exit status for this error.
     exit_code = 2
 
-    def __init__(self, *problems: str) -> None:
+    def __init__(self, *problems: str, omitted: int = 0) -> None:
         super().__init__(*problems)
         self.problems: tuple[str, ...] = problems
+        #: Further problems found but not listed (a spec with hundreds of mistakes lists the first ones).
+        self.omitted = omitted
 
     def __str__(self) -> str:
-        return "\n".join(self.problems)
+        more = [f"... and {self.omitted} more problem(s) (the first {len(self.problems)} are shown)"] if self.omitted else []
+        return "\n".join([*self.problems, *more])
 
 
 class SpecError(ArchcalcError):

@@ -82,12 +82,9 @@ class _Problems(list):
         """True once further problems are only counted (skip costly hints for them)."""
         return super().__len__() >= MAX_PROBLEMS
 
-    def lines(self, prefix: str) -> list[str]:
-        """Each kept problem after ``prefix``, then how many more there were."""
-        kept = [prefix + p for p in self]
-        if self.dropped:
-            kept.append(f"{prefix}... and {self.dropped} more problem(s) (the first {MAX_PROBLEMS} are shown)")
-        return kept
+    def error(self, prefix: str) -> SpecError:
+        """A SpecError listing each kept problem after ``prefix``, counting the dropped ones."""
+        return SpecError(*(prefix + p for p in self), omitted=self.dropped)
 
 
 def quote(text: Any) -> str:
@@ -629,7 +626,7 @@ def from_dict(
     problems = _Problems()
     problems.extend(_structure_problems(spec, _parsed))
     if problems:
-        raise SpecError(*problems.lines(prefix))
+        raise problems.error(prefix)
     problems.extend(
         f"unknown key {_json(key)}{_hint(key, _TOP_KEYS) or '; a spec has ' + ', '.join(_TOP_KEYS)}"
         for key in spec
@@ -657,7 +654,7 @@ def from_dict(
         )
         shape = None
     if shape is None:
-        raise SpecError(*problems.lines(prefix))
+        raise problems.error(prefix)
     blocks = spec.get("blocks", {})
     if not isinstance(blocks, Mapping):
         problems.append(f"blocks must be an object of block definitions, got {_json(blocks)}")
@@ -670,13 +667,13 @@ def from_dict(
     problem = _expansion_problem(spec.get("layers"), blocks, max_layers)
     if problem:
         problems.append(problem)
-        raise SpecError(*problems.lines(prefix))
+        raise problems.error(prefix)
     builder = _Builder(blocks, all_declared=_declared_names(spec.get("layers")), wheres=wheres, problems=problems,
                        rejected=rejected)
     input_node = Node(INPUT, "input", {}, (), (), "input")
     builder.expand(spec.get("layers"), "layers", (), INPUT, "", {})
     if problems:
-        raise SpecError(*problems.lines(prefix))
+        raise problems.error(prefix)
     warning = channels_last_warning(tuple(shape))
     warnings = (prefix + warning,) if warning else ()
     return Graph(name, tuple(shape), (input_node, *builder.nodes), description, source, warnings)

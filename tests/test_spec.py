@@ -429,13 +429,21 @@ def test_block_recursion_is_one_message_naming_the_cycle():
     assert one_problem(through_an_argument) == ["blocks.a: block 'a' instantiates itself (a -> a); blocks cannot recurse"]
 
 
-def test_problems_are_capped_with_a_count_of_the_rest():
+def test_problems_are_capped_with_a_count_of_the_rest(tmp_path):
     many = spec(*({"type": "conv", "filters": 0, "kernel": 1} for _ in range(120)))
-    problems = one_problem(many)
-    assert len(problems) == 51
-    assert problems[-1] == "... and 70 more problem(s) (the first 50 are shown)"
+    with pytest.raises(SpecError) as info:
+        from_dict(many, "net.json")
+    assert len(info.value.problems) == 50 and info.value.omitted == 70
+    assert str(info.value).splitlines()[-1] == "... and 70 more problem(s) (the first 50 are shown)"
     repeated = spec({"block": "bad", "repeat": 10_000}, blocks={"bad": {"args": {}, "layers": [{"type": "relu", "inputs": "nope"}]}})
-    assert one_problem(repeated)[-1] == "... and 9950 more problem(s) (the first 50 are shown)"
+    with pytest.raises(SpecError) as info:
+        from_dict(repeated, "net.json")
+    assert info.value.omitted == 9950
+    # the CLI lists 20 and counts every other one, listed by the loader or not
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps(many))
+    code, _, err = _cli("report", str(path))
+    assert code == 2 and err.splitlines()[20] == "error: ... and 100 more problems" and len(err.splitlines()) == 21
 
 
 def test_a_million_layer_chain_passes_the_bound():
