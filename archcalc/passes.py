@@ -69,8 +69,26 @@ def count_costs(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Cost]:
 
 
 def stored_outputs(graph: Graph) -> dict[str, bool]:
-    """Whether each node's output needs new storage (the input does; in-place ops and views don't)."""
-    return {node.name: get_op(node.type).stores_output if node.inputs else True for node in graph}
+    """Whether each node's output needs new storage.
+
+    The input does; views (flatten, identity) never do; an in-place op (ReLU, dropout, add) does
+    not when it can overwrite an input that nothing else reads, and does when every input it
+    could overwrite is also read by another layer (``relu(c1)`` beside ``add(c1, ...)``: c1's
+    values must survive, so the ReLU writes new storage, as a framework would).
+    """
+    consumers: dict[str, int] = {}
+    for node in graph.nodes[1:]:
+        for ref in set(node.inputs):
+            consumers[ref] = consumers.get(ref, 0) + 1
+    stores = {}
+    for node in graph:
+        if not node.inputs:
+            stores[node.name] = True
+            continue
+        op = get_op(node.type)
+        overwritable = any(consumers[ref] == 1 for ref in node.inputs)
+        stores[node.name] = op.stores_output or (not op.view and not overwritable)
+    return stores
 
 
 def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, ReceptiveField]:
@@ -116,14 +134,14 @@ def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[
     return tuple(choose(axis, key=lambda field: field.size) for axis in zip(*paths))
 
 
-def _figures(node: Any, layer: Layer, batch: int, dtype: str) -> tuple[str, bool, tuple[Any, ...]]:
-    """One node's summary, whether it stores its output, and its figures for a batch."""
+def _figures(node: Any, layer: Layer, batch: int, dtype: str) -> tuple[str, tuple[Any, ...]]:
+    """One node's summary and its figures for a batch."""
     if not node.inputs:  # the network input: stored, no parameters, no cost
         facts = LayerFacts(layer, {}, Cost(), True, batch, dtype)
-        return "", True, figures.layer_values(facts)
+        return "", figures.layer_values(facts)
     op = get_op(node.type)
     facts = LayerFacts(layer, op.params(layer), op.cost(layer), op.stores_output, batch, dtype)
-    return op.summary(layer), op.stores_output, figures.layer_values(facts)
+    return op.summary(layer), figures.layer_values(facts)
 
 
 def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd") -> Analysis:
@@ -159,11 +177,12 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     fields = receptive_fields(graph, layers)
     rows = []
     # a Layer shared by several nodes (see infer_shapes) has its figures worked out once
-    known: dict[int, tuple[str, bool, tuple[Any, ...]]] = {}
+    known: dict[int, tuple[str, tuple[Any, ...]]] = {}
+    stores = stored_outputs(graph)
     for node in graph:
         layer = layers[node.name]
-        summary, stores, values = known.get(id(layer)) or known.setdefault(id(layer), _figures(node, layer, batch, dtype))
-        rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores,
+        summary, values = known.get(id(layer)) or known.setdefault(id(layer), _figures(node, layer, batch, dtype))
+        rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores[node.name],
                                 fields[node.name], values))
     totals = Totals(figures.totals(rows, batch, dtype, optimizer))
     return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description, graph.warnings)

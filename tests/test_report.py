@@ -75,3 +75,18 @@ def test_receptive_field_quantities_stay_exact_in_json():
     assert data["centre"] == [0, 0, 0.25]  # (5/2 - 1)/2 - 1/2
     assert json.loads(json.dumps(data)) == data
     assert field.text() == "1x1x5/2"
+
+
+def test_an_in_place_op_stores_when_its_input_is_read_elsewhere():
+    # c1 feeds the ReLU and the add: the ReLU cannot overwrite c1, so it needs 16 new values;
+    # the add can overwrite c2 (read by nothing else), so it stores nothing. By hand: 4 + 16 + 16 + 16.
+    spec = {"name": "t", "input": [1, 2, 2], "layers": [
+        {"type": "conv", "name": "c1", "filters": 4, "kernel": 1}, {"type": "relu", "name": "r1"},
+        {"type": "conv", "name": "c2", "filters": 4, "kernel": 1}, {"type": "add", "name": "a", "inputs": ["c1", "c2"]},
+        {"type": "flatten", "name": "f", "inputs": "c1"}]}
+    analysis = archcalc.analyze(spec)
+    assert {r.name: r.stores_output for r in analysis.layers} == {
+        "input": True, "c1": True, "r1": True, "c2": True, "a": False, "f": False}  # a view never stores
+    assert analysis.totals.activations == 4 + 16 + 16 + 16
+    chain = archcalc.analyze({**spec, "layers": spec["layers"][:2]})
+    assert not chain.layer("r1").stores_output  # alone after c1, the ReLU runs in place

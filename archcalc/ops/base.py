@@ -140,6 +140,10 @@ class Op:
     arity: ClassVar[tuple[int, int | None]] = (1, 1)
     #: False for ops that run in place (ReLU, dropout, add) or are views (flatten, identity).
     stores_output: ClassVar[bool] = True
+    #: True for views (flatten, identity): the output is the input's storage, whatever else reads
+    #: it. An in-place op (stores_output False, not a view) overwrites an input, so it needs new
+    #: storage after all when every input it could overwrite is read by another layer too.
+    view: ClassVar[bool] = False
     examples: ClassVar[tuple[Example, ...]] = ()
     #: How :meth:`cost` counts other ops, in words (``explain`` and the docs show it), e.g.
     #: ``(prod(k) - 1) comparisons per output value``. Every op declares one.

@@ -209,6 +209,7 @@ class Identity(_Elementwise):
     """Passes its input on unchanged: a view, stores nothing, costs nothing."""
 
     type = "identity"
+    view = True
     other_ops_rule = "0 (a view)"
     ops_per_value = 0
 
@@ -226,6 +227,7 @@ class Flatten(_Elementwise):
     """
 
     type = "flatten"
+    view = True
     other_ops_rule = "0 (a view)"
     ops_per_value = 0
     examples = (Example({}, ((3, 4, 4),), (48,)), Example({}, ((5,),), (5,)))
