@@ -71,6 +71,12 @@ class Graph:
         for node in self.nodes:
             if node.name == name:
                 return node
+        members = [n.name for n in self.nodes if n.name.startswith(f"{name}.")]
+        if members:  # a block instance's name: say so, and name its layers
+            raise SpecError(
+                f"model '{self.name}': {name!r} is a block of {len(members)} layers ({members[0]} .. {members[-1]}), not one layer; "
+                f"give one of them, e.g. {members[-1]!r} (the block's output)"
+            )
         raise SpecError(f"model '{self.name}' has no layer {name!r}{did_you_mean(name, [n.name for n in self.nodes])}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,8 +20,9 @@ def load(model: Any, max_layers: int = MAX_LAYERS) -> Graph:
     """Load a network.
 
     Args:
-        model: a zoo name (``"vgg16"``), a path to a ``.json`` or ``.py`` spec, a spec dict,
-            a :class:`~archcalc.dsl.Net`, or a :class:`~archcalc.graph.Graph` (returned as is).
+        model: a zoo name (``"vgg16"``), a path to a ``.json`` or ``.py`` spec, JSON text (a
+            string starting with ``{``, such as ``Graph.to_json()``'s), a spec dict, a
+            :class:`~archcalc.dsl.Net`, or a :class:`~archcalc.graph.Graph` (returned as is).
             A ``.py`` spec is Python code, run with your rights: load only files you trust.
         max_layers: the most layers a spec's blocks may expand to (checked before expanding).
 
@@ -36,6 +37,8 @@ def load(model: Any, max_layers: int = MAX_LAYERS) -> Graph:
         return from_dict(model, max_layers=max_layers)
     if not isinstance(model, (str, Path)):
         raise SpecError(f"cannot load a {type(model).__name__}: give a zoo name, a spec path, a dict or a Net")
+    if isinstance(model, str) and model.lstrip().startswith("{"):  # JSON text, e.g. Graph.to_json()'s
+        return from_json(model, "<json text>", max_layers=max_layers)
     text = str(model)
     path = Path(model)
     shown = repr(text if len(text) <= 200 else text[:197] + "...")

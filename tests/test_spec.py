@@ -689,3 +689,13 @@ def test_block_layers_without_arguments_are_not_copied_per_instance():
     with_ref = {"type": "conv", "filters": "$f", "kernel": [3, 3]}
     copied = _substitute(with_ref, {"f": 4}, "", [], refs)
     assert copied == {"type": "conv", "filters": 4, "kernel": [3, 3]} and copied["kernel"] is with_ref["kernel"]
+
+
+def test_json_text_loads_back_and_block_names_explain_what_they_are():
+    graph = archcalc.load("resnet18")
+    assert archcalc.load(graph.to_json()) == graph  # Graph.to_json() loads back as it is
+    with pytest.raises(SpecError, match=r"'layer2' is a block of 16 layers \(layer2\.0\.conv1 \.\. layer2\.1\.relu2\), "
+                                        r"not one layer; give one of them, e.g. 'layer2\.1\.relu2'"):
+        graph.node("layer2")
+    with pytest.raises(SpecError, match="has no layer 'layer9'"):
+        graph.node("layer9")
