@@ -175,6 +175,12 @@ def parse_count(cell: Any) -> tuple[Decimal, Decimal]:
         raise Unparseable(text[:40], f"a number of {longest:,} digits; at most {MAX_DIGITS}")
     if re.fullmatch(r"[0-9]+,[0-9]+[kmgtKMGT]?", text):  # a decimal comma: 3,2M (the grouping commas are gone)
         text = text.replace(",", ".")
+    scientific = re.fullmatch(r"([0-9]*\.?[0-9]+)[eE]([+-]?[0-9]{1,2})", text)
+    if scientific:  # 1.6e3, as Python prints a float: right when the value rounds to it, like an SI figure
+        mantissa, exponent = scientific.groups()
+        decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+        scale = Decimal(10) ** int(exponent)
+        return Decimal(mantissa) * scale, Decimal(10) ** -decimals * scale / 2
     match = re.fullmatch(r"([0-9]*\.?[0-9]+)([kmgtKMGT]?)", text)
     if match:
         digits, suffix = match.groups()
@@ -694,7 +700,7 @@ def grade(model: Any, answers: Sequence[dict[str, Any]], batch: int = 1, dtype: 
         where, answer = answered.get(layer.name, ("", {}))
         cells = [_grade_cell(column, answer.get(header_of.get(column.name, object())), layer, batch) for column in wanted]
         if explain and any(not cell.right for cell in cells):
-            lines = explain_layer(graph, analysis, layer.name)
+            lines = explain_layer(graph, analysis, layer.name, group_digits=True)
             for cell in cells:
                 if not cell.right:
                     cell.explanation = [f"{q}: {t}" for q, t in lines_for(lines, cell.column)]

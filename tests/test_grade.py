@@ -85,7 +85,7 @@ def test_count_cells(cell, value, tolerance):
     ("x" * (MAX_CELL_CHARS + 1), f"the cell has {MAX_CELL_CHARS + 1:,} characters; at most 131,072"),
     ("2^99", "an exponent of 99; at most 16"),
     ("99999999999*" * 30 + "9", "a value above 2**256"),
-    ("6,28,28", ""), ("ten", ""), ("1e3", ""), ("a\x00b", ""), ("6x28x28²x", ""), ("inf", ""), ("٣", ""),
+    ("6,28,28", ""), ("ten", ""), ("a\x00b", ""), ("6x28x28²x", ""), ("inf", ""), ("٣", ""),
 ])
 def test_unreadable_count_cells_say_why_and_never_raise_anything_else(cell, reason):
     with pytest.raises(Unparseable) as caught:
@@ -255,7 +255,7 @@ def test_explain_adds_the_arithmetic():
                    columns=("output_shape", "params"))
     shape, params = cells_of(result)[("conv2", "output_shape")], cells_of(result)[("conv2", "params")]
     assert any("floor((14 + 0 + 0 - 1*(5-1) - 1) / 1) + 1 = 10" in line for line in shape.explanation)
-    assert any("16 * 6 * 5*5 = 2400" in line for line in params.explanation)
+    assert any("16 * 6 * 5*5 = 2,400" in line for line in params.explanation)
 
 
 # ---------------------------------------------------------------- output: answers hidden from students
@@ -476,3 +476,13 @@ def test_any_file_is_graded_or_one_clean_error(tmp_path_factory, content, suffix
         assert len(error.problems) == 1 and "\n" not in error.problems[0]
         return
     assert result.max_score == 28 and 0 <= result.score <= 28
+
+
+@pytest.mark.parametrize("cell, value, tolerance", [
+    ("1.6e3", 1600, 50), ("1.008e4", 10080, 5), ("1.6E+03", 1600, 50), ("4.704e3", 4704, Decimal("0.5")),
+    ("2e-1", Decimal("0.2"), Decimal("0.05")), ("1e3", 1000, 500),
+])
+def test_scientific_notation_is_read_like_an_si_figure(cell, value, tolerance):
+    from archcalc.grade import parse_count
+
+    assert parse_count(cell) == (Decimal(value), Decimal(tolerance))
