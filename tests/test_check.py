@@ -195,8 +195,14 @@ def test_adapters_nhwc_and_flat_weights():
         f = w.shape[0]
         return conv_forward(x, w.reshape(f, x.shape[1], *kernel), np.zeros(f), s, p)
 
-    report = check_conv_forward(lecture_conv, Adapter(args=("w", "x", "kernel", "stride", "pad"), weight="flat"))
-    assert not report.passed and "without the bias" in report.first_failure.message  # the lecture skips the bias
+    # an adapter without "b": the function cannot add a bias, so it is checked at a zero bias
+    assert check_conv_forward(lecture_conv, Adapter(args=("w", "x", "kernel", "stride", "pad"), weight="flat")).passed
+
+    def forgets_the_bias(x, w, b, s, p):  # takes a bias and drops it: that is the bug the symptom names
+        return conv_forward(x, w, np.zeros(w.shape[0]), s, p)
+
+    report = check_conv_forward(forgets_the_bias)
+    assert not report.passed and "without the bias" in report.first_failure.message
 
     def flat_backward(dy, x, w, b, s, p):
         dx, dw, db = conv_backward(dy, x, w.reshape(w.shape[0], x.shape[1], *(int(round((w.shape[1] / x.shape[1]) ** 0.5)),) * 2), b, s, p)
@@ -389,3 +395,15 @@ def test_the_buggy_pool_example_gets_its_diagnosis():
     report = check_maxpool_backward(example.maxpool_backward)
     _only_failures_mention(report, OVERLAP)
     assert [case.passed for case in report.cases][:5] == [True, False, False, True, False]
+
+
+def test_an_adapter_without_a_bias_checks_a_conv_that_takes_none():
+    from archcalc import kernels
+    from archcalc.check import Adapter, check_conv_forward
+
+    def conv_without_bias(w, x, kernel, stride, pad):  # the README's Adapter example: no bias argument
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        return kernels.conv_forward(x, w.reshape(w.shape[0], -1, kh, kw), None, stride, pad)
+
+    report = check_conv_forward(conv_without_bias, Adapter(args=("w", "x", "kernel", "stride", "pad"), weight="flat"))
+    assert report.passed, str(report)
