@@ -180,6 +180,8 @@ def parse_count(cell: Any) -> tuple[Decimal, Decimal]:
         mantissa, exponent = scientific.groups()
         decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
         scale = Decimal(10) ** int(exponent)
+        if Decimal(mantissa) == 0:
+            return Decimal(0), Decimal(0)
         return Decimal(mantissa) * scale, Decimal(10) ** -decimals * scale / 2
     match = re.fullmatch(r"([0-9]*\.?[0-9]+)([kmgtKMGT]?)", text)
     if match:
@@ -189,8 +191,8 @@ def parse_count(cell: Any) -> tuple[Decimal, Decimal]:
             number = Decimal(digits)
         except InvalidOperation:
             raise Unparseable(str(cell)) from None
-        if not suffix and "." not in digits:
-            return number, Decimal(0)
+        if (not suffix and "." not in digits) or number == 0:  # "0M" has no significant digit: it is 0, exactly
+            return number * scale, Decimal(0)
         if "." in digits:
             unit = Decimal(10) ** -len(digits.split(".")[1])
         else:  # trailing zeros of "800K" are not significant

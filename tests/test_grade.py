@@ -486,3 +486,10 @@ def test_scientific_notation_is_read_like_an_si_figure(cell, value, tolerance):
     from archcalc.grade import parse_count
 
     assert parse_count(cell) == (Decimal(value), Decimal(tolerance))
+
+
+@pytest.mark.parametrize("cell", ["0M", "0K", "0.0G", "0.00M", "00000.0M", "0e3", "0.0e6"])
+def test_a_figure_of_zeros_is_exactly_zero(cell):
+    from archcalc.grade import parse_count
+
+    assert parse_count(cell) == (Decimal(0), Decimal(0))  # it cannot stand for 352,800 (it did: "0M" rounds anything below 500K)
