@@ -85,6 +85,9 @@ class Net:
                         f"{_caller()}: {op_type} takes {len(required)} positional attribute(s) "
                         f"({', '.join(required)}), got {len(args)}"
                     )
+                twice = [attr for attr in required[: len(args)] if attr in attrs]
+                if twice:
+                    raise SpecError(f"{_caller()}: {op_type} got two values for {twice[0]!r} (positional and keyword)")
                 attrs.update(zip(required, args))
                 refs = [] if inputs is None else list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
             return self.layer(op_type, *refs, name=name, **attrs)

@@ -699,3 +699,10 @@ def test_json_text_loads_back_and_block_names_explain_what_they_are():
         graph.node("layer2")
     with pytest.raises(SpecError, match="has no layer 'layer9'"):
         graph.node("layer9")
+
+
+def test_dsl_refuses_an_attribute_given_twice(tmp_path):
+    path = tmp_path / "twice.py"
+    path.write_text('from archcalc import Net\nmodel = Net("a", input=(3, 8, 8))\nmodel.conv(4, 3, filters=5)\n')
+    with pytest.raises(SpecError, match=r"twice\.py:3: conv got two values for 'filters' \(positional and keyword\)"):
+        archcalc.load(str(path))
