@@ -167,7 +167,9 @@ def load_python(path: Path, source: bytes | None = None, max_layers: int = MAX_L
         ) from None
     except ArchcalcError as error:
         raise SpecError(*(p if p.startswith(prefix) else prefix + p for p in error.problems)) from None
-    except Exception as error:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # any exception a spec raises, its own BaseException subclasses too
         raise SpecError(f"{prefix}{_where_in(error, path)}{type(error).__name__}: {_clean(str(error))}") from None
     model = namespace.get("model")
     if not isinstance(model, Net):
@@ -175,7 +177,13 @@ def load_python(path: Path, source: bytes | None = None, max_layers: int = MAX_L
         if len(nets) != 1:
             raise SpecError(f"{prefix}define the network as `model = Net(...)` (found {len(nets)} Net objects)")
         model = nets[0]
-    return model.graph(str(path), max_layers=max_layers)
+    try:
+        return model.graph(str(path), max_layers=max_layers)
+    except ArchcalcError:
+        raise
+    except Exception as error:  # a spec that tampered with the Net's own state (model.layers = None)
+        raise SpecError(f"{prefix}the model's layers cannot be read ({type(error).__name__}: {_clean(str(error))}); "
+                        "build it with Net's methods only") from None
 
 
 def _where_in(error: BaseException, path: Path) -> str:

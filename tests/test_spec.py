@@ -706,3 +706,15 @@ def test_dsl_refuses_an_attribute_given_twice(tmp_path):
     path.write_text('from archcalc import Net\nmodel = Net("a", input=(3, 8, 8))\nmodel.conv(4, 3, filters=5)\n')
     with pytest.raises(SpecError, match=r"twice\.py:3: conv got two values for 'filters' \(positional and keyword\)"):
         archcalc.load(str(path))
+
+
+@pytest.mark.parametrize("body, message", [
+    ("class E(BaseException):\n    pass\nraise E('odd')\n", r"x\.py:4: E: odd"),
+    ("model = Net('a', input=(3, 8, 8))\nmodel.relu()\nmodel.layers = None\n", r"the model's layers cannot be read \(TypeError"),
+    ("model = Net('a', input=(3, 8, 8))\nmodel.relu()\nmodel.layers.append(5)\n", r"the model's layers cannot be read \(AttributeError"),
+])
+def test_a_python_spec_that_misbehaves_is_one_located_error(tmp_path, body, message):
+    path = tmp_path / "x.py"
+    path.write_text("from archcalc import Net\n" + body)
+    with pytest.raises(SpecError, match=message):
+        archcalc.load(str(path))
