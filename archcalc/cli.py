@@ -35,14 +35,25 @@ class ModelType(click.ParamType):
         root = ctx.find_root() if ctx is not None else None
         max_layers = (root.params.get("max_layers") if root is not None else None) or MAX_LAYERS
         if value == "-":
+            if root is not None and root.meta.get("archcalc.stdin_read"):
+                self.fail("'-' is given twice: standard input can be read once", param, ctx)
+            if root is not None:
+                root.meta["archcalc.stdin_read"] = True
             with click.open_file("-", "rb") as stdin:  # bytes: from_json reports bad UTF-8 itself
-                graph = from_json(stdin.read(), "<stdin>", max_layers=max_layers)
+                text = stdin.read(MAX_STDIN_BYTES + 1)
+            if len(text) > MAX_STDIN_BYTES:
+                raise ArchcalcError(f"spec '<stdin>': more than {MAX_STDIN_BYTES // 2**20} MiB on standard input; "
+                                    "a spec that large belongs in a file (or blocks)")
+            graph = from_json(text, "<stdin>", max_layers=max_layers)
         else:
             graph = load(value, max_layers=max_layers)
         for warning in graph.warnings:
             click.echo(f"warning: {warning}", err=True)
         return graph
 
+
+#: The most a spec read from standard input may hold (a million-layer flat chain is about 40 MiB).
+MAX_STDIN_BYTES = 256 * 2**20
 
 MODEL = ModelType()
 
@@ -514,6 +525,10 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(1)
+    except OSError as error:  # standard output cannot be written (a full disk: > /dev/full)
+        _silence_stdout(keep_stderr=True)
+        click.echo(f"error: cannot write the output: {error.strerror or error}", err=True)
+        sys.exit(2)
 
 
 def _run(argv: list[str] | None) -> None:
@@ -539,9 +554,9 @@ def _run(argv: list[str] | None) -> None:
         sys.exit(1)
 
 
-def _silence_stdout() -> None:
-    """After a closed pipe: point stdout and stderr at /dev/null so the interpreter's last flush cannot fail."""
-    for stream in (sys.stdout, sys.stderr):
+def _silence_stdout(keep_stderr: bool = False) -> None:
+    """After a closed pipe: point stdout (and stderr) at /dev/null so the interpreter's last flush cannot fail."""
+    for stream in (sys.stdout,) if keep_stderr else (sys.stdout, sys.stderr):
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, stream.fileno())

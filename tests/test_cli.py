@@ -409,3 +409,22 @@ def test_a_batch_whose_figures_cannot_be_written_out_is_refused(command):
     assert err.endswith("more than archcalc writes out (at most 4,000); use a smaller --batch\n")
     code, out, _ = run(*command, "--batch", "9" * 3980)  # just under: written out in full
     assert code == 0 and "9" * 3000 in out.replace(",", "")
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("args", [["report", "vgg16", "--format", "json"], ["report", "lenet5"], ["list"], ["template", "lenet5"]])
+def test_an_output_that_cannot_be_written_is_one_error_line(args):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "archcalc", *args], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 2 and done.stderr == "error: cannot write the output: No space left on device\n"
+
+
+def test_stdin_is_read_once_and_bounded(monkeypatch):
+    import archcalc.cli as cli_module
+
+    spec = json.dumps({"name": "a", "input": [3, 8, 8], "layers": [{"type": "relu"}]})
+    code, _, err = run("compare", "-", "-", input=spec)
+    assert code == 2 and "'-' is given twice: standard input can be read once" in err
+    monkeypatch.setattr(cli_module, "MAX_STDIN_BYTES", 10)
+    code, _, err = run("report", "-", input=spec)
+    assert code == 2 and "more than 0 MiB on standard input" in err
