@@ -357,7 +357,7 @@ def run(model: Any, batch: int, steps: int | None, lr: float, momentum: float, w
     from archcalc.execute import Executor, timing_report, train_step, training_batch
     from archcalc.render.execution import timing_table
 
-    executor = Executor(model, seed=seed, dtype=dtype, max_memory=max_memory)
+    executor = Executor(model, seed=seed, dtype=dtype, max_memory=max_memory, batch=batch)  # refuses before allocating
     executor.needs_input_grad = False  # training never reads dJ/d(input)
     steps = steps or (1 if check else 20)
     data = training_batch(executor, batch, seed + 1)

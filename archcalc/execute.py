@@ -254,13 +254,17 @@ class Executor:
         dtype: ``float32`` or ``float64`` (gradient checks).
         max_memory: refuse batches whose estimated memory exceeds this many bytes (default:
             half the memory available).
+        batch: the batch it will run, if known: a batch over the limit is then refused here,
+            before any parameter exists (0: only the parameters are checked here).
 
     Parameters are named ``layer.weight`` / ``layer.bias`` (and BatchNorm's
     ``running_mean`` / ``running_var``), He-initialised for conv and linear weights.
     """
 
-    def __init__(self, model: Any, seed: int = 0, dtype: str = "float32", max_memory: int | None = None) -> None:
+    def __init__(self, model: Any, seed: int = 0, dtype: str = "float32", max_memory: int | None = None,
+                 batch: int = 0) -> None:
         _check_dtype(dtype)
+        batch = _check_batch(batch, allow_zero=True)
         self.seed = _check_seed(seed)
         self.graph: Graph = load(model)
         self.layers = infer_shapes(self.graph)
@@ -268,8 +272,8 @@ class Executor:
         self.max_memory = _check_max_memory(max_memory)
         if self.max_memory is None:
             self.max_memory = int(MEMORY_FRACTION * available_memory())
-        # parameters, their gradients and momentum: refused before any array exists
-        self._refuse_above_limit(_estimate(self.graph, self.layers, self.dtype, 0))
+        # parameters, their gradients and momentum (and the batch, when told it): refused before any array exists
+        self._refuse_above_limit(_estimate(self.graph, self.layers, self.dtype, batch))
         self.rng = np.random.default_rng(self.seed)
         self.training = True
         #: Compute dJ/d(network input) in backward (:attr:`input_grad`). False saves the first
@@ -716,7 +720,7 @@ class Gradcheck:
                 f"gradcheck {graph.name}: {samples} entries per tensor would take {passes:,} forward passes, "
                 f"over the bound of {max_passes:,}; check fewer entries (--samples) or raise the bound (max_passes= in Python)"
             )
-        self.executor = executor = Executor(graph, seed=seed, dtype="float64", max_memory=max_memory)
+        self.executor = executor = Executor(graph, seed=seed, dtype="float64", max_memory=max_memory, batch=batch)
         executor.check_memory(batch)
         self.rng = rng = np.random.default_rng(seed + 1)
         with executor._out_of_memory(f"making a batch of {batch}", batch):

@@ -85,7 +85,8 @@ def test_the_cli_refuses_huge_parameters_too(tmp_path):
         code, _, err = run(command, str(spec), "--max-memory", "1GB")
         assert code == 2 and len(err.splitlines()) == 1
         dtype = "float32" if command == "run" else "float64"
-        assert f"error: creating the parameters of huge in {dtype} needs an estimated " in err
+        batch = 8 if command == "run" else 2  # the CLI gives the batch up front: refused before the parameters exist
+        assert f"error: running huge at batch {batch} in {dtype} needs an estimated " in err
         assert "over the limit of 953.7 MiB" in err  # 1GB = 10**9 bytes
 
 
@@ -159,8 +160,8 @@ def test_a_process_address_space_limit_is_respected(tmp_path):
                               capture_output=True, text=True, env=_env(), timeout=120)
         assert done.returncode == 2, done.stderr
         assert "MemoryError" not in done.stderr and "Traceback" not in done.stderr
-        assert done.stderr.startswith("error: creating the parameters of big in float32 needs an estimated 4.5 GiB "
-                                      "(parameters 1.5 GiB + gradients 1.5 GiB + momentum 1.5 GiB), over the limit of ")
+        assert done.stderr.startswith("error: running big at batch 8 in float32 needs an estimated 7.5 GiB "
+                                      "(parameters 1.5 GiB + gradients 1.5 GiB + momentum 1.5 GiB")
     # a limit set above what the process can have: the allocation fails, and says so in one line
     done = subprocess.run([sys.executable, "-c", script.replace("main([\"run\", spec,", "main([\"run\", \"lenet5\","),
                            str(tmp_path / "big.json"), "--batch", "1000000", "--max-memory", "1PB"],
@@ -201,3 +202,18 @@ def test_bad_arguments_from_python_are_clear_errors(call, message):
     with pytest.raises(ArchcalcError) as refused:
         call()
     assert str(refused.value).startswith(message)
+
+
+def test_a_batch_given_up_front_is_refused_before_any_parameter_exists():
+    import tracemalloc
+
+    from archcalc.execute import Executor
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArchcalcError, match="at batch 64"):
+            Executor("vgg16", dtype="float32", max_memory=2**30, batch=64)  # vgg16's parameters alone are 528 MiB
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**24  # nothing of the 553 MB of weights was made
