@@ -552,3 +552,16 @@ def test_dot_failure_is_one_error_line(tmp_path, monkeypatch):
         assert str(raised.value) == (f"output '{tmp_path / 'v.svg'}': Graphviz's dot failed: Error: out of memory; "
                                      "try another --wrap, --depth or the .dot output")
     assert not (tmp_path / "v.svg").exists()
+
+
+def test_a_drawing_too_big_for_graphviz_is_refused_but_its_dot_is_written(tmp_path):
+    from archcalc.render.dot import MAX_DRAWN_NODES
+
+    # conv + add pairs keep the compact drawing from merging them: one box per layer
+    spec = {"name": "long", "input": [2, 4, 4], "blocks": {"unit": {"args": {}, "layers": [
+        {"type": "conv", "name": "c", "filters": 2, "kernel": 1}, {"type": "add", "inputs": ["input", "c"]}]}},
+        "layers": [{"block": "unit", "name": "u", "repeat": MAX_DRAWN_NODES // 2 + 1}]}
+    with pytest.raises(ArchcalcError, match=r"boxes to draw, more than Graphviz lays out in reasonable time .*--depth 1"):
+        render(spec, tmp_path / "long.svg")
+    assert not (tmp_path / "long.svg").exists()
+    assert render(spec, tmp_path / "long.dot").read_text().count("[label=<") > MAX_DRAWN_NODES

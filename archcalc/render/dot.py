@@ -456,6 +456,12 @@ def render(model: Any, output: str | Path, depth: int | None = None, color: str 
     if fmt == "dot":
         _write(path, text.encode("utf-8"))
         return path
+    drawn = sum(1 for line in text.splitlines() if _NODE_LINE.match(line))
+    if drawn > MAX_DRAWN_NODES:  # Graphviz's layout time grows faster than the node count: minutes, then hours
+        raise ArchcalcError(
+            f"output '{path}': {drawn:,} boxes to draw, more than Graphviz lays out in reasonable time "
+            f"(at most {MAX_DRAWN_NODES:,}); fold blocks with --depth 1 (or 2), or write -o {path.stem}.dot"
+        )
     try:
         import graphviz
     except ImportError:
@@ -477,6 +483,11 @@ def render(model: Any, output: str | Path, depth: int | None = None, color: str 
                       "so the graph is drawn in one column (--wrap 0); another --wrap may work", stacklevel=2)
     _write(path, data)
     return path
+
+
+#: The most boxes ``render`` asks Graphviz to lay out (a 900-box drawing took 6.5 s, 3,000 over a minute).
+MAX_DRAWN_NODES = 1500
+_NODE_LINE = re.compile(r"\s*n\d+ \[label=")
 
 
 def _pipe(graphviz: Any, text: str, fmt: str) -> bytes:
