@@ -7,6 +7,7 @@ and exit with status 2; a real bug keeps its traceback.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -366,11 +367,16 @@ def run(model: Any, batch: int, steps: int | None, lr: float, momentum: float, w
                   f"batch (kernels: {_backend()})")
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("training", total=steps)
+        done = 0
         for step in range(1, steps + 1):
             loss = train_step(executor, data, lr=lr, momentum=momentum, weight_decay=weight_decay)
+            done = step
             progress.console.print(f"step {step:>4}  loss {loss:.6f}")
             progress.advance(task)
-    console.print(timing_table(timing_report(executor, steps), check))
+            if not math.isfinite(loss):
+                click.echo(f"warning: training diverged: the loss is {loss} at step {step}; try a smaller --lr", err=True)
+                break
+    console.print(timing_table(timing_report(executor, done), check))
 
 
 def _backend() -> str:

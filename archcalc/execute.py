@@ -546,8 +546,10 @@ def train_step(executor: Executor, data: TrainingBatch, lr: float = 0.01, moment
     """
     lr, momentum = _finite("lr", lr), _finite("momentum", momentum, high=1.0)
     weight_decay = _finite("weight_decay", weight_decay)
-    loss, grad = loss_and_grad(executor, executor.forward(data.inputs), data.targets)
-    executor.step(executor.backward(grad), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    # a diverging run overflows to inf and nan: the caller sees it in the loss, not as NumPy warnings
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        loss, grad = loss_and_grad(executor, executor.forward(data.inputs), data.targets)
+        executor.step(executor.backward(grad), lr=lr, momentum=momentum, weight_decay=weight_decay)
     return loss
 
 

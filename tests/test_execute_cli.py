@@ -150,3 +150,10 @@ def test_gradcheck_checks_every_entry_of_a_small_model_when_asked_for_more(tiny)
     assert code == 0
     # conv 2x2x3x3 + 2 biases, linear 3x18 + 3, input 2x2x5x5: every entry, twice
     assert "5 tensors, " + f"{2 * (36 + 2 + 54 + 3 + 100):,} forward passes" in out
+
+
+def test_a_diverging_run_stops_with_one_warning(recwarn):
+    code, out, err = run("run", "lenet5", "--lr", "1e308", "--steps", "5", "--batch", "2")
+    assert code == 0 and "loss nan" in out
+    assert err.splitlines() == ["warning: training diverged: the loss is nan at step 2; try a smaller --lr"]
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]  # no NumPy overflow warnings
