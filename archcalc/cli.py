@@ -324,7 +324,7 @@ def render(model: Any, output: str | None, depth: int | None, color: str, rankdi
 
     with warnings.catch_warnings(record=True) as notes:
         warnings.simplefilter("always")
-        path = render_graph(model, output or default_output(model.name), depth=depth, color=color, rankdir=rankdir,
+        path = render_graph(model, default_output(model.name) if output is None else output, depth=depth, color=color, rankdir=rankdir,
                             compact=compact, wrap=wrap)
     for note in notes:
         click.echo(f"note: {note.message}", err=True)

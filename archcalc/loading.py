@@ -45,6 +45,8 @@ def load(model: Any, max_layers: int = MAX_LAYERS) -> Graph:
     looks_like_path = path.suffix in (".json", ".py") or os.sep in text or (os.altsep or os.sep) in text
     if "\x00" in text:
         raise SpecError(f"spec path {shown} contains a NUL byte")
+    if not text.strip():
+        raise SpecError("no model given: name a zoo model (`archcalc list`), a .json or .py spec, or - for standard input")
     kind = _kind(path, shown)
     if kind != "file" and not looks_like_path and text in zoo.names():
         return zoo.load(text, max_layers)

@@ -428,3 +428,10 @@ def test_stdin_is_read_once_and_bounded(monkeypatch):
     monkeypatch.setattr(cli_module, "MAX_STDIN_BYTES", 10)
     code, _, err = run("report", "-", input=spec)
     assert code == 2 and "more than 0 MiB on standard input" in err
+
+
+def test_empty_model_and_output_names_are_errors():
+    code, _, err = run("report", "")
+    assert code == 2 and err.startswith("error: no model given")
+    code, _, err = run("render", "lenet5", "-o", "")
+    assert code == 2 and err.startswith("error: the output file name is empty")

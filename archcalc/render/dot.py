@@ -448,6 +448,8 @@ def render(model: Any, output: str | Path, depth: int | None = None, color: str 
             path and the operating system's reason).
         MissingToolError: Graphviz is missing (exit status 3).
     """
+    if not str(output).strip():
+        raise ArchcalcError(f"the output file name is empty; give one ending in {', '.join('.' + f for f in FORMATS)}")
     path = Path(output)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
