@@ -643,10 +643,17 @@ def avgpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: An
     return _scatter_add(x.shape, geo, dy.dtype, lambda tap: share)
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """``log softmax(h)`` over axis 1 (classes): ``h - max(h) - log(sum(exp(h - max(h))))``, finite
+    even where a probability underflows to 0 (whose log would be -inf)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over axis 1 (classes), shifted by the maximum for stability."""
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    """Softmax over axis 1 (classes): ``exp(log_softmax(h))``, shifted by the maximum for stability.
+    The Softmax op and the cross-entropy both use it (formulas.softmax is the same on a list)."""
+    return np.exp(log_softmax(logits))
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
@@ -659,13 +666,8 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
     rows = np.arange(n)
-    # log-softmax from the shifted logits: log(softmax) of a probability that underflows to 0
-    # would be -inf (a loss of inf), while shifted - log(sum(exp(shifted))) stays finite
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exps = np.exp(shifted)
-    totals = exps.sum(axis=1, keepdims=True)
-    loss = float(-(shifted[rows, labels] - np.log(totals[:, 0])).mean())
-    probs = exps / totals
-    grad = probs.copy()
+    log_probs = log_softmax(logits)
+    loss = float(-log_probs[rows, labels].mean())
+    grad = np.exp(log_probs)
     grad[rows, labels] -= 1
     return loss, grad / n
