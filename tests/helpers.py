@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
+import sys
+
+from click.testing import CliRunner
+
 from archcalc.spec import from_dict
+
+
+class _Main:
+    """CliRunner invokes a click command; wrap archcalc.cli.main so errors go through its handling."""
+
+    name = "archcalc"
+
+    def main(self, args=None, prog_name=None, **extra):
+        from archcalc.cli import main
+
+        main(args)
+        sys.exit(0)
+
+
+def run_main(*args, input=None, env=None):
+    """Run the CLI as the console script does: (exit status, stdout, stderr)."""
+    result = CliRunner().invoke(_Main(), list(args), input=input, env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
 
 
 def single_op_graph(op_type, example):

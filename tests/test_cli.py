@@ -11,7 +11,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from archcalc.cli import cli, main
+from archcalc.cli import cli
+from tests.helpers import run_main
 
 
 @pytest.fixture(autouse=True)
@@ -21,20 +22,7 @@ def _plain_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def run(*args, input=None, env=None):
-    """Run main() as the console script does; returns (exit code, stdout, stderr)."""
-    result = CliRunner().invoke(_Main(), list(args), input=input, env=env, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-class _Main:
-    """CliRunner invokes a click command; wrap main() so errors go through its handling."""
-
-    name = "archcalc"
-
-    def main(self, args=None, prog_name=None, **extra):
-        main(args)
-        sys.exit(0)
+run = run_main
 
 
 def test_report_vgg16_table_shows_the_lecture_figures():

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 import pytest
-from click.testing import CliRunner
 
-from archcalc.cli import ByteSize, FiniteFloat, main
+from archcalc.cli import ByteSize, FiniteFloat
+from tests.helpers import run_main
 
 TINY = {"name": "tiny", "input": [2, 5, 5], "layers": [
     {"type": "conv", "filters": 2, "kernel": 3}, {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "units": 3}]}
 
 
-def run(*args, input=None):
-    """Run main() as the console script does; returns (exit code, stdout, stderr)."""
-    result = CliRunner().invoke(_Main(), list(args), input=input, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-class _Main:
-    """CliRunner invokes a click command; wrap main() so errors go through its handling."""
-
-    name = "archcalc"
-
-    def main(self, args=None, prog_name=None, **extra):
-        main(args)
-        sys.exit(0)
+run = run_main
 
 
 @pytest.fixture
