@@ -76,17 +76,22 @@ def stored_outputs(graph: Graph) -> dict[str, bool]:
     could overwrite is also read by another layer (``relu(c1)`` beside ``add(c1, ...)``: c1's
     values must survive, so the ReLU writes new storage, as a framework would).
     """
-    consumers: dict[str, int] = {}
-    for node in graph.nodes[1:]:
-        for ref in set(node.inputs):
-            consumers[ref] = consumers.get(ref, 0) + 1
+    # a view's values are its input's: follow views back to the tensor they show
+    value_of: dict[str, str] = {}
+    readers: dict[str, set[str]] = {}  # tensor -> the layers that read it, through views or not
+    for node in graph:
+        op = get_op(node.type) if node.inputs else None
+        value_of[node.name] = value_of[node.inputs[0]] if op is not None and op.view else node.name
+        if op is not None and not op.view:
+            for ref in node.inputs:
+                readers.setdefault(value_of[ref], set()).add(node.name)
     stores = {}
     for node in graph:
         if not node.inputs:
             stores[node.name] = True
             continue
         op = get_op(node.type)
-        overwritable = any(consumers[ref] == 1 for ref in node.inputs)
+        overwritable = any(readers.get(value_of[ref]) == {node.name} for ref in node.inputs)
         stores[node.name] = op.stores_output or (not op.view and not overwritable)
     return stores
 

@@ -90,3 +90,14 @@ def test_an_in_place_op_stores_when_its_input_is_read_elsewhere():
     assert analysis.totals.activations == 4 + 16 + 16 + 16
     chain = archcalc.analyze({**spec, "layers": spec["layers"][:2]})
     assert not chain.layer("r1").stores_output  # alone after c1, the ReLU runs in place
+
+
+def test_an_in_place_op_behind_a_view_sees_the_other_readers_of_the_tensor():
+    # r reads c1 through a view; c2 reads c1 too: r must not overwrite c1. By hand: 32 + 32 + 32 + 32.
+    spec = {"name": "alias", "input": [2, 4, 4], "layers": [
+        {"type": "conv", "name": "c1", "filters": 2, "kernel": 1}, {"type": "identity", "name": "v", "inputs": ["c1"]},
+        {"type": "relu", "name": "r", "inputs": ["v"]}, {"type": "conv", "name": "c2", "filters": 2, "kernel": 1, "inputs": ["c1"]},
+        {"type": "add", "name": "a", "inputs": ["r", "c2"]}, {"type": "relu", "name": "r2"}]}
+    analysis = archcalc.analyze(spec)
+    assert [r.name for r in analysis.layers if r.stores_output] == ["input", "c1", "r", "c2"]
+    assert analysis.totals.activations == 4 * 32  # a and r2 run in place, one after the other
