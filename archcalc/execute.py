@@ -607,6 +607,12 @@ def timing_report(executor: Executor, steps: int) -> TimingReport:
     return TimingReport(executor.graph.name, steps, tuple(rows))
 
 
+#: Absolute differences below this count as agreement: a gradient that is truly 0 (a bias before
+#: a batchnorm in training) differs from its central difference by rounding alone (about 1e-10),
+#: and a relative error of 0 against 1e-10 would be 1.
+GRADCHECK_ATOL = 1e-8
+
+
 @dataclass
 class GradcheckRow:
     """One tensor's check: largest absolute and relative error over the sampled entries."""
@@ -761,7 +767,8 @@ class Gradcheck:
                 numeric = (plus - minus) / (2 * eps)
                 exact = analytic.reshape(-1)[index]
                 worst_abs = max(worst_abs, abs(exact - numeric))
-                worst_rel = max(worst_rel, abs(exact - numeric) / max(abs(exact) + abs(numeric), 1e-12))
+                if abs(exact - numeric) > GRADCHECK_ATOL:  # below it, both are 0 up to rounding: no relative error
+                    worst_rel = max(worst_rel, abs(exact - numeric) / (abs(exact) + abs(numeric)))
                 if progress:
                     progress(name, done, entries)
             report.rows.append(GradcheckRow(name, tuple(tensor.shape), entries, worst_abs, worst_rel,
@@ -776,7 +783,9 @@ def gradcheck(model: Any, batch: int = 2, seed: int = 0, samples: int = 6, eps: 
 
     The loss is ``sum(output * R)`` for a fixed random ``R``, so dJ/d(output) = R. For each
     parameter tensor (and the input), ``samples`` random entries are perturbed by +-eps;
-    relative error = |analytic - numeric| / max(|analytic| + |numeric|, 1e-12). Dropout's masks
+    relative error = |analytic - numeric| / (|analytic| + |numeric|), counted only where the
+    absolute difference exceeds :data:`GRADCHECK_ATOL` (1e-8: below it both are 0 up to rounding,
+    as for a bias before a training batchnorm, whose true gradient is 0). Dropout's masks
     are fixed across the perturbed passes; batchnorm uses batch statistics (training mode).
     The memory is checked against ``max_memory`` (default: half the memory available) before
     anything is allocated. ``progress(tensor, entries_done, entries)`` is called as each tensor

@@ -246,3 +246,13 @@ def test_the_mac_check_covers_every_node_and_can_fail():
     executor.macs_performed["conv2"] -= 1
     with pytest.raises(ExecutionMismatch, match="'conv2'"):
         executor.check_macs()
+
+
+def test_gradcheck_passes_a_gradient_that_is_truly_zero():
+    # a conv bias before a training-mode batchnorm: the mean subtraction cancels it, so its true
+    # gradient is 0 and central differences give rounding noise (about 1e-10), not a relative error of 1
+    spec = {"name": "cbn", "input": [2, 4, 4], "layers": [{"type": "conv", "name": "conv", "filters": 2, "kernel": 3},
+            {"type": "batchnorm"}, {"type": "flatten"}, {"type": "linear", "units": 3}]}
+    report = gradcheck(spec, batch=2)
+    bias = next(row for row in report.rows if row.name == "conv.bias")
+    assert bias.max_abs_error < 1e-8 and bias.passed and report.passed, str(report)
