@@ -71,10 +71,12 @@ class Graph:
         for node in self.nodes:
             if node.name == name:
                 return node
-        members = [n.name for n in self.nodes if n.name.startswith(f"{name}.")]
-        if members:  # a block instance's name: say so, and name its layers
+        # a block instance's name (one of the scopes a node was expanded in): say so, and name its layers
+        members = [n.name for n in self.nodes if any(".".join(n.scope[:k]) == name for k in range(1, len(n.scope) + 1))]
+        if members:
+            count = f"{len(members)} layers ({members[0]} .. {members[-1]})" if len(members) > 1 else f"1 layer ({members[0]})"
             raise SpecError(
-                f"model '{self.name}': {name!r} is a block of {len(members)} layers ({members[0]} .. {members[-1]}), not one layer; "
+                f"model '{self.name}': {name!r} is a block of {count}, not one layer; "
                 f"give one of them, e.g. {members[-1]!r} (the block's output)"
             )
         raise SpecError(f"model '{self.name}' has no layer {name!r}{did_you_mean(name, [n.name for n in self.nodes])}")

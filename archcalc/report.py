@@ -242,17 +242,19 @@ class Analysis:
         yield ("" if indent is None or not rows else "\n" + " " * indent) + "]" + after
 
     def to_csv(self, depth: int | None = None) -> str:
-        """One row per layer (or folded block) with exact integers: name, type, the figures, receptive field."""
+        """One row per layer (or folded block) with exact integers: name, type, the figures, whether
+        the output is stored (the activation total sums the rows where it is), how many layers the
+        row holds, and the receptive field."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         figures = figures_for("csv")
-        writer.writerow(["name", "type", *(f.name for f in figures), "receptive_field"])
+        writer.writerow(["name", "type", *(f.name for f in figures), "stores_output", "layers", "receptive_field"])
         for row in self.rows(depth):
             cells: list[Any] = [row.name, row.type]
             for figure in figures:
                 value = row.values[LAYER_INDEX[figure.name]]
                 cells.append("x".join(map(str, value)) if figure.kind == "shape" else value)
-            cells.append(row.receptive_field.text())
+            cells += ["true" if row.stores_output else "false", row.layers, row.receptive_field.text()]
             writer.writerow(cells)
         return out.getvalue()
 

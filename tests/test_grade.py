@@ -31,7 +31,7 @@ from archcalc.grade import (
     read_template,
     template,
 )
-from tests.test_cli import _Main
+from tests.helpers import _Main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 LENET_LECTURE_ROWS = ["conv1", "pool1", "conv2", "pool2", "fc1", "fc2", "fc3"]

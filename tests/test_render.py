@@ -134,7 +134,7 @@ def test_dot_output_needs_no_graphviz(tmp_path, monkeypatch):
 def test_cli_render(tmp_path):
     from click.testing import CliRunner
 
-    from tests.test_cli import _Main
+    from tests.helpers import _Main
 
     runner = CliRunner()
     result = runner.invoke(_Main(), ["render", "lenet5", "-o", str(tmp_path / "l.dot"), "--rankdir", "LR"])
@@ -164,7 +164,7 @@ def test_python_api_returns_the_path(tmp_path):
 def _cli(*args):
     from click.testing import CliRunner
 
-    from tests.test_cli import _Main
+    from tests.helpers import _Main
 
     return CliRunner().invoke(_Main(), list(args))
 
