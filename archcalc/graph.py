@@ -59,6 +59,29 @@ class Graph:
                 if ref not in seen:
                     raise SpecError(f"{node.label()}: input {ref!r} is not an earlier layer")
             seen.add(node.name)
+        self._check_blocks(seen)
+
+    def _check_blocks(self, names: set[str]) -> None:
+        """A block instance's layers are consecutive, and its name is no layer's: otherwise
+        folding (``--depth``) and ``explain`` could not tell which one a name means."""
+        prefix = f"spec '{self.source}': " if self.source else ""
+        closed: set[tuple[str, ...]] = set()
+        current: tuple[str, ...] = ()
+        for node in self.nodes[1:]:
+            scope = node.scope
+            if scope != current:
+                shared = 0
+                while shared < min(len(scope), len(current)) and scope[shared] == current[shared]:
+                    shared += 1
+                closed.update(current[:k] for k in range(shared + 1, len(current) + 1))
+                for k in range(shared + 1, len(scope) + 1):
+                    block = scope[:k]
+                    if block in closed:
+                        raise SpecError(f"{prefix}{node.label()}: block {'.'.join(block)!r} appears again after other "
+                                        "layers; a block's layers must be consecutive (give the second one its own name)")
+                    if ".".join(block) in names:
+                        raise SpecError(f"{prefix}{node.label()}: {'.'.join(block)!r} names both a layer and a block")
+                current = scope
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)

@@ -328,6 +328,9 @@ class _Builder:
             name = self.fresh_name(scope, block_name)
         elif self.bad_name(name, where):
             return previous
+        if ".".join((*scope, name)) in self.names:
+            self.problems.append(f"{where}: name {'.'.join((*scope, name))!r} is used twice (a layer or another block instance)")
+            return previous
         repeat = raw.get("repeat", 1)
         if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= MAX_INT:
             self.problems.append(f"{where}: repeat must be a positive int, got {_json(repeat)}")

@@ -718,3 +718,25 @@ def test_a_python_spec_that_misbehaves_is_one_located_error(tmp_path, body, mess
     path.write_text("from archcalc import Net\n" + body)
     with pytest.raises(SpecError, match=message):
         archcalc.load(str(path))
+
+
+@pytest.mark.parametrize("spec_dict, message", [
+    ({"name": "amb", "input": [2, 4, 4],
+      "blocks": {"b": {"args": {}, "layers": [{"type": "conv", "name": "c", "filters": 5, "kernel": 1}]}},
+      "layers": [{"type": "conv", "name": "x", "filters": 3, "kernel": 1}, {"block": "b", "name": "x", "inputs": ["input"]}]},
+     "name 'x' is used twice"),
+    ({"name": "dsl-like", "input": [2, 4, 4], "layers": [{"type": "relu", "name": "x"}, {"type": "relu", "name": "x.r", "scope": ["x"]}]},
+     "'x' names both a layer and a block"),
+    ({"name": "two", "input": [2, 4, 4], "blocks": {"b": {"args": {}, "layers": [{"type": "relu"}]}},
+      "layers": [{"block": "b", "name": "a"}, {"type": "relu", "name": "mid"}, {"block": "b", "name": "a"}]},
+     "name 'a' is used twice"),
+    ({"name": "twice", "input": [2, 4, 4], "blocks": {"b": {"args": {}, "layers": [{"type": "relu"}]}},
+      "layers": [{"block": "b", "name": "a"}, {"block": "b", "name": "a"}]},
+     "name 'a' is used twice"),
+    ({"name": "hand", "input": [2, 4, 4], "layers": [{"type": "relu", "name": "r1", "scope": ["s"]}, {"type": "relu", "name": "r2"},
+                                                     {"type": "relu", "name": "r3", "scope": ["s"]}]},
+     "block 's' appears again after other layers"),
+])
+def test_block_names_are_unambiguous(spec_dict, message):
+    with pytest.raises(SpecError, match=message):
+        from_dict(spec_dict)
