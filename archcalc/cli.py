@@ -6,6 +6,7 @@ and exit with status 2; a real bug keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -532,6 +533,8 @@ def main(argv: list[str] | None = None) -> None:
         _silence_stdout()
         sys.exit(1)
     except OSError as error:  # standard output cannot be written (a full disk: > /dev/full)
+        if error.errno not in _OUTPUT_ERRNOS:
+            raise  # any other OSError here is a bug: keep its traceback
         _silence_stdout(keep_stderr=True)
         click.echo(f"error: cannot write the output: {error.strerror or error}", err=True)
         sys.exit(2)
@@ -558,6 +561,11 @@ def _run(argv: list[str] | None) -> None:
     except click.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
+
+
+#: Why writing the output can fail through no fault of archcalc: a full disk or quota, an I/O error,
+#: a file too large, a closed descriptor.
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EBADF})
 
 
 def _silence_stdout(keep_stderr: bool = False) -> None:
