@@ -32,7 +32,6 @@ class LayerFacts:
     layer: Layer
     params: Mapping[str, Param]
     cost: Cost
-    stores_output: bool
     batch: int
     dtype: str
 
@@ -121,7 +120,6 @@ TOTAL_ONLY_FIGURES: tuple[Figure, ...] = (
 #: Figures with a network total, in JSON's order.
 TOTAL_FIGURES: tuple[Figure, ...] = (*(f for f in LAYER_FIGURES if f.total), *TOTAL_ONLY_FIGURES)
 
-BY_NAME: dict[str, Figure] = {f.name: f for f in (*LAYER_FIGURES, *TOTAL_ONLY_FIGURES)}
 #: Position of each per-layer figure in :attr:`LayerReport.values`.
 LAYER_INDEX: dict[str, int] = {f.name: i for i, f in enumerate(LAYER_FIGURES)}
 

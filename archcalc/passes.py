@@ -14,8 +14,14 @@ from archcalc.errors import RuleError, ShapeError, SpecError, check
 from archcalc.figures import LayerFacts
 from archcalc.graph import Graph
 from archcalc.loading import load
-from archcalc.ops import GLOBAL, POINTWISE, Cost, Layer, Param, get_op
+from archcalc.ops import GLOBAL, POINTWISE, Cost, Layer, get_op
 from archcalc.report import Analysis, LayerReport, ReceptiveField, Totals
+
+
+def _attrs_key(op_type: str, attrs: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A key equal for equal attributes of one op type; the value's type too: 1 and 1.0 are equal
+    keys but print differently. Hashing it raises TypeError for an unhashable value."""
+    return (op_type, *((name, type(value), value) for name, value in attrs.items()))
 
 
 def infer_shapes(graph: Graph) -> dict[str, Layer]:
@@ -33,8 +39,7 @@ def infer_shapes(graph: Graph) -> dict[str, Layer]:
     for node in graph.nodes[1:]:
         in_shapes = tuple(layers[ref].out_shape for ref in node.inputs)
         try:
-            # the value's type too: 1 and 1.0 are equal keys but print differently
-            key = (node.type, in_shapes, *((name, type(value), value) for name, value in node.attrs.items()))
+            key = (in_shapes, *_attrs_key(node.type, node.attrs))
             hash(key)
         except TypeError:  # an unhashable attribute value: no sharing for this node
             key = None
@@ -47,25 +52,14 @@ def infer_shapes(graph: Graph) -> dict[str, Layer]:
                 raise ShapeError(f"{prefix}{node.label()}: {error}") from None
             if key is not None:
                 known[key] = layer
-                attrs_key = (node.type, *((name, type(value), value) for name, value in layer.attrs.items()))
                 try:
-                    attrs = resolved.setdefault(attrs_key, layer.attrs)
+                    attrs = resolved.setdefault(_attrs_key(node.type, layer.attrs), layer.attrs)
                 except TypeError:  # an unhashable resolved value
                     attrs = layer.attrs
                 if attrs is not layer.attrs:
                     layer = known[key] = Layer(attrs, layer.in_shapes, layer.out_shape)
         layers[node.name] = layer
     return layers
-
-
-def count_params(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, dict[str, Param]]:
-    """Parameter tensors of every node, by name."""
-    return {node.name: get_op(node.type).params(layers[node.name]) if node.inputs else {} for node in graph}
-
-
-def count_costs(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Cost]:
-    """MACs and other ops of every node for one sample."""
-    return {node.name: get_op(node.type).cost(layers[node.name]) if node.inputs else Cost() for node in graph}
 
 
 def stored_outputs(graph: Graph) -> dict[str, bool]:
@@ -142,10 +136,10 @@ def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[
 def _figures(node: Any, layer: Layer, batch: int, dtype: str) -> tuple[str, tuple[Any, ...]]:
     """One node's summary and its figures for a batch."""
     if not node.inputs:  # the network input: stored, no parameters, no cost
-        facts = LayerFacts(layer, {}, Cost(), True, batch, dtype)
+        facts = LayerFacts(layer, {}, Cost(), batch, dtype)
         return "", figures.layer_values(facts)
     op = get_op(node.type)
-    facts = LayerFacts(layer, op.params(layer), op.cost(layer), op.stores_output, batch, dtype)
+    facts = LayerFacts(layer, op.params(layer), op.cost(layer), batch, dtype)
     return op.summary(layer), figures.layer_values(facts)
 
 

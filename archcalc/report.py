@@ -91,10 +91,6 @@ class ReceptiveField:
         return text if self.aligned else text + " !"
 
 
-def _list(value: tuple[Any, ...] | None) -> list[Any] | None:
-    return None if value is None else list(value)
-
-
 def _numbers(values: tuple[Any, ...] | None) -> list[Any] | None:
     """Exact receptive-field quantities for JSON: ints as ints, a fraction a float holds exactly
     as that float (0.5, 0.25), any other as its text ``"1/3"``."""

@@ -41,9 +41,9 @@ def _figure_cell(figure: Figure, value: Any, analysis: Analysis, total: bool = F
     suffix, other counts with every digit, bytes in binary units."""
     if figure.kind == "shape":
         return shape(value, _batch(analysis))
-    if figure.kind == "bytes":
-        return binary_bytes(value)
-    return si(value, 2 if total else 1) if figure.brief else grouped(value)
+    if figure.kind == "count" and figure.brief:
+        return si(value, 2 if total else 1)
+    return figure_text(figure.kind, value)
 
 
 def _figure_column(figure: Figure) -> Column:
