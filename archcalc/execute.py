@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -89,13 +88,6 @@ SAVED_BYTES_PER_VALUE = 8
 LIMIT_HINT = "--max-memory on the command line, max_memory= in Python"
 
 
-def size_text(value: int) -> str:
-    """Bytes in binary units, for any size (``binary_bytes`` goes through a float)."""
-    if value < 2**60:
-        return binary_bytes(value)
-    return f"{Decimal(value) / Decimal(2**40):.3g} TiB"
-
-
 @dataclass(frozen=True)
 class MemoryEstimate:
     """What the executor will hold, in bytes: an upper bound computed from the analysis alone.
@@ -131,15 +123,15 @@ class MemoryEstimate:
         if self.batch:
             parts += [("activations and their gradients", self.activations), ("saved for backward", self.saved),
                       ("im2col buffers", self.im2col), ("temporaries", self.temporaries)]
-        return " + ".join(f"{label} {size_text(value)}" for label, value in parts)
+        return " + ".join(f"{label} {binary_bytes(value)}" for label, value in parts)
 
     def refusal(self, limit: int) -> str:
         """The one-line message refusing this estimate under ``limit`` bytes."""
         what = (f"running {self.model} at batch {self.batch} in {self.dtype}" if self.batch
                 else f"creating the parameters of {self.model} in {self.dtype}")
         advice = "use a smaller batch or raise the limit" if self.batch else "raise the limit if the machine has the memory"
-        return (f"{what} needs an estimated {size_text(self.total)} ({self.parts()}), over the limit of "
-                f"{size_text(limit)}; {advice} ({LIMIT_HINT})")
+        return (f"{what} needs an estimated {binary_bytes(self.total)} ({self.parts()}), over the limit of "
+                f"{binary_bytes(limit)}; {advice} ({LIMIT_HINT})")
 
 
 def estimate_memory(model: Any, batch: int = 0, dtype: str = "float32") -> MemoryEstimate:
@@ -328,7 +320,7 @@ class Executor:
             estimate = _estimate(self.graph, self.layers, self.dtype, batch)
             raise ArchcalcError(
                 f"{self.graph.name} in {self.dtype.name}: {doing} ran out of memory although the estimate, "
-                f"{size_text(estimate.total)}, is within the limit of {size_text(self.max_memory)}: the machine, or the "
+                f"{binary_bytes(estimate.total)}, is within the limit of {binary_bytes(self.max_memory)}: the machine, or the "
                 f"process's address-space limit, has less; lower the limit or the batch ({LIMIT_HINT})"
             ) from None
 

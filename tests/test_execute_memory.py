@@ -20,10 +20,10 @@ from archcalc.execute import (
     available_memory,
     estimate_memory,
     gradcheck,
-    size_text,
     train_step,
     training_batch,
 )
+from archcalc.render.format import binary_bytes
 from tests.test_execute_cli import run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def test_parameters_are_refused_before_any_array_exists(monkeypatch):
         raise AssertionError("a parameter array was created")
 
     monkeypatch.setattr(Executor, "_initial", no_arrays)
-    for limit, shown in ((2**30, "1.0 GiB"), (None, size_text(int(0.5 * available_memory()))[:-4])):
+    for limit, shown in ((2**30, "1.0 GiB"), (None, binary_bytes(int(0.5 * available_memory()))[:-4])):
         with pytest.raises(ArchcalcError) as refused:
             Executor(HUGE, max_memory=limit)
         message = str(refused.value)
@@ -125,7 +125,7 @@ def test_the_estimate_covers_what_training_holds(model, dtype, backend):
 
         peak = _peak(train)
         estimate = holder["executor"].memory_estimate(16)
-    assert peak <= estimate.total <= 4 * peak, f"peak {size_text(peak)}, estimate {size_text(estimate.total)}"
+    assert peak <= estimate.total <= 4 * peak, f"peak {binary_bytes(peak)}, estimate {binary_bytes(estimate.total)}"
     assert estimate == estimate_memory(model, 16, dtype)
 
 
