@@ -92,8 +92,6 @@ class FiniteFloat(click.FloatRange):
     """A finite float in a range: unlike plain click.FloatRange, nan and inf (and 1e400) are refused."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        import math
-
         number = super().convert(value, param, ctx)  # "x is not a valid float"; the range for finite values
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
