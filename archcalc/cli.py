@@ -390,7 +390,8 @@ def _backend() -> str:
 @click.option("--samples", type=click.IntRange(min=1), default=6, show_default=True, help="Entries checked per tensor.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seeds the weights, the data and the entries checked.")
-@click.option("--tolerance", type=FiniteFloat(0), default=1e-5, show_default=True, help="Largest relative error that passes.")
+@click.option("--tolerance", type=FiniteFloat(0), default=1e-5, show_default=True,
+              help="Largest relative error that passes; absolute differences below 1e-8 count as agreement (rounding).")
 @click.option("--max-memory", type=ByteSize(), default=None,
               help="Refuse to run above this estimate: 1GB = 10^9 bytes, 1GiB = 2^30. [default: half the free memory]")
 def gradcheck_command(model: Any, batch: int, samples: int, seed: int, tolerance: float, max_memory: int | None) -> None:
