@@ -279,11 +279,22 @@ class Field:
 INPUT_FIELD = Field(size=1, jump=1, padding=0)
 
 
-def receptive_field_step(field: Field, kernel: int, stride: Exact = 1, dilation: int = 1, padding_before: int = 0) -> Field:
+def receptive_field_step(
+    field: Field, kernel: int, stride: Exact = 1, dilation: int = 1, padding_before: Exact = 0, input_dilation: int = 1,
+) -> Field:
     """The field after one window layer on one axis (Distill's recurrences).
 
     ``r += (k' - 1) * jump``; ``padding += p_before * jump``; ``jump *= s``. The stride may be a
     Fraction: an upsampling by 2 is a stride of 1/2, after which a 3-tap window spans 2 input pixels.
+    With ``input_dilation`` D (zeros inserted between input values, as a transposed conv of
+    stride D does) the window steps over positions ``jump / D`` apart: ``jump`` is first divided
+    by D, and ``padding_before`` counts positions of the dilated input. The field is then an
+    interval of rational width; the input pixels a unit sees are the whole numbers within
+    ``centre +- (size - 1)/2``.
+
+    >>> tconv = receptive_field_step(INPUT_FIELD, 4, 1, 1, 2, input_dilation=2)  # DCGAN: k4 s2 p1
+    >>> tconv.size, tconv.jump, tconv.centre
+    (Fraction(5, 2), Fraction(1, 2), Fraction(-1, 4))
 
     >>> receptive_field_step(receptive_field_step(INPUT_FIELD, 3), 3).size   # two 3x3 convs
     5
@@ -291,10 +302,11 @@ def receptive_field_step(field: Field, kernel: int, stride: Exact = 1, dilation:
     >>> up.jump, receptive_field_step(up, 3).size
     (Fraction(1, 2), 2)
     """
+    jump = exact(Fraction(field.jump) / input_dilation) if input_dilation != 1 else field.jump
     return Field(
-        size=exact(field.size + (effective_kernel(kernel, dilation) - 1) * field.jump),
-        jump=exact(field.jump * stride),
-        padding=exact(field.padding + padding_before * field.jump),
+        size=exact(field.size + (effective_kernel(kernel, dilation) - 1) * jump),
+        jump=exact(jump * stride),
+        padding=exact(field.padding + padding_before * jump),
     )
 
 

@@ -94,7 +94,9 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
     """Every node's receptive field w.r.t. the network input (Distill's recurrences).
 
     In a DAG a node's field is the largest over its input paths (``size``); ``size_min`` is
-    the smallest, and ``aligned`` is false where the merged inputs' centres or jumps differ.
+    the smallest, and ``aligned`` is false where the merged inputs' centres or jumps differ;
+    ``uniform`` is false from a layer whose windows differ in size (adaptive pooling) onwards,
+    the size then being the largest window's.
     """
     spatial = graph.input_shape[1:]
     whole = ReceptiveField.whole(spatial)
@@ -115,15 +117,18 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
             largest, smallest = _pick(inputs, max), _pick(inputs, min)
             aligned = all(f.centre == inputs[0].centre and f.stride == inputs[0].stride for f in inputs[1:])
         if window == POINTWISE:
-            fields[node.name] = inputs[0] if len(inputs) == 1 else ReceptiveField.of(largest, smallest, aligned)
+            uniform = all(f.uniform for f in inputs)
+            fields[node.name] = inputs[0] if len(inputs) == 1 else ReceptiveField.of(largest, smallest, aligned, uniform)
         else:
             if len(window.kernel) != len(spatial):
                 raise SpecError(f"{node.label()}: a {len(window.kernel)}D window on a {len(spatial)}D input")
-            steps = list(zip(window.kernel, window.stride, window.dilation, (b for b, _ in window.padding)))
+            dilated = window.input_dilation or (1,) * len(window.kernel)
+            steps = list(zip(window.kernel, window.stride, window.dilation, (b for b, _ in window.padding), dilated))
             grown = tuple(formulas.receptive_field_step(f, *s) for f, s in zip(largest, steps))
             if smallest is not largest:  # in a chain both are one path: step it once
                 smallest = tuple(formulas.receptive_field_step(f, *s) for f, s in zip(smallest, steps))
-            fields[node.name] = ReceptiveField.of(grown, grown if smallest is largest else smallest, aligned)
+            uniform = window.uniform and all(f.uniform for f in inputs)
+            fields[node.name] = ReceptiveField.of(grown, grown if smallest is largest else smallest, aligned, uniform)
     return fields
 
 

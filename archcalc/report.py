@@ -25,7 +25,9 @@ class ReceptiveField:
 
     ``path_max`` / ``path_min`` are the fields along the input paths with the largest and the
     smallest size (equal in a chain); ``aligned`` is false where merged branches' centres or
-    jumps differ. A global field (after a linear layer or global pooling) covers the input.
+    jumps differ; ``uniform`` is false after a layer whose windows differ in size (adaptive
+    pooling), the size being the largest. A global field (after a linear layer or global
+    pooling) covers the input.
     """
 
     path_max: tuple[Field, ...]
@@ -33,11 +35,12 @@ class ReceptiveField:
     aligned: bool = True
     is_global: bool = False
     input_size: Shape = ()
+    uniform: bool = True
 
     @classmethod
-    def of(cls, largest: tuple[Field, ...], smallest: tuple[Field, ...], aligned: bool) -> ReceptiveField:
+    def of(cls, largest: tuple[Field, ...], smallest: tuple[Field, ...], aligned: bool, uniform: bool = True) -> ReceptiveField:
         """A field from its largest and smallest paths."""
-        return cls(largest, smallest, aligned)
+        return cls(largest, smallest, aligned, uniform=uniform)
 
     @classmethod
     def whole(cls, input_size: Shape) -> ReceptiveField:
@@ -70,7 +73,7 @@ class ReceptiveField:
         return None if self.is_global else tuple(f.centre for f in self.path_max)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: size, stride, padding, centre, size_min, aligned, global."""
+        """JSON form: size, stride, padding, centre, size_min, aligned, uniform, global."""
         return {
             "size": _numbers(self.size),
             "stride": _numbers(self.stride),
@@ -78,17 +81,19 @@ class ReceptiveField:
             "centre": _numbers(self.centre),
             "size_min": _numbers(self.size_min),
             "aligned": self.aligned,
+            "uniform": self.uniform,
             "global": self.is_global,
         }
 
     def text(self) -> str:
-        """``7x7``, ``global``, ``7x7 (min 3x3)``, with ``!`` when branch centres differ."""
+        """``7x7``, ``global``, ``7x7 (min 3x3)``, with ``!`` when branch centres differ and ``~``
+        when windows differ in size (the largest shown)."""
         if self.is_global:
             return "global"
         text = "x".join(map(str, self.size))
         if self.size_min != self.size:
             text += f" (min {'x'.join(map(str, self.size_min))})"
-        return text if self.aligned else text + " !"
+        return text + ("" if self.aligned else " !") + ("" if self.uniform else " ~")
 
 
 def _numbers(values: tuple[Any, ...] | None) -> list[Any] | None:

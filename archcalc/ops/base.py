@@ -95,12 +95,22 @@ class Cost:
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """A sliding window per spatial axis, as the receptive-field pass needs it."""
+    """A sliding window per spatial axis, as the receptive-field pass needs it.
+
+    ``input_dilation`` (JAX's ``lhs_dilation``; empty means 1 on every axis) slides the window
+    over the input with ``input_dilation - 1`` zeros inserted between neighbouring values: a
+    transposed conv of stride s is the window with ``input_dilation`` s, stride 1 and padding
+    ``d*(k-1) - p`` before. Padding is then counted in positions of that dilated input, and may
+    be negative (a crop). ``uniform`` is false when the windows differ in size or spacing
+    (adaptive pooling to a size the input does not divide): ``kernel`` is then the largest.
+    """
 
     kernel: Shape
     stride: Shape
     dilation: Shape
     padding: tuple[tuple[int, int], ...]
+    input_dilation: Shape = ()
+    uniform: bool = True
 
 
 #: ``window()`` result of ops whose output unit sees exactly its input unit's field.
