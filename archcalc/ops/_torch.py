@@ -51,3 +51,16 @@ class Sum(nn.Module):
 def by_rank(classes: tuple[type, ...], rank: int) -> type:
     """The 1D, 2D or 3D class of a family (``rank`` spatial axes)."""
     return classes[rank - 1]
+
+
+class ChannelsFirstLayerNorm(nn.Module):
+    """``nn.LayerNorm(C)`` over the channel axis of a channels-first tensor (N, C, *spatial), as
+    ConvNeXt's LayerNorm2d (torchvision) computes it: permute to channels-last, normalise, permute
+    back. Its parameters are ``inner.weight`` and ``inner.bias``."""
+
+    def __init__(self, channels: int, eps: float, elementwise_affine: bool, bias: bool) -> None:
+        super().__init__()
+        self.inner = nn.LayerNorm(channels, eps, elementwise_affine, bias)
+
+    def forward(self, x: Any) -> Any:
+        return self.inner(x.movedim(1, -1)).movedim(-1, 1)
