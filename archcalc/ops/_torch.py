@@ -64,3 +64,15 @@ class ChannelsFirstLayerNorm(nn.Module):
 
     def forward(self, x: Any) -> Any:
         return self.inner(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class Crop(nn.Module):
+    """``x[:, :, o:o+s, ...]`` on each spatial axis (a view, as U-Net's crop slices); a second
+    input, when given, only fixed the size (its values are not read, so torch gives it no gradient)."""
+
+    def __init__(self, offset: tuple[int, ...], size: tuple[int, ...]) -> None:
+        super().__init__()
+        self.index = (slice(None), slice(None), *(slice(o, o + s) for o, s in zip(offset, size)))
+
+    def forward(self, x: Any, *reference: Any) -> Any:
+        return x[self.index]
