@@ -136,3 +136,143 @@ def test_bad_second_inputs_are_one_clear_line(second, message):
     with pytest.raises(ShapeError) as caught:
         archcalc.analyze(net)
     assert str(caught.value) == f'spec \'<dict>\': layers[1] (name="crop", type="crop"): {message}'
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("constant", [9, 9, 1, 2, 3, 4, 9]),
+    ("reflect", [3, 2, 1, 2, 3, 4, 3]),  # the mirror without the edge value
+    ("replicate", [1, 1, 1, 2, 3, 4, 4]),
+    ("circular", [3, 4, 1, 2, 3, 4, 1]),
+])
+def test_pad_modes_by_hand(mode, expected):
+    layer = {"type": "pad", "padding": [2, 1], "mode": mode, **({"value": 9} if mode == "constant" else {})}
+    y = Executor(_net([1, 4], layer), dtype="float64").forward(np.array([[[1.0, 2, 3, 4]]]))
+    np.testing.assert_array_equal(y[0, 0], expected)
+
+
+def test_pad_figures_and_the_cyclegan_block_by_hand():
+    # CycleGAN's ResNet generator opens with ReflectionPad2d(3) and a 7x7 valid conv on 256x256
+    net = _net([3, 256, 256], {"type": "pad", "padding": 3, "mode": "reflect", "name": "pad"},
+               {"type": "conv", "filters": 64, "kernel": 7, "name": "conv"})
+    analysis = archcalc.analyze(net)
+    pad, conv = analysis.layer("pad"), analysis.layer("conv")
+    assert pad.output_shape == (3, 262, 262) and conv.output_shape == (64, 256, 256)
+    assert (pad.params, pad.macs, pad.other_ops, pad.stores_output) == (0, 0, 0, True)
+    assert pad.summary == "reflect p3" and pad.attrs["padding"] == ((3, 3), (3, 3))
+    # the field: a 7x7 window, centred on the unit as a 'same' conv's; flagged non-uniform (borders mirror)
+    assert conv.receptive_field.size == (7, 7) and not conv.receptive_field.uniform
+    assert conv.receptive_field.centre == (0, 0)
+    constant = archcalc.analyze(_net([3, 8, 8], {"type": "pad", "padding": [[1, 0], [2, 3]], "value": -1})).layers[-1]
+    assert constant.receptive_field.uniform and constant.summary == "constant p1:0,2:3 value -1"
+    assert constant.output_shape == (3, 9, 13)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+def test_every_padded_unit_reads_one_value_where_the_rule_says(mode):
+    """Torch's Jacobian of F.pad, unit by unit: each output reads the input value source_index
+    names (interior: i - before; padding: mirrored, clamped, wrapped, or none for constant)."""
+    oracle = pytest.importorskip("tests.torch_oracle")
+    torch = oracle.torch
+    from archcalc.ops.pad import source_index
+
+    n, before, after = 5, 3, 4
+    if mode == "reflect":
+        before = after = 4
+    module = archcalc.ops.get_op("pad").torch_module(
+        archcalc.ops.Layer({"padding": ((before, after),), "mode": mode, "value": 0.0}, ((1, n),), (1, n + before + after)))
+    jacobian = torch.autograd.functional.jacobian(module, torch.zeros((1, 1, n), dtype=torch.float64))[0, 0, :, 0, 0, :]
+    for position in range(n + before + after):
+        reads = jacobian[position].nonzero().flatten().tolist()
+        source = source_index(position, n, before, mode)
+        assert reads == ([] if source is None else [source]), position
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+def test_a_window_after_reflect_or_replicate_reads_only_inside_its_field(mode):
+    oracle = pytest.importorskip("tests.torch_oracle")
+    torch = oracle.torch
+    graph = _net([1, 6], {"type": "pad", "padding": 2, "mode": mode}, {"type": "conv", "name": "conv", "filters": 1, "kernel": 5})
+    field = archcalc.analyze(graph).layer("conv").receptive_field.path_max[0]
+    net = oracle.TorchNet(graph).double()
+    x = torch.rand((1, 1, 6), dtype=torch.float64)
+    jacobian = torch.autograd.functional.jacobian(lambda v: net(v)["conv"], x)[0, 0, :, 0, 0, :]
+    for unit in range(6):
+        low = unit * field.jump - field.padding
+        reads = jacobian[unit].nonzero().flatten().tolist()
+        assert reads and min(reads) >= max(low, 0) and max(reads) <= min(low + field.size - 1, 5), unit
+
+
+@pytest.mark.parametrize(("layer", "input_shape", "message"), [
+    ({"type": "pad", "padding": 3, "mode": "reflect"}, [2, 3, 5],
+     "reflect padding must be below the input's height 3 on each side (PyTorch's limit), got (3, 3)"),
+    ({"type": "pad", "padding": [[0, 0], [1, 5]], "mode": "reflect"}, [2, 8, 5],
+     "reflect padding must be below the input's width 5 on each side (PyTorch's limit), got (1, 5)"),
+    ({"type": "pad", "padding": 4, "mode": "circular"}, [2, 3],
+     "circular padding must be at most the input's length 3 on each side (it wraps around once: PyTorch's limit), got (4, 4)"),
+    ({"type": "pad", "padding": 1, "mode": "reflect", "value": 1}, [2, 3, 3],
+     "value applies to mode 'constant' only (F.pad refuses it with 'reflect'), got value=1"),
+    ({"type": "pad", "padding": "same"}, [2, 3, 3],
+     "padding must be given in values (an int, per axis, per side or pairs) for pad, got 'same'"),
+    ({"type": "pad", "padding": 1}, [6], "expects input (C, *spatial) with 1 to 3 spatial axes (pad pads the spatial axes), got (6,)"),
+    ({"type": "pad", "padding": [1, 2, 3]}, [2, 3, 3],
+     "padding has 3 values; 2 spatial axes take 2 (per axis) or 4 (per side)"),
+    ({"type": "pad", "padding": 2**31 - 1}, [2, 3],
+     "output length = 3 + 2147483647 + 2147483647 = 4,294,967,297 exceeds 2,147,483,647 (2**31 - 1)"),
+])
+def test_bad_pads_are_one_clear_line(layer, input_shape, message):
+    with pytest.raises(ShapeError) as caught:
+        archcalc.analyze(_net(input_shape, layer))
+    assert str(caught.value) == f"spec '<dict>': layers[0] (name=\"pad1\", type=\"pad\"): {message}"
+
+
+@pytest.mark.parametrize(("layer", "message"), [
+    ({"type": "pad", "padding": 1, "mode": "mirror"},
+     "mode must be one of 'constant', 'reflect', 'replicate', 'circular', got 'mirror'"),
+    ({"type": "pad", "padding": -1}, None),
+    ({"type": "pad"}, "padding is required"),
+])
+def test_bad_pad_attributes_are_spec_errors(layer, message):
+    with pytest.raises(SpecError) as caught:
+        archcalc.analyze(_net([2, 3, 3], layer))
+    assert str(caught.value).startswith("spec '<dict>': layers[0] (name=\"pad1\", type=\"pad\"): ")
+    if message:
+        assert message in str(caught.value)
+    else:
+        assert "padding must be an int >= 0" in str(caught.value)
+
+
+def test_pad_float32_matches_torch():
+    oracle = pytest.importorskip("tests.torch_oracle")
+    graph = _net([2, 5, 6], {"type": "conv", "filters": 3, "kernel": 1},
+                 {"type": "pad", "padding": [[2, 1], [0, 3]], "mode": "circular"})
+    executor = Executor(graph, dtype="float32")
+    params = {k: v.copy() for k, v in executor.params.items()}
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 6)).astype("float32")
+    y = executor.forward(x)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype("float32")
+    grads = executor.backward(dy)
+    outputs, dx, torch_grads, _ = oracle.run_torch(graph, params, x, dy, True, oracle.torch.float32)
+    assert y.dtype == np.float32 and executor.input_grad.dtype == np.float32
+    np.testing.assert_allclose(y, outputs["pad1"], rtol=1e-6)
+    np.testing.assert_allclose(executor.input_grad, dx, rtol=1e-5, atol=1e-5)
+    for name, grad in grads.items():
+        np.testing.assert_allclose(grad, torch_grads[name], rtol=1e-5, atol=1e-5)
+
+
+def test_channel_shuffle_by_hand_and_its_errors():
+    # ShuffleNet: 3 groups of 2 channels, (a0 a1 | b0 b1 | c0 c1) -> (a0 b0 c0 a1 b1 c1)
+    x = np.arange(6.0).reshape(1, 6, 1)
+    executor = Executor(_net([6, 1], {"type": "channel_shuffle", "groups": 3}), dtype="float64")
+    np.testing.assert_array_equal(executor.forward(x)[0, :, 0], [0, 2, 4, 1, 3, 5])
+    executor.backward(np.arange(6.0).reshape(1, 6, 1))
+    np.testing.assert_array_equal(executor.input_grad[0, :, 0], [0, 3, 1, 4, 2, 5])  # the inverse order
+    row = archcalc.analyze(_net([116, 28, 28], {"type": "channel_shuffle", "groups": 2})).layers[-1]
+    assert (row.params, row.macs, row.other_ops, row.stores_output, row.summary) == (0, 0, 0, True, "g2")
+    assert row.receptive_field.size == (1, 1)
+    for input_shape, message in [
+        ([6, 4, 4], "channels must divide by groups, got 6 channels and groups=4 (input (6, 4, 4))"),
+        ([8], "expects input (C, *spatial) as nn.ChannelShuffle does, got (8,)"),
+    ]:
+        with pytest.raises(ShapeError) as caught:
+            archcalc.analyze(_net(input_shape, {"type": "channel_shuffle", "groups": 4}))
+        assert str(caught.value).endswith(f'(name="channel_shuffle1", type="channel_shuffle"): {message}')

@@ -76,3 +76,16 @@ class Crop(nn.Module):
 
     def forward(self, x: Any, *reference: Any) -> Any:
         return x[self.index]
+
+
+class Pad(nn.Module):
+    """``F.pad`` with archcalc's resolved (before, after) per spatial axis, in one of its modes."""
+
+    def __init__(self, pads: tuple[tuple[int, int], ...], mode: str, value: float) -> None:
+        super().__init__()
+        self.pads, self.mode, self.value = pad_order(pads), mode, value
+
+    def forward(self, x: Any) -> Any:
+        if self.mode == "constant":
+            return F.pad(x, self.pads, value=self.value)
+        return F.pad(x, self.pads, mode=self.mode)
