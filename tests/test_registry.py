@@ -123,10 +123,11 @@ def _naive_macs(layer, op_type):
         for _ in itertools.product(range(layer.in_shape[0]), *(range(n) for n in layer.in_shape[1:])):
             for _ in range(per_input):
                 count += 1
-    elif op_type == "linear":
-        for _ in range(a["units"]):
-            for _ in range(layer.in_shape[0]):
-                count += 1
+    elif op_type == "linear":  # at every position of the axes before the last
+        for _ in itertools.product(*(range(n) for n in layer.in_shape[:-1])):
+            for _ in range(a["units"]):
+                for _ in range(layer.in_shape[-1]):
+                    count += 1
     return count
 
 
