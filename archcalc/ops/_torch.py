@@ -51,3 +51,13 @@ class Sum(nn.Module):
 def by_rank(classes: tuple[type, ...], rank: int) -> type:
     """The 1D, 2D or 3D class of a family (``rank`` spatial axes)."""
     return classes[rank - 1]
+
+
+class Product(nn.Module):
+    """The element-wise product of the inputs (broadcasting as torch does)."""
+
+    def forward(self, *xs: Any) -> Any:
+        product = xs[0]
+        for x in xs[1:]:
+            product = product * x
+        return product
