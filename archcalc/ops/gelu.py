@@ -44,7 +44,10 @@ class GELU(_Elementwise):
 
     type = "gelu"
     attrs = (Attr("approximate", approximate, "none", '"none" (exact, with erf) or "tanh" (the tanh approximation)'),)
-    other_ops_rule = 'exact ("none"): 5 per value (divide, erf, add, 2 multiplies); "tanh": 9 per value (7 arithmetic, tanh, +1)'
+    other_ops_rule = (
+        '"none": 5 per value (divide by sqrt 2, erf, add 1, 2 multiplies); '
+        '"tanh": 9 per value (3 multiplies for 0.044715*x^3, add x, multiply, tanh, add 1, 2 multiplies)'
+    )
     stores_output = True
     examples = (
         Example({}, ((3, 4, 4),), (3, 4, 4)),

@@ -127,9 +127,9 @@ class _Broadcast(Op):
     def window(self, layer: Layer) -> str:
         """Pointwise: an output value reads one value of each input. An input broadcast over a
         spatial axis gives every output its one value, so its field (often global: a
-        squeeze-excitation gate after global pooling) is in every output's; the
-        receptive-field pass merges inputs by their largest field, and a global input makes the
-        merge global."""
+        squeeze-excitation gate after global pooling) is in every output's: the receptive-field
+        pass makes the merge global when that value saw the whole input, and flags it
+        non-uniform when it saw part (the outputs' fields are then no sliding window)."""
         return POINTWISE
 
     def summary(self, layer: Layer) -> str:
@@ -143,7 +143,7 @@ class _Broadcast(Op):
         n, values = len(layer.in_shapes), math.prod(layer.out_shape)
         return [
             ("output shape", broadcast_text(layer)),
-            ("other ops", f"(inputs - 1) * output values = {n - 1}*{values} = {(n - 1) * values}"),
+            ("other ops per sample", f"(inputs - 1) * output values = {n - 1}*{values} = {(n - 1) * values}"),
         ]
 
 
@@ -154,7 +154,8 @@ class Add(_Broadcast):
     out = the broadcast shape: per axis, the inputs' size where not 1 (all inputs of one rank)
     params = 0; MACs = 0; other ops = (inputs - 1) adds per output value
     in place (ResNet's `out += identity`): it overwrites an input of the output's shape
-    receptive field: pointwise, the largest of the inputs' (a broadcast input's field is in every output's)
+    receptive field: pointwise, the largest of the inputs'; global when an input broadcast over space
+    saw the whole input (its one value reaches every output), flagged non-uniform when it saw part
     gradient: dy to every input, summed over the axes that input was broadcast along
     """
 

@@ -16,13 +16,18 @@ class Mul(_Broadcast):
     params = 0; MACs = 0 (element-wise products are no multiply-accumulates, as FlopCounterMode,
     fvcore and ptflops count them); other ops = (inputs - 1) multiplies per output value
     stores its output (torchvision's SqueezeExcitation returns `scale * input`, a new tensor)
-    receptive field: pointwise, the largest of the inputs': an SE gate after global pooling is
-    global, so the product is global (every output depends on the whole input through the gate)
+    receptive field: pointwise, the largest of the inputs': an SE gate after global pooling saw the
+    whole input, so the product is global (every output depends on the whole input through the gate);
+    a broadcast input that saw part of the input makes the field flagged non-uniform
     gradient: dy times the product of the other inputs, summed over the axes that input was broadcast along
     """
 
     type = "mul"
     other_ops_rule = "(inputs - 1) multiplies per output value"
+
+    def explain(self, layer: Layer) -> list[tuple[str, str]]:
+        no_macs = "0 (element-wise products are no multiply-accumulates: MACs count conv and linear sums of products)"
+        return [*super().explain(layer), ("MACs", no_macs)]
 
     def torch_module(self, layer: Layer) -> Any:
         from archcalc.ops import _torch
