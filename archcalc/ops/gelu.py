@@ -38,8 +38,8 @@ class GELU(_Elementwise):
     gradient: "none": dy * (Phi(x) + x * phi(x)), phi the normal density;
     "tanh": dy * (0.5 * (1 + t) + 0.5 * x * (1 - t^2) * sqrt(2/pi) * (1 + 3 * 0.044715 * x^2)), t the tanh
     Source: Hendrycks and Gimpel, "Gaussian Error Linear Units (GELUs)" (2016).
-    The executor evaluates erf exactly (math.erf per value, the C library's, as torch): a vectorised
-    series/Chebyshev erf accurate to 1e-13 measured no faster in NumPy, so exactness stays.
+    The executor evaluates erf exactly (math.erf per value, the C library's): NumPy erfs accurate to
+    1e-13 (a series with a continued fraction, piecewise Chebyshev) measured 2x slower than that.
     """
 
     type = "gelu"
