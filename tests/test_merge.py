@@ -198,3 +198,37 @@ def test_spec_error_names_the_layer():
         "spec 'net.json': layers[1] (name=\"mul1\", type=\"mul\"): inputs must broadcast (on every axis equal sizes, or 1), "
         "got (4, 6, 6) and (3, 8, 8): channels 4 and 3 differ and neither is 1"
     )
+
+
+def _shapes(rank):
+    from hypothesis import strategies as st
+
+    return st.lists(st.lists(st.sampled_from([1, 2, 3]), min_size=rank, max_size=rank).map(tuple), min_size=2, max_size=4)
+
+
+def test_broadcast_shape_is_numpys():
+    """Random shapes of one rank: archcalc's shape rule == np.broadcast_shapes, and refuses exactly
+    where NumPy does, naming two inputs that disagree on the axis named."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from archcalc.errors import RuleError
+    from archcalc.ops.merge import AXIS_NAMES, broadcast_shape
+
+    @settings(max_examples=80, derandomize=True, deadline=None)
+    @given(st.integers(1, 4).flatmap(_shapes))
+    def check(shapes):
+        try:
+            expected = np.broadcast_shapes(*shapes)
+        except ValueError:
+            with pytest.raises(RuleError) as info:
+                broadcast_shape(tuple(shapes))
+            message = str(info.value)
+            names = ("channels", *AXIS_NAMES.get(len(shapes[0]) - 1, ()))
+            axis = next(a for a, name in enumerate(names) if f": {name} " in message)
+            sizes = {s[axis] for s in shapes} - {1}
+            assert len(sizes) > 1 and message.startswith("inputs must broadcast")
+            return
+        assert broadcast_shape(tuple(shapes)) == expected
+
+    check()
