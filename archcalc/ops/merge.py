@@ -135,10 +135,6 @@ class _Broadcast(Op):
     def summary(self, layer: Layer) -> str:
         return "" if all(shape == layer.out_shape for shape in layer.in_shapes) else "broadcast"
 
-    def overwritable(self, layer: Layer) -> tuple[int, ...]:
-        """Indices of the inputs an in-place version could overwrite: those of the output's shape."""
-        return tuple(i for i, shape in enumerate(layer.in_shapes) if shape == layer.out_shape)
-
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         n, values = len(layer.in_shapes), math.prod(layer.out_shape)
         return [
