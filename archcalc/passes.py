@@ -62,13 +62,15 @@ def infer_shapes(graph: Graph) -> dict[str, Layer]:
     return layers
 
 
-def stored_outputs(graph: Graph) -> dict[str, bool]:
+def stored_outputs(graph: Graph, layers: Mapping[str, Layer] | None = None) -> dict[str, bool]:
     """Whether each node's output needs new storage.
 
     The input does; views (flatten, identity) never do; an in-place op (ReLU, dropout, add) does
     not when it can overwrite an input that nothing else reads, and does when every input it
     could overwrite is also read by another layer (``relu(c1)`` beside ``add(c1, ...)``: c1's
-    values must survive, so the ReLU writes new storage, as a framework would).
+    values must survive, so the ReLU writes new storage, as a framework would). With ``layers``
+    (the shapes), it can overwrite only an input of its output's shape: a broadcasting add of a
+    (C, 1, 1) tensor cannot hold its (C, H, W) sum in that tensor.
     """
     # a view's values are its input's: follow views back to the tensor they show
     value_of: dict[str, str] = {}
@@ -85,7 +87,11 @@ def stored_outputs(graph: Graph) -> dict[str, bool]:
             stores[node.name] = True
             continue
         op = get_op(node.type)
-        overwritable = any(readers.get(value_of[ref]) == {node.name} for ref in node.inputs)
+        overwritable = any(
+            readers.get(value_of[ref]) == {node.name}
+            and (layers is None or layers[ref].out_shape == layers[node.name].out_shape)
+            for ref in node.inputs
+        )
         stores[node.name] = op.stores_output or (not op.view and not overwritable)
     return stores
 
@@ -116,8 +122,15 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
         else:
             largest, smallest = _pick(inputs, max), _pick(inputs, min)
             aligned = all(f.centre == inputs[0].centre and f.stride == inputs[0].stride for f in inputs[1:])
+        spread = _broadcast_inputs(inputs, layers[node.name]) if window == POINTWISE else []
+        # an input broadcast over space (an SE gate) gives its one value to every output: when that
+        # value saw the whole input, so does every output; when it did not, the outputs' fields are
+        # no sliding window (the gate's region joined to each position's): flagged, the largest shown
+        if spread and all(_covers(f, spatial) for f in spread):
+            fields[node.name] = whole
+            continue
         if window == POINTWISE:
-            uniform = all(f.uniform for f in inputs)
+            uniform = all(f.uniform for f in inputs) and not spread
             fields[node.name] = inputs[0] if len(inputs) == 1 else ReceptiveField.of(largest, smallest, aligned, uniform)
         else:
             if len(window.kernel) != len(spatial):
@@ -130,6 +143,18 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
             uniform = window.uniform and all(f.uniform for f in inputs)
             fields[node.name] = ReceptiveField.of(grown, grown if smallest is largest else smallest, aligned, uniform)
     return fields
+
+
+def _broadcast_inputs(inputs: list[ReceptiveField], layer: Layer) -> list[ReceptiveField]:
+    """The fields of the inputs a pointwise merge broadcasts over a spatial axis (size 1 there, the output larger)."""
+    if len(inputs) < 2:
+        return []
+    return [f for f, shape in zip(inputs, layer.in_shapes) if any(n == 1 < o for n, o in zip(shape[1:], layer.out_shape[1:]))]
+
+
+def _covers(field: ReceptiveField, spatial: tuple[int, ...]) -> bool:
+    """Whether unit 0's field spans the whole input on every axis."""
+    return all(f.padding >= 0 and f.size - f.padding >= n for f, n in zip(field.path_max, spatial))
 
 
 def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[formulas.Field, ...]:
@@ -182,7 +207,7 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     rows = []
     # a Layer shared by several nodes (see infer_shapes) has its figures worked out once
     known: dict[int, tuple[str, tuple[Any, ...]]] = {}
-    stores = stored_outputs(graph)
+    stores = stored_outputs(graph, layers)
     for node in graph:
         layer = layers[node.name]
         summary, values = known.get(id(layer)) or known.setdefault(id(layer), _figures(node, layer, batch, dtype))

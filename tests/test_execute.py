@@ -32,8 +32,8 @@ def test_every_op_matches_torch(op_type, index, example, training):
     rng = np.random.default_rng(index)
     x = rng.standard_normal((3, *graph.input_shape))
     y = executor.forward(x)
-    if op_type == "dropout" and training:
-        return  # random masks: checked by test_dropout below
+    if training and REGISTRY[op_type].random:
+        return  # random masks: checked by test_dropout_train_and_eval and tests/test_random_ops.py
     dy = rng.standard_normal(y.shape)
     grads = executor.backward(dy)
     outputs, dx, torch_grads, buffers = oracle.run_torch(graph, _before_update(executor, graph, x), x, dy, training)

@@ -196,7 +196,8 @@ SHAPE_ERRORS = [
      'layers[0] (name="pool1", type="maxpool"): padding 2 exceeds half the kernel (3 // 2 = 1); '
      "a window could lie wholly in the padding"),
     (spec({"type": "conv", "filters": 4, "kernel": 3}, {"type": "add", "inputs": ["conv1", "input"]}),
-     'layers[1] (name="add1", type="add"): inputs must have one shape, got (4, 6, 6) and (3, 8, 8)'),
+     'layers[1] (name="add1", type="add"): inputs must broadcast (on every axis equal sizes, or 1), '
+     "got (4, 6, 6) and (3, 8, 8): channels 4 and 3 differ and neither is 1"),
     (spec({"type": "conv", "filters": 4, "kernel": 3}, {"type": "concat", "inputs": ["conv1", "input"]}),
      'layers[1] (name="concat1", type="concat"): inputs must match on every axis but channels, got (4, 6, 6) and (3, 8, 8)'),
 ]

@@ -131,6 +131,7 @@ class Dropout(_Elementwise):
     type = "dropout"
     other_ops_rule = "0 (the identity at inference)"
     ops_per_value = 0
+    random = True
     attrs = (Attr("p", number(0, 1), 0.5, "probability of zeroing a value"),)
 
     def torch_module(self, layer: Layer) -> Any:

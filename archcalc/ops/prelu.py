@@ -83,7 +83,11 @@ class PReLU(_Elementwise):
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         count, channels = layer.attrs["num_parameters"], layer.in_shape[0]
         what = "one slope shared by every channel" if count == 1 else f"one slope per channel (c = {channels})"
-        return [*super().explain(layer), ("params", f"num_parameters: {what} = {count}")]
+        return [
+            *super().explain(layer),
+            ("params", f"num_parameters: {what} = {count}"),
+            ("MACs", "0 (the slope's element-wise product is no multiply-accumulate)"),
+        ]
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
