@@ -189,6 +189,9 @@ def test_every_padded_unit_reads_one_value_where_the_rule_says(mode):
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate"])
 def test_a_window_after_reflect_or_replicate_reads_only_inside_its_field(mode):
+    """When the padding is at most half the window (a "same" conv's), every unit's reads lie in its
+    field; with more (padding 3 before a 3-window) unit 0's field lies wholly in the padding and it
+    reads values outside it: hence the non-uniform flag."""
     oracle = pytest.importorskip("tests.torch_oracle")
     torch = oracle.torch
     graph = _net([1, 6], {"type": "pad", "padding": 2, "mode": mode}, {"type": "conv", "name": "conv", "filters": 1, "kernel": 5})
@@ -200,6 +203,12 @@ def test_a_window_after_reflect_or_replicate_reads_only_inside_its_field(mode):
         low = unit * field.jump - field.padding
         reads = jacobian[unit].nonzero().flatten().tolist()
         assert reads and min(reads) >= max(low, 0) and max(reads) <= min(low + field.size - 1, 5), unit
+    wide = _net([1, 6], {"type": "pad", "padding": 3, "mode": mode}, {"type": "conv", "name": "conv", "filters": 1, "kernel": 3})
+    field = archcalc.analyze(wide).layer("conv").receptive_field.path_max[0]
+    assert (field.size, -field.padding) == (3, -3)  # unit 0 spans input -3 .. -1
+    net = oracle.TorchNet(wide).double()
+    jacobian = torch.autograd.functional.jacobian(lambda v: net(v)["conv"], x)[0, 0, :, 0, 0, :]
+    assert jacobian[0].nonzero().flatten().tolist() == ([1, 2, 3] if mode == "reflect" else [0])
 
 
 @pytest.mark.parametrize(("layer", "input_shape", "message"), [
