@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import archcalc
 from archcalc.errors import ShapeError, SpecError
@@ -285,3 +287,36 @@ def test_channel_shuffle_by_hand_and_its_errors():
         with pytest.raises(ShapeError) as caught:
             archcalc.analyze(_net(input_shape, {"type": "channel_shuffle", "groups": 4}))
         assert str(caught.value).endswith(f'(name="channel_shuffle1", type="channel_shuffle"): {message}')
+
+
+@st.composite
+def _pads(draw):
+    """A random valid pad: mode, input (C, *spatial) of 1 to 3 axes, and (before, after) per axis
+    within PyTorch's limits (reflect < the size, circular <= the size)."""
+    mode = draw(st.sampled_from(["constant", "reflect", "replicate", "circular"]))
+    sizes = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))
+    limit = {"reflect": lambda n: n - 1, "circular": lambda n: n}.get(mode, lambda n: 6)
+    pads = [[draw(st.integers(0, limit(n))), draw(st.integers(0, limit(n)))] for n in sizes]
+    value = draw(st.sampled_from([0.0, -2.5])) if mode == "constant" else 0.0
+    return mode, [draw(st.integers(1, 2)), *sizes], pads, value
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(case=_pads())
+def test_random_pads_match_torch_forward_and_backward(case):
+    oracle = pytest.importorskip("tests.torch_oracle")
+    torch = oracle.torch
+    mode, input_shape, pads, value = case
+    graph = _net(input_shape, {"type": "pad", "padding": pads, "mode": mode, "value": value, "name": "pad"})
+    executor = Executor(graph, dtype="float64")
+    rng = np.random.default_rng(len(input_shape))
+    x = rng.standard_normal((2, *input_shape))
+    y = executor.forward(x)
+    dy = rng.standard_normal(y.shape)
+    executor.backward(dy)
+    module = oracle.TorchNet(graph).layers["pad"]
+    xt = torch.tensor(x, requires_grad=True)
+    yt = module(xt)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_allclose(executor.input_grad, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
