@@ -91,10 +91,14 @@ def test_the_crop_of_one_input_has_the_exact_field():
 
 
 @pytest.mark.xfail(strict=True, reason="the receptive-field pass merges the fields of every input; crop reads only "
-                                       "its first input's values (the second gives the size): needs a pass change")
+                                       "its first input's values (Crop.field_inputs = 1): remove this marker when "
+                                       "passes.receptive_fields and explain take node.inputs[:op.field_inputs]")
 def test_the_crop_of_a_second_inputs_size_has_its_first_inputs_field():
     analysis = archcalc.analyze(_net(*UNET_STEP))
-    assert analysis.layer("crop").receptive_field.size == (3, 3)
+    crop, cat = analysis.layer("crop").receptive_field, analysis.layer("cat").receptive_field
+    # the encoder's 3x3 field, its centre moved by the offset 2 onto the decoder's (7x7 about 3)
+    assert (crop.size, crop.centre) == ((3, 3), (3, 3))
+    assert (cat.size, cat.centre, cat.aligned) == ((7, 7), (3, 3), True)
 
 
 @pytest.mark.parametrize(("layer", "input_shape", "error", "message"), [
