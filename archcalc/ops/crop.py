@@ -22,7 +22,9 @@ class Crop(Op):
     to even instead (a difference of 3 starts at 2): give `offset` to follow it.
     out = (c, *size); params = 0; MACs = 0; other ops = 0
     a view (PyTorch's slicing returns one): stores nothing new; the concat after it copies
-    receptive field: kernel 1, stride 1, padding -offset (unit i reads input i + offset), exact
+    receptive field: kernel 1, stride 1, padding -offset (unit i reads input i + offset), exact,
+    from the first input alone (field_inputs = 1); until the receptive-field pass reads
+    field_inputs it merges a second input's field in too: give `size` for an exact field
     """
 
     type = "crop"
@@ -30,6 +32,8 @@ class Crop(Op):
     arity = (1, 2)
     stores_output = False
     view = True
+    #: Only the first input's values reach the output; a second one gives its size.
+    field_inputs = 1
     attrs = (
         Attr("size", optional(ints(1)), None,
              "output size per spatial axis (an int for every axis); null: the second input's spatial size"),
