@@ -578,11 +578,12 @@ def test_non_utf8_spec_files(tmp_path):
      "input must be a channels-first shape of positive ints, (C,), (C, L), (C, H, W) or (C, D, H, W), got 5"),
     ("model = Net('t', input=(3, 8, 8))\nmodel.relu(name=5)\n", "spec.py:3: name must be a non-empty string, got 5"),
     ("model = Net('t', input=(3, 8, 8))\nmodel.relu(inputs=7)\n",
-     'spec.py:3 (name="relu1", type="relu"): inputs must be a layer name or a list of them, got [7]'),
+     'spec.py:3 (name="relu1", type="relu"): inputs must be a layer name or a list of them, got 7'),
     ("model = Net('t', input=(3, 8, 8))\nwith model.block('a b'):\n    model.relu()\n",
      "spec.py:3: block name must be printable characters without spaces, got 'a b' (U+0020 at position 1 is a space)"),
     ("model = Net('t', input=(3, 8, 8))\nmodel.conv(4, 3, 1, 2)\n",
-     "spec.py:3: conv takes 2 positional attribute(s) (filters, kernel), got 4"),
+     "spec.py:3: conv takes 2 positional attributes (filters, kernel), got 4: pass stride=1, padding=2 by keyword "
+     "(optional attributes are keyword-only)"),
 ])
 def test_python_spec_failures_are_one_line_naming_file_and_line(tmp_path, source, message):
     path = tmp_path / "spec.py"
