@@ -7,6 +7,7 @@ op changes no pass. :func:`analyze` composes them into a :class:`~archcalc.repor
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from archcalc import figures, formulas
@@ -132,6 +133,31 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
     return fields
 
 
+def resolution_dependence(
+    graph: Graph, layers: Mapping[str, Layer], fields: Mapping[str, ReceptiveField]
+) -> dict[str, tuple[bool, bool]]:
+    """Per node: whether its resolved attributes depend on its input size, and whether its
+    receptive field does.
+
+    A layer depends when :meth:`~archcalc.ops.base.Op.size_dependence` names an attribute (a
+    "same" padding with a stride: MobileNetV1's first conv pads 0 before at 224 and 1 at 225).
+    Its field depends when such an attribute moves the field (the padding before, which sets
+    the effective padding and centre), or an input's field depends; a global field never does.
+    """
+    # a Layer shared by several nodes (see infer_shapes) had equal attributes: ask once
+    known: dict[int, tuple[bool, bool]] = {}
+    out: dict[str, tuple[bool, bool]] = {graph.nodes[0].name: (False, False)}
+    for node in graph.nodes[1:]:
+        layer = layers[node.name]
+        if id(layer) not in known:
+            dependences = get_op(node.type).size_dependence(node.attrs, layer)
+            known[id(layer)] = (bool(dependences), any(d.moves_field for d in dependences))
+        depends, moves_field = known[id(layer)]
+        field_depends = not fields[node.name].is_global and (moves_field or any(out[ref][1] for ref in node.inputs))
+        out[node.name] = (depends, field_depends)
+    return out
+
+
 def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[formulas.Field, ...]:
     """Per axis, the input field with the largest (or smallest) size."""
     paths = [f.path_max if choose is max else f.path_min for f in inputs]
@@ -179,6 +205,7 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     graph = load(model)
     layers = infer_shapes(graph)
     fields = receptive_fields(graph, layers)
+    dependence = resolution_dependence(graph, layers, fields)
     rows = []
     # a Layer shared by several nodes (see infer_shapes) has its figures worked out once
     known: dict[int, tuple[str, tuple[Any, ...]]] = {}
@@ -186,7 +213,9 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     for node in graph:
         layer = layers[node.name]
         summary, values = known.get(id(layer)) or known.setdefault(id(layer), _figures(node, layer, batch, dtype))
+        depends, field_depends = dependence[node.name]
+        field = replace(fields[node.name], resolution_dependent=True) if field_depends else fields[node.name]
         rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores[node.name],
-                                fields[node.name], values))
+                                field, values, resolution_dependent=depends))
     totals = Totals(figures.totals(rows, batch, dtype, optimizer))
     return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description, graph.warnings)
