@@ -135,8 +135,8 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
 
 def resolution_dependence(
     graph: Graph, layers: Mapping[str, Layer], fields: Mapping[str, ReceptiveField]
-) -> dict[str, tuple[bool, bool]]:
-    """Per node: whether its resolved attributes depend on its input size, and whether its
+) -> tuple[set[str], set[str]]:
+    """The nodes whose resolved attributes depend on their input size, and the nodes whose
     receptive field does.
 
     A layer depends when :meth:`~archcalc.ops.base.Op.size_dependence` names an attribute (a
@@ -146,16 +146,19 @@ def resolution_dependence(
     """
     # a Layer shared by several nodes (see infer_shapes) had equal attributes: ask once
     known: dict[int, tuple[bool, bool]] = {}
-    out: dict[str, tuple[bool, bool]] = {graph.nodes[0].name: (False, False)}
+    layer_depends: set[str] = set()
+    field_depends: set[str] = set()
     for node in graph.nodes[1:]:
         layer = layers[node.name]
         if id(layer) not in known:
             dependences = get_op(node.type).size_dependence(node.attrs, layer)
             known[id(layer)] = (bool(dependences), any(d.moves_field for d in dependences))
         depends, moves_field = known[id(layer)]
-        field_depends = not fields[node.name].is_global and (moves_field or any(out[ref][1] for ref in node.inputs))
-        out[node.name] = (depends, field_depends)
-    return out
+        if depends:
+            layer_depends.add(node.name)
+        if not fields[node.name].is_global and (moves_field or any(ref in field_depends for ref in node.inputs)):
+            field_depends.add(node.name)
+    return layer_depends, field_depends
 
 
 def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[formulas.Field, ...]:
@@ -205,7 +208,8 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     graph = load(model)
     layers = infer_shapes(graph)
     fields = receptive_fields(graph, layers)
-    dependence = resolution_dependence(graph, layers, fields)
+    layer_depends, field_depends = resolution_dependence(graph, layers, fields)
+    marked: dict[int, ReceptiveField] = {}  # one marked copy of a field shared by several nodes
     rows = []
     # a Layer shared by several nodes (see infer_shapes) has its figures worked out once
     known: dict[int, tuple[str, tuple[Any, ...]]] = {}
@@ -213,9 +217,10 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     for node in graph:
         layer = layers[node.name]
         summary, values = known.get(id(layer)) or known.setdefault(id(layer), _figures(node, layer, batch, dtype))
-        depends, field_depends = dependence[node.name]
-        field = replace(fields[node.name], resolution_dependent=True) if field_depends else fields[node.name]
+        field = fields[node.name]
+        if node.name in field_depends:
+            field = marked.get(id(field)) or marked.setdefault(id(field), replace(field, resolution_dependent=True))
         rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores[node.name],
-                                field, values, resolution_dependent=depends))
+                                field, values, resolution_dependent=node.name in layer_depends))
     totals = Totals(figures.totals(rows, batch, dtype, optimizer))
     return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description, graph.warnings)

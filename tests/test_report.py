@@ -237,3 +237,28 @@ def test_resolution_dependence_reaches_merges_folds_csv_table_and_explain():
     assert explain(spec, "d.1.b")[-1] == ("receptive field", "its padding and centre hold for this input size only (^): "
                                                              "they follow from d.0.a's padding, resolved from its input size")
     assert not any(q.startswith("padding") for q, _ in explain(spec, "d.1.b"))
+
+
+def test_the_default_asks_only_attributes_declared_as_window_padding():
+    from archcalc.ops.attrs import Attr, ints, padding
+    from archcalc.ops.base import Layer, Op
+
+    class Pad(Op):  # a padding attribute that no window resolves: nothing to say, and no crash
+        type = "pad_like"
+        attrs = (Attr("padding", padding, 0, "per side"),)
+
+    class Strided(Op):  # "same"-looking text in an attribute that is not window padding
+        type = "strided"
+        attrs = (Attr("mode", str, "same", "a mode"), Attr("stride", ints(1), 2, "stride"))
+
+    layer = Layer({"padding": "same"}, ((1, 8, 8),), (1, 8, 8))
+    assert Pad().size_dependence({"padding": "same"}, layer) == ()
+    assert Strided().size_dependence({"mode": "same", "stride": 2}, Layer({"mode": "same", "stride": (2, 2)}, ((1, 8, 8),),
+                                                                            (1, 4, 4))) == ()
+
+
+def test_marking_a_field_keeps_it_shared_along_a_chain():
+    layers = [{"type": "conv", "filters": 2, "kernel": 3, "stride": 2, "padding": "same"}] + [{"type": "relu"}] * 50
+    analysis = archcalc.analyze({"name": "t", "input": [1, 16, 16], "layers": layers})
+    fields = {id(row.receptive_field) for row in analysis.layers[1:]}
+    assert len(fields) == 1 and analysis.layers[-1].receptive_field.resolution_dependent

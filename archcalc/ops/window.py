@@ -70,6 +70,8 @@ def same_padding_dependence(layer: Layer, attribute: str = "padding") -> tuple[S
     """
     a = layer.attrs
     sizes = layer.in_shape[1:]
+    if not all(isinstance(a.get(key), tuple) and len(a[key]) == len(sizes) for key in ("kernel", "stride", "dilation")):
+        return ()  # not resolved by resolve_window: the op says what depends on the size itself
     out = []
     for axis, (size, k, s, d) in enumerate(zip(sizes, a["kernel"], a["stride"], a["dilation"])):
         span = formulas.effective_kernel(k, d)
