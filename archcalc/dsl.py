@@ -51,6 +51,8 @@ class Net:
         self._counters: dict[tuple[tuple[str, ...], str], int] = {}
         self._taken: set[str] = {INPUT}
         self._last = INPUT
+        #: A block's full name -> its last layer, so that a block's name reads its output (as in JSON).
+        self._block_outputs: dict[str, str] = {}
 
     def layer(self, type: str, *inputs: Any, name: str | None = None, **attrs: Any) -> str:  # noqa: A002
         """Add a layer of any type; returns its full name.
@@ -63,6 +65,8 @@ class Net:
             SpecError: inputs given both positionally and as ``inputs=`` (located at the calling line).
         """
         refs = _inputs(type, inputs, attrs.pop("inputs", None))
+        if isinstance(refs, list):
+            refs = [self._block_outputs.get(r, r) if isinstance(r, str) and r not in self._taken else r for r in refs]
         scope = tuple(self._scope)
         if name is None and isinstance(type, str):
             name = auto_name(self._counters, self._taken, scope, stem_of(type))
@@ -128,6 +132,9 @@ class Net:
     def block(self, name: str) -> Iterator[None]:
         """Prefix the names of the layers added inside with ``name.``; nests.
 
+        After the block, its full name (``stage1``, ``stage1.unit2``) as an input reads its last
+        layer, as a JSON block instance's name does.
+
         Raises:
             SpecError: ``name`` is not a valid name (located at the calling line).
         """
@@ -135,10 +142,13 @@ class Net:
         if problem:
             raise SpecError(f"{_caller()}: {problem}")
         self._scope.append(name)
+        full, count = ".".join(self._scope), len(self.layers)
         try:
             yield
         finally:
             self._scope.pop()
+        if len(self.layers) > count:
+            self._block_outputs[full] = self._last
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a JSON-ready dict (flat layers with explicit names and inputs)."""

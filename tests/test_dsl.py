@@ -165,3 +165,26 @@ def test_python_spec_file_with_branches_loads(tmp_path):
     graph = archcalc.load(path)
     assert graph.node("concat1").inputs == ("conv1", "conv2")
     assert graph.node("dropout1").attrs["p"] == 0.2
+
+
+def test_a_block_name_reads_its_last_layer_as_in_json():
+    net = Net("t", input=(3, 8, 8))
+    with net.block("stem"):
+        net.conv(4, 3, padding=1)
+        with net.block("inner"):
+            net.relu()
+    with net.block("empty"):
+        pass
+    net.add("stem", "stem.inner", inputs=None)
+    net.relu(inputs="stem.conv1")
+    net.relu(inputs="empty")  # no layers: not a name of anything
+    with pytest.raises(SpecError, match=r"relu2.*: input 'empty' is not an earlier layer"):
+        net.graph()
+    net.layers.pop()
+    graph = net.graph()
+    assert graph.node("add1").inputs == ("stem.inner.relu1", "stem.inner.relu1")
+    assert graph.node("relu1").inputs == ("stem.conv1",)
+    json_twin = from_dict({"name": "t", "input": [3, 8, 8], "blocks": {"b": {"args": {}, "layers": [
+        {"type": "conv", "name": "conv1", "filters": 4, "kernel": 3, "padding": 1}, {"type": "relu", "name": "relu1"}]}},
+        "layers": [{"block": "b", "name": "stem"}, {"type": "add", "inputs": ["stem", "stem"]}]})
+    assert json_twin.node("add1").inputs == ("stem.relu1", "stem.relu1")
