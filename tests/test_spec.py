@@ -852,3 +852,23 @@ def test_last_and_at_change_only_their_instance_and_count_before_expanding():
     counted = spec({"block": "r", "repeat": 1000, "last": {"block": "two"}, "at": {"5": {"block": "two"}}}, blocks=blocks)
     assert len(from_dict(counted, max_layers=1002)) == 1 + 1002
     assert one_problem(counted, max_layers=1001)[0].startswith('layers[0] (block "r", repeat 1000): expands to 1,002 layers')
+
+
+def test_every_index_of_every_small_repeat_changes_that_instance_alone():
+    blocks = {"one": {"args": {}, "layers": [{"type": "relu", "name": "r"}]},
+              "two": {"args": {}, "layers": [{"type": "relu", "name": "r"}, {"type": "relu", "name": "s"}]}}
+    for repeat in range(1, 5):
+        for index in range(-repeat, repeat):
+            for how in ({"at": {str(index): {"block": "two"}}},
+                        {"first": {"block": "two"}} if index % repeat == 0 else None,
+                        {"last": {"block": "two"}} if index % repeat == repeat - 1 else None):
+                if how is None:
+                    continue
+                layers = spec({"block": "one", "name": "b", "repeat": repeat, **how}, blocks=blocks)
+                graph = from_dict(layers, max_layers=repeat + 1)  # counted exactly: one limit lower refuses it
+                assert one_problem(layers, max_layers=repeat)[0].endswith(
+                    "raise it with load(..., max_layers=N) or `archcalc --max-layers N`")
+                changed = index % repeat
+                prefix = f"b.{changed}." if repeat > 1 else "b."
+                assert [n.name for n in graph if n.name.endswith(".s")] == [prefix + "s"]
+                assert len(graph) == 1 + repeat + 1
