@@ -80,15 +80,20 @@ def test_layer_reads_the_previous_layer_unless_told():
 
 @pytest.mark.parametrize("op_type", MERGES)
 def test_every_merge_takes_its_inputs_positionally_as_a_list_or_as_inputs(op_type):
+    op = REGISTRY[op_type]
+    low, high = op.arity
+    count = max(low, 2) if high is None else min(max(low, 2), high)
+    example = op.examples[0]
     graphs = []
     for form in range(3):
-        net = Net("t", input=(3, 4, 4))
-        names = [net.identity(inputs="input") for _ in range(3)]
+        net = Net("t", input=example.inputs[0])  # inputs of one shape: identities of the network input
+        names = [net.identity(inputs="input") for _ in range(count)]
         method = getattr(net, op_type)
-        method(*names) if form == 0 else method(names) if form == 1 else method(inputs=names)
+        attrs = dict(example.attrs)
+        method(*names, **attrs) if form == 0 else method(names, **attrs) if form == 1 else method(inputs=names, **attrs)
         graphs.append(_layers(net.graph()))
     assert graphs[0] == graphs[1] == graphs[2]
-    assert graphs[0][-1][3] == ("identity1", "identity2", "identity3")
+    assert graphs[0][-1][3] == tuple(f"identity{i}" for i in range(1, count + 1))
 
 
 @pytest.mark.parametrize(("call", "message"), [
