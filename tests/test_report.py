@@ -205,7 +205,7 @@ def test_resolution_dependence_reaches_merges_folds_csv_table_and_explain():
     from rich.console import Console
 
     from archcalc.explain import explain
-    from archcalc.render.table import footer, rich_table
+    from archcalc.render.table import footer, markdown_table, rich_table
 
     spec = {"name": "t", "input": [3, 16, 16], "blocks": {"down": {"args": {}, "layers": [
         {"type": "conv", "name": "a", "filters": 4, "kernel": 3, "stride": 2, "padding": "same", "inputs": "input"},
@@ -227,6 +227,9 @@ def test_resolution_dependence_reaches_merges_folds_csv_table_and_explain():
     text = console.export_text()
     assert "│ conv 3x3/2 p0:1,0:1, 4 ^ │" in text.replace("  ", "")
     assert footer(analysis)[-1].startswith("^ marks what holds for this input size only: a layer's attributes")
+    markdown = markdown_table(analysis)
+    assert "| d.0.a | conv 3x3/2 p0:1,0:1, 4 ^ |" in markdown and "| 3x3 ^ |" in markdown
+    assert markdown.rstrip().endswith("`archcalc explain MODEL LAYER` shows the arithmetic.")
     assert not any(line.startswith("^") for line in footer(archcalc.analyze("lenet5")))
     lines = explain(spec, "d.1.a")
     assert ("padding (height)", '"same" resolved for input height 8: total = max((ceil(8/2) - 1)*2 + 3 - 8, 0) = 1, so '
