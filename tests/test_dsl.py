@@ -147,8 +147,11 @@ def test_every_op_takes_required_attributes_positionally_and_optional_ones_by_ke
         assert f"pass {optional[0]}={len(required) + 1} by keyword (optional attributes are keyword-only)" in problem
         assert problem.split(": ", 1)[1].startswith(
             f"{op_type} takes {len(required)} positional attribute" if required else f"{op_type} takes no positional attributes:")
+    elif required:
+        assert problem.endswith(f": {op_type} takes {len(required)} positional attribute{'s' if len(required) > 1 else ''} "
+                                f"({', '.join(required)}), got {len(required) + 1}")
     else:
-        assert f"{op_type} takes no attributes, got 1 positional argument (1)" in problem
+        assert problem.endswith(f": {op_type} takes no attributes, got 1 positional argument (1)")
 
 
 def test_python_spec_file_with_branches_loads(tmp_path):
