@@ -17,7 +17,7 @@ from archcalc.loading import load
 from archcalc.ops import GLOBAL, POINTWISE, Layer, format_shape, get_op
 from archcalc.ops.base import AXIS_NAMES
 from archcalc.passes import analyze
-from archcalc.report import Analysis
+from archcalc.report import RESOLUTION_MARK, Analysis
 
 
 def explain(model: Any, layer: str, batch: int = 1, dtype: str = "float32") -> list[tuple[str, str]]:
@@ -55,6 +55,7 @@ def explain_layer(graph: Graph, analysis: Analysis, layer: str, group_digits: bo
         lines.append(("output shape", f"the network input {format_shape(row.output_shape)}"))
     else:
         op = get_op(node.type)
+        lines.extend(_explain_size_dependence(op, node, resolved))
         lines.extend(op.explain(resolved))
         if not any(q in ("params", "weights") for q, _ in lines):
             lines.append(("params", f"0 ({node.type} has no parameters)" if not row.params else str(row.params)))
@@ -73,6 +74,8 @@ def explain_layer(graph: Graph, analysis: Analysis, layer: str, group_digits: bo
     note = "" if row.stores_output else "; in place or a view: not counted in the forward total"
     lines.append(("activation bytes", f"{row.activations} * {size} = {row.activation_bytes} ({dtype}, {size} bytes a value{note})"))
     lines.extend(_explain_field(analysis, node, resolved))
+    if analysis.layer(node.name).receptive_field.resolution_dependent:
+        lines.append(("receptive field", _field_dependence(graph, analysis, node.name)))
     return [(quantity, readable(text, group_digits)) for quantity, text in lines]
 
 
@@ -106,6 +109,39 @@ def readable(text: str, group_digits: bool = True) -> str:
         return f"{int(match.group()):,}"
 
     return _LONG_NUMBER.sub(group, text)
+
+
+def _explain_size_dependence(op: Any, node: Any, layer: Layer) -> list[tuple[str, str]]:
+    """``padding (height)``: how an attribute was resolved from this input size, and what another
+    size would make it (:meth:`archcalc.ops.base.Op.size_dependence`)."""
+    names = AXIS_NAMES.get(len(layer.in_shape) - 1, ())
+    return [
+        (f"{d.attribute} ({names[d.axis] if d.axis < len(names) else d.axis})",
+         f"{d.text} (resolution-dependent: {RESOLUTION_MARK} in the report)")
+        for d in op.size_dependence(node.attrs, layer)
+    ]
+
+
+def _field_dependence(graph: Graph, analysis: Analysis, name: str) -> str:
+    """Why a receptive field holds for this input size only: the nearest layer at or above ``name``
+    whose size-dependent attributes move the field."""
+    rows = {row.name: row for row in analysis.layers}
+    nodes = {node.name: node for node in graph}
+    queue, seen = [name], {name}
+    for current in queue:  # breadth first: the nearest such layer
+        node, row = nodes[current], rows[current]
+        if node.inputs and row.resolution_dependent:
+            layer = Layer(row.attrs, tuple(rows[ref].output_shape for ref in node.inputs), row.output_shape)
+            moved = [d.attribute for d in get_op(node.type).size_dependence(node.attrs, layer) if d.moves_field]
+            if moved:
+                where = "this layer's" if current == name else f"{current}'s"
+                return (f"its padding and centre hold for this input size only ({RESOLUTION_MARK}): they follow from "
+                        f"{where} {moved[0]}, resolved from its input size")
+        for ref in node.inputs:
+            if ref not in seen and rows[ref].receptive_field.resolution_dependent:
+                seen.add(ref)
+                queue.append(ref)
+    return f"its padding and centre hold for this input size only ({RESOLUTION_MARK})"
 
 
 def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[str, str]]:

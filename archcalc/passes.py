@@ -7,6 +7,7 @@ op changes no pass. :func:`analyze` composes them into a :class:`~archcalc.repor
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from archcalc import figures, formulas
@@ -157,6 +158,34 @@ def _covers(field: ReceptiveField, spatial: tuple[int, ...]) -> bool:
     return all(f.padding >= 0 and f.size - f.padding >= n for f, n in zip(field.path_max, spatial))
 
 
+def resolution_dependence(
+    graph: Graph, layers: Mapping[str, Layer], fields: Mapping[str, ReceptiveField]
+) -> tuple[set[str], set[str]]:
+    """The nodes whose resolved attributes depend on their input size, and the nodes whose
+    receptive field does.
+
+    A layer depends when :meth:`~archcalc.ops.base.Op.size_dependence` names an attribute (a
+    "same" padding with a stride: MobileNetV1's first conv pads 0 before at 224 and 1 at 225).
+    Its field depends when such an attribute moves the field (the padding before, which sets
+    the effective padding and centre), or an input's field depends; a global field never does.
+    """
+    # a Layer shared by several nodes (see infer_shapes) had equal attributes: ask once
+    known: dict[int, tuple[bool, bool]] = {}
+    layer_depends: set[str] = set()
+    field_depends: set[str] = set()
+    for node in graph.nodes[1:]:
+        layer = layers[node.name]
+        if id(layer) not in known:
+            dependences = get_op(node.type).size_dependence(node.attrs, layer)
+            known[id(layer)] = (bool(dependences), any(d.moves_field for d in dependences))
+        depends, moves_field = known[id(layer)]
+        if depends:
+            layer_depends.add(node.name)
+        if not fields[node.name].is_global and (moves_field or any(ref in field_depends for ref in node.inputs)):
+            field_depends.add(node.name)
+    return layer_depends, field_depends
+
+
 def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[formulas.Field, ...]:
     """Per axis, the input field with the largest (or smallest) size."""
     paths = [f.path_max if choose is max else f.path_min for f in inputs]
@@ -204,6 +233,8 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     graph = load(model)
     layers = infer_shapes(graph)
     fields = receptive_fields(graph, layers)
+    layer_depends, field_depends = resolution_dependence(graph, layers, fields)
+    marked: dict[int, ReceptiveField] = {}  # one marked copy of a field shared by several nodes
     rows = []
     # a Layer shared by several nodes (see infer_shapes) has its figures worked out once
     known: dict[int, tuple[str, tuple[Any, ...]]] = {}
@@ -211,7 +242,10 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     for node in graph:
         layer = layers[node.name]
         summary, values = known.get(id(layer)) or known.setdefault(id(layer), _figures(node, layer, batch, dtype))
+        field = fields[node.name]
+        if node.name in field_depends:
+            field = marked.get(id(field)) or marked.setdefault(id(field), replace(field, resolution_dependent=True))
         rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores[node.name],
-                                fields[node.name], values))
+                                field, values, resolution_dependent=node.name in layer_depends))
     totals = Totals(figures.totals(rows, batch, dtype, optimizer))
     return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description, graph.warnings)
