@@ -643,6 +643,136 @@ def avgpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: An
     return _scatter_add(x.shape, geo, dy.dtype, lambda tap: share)
 
 
+# ---------------------------------------------------------------------------------------- adaptive pooling
+# PyTorch's adaptive windows are separable: output (i, j) averages (or maxes) the box of rows
+# [start_i, end_i) and columns [start_j, end_j). Each axis is one gather of at most
+# ceil(size/out) + 1 values per output (index arrays, no loop over positions), so the work and
+# memory stay within a few times the input plus the output.
+
+
+def adaptive_windows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's adaptive windows on one axis: output i reads ``[floor(i*size/out), ceil((i+1)*size/out))``.
+
+    Windows may overlap and differ in size (13 -> 6: [0, 3), [2, 5), ...), and ``out`` may exceed
+    ``size`` (1 -> 7 repeats the one value). Returns ``(start, end)``, int64 arrays of ``out``.
+    """
+    i = np.arange(out, dtype=np.int64)
+    return i * size // out, -(-(i + 1) * size // out)
+
+
+def _adaptive_gather(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's input indices, padded to the longest window: ``(index, valid)``, both (out, longest)."""
+    start, end = adaptive_windows(size, out)
+    index = start[:, None] + np.arange(int((end - start).max()), dtype=np.int64)
+    valid = index < end[:, None]
+    return np.where(valid, index, start[:, None]), valid
+
+
+def _adaptive_scatter(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """The transpose of :func:`_adaptive_gather`: for each input index, the windows that read it
+    (a contiguous run, as starts and ends both grow with i), padded: ``(index, valid)``, (size, most)."""
+    start, end = adaptive_windows(size, out)
+    j = np.arange(size, dtype=np.int64)
+    first = np.searchsorted(end, j, side="right")  # the first window ending after j
+    last = np.searchsorted(start, j, side="right") - 1  # the last window starting at or before j
+    index = first[:, None] + np.arange(int((last - first).max()) + 1, dtype=np.int64)
+    valid = index <= last[:, None]
+    return np.where(valid, index, first[:, None]), valid
+
+
+def _axis_view(array: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    """A per-axis (n, k) array shaped to broadcast against a gathered (..., n, k, ...) tensor at ``axis``."""
+    return array.reshape((1,) * axis + array.shape + (1,) * (ndim - axis - 2))
+
+
+def _adaptive_sums(x: np.ndarray, maps: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Sum over the (index, valid) windows of each spatial axis in turn."""
+    for axis, (index, valid) in zip(range(2, x.ndim), maps):
+        gathered = np.take(x, index, axis=axis)
+        x = np.where(_axis_view(valid, axis, gathered.ndim), gathered, 0).sum(axis=axis + 1)
+    return x
+
+
+def _adaptive_arguments(x: Any, output_size: Any) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Checked adaptive pooling arguments: x (N, C, *S) and one output size >= 1 per spatial axis."""
+    x = _array(x, "x")
+    _input_shape(x.shape)
+    return x, _positive(output_size, x.ndim - 2, "output_size")
+
+
+def _adaptive_counts(size: tuple[int, ...], out: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """Values in each output's window, (1, 1, *out): the product of the per-axis window lengths."""
+    counts = np.ones((1, 1), dtype=dtype)
+    for n, o in zip(size, out):
+        start, end = adaptive_windows(n, o)
+        counts = counts[..., None] * (end - start).astype(dtype)
+    return counts
+
+
+def adaptive_avgpool_forward(x: np.ndarray, output_size: Any) -> np.ndarray:
+    """PyTorch's adaptive average pooling: ``(N, C, *S) -> (N, C, *output_size)``, each output the
+    mean of its window (:func:`adaptive_windows` per axis)."""
+    x, out = _adaptive_arguments(x, output_size)
+    total = _adaptive_sums(x, [_adaptive_gather(n, o) for n, o in zip(x.shape[2:], out)])
+    return total / _adaptive_counts(x.shape[2:], out, x.dtype)
+
+
+def adaptive_avgpool_backward(dy: np.ndarray, x_shape: tuple[int, ...], output_size: Any) -> np.ndarray:
+    """Gradient of :func:`adaptive_avgpool_forward`: each output's gradient spread evenly over its
+    window, summed where windows overlap; dx has dy's dtype."""
+    x_shape = _input_shape(x_shape)
+    out = _positive(output_size, len(x_shape) - 2, "output_size")
+    dy = _array(dy, "dy")
+    _expect_shape(dy, (*x_shape[:2], *out), "dy")
+    share = dy / _adaptive_counts(x_shape[2:], out, dy.dtype)
+    return _adaptive_sums(share, [_adaptive_scatter(n, o) for n, o in zip(x_shape[2:], out)])
+
+
+def adaptive_maxpool_forward_argmax(x: np.ndarray, output_size: Any) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's adaptive max pooling and each output's arg-max, a flat index into its (N, C) plane.
+
+    The rule is PyTorch's CPU kernel's: the first maximum in row-major window order wins, and
+    a NaN always takes over (so NaN propagates and the last NaN is the arg-max). Both follow
+    axis by axis, last axis first: the row-major first maximum lies in the first row holding the
+    maximum, at that row's first maximum; the last NaN likewise.
+    """
+    x, out = _adaptive_arguments(x, output_size)
+    values = x
+    coords: list[np.ndarray] = []  # per reduced axis (last first), the input index each value came from
+    for axis in reversed(range(2, x.ndim)):
+        index, valid = _adaptive_gather(x.shape[axis], out[axis - 2])
+        gathered = np.take(values, index, axis=axis)
+        gathered = np.where(_axis_view(valid, axis, gathered.ndim), gathered, -np.inf)  # never wins
+        nan = np.isnan(gathered)
+        longest = index.shape[1]
+        last_nan = longest - 1 - np.argmax(np.flip(nan, axis=axis + 1), axis=axis + 1)
+        pick = np.expand_dims(np.where(nan.any(axis=axis + 1), last_nan, np.argmax(gathered, axis=axis + 1)), axis + 1)
+        values = np.take_along_axis(gathered, pick, axis=axis + 1).squeeze(axis + 1)
+        coords = [np.take_along_axis(np.take(c, index, axis=axis), pick, axis=axis + 1).squeeze(axis + 1) for c in coords]
+        here = np.broadcast_to(_axis_view(index, axis, gathered.ndim), gathered.shape)
+        coords.append(np.take_along_axis(here, pick, axis=axis + 1).squeeze(axis + 1))
+    flat = np.zeros(values.shape, dtype=np.int64)
+    for axis, coord in zip(range(2, x.ndim), reversed(coords)):
+        flat = flat * x.shape[axis] + coord
+    return values, flat
+
+
+def adaptive_maxpool_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
+    """Gradient of adaptive max pooling: each output's gradient added at its arg-max (a flat index
+    into its plane, from :func:`adaptive_maxpool_forward_argmax`); dx has dy's dtype."""
+    x_shape = _input_shape(x_shape)
+    dy = _array(dy, "dy")
+    argmax = np.asarray(argmax)
+    planes, plane = x_shape[0] * x_shape[1], math.prod(x_shape[2:])
+    if dy.shape[:2] != x_shape[:2] or argmax.shape != dy.shape or argmax.dtype != np.int64:
+        raise ValueError(f"dy {dy.shape} and the int64 arg-max {argmax.shape} must be (N, C, *out) for input {x_shape}")
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= plane):
+        raise ValueError(f"an arg-max lies outside a plane of {plane} values")
+    at = (np.arange(planes, dtype=np.int64) * plane)[:, None] + argmax.reshape(planes, math.prod(argmax.shape[2:]))
+    dx = np.bincount(at.ravel(), weights=dy.reshape(-1).astype(np.float64), minlength=planes * plane)
+    return dx.astype(dy.dtype).reshape(x_shape)
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """``log softmax(h)`` over axis 1 (classes): ``h - max(h) - log(sum(exp(h - max(h))))``, finite
     even where a probability underflows to 0 (whose log would be -inf)."""

@@ -86,6 +86,12 @@ class MaxPool(_Pool):
     def cost(self, layer: Layer) -> Cost:
         return Cost(0, (math.prod(layer.attrs["kernel"]) - 1) * math.prod(layer.out_shape))
 
+    def torch_field_module(self, layer: Layer) -> Any:
+        """For receptive-field measurement: the average over the same windows, which every value reaches."""
+        from archcalc.ops.base import get_op
+
+        return get_op("avgpool").torch_module(Layer({**layer.attrs, "count_include_pad": True}, layer.in_shapes, layer.out_shape))
+
     def torch_pool(self, nn: Any, rank: int, a: Mapping[str, Any], padding: Any) -> Any:
         pool = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)[rank - 1]
         return pool(a["kernel"], a["stride"], padding, ceil_mode=a["ceil_mode"])

@@ -1,0 +1,223 @@
+"""Pooling: adaptive average/max pooling, max-pool dilation, avg-pool divisor_override and TF "same"."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archcalc import kernels
+from archcalc.errors import ArchcalcError
+from archcalc.ops import get_op
+from archcalc.ops.adaptive_pool import axis_window, largest_window, window_lengths_sum
+from archcalc.passes import analyze, infer_shapes
+from archcalc.spec import from_dict
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def _windows(size, out):
+    """PyTorch's adaptive windows, written out from its formula (ATen's start_index / end_index)."""
+    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
+
+
+# ------------------------------------------------------------------------- adaptive: closed forms
+
+
+@pytest.mark.parametrize("size", range(1, 40))
+def test_window_sums_and_largest_window_match_the_windows(size):
+    for out in range(1, 45):
+        lengths = [end - start for start, end in _windows(size, out)]
+        assert window_lengths_sum(size, out) == sum(lengths)
+        assert largest_window(size, out) == max(lengths)
+
+
+@pytest.mark.parametrize("size", range(1, 40))
+def test_axis_window_field_contains_every_window(size):
+    """Unit i's field [i*s - p, i*s - p + k - 1] holds its window; uniform ones are that window exactly,
+    and the kernel is the largest window or one more (only when no smaller kernel would do)."""
+    for out in range(1, 45):
+        windows = _windows(size, out)
+        kernel, stride, padding, uniform = axis_window(size, out)
+        longest = max(end - start for start, end in windows)
+        assert kernel in (longest, longest + 1)
+        reach = []
+        for i, (start, end) in enumerate(windows):
+            low = i * stride - padding
+            assert low <= start and low + kernel - 1 >= end - 1, (size, out, i)
+            reach.append(end - low)
+            if uniform:
+                assert (low, low + kernel) == (start, end), (size, out, i)
+        assert kernel == math.ceil(max(reach)), (size, out)  # the smallest that contains them all
+        assert uniform == (len({e - s for s, e in windows}) == 1 and all(s == i * stride for i, (s, _) in enumerate(windows)))
+
+
+def test_alexnet_13_to_6_is_the_ordinary_k3_s2_window():
+    assert axis_window(13, 6) == (3, 2, 0, True)
+    assert axis_window(14, 7) == (2, 2, 0, True)
+    assert axis_window(1, 7) == (1, 0, 0, True)  # every output sees the one input
+    assert axis_window(6, 4) == (3, 1.5, 0.5, False)  # [0,2) [1,3) [3,5) [4,6): no width-2 grid holds them
+
+
+# ------------------------------------------------------------------------- adaptive: fields measured by torch
+
+
+def _unit_fields(graph, name):
+    """For every output unit, the input interval per axis its value depends on (torch's gradient)."""
+    from tests.torch_oracle import TorchNet
+
+    net = TorchNet(graph, avg_for_max=True).double()
+    x = torch.rand((1, *graph.input_shape), dtype=torch.float64, requires_grad=True)
+    out = net(x)[name]
+    fields = {}
+    for unit in np.ndindex(*out.shape[2:]):
+        (grad,) = torch.autograd.grad(out[(0, 0, *unit)], x, retain_graph=True)
+        nonzero = grad[0, 0].nonzero()
+        fields[unit] = [(int(nonzero[:, a].min()), int(nonzero[:, a].max())) for a in range(nonzero.shape[1])]
+    return fields
+
+
+@pytest.mark.parametrize("op_type", ["adaptive_avgpool", "adaptive_maxpool"])
+@pytest.mark.parametrize("index", range(len(get_op("adaptive_avgpool").examples)))
+def test_every_units_measured_field_lies_in_the_analytic_one(op_type, index):
+    example = get_op(op_type).examples[index]
+    graph = from_dict({"name": "t", "input": list(example.inputs[0]), "layers": [{"type": op_type, **example.attrs}]})
+    name = graph.nodes[-1].name
+    field = analyze(graph).layer(name).receptive_field
+    for unit, measured in _unit_fields(graph, name).items():
+        for axis, (first, last) in enumerate(measured):
+            low = unit[axis] * field.stride[axis] - field.padding[axis]
+            high = low + field.size[axis] - 1
+            assert low <= first and last <= high, (unit, axis, measured, field)
+            if field.uniform:
+                assert (first, last) == (low, high)
+
+
+def test_non_uniform_fields_are_flagged_in_the_table_and_json():
+    graph = from_dict({"name": "t", "input": [2, 5, 13], "layers": [{"type": "adaptive_avgpool", "output_size": [3, 6]}]})
+    field = analyze(graph).layer(graph.nodes[-1].name).receptive_field
+    assert not field.uniform and field.text() == "3x3 ~"  # 5 -> 3: windows 2, 3, 2 (kernel 3); 13 -> 6: k3
+    assert json.loads(json.dumps(field.to_dict()))["uniform"] is False
+
+
+# ------------------------------------------------------------------------- adaptive: costs, shapes, errors
+
+
+def test_other_ops_count_the_actual_windows():
+    """Counted by hand over the windows: every value read is an add or the divide (avg); max compares
+    window - 1 times."""
+    layer = infer_shapes(from_dict({"name": "t", "input": [3, 5, 13], "layers": [
+        {"type": "adaptive_avgpool", "name": "p", "output_size": [3, 6]}]}))["p"]
+    reads = sum((e1 - s1) * (e2 - s2) for s1, e1 in _windows(5, 3) for s2, e2 in _windows(13, 6))
+    assert reads == (2 + 3 + 2) * 18
+    assert get_op("adaptive_avgpool").cost(layer).other_ops == 3 * reads
+    assert get_op("adaptive_maxpool").cost(layer).other_ops == 3 * (reads - 18)
+
+
+def test_vgg16_on_cifar_needs_the_adaptive_pool():
+    """torchvision's vgg16 on 3x32x32: its AdaptiveAvgPool2d(7) replicates the 1x1 map, so the
+    classifier keeps its 25088 inputs: 138,357,544 params (the issue's figure, torchvision's total)."""
+    spec = json.loads((Path(__file__).parent.parent / "specs" / "vgg16.json").read_text())
+    layers = spec["layers"]
+    flatten = next(i for i, layer in enumerate(layers) if layer["type"] == "flatten")
+    layers.insert(flatten, {"type": "adaptive_avgpool", "name": "avgpool", "output_size": 7})
+    report = analyze(from_dict({**spec, "input": [3, 32, 32], "layers": layers}))
+    assert report.layer("avgpool").output_shape == (512, 7, 7)
+    assert report.totals.params == 138_357_544
+    assert report.totals.macs == 436_830_208
+
+
+def test_output_size_forms_and_errors():
+    shape = infer_shapes(from_dict({"name": "t", "input": [2, 4, 5, 6], "layers": [
+        {"type": "adaptive_maxpool", "name": "p", "output_size": [None, 2, None]}]}))["p"].out_shape
+    assert shape == (2, 4, 2, 6)
+    bad = [
+        ({"output_size": 0}, (2, 4, 4), "output_size must be a positive int <= 2147483647 (2**31 - 1), or a list of 1 to 3"
+                                         " of them where null keeps that axis, got 0"),
+        ({"output_size": [2, True]}, (2, 4, 4), "got [2, true]"),
+        ({"output_size": [2, 2]}, (2, 4), "adaptive_avgpool expects input (C, H, W), got (2, 4)"),
+        ({"output_size": 2}, (8,), "adaptive_avgpool expects input (C, spatial) with 1 to 3 spatial axes, got (8,)"),
+        ({"output_size": 2**31}, (2, 4), "<= 2147483647 (2**31 - 1)"),
+    ]
+    for attrs, shape, message in bad:
+        with pytest.raises(ArchcalcError) as error:
+            infer_shapes(from_dict({"name": "t", "input": list(shape), "layers": [{"type": "adaptive_avgpool", **attrs}]}))
+        assert message in str(error.value), str(error.value)
+
+
+# ------------------------------------------------------------------------- adaptive: kernels against torch
+
+_ADAPTIVE_CASES = [((13,), (6,)), ((1,), (7,)), ((10,), (4,)), ((3,), (11,)), ((13, 13), (6, 6)), ((1, 1), (7, 7)),
+                   ((5, 9), (3, 4)), ((6, 3), (4, 5)), ((5, 4, 3), (2, 3, 2)), ((7, 2, 9), (3, 5, 4))]
+
+
+@pytest.mark.parametrize(("size", "out"), _ADAPTIVE_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adaptive_kernels_match_torch(size, out, dtype):
+    rng = np.random.default_rng(sum(size) + len(out))
+    x = rng.standard_normal((2, 3, *size)).astype(dtype)
+    x.reshape(-1)[:: 5] = np.round(x.reshape(-1)[:: 5])  # some ties
+    dy = rng.standard_normal((2, 3, *out)).astype(dtype)
+    rank = len(size)
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
+    for pool, ours in (("avg", kernels.adaptive_avgpool_forward), ("max", None)):
+        xt = torch.tensor(x, requires_grad=True)
+        function = getattr(F, f"adaptive_{pool}_pool{rank}d")
+        yt = function(xt, out)
+        yt.backward(torch.tensor(dy))
+        if pool == "avg":
+            y = ours(x, out)
+            dx = kernels.adaptive_avgpool_backward(dy, x.shape, out)
+        else:
+            y, argmax = kernels.adaptive_maxpool_forward_argmax(x, out)
+            _, indices = function(torch.tensor(x), out, return_indices=True)
+            np.testing.assert_array_equal(argmax, indices.numpy())  # the same arg-max, ties included
+            dx = kernels.adaptive_maxpool_backward(dy, argmax, x.shape)
+        assert y.dtype == dx.dtype == dtype
+        np.testing.assert_allclose(y, yt.detach().numpy(), **tol)
+        np.testing.assert_allclose(dx, xt.grad.numpy(), **tol)
+
+
+def test_adaptive_maxpool_nan_rule_is_torchs():
+    """A NaN always takes over: NaN propagates and the last NaN in row-major order is the arg-max."""
+    nan = np.nan
+    cases = [np.array([[[1.0, nan, 2, nan, 5, 0, 0]]]), np.array([[[[1.0, nan], [nan, 5]]]]),
+             np.array([[[[nan, 1.0], [7, nan]]]]), np.array([[[[nan, 3.0, 3], [3, 4, nan], [1, nan, 2]]]])]
+    x3 = np.zeros((1, 1, 2, 2, 2))
+    x3[0, 0, 0, 1, 1] = x3[0, 0, 1, 0, 0] = nan
+    for x in [*cases, x3]:
+        for out in (1, 2):
+            rank = x.ndim - 2
+            y, argmax = kernels.adaptive_maxpool_forward_argmax(x, out)
+            yt, indices = getattr(F, f"adaptive_max_pool{rank}d")(torch.tensor(x), out, return_indices=True)
+            np.testing.assert_array_equal(argmax, indices.numpy())
+            np.testing.assert_array_equal(y, yt.numpy())
+
+
+def test_adaptive_kernels_stay_bounded_on_large_inputs():
+    """One gather per axis: a 1000x1000 plane to 7x7 or to 1000x999 runs in a moment, no loop per output."""
+    x = np.random.default_rng(0).standard_normal((1, 1, 1000, 1000))
+    for out in ((7, 7), (999, 1000), (3, 1000)):
+        y = kernels.adaptive_avgpool_forward(x, out)
+        xt = torch.tensor(x)
+        np.testing.assert_allclose(y, F.adaptive_avg_pool2d(xt, out).numpy(), rtol=1e-10, atol=1e-12)
+        y, argmax = kernels.adaptive_maxpool_forward_argmax(x, out)
+        np.testing.assert_array_equal(argmax, F.adaptive_max_pool2d(xt, out, return_indices=True)[1].numpy())
+
+
+def test_adaptive_kernels_reject_bad_arguments():
+    with pytest.raises(ValueError, match="output_size must be positive"):
+        kernels.adaptive_avgpool_forward(np.ones((1, 1, 4)), 0)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        kernels.adaptive_avgpool_forward(np.ones((1, 1, 4), dtype=np.int64), 2)
+    with pytest.raises(ValueError, match="dy has shape"):
+        kernels.adaptive_avgpool_backward(np.ones((1, 1, 3)), (1, 1, 4), 2)
+    with pytest.raises(ValueError, match="outside a plane"):
+        kernels.adaptive_maxpool_backward(np.ones((1, 1, 2)), np.array([[[0, 4]]]), (1, 1, 4))
+    assert kernels.adaptive_avgpool_forward(np.ones((0, 2, 4)), 3).shape == (0, 2, 3)
+    y, argmax = kernels.adaptive_maxpool_forward_argmax(np.ones((0, 2, 4)), 3)
+    assert kernels.adaptive_maxpool_backward(y, argmax, (0, 2, 4)).shape == (0, 2, 4)
