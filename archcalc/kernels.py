@@ -30,7 +30,9 @@ either backend runs:
   an axis with one output position it is never used (2**63 - 1 works, as in PyTorch).
 - Pooling padding is at most ``k // 2`` on each side (PyTorch refuses more: a window could lie
   wholly in the padding).
-- Max pooling: padding never wins; the first maximum in row-major window order is the arg-max
+- Average pooling divides by the window's values within the padded input (count_include_pad),
+  within the input alone (TensorFlow's "same"), or by divisor_override; it takes no dilation.
+- Max pooling (with PyTorch's dilation: taps d apart): padding never wins; the first maximum in row-major window order is the arg-max
   (as ``numpy.argmax`` and PyTorch's CPU kernel); NaN propagates wherever it is in the window,
   and the arg-max of a window holding NaN is its last NaN (PyTorch's CPU rule: a NaN always
   takes over). The gradient goes to the arg-max.
@@ -54,6 +56,7 @@ import numpy as np
 from archcalc import formulas
 from archcalc.errors import RuleError
 from archcalc.ops.attrs import padding as padding_value
+from archcalc.ops.pool import reads_only_padding
 from archcalc.ops.window import per_axis, resolve_padding
 
 
@@ -205,6 +208,9 @@ def geometry(x_shape: tuple[int, ...], kernel: Any, stride: Any = 1, padding: An
         if pooling and max(before, after) > k // 2:
             raise ValueError(f"padding {max(before, after)} exceeds half the kernel ({k} // 2 = {k // 2}) on axis {axis}; "
                              "a pooling window could lie wholly in the padding (PyTorch refuses it too)")
+        if pooling and reads_only_padding(n, dilation[axis], before):
+            raise ValueError(f"the first window on axis {axis} reads only padding (dilation {dilation[axis]} > size {n},"
+                             f" padding {before}); PyTorch would return -inf")
         if n + before + after > MAX_EXTENT:
             raise ValueError(f"the padded input {n} + {before} + {after} on axis {axis} exceeds 2**53 values")
     try:
@@ -526,12 +532,26 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True)
     return dx, dw.reshape(w.shape), db
 
 
-def _pool_arguments(x: Any, kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any) -> tuple[np.ndarray, Geometry]:
-    """Checked pooling arguments: x (N, C, *S) and the window (stride defaults to the kernel; padding <= k // 2)."""
+def _pool_arguments(x: Any, kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any,
+                    dilation: Any = 1) -> tuple[np.ndarray, Geometry]:
+    """Checked pooling arguments: x (N, C, *S) and the window (stride defaults to the kernel; padding <= k // 2,
+    as PyTorch, whatever the dilation)."""
     x = _array(x, "x")
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"ceil_mode must be True or False, got {ceil_mode!r}")
-    return x, geometry(x.shape, kernel_size, kernel_size if stride is None else stride, padding, 1, bool(ceil_mode), pooling=True)
+    stride = kernel_size if stride is None else stride
+    return x, geometry(x.shape, kernel_size, stride, padding, dilation, bool(ceil_mode), pooling=True)
+
+
+def _divisor_override(value: Any) -> int:
+    """A checked divisor_override: None (0 to the C code: the window's count) or an int >= 1."""
+    if value is None:
+        return 0
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"divisor_override must be None or an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"divisor_override must be >= 1, got {value}")
+    return int(value)
 
 
 def _pool_args(x_shape: tuple[int, ...], geo: Geometry) -> tuple[Any, ...]:
@@ -547,9 +567,13 @@ def _upstream(dy: Any, x_shape: tuple[int, ...], geo: Geometry) -> np.ndarray:
     return dy
 
 
-def maxpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False) -> np.ndarray:
-    """Max over each window (padding never wins; NaN propagates); stride defaults to the kernel size."""
-    return maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode)[0]
+def maxpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+                    dilation: Any = 1) -> np.ndarray:
+    """Max over each window (padding never wins; NaN propagates); stride defaults to the kernel size.
+
+    ``dilation`` spaces the window's taps as PyTorch's MaxPool: the window spans ``d*(k-1) + 1``.
+    """
+    return maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode, dilation)[0]
 
 
 @dataclass(frozen=True)
@@ -561,14 +585,14 @@ class Argmax:
 
 
 def maxpool_forward_argmax(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                           ceil_mode: bool = False) -> tuple[np.ndarray, Argmax, Geometry]:
+                           ceil_mode: bool = False, dilation: Any = 1) -> tuple[np.ndarray, Argmax, Geometry]:
     """:func:`maxpool_forward` plus each window's arg-max (first maximum; last NaN), for backward."""
-    x, geo = _pool_arguments(x, kernel_size, stride, padding, ceil_mode)
+    x, geo = _pool_arguments(x, kernel_size, stride, padding, ceil_mode, dilation)
     if _c_runs(x):
         x = np.ascontiguousarray(x)
         y = np.empty((*x.shape[:2], *geo.out), dtype=x.dtype)
         index = np.empty(y.shape, dtype=np.int64)
-        _C.maxpool_forward(x, y, index, *_pool_args(x.shape, geo))
+        _C.maxpool_forward(x, y, index, *_pool_args(x.shape, geo), geo.dilation)
         return y, Argmax("c", index), geo
     # the C loop, over taps instead of positions: a tap takes over where it is strictly greater,
     # where it is NaN, or where it is the window's first value inside the input
@@ -583,9 +607,9 @@ def maxpool_forward_argmax(x: np.ndarray, kernel_size: Any, stride: Any = None, 
 
 
 def maxpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                     ceil_mode: bool = False) -> np.ndarray:
+                     ceil_mode: bool = False, dilation: Any = 1) -> np.ndarray:
     """Gradient of max pooling: each window's gradient goes to its arg-max (first maximum; last NaN)."""
-    _, argmax, geo = maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode)
+    _, argmax, geo = maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode, dilation)
     return maxpool_backward_argmax(dy, argmax, np.shape(x), geo)
 
 
@@ -597,15 +621,18 @@ def maxpool_backward_argmax(dy: np.ndarray, argmax: Argmax, x_shape: tuple[int, 
     if argmax.kind == "c" and _c_runs(dy):
         dy = np.ascontiguousarray(dy)
         dx = np.empty(x_shape, dtype=dy.dtype)
-        _C.maxpool_backward(dy, argmax.values, dx, *_pool_args(x_shape, geo))
+        _C.maxpool_backward(dy, argmax.values, dx, *_pool_args(x_shape, geo), geo.dilation)
         return dx
     if argmax.kind == "c":  # an empty batch
         return np.zeros(x_shape, dtype=dy.dtype)
     return _scatter_add(x_shape, geo, dy.dtype, lambda tap: np.where(argmax.values == tap, dy, 0))
 
 
-def _avg_divisor(geo: Geometry, count_include_pad: bool, dtype: Any) -> np.ndarray:
-    """Values each window averages over (1, 1, *out): the padded input, or the input alone; never the ceil-mode overhang."""
+def _avg_divisor(geo: Geometry, count_include_pad: bool, dtype: Any, divisor_override: int = 0) -> np.ndarray:
+    """Values each window averages over (1, 1, *out): the padded input, or the input alone; never the ceil-mode
+    overhang; or ``divisor_override`` everywhere when it is above 0."""
+    if divisor_override:
+        return np.full((1, 1, *geo.out), divisor_override, dtype=dtype)
     divisor = np.ones((1, 1), dtype=dtype)
     for n, k, (before, after), o, s in zip(geo.size, geo.kernel, geo.padding, geo.out, geo.steps):
         start = np.arange(o, dtype=np.int64) * s - before
@@ -616,30 +643,37 @@ def _avg_divisor(geo: Geometry, count_include_pad: bool, dtype: Any) -> np.ndarr
 
 
 def avgpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
-                    count_include_pad: bool = True) -> np.ndarray:
-    """Mean over each window (PyTorch's divisor rules); stride defaults to the kernel size."""
+                    count_include_pad: bool = True, divisor_override: int | None = None) -> np.ndarray:
+    """Mean over each window (PyTorch's divisor rules); stride defaults to the kernel size.
+
+    The divisor is the window's values within the padded input (``count_include_pad``), or within
+    the input alone (TensorFlow's "same" average), or ``divisor_override`` (an int >= 1) for every
+    window, as ``nn.AvgPool2d(divisor_override=...)``.
+    """
     x, geo = _pool_arguments(x, kernel_size, stride, padding, ceil_mode)
+    divisor = _divisor_override(divisor_override)
     if _c_runs(x):
         x = np.ascontiguousarray(x)
         y = np.empty((*x.shape[:2], *geo.out), dtype=x.dtype)
-        _C.avgpool(x, y, True, bool(count_include_pad), *_pool_args(x.shape, geo))
+        _C.avgpool(x, y, True, bool(count_include_pad), *_pool_args(x.shape, geo), divisor)
         return y
     total = np.zeros((*x.shape[:2], *geo.out), dtype=x.dtype)
     for _, outputs, inputs in _taps(geo):
         total[(*_ALL, *outputs)] += x[(*_ALL, *inputs)]
-    return total / _avg_divisor(geo, bool(count_include_pad), x.dtype)
+    return total / _avg_divisor(geo, bool(count_include_pad), x.dtype, divisor)
 
 
 def avgpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                     ceil_mode: bool = False, count_include_pad: bool = True) -> np.ndarray:
+                     ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None) -> np.ndarray:
     """Gradient of average pooling: each window's gradient spread evenly over its divisor; dx has dy's dtype."""
     x, geo = _pool_arguments(x, kernel_size, stride, padding, ceil_mode)
+    divisor = _divisor_override(divisor_override)
     dy = _upstream(dy, x.shape, geo)
     if _c_runs(dy):
         dx = np.empty(x.shape, dtype=dy.dtype)
-        _C.avgpool(np.ascontiguousarray(dy), dx, False, bool(count_include_pad), *_pool_args(x.shape, geo))
+        _C.avgpool(np.ascontiguousarray(dy), dx, False, bool(count_include_pad), *_pool_args(x.shape, geo), divisor)
         return dx
-    share = dy / _avg_divisor(geo, bool(count_include_pad), dy.dtype)
+    share = dy / _avg_divisor(geo, bool(count_include_pad), dy.dtype, divisor)
     return _scatter_add(x.shape, geo, dy.dtype, lambda tap: share)
 
 

@@ -221,3 +221,89 @@ def test_adaptive_kernels_reject_bad_arguments():
     assert kernels.adaptive_avgpool_forward(np.ones((0, 2, 4)), 3).shape == (0, 2, 3)
     y, argmax = kernels.adaptive_maxpool_forward_argmax(np.ones((0, 2, 4)), 3)
     assert kernels.adaptive_maxpool_backward(y, argmax, (0, 2, 4)).shape == (0, 2, 4)
+
+
+# ------------------------------------------------------------------------- max-pool dilation, avg-pool divisors
+
+
+def _run(spec_layers, x):
+    from archcalc.execute import Executor
+
+    graph = from_dict({"name": "t", "input": list(x.shape[1:]), "layers": spec_layers})
+    executor = Executor(graph, dtype="float64")
+    return executor.forward(x), infer_shapes(graph)[graph.nodes[-1].name]
+
+
+def test_avgpool_same_divides_by_the_real_inputs_as_tensorflow():
+    """[1, 2, 3, 4], k3 s2 "same": TensorFlow pads 0 before and 1 after, and averages [1, 2, 3] = 2
+    and [3, 4] = 3.5 (its divisor counts real inputs only); count_include_pad true gives 7/3."""
+    x = np.array([[[1.0, 2, 3, 4]]])
+    y, layer = _run([{"type": "avgpool", "kernel": 3, "stride": 2, "padding": "same"}], x)
+    assert layer.attrs["padding"] == ((0, 1),) and layer.attrs["count_include_pad"] is False
+    np.testing.assert_allclose(y, [[[2.0, 3.5]]])
+    y, layer = _run([{"type": "avgpool", "kernel": 3, "stride": 2, "padding": "same", "count_include_pad": True}], x)
+    np.testing.assert_allclose(y, [[[2.0, 7 / 3]]])
+    for padding in (1, "valid", [1, 1]):  # every other padding keeps PyTorch's default
+        attrs = {"type": "avgpool", "kernel": 3, "stride": 2, "padding": padding}
+        layer = infer_shapes(from_dict({"name": "t", "input": [1, 6], "layers": [{**attrs, "name": "p"}]}))["p"]
+        assert layer.attrs["count_include_pad"] is True
+
+
+def test_avgpool_divisor_override_by_hand_and_its_1d_refusal():
+    """A 2x2 window of ones over divisor 3: 4/3 everywhere; PyTorch's AvgPool1d has no divisor_override."""
+    y, _ = _run([{"type": "avgpool", "kernel": 2, "divisor_override": 3}], np.ones((1, 1, 4, 4)))
+    np.testing.assert_allclose(y, np.full((1, 1, 2, 2), 4 / 3))
+    with pytest.raises(ArchcalcError) as error:
+        infer_shapes(from_dict({"name": "t", "input": [1, 6], "layers": [{"type": "avgpool", "kernel": 2, "divisor_override": 2}]}))
+    assert str(error.value).endswith(
+        "divisor_override applies to 2D and 3D windows (PyTorch's AvgPool1d has none), got a 1D window")
+    with pytest.raises(ArchcalcError, match="divisor_override must be a positive int"):
+        from_dict({"name": "t", "input": [1, 6, 6], "layers": [{"type": "avgpool", "kernel": 2, "divisor_override": 0}]})
+    with pytest.raises(ArchcalcError, match="unknown attribute 'dilation'"):
+        from_dict({"name": "t", "input": [1, 6, 6], "layers": [{"type": "avgpool", "kernel": 2, "dilation": 2}]})
+
+
+def test_dilated_maxpool_shape_summary_and_field():
+    """k3 d2 spans 5: (9 + 2 - 5) // 2 + 1 = 4; the field of one unit is 5 wide."""
+    graph = from_dict({"name": "t", "input": [1, 9, 9], "layers": [
+        {"type": "maxpool", "name": "p", "kernel": 3, "stride": 2, "padding": 1, "dilation": 2}]})
+    row = analyze(graph).layer("p")
+    assert row.output_shape == (1, 4, 4) and row.summary == "3x3/2 p1 d2x2"
+    assert row.receptive_field.size == (5, 5) and row.receptive_field.stride == (2, 2)
+    assert row.other_ops == (9 - 1) * 16
+
+
+@pytest.mark.parametrize("size", range(1, 8))
+def test_only_the_first_window_can_read_only_padding_and_is_refused(size):
+    """Brute force over small pooling geometries: a window whose taps all miss the input exists exactly
+    when reads_only_padding says so (PyTorch returns -inf there; archcalc refuses it)."""
+    from archcalc.ops.pool import reads_only_padding
+
+    for kernel in range(1, 6):
+        for dilation in range(1, 6):
+            for before in range(kernel // 2 + 1):
+                for stride in (1, 2, 3):
+                    span = dilation * (kernel - 1) + 1
+                    if span > size + 2 * before:
+                        continue
+                    for ceil_mode in (False, True):
+                        out = kernels.geometry((1, 1, size), kernel, stride, (before, before), dilation, ceil_mode).out[0] \
+                            if not reads_only_padding(size, dilation, before) else None
+                        if out is None:
+                            with pytest.raises(ValueError, match="reads only padding"):
+                                kernels.maxpool_forward(np.ones((1, 1, size)), kernel, stride, before, ceil_mode, dilation)
+                            y = F.max_pool1d(torch.ones(1, 1, size), kernel, stride, before, dilation, ceil_mode)
+                            assert torch.isinf(y).any()  # torch's answer for the refused geometry
+                            continue
+                        empty = [o for o in range(out)
+                                 if not any(0 <= o * stride - before + j * dilation < size for j in range(kernel))]
+                        assert not empty, (size, kernel, dilation, before, stride, ceil_mode)
+
+
+def test_explain_adaptive_pool():
+    layer = infer_shapes(from_dict({"name": "t", "input": [2, 13, 5], "layers": [
+        {"type": "adaptive_maxpool", "name": "p", "output_size": [6, 3]}]}))["p"]
+    lines = dict(get_op("adaptive_maxpool").explain(layer))
+    assert lines["output height"] == ("6: window i reads [floor(i*13/6), ceil((i+1)*13/6)); lengths sum to "
+                                      "in + out - gcd = 13 + 6 - 1 = 18, the longest 3")
+    assert lines["output shape"] == "(c=2, 6, 3) = (2, 6, 3)"
