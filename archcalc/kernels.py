@@ -679,9 +679,14 @@ def avgpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: An
 
 # ---------------------------------------------------------------------------------------- adaptive pooling
 # PyTorch's adaptive windows are separable: output (i, j) averages (or maxes) the box of rows
-# [start_i, end_i) and columns [start_j, end_j). Each axis is one gather of at most
-# ceil(size/out) + 1 values per output (index arrays, no loop over positions), so the work and
-# memory stay within a few times the input plus the output.
+# [start_i, end_i) and columns [start_j, end_j). Each axis is reduced through index arrays of at
+# most ceil(size/out) + 1 values per output, never a loop over positions, so the work and memory
+# stay within a few times the input plus the output. Short windows (the common case) are reduced
+# tap by tap, a few whole-array operations per tap; long ones (few outputs over a long axis) from
+# one gathered array.
+
+#: Windows of at most this many values on an axis are reduced tap by tap.
+_TAP_LOOP = 8
 
 
 def adaptive_windows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -715,15 +720,22 @@ def _adaptive_scatter(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _axis_view(array: np.ndarray, axis: int, ndim: int) -> np.ndarray:
-    """A per-axis (n, k) array shaped to broadcast against a gathered (..., n, k, ...) tensor at ``axis``."""
-    return array.reshape((1,) * axis + array.shape + (1,) * (ndim - axis - 2))
+    """A per-axis array (its axes starting at ``axis``) shaped to broadcast against an ``ndim``-axis tensor."""
+    return array.reshape((1,) * axis + array.shape + (1,) * (ndim - axis - array.ndim))
 
 
 def _adaptive_sums(x: np.ndarray, maps: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Sum over the (index, valid) windows of each spatial axis in turn."""
     for axis, (index, valid) in zip(range(2, x.ndim), maps):
-        gathered = np.take(x, index, axis=axis)
-        x = np.where(_axis_view(valid, axis, gathered.ndim), gathered, 0).sum(axis=axis + 1)
+        if index.shape[1] > _TAP_LOOP:  # the window axis before the outputs': numpy adds whole slabs
+            gathered = np.take(x, index.T, axis=axis)
+            x = np.where(_axis_view(valid.T, axis, gathered.ndim), gathered, 0).sum(axis=axis)
+            continue
+        total = np.take(x, index[:, 0], axis=axis)  # every window has its first value
+        for tap in range(1, index.shape[1]):
+            part = np.take(x, index[:, tap], axis=axis)
+            total += part if valid[:, tap].all() else np.where(_axis_view(valid[:, tap], axis, part.ndim), part, 0)
+        x = total
     return x
 
 
@@ -775,6 +787,9 @@ def adaptive_maxpool_forward_argmax(x: np.ndarray, output_size: Any) -> tuple[np
     coords: list[np.ndarray] = []  # per reduced axis (last first), the input index each value came from
     for axis in reversed(range(2, x.ndim)):
         index, valid = _adaptive_gather(x.shape[axis], out[axis - 2])
+        if index.shape[1] <= _TAP_LOOP:
+            values, coords = _max_by_tap(values, coords, axis, index, valid)
+            continue
         gathered = np.take(values, index, axis=axis)
         gathered = np.where(_axis_view(valid, axis, gathered.ndim), gathered, -np.inf)  # never wins
         nan = np.isnan(gathered)
@@ -789,6 +804,25 @@ def adaptive_maxpool_forward_argmax(x: np.ndarray, output_size: Any) -> tuple[np
     for axis, coord in zip(range(2, x.ndim), reversed(coords)):
         flat = flat * x.shape[axis] + coord
     return values, flat
+
+
+def _max_by_tap(values: np.ndarray, coords: list[np.ndarray], axis: int, index: np.ndarray,
+                valid: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One axis of :func:`adaptive_maxpool_forward_argmax`, tap by tap in window order: a tap takes
+    over where it is strictly greater or NaN (the first maximum; the last NaN)."""
+    top = np.take(values, index[:, 0], axis=axis)
+    where = np.broadcast_to(_axis_view(index[:, 0], axis, top.ndim), top.shape).copy()
+    kept = [np.take(c, index[:, 0], axis=axis) for c in coords]
+    for tap in range(1, index.shape[1]):
+        candidate = np.take(values, index[:, tap], axis=axis)
+        takes = (candidate > top) | np.isnan(candidate)
+        if not valid[:, tap].all():
+            takes &= _axis_view(valid[:, tap], axis, top.ndim)
+        np.copyto(top, candidate, where=takes)
+        np.copyto(where, _axis_view(index[:, tap], axis, top.ndim), where=takes)
+        for old, new in zip(coords, kept):
+            np.copyto(new, np.take(old, index[:, tap], axis=axis), where=takes)
+    return top, [*kept, where]
 
 
 def adaptive_maxpool_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:

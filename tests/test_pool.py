@@ -152,7 +152,8 @@ def test_output_size_forms_and_errors():
 # ------------------------------------------------------------------------- adaptive: kernels against torch
 
 _ADAPTIVE_CASES = [((13,), (6,)), ((1,), (7,)), ((10,), (4,)), ((3,), (11,)), ((13, 13), (6, 6)), ((1, 1), (7, 7)),
-                   ((5, 9), (3, 4)), ((6, 3), (4, 5)), ((5, 4, 3), (2, 3, 2)), ((7, 2, 9), (3, 5, 4))]
+                   ((5, 9), (3, 4)), ((6, 3), (4, 5)), ((5, 4, 3), (2, 3, 2)), ((7, 2, 9), (3, 5, 4)),
+                   ((40,), (3,)), ((30, 5), (2, 5)), ((3, 25), (7, 1)), ((20, 3, 12), (1, 2, 1))]  # windows > _TAP_LOOP
 
 
 @pytest.mark.parametrize(("size", "out"), _ADAPTIVE_CASES)
@@ -187,6 +188,9 @@ def test_adaptive_maxpool_nan_rule_is_torchs():
     nan = np.nan
     cases = [np.array([[[1.0, nan, 2, nan, 5, 0, 0]]]), np.array([[[[1.0, nan], [nan, 5]]]]),
              np.array([[[[nan, 1.0], [7, nan]]]]), np.array([[[[nan, 3.0, 3], [3, 4, nan], [1, nan, 2]]]])]
+    long = np.zeros((1, 1, 20, 3))  # windows of 20 values: the gathered path
+    long[0, 0, [2, 17], [1, 0]] = nan
+    cases.append(long)
     x3 = np.zeros((1, 1, 2, 2, 2))
     x3[0, 0, 0, 1, 1] = x3[0, 0, 1, 0, 0] = nan
     for x in [*cases, x3]:
