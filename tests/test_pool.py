@@ -275,6 +275,11 @@ def test_dilated_maxpool_shape_summary_and_field():
     assert row.output_shape == (1, 4, 4) and row.summary == "3x3/2 p1 d2x2"
     assert row.receptive_field.size == (5, 5) and row.receptive_field.stride == (2, 2)
     assert row.other_ops == (9 - 1) * 16
+    with pytest.raises(ArchcalcError) as error:
+        infer_shapes(from_dict({"name": "t", "input": [1, 5, 1], "layers": [
+            {"type": "maxpool", "kernel": 2, "stride": 1, "padding": 1, "dilation": 2}]}))
+    assert str(error.value).endswith("dilation 2 with padding 1 puts the first window on the width axis wholly in the"
+                                     " padding (its taps at -1, 1, ... miss the input's 1 values); PyTorch would return -inf")
 
 
 @pytest.mark.parametrize("size", range(1, 8))

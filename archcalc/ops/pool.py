@@ -56,9 +56,9 @@ class _Pool(Op):
         for axis, (n, d, (before, _)) in enumerate(zip(in_shape[1:], resolved["dilation"], resolved["padding"])):
             check(
                 not reads_only_padding(n, d, before),
-                lambda axis=axis, n=n, d=d, b=before: f"the first window's taps on the {AXIS_NAMES[len(in_shape) - 1][axis]}"
-                f" axis ({-b}, {d - b}, ...) miss the input of {n}: dilation {d} with padding {b} reads only padding"
-                " (PyTorch would return -inf)",
+                lambda axis=axis, n=n, d=d, b=before: f"dilation {d} with padding {b} puts the first window on the"
+                f" {AXIS_NAMES[len(in_shape) - 1][axis]} axis wholly in the padding (its taps at {-b}, {d - b}, ... miss"
+                f" the input's {n} values); PyTorch would return -inf",
             )
         return resolved
 
