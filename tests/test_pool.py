@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archcalc import kernels
 from archcalc.errors import ArchcalcError
@@ -316,3 +318,31 @@ def test_explain_adaptive_pool():
     assert lines["output height"] == ("6: window i reads [floor(i*13/6), ceil((i+1)*13/6)); lengths sum to "
                                       "in + out - gcd = 13 + 6 - 1 = 18, the longest 3")
     assert lines["output shape"] == "(c=2, 6, 3) = (2, 6, 3)"
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(data=st.data())
+def test_adaptive_kernels_match_torch_on_random_geometry(data):
+    """Any sizes (out below, equal to or above in), dtype, ties and NaN: torch's values, arg-maxes and gradients."""
+    rank = data.draw(st.integers(1, 3))
+    size = tuple(data.draw(st.integers(1, 12)) for _ in range(rank))
+    out = tuple(data.draw(st.integers(1, 12)) for _ in range(rank))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = np.round(rng.standard_normal((data.draw(st.integers(1, 2)), 2, *size)), 1).astype(dtype)  # ties
+    if data.draw(st.booleans()):
+        x.reshape(-1)[rng.integers(0, x.size, 2)] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    dy = rng.standard_normal((*x.shape[:2], *out)).astype(dtype)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    xt = torch.tensor(x, requires_grad=True)
+    yt = getattr(F, f"adaptive_avg_pool{rank}d")(xt, out)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(kernels.adaptive_avgpool_forward(x, out), yt.detach().numpy(), equal_nan=True, **tol)
+    np.testing.assert_allclose(kernels.adaptive_avgpool_backward(dy, x.shape, out), xt.grad.numpy(), **tol)
+    xt = torch.tensor(x, requires_grad=True)
+    yt, indices = getattr(F, f"adaptive_max_pool{rank}d")(xt, out, return_indices=True)
+    yt.backward(torch.tensor(dy))
+    y, argmax = kernels.adaptive_maxpool_forward_argmax(x, out)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(argmax, indices.numpy())
+    np.testing.assert_allclose(kernels.adaptive_maxpool_backward(dy, argmax, x.shape), xt.grad.numpy(), **tol)
