@@ -451,7 +451,7 @@ pool_window(const PoolGeometry *g, int i, Py_ssize_t o, Py_ssize_t *start, Py_ss
     Py_ssize_t room = g->size[i] - 1 - first; /* taps j with j*d <= room land in the input */
     Py_ssize_t end = room < 0 ? 0 : room / d + 1;
     *start = first;
-    *lo = first < 0 ? (-first + d - 1) / d : 0;
+    *lo = first < 0 ? -first / d + (-first % d != 0) : 0; /* -first <= pad: no overflow */
     *hi = end < g->kernel[i] ? end : g->kernel[i];
     if (*hi < *lo) {
         *hi = *lo;
