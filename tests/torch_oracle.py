@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from archcalc.graph import Graph
-from archcalc.ops import Layer, get_op
+from archcalc.ops import get_op
 from archcalc.passes import infer_shapes
 
 nn = torch.nn
@@ -20,11 +20,13 @@ F = torch.nn.functional
 
 def build_module(op_type, layer, avg_for_max=False):
     """A torch module for one resolved layer (the op's own :meth:`torch_module`), called with the
-    layer's inputs. ``avg_for_max`` swaps each max-pool for an average pool of the same window
-    (gradient-based receptive-field measurements: every value in a window then matters)."""
-    if avg_for_max and op_type == "maxpool":
-        op_type, layer = "avgpool", Layer({**layer.attrs, "count_include_pad": True}, layer.in_shapes, layer.out_shape)
-    return get_op(op_type).torch_module(layer)
+    layer's inputs. ``avg_for_max`` swaps each max-pool for its ``torch_field_module``, a sum or
+    average over the same windows (gradient-based receptive-field measurements: every value in a
+    window then matters)."""
+    op = get_op(op_type)
+    if avg_for_max and hasattr(op, "torch_field_module"):
+        return op.torch_field_module(layer)
+    return op.torch_module(layer)
 
 
 class TorchNet(nn.Module):
