@@ -58,11 +58,13 @@ class Upsample(Op):
     other ops = 2T - 1 per output value for a T-tap weighted sum: T = 2^rank taps for
     linear/bilinear/trilinear (3, 7, 15), 4^2 = 16 for bicubic (31); nearest 0 (a copy).
     Interpolation weights are computed once per axis and not counted.
-    source coordinate per axis (PyTorch's rules): nearest reads floor(o * r) (r in float32);
-    the interpolating modes sample at (o + 0.5) * r - 0.5 (linear clamps it at 0), or at
-    o * (in - 1)/(out - 1) with align_corners; r = 1/scale_factor when it is given (it is not
-    recomputed from the output size), else in/out. Linear reads the 2 pixels around the
+    source coordinate per axis (PyTorch's forward rules, in the input's dtype): nearest reads
+    floor(o * r); the interpolating modes sample at (o + 0.5) * r - 0.5 (linear clamps it at
+    0), or at o * (in - 1)/(out - 1) with align_corners; r = 1/scale_factor when it is given
+    (not recomputed from the output size), else in/out. Linear reads the 2 pixels around the
     coordinate, bicubic 4 (Keys' cubic, A = -0.75, with border taps clamped to the edge).
+    backward: the adjoint of the forward (PyTorch's float64 nearest backward takes r in float32
+    and so, at scales such as 41, sends a gradient to another pixel than its forward read).
     receptive field: at an integer scale s (PyTorch sampling at s itself), stride insertion
     (input dilation s, jump 1/s) and one window, in positions of the dilated input, that holds
     exactly the pixels each unit reads with a non-zero weight: nearest k = s, padding s - 1
