@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from archcalc.errors import ArchcalcError
 from archcalc.ops import get_op
@@ -229,3 +231,33 @@ def test_backward_memory_is_bounded_by_the_arrays():
     y, dx = _run(layer, x, np.ones((1, 1, 512, 512), dtype=np.float32))
     np.testing.assert_allclose(y, 1.0, rtol=1e-5)  # Keys' weights sum to 1
     np.testing.assert_allclose(dx.sum(), 512 * 512, rtol=1e-5)  # and so every output's gradient is spread whole
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    mode=st.sampled_from(["nearest", "linear", "bicubic"]),
+    n=st.integers(1, 9),
+    by_size=st.booleans(),
+    out=st.integers(1, 30),
+    scale=st.one_of(st.integers(1, 9), st.sampled_from([12, 41, 47]), st.floats(0.2, 4.5).map(lambda v: round(v, 2))),
+    align=st.booleans(),
+)
+def test_random_attributes_agree_with_torch_and_every_field_holds_its_reads(mode, n, by_size, out, scale, align):
+    """Random size, scale and mode: forward == torch (float64) and every unit's reads lie in its field,
+    exactly where the field is uniform."""
+    attrs = {"mode": mode, "size": out} if by_size else {"mode": mode, "scale_factor": scale}
+    if align and mode != "nearest":
+        attrs["align_corners"] = True
+    shape = (1, n) if mode != "bicubic" else (1, n, 1)
+    if mode == "bicubic":
+        attrs = {**attrs, **({"size": [out, 1]} if by_size else {"scale_factor": [scale, 1]})}
+    assume(by_size or math.floor(n * scale) >= 1)
+    graph, layer = _layer(shape, **attrs)
+    x = np.random.default_rng(0).standard_normal((1, *shape))
+    y, _ = _run(layer, x, np.zeros((1, *layer.out_shape)))
+    np.testing.assert_allclose(y, _torch(layer, x, np.zeros((1, *layer.out_shape)))[0], rtol=1e-13, atol=1e-13)
+    field = analyze(graph).layer(graph.nodes[-1].name).receptive_field
+    for unit, reads in _reads(layer):
+        low = unit[0] * field.stride[0] - field.padding[0]
+        inside = list(range(max(math.ceil(low), 0), min(math.floor(low + field.size[0] - 1), n - 1) + 1))
+        assert reads[0] == inside if field.uniform else set(reads[0]) <= set(inside), (unit, reads[0], inside)
