@@ -1035,15 +1035,17 @@ def conv_transpose_backward_cached(dy: np.ndarray, cache: ConvTransposeCache,
             _C.im2col(dy[start:stop], dcols, *geo.c_args(f, count))
             dcols = dcols.reshape(groups, rows // groups, count * positions)
             operand = _channels_major(flat[start:stop], groups)
-            dw += np.matmul(operand, dcols.transpose(0, 2, 1))
-            if need_dx:
-                grad = np.matmul(w_g, dcols).reshape(c, count, positions)
-                dx[start:stop] = grad.transpose(1, 0, 2)
+            # (dY_hat X^T)^T, not X dY_hat^T: OpenBLAS runs the wide-output form several times
+            # faster for few channels (benchmarks/README.md)
+            dw += np.matmul(dcols, operand.transpose(0, 2, 1)).transpose(0, 2, 1)
+            if need_dx:  # dX^T = dY_hat^T W^T, then back to (B, C, P)
+                grad = np.matmul(dcols.transpose(0, 2, 1), w_g.transpose(0, 2, 1))  # (g, B*P, C/g)
+                dx[start:stop] = grad.reshape(groups, count, positions, c // groups).transpose(1, 0, 3, 2).reshape(count, c, positions)
         else:
             dcols = _im2col(dy[start:stop], geo).reshape(count, groups, rows // groups, positions)
             operand = flat[start:stop].reshape(count, groups, c // groups, positions)
             for sample in range(count):
-                dw += np.matmul(operand[sample], dcols[sample].transpose(0, 2, 1))
+                dw += np.matmul(dcols[sample], operand[sample].transpose(0, 2, 1)).transpose(0, 2, 1)
             if need_dx:
                 dx[start:stop] = np.matmul(w_g, dcols).reshape(count, c, positions)
     return (None if dx is None else dx.reshape(x.shape)), dw.reshape(w.shape), db
