@@ -9,6 +9,7 @@ inside shape tuples such as ``(4096,)``, and no step repeats the one before it.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Any
 
 from archcalc import formulas
@@ -163,19 +164,30 @@ def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[st
         return lines
     source = max(sources, key=lambda s: s.size)
     axis_names = AXIS_NAMES[len(window.kernel)]
-    for axis, (before, k, s, d, pad) in enumerate(
-        zip(source.path_max, window.kernel, window.stride, window.dilation, window.padding)
+    dilations = window.input_dilation or (1,) * len(window.kernel)
+    for axis, (before, k, s, d, pad, input_dilation) in enumerate(
+        zip(source.path_max, window.kernel, window.stride, window.dilation, window.padding, dilations)
     ):
         after = field.path_max[axis]
         span = formulas.effective_kernel(k, d)
+        jump_in, steps = before.jump, ""
+        if input_dilation != 1:  # the window steps over the zero-inserted input, jump_in/D apart
+            jump_in = formulas.exact(Fraction(before.jump) / input_dilation)
+            steps = f"step = jump_in / D = {_factor(before.jump)}/{input_dilation} = {jump_in}; "
+        name, factor = ("step" if steps else "jump_in"), _factor(jump_in)
         lines.append((
             f"receptive field ({axis_names[axis]})",
-            f"r = r_in + (k'-1)*jump_in = {before.size} + ({span}-1)*{before.jump} = {after.size}; "
-            f"jump = jump_in * s = {before.jump}*{s} = {after.jump}; "
-            f"padding = p_in + p*jump_in = {before.padding} + {pad[0]}*{before.jump} = {after.padding}; "
+            f"{steps}r = r_in + (k'-1)*{name} = {before.size} + ({span}-1)*{factor} = {after.size}; "
+            f"jump = {name} * s = {factor}*{_factor(s)} = {after.jump}; "
+            f"padding = p_in + p*{name} = {before.padding} + {_factor(pad[0])}*{factor} = {after.padding}; "
             f"centre = (r-1)/2 - padding = {after.centre}",
         ))
     return lines
+
+
+def _factor(value: Any) -> str:
+    """A number as a factor in written arithmetic: a fraction in parentheses, ``(1/2)``."""
+    return f"({value})" if isinstance(value, Fraction) else str(value)
 
 
 #: The figures each line of :func:`explain_layer` works out, by the first word(s) of its quantity:

@@ -16,7 +16,20 @@ from typing import Any
 from archcalc.errors import RuleError, check
 from archcalc.formulas import exact
 from archcalc.ops.attrs import MAX_INT, Attr, describe
-from archcalc.ops.base import AXIS_NAMES, Cost, Example, Layer, Op, RunContext, Shape, Window, format_shape, get_op, register
+from archcalc.ops.base import (
+    AXIS_NAMES,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Shape,
+    SizeDependence,
+    Window,
+    format_shape,
+    get_op,
+    register,
+)
 
 
 def output_size(value: Any) -> int | tuple[int | None, ...]:
@@ -105,6 +118,24 @@ class _AdaptivePool(Op):
     def window_values(self, layer: Layer) -> int:
         """Values read over all windows of one channel: prod over axes of ``in + out - gcd(in, out)``."""
         return math.prod(window_lengths_sum(n, o) for n, o in zip(layer.in_shape[1:], layer.attrs["output_size"]))
+
+    def size_dependence(self, attrs: Mapping[str, Any], layer: Layer) -> tuple[SizeDependence, ...]:
+        """The windows are worked out from the input size (PyTorch's floor/ceil rule): on every
+        axis with a given output size, another input size gives other windows and another field."""
+        wanted = attrs["output_size"]
+        rank = len(layer.in_shape) - 1
+        per_axis = wanted if isinstance(wanted, tuple) else (wanted,) * rank
+        out = []
+        for axis, (n, o) in enumerate(zip(layer.in_shape[1:], per_axis)):
+            if o is None:  # the axis is kept as it is: one window per value at any size
+                continue
+            k, s, _, uniform = axis_window(n, o)
+            k2, s2, _, uniform2 = axis_window(n + 1, o)
+            text = (f"windows resolved for input {AXIS_NAMES[rank][axis]} {n} -> {o}: kernel {k}, stride {s}"
+                    f"{'' if uniform else ' (non-uniform)'}; at {n + 1} -> {o} they would be kernel {k2}, stride {s2}"
+                    f"{'' if uniform2 else ' (non-uniform)'}")
+            out.append(SizeDependence("output_size", axis, text, True))
+        return tuple(out)
 
     def window(self, layer: Layer) -> Window:
         axes = [axis_window(n, o) for n, o in zip(layer.in_shape[1:], layer.attrs["output_size"])]

@@ -38,9 +38,10 @@ class _Elementwise(Op):
 
 @register
 class ReLU(_Elementwise):
-    """max(x, 0). In place; other ops = 1 per value. The gradient at 0 is 0."""
+    """max(x, 0). In place; other ops = 1 per value (a max with 0). The gradient at 0 is 0."""
 
     type = "relu"
+    other_ops_rule = "1 per value (a max with 0)"
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -57,9 +58,11 @@ class ReLU(_Elementwise):
 
 @register
 class LeakyReLU(_Elementwise):
-    """x if x > 0 else slope * x. In place; other ops = 1 per value."""
+    """x if x > 0 else slope * x. In place; other ops = 2 per value (compare with 0, multiply by the slope), as prelu."""
 
     type = "leaky_relu"
+    ops_per_value = 2
+    other_ops_rule = "2 per value (compare with 0, multiply by the slope)"
     attrs = (Attr("negative_slope", number(0), 0.01, "slope for x < 0"),)
     examples = (Example({"negative_slope": 0.2}, ((3, 4, 4),), (3, 4, 4)),)
 
@@ -81,9 +84,12 @@ class LeakyReLU(_Elementwise):
 
 @register
 class Sigmoid(_Elementwise):
-    """1 / (1 + exp(-x)). In place; other ops = 1 per value (one function evaluation)."""
+    """1 / (1 + exp(-x)). In place; other ops = 4 per value (negate, exp, add 1, divide), as silu's
+    x / (1 + exp(-x))."""
 
     type = "sigmoid"
+    ops_per_value = 4
+    other_ops_rule = "4 per value (negate, exp, add 1, divide)"
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -102,9 +108,10 @@ class Sigmoid(_Elementwise):
 
 @register
 class Tanh(_Elementwise):
-    """tanh(x). In place; other ops = 1 per value (one function evaluation)."""
+    """tanh(x). In place; other ops = 1 per value (one tanh, counted as one elementary function as exp and log are)."""
 
     type = "tanh"
+    other_ops_rule = "1 per value (one tanh)"
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn

@@ -9,7 +9,19 @@ from typing import Any
 
 from archcalc.errors import RuleError, check
 from archcalc.ops.attrs import MAX_INT, Attr, describe, ints, optional
-from archcalc.ops.base import AXIS_NAMES, Cost, Example, Layer, Op, RunContext, Shape, Window, format_shape, register
+from archcalc.ops.base import (
+    AXIS_NAMES,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Shape,
+    SizeDependence,
+    Window,
+    format_shape,
+    register,
+)
 from archcalc.ops.window import per_axis
 
 #: Input taps per axis of each mode, and the spatial rank it needs (None: 1 to 3, as nearest).
@@ -141,6 +153,17 @@ class Upsample(Op):
     def cost(self, layer: Layer) -> Cost:
         taps = MODES[layer.attrs["mode"]][0] ** (len(layer.in_shape) - 1)
         return Cost(0, (2 * taps - 1) * math.prod(layer.out_shape) if taps > 1 else 0)
+
+    def size_dependence(self, attrs: Mapping[str, Any], layer: Layer) -> tuple[SizeDependence, ...]:
+        """With ``size`` the scale is out/in, worked out from the input size: another size gives
+        another scale and another field (with ``scale_factor`` the output follows the input instead)."""
+        if attrs.get("size") is None:
+            return ()
+        names = AXIS_NAMES[len(layer.in_shape) - 1]
+        return tuple(
+            SizeDependence("size", axis, f"scale = out/in = {o}/{n}; at input {names[axis]} {n + 1} it would be {o}/{n + 1}", True)
+            for axis, (n, o) in enumerate(zip(layer.in_shape[1:], layer.out_shape[1:]))
+        )
 
     def window(self, layer: Layer) -> Window:
         axes = [_axis_window(layer.attrs, n, m, axis) for axis, (n, m) in enumerate(zip(layer.in_shape[1:], layer.out_shape[1:]))]
