@@ -44,3 +44,229 @@ def test_linear_any_rank_executor_counts_every_position(shape):
     np.testing.assert_allclose(y, np.einsum("...i,oi->...o", x, weight) + bias)
     performed, predicted = executor.check_macs()["fc1"]
     assert performed == predicted == 2 * int(np.prod(shape[:-1])) * shape[-1] * 8
+
+
+# ---------------------------------------------------------------------------------------------
+# ConvNeXt's channels-last pointwise layers: MACs per position, where torchinfo counts them once
+
+
+def _convnext_block(channels=8, size=7):
+    """ConvNeXt's block (Liu et al. 2022, torchvision's CNBlock) without its norm and layer scale:
+    a 7x7 depthwise conv, to channels-last, Linear C->4C, GELU, Linear 4C->C, back, residual add."""
+    return _net(
+        (channels, size, size),
+        {"type": "conv", "name": "dwconv", "filters": channels, "kernel": 7, "padding": 3, "groups": channels},
+        {"type": "permute", "name": "to_last", "dims": [0, 2, 3, 1]},
+        {"type": "linear", "name": "pwconv1", "units": 4 * channels},
+        {"type": "gelu", "name": "act"},
+        {"type": "linear", "name": "pwconv2", "units": channels},
+        {"type": "permute", "name": "to_first", "dims": [0, 3, 1, 2]},
+        {"type": "add", "name": "residual", "inputs": ["to_first", "input"]},
+        name="convnext-block",
+    )
+
+
+def test_convnext_linear_macs_equal_the_executors_and_torchs():
+    """Per position: C*4C MACs at each of H*W positions, twice. The executor's GEMMs perform
+    exactly that many multiply-adds, and torch's FlopCounterMode counts the same."""
+    oracle = pytest.importorskip("tests.torch_oracle")
+    channels, size = 8, 7
+    graph = _convnext_block(channels, size)
+    analysis = archcalc.analyze(graph)
+    per_linear = channels * 4 * channels * size * size  # 8*32 weights used at 49 positions = 12,544
+    assert analysis.layer("pwconv1").macs == analysis.layer("pwconv2").macs == per_linear == 12_544
+    assert analysis.layer("dwconv").macs == channels * 1 * 7 * 7 * size * size  # depthwise: c/groups = 1
+    executor = Executor(graph, dtype="float64")
+    executor.forward(np.random.default_rng(1).standard_normal((2, channels, size, size)))
+    performed = executor.check_macs()
+    assert performed["pwconv1"] == performed["pwconv2"] == (2 * per_linear, 2 * per_linear)
+    torch = oracle.torch
+    net = oracle.TorchNet(graph).eval()
+    assert oracle.torch_macs(net, [torch.rand(1, channels, size, size)]) == analysis.totals.macs
+    # torchinfo's rule for an nn.Linear (layer_info.calculate_macs): output_size[0] * weight numel,
+    # once per sample whatever the other axes: 1/(H*W) of the multiply-adds performed
+    torchinfo_linear = channels * 4 * channels
+    assert torchinfo_linear * size * size == per_linear
+
+
+def test_convnext_block_receptive_fields_survive_channels_last():
+    """The linears act on C (last axis after the permute): the 7x7 field of the depthwise conv
+    passes through unchanged, exactly, and the axes are tracked as (H, W, C) in between."""
+    graph = _convnext_block()
+    analysis = archcalc.analyze(graph)
+    for name in ("dwconv", "to_last", "pwconv1", "act", "pwconv2", "to_first", "residual"):
+        field = analysis.layer(name).receptive_field
+        assert (field.size, field.stride, field.exact) == ((7, 7), (1, 1), True), name
+    assert analysis.layer("pwconv1").receptive_field.axes == (0, 1, None)
+    assert analysis.layer("to_first").receptive_field.axes == (None, 0, 1)
+    _assert_fields_measured(graph)
+
+
+# ---------------------------------------------------------------------------------------------
+# receptive fields through layout ops, against torch's input gradient
+
+
+def _assert_fields_measured(graph):
+    """Every node's analytic field == where torch's input gradient of its probed unit is non-zero;
+    a field flagged not exact (or not uniform) must contain what is measured."""
+    import math
+
+    oracle = pytest.importorskip("tests.torch_oracle")
+    analysis = archcalc.analyze(graph)
+    names = [node.name for node in graph.nodes[1:]]
+    measured = oracle.measured_fields(graph, names)
+    sizes = graph.input_shape[1:]
+    for name in names:
+        field = analysis.layer(name).receptive_field
+        centre, extents = measured[name]
+        for axis, (first, end) in enumerate(extents):
+            if field.is_global:
+                expected = (0, sizes[axis] - 1)
+            else:
+                low = centre[axis] * field.stride[axis] - field.padding[axis]
+                high = low + field.size[axis] - 1
+                expected = (max(math.ceil(low), 0), min(math.floor(high), sizes[axis] - 1))
+            if field.exact and field.uniform:
+                assert (first, end) == expected, (name, axis, field)
+            else:  # an upper bound
+                assert expected[0] <= first and end <= expected[1], (name, axis, field)
+
+
+def test_fields_follow_a_permute_into_a_pool():
+    """A (3, 1) pool after swapping H and W slides along W: W's field grows, H's does not."""
+    graph = _net(
+        (2, 6, 9),
+        {"type": "conv", "filters": 2, "kernel": [3, 1], "padding": [1, 0]},   # H 3, W 1
+        {"type": "permute", "dims": [0, 1, 3, 2]},                           # (C, W, H)
+        {"type": "avgpool", "name": "pool", "kernel": [3, 1], "stride": [2, 1]},  # along W
+        {"type": "permute", "dims": [0, 1, 3, 2]},                           # (C, H, W) again
+        {"type": "conv", "filters": 2, "kernel": 3},
+    )
+    analysis = archcalc.analyze(graph)
+    assert analysis.layer("pool").receptive_field.size == (3, 3)  # H from the conv, W from the pool
+    assert analysis.layer("pool").receptive_field.axes == (None, 1, 0)
+    last = analysis.layers[-1].receptive_field
+    assert (last.size, last.stride) == ((3 + 2, 3 + 2 * 2), (1, 2))
+    _assert_fields_measured(graph)
+
+
+def test_fields_through_slices_chunk_and_concat():
+    """A slice along W with step 2 is a window of kernel 1, stride 2, padding -start: the next
+    3-wide conv then spans 1 + 2*2 = 5 input columns. Channel slices (torch.chunk) change nothing."""
+    graph = _net(
+        (4, 7, 12),
+        {"type": "conv", "name": "c1", "filters": 4, "kernel": 3, "padding": 1},
+        {"type": "slice", "name": "odd", "dim": 3, "start": 1, "step": 2},
+        {"type": "conv", "name": "c2", "filters": 4, "kernel": 3},
+        {"type": "slice", "name": "half1", "dim": 1, "stop": 2},
+        {"type": "slice", "name": "half2", "dim": 1, "start": 2, "inputs": ["c2"]},
+        {"type": "concat", "name": "cat", "inputs": ["half2", "half1"]},
+        {"type": "slice", "name": "tail", "dim": -2, "start": -3},
+    )
+    analysis = archcalc.analyze(graph)
+    odd = analysis.layer("odd").receptive_field
+    assert (odd.size, odd.stride, odd.centre) == ((3, 3), (1, 2), (0, 1))  # unit 0 is column 1
+    c2 = analysis.layer("c2").receptive_field
+    assert (c2.size, c2.stride) == ((5, 3 + 2 * 2), (1, 2))
+    assert analysis.layer("cat").receptive_field.size == (5, 7)
+    assert analysis.layer("cat").output_shape == (4, 5, 4)
+    _assert_fields_measured(graph)
+
+
+def test_fields_through_reshapes_that_keep_and_merge_axes():
+    """(C, H, W) -> (C*H, W) keeps W (a later conv along it is followed exactly) and merges C
+    with H into the channel axis, which the conv mixes: H is then whole, flagged '?' (conv does
+    not declare what it does along channels). A window along a merged axis cannot be followed
+    either: whole, flagged."""
+    graph = _net(
+        (2, 4, 10),
+        {"type": "conv", "name": "c1", "filters": 2, "kernel": 3, "padding": 1},
+        {"type": "reshape", "name": "rows", "shape": [8, 10]},
+        {"type": "conv", "name": "along_w", "filters": 3, "kernel": 3},
+        {"type": "reshape", "name": "back", "shape": [3, 1, 8]},
+        {"type": "relu", "name": "relu"},
+        {"type": "flatten", "name": "flat", "start_dim": 2},          # (3, 8): W held alone
+        {"type": "reshape", "name": "split", "shape": [3, 2, 4]},     # W split in two: merged
+        {"type": "conv", "name": "mixed", "filters": 2, "kernel": [1, 3]},
+    )
+    analysis = archcalc.analyze(graph)
+    rows = analysis.layer("rows").receptive_field
+    assert rows.axes == ((0,), 1) and (rows.size, rows.exact) == ((3, 3), True)
+    along_w = analysis.layer("along_w").receptive_field
+    assert (along_w.size, along_w.stride, along_w.exact) == ((4, 5), (0, 1), False)
+    assert analysis.layer("flat").receptive_field.axes == (None, 1)
+    assert analysis.layer("split").receptive_field.axes == (None, (1,), (1,))
+    mixed = analysis.layer("mixed").receptive_field
+    assert mixed.is_global and not mixed.exact and mixed.text() == "global ?"
+    _assert_fields_measured(graph)
+
+
+def test_a_window_along_a_split_axis_is_flagged_and_the_other_axes_stay_exact():
+    """W split into (2, 5) by a reshape; a conv along the 5: W whole and flagged, H exact."""
+    graph = _net(
+        (2, 4, 10),
+        {"type": "conv", "filters": 2, "kernel": 3, "padding": 1},
+        {"type": "reshape", "name": "split", "shape": [2, 4, 2, 5]},
+        {"type": "conv", "name": "along_part", "filters": 2, "kernel": [1, 1, 3]},
+    )
+    analysis = archcalc.analyze(graph)
+    assert analysis.layer("split").receptive_field.axes == (None, 0, (1,), (1,))
+    field = analysis.layer("along_part").receptive_field
+    assert (field.size, field.stride, field.exact) == ((3, 10), (1, 0), False)
+    assert field.text() == "3x10 ?"
+    assert field.to_dict()["exact"] is False and field.to_dict()["axes"] == [None, 0, [1], [1]]
+    _assert_fields_measured(graph)
+
+
+def test_linear_on_a_spatial_axis_makes_that_axis_global():
+    """Channels-first (C, H, W): a linear acts on W, so each unit sees all of W and one row of H."""
+    graph = _net(
+        (2, 5, 6),
+        {"type": "conv", "filters": 2, "kernel": 3, "padding": 1},
+        {"type": "linear", "name": "over_w", "units": 4},
+        {"type": "conv", "filters": 2, "kernel": 3},
+    )
+    analysis = archcalc.analyze(graph)
+    over_w = analysis.layer("over_w").receptive_field
+    assert (over_w.size, over_w.stride, over_w.exact) == ((3, 3 + 5 * 1), (1, 0), True)
+    assert analysis.layer("over_w").macs == 2 * 5 * 6 * 4
+    _assert_fields_measured(graph)
+    one_d = archcalc.analyze(_net((3, 8), {"type": "linear", "units": 2}))
+    assert one_d.layers[-1].receptive_field.is_global  # the only spatial axis seen whole
+
+
+@pytest.mark.parametrize(
+    ("op", "exact"),
+    [
+        ({"type": "relu"}, True),          # element-wise, in place: leaves the channel axis alone
+        ({"type": "softmax"}, False),      # mixes the channel axis, which holds H here
+        ({"type": "batchnorm"}, False),    # does not mix it, but does not say so: an upper bound
+        ({"type": "conv", "filters": 3, "kernel": 3, "padding": 1}, False),
+        ({"type": "maxpool", "kernel": 3, "stride": 1, "padding": 1}, False),
+    ],
+    ids=["relu", "softmax", "batchnorm", "conv", "maxpool"],
+)
+def test_an_op_given_a_spatial_axis_as_channels_is_flagged_not_wrong(op, exact):
+    """After a permute to (H, C, W) an op's channel axis holds H: unless the op leaves it alone,
+    H's field is reported whole and flagged '?' (an upper bound), never a silently wrong size."""
+    graph = _net((4, 5, 6), {"type": "permute", "name": "hcw", "dims": [0, 2, 1, 3]}, {**op, "name": "op"})
+    field = archcalc.analyze(graph).layer("op").receptive_field
+    assert field.exact is exact
+    if not exact:
+        assert field.size[0] == 5 and field.text().endswith("?")
+    _assert_fields_measured(graph)
+
+
+def test_views_store_nothing_new():
+    """permute, reshape, slice and flatten are views, as in PyTorch: no activation storage."""
+    graph = _net(
+        (4, 6, 6),
+        {"type": "conv", "filters": 4, "kernel": 3},
+        {"type": "permute", "dims": [0, 2, 3, 1]},
+        {"type": "reshape", "shape": [4, 4, 2, 2]},
+        {"type": "slice", "dim": 1, "stop": 2},
+        {"type": "flatten", "start_dim": 2},
+    )
+    analysis = archcalc.analyze(graph)
+    stored = {row.type: row.stores_output for row in analysis.layers}
+    assert stored == {"input": True, "conv": True, "permute": False, "reshape": False, "slice": False, "flatten": False}

@@ -94,7 +94,8 @@ def measured_fields(graph: Graph, names, batch_unit=None):
         # all channels at one position (a concat's channels come from different branches),
         # unequally weighted so that softmax's sum to 1 does not cancel the gradient
         channels = out[(0, *index)]
-        unit = (channels * torch.arange(1, channels.numel() + 1, dtype=channels.dtype)).sum()
+        weights = torch.arange(1, channels.numel() + 1, dtype=channels.dtype).reshape(channels.shape)
+        unit = (channels * weights).sum()
         unit.backward(retain_graph=True)
         nonzero = x.grad[0].abs().sum(0).nonzero()
         result[name] = (centre, tuple((int(nonzero[:, a].min()), int(nonzero[:, a].max())) for a in range(nonzero.shape[1])))

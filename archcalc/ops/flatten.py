@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from archcalc.errors import check
-from archcalc.ops._layout import AxisStep, axes_text, kept, sample_axis, signed_int
+from archcalc.ops._layout import AxisStep, axes_text, sample_axis, signed_int
 from archcalc.ops.attrs import Attr
 from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
 
@@ -67,9 +67,11 @@ class Flatten(Op):
         return POINTWISE
 
     def axis_map(self, layer: Layer) -> tuple[AxisStep, ...]:
-        """Axes before and after the run kept; the run merged into one."""
-        start, end, rank = layer.attrs["start_dim"] - 1, layer.attrs["end_dim"], len(layer.in_shape)
-        return (*map(kept, range(start)), AxisStep(tuple(range(start, end))), *map(kept, range(end, rank)))
+        """As a reshape's: axes before and after the run kept, the run merged into one (kept
+        when all but one of its axes have size 1)."""
+        from archcalc.ops.reshape import reshape_axis_map
+
+        return reshape_axis_map(layer.in_shape, layer.out_shape)
 
     def summary(self, layer: Layer) -> str:
         start, end = layer.attrs["start_dim"], layer.attrs["end_dim"]
