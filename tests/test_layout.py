@@ -270,3 +270,151 @@ def test_views_store_nothing_new():
     analysis = archcalc.analyze(graph)
     stored = {row.type: row.stores_output for row in analysis.layers}
     assert stored == {"input": True, "conv": True, "permute": False, "reshape": False, "slice": False, "flatten": False}
+
+
+# ---------------------------------------------------------------------------------------------
+# the executor through layout ops: torch's outputs and gradients, central differences, MACs
+
+
+def _layout_chain():
+    """Views of every kind between ops that compute: a conv given a permuted (non-contiguous)
+    tensor, a slice with a step, a reshape, a linear on the last axis of a rank-3 tensor."""
+    return _net(
+        (3, 6, 5),
+        {"type": "permute", "name": "wch", "dims": [0, 3, 1, 2]},          # (5, 3, 6): W as channels
+        {"type": "conv", "name": "conv", "filters": 4, "kernel": [2, 3], "padding": 1},  # (4, 4, 6)
+        {"type": "slice", "name": "every_other", "dim": -1, "start": 1, "step": 2},       # (4, 4, 3)
+        {"type": "reshape", "name": "rows", "shape": [2, 8, 3]},
+        {"type": "permute", "name": "last", "dims": [3, 1, 2]},            # (3, 2, 8)
+        {"type": "linear", "name": "fc1", "units": 5},                     # (3, 2, 5)
+        {"type": "flatten", "name": "flat", "start_dim": 2},               # (3, 10)
+        {"type": "tanh", "name": "tanh"},
+        {"type": "flatten", "name": "flat_all"},
+        {"type": "linear", "name": "fc2", "units": 2},
+    )
+
+
+def test_executor_through_layout_ops_matches_torch():
+    oracle = pytest.importorskip("tests.torch_oracle")
+    graph = _layout_chain()
+    executor = Executor(graph, seed=2, dtype="float64")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, *graph.input_shape))
+    params = {k: v.copy() for k, v in executor.params.items()}
+    y = executor.forward(x)
+    dy = rng.standard_normal(y.shape)
+    grads = executor.backward(dy)
+    outputs, dx, torch_grads, _ = oracle.run_torch(graph, params, x, dy, training=True)
+    for name in ("wch", "conv", "every_other", "rows", "last", "fc1", "flat"):
+        np.testing.assert_allclose(executor.outputs[name], outputs[name], rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(y, outputs["fc2"], rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(executor.input_grad, dx, rtol=1e-9, atol=1e-10)
+    assert set(grads) == set(torch_grads)
+    for name, grad in grads.items():
+        np.testing.assert_allclose(grad, torch_grads[name], rtol=1e-9, atol=1e-10)
+    performed = executor.check_macs()
+    assert performed["fc1"][0] == 3 * (3 * 2) * 8 * 5  # batch * positions * in * units
+
+
+@pytest.mark.parametrize("graph", [_layout_chain(), _convnext_block(4, 5)], ids=["chain", "convnext"])
+def test_gradcheck_through_layout_ops(graph):
+    from archcalc.execute import gradcheck
+
+    report = gradcheck(graph, batch=2, seed=0)
+    assert report.passed, str(report)
+
+
+# ---------------------------------------------------------------------------------------------
+# refusals: one line naming the layer, the constraint and the values
+
+
+LAYOUT_ERRORS = [
+    ({"type": "flatten", "start_dim": 0},
+     'layers[0] (name="flatten1", type="flatten"): start_dim must be 1 to 3 or -3 to -1, got 0: axes are numbered as in '
+     "PyTorch, 0 being the batch axis of (N, C, H, W), which a layer cannot change"),
+    ({"type": "flatten", "start_dim": 3, "end_dim": 2},
+     'layers[0] (name="flatten1", type="flatten"): start_dim must not come after end_dim, got start_dim=3 '
+     "(axis 3 of (N, C, H, W)) and end_dim=2 (axis 2)"),
+    ({"type": "flatten", "end_dim": 5},
+     'layers[0] (name="flatten1", type="flatten"): end_dim must be 1 to 3 or -3 to -1 (the axes of (N, C, H, W) but '
+     "the batch), got 5"),
+    ({"type": "permute", "dims": [1, 2, 0]},
+     'layers[0] (name="permute1", type="permute"): dims must order axes 1 to 3 of (N, C, H, W) (numbered as in '
+     "PyTorch, 0 being the batch), got [1, 2, 0]; list all 4 with the batch's 0 first, or leave the 0 out"),
+    ({"type": "permute", "dims": [2, 3, 1, 0]},
+     'layers[0] (name="permute1", type="permute"): dims must keep the batch axis 0 first and name axes 1 to 3 of '
+     "(N, C, H, W), got [2, 3, 1, 0]"),
+    ({"type": "permute", "dims": [0, 2, 2, 1]},
+     'layers[0] (name="permute1", type="permute"): dims must name each axis of (N, C, H, W) once, got [0, 2, 2, 1]'),
+    ({"type": "permute", "dims": [2, 3]},
+     'layers[0] (name="permute1", type="permute"): dims must order the 4 axes of (N, C, H, W) as PyTorch numbers '
+     "them, the batch's 0 first (or the 3 after it), got 2 values: [2, 3]"),
+    ({"type": "reshape", "shape": [4, 10]},
+     'layers[0] (name="reshape1", type="reshape"): shape [4, 10] holds 40 values, the input (3, 8, 8) 192: the sizes '
+     "must multiply out to the input's (shape leaves out the batch axis)"),
+    ({"type": "reshape", "shape": [-1, -1]},
+     'layers[0] (name="reshape1", type="reshape"): shape may hold one -1 (a size worked out from the others), '
+     "got [-1, -1]"),
+    ({"type": "reshape", "shape": [-1, 3, 8, 8]},
+     'layers[0] (name="reshape1", type="reshape"): shape [-1, 3, 8, 8]: the leading -1 would be 1; shape is the '
+     "sample's shape without the batch axis (PyTorch's x.reshape(-1, 3, 8, 8) over a batch is [3, 8, 8] here); "
+     "write 1 for a size-1 axis"),
+    ({"type": "reshape", "shape": [0, 192]},
+     'layers[0] (name="reshape1", type="reshape"): shape sizes must be positive ints or one -1, got [0, 192]'),
+    ({"type": "reshape", "shape": [-1, 5]},
+     'layers[0] (name="reshape1", type="reshape"): shape [-1, 5]: the input (3, 8, 8) holds 192 values, which do not '
+     "divide by the other sizes' product 5, so no -1 fits"),
+    ({"type": "slice", "dim": 0, "stop": 2},
+     'layers[0] (name="slice1", type="slice"): dim must be 1 to 3 or -3 to -1, got 0: axes are numbered as in '
+     "PyTorch, 0 being the batch axis of (N, C, H, W), which a layer cannot change"),
+    ({"type": "slice", "dim": 2, "start": 6, "stop": 3},
+     'layers[0] (name="slice1", type="slice"): slice [6:3] of axis 2 of (N, C, H, W) (size 8) must not be empty, '
+     "got range(6, 3, 1) after clamping to the axis (PyTorch would give an empty tensor)"),
+    ({"type": "slice", "dim": -2, "start": 9},
+     'layers[0] (name="slice1", type="slice"): slice [9:] of axis 2 of (N, C, H, W) (size 8) must not be empty, '
+     "got range(8, 8, 1) after clamping to the axis (PyTorch would give an empty tensor)"),
+]
+
+
+@pytest.mark.parametrize(("layer", "message"), LAYOUT_ERRORS, ids=[m[:60] for _, m in LAYOUT_ERRORS])
+def test_layout_refusals_exact_messages(layer, message):
+    from archcalc.errors import ArchcalcError
+
+    with pytest.raises(ArchcalcError) as info:
+        archcalc.analyze(from_dict({"name": "t", "input": [3, 8, 8], "layers": [layer]}, "net.json"))
+    assert str(info.value) == f"spec 'net.json': {message}"
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ({"type": "slice", "dim": 2, "step": 0}, "step must be a positive int, got 0"),
+        ({"type": "slice", "dim": 2.5}, "dim must be an int from -2147483647 to 2147483647 (2**31 - 1), got 2.5"),
+        ({"type": "permute", "dims": "abc"}, "dims must be a list of 1 to 64 ints, each from -2147483647 to 2147483647, got 'abc'"),
+        ({"type": "reshape", "shape": []}, "shape must be a list of 1 to 64 ints, each from -2147483647 to 2147483647, got []"),
+        ({"type": "reshape", "shape": [2**40, -1]},
+         "shape must be a list of 1 to 64 ints, each from -2147483647 to 2147483647, got [1099511627776, -1]"),
+    ],
+)
+def test_layout_attribute_errors(layer, message):
+    from archcalc.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        from_dict({"name": "t", "input": [3, 8, 8], "layers": [layer]})
+    assert message in str(info.value)
+
+
+def test_slices_clamp_as_torch_does():
+    """Python's and PyTorch's rules: negative bounds from the end, out-of-range ones clamped."""
+    torch = pytest.importorskip("torch")
+    x = torch.arange(10)
+    for start, stop, step in [(-3, None, 1), (-100, -1, 3), (2, 100, 4), (None, 3, 2), (7, -2, 1), (-1, 10, 5)]:
+        graph = _net((2, 10), {"type": "slice", "dim": 2, "start": start, "stop": stop, "step": step})
+        assert archcalc.analyze(graph).layers[-1].output_shape == (2, len(x[start:stop:step]))
+
+
+def test_reshape_resolves_its_minus_one():
+    """(3, 8, 8) holds 192 values: [-1, 16] is (12, 16), [3, -1, 4] is (3, 16, 4)."""
+    for shape, out in [([-1, 16], (12, 16)), ([3, -1, 4], (3, 16, 4)), ([192], (192,)), ([1, 192], (1, 192))]:
+        row = archcalc.analyze(_net((3, 8, 8), {"type": "reshape", "shape": shape})).layers[-1]
+        assert row.output_shape == out and tuple(row.attrs["shape"]) == out

@@ -14,8 +14,7 @@ from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, S
 
 @register
 class Flatten(Op):
-    """Merge axes ``start_dim`` to ``end_dim`` into one, as PyTorch's nn.Flatten: by default
-    (C, *spatial) -> (C * prod(spatial),).
+    """Merge axes start_dim to end_dim into one, as PyTorch's nn.Flatten: (C, H, W) -> (C*H*W,).
 
     Axes are numbered as in PyTorch, 0 being the batch axis archcalc's shapes leave out: the
     default ``start_dim: 1`` is the sample's first axis (C), as ``nn.Flatten()``'s; on (C, H, W)

@@ -28,8 +28,10 @@ from archcalc.ops.base import (
 
 @register
 class Linear(Op):
-    """Every output unit a weighted sum of the last axis's values, as PyTorch's nn.Linear:
-    (..., in) -> (..., units), the same weights at every position of the other axes.
+    """Weighted sums of the last axis, as PyTorch's nn.Linear: (..., in) -> (..., units).
+
+    The same weights apply at every position of the other axes: (in,) -> (units,) after a
+    flatten; (L, C) -> (L, units) on a sequence; ConvNeXt's channels-last (H, W, C) -> (H, W, 4C).
 
     out = the input's shape with its last axis replaced by units
     params = in * units weights + units biases (when bias), whatever the rank

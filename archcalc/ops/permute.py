@@ -13,8 +13,9 @@ from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, S
 
 @register
 class Permute(Op):
-    """Reorder the axes, as PyTorch's ``x.permute(*dims)``: (C, H, W) with dims [0, 2, 3, 1] ->
-    (H, W, C) (ConvNeXt's channels-last block), and [0, 3, 1, 2] back.
+    """Reorder the axes, as PyTorch's x.permute(*dims): [0, 2, 3, 1] makes (C, H, W) (H, W, C).
+
+    ConvNeXt's channels-last block permutes with [0, 2, 3, 1] and back with [0, 3, 1, 2].
 
     Axes are numbered as in PyTorch, 0 being the batch axis archcalc's shapes leave out: ``dims``
     is torch's own list, batch first ([0, 2, 3, 1]), or the same without the batch's 0 ([2, 3, 1]:

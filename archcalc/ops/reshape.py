@@ -14,7 +14,7 @@ from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, S
 
 @register
 class Reshape(Op):
-    """The same values, in row-major order, in another shape: ``x.reshape(N, *shape)``.
+    """The same values in row-major order in another shape, as PyTorch's x.reshape(N, *shape).
 
     ``shape`` is the sample's shape, without the batch axis (as archcalc's shapes and Keras'
     Reshape): PyTorch's ``x.reshape(x.size(0), 4, 36)`` is ``shape: [4, 36]``. One size may be

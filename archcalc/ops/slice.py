@@ -13,10 +13,12 @@ from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, S
 
 @register
 class Slice(Op):
-    """Positions start, start + step, ... before stop along axis ``dim``, as PyTorch's (and
-    Python's) slicing ``x[..., start:stop:step]``: negative start/stop count from the end, and
-    both are clamped to the axis. ``chunk`` and ``split`` are several slices of one tensor:
-    ``torch.chunk(x, 2, dim=1)`` on 64 channels is slices [0:32] and [32:64] of dim 1.
+    """Positions start:stop:step along axis dim, as PyTorch's slicing x[..., start:stop:step].
+
+    Positions start, start + step, ... before stop; negative start/stop count from the end, and
+    both are clamped to the axis, as Python and PyTorch do. ``chunk`` and ``split`` are several
+    slices of one tensor: ``torch.chunk(x, 2, dim=1)`` on 64 channels is slices [0:32] and
+    [32:64] of dim 1.
 
     ``dim`` is numbered as in PyTorch, 0 being the batch axis archcalc's shapes leave out (1 = C,
     -1 = the last axis); the batch cannot be sliced. ``step`` is positive, as in PyTorch.
@@ -53,8 +55,8 @@ class Slice(Op):
         count = len(range(first, stop, step))
         check(
             count >= 1,
-            lambda: f"slice [{_text(attrs)}] of axis {axis + 1} of {axes_text(len(in_shape))} (size {size}) is empty: "
-            f"start {first} is not before stop after clamping to the axis",
+            lambda: f"slice [{_text(attrs)}] of axis {axis + 1} of {axes_text(len(in_shape))} (size {size}) must not be "
+            f"empty, got range({first}, {stop}, {step}) after clamping to the axis (PyTorch would give an empty tensor)",
         )
         return {**attrs, "dim": axis + 1}
 
