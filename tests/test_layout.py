@@ -418,3 +418,65 @@ def test_reshape_resolves_its_minus_one():
     for shape, out in [([-1, 16], (12, 16)), ([3, -1, 4], (3, 16, 4)), ([192], (192,)), ([1, 192], (1, 192))]:
         row = archcalc.analyze(_net((3, 8, 8), {"type": "reshape", "shape": shape})).layers[-1]
         assert row.output_shape == out and tuple(row.attrs["shape"]) == out
+
+
+# ---------------------------------------------------------------------------------------------
+# random chains of layout and window ops: every field exact where claimed, a bound otherwise
+
+
+def _random_layer(draw, st, shape):
+    """One layer valid for ``shape`` (the sample's shape), drawn from the layout ops and a few
+    ops that compute."""
+    rank = len(shape)
+    kind = draw(st.sampled_from(["permute", "slice", "reshape", "flatten", "linear", "conv", "avgpool", "relu"]))
+    if kind == "permute":
+        return {"type": "permute", "dims": [d + 1 for d in draw(st.permutations(range(rank)))]}
+    if kind == "slice":
+        dim = draw(st.integers(1, rank))
+        start = draw(st.integers(-shape[dim - 1], shape[dim - 1] - 1))
+        return {"type": "slice", "dim": dim, "start": start, "step": draw(st.integers(1, 3))}
+    if kind == "reshape" and rank >= 2:
+        at = draw(st.integers(0, rank - 2))  # merge two neighbours
+        return {"type": "reshape", "shape": [*shape[:at], shape[at] * shape[at + 1], *shape[at + 2:]]}
+    if kind == "flatten" and rank >= 2:
+        return {"type": "flatten", "start_dim": draw(st.integers(2, rank))}
+    if kind == "linear":
+        return {"type": "linear", "units": draw(st.integers(1, 4))}
+    if kind in ("conv", "avgpool") and rank >= 2:
+        kernel = [draw(st.integers(1, min(3, n))) for n in shape[1:]]
+        stride = [draw(st.integers(1, 2)) for _ in shape[1:]]
+        if kind == "conv":
+            return {"type": "conv", "filters": draw(st.integers(1, 3)), "kernel": kernel, "stride": stride}
+        return {"type": "avgpool", "kernel": kernel, "stride": stride}
+    return {"type": "relu"}
+
+
+def test_random_layout_chains_match_torch():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    pytest.importorskip("tests.torch_oracle")
+
+    @st.composite
+    def chains(draw):
+        shape = (draw(st.integers(1, 3)), draw(st.integers(4, 9)), draw(st.integers(4, 9)))
+        layers, current = [], shape
+        for _ in range(draw(st.integers(2, 5))):
+            layer = _random_layer(draw, st, current)
+            try:
+                analysis = archcalc.analyze(_net(shape, *layers, layer))
+            except archcalc.ArchcalcError:
+                continue
+            if len(analysis.layers[-1].output_shape) > 3 or analysis.layers[-1].output_shape[0] > 64:
+                continue
+            layers.append(layer)
+            current = analysis.layers[-1].output_shape
+        return shape, layers
+
+    @hypothesis.settings(max_examples=25, derandomize=True, deadline=None)
+    @hypothesis.given(chains())
+    def check(chain):
+        shape, layers = chain
+        hypothesis.assume(layers)
+        _assert_fields_measured(_net(shape, *layers))
+
+    check()
