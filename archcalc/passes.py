@@ -109,7 +109,6 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
     not ``exact``: an upper bound, stated, never a silently wrong size.
     """
     spatial = graph.input_shape[1:]
-    whole = ReceptiveField.whole(spatial)
     start = tuple(formulas.INPUT_FIELD for _ in spatial)
     first = graph.nodes[0].name
     fields: dict[str, ReceptiveField] = {first: ReceptiveField.of(start, start, True)}
@@ -118,14 +117,14 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
         inputs = [fields[ref] for ref in node.inputs]
         layer = layers[node.name]
         if any(f.is_global for f in inputs):
-            fields[node.name] = whole if all(f.exact for f in inputs) else ReceptiveField.whole(spatial, exact=False)
+            fields[node.name] = ReceptiveField.whole(spatial, all(f.exact for f in inputs))
             holds[node.name] = (None,) * len(layer.out_shape)
             continue
         op = get_op(node.type)
         axis_map = getattr(op, "axis_map", None)  # layout ops say where each output axis comes from
         window = op.window(layer)
         if window == GLOBAL:
-            fields[node.name] = whole if all(f.exact for f in inputs) else ReceptiveField.whole(spatial, exact=False)
+            fields[node.name] = ReceptiveField.whole(spatial, all(f.exact for f in inputs))
             holds[node.name] = (None,) * len(layer.out_shape)
             continue
         if len(inputs) == 1:  # a chain: nothing to merge
@@ -133,14 +132,21 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
         else:
             largest, smallest = _pick(inputs, max), _pick(inputs, min)
             aligned = all(f.centre == inputs[0].centre and f.stride == inputs[0].stride for f in inputs[1:])
-        held = _merged_holdings([holds[ref] for ref in node.inputs])
+        held, clashing = _merged_holdings([holds[ref] for ref in node.inputs])
+        if len(held) != len(layer.in_shape):  # inputs of different ranks (a broadcast): nothing is known
+            fields[node.name] = ReceptiveField.whole(spatial, exact=False)
+            holds[node.name] = (None,) * len(layer.out_shape)
+            continue
+        if clashing:  # merged tensors lay spatial axes out differently: a unit sees several places
+            largest, smallest = (tuple(_whole_axis(n) if i in clashing else f for i, (n, f) in enumerate(zip(spatial, path)))
+                                 for path in (largest, smallest))
         uniform = all(f.uniform for f in inputs) and (window == POINTWISE or window.uniform)
-        exact = all(f.exact for f in inputs)
+        exact = all(f.exact for f in inputs) and not clashing
         channels = "follow" if axis_map else _channel_axis(op, window, held)
         if not axis_map and window == POINTWISE and channels == "follow" and len(held) == len(layer.out_shape):
             # the unit sees what its input unit saw
-            fields[node.name] = inputs[0] if len(inputs) == 1 else ReceptiveField.of(
-                largest, smallest, aligned, uniform, _axes_of(held), exact)
+            fields[node.name] = inputs[0] if len(inputs) == 1 else _field(
+                spatial, largest, smallest, aligned, uniform, held, exact)
             holds[node.name] = held
             continue
         if axis_map:
@@ -172,13 +178,19 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
             new_held = [None] * len(layer.out_shape)
             largest = smallest = [_whole_axis(n) for n in spatial]
             exact = False
-        if spatial and all(f.jump == 0 for f in largest):  # global along every axis
-            fields[node.name] = whole if exact else ReceptiveField.whole(spatial, exact=False)
-        else:
-            axes = _axes_of(tuple(new_held))
-            fields[node.name] = ReceptiveField.of(tuple(largest), tuple(smallest), aligned, uniform, axes, exact)
+        fields[node.name] = _field(spatial, largest, smallest, aligned, uniform, tuple(new_held), exact)
         holds[node.name] = tuple(new_held)
     return fields
+
+
+def _field(
+    spatial: tuple[int, ...], largest: Any, smallest: Any, aligned: bool, uniform: bool,
+    held: tuple[_Holding, ...], exact: bool,
+) -> ReceptiveField:
+    """The node's field from its per-axis fields: global when every axis is seen whole."""
+    if spatial and all(f.jump == 0 for f in largest):
+        return ReceptiveField.whole(spatial, exact)
+    return ReceptiveField.of(tuple(largest), tuple(smallest), aligned, uniform, _axes_of(held), exact)
 
 
 #: What one tensor axis holds: a spatial axis of the input (its index), none (channels, units),
@@ -245,17 +257,22 @@ def _channel_axis(op: Any, window: Any, held: tuple[_Holding, ...]) -> str:
     return "follow" if window == POINTWISE and not op.stores_output else "unknown"
 
 
-def _merged_holdings(inputs: list[tuple[_Holding, ...]]) -> tuple[_Holding, ...]:
-    """The axes' holdings of a merge's inputs: equal ones kept, differing ones mixed."""
+def _merged_holdings(inputs: list[tuple[_Holding, ...]]) -> tuple[tuple[_Holding, ...], frozenset[int]]:
+    """The axes' holdings of a merge's inputs, and the spatial axes they disagree on: equal
+    holdings kept, differing ones mixed (inputs of different ranks give the shorter rank: the
+    caller then knows nothing)."""
     first = inputs[0]
     if all(h == first for h in inputs[1:]):
-        return first
+        return first, frozenset()
     merged: list[_Holding] = []
+    clashing: frozenset[int] = frozenset()
     for axis in range(min(len(h) for h in inputs)):
         values = {h[axis] for h in inputs}
         content = frozenset().union(*(_content(v) for v in values))
+        if len(values) > 1:
+            clashing |= content
         merged.append(values.pop() if len(values) == 1 else (frozenset(content) or None))
-    return tuple(merged)
+    return tuple(merged), clashing
 
 
 def _content(holding: _Holding) -> frozenset[int]:

@@ -480,3 +480,19 @@ def test_random_layout_chains_match_torch():
         _assert_fields_measured(_net(shape, *layers))
 
     check()
+
+
+def test_a_merge_of_differently_laid_out_tensors_mixes_their_axes():
+    """x + x with H and W swapped: unit (i, j) sees rows i and j, so neither axis is one
+    spatial axis any more: both are reported whole, flagged '?', and stay so."""
+    graph = _net(
+        (2, 6, 6),
+        {"type": "conv", "name": "c1", "filters": 2, "kernel": [3, 1], "padding": [1, 0]},
+        {"type": "permute", "name": "swap", "dims": [0, 1, 3, 2]},
+        {"type": "add", "name": "sum", "inputs": ["c1", "swap"]},
+        {"type": "conv", "name": "c2", "filters": 2, "kernel": 3},
+    )
+    analysis = archcalc.analyze(graph)
+    assert analysis.layer("sum").receptive_field.text() == "global ?"
+    assert not analysis.layer("c2").receptive_field.exact
+    _assert_fields_measured(graph)
