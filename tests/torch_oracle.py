@@ -84,6 +84,9 @@ def measured_fields(graph: Graph, names, batch_unit=None):
     # HardTanh's [min, max] range), so the gradient reaches every input the unit depends on
     x = torch.full((1, *graph.input_shape), 1e-2, dtype=torch.float64, requires_grad=True)
     outputs = net(x)
+    for out in outputs.values():  # see _contiguous_grad
+        if out.requires_grad:
+            out.register_hook(_contiguous_grad)
     holdings = _axis_holdings(graph)
     n_spatial = len(graph.input_shape) - 1
     result = {}
@@ -100,6 +103,13 @@ def measured_fields(graph: Graph, names, batch_unit=None):
         nonzero = x.grad[0].abs().sum(0).nonzero()
         result[name] = (centre, tuple((int(nonzero[:, a].min()), int(nonzero[:, a].max())) for a in range(nonzero.shape[1])))
     return result
+
+
+def _contiguous_grad(grad):
+    """The same gradient in contiguous memory. torch 2.13's CPU BatchNorm2d backward in eval
+    misreads a non-contiguous output gradient of a batch of 1 (a BatchNorm2d whose output is
+    reshaped and permuted: torch.autograd.gradcheck fails), and the oracle must not inherit it."""
+    return None if grad is None else grad.contiguous()
 
 
 def _axis_holdings(graph: Graph) -> dict:

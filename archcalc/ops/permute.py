@@ -76,7 +76,11 @@ class Permute(Op):
 
         class TorchPermute(nn.Module):
             def forward(self, x: Any) -> Any:
-                return x.permute(*dims)
+                # contiguous: the same values; torch 2.13's CPU BatchNorm2d gives a wrong input
+                # gradient for some permuted views (a (1, 1, 4, 4) tensor permuted (0, 3, 2, 1):
+                # strides (16, 1, 4, 16), taken as channels-last; torch.autograd.gradcheck fails),
+                # and the oracle must not inherit that
+                return x.permute(*dims).contiguous()
 
         return TorchPermute()
 
