@@ -151,8 +151,9 @@ def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[st
         return [("receptive field", "each input value sees itself: size 1, jump 1")]
     if field.is_global:
         return [("receptive field", "global: every output sees the whole input")]
-    sources = [analysis.layer(ref).receptive_field for ref in node.inputs]
-    window = get_op(node.type).window(layer)
+    op = get_op(node.type)
+    sources = [analysis.layer(ref).receptive_field for ref in node.inputs[: op.field_inputs]]
+    window = op.window(layer)
     lines = []
     if len(sources) > 1:
         sizes = ", ".join("x".join(map(str, s.size)) for s in sources)
@@ -162,13 +163,20 @@ def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[st
     if window in (POINTWISE, GLOBAL):
         lines.append(("receptive field", f"unchanged by {node.type}: size {'x'.join(map(str, field.size))}"))
         return lines
+    if getattr(op, "axis_map", None) or not field.exact:  # a layout op moves axes: no window arithmetic
+        lines.append(("receptive field", f"{field.text()}, per input axis, following what each axis of the tensor holds"))
+        return lines
     source = max(sources, key=lambda s: s.size)
-    axis_names = AXIS_NAMES[len(window.kernel)]
+    axis_names = AXIS_NAMES[len(analysis.input_shape) - 1]
     dilations = window.input_dilation or (1,) * len(window.kernel)
-    for axis, (before, k, s, d, pad, input_dilation) in enumerate(
-        zip(source.path_max, window.kernel, window.stride, window.dilation, window.padding, dilations)
+    for component, (k, s, d, pad, input_dilation) in enumerate(
+        zip(window.kernel, window.stride, window.dilation, window.padding, dilations), start=1
     ):
-        after = field.path_max[axis]
+        # the window's component along tensor axis `component` acts on the input axis held there
+        axis = source.axes[component] if source.axes else component - 1
+        if not isinstance(axis, int):
+            continue
+        before, after = source.path_max[axis], field.path_max[axis]
         span = formulas.effective_kernel(k, d)
         jump_in, steps = before.jump, ""
         if input_dilation != 1:  # the window steps over the zero-inserted input, jump_in/D apart

@@ -32,7 +32,16 @@ class ReceptiveField:
     pooling), the size being the largest. ``resolution_dependent`` is true from a layer whose
     resolved window depends on the input size ("same" padding with a stride) onwards: the
     padding and centre (or the size) hold for this input size only. A global field (after a
-    linear layer or global pooling) covers the input.
+    linear layer or global pooling) covers the input. An axis whose ``stride`` (jump) is 0 is
+    global along that axis alone: every unit sees all of it (a linear layer acting on it).
+
+    ``axes``: what each axis of this node's output holds: the index of the input spatial axis
+    its positions step along (0 for the first spatial axis), None for no spatial axis (channels,
+    a linear layer's units), or a tuple of spatial axes merged into it by a flatten or reshape.
+    Channels-first (C, H, W) has (None, 0, 1); after a permute to (H, W, C), (0, 1, None);
+    flattened, ((0, 1),). ``exact`` is false when the pass could not follow an axis (a window
+    over axes a layout op merged; an op that may mix its channel axis applied where a spatial
+    axis sits there): the field along it is then reported whole, an upper bound.
     """
 
     path_max: tuple[Field, ...]
@@ -42,16 +51,22 @@ class ReceptiveField:
     input_size: Shape = ()
     uniform: bool = True
     resolution_dependent: bool = False
+    axes: tuple[int | tuple[int, ...] | None, ...] = ()
+    exact: bool = True
 
     @classmethod
-    def of(cls, largest: tuple[Field, ...], smallest: tuple[Field, ...], aligned: bool, uniform: bool = True) -> ReceptiveField:
-        """A field from its largest and smallest paths."""
-        return cls(largest, smallest, aligned, uniform=uniform)
+    def of(
+        cls, largest: tuple[Field, ...], smallest: tuple[Field, ...], aligned: bool, uniform: bool = True,
+        axes: tuple[int | tuple[int, ...] | None, ...] | None = None, exact: bool = True,
+    ) -> ReceptiveField:
+        """A field from its largest and smallest paths; ``axes`` channels-first unless given."""
+        axes = (None, *range(len(largest))) if axes is None else axes
+        return cls(largest, smallest, aligned, uniform=uniform, axes=axes, exact=exact)
 
     @classmethod
-    def whole(cls, input_size: Shape) -> ReceptiveField:
-        """The global field: every output sees the whole input."""
-        return cls((), (), True, True, tuple(input_size))
+    def whole(cls, input_size: Shape, exact: bool = True) -> ReceptiveField:
+        """The global field: every output sees the whole input (an upper bound unless ``exact``)."""
+        return cls((), (), True, True, tuple(input_size), exact=exact)
 
     @property
     def size(self) -> Shape:
@@ -79,7 +94,7 @@ class ReceptiveField:
         return None if self.is_global else tuple(f.centre for f in self.path_max)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: size, stride, padding, centre, size_min, aligned, uniform, global, resolution_dependent."""
+        """JSON form: size, stride, padding, centre, size_min, aligned, uniform, global, resolution_dependent, exact, axes."""
         return {
             "size": _numbers(self.size),
             "stride": _numbers(self.stride),
@@ -90,18 +105,21 @@ class ReceptiveField:
             "uniform": self.uniform,
             "global": self.is_global,
             "resolution_dependent": self.resolution_dependent,
+            "exact": self.exact,
+            "axes": None if self.is_global else [list(a) if isinstance(a, tuple) else a for a in self.axes],
         }
 
     def text(self) -> str:
         """``7x7``, ``global``, ``7x7 (min 3x3)``, with ``!`` when branch centres differ, ``~``
-        when windows differ in size (the largest shown) and ``^`` (:data:`RESOLUTION_MARK`) when
-        its padding and centre hold for this input size only."""
+        when windows differ in size (the largest shown), ``?`` when an axis could not be followed
+        (an upper bound shown) and ``^`` (:data:`RESOLUTION_MARK`) when its padding and centre
+        hold for this input size only."""
         if self.is_global:
-            return "global"
+            return "global" + ("" if self.exact else " ?")
         text = "x".join(map(str, self.size))
         if self.size_min != self.size:
             text += f" (min {'x'.join(map(str, self.size_min))})"
-        text += ("" if self.aligned else " !") + ("" if self.uniform else " ~")
+        text += ("" if self.aligned else " !") + ("" if self.uniform else " ~") + ("" if self.exact else " ?")
         return text + (f" {RESOLUTION_MARK}" if self.resolution_dependent else "")
 
 

@@ -90,9 +90,6 @@ def test_the_crop_of_one_input_has_the_exact_field():
     assert measured == tuple((c + o, c + o + 2) for c, o in zip(centre, (1, 3)))
 
 
-@pytest.mark.xfail(strict=True, reason="the receptive-field pass merges the fields of every input; crop reads only "
-                                       "its first input's values (Crop.field_inputs = 1): remove this marker when "
-                                       "passes.receptive_fields and explain take node.inputs[:op.field_inputs]")
 def test_the_crop_of_a_second_inputs_size_has_its_first_inputs_field():
     analysis = archcalc.analyze(_net(*UNET_STEP))
     crop, cat = analysis.layer("crop").receptive_field, analysis.layer("cat").receptive_field

@@ -173,6 +173,9 @@ class Op:
     #: it. An in-place op (stores_output False, not a view) overwrites an input, so it needs new
     #: storage after all when every input it could overwrite is read by another layer too.
     view: ClassVar[bool] = False
+    #: How many leading inputs' values reach the output (None: all). A crop to a second input's
+    #: size reads only its first input's values: the receptive field follows the first alone.
+    field_inputs: ClassVar[int | None] = None
     examples: ClassVar[tuple[Example, ...]] = ()
     #: True for ops whose training-mode output is random (dropout's masks): the same input and
     #: parameters give another output on each call, so tests compare their masks' statistics,

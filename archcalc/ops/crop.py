@@ -35,8 +35,7 @@ class Crop(Op):
     out = (c, *size); params = 0; MACs = 0; other ops = 0
     a view (PyTorch's slicing returns one): stores nothing new; the concat after it copies
     receptive field: kernel 1, stride 1, padding -offset (unit i reads input i + offset), exact,
-    from the first input alone (field_inputs = 1); until the receptive-field pass reads
-    field_inputs it merges a second input's field in too: give `size` for an exact field
+    from the first input alone (field_inputs = 1: a second input gives only its size)
     """
 
     type = "crop"

@@ -1,4 +1,4 @@
-"""Element-wise ops: activations, softmax, dropout, and the views flatten and identity."""
+"""Element-wise ops: activations, softmax, dropout, and the view identity."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from archcalc.ops.attrs import Attr, number
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
+from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, register
 
 _EXAMPLES = (Example({}, ((3, 4, 4),), (3, 4, 4)), Example({}, ((7,),), (7,)))
 
@@ -198,36 +198,3 @@ class Identity(_Elementwise):
         from torch import nn
 
         return nn.Identity()
-
-
-@register
-class Flatten(_Elementwise):
-    """(C, *spatial) -> (C * prod(spatial),): a view, stores nothing, costs nothing.
-
-    Each flattened value keeps the receptive field it had.
-    """
-
-    type = "flatten"
-    view = True
-    other_ops_rule = "0 (a view)"
-    ops_per_value = 0
-    examples = (Example({}, ((3, 4, 4),), (48,)), Example({}, ((5,),), (5,)))
-
-    def torch_module(self, layer: Layer) -> Any:
-        from torch import nn
-
-        return nn.Flatten(1)
-
-    def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
-        return (math.prod(in_shapes[0]),)
-
-    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
-        x = inputs[0]
-        return x.reshape(x.shape[0], -1), x.shape
-
-    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
-        return [dy.reshape(cache)], {}
-
-    def explain(self, layer: Layer) -> list[tuple[str, str]]:
-        dims = "*".join(map(str, layer.in_shape))
-        return [("output size", f"prod(input shape) = {dims} = {layer.out_shape[0]}"), ("output shape", format_shape(layer.out_shape))]
