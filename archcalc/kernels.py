@@ -127,8 +127,10 @@ class Geometry:
 
     @property
     def pointwise(self) -> bool:
-        """A 1x1 window at stride 1 with no padding: the input already is its im2col matrix."""
-        return self.taps == 1 and all(s == 1 for s in self.stride) and all(p == (0, 0) for p in self.padding) and not any(self.extra)
+        """A 1x1 window at stride 1 with no padding over every position (a transposed conv's
+        output_padding may leave positions no window reads): the input already is its im2col matrix."""
+        return (self.taps == 1 and all(s == 1 for s in self.stride) and all(p == (0, 0) for p in self.padding)
+                and not any(self.extra) and tuple(self.out) == tuple(self.size))
 
     def c_args(self, channels: int, batch: int = 1) -> tuple[Any, ...]:
         """The geometry as archcalc._kernels takes it (padding before only; the rest is implied)."""

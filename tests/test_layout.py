@@ -241,12 +241,13 @@ def test_linear_on_a_spatial_axis_makes_that_axis_global():
     ("op", "exact"),
     [
         ({"type": "relu"}, True),          # element-wise, in place: leaves the channel axis alone
-        ({"type": "softmax"}, False),      # mixes the channel axis, which holds H here
+        ({"type": "gelu"}, True),          # element-wise, stores its output: declares mixes_channels False
+        ({"type": "softmax"}, True),       # declares it mixes the channel axis (H here): H seen whole, exactly
         ({"type": "batchnorm"}, False),    # does not mix it, but does not say so: an upper bound
         ({"type": "conv", "filters": 3, "kernel": 3, "padding": 1}, False),
         ({"type": "maxpool", "kernel": 3, "stride": 1, "padding": 1}, False),
     ],
-    ids=["relu", "softmax", "batchnorm", "conv", "maxpool"],
+    ids=["relu", "gelu", "softmax", "batchnorm", "conv", "maxpool"],
 )
 def test_an_op_given_a_spatial_axis_as_channels_is_flagged_not_wrong(op, exact):
     """After a permute to (H, C, W) an op's channel axis holds H: unless the op leaves it alone,
@@ -256,6 +257,8 @@ def test_an_op_given_a_spatial_axis_as_channels_is_flagged_not_wrong(op, exact):
     assert field.exact is exact
     if not exact:
         assert field.size[0] == 5 and field.text().endswith("?")
+    if op["type"] == "softmax":  # every output sees all 5 rows along H, and the pass knows it
+        assert field.size[0] == 5 and not field.text().endswith("?")
     _assert_fields_measured(graph)
 
 

@@ -176,6 +176,11 @@ class Op:
     #: How many leading inputs' values reach the output (None: all). A crop to a second input's
     #: size reads only its first input's values: the receptive field follows the first alone.
     field_inputs: ClassVar[int | None] = None
+    #: Whether an output value depends on other positions along the channel axis (softmax, LRN,
+    #: a channel shuffle: True) or only on its own (element-wise ops: False); None when unknown.
+    #: The receptive-field pass reads it after a permute has put a spatial axis there; undeclared,
+    #: an op running in place is taken as element-wise and any other as unknown.
+    mixes_channels: ClassVar[bool | None] = None
     examples: ClassVar[tuple[Example, ...]] = ()
     #: True for ops whose training-mode output is random (dropout's masks): the same input and
     #: parameters give another output on each call, so tests compare their masks' statistics,

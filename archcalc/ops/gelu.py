@@ -43,6 +43,7 @@ class GELU(_Elementwise):
     """
 
     type = "gelu"
+    mixes_channels = False
     attrs = (Attr("approximate", approximate, "none", '"none" (exact, with erf) or "tanh" (the tanh approximation)'),)
     other_ops_rule = (
         '"none": 5 per value (divide by sqrt 2, erf, add 1, 2 multiplies); '

@@ -23,6 +23,7 @@ class Mul(_Broadcast):
     """
 
     type = "mul"
+    mixes_channels = False
     other_ops_rule = "(inputs - 1) multiplies per output value"
 
     def explain(self, layer: Layer) -> list[tuple[str, str]]:

@@ -166,6 +166,7 @@ class Softmax(_Elementwise):
     """
 
     type = "softmax"
+    mixes_channels = True
     other_ops_rule = "3 per value (exp, add into the sum, divide)"
     ops_per_value = 3
     stores_output = True

@@ -27,6 +27,7 @@ class PReLU(_Elementwise):
     """
 
     type = "prelu"
+    mixes_channels = False
     attrs = (
         Attr("num_parameters", positive_int, 1, "number of slopes: 1 (shared) or the input's channels"),
         Attr("init", number(), 0.25, "every slope's initial value"),
