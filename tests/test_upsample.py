@@ -105,6 +105,9 @@ def test_every_units_field_holds_exactly_the_pixels_it_reads(shape, attrs):
     sizes = layer.in_shape[1:]
     for unit, reads in _reads(layer):
         for axis, pixels in enumerate(reads):
+            if field.is_global:  # every output reads from the whole input
+                assert set(pixels) <= set(range(sizes[axis])), (unit, axis)
+                continue
             low = unit[axis] * field.stride[axis] - field.padding[axis]
             high = low + field.size[axis] - 1
             inside = list(range(max(math.ceil(low), 0), min(math.floor(high), sizes[axis] - 1) + 1))
@@ -258,6 +261,9 @@ def test_random_attributes_agree_with_torch_and_every_field_holds_its_reads(mode
     np.testing.assert_allclose(y, _torch(layer, x, np.zeros((1, *layer.out_shape)))[0], rtol=1e-13, atol=1e-13)
     field = analyze(graph).layer(graph.nodes[-1].name).receptive_field
     for unit, reads in _reads(layer):
+        if field.is_global:  # every output reads the whole input (1 -> 2: the one pixel)
+            assert set(reads[0]) <= set(range(n)), (unit, reads[0])
+            continue
         low = unit[0] * field.stride[0] - field.padding[0]
         inside = list(range(max(math.ceil(low), 0), min(math.floor(low + field.size[0] - 1), n - 1) + 1))
         assert reads[0] == inside if field.uniform else set(reads[0]) <= set(inside), (unit, reads[0], inside)
