@@ -157,7 +157,7 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
                                  for path in (largest, smallest))
         uniform = all(f.uniform for f in inputs) and (window == POINTWISE or window.uniform) and not spread
         exact = all(f.exact for f in inputs) and not clashing
-        channels = "follow" if axis_map else _channel_axis(op, window, held)
+        channels = "follow" if axis_map else _channel_axis(op, layer, window, held)
         if not axis_map and window == POINTWISE and channels == "follow" and len(held) == len(layer.out_shape):
             # the unit sees what its input unit saw
             fields[node.name] = inputs[0] if len(inputs) == 1 else _field(
@@ -258,15 +258,15 @@ def _window_steps(node: Any, window: Any, layer: Layer) -> list[_Step]:
     return steps
 
 
-def _channel_axis(op: Any, window: Any, held: tuple[_Holding, ...]) -> str:
+def _channel_axis(op: Any, layer: Layer, window: Any, held: tuple[_Holding, ...]) -> str:
     """What the op does along its channel axis (axis 0) when that matters: ``"follow"`` when
-    the axis holds no spatial axis or the op leaves it alone (an op may declare
-    ``mixes_channels``; undeclared, views and element-wise ops running in place leave it
-    alone), ``"mixes"`` when the op declares it mixes all of it, else ``"unknown"`` (softmax,
-    batchnorm, a conv or a pool given a spatial axis there by a permute)."""
+    the axis holds no spatial axis or the op leaves it alone (an op may declare it,
+    :meth:`~archcalc.ops.base.Op.channel_mixing`; undeclared, views and element-wise ops running
+    in place leave it alone), ``"mixes"`` when the op declares it mixes all of it, else
+    ``"unknown"`` (batchnorm, a conv or a pool given a spatial axis there by a permute)."""
     if not held or not _spatial_content(held, (0,)):
         return "follow"
-    declared = getattr(op, "mixes_channels", None)
+    declared = op.channel_mixing(layer)
     if declared is not None:
         return "mixes" if declared else "follow"
     return "follow" if window == POINTWISE and not op.stores_output else "unknown"

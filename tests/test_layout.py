@@ -507,3 +507,20 @@ def test_a_merge_of_differently_laid_out_tensors_mixes_their_axes():
     assert analysis.layer("sum").receptive_field.text() == "global ?"
     assert not analysis.layer("c2").receptive_field.exact
     _assert_fields_measured(graph)
+
+
+@pytest.mark.parametrize(("normalized_shape", "exact"), [([8], True), ([7, 8], False), (None, False)],
+                         ids=["over-C", "over-W-and-C", "over-axis-1"])
+def test_a_channels_last_layernorm_leaves_the_spatial_fields_exact(normalized_shape, exact):
+    """ConvNeXt's block norm: LayerNorm([C]) on (H, W, C) normalises C alone, so H and W keep their
+    fields exactly (3x3, then 5x5 after the next conv); over [W, C] every unit reads its whole row,
+    and with no normalized_shape the channel axis (H here) is normalised: reported whole, flagged."""
+    graph = _net((8, 7, 7), {"type": "conv", "filters": 8, "kernel": 3, "padding": 1},
+                 {"type": "permute", "dims": [0, 2, 3, 1]}, {"type": "layernorm", "normalized_shape": normalized_shape},
+                 {"type": "permute", "dims": [0, 3, 1, 2]}, {"type": "conv", "name": "after", "filters": 8, "kernel": 3})
+    field = archcalc.analyze(graph).layer("after").receptive_field
+    if exact:
+        assert (field.size, field.exact) == ((5, 5), True)
+    else:
+        assert 7 in field.size
+    _assert_fields_measured(graph)

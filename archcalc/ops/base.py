@@ -219,6 +219,12 @@ class Op:
         """Key attributes in a few characters, e.g. ``3x3/1 p1, 64``."""
         return ""
 
+    def channel_mixing(self, layer: Layer) -> bool | None:
+        """Whether an output value of ``layer`` depends on other positions along the channel axis
+        (:attr:`mixes_channels`, unless the layer's attributes decide it: a layernorm over the
+        trailing axes leaves the channel axis alone)."""
+        return self.mixes_channels
+
     def size_dependence(self, attrs: Mapping[str, Any], layer: Layer) -> tuple[SizeDependence, ...]:
         """The resolved attributes of ``layer`` that were worked out from its input size and would
         differ at another ("same" padding with a stride: MobileNetV1's first conv pads 0 before at

@@ -154,6 +154,11 @@ class LayerNorm(Op):
     def cost(self, layer: Layer) -> Cost:
         return Cost(0, stats_ops(math.prod(layer.out_shape), *self._affine(layer)))
 
+    def channel_mixing(self, layer: Layer) -> bool:
+        """Normalising over the channel axis (the default, or a normalized_shape that spans the
+        whole sample) reads every position along it; over trailing axes alone, it does not."""
+        return 1 in self._axes(layer)
+
     def window(self, layer: Layer) -> Window | str:
         spatial = layer.in_shape[1:]
         normalized = [axis - 2 for axis in self._axes(layer) if axis >= 2]  # spatial axes normalised over
