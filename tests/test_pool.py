@@ -350,3 +350,23 @@ def test_adaptive_kernels_match_torch_on_random_geometry(data):
     np.testing.assert_array_equal(y, yt.detach().numpy())
     np.testing.assert_array_equal(argmax, indices.numpy())
     np.testing.assert_allclose(kernels.adaptive_maxpool_backward(dy, argmax, x.shape), xt.grad.numpy(), **tol)
+
+
+def test_adaptive_pooling_to_one_is_global_as_global_avgpool_and_holds_at_any_size():
+    """Output size 1 is one window over the whole axis: the field is global, as global_avgpool's,
+    and nothing about it depends on the input size (no ^ mark)."""
+    spec = {"name": "t", "input": [4, 9, 9], "layers": [
+        {"type": "conv", "name": "conv", "filters": 4, "kernel": 3},
+        {"type": "adaptive_avgpool", "name": "adaptive", "output_size": 1},
+        {"type": "global_avgpool", "name": "global", "inputs": ["conv"]},
+        {"type": "adaptive_maxpool", "name": "rows", "output_size": [1, None], "inputs": ["conv"]},
+    ]}
+    analysis = analyze(from_dict(spec))
+    adaptive, pooled = analysis.layer("adaptive"), analysis.layer("global")
+    assert adaptive.receptive_field.is_global and pooled.receptive_field.is_global
+    assert adaptive.receptive_field.text() == pooled.receptive_field.text() == "global"
+    assert not adaptive.resolution_dependent
+    assert (adaptive.other_ops, adaptive.output_shape) == (pooled.other_ops, pooled.output_shape)
+    rows = analysis.layer("rows").receptive_field  # the input's 9 rows seen whole (stride 0), width: the conv's 3
+    assert (rows.size, rows.stride, rows.is_global) == ((9, 3), (0, 1), False)
+    assert not analysis.layer("rows").resolution_dependent

@@ -68,7 +68,8 @@ def largest_window(size: int, out: int) -> int:
 def axis_window(size: int, out: int) -> tuple[int, Any, Any, bool]:
     """``(kernel, stride, padding before, uniform)`` of the receptive field on one axis.
 
-    Uniform (every window the same length at a whole-number spacing) when ``out`` divides
+    Out 1 is one window over the whole axis (kernel ``size``, stride 0: global along it, as
+    ``global_avgpool``). Uniform (every window the same length at a whole-number spacing) when ``out`` divides
     ``size`` (k = s = size/out) or ``size mod out == 1`` (k = size//out + 1, s = size//out: 13 -> 6
     is k3 s2, 1 -> 7 is k1 s0, every output seeing the one input): the ordinary window, exact.
     Otherwise the field steps by the mean spacing ``s = size/out`` (a fraction) from padding
@@ -77,6 +78,8 @@ def axis_window(size: int, out: int) -> tuple[int, Any, Any, bool]:
     ``[i*s - p, i*s - p + k - 1]`` to reach its window's end (no evenly spaced field of the
     largest window's width contains 6 -> 4's [0, 2), [1, 3), [3, 5), [4, 6)).
     """
+    if out == 1:  # one window over the whole axis: every output (the one) sees all of it, stride 0
+        return size, 0, 0, True
     if size % out == 0:
         return size // out, size // out, 0, True
     if size % out == 1:
@@ -127,7 +130,7 @@ class _AdaptivePool(Op):
         per_axis = wanted if isinstance(wanted, tuple) else (wanted,) * rank
         out = []
         for axis, (n, o) in enumerate(zip(layer.in_shape[1:], per_axis)):
-            if o is None:  # the axis is kept as it is: one window per value at any size
+            if o is None or o == 1:  # the axis kept as it is, or seen whole: the same at any size
                 continue
             k, s, _, uniform = axis_window(n, o)
             k2, s2, _, uniform2 = axis_window(n + 1, o)
