@@ -56,8 +56,11 @@ def explain_layer(graph: Graph, analysis: Analysis, layer: str, group_digits: bo
         lines.append(("output shape", f"the network input {format_shape(row.output_shape)}"))
     else:
         op = get_op(node.type)
-        lines.extend(_explain_size_dependence(op, node, resolved))
-        lines.extend(op.explain(resolved))
+        dependence = _explain_size_dependence(op, node, resolved)
+        lines.extend(dependence)
+        # the dependence line gives the arithmetic at this size too: the op's own line of that quantity goes
+        written = {quantity for quantity, _ in dependence}
+        lines.extend(line for line in op.explain(resolved) if line[0] not in written)
         if not any(q in ("params", "weights") for q, _ in lines):
             lines.append(("params", f"0 ({node.type} has no parameters)" if not row.params else str(row.params)))
         if not any(q == "MACs" for q, _ in lines):
@@ -67,8 +70,12 @@ def explain_layer(graph: Graph, analysis: Analysis, layer: str, group_digits: bo
             lines.append(("MACs for the batch", f"{per_sample} * {batch} = {row.macs}"))
         if row.macs:
             lines.append(("FLOPs", f"2 * MACs = 2 * {row.macs} = {row.flops}"))
-        rule = op.other_ops_rule
-        lines.append(("other ops", f"{row.other_ops} ({rule})" if row.other_ops and rule else str(row.other_ops)))
+        if any(q.startswith("other ops") for q, _ in lines):  # the op wrote its arithmetic (one sample)
+            if batch != 1 and row.other_ops:
+                lines.append(("other ops for the batch", f"{row.other_ops // batch} * {batch} = {row.other_ops}"))
+        else:
+            rule = op.other_ops_rule
+            lines.append(("other ops", f"{row.other_ops} ({rule})" if row.other_ops and rule else str(row.other_ops)))
     dims = "*".join(map(str, row.output_shape)) + (f" * {batch}" if batch != 1 else "")
     lines.append(("activations", f"prod(output shape){' * batch' if batch != 1 else ''} = {dims} = {row.activations}"))
     size = formulas.DTYPE_BYTES[dtype]

@@ -145,3 +145,18 @@ def test_lines_for_picks_each_figures_arithmetic():
     assert [q for q, _ in lines_for(conv, "params")] == ["weights", "params"]
     assert [q for q, _ in lines_for(conv, "activation_bytes")] == ["activation bytes"]
     assert lines_for(conv, "macs")[0][1].endswith("= 352,800")
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_no_quantity_is_explained_twice_for_any_op(batch):
+    """Every example of every op: each quantity (output shape, params, MACs, other ops...) has one
+    line; an op that writes its own other-ops arithmetic gets no generic line beside it."""
+    from archcalc.ops import REGISTRY
+    from tests.helpers import single_op_graph
+
+    for op_type, op in sorted(REGISTRY.items()):
+        for example in op.examples:
+            graph = single_op_graph(op_type, example)
+            quantities = [q for q, _ in archcalc.explain(graph, graph.nodes[-1].name, batch=batch)]
+            repeated = {q for q in quantities if quantities.count(q) > 1 and not q.startswith("receptive field")}
+            assert not repeated, (op_type, example.attrs, repeated)

@@ -139,7 +139,7 @@ class _Broadcast(Op):
         n, values = len(layer.in_shapes), math.prod(layer.out_shape)
         return [
             ("output shape", broadcast_text(layer)),
-            ("other ops per sample", f"(inputs - 1) * output values = {n - 1}*{values} = {(n - 1) * values}"),
+            ("other ops", f"(inputs - 1) * output values = {n - 1}*{values} = {(n - 1) * values}"),
         ]
 
 
