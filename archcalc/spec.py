@@ -237,7 +237,9 @@ class _Builder:
                 # a hint searches names: only for problems still shown, and among few names
                 hint = ""
                 if not later and not self.problems.full:
-                    hint = _hint(ref, [*local, *self.names] if len(self.names) < 10_000 else list(local))
+                    nested = [n for n in self.names if n.endswith("." + ref)] if len(self.names) < 10_000 else []
+                    hint = (f"; did you mean {_json(nested[-1])}? (a block's layers carry its name as a prefix)" if nested
+                            else _hint(ref, [*local, *self.names] if len(self.names) < 10_000 else list(local)))
                 self.problems.append(f"{where}: input {_json(ref)} is not an earlier layer{later}{hint}")
                 continue
             resolved.append(name)

@@ -196,3 +196,15 @@ def test_a_block_name_reads_its_last_layer_as_in_json():
         {"type": "conv", "name": "conv1", "filters": 4, "kernel": 3, "padding": 1}, {"type": "relu", "name": "relu1"}]}},
         "layers": [{"block": "b", "name": "stem"}, {"type": "add", "inputs": ["stem", "stem"]}]})
     assert json_twin.node("add1").inputs == ("stem.relu1", "stem.relu1")
+
+
+def test_a_short_name_inside_a_block_suggests_the_full_name():
+    """inputs= takes full names; "c" inside block "b" is a mistake for "b.c", and the message says so."""
+    model = Net("t", input=(3, 8, 8))
+    with model.block("b"):
+        model.conv(4, 3, padding=1, name="c")
+        model.relu()
+        model.add("c", "b.relu1")
+    with pytest.raises(SpecError) as caught:
+        model.graph()
+    assert "input 'c' is not an earlier layer; did you mean 'b.c'? (a block's layers carry its name as a prefix)" in str(caught.value)
