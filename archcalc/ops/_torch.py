@@ -120,3 +120,18 @@ class StochasticDepth(nn.Module):
         if survival_rate > 0.0:
             noise.div_(survival_rate)
         return x * noise
+
+
+class ChannelScale(nn.Module):
+    """``weight * x (+ bias)`` with one learned value per channel, broadcast over (N, C, *spatial)
+    as torchvision's ConvNeXt ``layer_scale`` (shape (C, 1, 1)) is; ``weight`` and ``bias`` of shape (C,)."""
+
+    def __init__(self, channels: int, init: float, bias: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), float(init)))
+        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+
+    def forward(self, x: Any) -> Any:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        y = x * self.weight.reshape(shape)
+        return y if self.bias is None else y + self.bias.reshape(shape)
