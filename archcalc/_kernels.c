@@ -1,5 +1,6 @@
 /*
- * archcalc._kernels: im2col, col2im and pooling for channels-first arrays, float32 and float64.
+ * archcalc._kernels: im2col, col2im and pooling for channels-first arrays, float32 and float64,
+ * and the C library's erf for GELU (NumPy has no vectorised erf).
  *
  * The data movement of convolution, in C; the GEMMs stay in NumPy's BLAS. Arrays come through
  * the buffer protocol (C-contiguous, format 'f' or 'd'), so building needs no NumPy headers.
@@ -23,6 +24,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <string.h>
 
 
@@ -712,6 +714,46 @@ avgpool(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* erf(src, dst): dst[i] = erf(src[i]), the C library's erf (erff for float32), element by element. */
+static PyObject *
+erf_values(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *src_obj, *dst_obj;
+    Py_buffer src, dst;
+    char kind;
+    if (!PyArg_ParseTuple(args, "OO", &src_obj, &dst_obj) || get_buffers(src_obj, dst_obj, &src, &dst, &kind) < 0) {
+        return NULL;
+    }
+    if (src.len != dst.len) {
+        PyErr_Format(PyExc_ValueError, "src and dst must have one size, got %zd and %zd bytes", src.len, dst.len);
+    }
+    else {
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') {
+            const float *x = (const float *)src.buf;
+            float *y = (float *)dst.buf;
+            for (Py_ssize_t i = 0, n = src.len / (Py_ssize_t)sizeof(float); i < n; i++) y[i] = erff(x[i]);
+        }
+        else {
+            const double *x = (const double *)src.buf;
+            double *y = (double *)dst.buf;
+            for (Py_ssize_t i = 0, n = src.len / (Py_ssize_t)sizeof(double); i < n; i++) y[i] = erf(x[i]);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(erf_doc,
+"erf(src, dst)\n\n"
+"dst = erf(src) value by value (the C library's erf, erff for float32); both C-contiguous,\n"
+"of one dtype (float32 or float64) and one size.");
 PyDoc_STRVAR(im2col_doc,
 "im2col(x, cols, channels, size, kernel, stride, dilation, pad, out, batch)\n\n"
 "Receptive fields to the columns of cols (channels*prod(kernel), batch*prod(out)). x is\n"
@@ -739,11 +781,12 @@ static PyMethodDef methods[] = {
     {"maxpool_forward", maxpool_forward, METH_VARARGS, maxpool_forward_doc},
     {"maxpool_backward", maxpool_backward, METH_VARARGS, maxpool_backward_doc},
     {"avgpool", avgpool, METH_VARARGS, avgpool_doc},
+    {"erf", erf_values, METH_VARARGS, erf_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "archcalc._kernels", "im2col, col2im and pooling in C for archcalc.kernels.", -1, methods,
+    PyModuleDef_HEAD_INIT, "archcalc._kernels", "im2col, col2im, pooling and erf in C for archcalc.kernels.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

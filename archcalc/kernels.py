@@ -843,6 +843,24 @@ def adaptive_maxpool_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple
     return dx.astype(dy.dtype).reshape(x_shape)
 
 
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function value by value, in x's dtype: the C library's ``erf`` in float64 (then
+    rounded once to float32 for float32 input), as ``math.erf`` gives it, on the C path; per value
+    through ``math.erf`` on the NumPy path (NumPy has no erf). GELU's exact form needs it.
+
+    Raises:
+        TypeError: x is not a float32 or float64 array.
+    """
+    x = _array(x, "x")
+    wide = np.ascontiguousarray(x, dtype=np.float64)
+    if _c_runs(wide):
+        out = np.empty_like(wide)
+        _C.erf(wide, out)
+    else:
+        out = np.frompyfunc(math.erf, 1, 1)(wide).astype(np.float64) if wide.size else wide.copy()
+    return out.astype(x.dtype, copy=False)
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """``log softmax(h)`` over axis 1 (classes): ``h - max(h) - log(sum(exp(h - max(h))))``, finite
     even where a probability underflows to 0 (whose log would be -inf)."""

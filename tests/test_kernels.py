@@ -653,3 +653,39 @@ def test_softmax_cross_entropy_stays_finite_when_a_probability_underflows():
     row1 = np.log(np.exp(3.0) + np.exp(1.0) + np.exp(0.2)) - 3.0
     assert np.isfinite(loss) and loss == pytest.approx((2000.0 + row1) / 2)
     assert grad[0, 2] == pytest.approx(-0.5) and grad[0, 1] == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------------------------------------ erf
+
+ERF_POINTS = np.array([0.0, -0.0, 1e-30, -1e-30, 0.5, -0.5, 1.0, 2.5, -3.75, 5.9, 6.1, -27.0, 1e30, np.inf, -np.inf, np.nan])
+
+
+@pytest.mark.parametrize("name", ["numpy"] + (["c"] if kernels._C is not None else []))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_erf_is_the_c_librarys_in_float64_rounded_once(name, dtype):
+    """Both paths give math.erf (the C library's erf) of the float64 value, rounded to the dtype."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([ERF_POINTS, rng.standard_normal(500) * 3]).astype(dtype).reshape(4, -1)
+    with kernels.backend(name):
+        y = kernels.erf(x)
+    expected = np.array([math.erf(float(v)) for v in x.ravel()]).astype(dtype).reshape(x.shape)
+    assert y.dtype == x.dtype and y.shape == x.shape
+    np.testing.assert_array_equal(y, expected)  # exact: NaN where NaN, +-1 at +-inf, signed zeros equal
+    with kernels.backend(name):
+        assert kernels.erf(np.empty((0, 3), dtype=dtype)).shape == (0, 3)
+
+
+def test_erf_refuses_non_float_arrays():
+    with pytest.raises(TypeError, match="x must be a float32 or float64 array, got dtype int64"):
+        kernels.erf(np.arange(3))
+
+
+@pytest.mark.skipif(kernels._C is None, reason="the C extension is not built")
+def test_raw_erf_checks_dtypes_and_sizes():
+    c = kernels._C
+    with pytest.raises(TypeError, match="both arrays must be float32, or both float64"):
+        c.erf(np.zeros(3), np.zeros(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="src and dst must have one size, got 24 and 16 bytes"):
+        c.erf(np.zeros(3), np.zeros(2))
+    with pytest.raises(TypeError):
+        c.erf(np.zeros(3))
