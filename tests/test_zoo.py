@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import pytest
 
 import archcalc
@@ -18,6 +21,11 @@ TORCHVISION = {
     "resnet50": (25_557_032, 4.09),
     "resnet101": (44_549_160, 7.80),
     "resnet152": (60_192_808, 11.51),
+    "squeezenet1_0": (1_248_424, 0.82),
+    "squeezenet1_1": (1_235_496, 0.35),
+    "densenet121": (7_978_856, 2.83),
+    "mobilenet_v2": (3_504_872, 0.30),
+    "r3d_18": (33_371_472, 40.70),  # Kinetics-400 clips of 16 frames at 112x112
 }
 
 
@@ -27,6 +35,16 @@ def test_torchvision_params_and_gflops(name):
     totals = archcalc.analyze(archcalc.load(name)).totals
     assert totals.params == totals.params_trainable == params
     assert round(totals.macs / 1e9, 2) == gflops
+
+
+def test_inception_v3_published_figures_count_the_auxiliary_head():
+    # torchvision's table: 27,161,264 params and 5.71 GFLOPS for inception_v3. Its params include the
+    # auxiliary classifier (AuxLogits: a training-time head, off in the zoo spec); its GFLOPS do not
+    # (the head does not run in eval). AuxLogits = 1x1 conv 768->128 + BN, 5x5 conv 128->768 + BN, FC 768->1000:
+    aux = (768 * 128 + 2 * 128) + (5 * 5 * 128 * 768 + 2 * 768) + (768 * 1000 + 1000)
+    totals = archcalc.analyze(archcalc.load("inception_v3")).totals
+    assert totals.params + aux == 27_161_264
+    assert round(totals.macs / 1e9, 2) == 5.71
 
 
 def test_resnet_running_statistics_are_buffers_not_params():
@@ -100,7 +118,8 @@ def test_every_zoo_model_has_a_source_and_analyses():
     names = zoo.names()
     expected = {"lenet5", "alexnet", "alexnet-grouped", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "resnet18",
                 "resnet34", "resnet50", "resnet101", "resnet152", "inception-naive", "inception-reduced",
-                "stack-3x3-2", "stack-3x3-3", "factorized-7x7"}
+                "stack-3x3-2", "stack-3x3-3", "factorized-7x7", "squeezenet1_0", "squeezenet1_1",
+                "densenet121", "inception_v3", "mobilenet_v2", "r3d_18"}
     assert expected <= set(names)
     for name in names:
         graph = archcalc.load(name)
@@ -147,3 +166,9 @@ def test_zoo_receptive_fields_match_perturbation(name):
         for axis, interval in enumerate(measured):
             start = centre[axis] * field.stride[axis] - field.padding[axis]
             assert interval == (max(start, 0), min(start + field.size[axis] - 1, sizes[axis] - 1)), (layer, axis)
+
+
+@pytest.mark.skipif(os.environ.get("CI") != "true", reason="only CI must have the oracle installed")
+def test_ci_has_the_torchvision_oracle():
+    # tests/test_zoo_torchvision.py skips without torchvision; in CI that would hide the zoo's layer-by-layer check
+    assert importlib.util.find_spec("torchvision") is not None, "CI must install torch==2.14.1 torchvision==0.29.1 (.ci/run)"
