@@ -305,6 +305,8 @@ class Executor:
             return np.ones(shape, dtype=self.dtype)
         if init == "zeros":
             return np.zeros(shape, dtype=self.dtype)
+        if init.startswith("constant "):  # PReLU's slope: one value everywhere
+            return np.full(shape, float(init.split(" ", 1)[1]), dtype=self.dtype)
         raise ValueError(f"unknown initialiser {init!r} of role {param.role.name!r}")
 
     def _refuse_above_limit(self, estimate: MemoryEstimate) -> None:

@@ -355,3 +355,78 @@ def cross_entropy_grad(logits: Sequence[float], label: int) -> list[float]:
     probs = softmax(logits)
     check(0 <= label < len(probs), lambda: f"label {label} is not a class of {len(probs)}")
     return [p - (1.0 if i == label else 0.0) for i, p in enumerate(probs)]
+
+
+# ---------------------------------------------------------------------------------------- transposed conv
+
+def conv_transpose_output_size(
+    size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1, output_padding: int = 0
+) -> int:
+    """Output size of a transposed conv on one axis (PyTorch's ConvTranspose rule):
+    ``(in - 1)*s - 2p + d*(k - 1) + output_padding + 1``.
+
+    The adjoint of a conv of the same k, s, p, d: that conv maps any size in
+    ``[out - output_padding, out - output_padding + s - 1]`` back to ``in``, and
+    ``output_padding`` picks one (so it must be below the stride or the dilation, as torch says).
+
+    >>> conv_transpose_output_size(4, 4, 2, 1)        # DCGAN: 4x4 -> 8x8
+    8
+    >>> conv_transpose_output_size(28, 2, 2)          # U-Net up-convolution: 28 -> 56
+    56
+    >>> conv_transpose_output_size(5, 3, 2, 1, output_padding=1)   # undoes a 3x3/2 p1 conv of 10
+    10
+
+    Raises:
+        RuleError: the output would be smaller than 1, or output_padding is not below stride or dilation.
+    """
+    check(output_padding < stride or output_padding < dilation,
+          lambda: f"output_padding must be smaller than stride or dilation, got output_padding={output_padding}, "
+                  f"stride={stride}, dilation={dilation}")
+    out = (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    check(out >= 1, lambda: f"{explain_conv_transpose_size_text(size, kernel, stride, padding, dilation, output_padding)}"
+                            f" = {out:,} < 1")
+    return out
+
+
+def explain_conv_transpose_size_text(
+    size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1, output_padding: int = 0
+) -> str:
+    """The arithmetic of :func:`conv_transpose_output_size`, without its value.
+
+    >>> explain_conv_transpose_size_text(4, 4, 2, 1)
+    '(4 - 1)*2 - 2*1 + 1*(4 - 1) + 0 + 1'
+    """
+    return f"({size:,} - 1)*{stride} - 2*{padding} + {dilation}*({kernel} - 1) + {output_padding} + 1"
+
+
+def conv_transpose_params(
+    c_in: int, filters: int, kernel: Sequence[int], groups: int = 1, bias: bool = True
+) -> int:
+    """Parameters of a transposed conv: ``c * (f/groups) * prod(k)`` weights, plus ``f`` biases.
+
+    PyTorch stores the weight as ``(c, f/groups, *k)``, the transpose of the conv it inverts.
+
+    >>> conv_transpose_params(512, 256, (4, 4))          # DCGAN's ConvTranspose2d(512, 256, 4, 2, 1)
+    2097408
+    """
+    check(c_in % groups == 0, lambda: f"input channels {c_in} do not divide by groups={groups}")
+    check(filters % groups == 0, lambda: f"filters {filters} do not divide by groups={groups}")
+    return c_in * (filters // groups) * math.prod(kernel) + (filters if bias else 0)
+
+
+def conv_transpose_macs(
+    c_in: int, filters: int, kernel: Sequence[int], in_spatial: Sequence[int], groups: int = 1
+) -> int:
+    """Multiply-accumulates of a transposed conv: ``c * (f/groups) * prod(k) * prod(in)``.
+
+    Every input value is multiplied by one kernel of ``(f/groups) * prod(k)`` weights and
+    scattered into the output: that is all the work. (thop and torchinfo apply the forward
+    conv's formula to the *output*, ``f * (c/groups) * prod(k) * prod(out)``, about ``stride^d``
+    times this; fvcore, ptflops and torch's FlopCounterMode count as here.)
+
+    >>> conv_transpose_macs(512, 256, (4, 4), (4, 4))    # DCGAN 512x4x4 -> 256x8x8
+    33554432
+    >>> conv_macs(512, 256, (4, 4), (8, 8)) // conv_transpose_macs(512, 256, (4, 4), (4, 4))  # thop's / true
+    4
+    """
+    return c_in * (filters // groups) * math.prod(kernel) * math.prod(in_spatial)

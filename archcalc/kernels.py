@@ -671,3 +671,188 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
     grad = np.exp(log_probs)
     grad[rows, labels] -= 1
     return loss, grad / n
+
+
+# ---------------------------------------------------------------------------------------- transposed conv
+# A transposed conv is the input gradient of the conv it inverts (the "adjoint conv": kernel k,
+# stride s, padding p, dilation d from the transposed conv's output back to its input), so it
+# reuses that conv's machinery the other way round: forward is ``cols = W^T X`` then col2im into
+# the output; backward is im2col of dY, then ``dX = W dY_hat`` and ``dW = X dY_hat^T``.
+
+
+def conv_transpose_geometry(x_shape: tuple[int, ...], kernel: Any, stride: Any = 1, padding: Any = 0,
+                            output_padding: Any = 0, dilation: Any = 1) -> Geometry:
+    """The adjoint conv's window, over the transposed conv's output: ``size`` is the output,
+    ``out`` the input (PyTorch's rule ``(in - 1)*s - 2p + d*(k - 1) + output_padding + 1``).
+
+    Padding and output_padding are ints or one per axis (PyTorch's forms); output_padding must be
+    below the stride or the dilation. Raises TypeError for non-int sizes and ValueError for bad
+    values, an output below 1 or above :data:`MAX_EXTENT`.
+    """
+    x_shape = _input_shape(x_shape)
+    spatial = x_shape[2:]
+    rank = len(spatial)
+    kernel = _positive(kernel, rank, "kernel")
+    stride = _positive(stride, rank, "stride")
+    dilation = _positive(dilation, rank, "dilation")
+    pads = per_axis(_plain_ints(padding, "padding"), rank, "padding")
+    extra = per_axis(_plain_ints(output_padding, "output_padding"), rank, "output_padding")
+    if min(pads) < 0 or min(extra) < 0:
+        raise ValueError(f"padding and output_padding must be >= 0, got {pads} and {extra}")
+    out = []
+    for n, k, s, p, d, e in zip(spatial, kernel, stride, pads, dilation, extra):
+        try:
+            size = formulas.conv_transpose_output_size(n, k, s, p, d, e)
+        except RuleError as error:
+            raise ValueError(str(error)) from None
+        if size > MAX_EXTENT or n * s > MAX_EXTENT:
+            raise ValueError(f"the output size {size} exceeds 2**53 values")
+        out.append(size)
+    # the adjoint conv reads the output at o*s + j*d - p; any overhang past the output's end
+    # (output_padding beyond the padding) lands outside it, and col2im/im2col skip it
+    padding_pairs = tuple((p, max(0, p - e)) for p, e in zip(pads, extra))
+    return Geometry(kernel, stride, dilation, padding_pairs, tuple(spatial), (0,) * rank, tuple(out))
+
+
+def _conv_transpose_arguments(x: Any, w: Any, b: Any, stride: Any, padding: Any, output_padding: Any, dilation: Any,
+                              groups: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Geometry, int]:
+    """Checked arguments: x (N, C, *S), w (C, F/groups, *k) as PyTorch stores it, b None or (F,)."""
+    x, w = _array(x, "x"), _array(w, "w")
+    b = None if b is None else _array(b, "b")
+    if x.ndim != w.ndim or x.ndim not in (3, 4, 5):
+        raise ValueError(f"x {x.shape} and w {w.shape} must both be (N, C, *spatial) / (C, F/groups, *kernel), 1D to 3D")
+    groups = _plain_ints(groups, "groups")
+    if groups < 1 or x.shape[1] % groups:
+        raise ValueError(f"channels {x.shape[1]} must divide by groups={groups}")
+    if w.shape[0] != x.shape[1] or w.shape[1] < 1:
+        raise ValueError(f"w must be (C, F/groups, *kernel) with C = {x.shape[1]} and F/groups >= 1, got shape {w.shape}")
+    if b is not None:
+        _expect_shape(b, (w.shape[1] * groups,), "b")
+    geo = conv_transpose_geometry(x.shape, w.shape[2:], stride, padding, output_padding, dilation)
+    return x, w, b, geo, groups
+
+
+@dataclass(frozen=True)
+class ConvTransposeCache:
+    """What :func:`conv_transpose_backward_cached` needs: the input, weights, the adjoint conv's
+    geometry and the groups (no column matrix is kept: backward builds im2col of dY)."""
+
+    x: np.ndarray
+    w: np.ndarray
+    geo: Geometry
+    groups: int
+    #: Multiply-accumulates the forward products performed (:func:`matmul_macs` of each).
+    macs: int = 0
+
+
+def _chunk(rows: int, positions: int, itemsize: int) -> int:
+    """Samples per column matrix so that it stays within :data:`BATCHED_BYTES` (at least 1)."""
+    return max(1, BATCHED_BYTES // max(1, rows * positions * itemsize))
+
+
+def conv_transpose_workspace(batch: int, filters: int, taps: int, in_positions: int, itemsize: int = 4) -> int:
+    """Values of the column matrix a transposed conv builds (forward's ``W^T X``, backward's
+    im2col of dY) for one chunk of the batch: at most :data:`BATCHED_BYTES`, or one sample's."""
+    rows = filters * taps
+    return min(batch, _chunk(rows, in_positions, itemsize)) * rows * in_positions
+
+
+def _channels_major(x: np.ndarray, groups: int) -> np.ndarray:
+    """(B, C, P) -> (groups, C/groups, B*P): the samples side by side, as one GEMM operand."""
+    n, c, p = x.shape
+    if n == 1:
+        return x.reshape(groups, c // groups, p)
+    return np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(groups, c // groups, n * p)
+
+
+def conv_transpose_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1,
+                                  padding: Any = 0, output_padding: Any = 0, dilation: Any = 1,
+                                  groups: int = 1) -> tuple[np.ndarray, ConvTransposeCache]:
+    """Transposed convolution (PyTorch's ConvTranspose1d/2d/3d): ``(N, C, *S), (C, F/g, *k) -> (N, F, *out)``.
+
+    Per chunk of samples: ``cols = W^T X`` (one GEMM per group, the chunk's samples side by
+    side on the C path) then col2im scatters each input value's kernel into the output. The
+    MACs are counted from the GEMMs' operand shapes: ``c * (f/g) * prod(k) * prod(in)`` per sample.
+    """
+    x, w, b, geo, groups = _conv_transpose_arguments(x, w, b, stride, padding, output_padding, dilation, groups)
+    x = np.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    f = w.shape[1] * groups
+    dtype = np.result_type(x, w)
+    w_t = w.reshape(groups, c // groups, -1).transpose(0, 2, 1)  # (g, F/g*taps, C/g)
+    y = np.empty((n, f, *geo.size), dtype=dtype)
+    flat = x.reshape(n, c, geo.positions)
+    macs = 0
+    step = _chunk(f * geo.taps, geo.positions, dtype.itemsize)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        if _c_runs(x):
+            operand = _channels_major(flat[start:stop], groups)
+            cols = np.matmul(w_t, operand)  # (g, F/g*taps, B*P): (F*taps, B*P)
+            macs += matmul_macs(w_t.shape, operand.shape)
+            _C.col2im(cols.astype(dtype, copy=False), y[start:stop], *geo.c_args(f, stop - start))
+        else:
+            operand = flat[start:stop].reshape(stop - start, groups, c // groups, geo.positions)
+            cols = np.matmul(w_t, operand)
+            macs += matmul_macs(w_t.shape, operand.shape)
+            y[start:stop] = _col2im(cols.reshape(stop - start, f * geo.taps, geo.positions), (stop - start, f, *geo.size), geo)
+    if b is not None:
+        y += b.reshape(1, f, *([1] * len(geo.size)))
+    return y, ConvTransposeCache(x, w, geo, groups, macs)
+
+
+def conv_transpose_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1,
+                           padding: Any = 0, output_padding: Any = 0, dilation: Any = 1, groups: int = 1) -> np.ndarray:
+    """Transposed convolution: :func:`conv_transpose_forward_cached` without the cache."""
+    return conv_transpose_forward_cached(x, w, b, stride, padding, output_padding, dilation, groups)[0]
+
+
+def conv_transpose_backward_cached(dy: np.ndarray, cache: ConvTransposeCache,
+                                   need_dx: bool = True) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Gradients ``(dx, dw, db)`` of a transposed conv from dy (N, F, *out).
+
+    Per chunk: ``dY_hat`` = im2col of dY over the adjoint conv's windows (F*prod(k) rows, one
+    column per input position), ``dX = W dY_hat`` (the adjoint conv itself) and
+    ``dW += X dY_hat^T``. With ``need_dx=False`` dx is None and that GEMM is skipped.
+    """
+    x, w, geo, groups = cache.x, cache.w, cache.geo, cache.groups
+    n, c = x.shape[:2]
+    f = w.shape[1] * groups
+    dy = _array(dy, "dy")
+    _expect_shape(dy, (n, f, *geo.size), "dy")
+    dtype = np.result_type(x, w, dy)
+    dy = np.ascontiguousarray(dy, dtype=dtype)
+    db = dy.sum(axis=(0, *range(2, dy.ndim)))
+    w_g = w.reshape(groups, c // groups, -1).astype(dtype, copy=False)  # (g, C/g, F/g*taps)
+    rows, positions = f * geo.taps, geo.positions
+    flat = x.reshape(n, c, positions)
+    dw = np.zeros(w_g.shape, dtype=dtype)
+    dx = np.empty((n, c, positions), dtype=dtype) if need_dx else None
+    step = _chunk(rows, positions, dtype.itemsize)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        count = stop - start
+        if _c_runs(dy):
+            dcols = np.empty((rows, count * positions), dtype=dtype)
+            _C.im2col(dy[start:stop], dcols, *geo.c_args(f, count))
+            dcols = dcols.reshape(groups, rows // groups, count * positions)
+            operand = _channels_major(flat[start:stop], groups)
+            dw += np.matmul(operand, dcols.transpose(0, 2, 1))
+            if need_dx:
+                grad = np.matmul(w_g, dcols).reshape(c, count, positions)
+                dx[start:stop] = grad.transpose(1, 0, 2)
+        else:
+            dcols = _im2col(dy[start:stop], geo).reshape(count, groups, rows // groups, positions)
+            operand = flat[start:stop].reshape(count, groups, c // groups, positions)
+            for sample in range(count):
+                dw += np.matmul(operand[sample], dcols[sample].transpose(0, 2, 1))
+            if need_dx:
+                dx[start:stop] = np.matmul(w_g, dcols).reshape(count, c, positions)
+    return (None if dx is None else dx.reshape(x.shape)), dw.reshape(w.shape), db
+
+
+def conv_transpose_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: Any = 1, padding: Any = 0,
+                            output_padding: Any = 0, dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients ``(dx, dw, db)`` of :func:`conv_transpose_forward` from dy (N, F, *out)."""
+    x, w, _, geo, groups = _conv_transpose_arguments(x, w, None, stride, padding, output_padding, dilation, groups)
+    return conv_transpose_backward_cached(dy, ConvTransposeCache(np.ascontiguousarray(x), w, geo, groups))

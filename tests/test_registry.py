@@ -118,10 +118,16 @@ def _naive_macs(layer, op_type):
         for _ in itertools.product(range(a["filters"]), *(range(n) for n in layer.out_shape[1:])):
             for _ in range(per_output):
                 count += 1
-    elif op_type == "linear":
-        for _ in range(a["units"]):
-            for _ in range(layer.in_shape[0]):
+    elif op_type == "conv_transpose":  # every input value times one kernel: (f/groups) filters * prod(k) taps
+        per_input = (a["filters"] // a["groups"]) * math.prod(a["kernel"])
+        for _ in itertools.product(range(layer.in_shape[0]), *(range(n) for n in layer.in_shape[1:])):
+            for _ in range(per_input):
                 count += 1
+    elif op_type == "linear":  # at every position of the axes before the last
+        for _ in itertools.product(*(range(n) for n in layer.in_shape[:-1])):
+            for _ in range(a["units"]):
+                for _ in range(layer.in_shape[-1]):
+                    count += 1
     return count
 
 

@@ -186,8 +186,6 @@ SHAPE_ERRORS = [
      'layers[0] (name="conv1", type="conv"): input channels 3 do not divide by groups=2'),
     (spec({"type": "conv", "filters": 5, "kernel": 3, "groups": 3}),
      'layers[0] (name="conv1", type="conv"): filters 5 do not divide by groups=3'),
-    (spec({"type": "linear", "units": 3}),
-     'layers[0] (name="fc1", type="linear"): expects input (C,), got (3, 8, 8); add a flatten before it'),
     (spec({"type": "conv", "filters": 4, "kernel": [3, 3, 3]}),
      'layers[0] (name="conv1", type="conv"): conv with a 3D kernel expects input (C, D, H, W), got (3, 8, 8)'),
     (spec({"type": "conv", "filters": 4, "kernel": 3, "padding": [1, 2, 3]}),

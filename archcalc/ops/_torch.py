@@ -51,3 +51,41 @@ class Sum(nn.Module):
 def by_rank(classes: tuple[type, ...], rank: int) -> type:
     """The 1D, 2D or 3D class of a family (``rank`` spatial axes)."""
     return classes[rank - 1]
+
+
+class ChannelsFirstLayerNorm(nn.Module):
+    """``nn.LayerNorm(C)`` over the channel axis of a channels-first tensor (N, C, *spatial), as
+    ConvNeXt's LayerNorm2d (torchvision) computes it: permute to channels-last, normalise, permute
+    back. Its parameters are ``inner.weight`` and ``inner.bias``."""
+
+    def __init__(self, channels: int, eps: float, elementwise_affine: bool, bias: bool) -> None:
+        super().__init__()
+        self.inner = nn.LayerNorm(channels, eps, elementwise_affine, bias)
+
+    def forward(self, x: Any) -> Any:
+        return self.inner(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class Crop(nn.Module):
+    """``x[:, :, o:o+s, ...]`` on each spatial axis (a view, as U-Net's crop slices); a second
+    input, when given, only fixed the size (its values are not read, so torch gives it no gradient)."""
+
+    def __init__(self, offset: tuple[int, ...], size: tuple[int, ...]) -> None:
+        super().__init__()
+        self.index = (slice(None), slice(None), *(slice(o, o + s) for o, s in zip(offset, size)))
+
+    def forward(self, x: Any, *reference: Any) -> Any:
+        return x[self.index]
+
+
+class Pad(nn.Module):
+    """``F.pad`` with archcalc's resolved (before, after) per spatial axis, in one of its modes."""
+
+    def __init__(self, pads: tuple[tuple[int, int], ...], mode: str, value: float) -> None:
+        super().__init__()
+        self.pads, self.mode, self.value = pad_order(pads), mode, value
+
+    def forward(self, x: Any) -> Any:
+        if self.mode == "constant":
+            return F.pad(x, self.pads, value=self.value)
+        return F.pad(x, self.pads, mode=self.mode)

@@ -44,7 +44,8 @@ class Role:
     otherwise a *buffer*, saved state such as batchnorm's running statistics. ``kernel``: a
     conv, transposed-conv or linear kernel weight, what the lecture's rows count ("weights
     only"). ``init``: ``he_normal`` (Kaiming normal, fan in = the product of all axes but the
-    first, as PyTorch computes it), ``zeros`` or ``ones``.
+    first, as PyTorch computes it), ``zeros``, ``ones`` or ``constant <value>`` (every value
+    ``float(<value>)``: PReLU's slope starts at 0.25).
     """
 
     name: str
@@ -65,6 +66,8 @@ SHIFT = Role("shift", learned=True, kernel=False, init="zeros")
 RUNNING_MEAN = Role("running_mean", learned=False, kernel=False, init="zeros")
 #: Batchnorm's running variance: a buffer.
 RUNNING_VAR = Role("running_var", learned=False, kernel=False, init="ones")
+#: A learned activation slope (PReLU's weight), 0.25 at the start as PyTorch's default ``init``.
+SLOPE = Role("slope", learned=True, kernel=False, init="constant 0.25")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,10 @@ class Op:
     #: storage after all when every input it could overwrite is read by another layer too.
     view: ClassVar[bool] = False
     examples: ClassVar[tuple[Example, ...]] = ()
+    #: True for ops whose training-mode output is random (dropout's masks): the same input and
+    #: parameters give another output on each call, so tests compare their masks' statistics,
+    #: not their values, with torch's.
+    random: ClassVar[bool] = False
     #: How :meth:`cost` counts other ops, in words (``explain`` and the docs show it), e.g.
     #: ``(prod(k) - 1) comparisons per output value``. Every op declares one.
     other_ops_rule: ClassVar[str] = ""

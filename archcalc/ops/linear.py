@@ -1,84 +1,136 @@
-"""Fully connected (linear) layer."""
+"""Fully connected (linear) layer, acting on the last axis of a tensor of any rank."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from archcalc import formulas
-from archcalc.errors import check
 from archcalc.ops.attrs import Attr, boolean, positive_int
-from archcalc.ops.base import BIAS, GLOBAL, WEIGHT, Cost, Example, Layer, Op, Param, RunContext, Shape, format_shape, register
+from archcalc.ops.base import (
+    BIAS,
+    GLOBAL,
+    WEIGHT,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    Param,
+    RunContext,
+    Shape,
+    Window,
+    format_shape,
+    register,
+)
 
 
 @register
 class Linear(Op):
-    """Every output unit a weighted sum of every input value: (in,) -> (units,).
+    """Every output unit a weighted sum of the last axis's values, as PyTorch's nn.Linear:
+    (..., in) -> (..., units), the same weights at every position of the other axes.
 
-    params = in * units weights + units biases (when bias)
-    MACs = in * units; other ops = units bias adds
-    receptive field: global
+    out = the input's shape with its last axis replaced by units
+    params = in * units weights + units biases (when bias), whatever the rank
+    MACs = in * units per position, positions = prod(all axes but the last); other ops =
+    units bias adds per position. (torchinfo counts a linear layer once, not once per position:
+    on ConvNeXt's channels-last pointwise layers that is 1/(H*W) of the true count;
+    FlopCounterMode, fvcore and ptflops count every position, as here.)
+    receptive field: on a flat (in,) input global; otherwise global along the last axis (each
+    unit sees all of it: a window as wide as the axis, stride 0) and unchanged on the others
     """
 
     type = "linear"
-    other_ops_rule = "units bias adds (when bias)"
+    other_ops_rule = "units bias adds per position (when bias)"
     attrs = (
-        Attr("units", positive_int, doc="number of output units"),
+        Attr("units", positive_int, doc="number of output units (PyTorch's out_features)"),
         Attr("bias", boolean, True, "add a learned bias per unit"),
     )
-    examples = (Example({"units": 5}, ((12,),), (5,)), Example({"units": 3, "bias": False}, ((4,),), (3,)))
+    examples = (
+        Example({"units": 5}, ((12,),), (5,)),
+        Example({"units": 3, "bias": False}, ((4,),), (3,)),
+        Example({"units": 8}, ((10, 3),), (10, 8)),  # the issue's Linear(3, 8) on (10, 3)
+        Example({"units": 4}, ((2, 3, 5),), (2, 3, 4)),
+        Example({"units": 2, "bias": False}, ((2, 2, 3, 3),), (2, 2, 3, 2)),
+    )
 
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
-        in_shape = in_shapes[0]
-        check(
-            len(in_shape) == 1,
-            lambda: f"expects input (C,), got {format_shape(in_shape)}; add a flatten before it",
-        )
-        return (attrs["units"],)
+        return (*in_shapes[0][:-1], attrs["units"])
 
     def params(self, layer: Layer) -> dict[str, Param]:
-        n_in, units = layer.in_shape[0], layer.attrs["units"]
+        n_in, units = layer.in_shape[-1], layer.attrs["units"]
         weight = Param((units, n_in), WEIGHT)
         return {"weight": weight, "bias": Param((units,), BIAS)} if layer.attrs["bias"] else {"weight": weight}
 
     def cost(self, layer: Layer) -> Cost:
-        units = layer.attrs["units"]
-        return Cost(formulas.linear_macs(layer.in_shape[0], units), units if layer.attrs["bias"] else 0)
+        units, positions = layer.attrs["units"], _positions(layer)
+        macs = formulas.linear_macs(layer.in_shape[-1], units) * positions
+        return Cost(macs, units * positions if layer.attrs["bias"] else 0)
 
-    def window(self, layer: Layer) -> str:
-        return GLOBAL
+    def window(self, layer: Layer) -> Window | str:
+        in_shape = layer.in_shape
+        if len(in_shape) == 1:
+            return GLOBAL
+        spatial = len(in_shape) - 1
+        # the last axis: one window spanning it, every unit at the same place (stride 0)
+        return Window(
+            kernel=(1,) * (spatial - 1) + (in_shape[-1],),
+            stride=(1,) * (spatial - 1) + (0,),
+            dilation=(1,) * spatial,
+            padding=((0, 0),) * spatial,
+        )
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         from archcalc import kernels
 
         x, weight = inputs[0], params["weight"]
-        y = x @ weight.T
+        rows = x.reshape(-1, x.shape[-1])  # every position of every sample: one GEMM
+        y = rows @ weight.T
         if "bias" in params:
             y += params["bias"]
-        ctx.macs += kernels.matmul_macs(x.shape, weight.T.shape)  # from the operands of the product run
-        return y, (x, weight)
+        ctx.macs += kernels.matmul_macs(rows.shape, weight.T.shape)  # from the operands of the product run
+        return y.reshape(*x.shape[:-1], weight.shape[0]), (rows, weight, x.shape)
 
     def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
-        x, weight = cache
-        grads = {"weight": dy.T @ x}
+        rows, weight, x_shape = cache
+        dy_rows = dy.reshape(-1, dy.shape[-1])
+        grads = {"weight": dy_rows.T @ rows}
         if layer.attrs["bias"]:
-            grads["bias"] = dy.sum(axis=0)
-        return [dy @ weight], grads
+            grads["bias"] = dy_rows.sum(axis=0)
+        return [(dy_rows @ weight).reshape(x_shape)], grads
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
 
-        return nn.Linear(layer.in_shape[0], layer.attrs["units"], layer.attrs["bias"])
+        return nn.Linear(layer.in_shape[-1], layer.attrs["units"], layer.attrs["bias"])
 
     def summary(self, layer: Layer) -> str:
         return str(layer.attrs["units"])
 
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
-        n_in, units = layer.in_shape[0], layer.attrs["units"]
+        n_in, units = layer.in_shape[-1], layer.attrs["units"]
         weights = formulas.linear_params(n_in, units, bias=False)
-        lines = [("output shape", f"(units,) = {format_shape(layer.out_shape)}")]
+        per_position = formulas.linear_macs(n_in, units)
+        if len(layer.in_shape) == 1:
+            lines = [("output shape", f"(units,) = {format_shape(layer.out_shape)}")]
+        else:
+            lines = [("output shape", f"(*input[:-1], units) = {format_shape(layer.out_shape)}")]
         lines.append(("weights", f"in * out = {n_in} * {units} = {weights}"))
         if layer.attrs["bias"]:
             lines.append(("params", f"weights + out biases = {weights} + {units} = {weights + units}"))
-        lines.append(("MACs", f"in * out = {n_in} * {units} = {formulas.linear_macs(n_in, units)}"))
+        if len(layer.in_shape) == 1:
+            lines.append(("MACs", f"in * out = {n_in} * {units} = {per_position}"))
+        else:
+            positions = _positions(layer)
+            dims = "*".join(map(str, layer.in_shape[:-1]))
+            lines.append((
+                "MACs",
+                f"in * out per position * positions = {n_in} * {units} * ({dims}) = {per_position} * {positions}"
+                f" = {per_position * positions}",
+            ))
         return lines
+
+
+def _positions(layer: Layer) -> int:
+    """Positions the weights are applied at: the product of all axes but the last."""
+    return math.prod(layer.in_shape[:-1])

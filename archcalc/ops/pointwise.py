@@ -122,33 +122,6 @@ class Tanh(_Elementwise):
 
 
 @register
-class GELU(_Elementwise):
-    """x * Phi(x), Phi the standard normal CDF. In place; other ops = 1 per value."""
-
-    type = "gelu"
-
-    def torch_module(self, layer: Layer) -> Any:
-        from torch import nn
-
-        return nn.GELU()
-
-    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
-        """The exact (erf) form, as PyTorch's default; erf per value through math.erf (slow, exact)."""
-        import numpy as np
-
-        x = inputs[0]
-        cdf = 0.5 * (1 + np.frompyfunc(math.erf, 1, 1)(x / math.sqrt(2)).astype(x.dtype))
-        return x * cdf, (x, cdf)
-
-    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
-        import numpy as np
-
-        x, cdf = cache
-        density = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        return [dy * (cdf + x * density)], {}
-
-
-@register
 class Dropout(_Elementwise):
     """Zero each value with probability p in training, scale the rest by 1/(1-p).
 

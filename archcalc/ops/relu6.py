@@ -1,0 +1,45 @@
+"""ReLU6: min(max(x, 0), 6), MobileNetV2's activation (HardTanh with the bounds 0 and 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from archcalc.ops.base import Example, Layer, RunContext, Shape, register
+from archcalc.ops.hardtanh import HardTanh
+
+
+@register
+class ReLU6(HardTanh):
+    """min(max(x, 0), 6) per value, as PyTorch's ReLU6 (HardTanh(0, 6), which it subclasses there too).
+
+    out = the input's shape; params = 0; MACs = 0; other ops = 2 per value (a max and a min)
+    in place (stores nothing new, as nn.ReLU6(inplace=True)); receptive field: unchanged (pointwise)
+    gradient: dy where 0 < x < 6, else 0 (PyTorch's rule: 0 at x = 0 and at x = 6)
+    """
+
+    type = "relu6"
+    attrs = ()
+    examples = (
+        Example({}, ((3, 4, 4),), (3, 4, 4)),
+        Example({}, ((5,),), (5,)),
+        Example({}, ((2, 7),), (2, 7)),
+        Example({}, ((2, 3, 3, 4),), (2, 3, 3, 4)),
+    )
+
+    def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
+        return dict(attrs)
+
+    def summary(self, layer: Layer) -> str:
+        return ""
+
+    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
+        import numpy as np
+
+        x = inputs[0]
+        return np.clip(x, 0, 6), (x > 0) & (x < 6)
+
+    def torch_module(self, layer: Layer) -> Any:
+        from torch import nn
+
+        return nn.ReLU6()
