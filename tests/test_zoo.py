@@ -119,7 +119,7 @@ def test_every_zoo_model_has_a_source_and_analyses():
     expected = {"lenet5", "alexnet", "alexnet-grouped", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "resnet18",
                 "resnet34", "resnet50", "resnet101", "resnet152", "inception-naive", "inception-reduced",
                 "stack-3x3-2", "stack-3x3-3", "factorized-7x7", "squeezenet1_0", "squeezenet1_1",
-                "densenet121", "inception_v3", "mobilenet_v2", "r3d_18"}
+                "densenet121", "inception_v3", "mobilenet_v2", "r3d_18", "unet"}
     assert expected <= set(names)
     for name in names:
         graph = archcalc.load(name)
@@ -172,3 +172,65 @@ def test_zoo_receptive_fields_match_perturbation(name):
 def test_ci_has_the_torchvision_oracle():
     # tests/test_zoo_torchvision.py skips without torchvision; in CI that would hide the zoo's layer-by-layer check
     assert importlib.util.find_spec("torchvision") is not None, "CI must install torch==2.14.1 torchvision==0.29.1 (.ci/run)"
+
+
+def _hand_written_unet(nn, F, torch):
+    """Ronneberger et al. 2015's U-Net written directly in torch, independently of archcalc's graph."""
+
+    def double_conv(c_in, c_out):
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3), nn.ReLU(), nn.Conv2d(c_out, c_out, 3), nn.ReLU())
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            widths = (64, 128, 256, 512, 1024)
+            self.down = nn.ModuleList([double_conv(c_in, c_out) for c_in, c_out in zip((1, *widths), widths)])
+            self.up = nn.ModuleList([nn.ConvTranspose2d(c, c // 2, 2, stride=2) for c in widths[:0:-1]])
+            self.dec = nn.ModuleList([double_conv(c, c // 2) for c in widths[:0:-1]])
+            self.out = nn.Conv2d(64, 2, 1)
+
+        def forward(self, x):
+            skips = []
+            for level, block in enumerate(self.down):
+                x = block(F.max_pool2d(x, 2) if level else x)
+                skips.append(x)
+            skips.pop()
+            for up, dec in zip(self.up, self.dec):
+                x = up(x)
+                skip = skips.pop()
+                top, left = (skip.shape[2] - x.shape[2]) // 2, (skip.shape[3] - x.shape[3]) // 2
+                x = dec(torch.cat([skip[:, :, top:top + x.shape[2], left:left + x.shape[3]], x], 1))
+            return self.out(x)
+
+    return UNet()
+
+
+def test_unet_params_shapes_and_macs_match_torch():
+    oracle = pytest.importorskip("tests.torch_oracle")
+    torch = oracle.torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    graph = archcalc.load("unet")
+    analysis = archcalc.analyze(graph)
+    assert graph.input_shape == (1, 572, 572)
+    # the description's figures (by hand: 64-128-256-512-1024 valid double convs, 2x2 up-convs, a 1x1 conv to 2 classes)
+    double = [(1, 64), (64, 128), (128, 256), (256, 512), (512, 1024)]
+    by_hand = sum(9 * a * b + b + 9 * b * b + b for a, b in double)
+    by_hand += sum(4 * c * (c // 2) + c // 2 + 9 * c * (c // 2) + c // 2 + 9 * (c // 2) ** 2 + c // 2 for c in (1024, 512, 256, 128))
+    by_hand += 64 * 2 + 2
+    assert analysis.totals.params == by_hand == 31_030_658 and "31,030,658 params" in graph.description
+    assert analysis.layers[-1].output_shape == (2, 388, 388) and "2x388x388" in graph.description
+    # on torch's meta device: torch's own shape rules and FlopCounterMode, without 150 GMACs of arithmetic
+    with torch.device("meta"):
+        same_graph = oracle.TorchNet(graph)
+        hand = _hand_written_unet(torch.nn, torch.nn.functional, torch)
+    x = torch.zeros((1, *graph.input_shape), device="meta")
+    with torch.no_grad():
+        outputs = same_graph(x)
+        with FlopCounterMode(display=False) as counter:
+            y = hand(x)
+    for row in analysis.layers:
+        assert tuple(outputs[row.name].shape[1:]) == row.output_shape, row.name
+    assert tuple(y.shape) == (1, 2, 388, 388)
+    assert sum(p.numel() for p in same_graph.parameters()) == sum(p.numel() for p in hand.parameters()) == 31_030_658
+    assert counter.get_total_flops() == 2 * analysis.totals.macs
