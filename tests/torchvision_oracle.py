@@ -184,8 +184,10 @@ class Alignment:
 
 
 def _twin_class(layer: Any, op_type: str) -> type:
-    """The class of the layer's own PyTorch equivalent (unwrapped from archcalc's padding)."""
-    module = get_op(op_type).torch_module(layer)
+    """The class of the layer's own PyTorch equivalent (unwrapped from archcalc's padding), built on
+    the meta device (VGG's fc6 would otherwise initialise 102M weights to learn a class name)."""
+    with torch.device("meta"):
+        module = get_op(op_type).torch_module(layer)
     return type(getattr(module, "inner", module))
 
 
