@@ -380,13 +380,16 @@ col2im(PyObject *self, PyObject *args)
 
 typedef struct {
     Py_ssize_t planes;
-    Py_ssize_t size[3], kernel[3], stride[3], pad[3], pad_after[3], out[3];
+    Py_ssize_t size[3], kernel[3], stride[3], dilation[3], pad[3], pad_after[3], out[3];
     Py_ssize_t plane_len, out_len;
 } PoolGeometry;
 
-/* planes, size, kernel, stride, pad (before), pad_after, out: the tuples hold 1 to 3 ints. */
+/*
+ * planes, size, kernel, stride, pad (before), pad_after, out: the tuples hold 1 to 3 ints;
+ * dilation (NULL: 1 on every axis) is a tuple like them.
+ */
 static int
-read_pool_geometry(PyObject *args, Py_ssize_t first, PoolGeometry *g)
+read_pool_geometry(PyObject *args, Py_ssize_t first, PyObject *dilation, PoolGeometry *g)
 {
     PyObject *size, *kernel, *stride, *pad, *pad_after, *out;
     PyObject *rest = PyTuple_GetSlice(args, first, first + 7);
@@ -407,16 +410,18 @@ read_pool_geometry(PyObject *args, Py_ssize_t first, PoolGeometry *g)
         return -1;
     }
     for (int i = 0; i < 3; i++) {
-        g->size[i] = g->kernel[i] = g->stride[i] = g->out[i] = 1;
+        g->size[i] = g->kernel[i] = g->stride[i] = g->dilation[i] = g->out[i] = 1;
         g->pad[i] = g->pad_after[i] = 0;
     }
     if (read_axes(size, "size", rank, g->size, 1) || read_axes(kernel, "kernel", rank, g->kernel, 1)
         || read_axes(stride, "stride", rank, g->stride, 1) || read_axes(pad, "pad", rank, g->pad, 0)
-        || read_axes(pad_after, "pad_after", rank, g->pad_after, 0) || read_axes(out, "out", rank, g->out, 1)) {
+        || read_axes(pad_after, "pad_after", rank, g->pad_after, 0) || read_axes(out, "out", rank, g->out, 1)
+        || (dilation != NULL && read_axes(dilation, "dilation", rank, g->dilation, 1))) {
         return -1;
     }
     for (int i = 3 - (int)rank; i < 3; i++) {
-        if (bound_axis(g->size[i], g->kernel[i], g->stride[i], 1, g->pad[i], g->pad_after[i], g->out[i], i - 3 + (int)rank)) {
+        if (bound_axis(g->size[i], g->kernel[i], g->stride[i], g->dilation[i], g->pad[i], g->pad_after[i], g->out[i],
+                       i - 3 + (int)rank)) {
             return -1;
         }
     }
@@ -435,17 +440,25 @@ read_pool_geometry(PyObject *args, Py_ssize_t first, PoolGeometry *g)
     return 0;
 }
 
-/* The window of output o on axis i, clipped to the input: [*lo, *hi). */
+/*
+ * The taps of output o's window on axis i that read the input: j in [*lo, *hi), reading input
+ * index *start + j*dilation (bound_axis keeps every such index from overflowing).
+ */
 static void
-pool_window(const PoolGeometry *g, int i, Py_ssize_t o, Py_ssize_t *lo, Py_ssize_t *hi)
+pool_window(const PoolGeometry *g, int i, Py_ssize_t o, Py_ssize_t *start, Py_ssize_t *lo, Py_ssize_t *hi)
 {
-    Py_ssize_t start = o * g->stride[i] - g->pad[i];
-    Py_ssize_t end = start + g->kernel[i];
-    *lo = start < 0 ? 0 : start;
-    *hi = end > g->size[i] ? g->size[i] : end;
+    Py_ssize_t first = o * g->stride[i] - g->pad[i], d = g->dilation[i];
+    Py_ssize_t room = g->size[i] - 1 - first; /* taps j with j*d <= room land in the input */
+    Py_ssize_t end = room < 0 ? 0 : room / d + 1;
+    *start = first;
+    *lo = first < 0 ? -first / d + (-first % d != 0) : 0; /* -first <= pad: no overflow */
+    *hi = end < g->kernel[i] ? end : g->kernel[i];
+    if (*hi < *lo) {
+        *hi = *lo;
+    }
 }
 
-/* Values the window of output o averages over on axis i: the padded input, or the input alone. */
+/* Values the window of output o averages over on axis i (dilation 1): the padded input, or the input alone. */
 static Py_ssize_t
 pool_count(const PoolGeometry *g, int i, Py_ssize_t o, int include_pad)
 {
@@ -466,17 +479,18 @@ pool_count(const PoolGeometry *g, int i, Py_ssize_t o, int include_pad)
             for (Py_ssize_t o0 = 0; o0 < g->out[0]; o0++)                                              \
             for (Py_ssize_t o1 = 0; o1 < g->out[1]; o1++)                                              \
             for (Py_ssize_t o2 = 0; o2 < g->out[2]; o2++, at++) {                                      \
-                Py_ssize_t l0, h0, l1, h1, l2, h2, best = -1;                                          \
-                pool_window(g, 0, o0, &l0, &h0);                                                       \
-                pool_window(g, 1, o1, &l1, &h1);                                                       \
-                pool_window(g, 2, o2, &l2, &h2);                                                       \
+                Py_ssize_t s0, l0, h0, s1, l1, h1, s2, l2, h2, best = -1;                              \
+                pool_window(g, 0, o0, &s0, &l0, &h0);                                                  \
+                pool_window(g, 1, o1, &s1, &l1, &h1);                                                  \
+                pool_window(g, 2, o2, &s2, &l2, &h2);                                                  \
                 T top = 0;                                                                             \
                 /* row-major over the window, strictly greater: the first maximum wins; a NaN     \
                    always takes over, so NaN propagates and the last NaN wins (PyTorch's CPU rule) */ \
-                for (Py_ssize_t i0 = l0; i0 < h0; i0++)                                                \
-                for (Py_ssize_t i1 = l1; i1 < h1; i1++)                                                \
-                for (Py_ssize_t i2 = l2; i2 < h2; i2++) {                                              \
-                    Py_ssize_t flat = (i0 * g->size[1] + i1) * g->size[2] + i2;                        \
+                for (Py_ssize_t j0 = l0; j0 < h0; j0++)                                                \
+                for (Py_ssize_t j1 = l1; j1 < h1; j1++)                                                \
+                for (Py_ssize_t j2 = l2; j2 < h2; j2++) {                                              \
+                    Py_ssize_t i0 = s0 + j0 * g->dilation[0], i1 = s1 + j1 * g->dilation[1];           \
+                    Py_ssize_t flat = (i0 * g->size[1] + i1) * g->size[2] + s2 + j2 * g->dilation[2];  \
                     T value = plane[flat];                                                             \
                     if (best < 0 || value > top || value != value) {                                   \
                         top = value;                                                                   \
@@ -502,7 +516,7 @@ pool_count(const PoolGeometry *g, int i, Py_ssize_t o, int include_pad)
     }                                                                                                  \
                                                                                                        \
     static void avgpool_##SUFFIX(const PoolGeometry *g, const T *src, T *dst, int include_pad,         \
-                                 int forward)                                                          \
+                                 Py_ssize_t divisor, int forward)                                      \
     {                                                                                                  \
         if (!forward) memset(dst, 0, (size_t)(g->planes * g->plane_len) * sizeof(T));                  \
         for (Py_ssize_t p = 0; p < g->planes; p++) {                                                   \
@@ -512,12 +526,14 @@ pool_count(const PoolGeometry *g, int i, Py_ssize_t o, int include_pad)
             for (Py_ssize_t o0 = 0; o0 < g->out[0]; o0++)                                              \
             for (Py_ssize_t o1 = 0; o1 < g->out[1]; o1++)                                              \
             for (Py_ssize_t o2 = 0; o2 < g->out[2]; o2++, at++) {                                      \
-                Py_ssize_t l0, h0, l1, h1, l2, h2;                                                     \
-                pool_window(g, 0, o0, &l0, &h0);                                                       \
-                pool_window(g, 1, o1, &l1, &h1);                                                       \
-                pool_window(g, 2, o2, &l2, &h2);                                                       \
-                Py_ssize_t count = pool_count(g, 0, o0, include_pad) * pool_count(g, 1, o1, include_pad) \
-                                   * pool_count(g, 2, o2, include_pad);                                \
+                Py_ssize_t s0, l0, h0, s1, l1, h1, s2, l2, h2;                                         \
+                pool_window(g, 0, o0, &s0, &l0, &h0);                                                  \
+                pool_window(g, 1, o1, &s1, &l1, &h1);                                                  \
+                pool_window(g, 2, o2, &s2, &l2, &h2);                                                  \
+                l0 += s0; h0 += s0; l1 += s1; h1 += s1; l2 += s2; h2 += s2; /* dilation 1: indices */ \
+                Py_ssize_t count = divisor > 0 ? divisor                                               \
+                                   : pool_count(g, 0, o0, include_pad) * pool_count(g, 1, o1, include_pad) \
+                                     * pool_count(g, 2, o2, include_pad);                              \
                 Py_ssize_t local = at - p * g->out_len;                                                \
                 if (forward) {                                                                         \
                     T total = 0;                                                                       \
@@ -592,13 +608,14 @@ maxpool(PyObject *args, int forward)
     PoolGeometry g;
     Py_buffer src, dst, index;
     char kind;
-    if (PyTuple_GET_SIZE(args) != 10) {
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (nargs != 10 && nargs != 11) {
         PyErr_SetString(PyExc_TypeError, forward
-                        ? "expected 10 arguments (x, y, index, planes, size, kernel, stride, pad, pad_after, out)"
-                        : "expected 10 arguments (dy, index, dx, planes, size, kernel, stride, pad, pad_after, out)");
+                        ? "expected 10 or 11 arguments (x, y, index, planes, size, kernel, stride, pad, pad_after, out[, dilation])"
+                        : "expected 10 or 11 arguments (dy, index, dx, planes, size, kernel, stride, pad, pad_after, out[, dilation])");
         return NULL;
     }
-    if (read_pool_geometry(args, 3, &g) < 0) {
+    if (read_pool_geometry(args, 3, nargs == 11 ? PyTuple_GET_ITEM(args, 10) : NULL, &g) < 0) {
         return NULL;
     }
     PyObject *dst_obj = PyTuple_GET_ITEM(args, forward ? 1 : 2), *index_obj = PyTuple_GET_ITEM(args, forward ? 2 : 1);
@@ -648,7 +665,7 @@ maxpool_backward(PyObject *self, PyObject *args)
     return maxpool(args, 0);
 }
 
-/* avgpool(src, dst, forward, count_include_pad, planes, size, kernel, stride, pad, pad_after, out) */
+/* avgpool(src, dst, forward, count_include_pad, planes, size, kernel, stride, pad, pad_after, out[, divisor]) */
 static PyObject *
 avgpool(PyObject *self, PyObject *args)
 {
@@ -656,15 +673,26 @@ avgpool(PyObject *self, PyObject *args)
     PoolGeometry g;
     Py_buffer src, dst;
     char kind;
-    if (PyTuple_GET_SIZE(args) != 11) {
-        PyErr_SetString(PyExc_TypeError,
-                        "expected 11 arguments (src, dst, forward, count_include_pad, planes, size, kernel, stride, pad, pad_after, out)");
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args), divisor = 0;
+    if (nargs != 11 && nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "expected 11 or 12 arguments (src, dst, forward, count_include_pad, planes, size, "
+                                         "kernel, stride, pad, pad_after, out[, divisor])");
         return NULL;
     }
     int forward = PyObject_IsTrue(PyTuple_GET_ITEM(args, 2));
     int include_pad = PyObject_IsTrue(PyTuple_GET_ITEM(args, 3));
-    if (forward < 0 || include_pad < 0 || read_pool_geometry(args, 4, &g) < 0) {
+    if (forward < 0 || include_pad < 0 || read_pool_geometry(args, 4, NULL, &g) < 0) {
         return NULL;
+    }
+    if (nargs == 12) {
+        divisor = PyLong_AsSsize_t(PyTuple_GET_ITEM(args, 11));
+        if (divisor == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (divisor < 0) {
+            PyErr_Format(PyExc_ValueError, "divisor must be >= 0 (0: the window's count), got %zd", divisor);
+            return NULL;
+        }
     }
     if (get_buffers(PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1), &src, &dst, &kind) < 0) {
         return NULL;
@@ -672,8 +700,8 @@ avgpool(PyObject *self, PyObject *args)
     Py_ssize_t input = g.planes * g.plane_len, output = g.planes * g.out_len;
     if (check_len(&src, forward ? input : output, "src") == 0 && check_len(&dst, forward ? output : input, "dst") == 0) {
         Py_BEGIN_ALLOW_THREADS
-        if (kind == 'f') avgpool_f32(&g, (const float *)src.buf, (float *)dst.buf, include_pad, forward);
-        else avgpool_f64(&g, (const double *)src.buf, (double *)dst.buf, include_pad, forward);
+        if (kind == 'f') avgpool_f32(&g, (const float *)src.buf, (float *)dst.buf, include_pad, divisor, forward);
+        else avgpool_f64(&g, (const double *)src.buf, (double *)dst.buf, include_pad, divisor, forward);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&src);
@@ -690,16 +718,17 @@ PyDoc_STRVAR(im2col_doc,
 "(batch, channels, *size); size, kernel, stride, dilation, pad (before) and out are tuples of\n"
 "1 to 3 ints; positions outside the input read as 0.");
 PyDoc_STRVAR(maxpool_forward_doc,
-"maxpool_forward(x, y, index, planes, size, kernel, stride, pad, pad_after, out)\n\n"
-"Max over each window of each of `planes` planes; index (int64) gets the arg-max's flat position\n"
-"in its plane, the first maximum in row-major order.");
+"maxpool_forward(x, y, index, planes, size, kernel, stride, pad, pad_after, out[, dilation])\n\n"
+"Max over each (dilated) window of each of `planes` planes; index (int64) gets the arg-max's flat\n"
+"position in its plane, the first maximum in row-major order (a NaN always takes over).");
 PyDoc_STRVAR(maxpool_backward_doc,
-"maxpool_backward(dy, index, dx, planes, size, kernel, stride, pad, pad_after, out)\n\n"
+"maxpool_backward(dy, index, dx, planes, size, kernel, stride, pad, pad_after, out[, dilation])\n\n"
 "dx is zeroed, then each window's gradient is added at its arg-max.");
 PyDoc_STRVAR(avgpool_doc,
-"avgpool(src, dst, forward, count_include_pad, planes, size, kernel, stride, pad, pad_after, out)\n\n"
+"avgpool(src, dst, forward, count_include_pad, planes, size, kernel, stride, pad, pad_after, out[, divisor])\n\n"
 "Average pooling forward (src = x, dst = y) or backward (src = dy, dst = dx, zeroed first), with\n"
-"PyTorch's divisor: the window within the padded input, or within the input alone.");
+"PyTorch's divisor: the window within the padded input, or within the input alone, or divisor\n"
+"when it is above 0 (divisor_override).");
 PyDoc_STRVAR(col2im_doc,
 "col2im(cols, x, channels, size, kernel, stride, dilation, pad, out, batch)\n\n"
 "The adjoint of im2col: x is zeroed, then every column value is added back to its input pixel.");

@@ -2,13 +2,16 @@
 
     net = Net("tiny", input=(3, 32, 32))
     x = net.conv(6, 5)                 # required attributes in order: filters, kernel
-    net.relu()
+    net.relu()                         # optional attributes by keyword only: net.dropout(p=0.2)
     with net.block("stage1"):          # names inside get the prefix "stage1."
         a = net.conv(8, 3, padding=1)
-        b = net.conv(8, 1, inputs=x)
-        net.add(a, b)                  # merge ops take their inputs positionally
+        b = net.conv(8, 1, inputs=x)   # reads x, not the previous layer
+        net.add(a, b)                  # merge ops take their inputs positionally...
+    branches = [net.conv(4, 1, inputs="input", name=f"b{i}") for i in range(3)]
+    net.concat(*branches)              # ...or as one list, or as inputs=[...]
 
-Each call returns the new layer's full name, to use as an input later. ``net.graph()``
+Each call returns the new layer's full name, to use as an input later; ``"input"`` is the
+network input (also inside ``block``, which only prefixes names). ``net.graph()``
 validates through the same rules as JSON (``archcalc.spec.from_dict``), so a Python spec and
 its ``to_json()`` load to identical graphs. A ``.py`` spec file defines ``model = Net(...)``.
 
@@ -48,12 +51,22 @@ class Net:
         self._counters: dict[tuple[tuple[str, ...], str], int] = {}
         self._taken: set[str] = {INPUT}
         self._last = INPUT
+        #: A block's full name -> its last layer, so that a block's name reads its output (as in JSON).
+        self._block_outputs: dict[str, str] = {}
 
-    def layer(self, type: str, *inputs: str, name: str | None = None, **attrs: Any) -> str:  # noqa: A002
-        """Add a layer of any type; returns its full name. Inputs default to the previous layer.
+    def layer(self, type: str, *inputs: Any, name: str | None = None, **attrs: Any) -> str:  # noqa: A002
+        """Add a layer of any type; returns its full name.
 
-        Unnamed layers are named as the JSON builder names them (``archcalc.spec.auto_name``).
+        The layers it reads are given positionally or as ``inputs=`` (a name or a list of names;
+        one positional list also works), default the previous layer; ``"input"`` is the network
+        input. Unnamed layers are named as the JSON builder names them (``archcalc.spec.auto_name``).
+
+        Raises:
+            SpecError: inputs given both positionally and as ``inputs=`` (located at the calling line).
         """
+        refs = _inputs(type, inputs, attrs.pop("inputs", None))
+        if isinstance(refs, list):
+            refs = [self._block_outputs.get(r, r) if isinstance(r, str) and r not in self._taken else r for r in refs]
         scope = tuple(self._scope)
         if name is None and isinstance(type, str):
             name = auto_name(self._counters, self._taken, scope, stem_of(type))
@@ -61,7 +74,7 @@ class Net:
         if isinstance(full, str):
             self._taken.add(full)
         layer: dict[str, Any] = {"type": type, "name": full, **attrs}
-        layer["inputs"] = list(inputs) if inputs else [self._last]
+        layer["inputs"] = [self._last] if refs is None else refs
         if scope:
             layer["scope"] = list(scope)
         layer["_where"] = _caller()
@@ -74,30 +87,53 @@ class Net:
             raise AttributeError(f"Net has no layer type {op_type!r}{did_you_mean(op_type, REGISTRY)}")
         op = REGISTRY[op_type]
         required = [a.name for a in op.attrs if a.default is REQUIRED]
+        optional = [a.name for a in op.attrs if a.default is not REQUIRED]
         merges = op.arity[1] != 1
 
-        def add(*args: Any, inputs: str | list[str] | None = None, name: str | None = None, **attrs: Any) -> str:
-            if merges:
-                refs = list(args)
-            else:
-                if len(args) > len(required):
-                    raise SpecError(
-                        f"{_caller()}: {op_type} takes {len(required)} positional attribute(s) "
-                        f"({', '.join(required)}), got {len(args)}"
-                    )
-                twice = [attr for attr in required[: len(args)] if attr in attrs]
-                if twice:
-                    raise SpecError(f"{_caller()}: {op_type} got two values for {twice[0]!r} (positional and keyword)")
-                attrs.update(zip(required, args))
-                refs = [] if inputs is None else list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-            return self.layer(op_type, *refs, name=name, **attrs)
+        def add(*args: Any, inputs: Any = None, name: str | None = None, **attrs: Any) -> str:
+            if merges:  # a merge's positional arguments are the layers it reads
+                return self.layer(op_type, *args, inputs=inputs, name=name, **attrs)
+            if len(args) > len(required):
+                raise SpecError(f"{_caller()}: {self._positional_problem(op_type, required, optional, args)}")
+            twice = [attr for attr in required[: len(args)] if attr in attrs]
+            if twice:
+                raise SpecError(f"{_caller()}: {op_type} got two values for {twice[0]!r} (positional and keyword)")
+            attrs.update(zip(required, args))
+            return self.layer(op_type, inputs=inputs, name=name, **attrs)
 
         add.__doc__ = op.__doc__
         return add
 
+    def _positional_problem(self, op_type: str, required: list[str], optional: list[str], args: tuple[Any, ...]) -> str:
+        """Why ``args`` are too many positional arguments for ``op_type``, and what to write instead:
+        required attributes may be positional, optional ones are keyword-only."""
+        extra = args[len(required):]
+        if required:
+            plural = "s" if len(required) > 1 else ""
+            head = f"{op_type} takes {len(required)} positional attribute{plural} ({', '.join(required)}), got {len(args)}"
+        elif optional:
+            head = f"{op_type} takes no positional attributes"
+        else:
+            values = ", ".join(map(_python, args))
+            head = f"{op_type} takes no attributes, got {len(args)} positional argument{'s' if len(args) > 1 else ''} ({values})"
+        hints = []
+        if optional:
+            named = ", ".join(f"{attr}={_python(value)}" for attr, value in zip(optional, extra))
+            hints.append(f"pass {named} by keyword (optional attributes are keyword-only)")
+            unmatched = extra[len(optional):]
+            if unmatched:
+                hints.append(f"{', '.join(map(_python, unmatched))} match{'es' if len(unmatched) == 1 else ''} no attribute")
+        layer = next((v for v in extra if isinstance(v, str) and v in self._taken), None)
+        if layer is not None:
+            hints.append(f"to read layer {layer!r}, pass inputs={layer!r}")
+        return head + (": " if optional else "; ") + "; ".join(hints) if hints else head
+
     @contextmanager
     def block(self, name: str) -> Iterator[None]:
         """Prefix the names of the layers added inside with ``name.``; nests.
+
+        After the block, its full name (``stage1``, ``stage1.unit2``) as an input reads its last
+        layer, as a JSON block instance's name does.
 
         Raises:
             SpecError: ``name`` is not a valid name (located at the calling line).
@@ -106,10 +142,13 @@ class Net:
         if problem:
             raise SpecError(f"{_caller()}: {problem}")
         self._scope.append(name)
+        full, count = ".".join(self._scope), len(self.layers)
         try:
             yield
         finally:
             self._scope.pop()
+        if len(self.layers) > count:
+            self._block_outputs[full] = self._last
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a JSON-ready dict (flat layers with explicit names and inputs)."""
@@ -128,6 +167,25 @@ class Net:
         """
         source = source or f"<Net {describe(self.name, 60)}>"
         return from_dict(self.to_dict(), source, [layer["_where"] for layer in self.layers], max_layers=max_layers)
+
+
+def _inputs(op_type: Any, positional: tuple[Any, ...], keyword: Any) -> Any:
+    """The ``inputs`` of a layer from positional names and ``inputs=``: a list of names, None for
+    the default (the previous layer), or a malformed value as given (the spec check reports it)."""
+    if positional and keyword is not None:
+        raise SpecError(f"{_caller()}: {op_type} got its inputs both positionally and as inputs=; give them one way")
+    if len(positional) == 1 and isinstance(positional[0], (list, tuple)):
+        keyword = positional[0]  # model.concat(branches): one list of names
+    elif positional:
+        return list(positional)
+    if keyword is None:
+        return None
+    return list(keyword) if isinstance(keyword, (list, tuple)) else [keyword] if isinstance(keyword, str) else keyword
+
+
+def _python(value: Any) -> str:
+    """A value as Python source for a hint (``True``, ``'same'``, ``0.2``), shortened."""
+    return repr(value) if isinstance(value, (bool, type(None))) else describe(value, 40)
 
 
 def _caller() -> str:

@@ -182,8 +182,12 @@ def _estimate(graph: Graph, layers: dict[str, Any], dtype: np.dtype, batch: int)
 def _padded_input(node: Any, layer: Any) -> int:
     """Values of a windowed op's padded input (NumPy pads a copy), 0 for other ops."""
     window = get_op(node.type).window(layer)
-    if not isinstance(window, Window):
+    if not isinstance(window, Window) or window.input_dilation or not window.uniform or 0 in window.stride:
+        # a transposed conv scatters (col2im), upsampling and adaptive pooling gather, a linear layer
+        # (stride 0: one window over its axis) multiplies: none pads a copy
         return 0
+    if any(not isinstance(p, int) or p < 0 for pair in window.padding for p in pair):
+        return 0  # a crop or slice (negative padding) is a view
     spatial = layer.in_shape[1:]
     # ceil mode may pad up to a stride more on the right
     return layer.in_shape[0] * math.prod(n + b + a + s for n, (b, a), s in zip(spatial, window.padding, window.stride))

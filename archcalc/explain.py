@@ -9,6 +9,7 @@ inside shape tuples such as ``(4096,)``, and no step repeats the one before it.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Any
 
 from archcalc import formulas
@@ -17,7 +18,7 @@ from archcalc.loading import load
 from archcalc.ops import GLOBAL, POINTWISE, Layer, format_shape, get_op
 from archcalc.ops.base import AXIS_NAMES
 from archcalc.passes import analyze
-from archcalc.report import Analysis
+from archcalc.report import RESOLUTION_MARK, Analysis
 
 
 def explain(model: Any, layer: str, batch: int = 1, dtype: str = "float32") -> list[tuple[str, str]]:
@@ -55,6 +56,7 @@ def explain_layer(graph: Graph, analysis: Analysis, layer: str, group_digits: bo
         lines.append(("output shape", f"the network input {format_shape(row.output_shape)}"))
     else:
         op = get_op(node.type)
+        lines.extend(_explain_size_dependence(op, node, resolved))
         lines.extend(op.explain(resolved))
         if not any(q in ("params", "weights") for q, _ in lines):
             lines.append(("params", f"0 ({node.type} has no parameters)" if not row.params else str(row.params)))
@@ -73,6 +75,8 @@ def explain_layer(graph: Graph, analysis: Analysis, layer: str, group_digits: bo
     note = "" if row.stores_output else "; in place or a view: not counted in the forward total"
     lines.append(("activation bytes", f"{row.activations} * {size} = {row.activation_bytes} ({dtype}, {size} bytes a value{note})"))
     lines.extend(_explain_field(analysis, node, resolved))
+    if analysis.layer(node.name).receptive_field.resolution_dependent:
+        lines.append(("receptive field", _field_dependence(graph, analysis, node.name)))
     return [(quantity, readable(text, group_digits)) for quantity, text in lines]
 
 
@@ -108,14 +112,48 @@ def readable(text: str, group_digits: bool = True) -> str:
     return _LONG_NUMBER.sub(group, text)
 
 
+def _explain_size_dependence(op: Any, node: Any, layer: Layer) -> list[tuple[str, str]]:
+    """``padding (height)``: how an attribute was resolved from this input size, and what another
+    size would make it (:meth:`archcalc.ops.base.Op.size_dependence`)."""
+    names = AXIS_NAMES.get(len(layer.in_shape) - 1, ())
+    return [
+        (f"{d.attribute} ({names[d.axis] if d.axis < len(names) else d.axis})",
+         f"{d.text} (resolution-dependent: {RESOLUTION_MARK} in the report)")
+        for d in op.size_dependence(node.attrs, layer)
+    ]
+
+
+def _field_dependence(graph: Graph, analysis: Analysis, name: str) -> str:
+    """Why a receptive field holds for this input size only: the nearest layer at or above ``name``
+    whose size-dependent attributes move the field."""
+    rows = {row.name: row for row in analysis.layers}
+    nodes = {node.name: node for node in graph}
+    queue, seen = [name], {name}
+    for current in queue:  # breadth first: the nearest such layer
+        node, row = nodes[current], rows[current]
+        if node.inputs and row.resolution_dependent:
+            layer = Layer(row.attrs, tuple(rows[ref].output_shape for ref in node.inputs), row.output_shape)
+            moved = [d.attribute for d in get_op(node.type).size_dependence(node.attrs, layer) if d.moves_field]
+            if moved:
+                where = "this layer's" if current == name else f"{current}'s"
+                return (f"its padding and centre hold for this input size only ({RESOLUTION_MARK}): they follow from "
+                        f"{where} {moved[0]}, resolved from its input size")
+        for ref in node.inputs:
+            if ref not in seen and rows[ref].receptive_field.resolution_dependent:
+                seen.add(ref)
+                queue.append(ref)
+    return f"its padding and centre hold for this input size only ({RESOLUTION_MARK})"
+
+
 def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[str, str]]:
     field = analysis.layer(node.name).receptive_field
     if not node.inputs:
         return [("receptive field", "each input value sees itself: size 1, jump 1")]
     if field.is_global:
         return [("receptive field", "global: every output sees the whole input")]
-    sources = [analysis.layer(ref).receptive_field for ref in node.inputs]
-    window = get_op(node.type).window(layer)
+    op = get_op(node.type)
+    sources = [analysis.layer(ref).receptive_field for ref in node.inputs[: op.field_inputs]]
+    window = op.window(layer)
     lines = []
     if len(sources) > 1:
         sizes = ", ".join("x".join(map(str, s.size)) for s in sources)
@@ -125,21 +163,39 @@ def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[st
     if window in (POINTWISE, GLOBAL):
         lines.append(("receptive field", f"unchanged by {node.type}: size {'x'.join(map(str, field.size))}"))
         return lines
+    if getattr(op, "axis_map", None) or not field.exact:  # a layout op moves axes: no window arithmetic
+        lines.append(("receptive field", f"{field.text()}, per input axis, following what each axis of the tensor holds"))
+        return lines
     source = max(sources, key=lambda s: s.size)
-    axis_names = AXIS_NAMES[len(window.kernel)]
-    for axis, (before, k, s, d, pad) in enumerate(
-        zip(source.path_max, window.kernel, window.stride, window.dilation, window.padding)
+    axis_names = AXIS_NAMES[len(analysis.input_shape) - 1]
+    dilations = window.input_dilation or (1,) * len(window.kernel)
+    for component, (k, s, d, pad, input_dilation) in enumerate(
+        zip(window.kernel, window.stride, window.dilation, window.padding, dilations), start=1
     ):
-        after = field.path_max[axis]
+        # the window's component along tensor axis `component` acts on the input axis held there
+        axis = source.axes[component] if source.axes else component - 1
+        if not isinstance(axis, int):
+            continue
+        before, after = source.path_max[axis], field.path_max[axis]
         span = formulas.effective_kernel(k, d)
+        jump_in, steps = before.jump, ""
+        if input_dilation != 1:  # the window steps over the zero-inserted input, jump_in/D apart
+            jump_in = formulas.exact(Fraction(before.jump) / input_dilation)
+            steps = f"step = jump_in / D = {_factor(before.jump)}/{input_dilation} = {jump_in}; "
+        name, factor = ("step" if steps else "jump_in"), _factor(jump_in)
         lines.append((
             f"receptive field ({axis_names[axis]})",
-            f"r = r_in + (k'-1)*jump_in = {before.size} + ({span}-1)*{before.jump} = {after.size}; "
-            f"jump = jump_in * s = {before.jump}*{s} = {after.jump}; "
-            f"padding = p_in + p*jump_in = {before.padding} + {pad[0]}*{before.jump} = {after.padding}; "
+            f"{steps}r = r_in + (k'-1)*{name} = {before.size} + ({span}-1)*{factor} = {after.size}; "
+            f"jump = {name} * s = {factor}*{_factor(s)} = {after.jump}; "
+            f"padding = p_in + p*{name} = {before.padding} + {_factor(pad[0])}*{factor} = {after.padding}; "
             f"centre = (r-1)/2 - padding = {after.centre}",
         ))
     return lines
+
+
+def _factor(value: Any) -> str:
+    """A number as a factor in written arithmetic: a fraction in parentheses, ``(1/2)``."""
+    return f"({value})" if isinstance(value, Fraction) else str(value)
 
 
 #: The figures each line of :func:`explain_layer` works out, by the first word(s) of its quantity:

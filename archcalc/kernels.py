@@ -30,7 +30,9 @@ either backend runs:
   an axis with one output position it is never used (2**63 - 1 works, as in PyTorch).
 - Pooling padding is at most ``k // 2`` on each side (PyTorch refuses more: a window could lie
   wholly in the padding).
-- Max pooling: padding never wins; the first maximum in row-major window order is the arg-max
+- Average pooling divides by the window's values within the padded input (count_include_pad),
+  within the input alone (TensorFlow's "same"), or by divisor_override; it takes no dilation.
+- Max pooling (with PyTorch's dilation: taps d apart): padding never wins; the first maximum in row-major window order is the arg-max
   (as ``numpy.argmax`` and PyTorch's CPU kernel); NaN propagates wherever it is in the window,
   and the arg-max of a window holding NaN is its last NaN (PyTorch's CPU rule: a NaN always
   takes over). The gradient goes to the arg-max.
@@ -54,6 +56,7 @@ import numpy as np
 from archcalc import formulas
 from archcalc.errors import RuleError
 from archcalc.ops.attrs import padding as padding_value
+from archcalc.ops.pool import reads_only_padding
 from archcalc.ops.window import per_axis, resolve_padding
 
 
@@ -124,8 +127,10 @@ class Geometry:
 
     @property
     def pointwise(self) -> bool:
-        """A 1x1 window at stride 1 with no padding: the input already is its im2col matrix."""
-        return self.taps == 1 and all(s == 1 for s in self.stride) and all(p == (0, 0) for p in self.padding) and not any(self.extra)
+        """A 1x1 window at stride 1 with no padding over every position (a transposed conv's
+        output_padding may leave positions no window reads): the input already is its im2col matrix."""
+        return (self.taps == 1 and all(s == 1 for s in self.stride) and all(p == (0, 0) for p in self.padding)
+                and not any(self.extra) and tuple(self.out) == tuple(self.size))
 
     def c_args(self, channels: int, batch: int = 1) -> tuple[Any, ...]:
         """The geometry as archcalc._kernels takes it (padding before only; the rest is implied)."""
@@ -205,6 +210,9 @@ def geometry(x_shape: tuple[int, ...], kernel: Any, stride: Any = 1, padding: An
         if pooling and max(before, after) > k // 2:
             raise ValueError(f"padding {max(before, after)} exceeds half the kernel ({k} // 2 = {k // 2}) on axis {axis}; "
                              "a pooling window could lie wholly in the padding (PyTorch refuses it too)")
+        if pooling and reads_only_padding(n, dilation[axis], before):
+            raise ValueError(f"the first window on axis {axis} reads only padding (dilation {dilation[axis]} > size {n},"
+                             f" padding {before}); PyTorch would return -inf")
         if n + before + after > MAX_EXTENT:
             raise ValueError(f"the padded input {n} + {before} + {after} on axis {axis} exceeds 2**53 values")
     try:
@@ -526,12 +534,26 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True)
     return dx, dw.reshape(w.shape), db
 
 
-def _pool_arguments(x: Any, kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any) -> tuple[np.ndarray, Geometry]:
-    """Checked pooling arguments: x (N, C, *S) and the window (stride defaults to the kernel; padding <= k // 2)."""
+def _pool_arguments(x: Any, kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any,
+                    dilation: Any = 1) -> tuple[np.ndarray, Geometry]:
+    """Checked pooling arguments: x (N, C, *S) and the window (stride defaults to the kernel; padding <= k // 2,
+    as PyTorch, whatever the dilation)."""
     x = _array(x, "x")
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"ceil_mode must be True or False, got {ceil_mode!r}")
-    return x, geometry(x.shape, kernel_size, kernel_size if stride is None else stride, padding, 1, bool(ceil_mode), pooling=True)
+    stride = kernel_size if stride is None else stride
+    return x, geometry(x.shape, kernel_size, stride, padding, dilation, bool(ceil_mode), pooling=True)
+
+
+def _divisor_override(value: Any) -> int:
+    """A checked divisor_override: None (0 to the C code: the window's count) or an int >= 1."""
+    if value is None:
+        return 0
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"divisor_override must be None or an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"divisor_override must be >= 1, got {value}")
+    return int(value)
 
 
 def _pool_args(x_shape: tuple[int, ...], geo: Geometry) -> tuple[Any, ...]:
@@ -547,9 +569,13 @@ def _upstream(dy: Any, x_shape: tuple[int, ...], geo: Geometry) -> np.ndarray:
     return dy
 
 
-def maxpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False) -> np.ndarray:
-    """Max over each window (padding never wins; NaN propagates); stride defaults to the kernel size."""
-    return maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode)[0]
+def maxpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+                    dilation: Any = 1) -> np.ndarray:
+    """Max over each window (padding never wins; NaN propagates); stride defaults to the kernel size.
+
+    ``dilation`` spaces the window's taps as PyTorch's MaxPool: the window spans ``d*(k-1) + 1``.
+    """
+    return maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode, dilation)[0]
 
 
 @dataclass(frozen=True)
@@ -561,14 +587,14 @@ class Argmax:
 
 
 def maxpool_forward_argmax(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                           ceil_mode: bool = False) -> tuple[np.ndarray, Argmax, Geometry]:
+                           ceil_mode: bool = False, dilation: Any = 1) -> tuple[np.ndarray, Argmax, Geometry]:
     """:func:`maxpool_forward` plus each window's arg-max (first maximum; last NaN), for backward."""
-    x, geo = _pool_arguments(x, kernel_size, stride, padding, ceil_mode)
+    x, geo = _pool_arguments(x, kernel_size, stride, padding, ceil_mode, dilation)
     if _c_runs(x):
         x = np.ascontiguousarray(x)
         y = np.empty((*x.shape[:2], *geo.out), dtype=x.dtype)
         index = np.empty(y.shape, dtype=np.int64)
-        _C.maxpool_forward(x, y, index, *_pool_args(x.shape, geo))
+        _C.maxpool_forward(x, y, index, *_pool_args(x.shape, geo), geo.dilation)
         return y, Argmax("c", index), geo
     # the C loop, over taps instead of positions: a tap takes over where it is strictly greater,
     # where it is NaN, or where it is the window's first value inside the input
@@ -583,9 +609,9 @@ def maxpool_forward_argmax(x: np.ndarray, kernel_size: Any, stride: Any = None, 
 
 
 def maxpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                     ceil_mode: bool = False) -> np.ndarray:
+                     ceil_mode: bool = False, dilation: Any = 1) -> np.ndarray:
     """Gradient of max pooling: each window's gradient goes to its arg-max (first maximum; last NaN)."""
-    _, argmax, geo = maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode)
+    _, argmax, geo = maxpool_forward_argmax(x, kernel_size, stride, padding, ceil_mode, dilation)
     return maxpool_backward_argmax(dy, argmax, np.shape(x), geo)
 
 
@@ -597,15 +623,18 @@ def maxpool_backward_argmax(dy: np.ndarray, argmax: Argmax, x_shape: tuple[int, 
     if argmax.kind == "c" and _c_runs(dy):
         dy = np.ascontiguousarray(dy)
         dx = np.empty(x_shape, dtype=dy.dtype)
-        _C.maxpool_backward(dy, argmax.values, dx, *_pool_args(x_shape, geo))
+        _C.maxpool_backward(dy, argmax.values, dx, *_pool_args(x_shape, geo), geo.dilation)
         return dx
     if argmax.kind == "c":  # an empty batch
         return np.zeros(x_shape, dtype=dy.dtype)
     return _scatter_add(x_shape, geo, dy.dtype, lambda tap: np.where(argmax.values == tap, dy, 0))
 
 
-def _avg_divisor(geo: Geometry, count_include_pad: bool, dtype: Any) -> np.ndarray:
-    """Values each window averages over (1, 1, *out): the padded input, or the input alone; never the ceil-mode overhang."""
+def _avg_divisor(geo: Geometry, count_include_pad: bool, dtype: Any, divisor_override: int = 0) -> np.ndarray:
+    """Values each window averages over (1, 1, *out): the padded input, or the input alone; never the ceil-mode
+    overhang; or ``divisor_override`` everywhere when it is above 0."""
+    if divisor_override:
+        return np.full((1, 1, *geo.out), divisor_override, dtype=dtype)
     divisor = np.ones((1, 1), dtype=dtype)
     for n, k, (before, after), o, s in zip(geo.size, geo.kernel, geo.padding, geo.out, geo.steps):
         start = np.arange(o, dtype=np.int64) * s - before
@@ -616,31 +645,202 @@ def _avg_divisor(geo: Geometry, count_include_pad: bool, dtype: Any) -> np.ndarr
 
 
 def avgpool_forward(x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
-                    count_include_pad: bool = True) -> np.ndarray:
-    """Mean over each window (PyTorch's divisor rules); stride defaults to the kernel size."""
+                    count_include_pad: bool = True, divisor_override: int | None = None) -> np.ndarray:
+    """Mean over each window (PyTorch's divisor rules); stride defaults to the kernel size.
+
+    The divisor is the window's values within the padded input (``count_include_pad``), or within
+    the input alone (TensorFlow's "same" average), or ``divisor_override`` (an int >= 1) for every
+    window, as ``nn.AvgPool2d(divisor_override=...)``.
+    """
     x, geo = _pool_arguments(x, kernel_size, stride, padding, ceil_mode)
+    divisor = _divisor_override(divisor_override)
     if _c_runs(x):
         x = np.ascontiguousarray(x)
         y = np.empty((*x.shape[:2], *geo.out), dtype=x.dtype)
-        _C.avgpool(x, y, True, bool(count_include_pad), *_pool_args(x.shape, geo))
+        _C.avgpool(x, y, True, bool(count_include_pad), *_pool_args(x.shape, geo), divisor)
         return y
     total = np.zeros((*x.shape[:2], *geo.out), dtype=x.dtype)
     for _, outputs, inputs in _taps(geo):
         total[(*_ALL, *outputs)] += x[(*_ALL, *inputs)]
-    return total / _avg_divisor(geo, bool(count_include_pad), x.dtype)
+    return total / _avg_divisor(geo, bool(count_include_pad), x.dtype, divisor)
 
 
 def avgpool_backward(dy: np.ndarray, x: np.ndarray, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                     ceil_mode: bool = False, count_include_pad: bool = True) -> np.ndarray:
+                     ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None) -> np.ndarray:
     """Gradient of average pooling: each window's gradient spread evenly over its divisor; dx has dy's dtype."""
     x, geo = _pool_arguments(x, kernel_size, stride, padding, ceil_mode)
+    divisor = _divisor_override(divisor_override)
     dy = _upstream(dy, x.shape, geo)
     if _c_runs(dy):
         dx = np.empty(x.shape, dtype=dy.dtype)
-        _C.avgpool(np.ascontiguousarray(dy), dx, False, bool(count_include_pad), *_pool_args(x.shape, geo))
+        _C.avgpool(np.ascontiguousarray(dy), dx, False, bool(count_include_pad), *_pool_args(x.shape, geo), divisor)
         return dx
-    share = dy / _avg_divisor(geo, bool(count_include_pad), dy.dtype)
+    share = dy / _avg_divisor(geo, bool(count_include_pad), dy.dtype, divisor)
     return _scatter_add(x.shape, geo, dy.dtype, lambda tap: share)
+
+
+# ---------------------------------------------------------------------------------------- adaptive pooling
+# PyTorch's adaptive windows are separable: output (i, j) averages (or maxes) the box of rows
+# [start_i, end_i) and columns [start_j, end_j). Each axis is reduced through index arrays of at
+# most ceil(size/out) + 1 values per output, never a loop over positions, so the work and memory
+# stay within a few times the input plus the output. Short windows (the common case) are reduced
+# tap by tap, a few whole-array operations per tap; long ones (few outputs over a long axis) from
+# one gathered array.
+
+#: Windows of at most this many values on an axis are reduced tap by tap.
+_TAP_LOOP = 8
+
+
+def adaptive_windows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's adaptive windows on one axis: output i reads ``[floor(i*size/out), ceil((i+1)*size/out))``.
+
+    Windows may overlap and differ in size (13 -> 6: [0, 3), [2, 5), ...), and ``out`` may exceed
+    ``size`` (1 -> 7 repeats the one value). Returns ``(start, end)``, int64 arrays of ``out``.
+    """
+    i = np.arange(out, dtype=np.int64)
+    return i * size // out, -(-(i + 1) * size // out)
+
+
+def _adaptive_gather(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's input indices, padded to the longest window: ``(index, valid)``, both (out, longest)."""
+    start, end = adaptive_windows(size, out)
+    index = start[:, None] + np.arange(int((end - start).max()), dtype=np.int64)
+    valid = index < end[:, None]
+    return np.where(valid, index, start[:, None]), valid
+
+
+def _adaptive_scatter(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """The transpose of :func:`_adaptive_gather`: for each input index, the windows that read it
+    (a contiguous run, as starts and ends both grow with i), padded: ``(index, valid)``, (size, most)."""
+    start, end = adaptive_windows(size, out)
+    j = np.arange(size, dtype=np.int64)
+    first = np.searchsorted(end, j, side="right")  # the first window ending after j
+    last = np.searchsorted(start, j, side="right") - 1  # the last window starting at or before j
+    index = first[:, None] + np.arange(int((last - first).max()) + 1, dtype=np.int64)
+    valid = index <= last[:, None]
+    return np.where(valid, index, first[:, None]), valid
+
+
+def _axis_view(array: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    """A per-axis array (its axes starting at ``axis``) shaped to broadcast against an ``ndim``-axis tensor."""
+    return array.reshape((1,) * axis + array.shape + (1,) * (ndim - axis - array.ndim))
+
+
+def _adaptive_sums(x: np.ndarray, maps: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Sum over the (index, valid) windows of each spatial axis in turn."""
+    for axis, (index, valid) in zip(range(2, x.ndim), maps):
+        if index.shape[1] > _TAP_LOOP:  # the window axis before the outputs': numpy adds whole slabs
+            gathered = np.take(x, index.T, axis=axis)
+            x = np.where(_axis_view(valid.T, axis, gathered.ndim), gathered, 0).sum(axis=axis)
+            continue
+        total = np.take(x, index[:, 0], axis=axis)  # every window has its first value
+        for tap in range(1, index.shape[1]):
+            part = np.take(x, index[:, tap], axis=axis)
+            total += part if valid[:, tap].all() else np.where(_axis_view(valid[:, tap], axis, part.ndim), part, 0)
+        x = total
+    return x
+
+
+def _adaptive_arguments(x: Any, output_size: Any) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Checked adaptive pooling arguments: x (N, C, *S) and one output size >= 1 per spatial axis."""
+    x = _array(x, "x")
+    _input_shape(x.shape)
+    return x, _positive(output_size, x.ndim - 2, "output_size")
+
+
+def _adaptive_counts(size: tuple[int, ...], out: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """Values in each output's window, (1, 1, *out): the product of the per-axis window lengths."""
+    counts = np.ones((1, 1), dtype=dtype)
+    for n, o in zip(size, out):
+        start, end = adaptive_windows(n, o)
+        counts = counts[..., None] * (end - start).astype(dtype)
+    return counts
+
+
+def adaptive_avgpool_forward(x: np.ndarray, output_size: Any) -> np.ndarray:
+    """PyTorch's adaptive average pooling: ``(N, C, *S) -> (N, C, *output_size)``, each output the
+    mean of its window (:func:`adaptive_windows` per axis)."""
+    x, out = _adaptive_arguments(x, output_size)
+    total = _adaptive_sums(x, [_adaptive_gather(n, o) for n, o in zip(x.shape[2:], out)])
+    return total / _adaptive_counts(x.shape[2:], out, x.dtype)
+
+
+def adaptive_avgpool_backward(dy: np.ndarray, x_shape: tuple[int, ...], output_size: Any) -> np.ndarray:
+    """Gradient of :func:`adaptive_avgpool_forward`: each output's gradient spread evenly over its
+    window, summed where windows overlap; dx has dy's dtype."""
+    x_shape = _input_shape(x_shape)
+    out = _positive(output_size, len(x_shape) - 2, "output_size")
+    dy = _array(dy, "dy")
+    _expect_shape(dy, (*x_shape[:2], *out), "dy")
+    share = dy / _adaptive_counts(x_shape[2:], out, dy.dtype)
+    return _adaptive_sums(share, [_adaptive_scatter(n, o) for n, o in zip(x_shape[2:], out)])
+
+
+def adaptive_maxpool_forward_argmax(x: np.ndarray, output_size: Any) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's adaptive max pooling and each output's arg-max, a flat index into its (N, C) plane.
+
+    The rule is PyTorch's CPU kernel's: the first maximum in row-major window order wins, and
+    a NaN always takes over (so NaN propagates and the last NaN is the arg-max). Both follow
+    axis by axis, last axis first: the row-major first maximum lies in the first row holding the
+    maximum, at that row's first maximum; the last NaN likewise.
+    """
+    x, out = _adaptive_arguments(x, output_size)
+    values = x
+    coords: list[np.ndarray] = []  # per reduced axis (last first), the input index each value came from
+    for axis in reversed(range(2, x.ndim)):
+        index, valid = _adaptive_gather(x.shape[axis], out[axis - 2])
+        if index.shape[1] <= _TAP_LOOP:
+            values, coords = _max_by_tap(values, coords, axis, index, valid)
+            continue
+        gathered = np.take(values, index, axis=axis)
+        gathered = np.where(_axis_view(valid, axis, gathered.ndim), gathered, -np.inf)  # never wins
+        nan = np.isnan(gathered)
+        longest = index.shape[1]
+        last_nan = longest - 1 - np.argmax(np.flip(nan, axis=axis + 1), axis=axis + 1)
+        pick = np.expand_dims(np.where(nan.any(axis=axis + 1), last_nan, np.argmax(gathered, axis=axis + 1)), axis + 1)
+        values = np.take_along_axis(gathered, pick, axis=axis + 1).squeeze(axis + 1)
+        coords = [np.take_along_axis(np.take(c, index, axis=axis), pick, axis=axis + 1).squeeze(axis + 1) for c in coords]
+        here = np.broadcast_to(_axis_view(index, axis, gathered.ndim), gathered.shape)
+        coords.append(np.take_along_axis(here, pick, axis=axis + 1).squeeze(axis + 1))
+    flat = np.zeros(values.shape, dtype=np.int64)
+    for axis, coord in zip(range(2, x.ndim), reversed(coords)):
+        flat = flat * x.shape[axis] + coord
+    return values, flat
+
+
+def _max_by_tap(values: np.ndarray, coords: list[np.ndarray], axis: int, index: np.ndarray,
+                valid: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One axis of :func:`adaptive_maxpool_forward_argmax`, tap by tap in window order: a tap takes
+    over where it is strictly greater or NaN (the first maximum; the last NaN)."""
+    top = np.take(values, index[:, 0], axis=axis)
+    where = np.broadcast_to(_axis_view(index[:, 0], axis, top.ndim), top.shape).copy()
+    kept = [np.take(c, index[:, 0], axis=axis) for c in coords]
+    for tap in range(1, index.shape[1]):
+        candidate = np.take(values, index[:, tap], axis=axis)
+        takes = (candidate > top) | np.isnan(candidate)
+        if not valid[:, tap].all():
+            takes &= _axis_view(valid[:, tap], axis, top.ndim)
+        np.copyto(top, candidate, where=takes)
+        np.copyto(where, _axis_view(index[:, tap], axis, top.ndim), where=takes)
+        for old, new in zip(coords, kept):
+            np.copyto(new, np.take(old, index[:, tap], axis=axis), where=takes)
+    return top, [*kept, where]
+
+
+def adaptive_maxpool_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
+    """Gradient of adaptive max pooling: each output's gradient added at its arg-max (a flat index
+    into its plane, from :func:`adaptive_maxpool_forward_argmax`); dx has dy's dtype."""
+    x_shape = _input_shape(x_shape)
+    dy = _array(dy, "dy")
+    argmax = np.asarray(argmax)
+    planes, plane = x_shape[0] * x_shape[1], math.prod(x_shape[2:])
+    if dy.shape[:2] != x_shape[:2] or argmax.shape != dy.shape or argmax.dtype != np.int64:
+        raise ValueError(f"dy {dy.shape} and the int64 arg-max {argmax.shape} must be (N, C, *out) for input {x_shape}")
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= plane):
+        raise ValueError(f"an arg-max lies outside a plane of {plane} values")
+    at = (np.arange(planes, dtype=np.int64) * plane)[:, None] + argmax.reshape(planes, math.prod(argmax.shape[2:]))
+    dx = np.bincount(at.ravel(), weights=dy.reshape(-1).astype(np.float64), minlength=planes * plane)
+    return dx.astype(dy.dtype).reshape(x_shape)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -837,15 +1037,17 @@ def conv_transpose_backward_cached(dy: np.ndarray, cache: ConvTransposeCache,
             _C.im2col(dy[start:stop], dcols, *geo.c_args(f, count))
             dcols = dcols.reshape(groups, rows // groups, count * positions)
             operand = _channels_major(flat[start:stop], groups)
-            dw += np.matmul(operand, dcols.transpose(0, 2, 1))
-            if need_dx:
-                grad = np.matmul(w_g, dcols).reshape(c, count, positions)
-                dx[start:stop] = grad.transpose(1, 0, 2)
+            # (dY_hat X^T)^T, not X dY_hat^T: OpenBLAS runs the wide-output form several times
+            # faster for few channels (benchmarks/README.md)
+            dw += np.matmul(dcols, operand.transpose(0, 2, 1)).transpose(0, 2, 1)
+            if need_dx:  # dX^T = dY_hat^T W^T, then back to (B, C, P)
+                grad = np.matmul(dcols.transpose(0, 2, 1), w_g.transpose(0, 2, 1))  # (g, B*P, C/g)
+                dx[start:stop] = grad.reshape(groups, count, positions, c // groups).transpose(1, 0, 3, 2).reshape(count, c, positions)
         else:
             dcols = _im2col(dy[start:stop], geo).reshape(count, groups, rows // groups, positions)
             operand = flat[start:stop].reshape(count, groups, c // groups, positions)
             for sample in range(count):
-                dw += np.matmul(operand[sample], dcols[sample].transpose(0, 2, 1))
+                dw += np.matmul(dcols[sample], operand[sample].transpose(0, 2, 1)).transpose(0, 2, 1)
             if need_dx:
                 dx[start:stop] = np.matmul(w_g, dcols).reshape(count, c, positions)
     return (None if dx is None else dx.reshape(x.shape)), dw.reshape(w.shape), db

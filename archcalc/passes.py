@@ -7,6 +7,7 @@ op changes no pass. :func:`analyze` composes them into a :class:`~archcalc.repor
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from archcalc import figures, formulas
@@ -62,13 +63,15 @@ def infer_shapes(graph: Graph) -> dict[str, Layer]:
     return layers
 
 
-def stored_outputs(graph: Graph) -> dict[str, bool]:
+def stored_outputs(graph: Graph, layers: Mapping[str, Layer] | None = None) -> dict[str, bool]:
     """Whether each node's output needs new storage.
 
     The input does; views (flatten, identity) never do; an in-place op (ReLU, dropout, add) does
     not when it can overwrite an input that nothing else reads, and does when every input it
     could overwrite is also read by another layer (``relu(c1)`` beside ``add(c1, ...)``: c1's
-    values must survive, so the ReLU writes new storage, as a framework would).
+    values must survive, so the ReLU writes new storage, as a framework would). With ``layers``
+    (the shapes), it can overwrite only an input of its output's shape: a broadcasting add of a
+    (C, 1, 1) tensor cannot hold its (C, H, W) sum in that tensor.
     """
     # a view's values are its input's: follow views back to the tensor they show
     value_of: dict[str, str] = {}
@@ -85,7 +88,11 @@ def stored_outputs(graph: Graph) -> dict[str, bool]:
             stores[node.name] = True
             continue
         op = get_op(node.type)
-        overwritable = any(readers.get(value_of[ref]) == {node.name} for ref in node.inputs)
+        overwritable = any(
+            readers.get(value_of[ref]) == {node.name}
+            and (layers is None or layers[ref].out_shape == layers[node.name].out_shape)
+            for ref in node.inputs
+        )
         stores[node.name] = op.stores_output or (not op.view and not overwritable)
     return stores
 
@@ -97,39 +104,252 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
     the smallest, and ``aligned`` is false where the merged inputs' centres or jumps differ;
     ``uniform`` is false from a layer whose windows differ in size (adaptive pooling) onwards,
     the size then being the largest window's.
+
+    Axes are followed, not assumed: each tensor axis is known to hold one spatial axis of the
+    input (its positions step along it), no spatial axis (channels, a linear layer's units), or
+    a mix (merged by a flatten or reshape). An op's window applies to the axes of *its* input,
+    the channel axis first, whatever they hold; layout ops (permute, reshape, slice, flatten,
+    linear) declare per output axis where it comes from (``axis_map``). Where the pass cannot
+    follow an axis (a window along a merged axis; an op that may mix its channel axis, which
+    holds a spatial axis after a permute) that axis's field becomes the whole input, flagged
+    not ``exact``: an upper bound, stated, never a silently wrong size.
     """
     spatial = graph.input_shape[1:]
-    whole = ReceptiveField.whole(spatial)
     start = tuple(formulas.INPUT_FIELD for _ in spatial)
-    fields: dict[str, ReceptiveField] = {graph.nodes[0].name: ReceptiveField.of(start, start, True)}
+    first = graph.nodes[0].name
+    fields: dict[str, ReceptiveField] = {first: ReceptiveField.of(start, start, True)}
+    holds: dict[str, tuple[_Holding, ...]] = {first: (None, *range(len(spatial)))}
     for node in graph.nodes[1:]:
-        inputs = [fields[ref] for ref in node.inputs]
+        op = get_op(node.type)
+        sources = node.inputs[: op.field_inputs]  # the inputs whose values reach the output (crop: the first)
+        inputs = [fields[ref] for ref in sources]
+        layer = layers[node.name]
         if any(f.is_global for f in inputs):
-            fields[node.name] = whole
+            fields[node.name] = ReceptiveField.whole(spatial, all(f.exact for f in inputs))
+            holds[node.name] = (None,) * len(layer.out_shape)
             continue
-        window = get_op(node.type).window(layers[node.name])
+        axis_map = getattr(op, "axis_map", None)  # layout ops say where each output axis comes from
+        window = op.window(layer)
         if window == GLOBAL:
-            fields[node.name] = whole
+            fields[node.name] = ReceptiveField.whole(spatial, all(f.exact for f in inputs))
+            holds[node.name] = (None,) * len(layer.out_shape)
             continue
         if len(inputs) == 1:  # a chain: nothing to merge
             largest, smallest, aligned = inputs[0].path_max, inputs[0].path_min, True
         else:
             largest, smallest = _pick(inputs, max), _pick(inputs, min)
             aligned = all(f.centre == inputs[0].centre and f.stride == inputs[0].stride for f in inputs[1:])
-        if window == POINTWISE:
-            uniform = all(f.uniform for f in inputs)
-            fields[node.name] = inputs[0] if len(inputs) == 1 else ReceptiveField.of(largest, smallest, aligned, uniform)
+        spread = _broadcast_inputs(inputs, layer) if window == POINTWISE else []
+        # an input broadcast over space (an SE gate) gives its one value to every output: when that
+        # value saw the whole input, so does every output; when it did not, the outputs' fields are
+        # no sliding window (the gate's region joined to each position's): flagged, the largest shown
+        if spread and all(_covers(f, spatial) for f in spread):
+            fields[node.name] = ReceptiveField.whole(spatial, all(f.exact for f in inputs))
+            holds[node.name] = (None,) * len(layer.out_shape)
+            continue
+        held, clashing = _merged_holdings([holds[ref] for ref in sources])
+        if len(held) != len(layer.in_shape):  # inputs of different ranks (a broadcast): nothing is known
+            fields[node.name] = ReceptiveField.whole(spatial, exact=False)
+            holds[node.name] = (None,) * len(layer.out_shape)
+            continue
+        if clashing:  # merged tensors lay spatial axes out differently: a unit sees several places
+            largest, smallest = (tuple(_whole_axis(n) if i in clashing else f for i, (n, f) in enumerate(zip(spatial, path)))
+                                 for path in (largest, smallest))
+        uniform = all(f.uniform for f in inputs) and (window == POINTWISE or window.uniform) and not spread
+        exact = all(f.exact for f in inputs) and not clashing
+        channels = "follow" if axis_map else _channel_axis(op, window, held)
+        if not axis_map and window == POINTWISE and channels == "follow" and len(held) == len(layer.out_shape):
+            # the unit sees what its input unit saw
+            fields[node.name] = inputs[0] if len(inputs) == 1 else _field(
+                spatial, largest, smallest, aligned, uniform, held, exact)
+            holds[node.name] = held
+            continue
+        if axis_map:
+            steps = [_Step(a.sources, a.kernel, a.stride, 1, a.padding, 1, a.mixed) for a in axis_map(layer)]
         else:
-            if len(window.kernel) != len(spatial):
-                raise SpecError(f"{node.label()}: a {len(window.kernel)}D window on a {len(spatial)}D input")
-            dilated = window.input_dilation or (1,) * len(window.kernel)
-            steps = list(zip(window.kernel, window.stride, window.dilation, (b for b, _ in window.padding), dilated))
-            grown = tuple(formulas.receptive_field_step(f, *s) for f, s in zip(largest, steps))
-            if smallest is not largest:  # in a chain both are one path: step it once
-                smallest = tuple(formulas.receptive_field_step(f, *s) for f, s in zip(smallest, steps))
-            uniform = window.uniform and all(f.uniform for f in inputs)
-            fields[node.name] = ReceptiveField.of(grown, grown if smallest is largest else smallest, aligned, uniform)
+            steps = _window_steps(node, window, layer)
+        largest, smallest = list(largest), list(largest) if smallest is largest else list(smallest)
+        chain = smallest == largest
+        new_held: list[_Holding] = []
+        for step in steps:
+            if step.mixed or len(step.sources) > 1 or not isinstance(held[step.sources[0]], int):
+                content = _spatial_content(held, step.sources)
+                if not step.trivial:  # a window along a mix of axes: follow it no further
+                    for i in content:
+                        largest[i] = smallest[i] = _whole_axis(spatial[i])
+                    exact = exact and (step.covers_axis or not content)
+                new_held.append(content or None)
+                continue
+            i = held[step.sources[0]]
+            largest[i] = formulas.receptive_field_step(largest[i], *step.arguments)
+            smallest[i] = largest[i] if chain else formulas.receptive_field_step(smallest[i], *step.arguments)
+            new_held.append(i)
+        if channels != "follow":  # the channel axis holds spatial axes and the op may mix along it
+            for i in _spatial_content(held, (0,)):
+                largest[i] = smallest[i] = _whole_axis(spatial[i])
+            exact = exact and channels == "mixes"
+            new_held[0] = None
+        if len(new_held) != len(layer.out_shape):  # an output rank unaccounted for: nothing is known
+            new_held = [None] * len(layer.out_shape)
+            largest = smallest = [_whole_axis(n) for n in spatial]
+            exact = False
+        fields[node.name] = _field(spatial, largest, smallest, aligned, uniform, tuple(new_held), exact)
+        holds[node.name] = tuple(new_held)
     return fields
+
+
+def _field(
+    spatial: tuple[int, ...], largest: Any, smallest: Any, aligned: bool, uniform: bool,
+    held: tuple[_Holding, ...], exact: bool,
+) -> ReceptiveField:
+    """The node's field from its per-axis fields: global when every axis is seen whole."""
+    if spatial and all(f.jump == 0 for f in largest):
+        return ReceptiveField.whole(spatial, exact)
+    return ReceptiveField.of(tuple(largest), tuple(smallest), aligned, uniform, _axes_of(held), exact)
+
+
+#: What one tensor axis holds: a spatial axis of the input (its index), none (channels, units),
+#: or a merged mix of spatial axes (a frozenset of their indices).
+_Holding = int | frozenset[int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One output axis for :func:`receptive_fields`: its source axes and the window along it."""
+
+    sources: tuple[int, ...]
+    kernel: int = 1
+    stride: Any = 1
+    dilation: int = 1
+    padding: Any = 0
+    input_dilation: int = 1
+    mixed: bool = False
+
+    @property
+    def arguments(self) -> tuple[Any, ...]:
+        """The arguments of :func:`formulas.receptive_field_step` after the field."""
+        return self.kernel, self.stride, self.dilation, self.padding, self.input_dilation
+
+    @property
+    def trivial(self) -> bool:
+        """Whether the step moves nothing: each position stays where it was."""
+        return self.arguments == (1, 1, 1, 0, 1)
+
+    @property
+    def covers_axis(self) -> bool:
+        """Whether every unit sees the whole axis (a linear layer's stride-0 window)."""
+        return self.stride == 0 and self.padding == 0
+
+
+def _window_steps(node: Any, window: Any, layer: Layer) -> list[_Step]:
+    """Per output axis of a window (or point-wise) op, its step: the channel axis kept, then the
+    window's components on the axes after it, whatever those axes hold."""
+    rank = len(layer.in_shape)
+    if window == POINTWISE:
+        return [_Step((axis,)) for axis in range(rank)]
+    if len(window.kernel) != rank - 1:
+        raise SpecError(f"{node.label()}: a {len(window.kernel)}D window on an input of {rank - 1} spatial axes")
+    dilated = window.input_dilation or (1,) * len(window.kernel)
+    steps = [_Step((0,))]
+    for axis, (k, s, d, (before, _), di) in enumerate(
+        zip(window.kernel, window.stride, window.dilation, window.padding, dilated), start=1
+    ):
+        steps.append(_Step((axis,), k, s, d, before, di))
+    return steps
+
+
+def _channel_axis(op: Any, window: Any, held: tuple[_Holding, ...]) -> str:
+    """What the op does along its channel axis (axis 0) when that matters: ``"follow"`` when
+    the axis holds no spatial axis or the op leaves it alone (an op may declare
+    ``mixes_channels``; undeclared, views and element-wise ops running in place leave it
+    alone), ``"mixes"`` when the op declares it mixes all of it, else ``"unknown"`` (softmax,
+    batchnorm, a conv or a pool given a spatial axis there by a permute)."""
+    if not held or not _spatial_content(held, (0,)):
+        return "follow"
+    declared = getattr(op, "mixes_channels", None)
+    if declared is not None:
+        return "mixes" if declared else "follow"
+    return "follow" if window == POINTWISE and not op.stores_output else "unknown"
+
+
+def _merged_holdings(inputs: list[tuple[_Holding, ...]]) -> tuple[tuple[_Holding, ...], frozenset[int]]:
+    """The axes' holdings of a merge's inputs, and the spatial axes they disagree on: equal
+    holdings kept, differing ones mixed (inputs of different ranks give the shorter rank: the
+    caller then knows nothing)."""
+    first = inputs[0]
+    if all(h == first for h in inputs[1:]):
+        return first, frozenset()
+    merged: list[_Holding] = []
+    clashing: frozenset[int] = frozenset()
+    for axis in range(min(len(h) for h in inputs)):
+        values = {h[axis] for h in inputs}
+        content = frozenset().union(*(_content(v) for v in values))
+        if len(values) > 1:
+            clashing |= content
+        merged.append(values.pop() if len(values) == 1 else (frozenset(content) or None))
+    return tuple(merged), clashing
+
+
+def _content(holding: _Holding) -> frozenset[int]:
+    """The spatial axes one tensor axis holds."""
+    if holding is None:
+        return frozenset()
+    return frozenset((holding,)) if isinstance(holding, int) else holding
+
+
+def _spatial_content(held: tuple[_Holding, ...], axes: tuple[int, ...]) -> frozenset[int]:
+    """The spatial axes the given tensor axes hold, together."""
+    return frozenset().union(*(_content(held[a]) for a in axes))
+
+
+def _axes_of(held: tuple[_Holding, ...]) -> tuple[int | tuple[int, ...] | None, ...]:
+    """What each tensor axis holds, as :class:`ReceptiveField` reports it (a mix as a sorted tuple)."""
+    return tuple(tuple(sorted(h)) if isinstance(h, frozenset) else h for h in held)
+
+
+def _whole_axis(size: int) -> formulas.Field:
+    """The field of a unit that sees all ``size`` pixels of an axis, as does every other unit."""
+    return formulas.Field(size=size, jump=0, padding=0)
+
+
+def _broadcast_inputs(inputs: list[ReceptiveField], layer: Layer) -> list[ReceptiveField]:
+    """The fields of the inputs a pointwise merge broadcasts over a spatial axis (size 1 there, the output larger)."""
+    if len(inputs) < 2:
+        return []
+    return [f for f, shape in zip(inputs, layer.in_shapes) if any(n == 1 < o for n, o in zip(shape[1:], layer.out_shape[1:]))]
+
+
+def _covers(field: ReceptiveField, spatial: tuple[int, ...]) -> bool:
+    """Whether unit 0's field spans the whole input on every axis."""
+    return all(f.padding >= 0 and f.size - f.padding >= n for f, n in zip(field.path_max, spatial))
+
+
+def resolution_dependence(
+    graph: Graph, layers: Mapping[str, Layer], fields: Mapping[str, ReceptiveField]
+) -> tuple[set[str], set[str]]:
+    """The nodes whose resolved attributes depend on their input size, and the nodes whose
+    receptive field does.
+
+    A layer depends when :meth:`~archcalc.ops.base.Op.size_dependence` names an attribute (a
+    "same" padding with a stride: MobileNetV1's first conv pads 0 before at 224 and 1 at 225).
+    Its field depends when such an attribute moves the field (the padding before, which sets
+    the effective padding and centre), or an input's field depends; a global field never does.
+    """
+    # a Layer shared by several nodes (see infer_shapes) had equal attributes: ask once
+    known: dict[int, tuple[bool, bool]] = {}
+    layer_depends: set[str] = set()
+    field_depends: set[str] = set()
+    for node in graph.nodes[1:]:
+        layer = layers[node.name]
+        if id(layer) not in known:
+            dependences = get_op(node.type).size_dependence(node.attrs, layer)
+            known[id(layer)] = (bool(dependences), any(d.moves_field for d in dependences))
+        depends, moves_field = known[id(layer)]
+        if depends:
+            layer_depends.add(node.name)
+        if not fields[node.name].is_global and (moves_field or any(ref in field_depends for ref in node.inputs)):
+            field_depends.add(node.name)
+    return layer_depends, field_depends
 
 
 def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[formulas.Field, ...]:
@@ -179,14 +399,19 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     graph = load(model)
     layers = infer_shapes(graph)
     fields = receptive_fields(graph, layers)
+    layer_depends, field_depends = resolution_dependence(graph, layers, fields)
+    marked: dict[int, ReceptiveField] = {}  # one marked copy of a field shared by several nodes
     rows = []
     # a Layer shared by several nodes (see infer_shapes) has its figures worked out once
     known: dict[int, tuple[str, tuple[Any, ...]]] = {}
-    stores = stored_outputs(graph)
+    stores = stored_outputs(graph, layers)
     for node in graph:
         layer = layers[node.name]
         summary, values = known.get(id(layer)) or known.setdefault(id(layer), _figures(node, layer, batch, dtype))
+        field = fields[node.name]
+        if node.name in field_depends:
+            field = marked.get(id(field)) or marked.setdefault(id(field), replace(field, resolution_dependent=True))
         rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores[node.name],
-                                fields[node.name], values))
+                                field, values, resolution_dependent=node.name in layer_depends))
     totals = Totals(figures.totals(rows, batch, dtype, optimizer))
     return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description, graph.warnings)

@@ -18,6 +18,9 @@ from archcalc.figures import LAYER_INDEX, TOTAL_FIGURES, figures_for, fold_value
 from archcalc.formulas import Field
 from archcalc.ops import Shape
 
+#: Marks what was resolved for this input size and would differ at another (tables, CSV).
+RESOLUTION_MARK = "^"
+
 
 @dataclass(frozen=True, slots=True)
 class ReceptiveField:
@@ -26,8 +29,19 @@ class ReceptiveField:
     ``path_max`` / ``path_min`` are the fields along the input paths with the largest and the
     smallest size (equal in a chain); ``aligned`` is false where merged branches' centres or
     jumps differ; ``uniform`` is false after a layer whose windows differ in size (adaptive
-    pooling), the size being the largest. A global field (after a linear layer or global
-    pooling) covers the input.
+    pooling), the size being the largest. ``resolution_dependent`` is true from a layer whose
+    resolved window depends on the input size ("same" padding with a stride) onwards: the
+    padding and centre (or the size) hold for this input size only. A global field (after a
+    linear layer or global pooling) covers the input. An axis whose ``stride`` (jump) is 0 is
+    global along that axis alone: every unit sees all of it (a linear layer acting on it).
+
+    ``axes``: what each axis of this node's output holds: the index of the input spatial axis
+    its positions step along (0 for the first spatial axis), None for no spatial axis (channels,
+    a linear layer's units), or a tuple of spatial axes merged into it by a flatten or reshape.
+    Channels-first (C, H, W) has (None, 0, 1); after a permute to (H, W, C), (0, 1, None);
+    flattened, ((0, 1),). ``exact`` is false when the pass could not follow an axis (a window
+    over axes a layout op merged; an op that may mix its channel axis applied where a spatial
+    axis sits there): the field along it is then reported whole, an upper bound.
     """
 
     path_max: tuple[Field, ...]
@@ -36,16 +50,23 @@ class ReceptiveField:
     is_global: bool = False
     input_size: Shape = ()
     uniform: bool = True
+    resolution_dependent: bool = False
+    axes: tuple[int | tuple[int, ...] | None, ...] = ()
+    exact: bool = True
 
     @classmethod
-    def of(cls, largest: tuple[Field, ...], smallest: tuple[Field, ...], aligned: bool, uniform: bool = True) -> ReceptiveField:
-        """A field from its largest and smallest paths."""
-        return cls(largest, smallest, aligned, uniform=uniform)
+    def of(
+        cls, largest: tuple[Field, ...], smallest: tuple[Field, ...], aligned: bool, uniform: bool = True,
+        axes: tuple[int | tuple[int, ...] | None, ...] | None = None, exact: bool = True,
+    ) -> ReceptiveField:
+        """A field from its largest and smallest paths; ``axes`` channels-first unless given."""
+        axes = (None, *range(len(largest))) if axes is None else axes
+        return cls(largest, smallest, aligned, uniform=uniform, axes=axes, exact=exact)
 
     @classmethod
-    def whole(cls, input_size: Shape) -> ReceptiveField:
-        """The global field: every output sees the whole input."""
-        return cls((), (), True, True, tuple(input_size))
+    def whole(cls, input_size: Shape, exact: bool = True) -> ReceptiveField:
+        """The global field: every output sees the whole input (an upper bound unless ``exact``)."""
+        return cls((), (), True, True, tuple(input_size), exact=exact)
 
     @property
     def size(self) -> Shape:
@@ -73,7 +94,7 @@ class ReceptiveField:
         return None if self.is_global else tuple(f.centre for f in self.path_max)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: size, stride, padding, centre, size_min, aligned, uniform, global."""
+        """JSON form: size, stride, padding, centre, size_min, aligned, uniform, global, resolution_dependent, exact, axes."""
         return {
             "size": _numbers(self.size),
             "stride": _numbers(self.stride),
@@ -83,17 +104,23 @@ class ReceptiveField:
             "aligned": self.aligned,
             "uniform": self.uniform,
             "global": self.is_global,
+            "resolution_dependent": self.resolution_dependent,
+            "exact": self.exact,
+            "axes": None if self.is_global else [list(a) if isinstance(a, tuple) else a for a in self.axes],
         }
 
     def text(self) -> str:
-        """``7x7``, ``global``, ``7x7 (min 3x3)``, with ``!`` when branch centres differ and ``~``
-        when windows differ in size (the largest shown)."""
+        """``7x7``, ``global``, ``7x7 (min 3x3)``, with ``!`` when branch centres differ, ``~``
+        when windows differ in size (the largest shown), ``?`` when an axis could not be followed
+        (an upper bound shown) and ``^`` (:data:`RESOLUTION_MARK`) when its padding and centre
+        hold for this input size only."""
         if self.is_global:
-            return "global"
+            return "global" + ("" if self.exact else " ?")
         text = "x".join(map(str, self.size))
         if self.size_min != self.size:
             text += f" (min {'x'.join(map(str, self.size_min))})"
-        return text + ("" if self.aligned else " !") + ("" if self.uniform else " ~")
+        text += ("" if self.aligned else " !") + ("" if self.uniform else " ~") + ("" if self.exact else " ?")
+        return text + (f" {RESOLUTION_MARK}" if self.resolution_dependent else "")
 
 
 def _numbers(values: tuple[Any, ...] | None) -> list[Any] | None:
@@ -121,7 +148,9 @@ class LayerReport:
     Every figure of :data:`archcalc.figures.LAYER_FIGURES` is an attribute (``row.params``,
     ``row.macs``, ``row.output_shape``...), for the whole batch where it scales with it; they
     are held in ``values``, in that table's order. ``layers`` is how many layers the row holds
-    (more than 1 for a folded block).
+    (more than 1 for a folded block). ``resolution_dependent``: attributes were resolved from the
+    input size and another size would change them ("same" padding with a stride; see
+    :meth:`archcalc.ops.base.Op.size_dependence`); for a folded block, any of its layers'.
     """
 
     name: str
@@ -134,6 +163,7 @@ class LayerReport:
     receptive_field: ReceptiveField
     values: tuple[Any, ...]
     layers: int = 1
+    resolution_dependent: bool = False
 
     def __getattr__(self, name: str) -> Any:
         index = LAYER_INDEX.get(name)
@@ -153,6 +183,7 @@ class LayerReport:
             out[figure.name] = list(value) if figure.kind == "shape" else value
         out["stores_output"] = self.stores_output
         out["layers"] = self.layers
+        out["resolution_dependent"] = self.resolution_dependent
         out["receptive_field"] = self.receptive_field.to_dict()
         return out
 
@@ -245,17 +276,20 @@ class Analysis:
     def to_csv(self, depth: int | None = None) -> str:
         """One row per layer (or folded block) with exact integers: name, type, the figures, whether
         the output is stored (the activation total sums the rows where it is), how many layers the
-        row holds, and the receptive field."""
+        row holds, the receptive field, and whether the layer's attributes were resolved from the
+        input size."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         figures = figures_for("csv")
-        writer.writerow(["name", "type", *(f.name for f in figures), "stores_output", "layers", "receptive_field"])
+        writer.writerow(["name", "type", *(f.name for f in figures), "stores_output", "layers", "receptive_field",
+                         "resolution_dependent"])
         for row in self.rows(depth):
             cells: list[Any] = [row.name, row.type]
             for figure in figures:
                 value = row.values[LAYER_INDEX[figure.name]]
                 cells.append("x".join(map(str, value)) if figure.kind == "shape" else value)
-            cells += ["true" if row.stores_output else "false", row.layers, row.receptive_field.text()]
+            cells += ["true" if row.stores_output else "false", row.layers, row.receptive_field.text(),
+                      "true" if row.resolution_dependent else "false"]
             writer.writerow(cells)
         return out.getvalue()
 
@@ -307,6 +341,7 @@ def _folded(members: list[LayerReport], depth: int) -> LayerReport:
         name=".".join(key), type="block", inputs=members[0].inputs, scope=key[:-1], summary=summary, attrs={},
         stores_output=any(stores), receptive_field=members[-1].receptive_field,
         values=fold_values([m.values for m in members], stores), layers=count,
+        resolution_dependent=any(m.resolution_dependent for m in members),
     )
 
 

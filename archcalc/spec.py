@@ -28,9 +28,9 @@ from archcalc.ops.base import did_you_mean
 
 _TOP_KEYS = ("name", "description", "input", "blocks", "layers")
 _LAYER_KEYS = ("type", "name", "inputs", "scope")
-_INSTANCE_KEYS = ("block", "name", "inputs", "args", "repeat", "first")
+_INSTANCE_KEYS = ("block", "name", "inputs", "args", "repeat", "first", "last", "at")
 _BLOCK_KEYS = ("args", "layers", "description")
-_FIRST_KEYS = ("block", "args")
+_OVERRIDE_KEYS = ("block", "args")
 #: What auto-generated names start with, where the type name would read badly.
 NAME_PREFIX = {"maxpool": "pool", "avgpool": "pool", "global_avgpool": "gap", "linear": "fc"}
 #: Layers a spec may expand to unless the caller raises it (``load(..., max_layers=N)``,
@@ -339,21 +339,20 @@ class _Builder:
         if not isinstance(given, Mapping):
             self.problems.append(f"{where}: args must be an object of argument values, got {_json(given)}")
             return previous
-        first = raw.get("first")
-        if first is not None:
-            problem = _first_problem(first, self.blocks)
-            if problem:
-                self.problems.append(f"{where}: {problem}")
-                return previous
+        overrides = _overrides(raw, repeat, self.blocks)
+        if isinstance(overrides, str):
+            self.problems.append(f"{where}: {overrides}")
+            return previous
         entry = self.resolve_inputs(raw, where, previous, local)
         if len(entry) != 1:
             self.problems.append(f"{where}: a block instance reads one input, got {len(entry)}")
         out = entry[0]
         for index in range(repeat):
             instance_raw = dict(raw)
-            if index == 0 and first is not None:
-                instance_raw["block"] = first.get("block", block_name)
-                instance_raw["args"] = {**given, **first.get("args", {})}
+            override = overrides.get(index)
+            if override is not None:
+                instance_raw["block"] = override.get("block", block_name)
+                instance_raw["args"] = {**given, **override.get("args", {})}
             instance_scope = (*scope, name, str(index)) if repeat > 1 else (*scope, name)
             out = self.expand_block(instance_raw, where, instance_scope, out, depth)
         local[name] = out
@@ -401,18 +400,60 @@ def _declared_args(block: Mapping[str, Any]) -> Mapping[str, Any]:
     return declared if isinstance(declared, Mapping) else {}
 
 
-def _first_problem(first: Any, blocks: Mapping[str, Any]) -> str | None:
-    """Why an instance's ``first`` (what its first repetition changes) is malformed, or None."""
-    if not isinstance(first, Mapping):
-        return f'first must be an object with "block" and/or "args", got {_json(first)}'
-    for key in first:
-        if key not in _FIRST_KEYS:
-            return f"first has unknown key {_json(key)}{_hint(key, _FIRST_KEYS) or '; it takes block and args'}"
-    if "block" in first and (not isinstance(first["block"], str) or first["block"] not in blocks):
-        return f"first.block: unknown block {_json(first['block'])}{_hint(first['block'], blocks)}"
-    if not isinstance(first.get("args", {}), Mapping):
-        return f"first.args must be an object of argument values, got {_json(first['args'])}"
+def _override_problem(override: Any, blocks: Mapping[str, Any], what: str) -> str | None:
+    """Why one override of an instance (``first``, ``last`` or ``at."2"``: what that repetition
+    changes) is malformed, or None."""
+    if not isinstance(override, Mapping):
+        return f'{what} must be an object with "block" and/or "args", got {_json(override)}'
+    for key in override:
+        if key not in _OVERRIDE_KEYS:
+            return f"{what} has unknown key {_json(key)}{_hint(key, _OVERRIDE_KEYS) or '; it takes block and args'}"
+    if "block" in override and (not isinstance(override["block"], str) or override["block"] not in blocks):
+        return f"{what}.block: unknown block {_json(override['block'])}{_hint(override['block'], blocks)}"
+    if not isinstance(override.get("args", {}), Mapping):
+        return f"{what}.args must be an object of argument values, got {_json(override['args'])}"
     return None
+
+
+def _overrides(raw: Mapping[str, Any], repeat: int, blocks: Mapping[str, Any]) -> dict[int, Mapping[str, Any]] | str:
+    """The repetitions an instance changes, by index from 0, or why its overrides are malformed.
+
+    ``first`` is index 0, ``last`` index ``repeat - 1``, and ``at`` maps indices written as text
+    (JSON keys are strings; ``"-1"`` counts from the end, as in Python) to overrides. Each changes
+    the block and/or the arguments of that one repetition; two overrides of one repetition are an
+    error rather than a silent merge.
+    """
+    written: list[tuple[str, Any, Any]] = []  # (how it was written, the index, the override)
+    for key in ("first", "last"):
+        if key in raw:
+            written.append((key, 0 if key == "first" else -1, raw[key]))
+    at = raw.get("at", {})
+    if not isinstance(at, Mapping):
+        return f'at must be an object from instance indices ("0", "-1"...) to overrides, got {_json(at)}'
+    for key, override in at.items():
+        what = f"at[{_json(key)}]"
+        try:
+            index = int(key) if isinstance(key, str) and len(key) <= 12 else None
+        except ValueError:
+            index = None
+        if index is None or str(index) != key:
+            return f'{what}: an instance index must be an int written as text ("0", "2", "-1"), got {_json(key)}'
+        if not -repeat <= index < repeat:
+            last = f"0..{repeat - 1} or -{repeat}..-1" if repeat > 1 else "0 or -1"
+            return f"{what}: instance {index} is out of range for repeat {repeat} ({last})"
+        written.append((what, index, override))
+    overrides: dict[int, Mapping[str, Any]] = {}
+    given_as: dict[int, str] = {}
+    for what, index, override in written:
+        problem = _override_problem(override, blocks, what)
+        if problem:
+            return problem
+        index %= repeat
+        if index in overrides:
+            return (f"{given_as[index]} and {what} both change instance {index} (repeat {repeat}); "
+                    "give each instance one override")
+        overrides[index], given_as[index] = override, what
+    return overrides
 
 
 def _is_scope(value: Any) -> bool:
@@ -475,7 +516,8 @@ class _Recursion(Exception):
 class _Counter:
     """Counts the layers a spec expands to from its block structure, without expanding it.
 
-    An instance repeated r times counts ``first + (r - 1) * rest``; each block's count is kept
+    An instance repeated r times counts its overridden repetitions (``first``, ``last``, ``at``)
+    one by one and the others as ``rest`` each; each block's count is kept
     per set of arguments, so nine nested blocks repeating 10 times cost nine counts, not 10**9.
     Malformed parts count zero (the expansion reports them).
     """
@@ -496,15 +538,15 @@ class _Counter:
     def layer(self, raw: Mapping[str, Any], stack: tuple[str, ...]) -> int:
         if "block" not in raw:
             return 1
-        repeat, given, first = raw.get("repeat", 1), raw.get("args", {}), raw.get("first")
-        if not (isinstance(repeat, int) and 1 <= repeat <= MAX_INT and isinstance(given, Mapping)) or (
-            first is not None and _first_problem(first, self.blocks)
-        ):
+        repeat, given = raw.get("repeat", 1), raw.get("args", {})
+        if not (isinstance(repeat, int) and 1 <= repeat <= MAX_INT and isinstance(given, Mapping)):
+            return 0
+        overrides = _overrides(raw, repeat, self.blocks)
+        if isinstance(overrides, str):
             return 0
         rest = self.block(raw["block"], given, stack)
-        if first is None:
-            return repeat * rest
-        return self.block(first.get("block", raw["block"]), {**given, **first.get("args", {})}, stack) + (repeat - 1) * rest
+        changed = sum(self.block(o.get("block", raw["block"]), {**given, **o.get("args", {})}, stack) for o in overrides.values())
+        return changed + (repeat - len(overrides)) * rest
 
     def block(self, name: Any, given: Mapping[str, Any], stack: tuple[str, ...]) -> int:
         if not isinstance(name, str) or not isinstance(self.blocks.get(name), Mapping):

@@ -249,3 +249,24 @@ def test_thop_and_torchinfo_count_the_dcgan_generator_4_1_times_too_high():
     single = formulas.conv_transpose_macs(512, 256, (4, 4), (4, 4))
     assert thop.profile(layer, inputs=(torch.rand(1, 512, 4, 4),), verbose=False)[0] == 4 * single
     assert torchinfo.summary(layer, input_size=(1, 512, 4, 4), verbose=0).total_mult_adds == 4 * single
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("x_shape", "w_shape", "stride", "padding", "output_padding", "dilation"), [
+    ((1, 2, 1), (2, 3, 1), 1, 0, 1, 2),        # a 1x1 kernel: output_padding's position is read by no window
+    ((2, 2, 3, 2), (2, 3, 1, 1), 1, 0, 1, 2),
+    ((1, 2, 4), (2, 3, 1), 3, 0, 2, 1),        # stride 3, 1x1: two of every three outputs receive only the bias
+])
+def test_outputs_no_input_reaches_get_only_the_bias(x_shape, w_shape, stride, padding, output_padding, dilation, backend):
+    """A 1x1 kernel with output_padding leaves output positions that no input value scatters to:
+    they hold the bias alone (as PyTorch), and the gradients ignore them."""
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[1])
+    args = (stride, padding, output_padding, dilation, 1)
+    y_torch, _ = _torch_reference(x, w, b, None, *args)
+    dy = rng.standard_normal(y_torch.shape)
+    _, torch_grads = _torch_reference(x, w, b, dy, *args)
+    y, grads, _ = _ours(x, w, b, dy, args, backend)
+    np.testing.assert_allclose(y, y_torch, rtol=1e-12, atol=1e-12)
+    for ours, theirs in zip(grads, torch_grads):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)

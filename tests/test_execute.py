@@ -26,14 +26,15 @@ def test_every_op_matches_torch(op_type, index, example, training):
     oracle = pytest.importorskip("tests.torch_oracle")
     graph = single_op_graph(op_type, example)
     executor = Executor(graph, seed=index, dtype="float64")
-    if op_type == "batchnorm":  # non-trivial running statistics for eval mode
-        executor.params["bn1.running_mean" if "bn1.running_mean" in executor.params else "batchnorm1.running_mean"][:] = 0.3
+    for key in executor.params:  # non-trivial running statistics for eval mode, as _before_update gives torch
+        if key.endswith("running_mean"):
+            executor.params[key][:] = 0.3
     executor.train() if training else executor.eval()
     rng = np.random.default_rng(index)
     x = rng.standard_normal((3, *graph.input_shape))
     y = executor.forward(x)
-    if op_type == "dropout" and training:
-        return  # random masks: checked by test_dropout below
+    if training and REGISTRY[op_type].random:
+        return  # random masks: checked by test_dropout_train_and_eval and tests/test_random_ops.py
     dy = rng.standard_normal(y.shape)
     grads = executor.backward(dy)
     outputs, dx, torch_grads, buffers = oracle.run_torch(graph, _before_update(executor, graph, x), x, dy, training)

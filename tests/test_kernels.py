@@ -124,6 +124,101 @@ def test_pooling_matches_torch(torch, kw, rank):
         np.testing.assert_allclose(kernels.avgpool_backward(dy, x, count_include_pad=include, **kw), xt.grad.numpy(), atol=1e-12)
 
 
+@pytest.mark.parametrize("kw", [
+    {"kernel_size": 3, "dilation": 2}, {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2},
+    {"kernel_size": 2, "stride": 2, "dilation": 3, "ceil_mode": True}, {"kernel_size": 3, "stride": 1, "padding": 1, "dilation": 3},
+    {"kernel_size": (2, 3), "stride": (2, 1), "padding": (1, 1), "dilation": (3, 2), "ceil_mode": True},
+])
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_dilated_maxpool_matches_torch(torch, kw, rank):
+    """PyTorch's MaxPool with dilation: values, arg-maxes (ties included) and gradients, on both backends."""
+    F = torch.nn.functional
+    if rank != 2:
+        kw = {k: (v[0] if isinstance(v, tuple) else v) for k, v in kw.items()}
+    rng = np.random.default_rng(rank)
+    x = np.round(rng.standard_normal((2, 3, *[7 + i for i in range(rank)])), 1)  # ties
+    xt = torch.tensor(x, requires_grad=True)
+    yt = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[rank - 1](xt, **kw)
+    dy = rng.standard_normal(yt.shape)
+    yt.backward(torch.tensor(dy))
+    for backend in ("c", "numpy") if kernels._C is not None else ("numpy",):
+        with kernels.backend(backend):
+            np.testing.assert_array_equal(kernels.maxpool_forward(x, **kw), yt.detach().numpy())
+            np.testing.assert_allclose(kernels.maxpool_backward(dy, x, **kw), xt.grad.numpy(), atol=1e-12)
+
+
+def _real_mean_in_torch(torch, x, kernel, stride, pads, ceil_mode):
+    """TensorFlow's "same" average from PyTorch's own pool: pad explicitly (asymmetric), then the pool
+    of the padded input over the pool of the padded mask of real inputs."""
+    F = torch.nn.functional
+    pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[x.ndim - 3]
+    order = [p for pair in reversed(pads) for p in pair]
+    mask = F.pad(torch.ones_like(x[:, :1]), order)
+    return pool(F.pad(x, order), kernel, stride, ceil_mode=ceil_mode) / pool(mask, kernel, stride, ceil_mode=ceil_mode)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "size"), [(3, 2, 8), (4, 3, 10), (2, 1, 5), (3, 1, 6), (5, 2, 9)])
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_avgpool_same_counts_only_real_inputs_as_tensorflow(torch, kernel, stride, size, rank):
+    """With "same" padding and count_include_pad False the divisor is the real inputs in the window:
+    TensorFlow's average. Checked by hand for one window and against torch's pools on explicit padding."""
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((2, 2, *[size + i for i in range(rank)]))
+    geo = kernels.geometry(x.shape, kernel, stride, "same", pooling=True)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = _real_mean_in_torch(torch, xt, kernel, stride, geo.padding, False)
+    dy = rng.standard_normal(yt.shape)
+    yt.backward(torch.tensor(dy))
+    for backend in ("c", "numpy") if kernels._C is not None else ("numpy",):
+        with kernels.backend(backend):
+            y = kernels.avgpool_forward(x, kernel, stride, "same", count_include_pad=False)
+            np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+            dx = kernels.avgpool_backward(dy, x, kernel, stride, "same", count_include_pad=False)
+            np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    # by hand: the last window on the last axis reads the input's tail only
+    last = geo.out[-1] - 1
+    start = last * stride - geo.padding[-1][0]
+    tail = x[(0, 0, *([0] * (rank - 1)), slice(max(start, 0), min(start + kernel, x.shape[-1])))]
+    if rank == 1:
+        assert y[0, 0, last] == pytest.approx(tail.mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kw", [
+    {"kernel_size": 2, "divisor_override": 3}, {"kernel_size": 3, "stride": 2, "padding": 1, "divisor_override": 2},
+    {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True, "divisor_override": 7},
+    {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False, "divisor_override": 1},
+])
+@pytest.mark.parametrize("rank", [2, 3])
+def test_avgpool_divisor_override_matches_torch(torch, kw, rank):
+    """nn.AvgPool2d/3d's divisor_override: every window's sum over that divisor (torch has none in 1D)."""
+    F = torch.nn.functional
+    rng = np.random.default_rng(rank)
+    x = rng.standard_normal((2, 3, *[6 + i for i in range(rank)]))
+    xt = torch.tensor(x, requires_grad=True)
+    yt = (None, F.avg_pool2d, F.avg_pool3d)[rank - 1](xt, **kw)
+    dy = rng.standard_normal(yt.shape)
+    yt.backward(torch.tensor(dy))
+    for backend in ("c", "numpy") if kernels._C is not None else ("numpy",):
+        with kernels.backend(backend):
+            np.testing.assert_allclose(kernels.avgpool_forward(x, **kw), yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(kernels.avgpool_backward(dy, x, **kw), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    assert not hasattr(torch.nn.AvgPool1d(2), "divisor_override")  # why archcalc refuses it in 1D
+
+
+def test_pool_arguments_of_the_new_attributes_are_checked():
+    x = np.ones((1, 1, 4, 4))
+    with pytest.raises(ValueError, match="divisor_override must be >= 1, got 0"):
+        kernels.avgpool_forward(x, 2, divisor_override=0)
+    with pytest.raises(TypeError, match="divisor_override must be None or an int, got 1.5"):
+        kernels.avgpool_forward(x, 2, divisor_override=1.5)
+    with pytest.raises(TypeError, match="divisor_override must be None or an int, got True"):
+        kernels.avgpool_backward(np.ones((1, 1, 2, 2)), x, 2, divisor_override=True)
+    with pytest.raises(ValueError, match="dilation must be positive"):
+        kernels.maxpool_forward(x, 2, dilation=0)
+    with pytest.raises(ValueError, match=r"the first window on axis 1 reads only padding \(dilation 5 > size 4, padding 1\)"):
+        kernels.maxpool_forward(x, 2, 1, 1, dilation=(1, 5))
+
+
 def test_softmax_cross_entropy_matches_torch(torch):
     F = torch.nn.functional
     rng = np.random.default_rng(0)
@@ -273,25 +368,29 @@ def pool_cases(draw):
     kernel = tuple(draw(st.integers(1, 4)) for _ in range(rank))
     stride = tuple(draw(st.integers(1, 4)) for _ in range(rank))
     padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
-    size = tuple(draw(st.integers(max(1, k - 2 * p), k + 6)) for k, p in zip(kernel, padding))
-    return (draw(st.integers(1, 2)), draw(st.integers(1, 3)), *size), kernel, stride, padding, draw(st.booleans())
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    size = tuple(draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p, d if p else 1), d * k + 6))
+                 for k, p, d in zip(kernel, padding, dilation))
+    divisor = draw(st.sampled_from([None, None, 1, 3]))
+    return (draw(st.integers(1, 2)), draw(st.integers(1, 3)), *size), kernel, stride, padding, draw(st.booleans()), dilation, divisor
 
 
 @needs_c
 @settings(max_examples=150, derandomize=True, deadline=None)
 @given(case=pool_cases(), dtype=st.sampled_from(["float32", "float64"]), include=st.booleans())
 def test_c_pooling_equals_numpy(case, dtype, include):
-    shape, kernel, stride, padding, ceil_mode = case
+    shape, kernel, stride, padding, ceil_mode, dilation, divisor = case
     rng = np.random.default_rng(6)
     x = rng.standard_normal(shape).astype(dtype)
     out = {}
     for name in ("c", "numpy"):
         with kernels.backend(name):
-            y = kernels.maxpool_forward(x, kernel, stride, padding, ceil_mode)
+            y = kernels.maxpool_forward(x, kernel, stride, padding, ceil_mode, dilation)
             dy = np.random.default_rng(7).standard_normal(y.shape).astype(dtype)
-            out[name] = (y, kernels.maxpool_backward(dy, x, kernel, stride, padding, ceil_mode),
-                         kernels.avgpool_forward(x, kernel, stride, padding, ceil_mode, include),
-                         kernels.avgpool_backward(dy, x, kernel, stride, padding, ceil_mode, include))
+            y_avg = kernels.avgpool_forward(x, kernel, stride, padding, ceil_mode, include, divisor)
+            dy_avg = np.random.default_rng(8).standard_normal(y_avg.shape).astype(dtype)
+            out[name] = (y, kernels.maxpool_backward(dy, x, kernel, stride, padding, ceil_mode, dilation), y_avg,
+                         kernels.avgpool_backward(dy_avg, x, kernel, stride, padding, ceil_mode, include, divisor))
     np.testing.assert_array_equal(out["c"][0], out["numpy"][0])  # max is exact
     tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-13}
     # the same arg-maxes; where windows overlap, the gradients add in another order
@@ -319,6 +418,14 @@ def test_c_pooling_rejects_bad_arguments():
         c_kernels.maxpool_backward(y, bad, np.zeros_like(x), *geometry)
     with pytest.raises(ValueError, match="the geometry needs"):
         c_kernels.avgpool(x, np.zeros((2, 3, 3)), True, True, *geometry)
+    with pytest.raises(ValueError, match="divisor must be >= 0"):
+        c_kernels.avgpool(x, y, True, True, *geometry, -1)
+    with pytest.raises(ValueError, match=r"dilation\[0\] must be >= 1, got 0"):
+        c_kernels.maxpool_forward(x, y, index, *geometry, (0, 1))
+    with pytest.raises(TypeError, match="expected 10 or 11 arguments"):
+        c_kernels.maxpool_forward(x, y, index, *geometry, (1, 1), 3)
+    with pytest.raises(OverflowError, match="the kernel's span"):
+        c_kernels.maxpool_forward(x, y, index, 2, (4, 4), (3, 2), (2, 2), (0, 0), (0, 0), (2, 2), (2**62, 1))
 
 
 # ------------------------------------------------------------------ extreme geometry: every kind, raw and public

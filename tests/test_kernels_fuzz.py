@@ -101,26 +101,32 @@ def window_cases(draw: Any, pool: bool) -> dict[str, Any]:
         "stride": draw(st.none()) if pool and draw(st.booleans()) else _axis_values(draw, rank, 1, 4),
         "padding": _padding(draw, rank, 2),
     }
+    case["dilation"] = _axis_values(draw, rank, 1, 3)  # max-pool's and conv's
     if pool:
         case["ceil_mode"] = draw(st.booleans())
         case["count_include_pad"] = draw(st.booleans())
-    else:
-        case["dilation"] = _axis_values(draw, rank, 1, 3)
+        case["divisor_override"] = draw(st.sampled_from([None, None, 1, 3, 0, -2, 2**62, 1.5, True]))
     return case
 
 
 def _largest(case: dict[str, Any], pool: bool) -> int | None:
     """Values in the largest array the call makes, or None when the geometry is refused."""
     x = case["x"]
+    if pool:  # the max-pool's (dilated) and the average's windows
+        stride = case["kernel"] if case["stride"] is None else case["stride"]
+        sizes = [x.size]
+        for dilation in (case["dilation"], 1):
+            try:
+                geo = kernels.geometry(x.shape, case["kernel"], stride, case["padding"], dilation, case["ceil_mode"], pooling=True)
+            except CLEAN:
+                continue
+            sizes.append(math.prod(x.shape[:2]) * geo.positions)
+        return max(sizes) if len(sizes) > 1 else None
     try:
-        if pool:
-            stride = case["kernel"] if case["stride"] is None else case["stride"]
-            geo = kernels.geometry(x.shape, case["kernel"], stride, case["padding"], 1, case["ceil_mode"], pooling=True)
-        else:
-            geo = kernels.geometry(x.shape, case["kernel"], case["stride"], case["padding"], case["dilation"])
+        geo = kernels.geometry(x.shape, case["kernel"], case["stride"], case["padding"], case["dilation"])
     except CLEAN:
         return None
-    return max(x.size, math.prod(x.shape[:2]) * geo.positions * (1 if pool else geo.taps))
+    return max(x.size, math.prod(x.shape[:2]) * geo.positions * geo.taps)
 
 
 def _skip_huge(case: dict[str, Any], pool: bool) -> None:
@@ -213,33 +219,50 @@ def test_conv_fuzz(case, data):
 def test_pooling_fuzz(case, torch_or_none, data):
     _skip_huge(case, pool=True)
     x, args = case["x"], (case["kernel"], case["stride"], case["padding"], case["ceil_mode"])
-    c_max, numpy_max = _on_both(lambda: kernels.maxpool_forward(x, *args))
+    max_args, avg_args = (*args, case["dilation"]), (*args, case["count_include_pad"], case["divisor_override"])
+    c_max, numpy_max = _on_both(lambda: kernels.maxpool_forward(x, *max_args))
     _assert_agree(c_max, numpy_max, exact=True)
-    c_avg, numpy_avg = _on_both(lambda: kernels.avgpool_forward(x, *args, case["count_include_pad"]))
+    c_avg, numpy_avg = _on_both(lambda: kernels.avgpool_forward(x, *avg_args))
     _assert_agree(c_avg, numpy_avg)
-    if isinstance(c_max, type):
-        return
-    dy = data.draw(arrays(c_max.shape, data.draw(st.sampled_from([str(c_max.dtype), "float32", "int64"]))))
-    _assert_agree(*_on_both(lambda: kernels.maxpool_backward(dy, x, *args)))
-    _assert_agree(*_on_both(lambda: kernels.avgpool_backward(dy, x, *args, case["count_include_pad"])))
-    if torch_or_none is not None and not isinstance(c_avg, type):
+    for result, backward, pool_args in ((c_max, kernels.maxpool_backward, max_args), (c_avg, kernels.avgpool_backward, avg_args)):
+        if not isinstance(result, type):
+            dy = data.draw(arrays(result.shape, data.draw(st.sampled_from([str(result.dtype), "float32", "int64"]))))
+            _assert_agree(*_on_both(lambda dy=dy, backward=backward, pool_args=pool_args: backward(dy, x, *pool_args)))
+    if torch_or_none is not None:
         _check_pool_against_torch(torch_or_none, x, case, c_max, c_avg)
 
 
-def _check_pool_against_torch(torch: Any, x: np.ndarray, case: dict[str, Any], y_max: np.ndarray, y_avg: np.ndarray) -> None:
-    """The pooling results equal PyTorch's where torch takes the same arguments (symmetric padding, a batch)."""
-    rank = x.ndim - 2
+def _torch_pool_arguments(x: np.ndarray, case: dict[str, Any], dilation: Any) -> dict[str, Any] | None:
+    """torch's keyword arguments for the case's window, or None where torch takes other arguments or hangs."""
     stride = case["kernel"] if case["stride"] is None else case["stride"]
-    geo = kernels.geometry(x.shape, case["kernel"], stride, case["padding"], 1, case["ceil_mode"], pooling=True)
-    if x.shape[0] == 0 or any(b != a for b, a in geo.padding) or max(geo.kernel) > 64:
-        return  # torch's own loops hang on a kernel of 2**62 (it iterates over the whole window)
-    F = torch.nn.functional
+    geo = kernels.geometry(x.shape, case["kernel"], stride, case["padding"], dilation, case["ceil_mode"], pooling=True)
+    if x.shape[0] == 0 or any(b != a for b, a in geo.padding) or max(geo.kernel) > 64 or max(geo.dilation) > 64:
+        return None  # torch's own loops hang on a kernel of 2**62 (it iterates over the whole window)
     # a stride past the padded input gives the same windows; torch's avg_pool overflows on 2**62
     stride = tuple(min(s, n + b + a) for s, n, (b, a) in zip(geo.stride, geo.size, geo.padding))
-    kw = {"kernel_size": geo.kernel, "stride": stride, "padding": tuple(b for b, _ in geo.padding), "ceil_mode": case["ceil_mode"]}
-    xt = torch.tensor(x)
-    theirs = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[rank - 1](xt, **kw)
-    np.testing.assert_array_equal(y_max, theirs.numpy())
+    return {"kernel_size": geo.kernel, "stride": stride, "padding": tuple(b for b, _ in geo.padding), "ceil_mode": case["ceil_mode"]}
+
+
+def _check_pool_against_torch(torch: Any, x: np.ndarray, case: dict[str, Any], y_max: Any, y_avg: Any) -> None:
+    """The pooling results equal PyTorch's where torch takes the same arguments (symmetric padding, a batch;
+    divisor_override in 2D and 3D only)."""
+    rank = x.ndim - 2
+    F = torch.nn.functional
+    xt = torch.tensor(np.ascontiguousarray(x)) if x.dtype in (np.float32, np.float64) else None
+    if not isinstance(y_max, type) and xt is not None:
+        kw = _torch_pool_arguments(x, case, case["dilation"])
+        if kw is not None:
+            dilation = kernels.geometry(x.shape, 1, 1, 0, case["dilation"]).dilation
+            theirs = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[rank - 1](xt, dilation=dilation, **kw)
+            np.testing.assert_array_equal(y_max, theirs.numpy())
+    divisor = case["divisor_override"]
+    if isinstance(y_avg, type) or xt is None or (divisor is not None and rank == 1):
+        return
+    kw = _torch_pool_arguments(x, case, 1)
+    if kw is None or (divisor is not None and divisor > 2**31):
+        return
+    if divisor is not None:
+        kw["divisor_override"] = divisor
     theirs = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[rank - 1](xt, count_include_pad=case["count_include_pad"], **kw)
     tol = 1e-5 if x.dtype == np.float32 else 1e-12
     np.testing.assert_allclose(y_avg, theirs.numpy(), rtol=tol, atol=tol, equal_nan=True)
@@ -283,10 +306,14 @@ def test_raw_extension_never_touches_memory_it_does_not_own(data):
         lambda: c.im2col(src, dst, channels, size, kernel, stride, dilation, pad, out, batch),
         lambda: c.col2im(src, dst, channels, size, kernel, stride, dilation, pad, out, batch),
         lambda: c.maxpool_forward(src, dst, index, channels, size, kernel, stride, pad, pad_after, out),
+        lambda: c.maxpool_forward(src, dst, index, channels, size, kernel, stride, pad, pad_after, out, dilation),
         lambda: c.avgpool(src, dst, data.draw(st.booleans()), data.draw(st.booleans()), channels, size, kernel, stride, pad,
                           pad_after, out),
+        lambda: c.avgpool(src, dst, data.draw(st.booleans()), data.draw(st.booleans()), channels, size, kernel, stride, pad,
+                          pad_after, out, data.draw(_ints(0, 5))),
     ]
     for call in calls:
         _outcome(call)
     backward_index = np.full(src.size, data.draw(st.sampled_from([-1, 0, 3, 2**40])), dtype=np.int64)
     _outcome(lambda: c.maxpool_backward(src, backward_index, dst, channels, size, kernel, stride, pad, pad_after, out))
+    _outcome(lambda: c.maxpool_backward(src, backward_index, dst, channels, size, kernel, stride, pad, pad_after, out, dilation))

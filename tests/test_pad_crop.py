@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import archcalc
 from archcalc.errors import ShapeError, SpecError
@@ -88,11 +90,12 @@ def test_the_crop_of_one_input_has_the_exact_field():
     assert measured == tuple((c + o, c + o + 2) for c, o in zip(centre, (1, 3)))
 
 
-@pytest.mark.xfail(strict=True, reason="the receptive-field pass merges the fields of every input; crop reads only "
-                                       "its first input's values (the second gives the size): needs a pass change")
 def test_the_crop_of_a_second_inputs_size_has_its_first_inputs_field():
     analysis = archcalc.analyze(_net(*UNET_STEP))
-    assert analysis.layer("crop").receptive_field.size == (3, 3)
+    crop, cat = analysis.layer("crop").receptive_field, analysis.layer("cat").receptive_field
+    # the encoder's 3x3 field, its centre moved by the offset 2 onto the decoder's (7x7 about 3)
+    assert (crop.size, crop.centre) == ((3, 3), (3, 3))
+    assert (cat.size, cat.centre, cat.aligned) == ((7, 7), (3, 3), True)
 
 
 @pytest.mark.parametrize(("layer", "input_shape", "error", "message"), [
@@ -189,6 +192,9 @@ def test_every_padded_unit_reads_one_value_where_the_rule_says(mode):
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate"])
 def test_a_window_after_reflect_or_replicate_reads_only_inside_its_field(mode):
+    """When the padding is at most half the window (a "same" conv's), every unit's reads lie in its
+    field; with more (padding 3 before a 3-window) unit 0's field lies wholly in the padding and it
+    reads values outside it: hence the non-uniform flag."""
     oracle = pytest.importorskip("tests.torch_oracle")
     torch = oracle.torch
     graph = _net([1, 6], {"type": "pad", "padding": 2, "mode": mode}, {"type": "conv", "name": "conv", "filters": 1, "kernel": 5})
@@ -200,6 +206,12 @@ def test_a_window_after_reflect_or_replicate_reads_only_inside_its_field(mode):
         low = unit * field.jump - field.padding
         reads = jacobian[unit].nonzero().flatten().tolist()
         assert reads and min(reads) >= max(low, 0) and max(reads) <= min(low + field.size - 1, 5), unit
+    wide = _net([1, 6], {"type": "pad", "padding": 3, "mode": mode}, {"type": "conv", "name": "conv", "filters": 1, "kernel": 3})
+    field = archcalc.analyze(wide).layer("conv").receptive_field.path_max[0]
+    assert (field.size, -field.padding) == (3, -3)  # unit 0 spans input -3 .. -1
+    net = oracle.TorchNet(wide).double()
+    jacobian = torch.autograd.functional.jacobian(lambda v: net(v)["conv"], x)[0, 0, :, 0, 0, :]
+    assert jacobian[0].nonzero().flatten().tolist() == ([1, 2, 3] if mode == "reflect" else [0])
 
 
 @pytest.mark.parametrize(("layer", "input_shape", "message"), [
@@ -276,3 +288,36 @@ def test_channel_shuffle_by_hand_and_its_errors():
         with pytest.raises(ShapeError) as caught:
             archcalc.analyze(_net(input_shape, {"type": "channel_shuffle", "groups": 4}))
         assert str(caught.value).endswith(f'(name="channel_shuffle1", type="channel_shuffle"): {message}')
+
+
+@st.composite
+def _pads(draw):
+    """A random valid pad: mode, input (C, *spatial) of 1 to 3 axes, and (before, after) per axis
+    within PyTorch's limits (reflect < the size, circular <= the size)."""
+    mode = draw(st.sampled_from(["constant", "reflect", "replicate", "circular"]))
+    sizes = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))
+    limit = {"reflect": lambda n: n - 1, "circular": lambda n: n}.get(mode, lambda n: 6)
+    pads = [[draw(st.integers(0, limit(n))), draw(st.integers(0, limit(n)))] for n in sizes]
+    value = draw(st.sampled_from([0.0, -2.5])) if mode == "constant" else 0.0
+    return mode, [draw(st.integers(1, 2)), *sizes], pads, value
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(case=_pads())
+def test_random_pads_match_torch_forward_and_backward(case):
+    oracle = pytest.importorskip("tests.torch_oracle")
+    torch = oracle.torch
+    mode, input_shape, pads, value = case
+    graph = _net(input_shape, {"type": "pad", "padding": pads, "mode": mode, "value": value, "name": "pad"})
+    executor = Executor(graph, dtype="float64")
+    rng = np.random.default_rng(len(input_shape))
+    x = rng.standard_normal((2, *input_shape))
+    y = executor.forward(x)
+    dy = rng.standard_normal(y.shape)
+    executor.backward(dy)
+    module = oracle.TorchNet(graph).layers["pad"]
+    xt = torch.tensor(x, requires_grad=True)
+    yt = module(xt)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_allclose(executor.input_grad, xt.grad.numpy(), rtol=1e-12, atol=1e-12)

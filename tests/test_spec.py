@@ -196,7 +196,8 @@ SHAPE_ERRORS = [
      'layers[0] (name="pool1", type="maxpool"): padding 2 exceeds half the kernel (3 // 2 = 1); '
      "a window could lie wholly in the padding"),
     (spec({"type": "conv", "filters": 4, "kernel": 3}, {"type": "add", "inputs": ["conv1", "input"]}),
-     'layers[1] (name="add1", type="add"): inputs must have one shape, got (4, 6, 6) and (3, 8, 8)'),
+     'layers[1] (name="add1", type="add"): inputs must broadcast (on every axis equal sizes, or 1), '
+     "got (4, 6, 6) and (3, 8, 8): channels 4 and 3 differ and neither is 1"),
     (spec({"type": "conv", "filters": 4, "kernel": 3}, {"type": "concat", "inputs": ["conv1", "input"]}),
      'layers[1] (name="concat1", type="concat"): inputs must match on every axis but channels, got (4, 6, 6) and (3, 8, 8)'),
 ]
@@ -576,11 +577,12 @@ def test_non_utf8_spec_files(tmp_path):
      "input must be a channels-first shape of positive ints, (C,), (C, L), (C, H, W) or (C, D, H, W), got 5"),
     ("model = Net('t', input=(3, 8, 8))\nmodel.relu(name=5)\n", "spec.py:3: name must be a non-empty string, got 5"),
     ("model = Net('t', input=(3, 8, 8))\nmodel.relu(inputs=7)\n",
-     'spec.py:3 (name="relu1", type="relu"): inputs must be a layer name or a list of them, got [7]'),
+     'spec.py:3 (name="relu1", type="relu"): inputs must be a layer name or a list of them, got 7'),
     ("model = Net('t', input=(3, 8, 8))\nwith model.block('a b'):\n    model.relu()\n",
      "spec.py:3: block name must be printable characters without spaces, got 'a b' (U+0020 at position 1 is a space)"),
     ("model = Net('t', input=(3, 8, 8))\nmodel.conv(4, 3, 1, 2)\n",
-     "spec.py:3: conv takes 2 positional attribute(s) (filters, kernel), got 4"),
+     "spec.py:3: conv takes 2 positional attributes (filters, kernel), got 4: pass stride=1, padding=2 by keyword "
+     "(optional attributes are keyword-only)"),
 ])
 def test_python_spec_failures_are_one_line_naming_file_and_line(tmp_path, source, message):
     path = tmp_path / "spec.py"
@@ -738,3 +740,134 @@ def test_a_python_spec_that_misbehaves_is_one_located_error(tmp_path, body, mess
 def test_block_names_are_unambiguous(spec_dict, message):
     with pytest.raises(SpecError, match=message):
         from_dict(spec_dict)
+
+
+def _slim_unit(kind, depth, bottleneck, stride):
+    """One TF-Slim ResNet-v1 bottleneck unit (``resnet_v1.bottleneck``) as a block's layers.
+
+    ``kind``: "proj" (a 1x1 projection shortcut, where the depth changes), "identity" (the
+    input itself: ``subsample`` with factor 1 returns it) or "subsample" (a 1x1 max-pool of
+    the stride). The 3x3 conv is ``conv2d_same``: stride s with explicit padding (k-1)//2 = 1.
+    """
+    shortcut = {
+        "proj": [{"type": "conv", "name": "shortcut", "filters": depth, "kernel": 1, "stride": stride, "bias": False,
+                  "inputs": "input"}, {"type": "batchnorm", "name": "shortcut_bn"}],
+        "identity": [],
+        "subsample": [{"type": "maxpool", "name": "shortcut", "kernel": 1, "stride": stride, "inputs": "input"}],
+    }[kind]
+    return [
+        *shortcut,
+        {"type": "conv", "name": "conv1", "filters": bottleneck, "kernel": 1, "bias": False, "inputs": "input"},
+        {"type": "batchnorm", "name": "bn1"}, {"type": "relu", "name": "relu1"},
+        {"type": "conv", "name": "conv2", "filters": bottleneck, "kernel": 3, "stride": stride, "padding": 1, "bias": False},
+        {"type": "batchnorm", "name": "bn2"}, {"type": "relu", "name": "relu2"},
+        {"type": "conv", "name": "conv3", "filters": depth, "kernel": 1, "bias": False},
+        {"type": "batchnorm", "name": "bn3"},
+        {"type": "add", "name": "add", "inputs": ["bn3", "shortcut_bn" if kind == "proj" else "shortcut" if shortcut else "input"]},
+        {"type": "relu", "name": "relu"},
+    ]
+
+
+def _slim_stage_flat():
+    """TF-Slim's resnet_v1_50 block1 (base depth 64, 3 units, stride 2) written out unit by unit."""
+    layers = []
+    entry = "input"
+    for index, (kind, stride) in enumerate((("proj", 1), ("identity", 1), ("subsample", 2))):
+        scope = ["block1", str(index)]
+        prefix = f"block1.{index}."
+        for layer in _slim_unit(kind, 256, 64, stride):
+            layer = {**layer, "name": prefix + layer["name"], "scope": scope}
+            if "inputs" in layer:
+                layer["inputs"] = [entry if ref == "input" else prefix + ref for ref in
+                                   ([layer["inputs"]] if isinstance(layer["inputs"], str) else layer["inputs"])]
+            elif layers:
+                layer["inputs"] = [layers[-1]["name"]]
+            layers.append(layer)
+        entry = layers[-1]["name"]
+    return {"name": "slim", "input": [64, 56, 56], "layers": layers}
+
+
+def _slim_stage_blocks(**overrides):
+    """The same stage as one instance of a repeated block whose first and last units differ."""
+    blocks = {}
+    for kind in ("proj", "identity", "subsample"):
+        blocks[f"unit_{kind}"] = {"args": {"depth": None, "bottleneck": None, "stride": 1},
+                                  "layers": _slim_unit(kind, "$depth", "$bottleneck", "$stride")}
+    instance = {"block": "unit_identity", "name": "block1", "repeat": 3, "args": {"depth": 256, "bottleneck": 64}, **overrides}
+    return {"name": "slim", "input": [64, 56, 56], "blocks": blocks, "layers": [instance]}
+
+
+@pytest.mark.parametrize("overrides", [
+    {"first": {"block": "unit_proj"}, "last": {"block": "unit_subsample", "args": {"stride": 2}}},
+    {"at": {"0": {"block": "unit_proj"}, "-1": {"block": "unit_subsample", "args": {"stride": 2}}}},
+    {"first": {"block": "unit_proj"}, "at": {"2": {"block": "unit_subsample", "args": {"stride": 2}}}},
+])
+def test_last_and_indexed_overrides_write_a_tf_slim_resnet_v1_stage(overrides):
+    flat, blocked = from_dict(_slim_stage_flat()), from_dict(_slim_stage_blocks(**overrides))
+    assert [(n.name, n.type, dict(n.attrs), n.inputs, n.scope) for n in blocked] == [
+        (n.name, n.type, dict(n.attrs), n.inputs, n.scope) for n in flat]
+    report = archcalc.analyze(blocked)
+    assert report == archcalc.analyze(flat)
+    # by hand: units 0 and 1 at 56x56; unit 2's 3x3 conv (and the 1x1 subsample) stride to 28x28
+    first_unit = 64 * 256 + 64 * 64 + 9 * 64 * 64 + 64 * 256            # shortcut, conv1, conv2, conv3
+    other_unit = 256 * 64 + 9 * 64 * 64 + 64 * 256
+    scale_shift = 2 * ((256 + 64 + 64 + 256) + 2 * (64 + 64 + 256))
+    assert report.totals.params == first_unit + 2 * other_unit + scale_shift == 215_808
+    macs = (first_unit * 56 * 56 + other_unit * 56 * 56
+            + 256 * 64 * 56 * 56 + (9 * 64 * 64 + 64 * 256) * 28 * 28)
+    assert report.totals.macs == macs == 542_703_616
+    assert report.layers[-1].output_shape == (256, 28, 28)
+    assert report.layer("block1.2.shortcut").output_shape == (256, 28, 28)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"at": {"3": {"args": {}}}}, "layers[0]: at['3']: instance 3 is out of range for repeat 3 (0..2 or -3..-1)"),
+    ({"at": {"-4": {"args": {}}}}, "layers[0]: at['-4']: instance -4 is out of range for repeat 3 (0..2 or -3..-1)"),
+    ({"at": {"x": {}}}, "layers[0]: at['x']: an instance index must be an int written as text (\"0\", \"2\", \"-1\"), got 'x'"),
+    ({"at": {"01": {}}}, "layers[0]: at['01']: an instance index must be an int written as text (\"0\", \"2\", \"-1\"), got '01'"),
+    ({"at": [{}]}, 'layers[0]: at must be an object from instance indices ("0", "-1"...) to overrides, got [{}]'),
+    ({"at": {"1": {"args": 5}}}, "layers[0]: at['1'].args must be an object of argument values, got 5"),
+    ({"at": {"1": {"blocks": "b"}}}, "layers[0]: at['1'] has unknown key 'blocks'; did you mean 'block'?"),
+    ({"last": {"block": "c"}}, "layers[0]: last.block: unknown block 'c'"),
+    ({"last": 3}, 'layers[0]: last must be an object with "block" and/or "args", got 3'),
+    ({"first": {}, "at": {"-3": {}}}, "layers[0]: first and at['-3'] both change instance 0 (repeat 3); give each instance one override"),
+    ({"last": {}, "at": {"2": {}}}, "layers[0]: last and at['2'] both change instance 2 (repeat 3); give each instance one override"),
+    ({"repeat": 1, "first": {}, "last": {}},
+     "layers[0]: first and last both change instance 0 (repeat 1); give each instance one override"),
+    ({"repeat": 1, "at": {"1": {}}}, "layers[0]: at['1']: instance 1 is out of range for repeat 1 (0 or -1)"),
+])
+def test_overrides_by_index_are_checked(overrides, message):
+    instance = {"block": "b", "repeat": 3, **overrides}
+    assert one_problem(spec(instance, blocks={"b": {"args": {"n": 1}, "layers": [{"type": "relu"}]}})) == [message]
+
+
+def test_last_and_at_change_only_their_instance_and_count_before_expanding():
+    blocks = {"r": {"args": {"p": 0.5}, "layers": [{"type": "dropout", "p": "$p"}]},
+              "two": {"args": {}, "layers": [{"type": "relu"}, {"type": "relu"}]}}
+    graph = from_dict(spec({"block": "r", "name": "s", "repeat": 4, "last": {"args": {"p": 0.1}},
+                            "at": {"1": {"block": "two"}, "-2": {"args": {"p": 0.3}}}}, blocks=blocks))
+    assert [(n.name, n.attrs.get("p")) for n in graph][1:] == [
+        ("s.0.dropout1", 0.5), ("s.1.relu1", None), ("s.1.relu2", None), ("s.2.dropout1", 0.3), ("s.3.dropout1", 0.1)]
+    counted = spec({"block": "r", "repeat": 1000, "last": {"block": "two"}, "at": {"5": {"block": "two"}}}, blocks=blocks)
+    assert len(from_dict(counted, max_layers=1002)) == 1 + 1002
+    assert one_problem(counted, max_layers=1001)[0].startswith('layers[0] (block "r", repeat 1000): expands to 1,002 layers')
+
+
+def test_every_index_of_every_small_repeat_changes_that_instance_alone():
+    blocks = {"one": {"args": {}, "layers": [{"type": "relu", "name": "r"}]},
+              "two": {"args": {}, "layers": [{"type": "relu", "name": "r"}, {"type": "relu", "name": "s"}]}}
+    for repeat in range(1, 5):
+        for index in range(-repeat, repeat):
+            for how in ({"at": {str(index): {"block": "two"}}},
+                        {"first": {"block": "two"}} if index % repeat == 0 else None,
+                        {"last": {"block": "two"}} if index % repeat == repeat - 1 else None):
+                if how is None:
+                    continue
+                layers = spec({"block": "one", "name": "b", "repeat": repeat, **how}, blocks=blocks)
+                graph = from_dict(layers, max_layers=repeat + 1)  # counted exactly: one limit lower refuses it
+                assert one_problem(layers, max_layers=repeat)[0].endswith(
+                    "raise it with load(..., max_layers=N) or `archcalc --max-layers N`")
+                changed = index % repeat
+                prefix = f"b.{changed}." if repeat > 1 else "b."
+                assert [n.name for n in graph if n.name.endswith(".s")] == [prefix + "s"]
+                assert len(graph) == 1 + repeat + 1

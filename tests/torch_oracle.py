@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from archcalc.graph import Graph
-from archcalc.ops import Layer, get_op
+from archcalc.ops import get_op
 from archcalc.passes import infer_shapes
 
 nn = torch.nn
@@ -20,11 +20,13 @@ F = torch.nn.functional
 
 def build_module(op_type, layer, avg_for_max=False):
     """A torch module for one resolved layer (the op's own :meth:`torch_module`), called with the
-    layer's inputs. ``avg_for_max`` swaps each max-pool for an average pool of the same window
-    (gradient-based receptive-field measurements: every value in a window then matters)."""
-    if avg_for_max and op_type == "maxpool":
-        op_type, layer = "avgpool", Layer({**layer.attrs, "count_include_pad": True}, layer.in_shapes, layer.out_shape)
-    return get_op(op_type).torch_module(layer)
+    layer's inputs. ``avg_for_max`` swaps each max-pool for its ``torch_field_module``, a sum or
+    average over the same windows (gradient-based receptive-field measurements: every value in a
+    window then matters)."""
+    op = get_op(op_type)
+    if avg_for_max and hasattr(op, "torch_field_module"):
+        return op.torch_field_module(layer)
+    return op.torch_module(layer)
 
 
 class TorchNet(nn.Module):
@@ -84,21 +86,65 @@ def measured_fields(graph: Graph, names, batch_unit=None):
     # HardTanh's [min, max] range), so the gradient reaches every input the unit depends on
     x = torch.full((1, *graph.input_shape), 1e-2, dtype=torch.float64, requires_grad=True)
     outputs = net(x)
+    for out in outputs.values():  # see _contiguous_grad
+        if out.requires_grad:
+            out.register_hook(_contiguous_grad)
+    holdings = _axis_holdings(graph)
+    n_spatial = len(graph.input_shape) - 1
     result = {}
     for name in names:
         out = outputs[name]
-        spatial = out.shape[2:]
-        # a flat output's unit 0 is channel 0 at spatial position 0 of its (flattened) input
-        centre = tuple(n // 2 for n in spatial) if spatial else (0,) * (len(graph.input_shape) - 1)
+        index, centre = _probe(tuple(out.shape[1:]), holdings[name], n_spatial)
         x.grad = None
         # all channels at one position (a concat's channels come from different branches),
         # unequally weighted so that softmax's sum to 1 does not cancel the gradient
-        channels = out[(0, slice(None), *centre)] if spatial else out[0, :1]
-        unit = (channels * torch.arange(1, channels.numel() + 1, dtype=channels.dtype)).sum()
+        channels = out[(0, *index)]
+        weights = torch.arange(1, channels.numel() + 1, dtype=channels.dtype).reshape(channels.shape)
+        unit = (channels * weights).sum()
         unit.backward(retain_graph=True)
         nonzero = x.grad[0].abs().sum(0).nonzero()
         result[name] = (centre, tuple((int(nonzero[:, a].min()), int(nonzero[:, a].max())) for a in range(nonzero.shape[1])))
     return result
+
+
+def _contiguous_grad(grad):
+    """The same gradient in contiguous memory. torch 2.13's CPU BatchNorm2d backward in eval
+    misreads a non-contiguous output gradient of a batch of 1 (a BatchNorm2d whose output is
+    reshaped and permuted: torch.autograd.gradcheck fails), and the oracle must not inherit it."""
+    return None if grad is None else grad.contiguous()
+
+
+def _axis_holdings(graph: Graph) -> dict:
+    """Per node, what each output axis holds as archcalc's receptive-field pass reports it (an
+    input spatial axis, None, or a merged tuple); () for a global field. It only says which unit
+    to probe: the interval is torch's."""
+    from archcalc.passes import receptive_fields
+
+    return {name: field.axes for name, field in receptive_fields(graph, infer_shapes(graph)).items()}
+
+
+def _probe(shape, axes, n_spatial):
+    """The unit to probe in an output of ``shape`` (batch left out) and its index along each
+    input spatial axis: the middle of each axis holding a spatial axis, all of each axis holding
+    none (channels), position 0 of a merged axis (its unit 0 is position 0 of every axis merged);
+    a global or unknown layout falls back to channels-first, or unit 0 of a flat output."""
+    if len(axes) != len(shape):  # global: any unit sees everything
+        spatial = shape[1:]
+        if spatial:
+            return (slice(None), *(n // 2 for n in spatial)), tuple(n // 2 for n in spatial)
+        return (slice(0, 1),), (0,) * n_spatial
+    index, centre = [], [0] * n_spatial
+    for size, holds in zip(shape, axes):
+        if holds is None:
+            index.append(slice(None))
+        elif isinstance(holds, int):
+            index.append(size // 2)
+            centre[holds] = size // 2
+        else:
+            index.append(0)
+    if all(isinstance(i, slice) for i in index) and index:  # only channels: the first value
+        index[0] = slice(0, 1)
+    return tuple(index), tuple(centre)
 
 
 def load_params(net: TorchNet, params: dict) -> None:

@@ -89,3 +89,34 @@ class Pad(nn.Module):
         if self.mode == "constant":
             return F.pad(x, self.pads, value=self.value)
         return F.pad(x, self.pads, mode=self.mode)
+
+
+class Product(nn.Module):
+    """The element-wise product of the inputs (broadcasting as torch does)."""
+
+    def forward(self, *xs: Any) -> Any:
+        product = xs[0]
+        for x in xs[1:]:
+            product = product * x
+        return product
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth(p, mode), written out (torchvision is not a dependency):
+    in training, ``input * noise`` with noise ~ Bernoulli(1 - p) per sample ("row") or once
+    ("batch"), divided by 1 - p when that is positive; the input itself at inference or p = 0."""
+
+    def __init__(self, p: float, mode: str) -> None:
+        super().__init__()
+        self.p = p
+        self.mode = mode
+
+    def forward(self, x: Any) -> Any:
+        if not self.training or self.p == 0.0:
+            return x
+        survival_rate = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival_rate)
+        if survival_rate > 0.0:
+            noise.div_(survival_rate)
+        return x * noise

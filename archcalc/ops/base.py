@@ -116,6 +116,22 @@ class Window:
     uniform: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class SizeDependence:
+    """A resolved attribute worked out from the layer's input size that another size would change.
+
+    ``attribute`` names it (``padding``) and ``axis`` the spatial axis (0 is the first); ``text``
+    gives the arithmetic at this size and at the nearest size where it differs, for ``explain``;
+    ``moves_field`` is true when it changes the receptive field's geometry (the window's kernel,
+    stride or padding before), not only the output size.
+    """
+
+    attribute: str
+    axis: int
+    text: str
+    moves_field: bool
+
+
 #: ``window()`` result of ops whose output unit sees exactly its input unit's field.
 POINTWISE = "pointwise"
 #: ``window()`` result of ops whose every output sees the whole input (linear, global pool).
@@ -157,6 +173,14 @@ class Op:
     #: it. An in-place op (stores_output False, not a view) overwrites an input, so it needs new
     #: storage after all when every input it could overwrite is read by another layer too.
     view: ClassVar[bool] = False
+    #: How many leading inputs' values reach the output (None: all). A crop to a second input's
+    #: size reads only its first input's values: the receptive field follows the first alone.
+    field_inputs: ClassVar[int | None] = None
+    #: Whether an output value depends on other positions along the channel axis (softmax, LRN,
+    #: a channel shuffle: True) or only on its own (element-wise ops: False); None when unknown.
+    #: The receptive-field pass reads it after a permute has put a spatial axis there; undeclared,
+    #: an op running in place is taken as element-wise and any other as unknown.
+    mixes_channels: ClassVar[bool | None] = None
     examples: ClassVar[tuple[Example, ...]] = ()
     #: True for ops whose training-mode output is random (dropout's masks): the same input and
     #: parameters give another output on each call, so tests compare their masks' statistics,
@@ -194,6 +218,27 @@ class Op:
     def summary(self, layer: Layer) -> str:
         """Key attributes in a few characters, e.g. ``3x3/1 p1, 64``."""
         return ""
+
+    def size_dependence(self, attrs: Mapping[str, Any], layer: Layer) -> tuple[SizeDependence, ...]:
+        """The resolved attributes of ``layer`` that were worked out from its input size and would
+        differ at another ("same" padding with a stride: MobileNetV1's first conv pads 0 before at
+        224 and 1 at 225); empty when none. ``attrs`` are the attributes as given, before resolve.
+
+        The default covers every attribute declared with the ``padding`` converter
+        (:func:`archcalc.ops.attrs.padding`) and given as "same", resolved by
+        :func:`archcalc.ops.window.resolve_window` (conv, max/avg pool): see
+        :func:`archcalc.ops.window.same_padding_dependence`. An op that resolves anything else
+        from its input size (adaptive pooling's windows) overrides this.
+        """
+        from archcalc.ops.attrs import padding
+        from archcalc.ops.window import same_padding_dependence
+
+        return tuple(
+            dependence
+            for attr in self.attrs
+            if attr.convert is padding and attrs.get(attr.name) == "same"
+            for dependence in same_padding_dependence(layer, attr.name)
+        )
 
     def workspace(self, layer: Layer, batch: int, itemsize: int) -> int:
         """Values of scratch buffers the executor's kernels hold for this layer at ``batch``

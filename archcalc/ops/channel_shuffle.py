@@ -22,6 +22,7 @@ class ChannelShuffle(Op):
     """
 
     type = "channel_shuffle"
+    mixes_channels = True
     other_ops_rule = "0 (a copy)"
     attrs = (Attr("groups", positive_int, doc="number of channel groups to interleave; must divide the channels"),)
     examples = (

@@ -7,7 +7,19 @@ from typing import Any
 
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, ints, optional
-from archcalc.ops.base import AXIS_NAMES, Cost, Example, Layer, Op, RunContext, Shape, Window, format_shape, register
+from archcalc.ops.base import (
+    AXIS_NAMES,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Shape,
+    SizeDependence,
+    Window,
+    format_shape,
+    register,
+)
 from archcalc.ops.window import per_axis
 
 
@@ -22,7 +34,8 @@ class Crop(Op):
     to even instead (a difference of 3 starts at 2): give `offset` to follow it.
     out = (c, *size); params = 0; MACs = 0; other ops = 0
     a view (PyTorch's slicing returns one): stores nothing new; the concat after it copies
-    receptive field: kernel 1, stride 1, padding -offset (unit i reads input i + offset), exact
+    receptive field: kernel 1, stride 1, padding -offset (unit i reads input i + offset), exact,
+    from the first input alone (field_inputs = 1: a second input gives only its size)
     """
 
     type = "crop"
@@ -30,6 +43,8 @@ class Crop(Op):
     arity = (1, 2)
     stores_output = False
     view = True
+    #: Only the first input's values reach the output; a second one gives its size.
+    field_inputs = 1
     attrs = (
         Attr("size", optional(ints(1)), None,
              "output size per spatial axis (an int for every axis); null: the second input's spatial size"),
@@ -83,6 +98,20 @@ class Crop(Op):
 
     def cost(self, layer: Layer) -> Cost:
         return Cost()
+
+    def size_dependence(self, attrs: Mapping[str, Any], layer: Layer) -> tuple[SizeDependence, ...]:
+        """A centred crop (no ``offset``) works its offset out from the input size: another size
+        moves it, and with it the receptive field's padding and centre."""
+        if attrs.get("offset") is not None:
+            return ()
+        out = []
+        names = AXIS_NAMES[len(layer.in_shape) - 1]
+        for axis, (n, size, offset) in enumerate(zip(layer.in_shape[1:], layer.out_shape[1:], layer.attrs["offset"])):
+            other = n + 1 if (n + 1 - size) // 2 != offset else n + 2
+            text = (f"centred: offset = (in - size) // 2 = ({n} - {size}) // 2 = {offset}; at input {names[axis]} {other} "
+                    f"it would be ({other} - {size}) // 2 = {(other - size) // 2}")
+            out.append(SizeDependence("offset", axis, text, True))
+        return tuple(out)
 
     def window(self, layer: Layer) -> Window:
         a = layer.attrs

@@ -65,6 +65,7 @@ class InstanceNorm(Op):
         Example({"affine": True}, ((2, 5),), (2, 5)),
         Example({"affine": True, "eps": 1e-3}, ((2, 2, 3, 2),), (2, 2, 3, 2)),
         Example({}, ((4, 1, 2),), (4, 1, 2)),
+        Example({"track_running_stats": True, "affine": True, "momentum": 0.2}, ((3, 3, 4),), (3, 3, 4)),
     )
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:

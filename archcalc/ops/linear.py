@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from archcalc import formulas
+from archcalc.ops._layout import AxisStep, kept
 from archcalc.ops.attrs import Attr, boolean, positive_int
 from archcalc.ops.base import (
     BIAS,
@@ -27,8 +28,10 @@ from archcalc.ops.base import (
 
 @register
 class Linear(Op):
-    """Every output unit a weighted sum of the last axis's values, as PyTorch's nn.Linear:
-    (..., in) -> (..., units), the same weights at every position of the other axes.
+    """Weighted sums of the last axis, as PyTorch's nn.Linear: (..., in) -> (..., units).
+
+    The same weights apply at every position of the other axes: (in,) -> (units,) after a
+    flatten; (L, C) -> (L, units) on a sequence; ConvNeXt's channels-last (H, W, C) -> (H, W, 4C).
 
     out = the input's shape with its last axis replaced by units
     params = in * units weights + units biases (when bias), whatever the rank
@@ -79,6 +82,11 @@ class Linear(Op):
             dilation=(1,) * spatial,
             padding=((0, 0),) * spatial,
         )
+
+    def axis_map(self, layer: Layer) -> tuple[AxisStep, ...]:
+        """Every axis kept; the last one seen whole by every unit (the pass's map of axes)."""
+        *before, last = range(len(layer.in_shape))
+        return (*map(kept, before), AxisStep((last,), kernel=layer.in_shape[-1], stride=0))
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         from archcalc import kernels

@@ -121,6 +121,7 @@ class LRN(Op):
     """
 
     type = "lrn"
+    mixes_channels = True
     other_ops_rule = "2*size + 3 per value (squares, adds, scale, add k, pow, divide)"
     attrs = (
         Attr("size", positive_int, 5, "number of neighbouring channels summed over"),

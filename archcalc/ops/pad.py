@@ -35,8 +35,9 @@ class Pad(Op):
     out = in + before + after per axis; params = 0; MACs = 0; other ops = 0 (a copy, stored)
     receptive field: kernel 1, padding (before, after): exact for constant; with reflect,
     replicate and circular the units in the padding read a mirrored, clamped or wrapped value
-    (1 each, but not at i - before), so the layer is flagged non-uniform; a window after it still
-    reads only values inside its field for reflect and replicate (they mirror or clamp within it)
+    (1 each, but not at i - before), so the layer is flagged non-uniform; with reflect and
+    replicate a window after it whose centre lies in the input (padding at most half the window,
+    as a "same" conv's) still reads only values within its field (they mirror or clamp inside it)
     """
 
     type = "pad"

@@ -1,4 +1,4 @@
-"""Element-wise ops: activations, softmax, dropout, and the views flatten and identity."""
+"""Element-wise ops: activations, softmax, dropout, and the view identity."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from archcalc.ops.attrs import Attr, number
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
+from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, register
 
 _EXAMPLES = (Example({}, ((3, 4, 4),), (3, 4, 4)), Example({}, ((7,),), (7,)))
 
@@ -38,9 +38,10 @@ class _Elementwise(Op):
 
 @register
 class ReLU(_Elementwise):
-    """max(x, 0). In place; other ops = 1 per value. The gradient at 0 is 0."""
+    """max(x, 0). In place; other ops = 1 per value (a max with 0). The gradient at 0 is 0."""
 
     type = "relu"
+    other_ops_rule = "1 per value (a max with 0)"
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -57,9 +58,11 @@ class ReLU(_Elementwise):
 
 @register
 class LeakyReLU(_Elementwise):
-    """x if x > 0 else slope * x. In place; other ops = 1 per value."""
+    """x if x > 0 else slope * x. In place; other ops = 2 per value (compare with 0, multiply by the slope), as prelu."""
 
     type = "leaky_relu"
+    ops_per_value = 2
+    other_ops_rule = "2 per value (compare with 0, multiply by the slope)"
     attrs = (Attr("negative_slope", number(0), 0.01, "slope for x < 0"),)
     examples = (Example({"negative_slope": 0.2}, ((3, 4, 4),), (3, 4, 4)),)
 
@@ -81,9 +84,12 @@ class LeakyReLU(_Elementwise):
 
 @register
 class Sigmoid(_Elementwise):
-    """1 / (1 + exp(-x)). In place; other ops = 1 per value (one function evaluation)."""
+    """1 / (1 + exp(-x)). In place; other ops = 4 per value (negate, exp, add 1, divide), as silu's
+    x / (1 + exp(-x))."""
 
     type = "sigmoid"
+    ops_per_value = 4
+    other_ops_rule = "4 per value (negate, exp, add 1, divide)"
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -102,9 +108,10 @@ class Sigmoid(_Elementwise):
 
 @register
 class Tanh(_Elementwise):
-    """tanh(x). In place; other ops = 1 per value (one function evaluation)."""
+    """tanh(x). In place; other ops = 1 per value (one tanh, counted as one elementary function as exp and log are)."""
 
     type = "tanh"
+    other_ops_rule = "1 per value (one tanh)"
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -131,6 +138,7 @@ class Dropout(_Elementwise):
     type = "dropout"
     other_ops_rule = "0 (the identity at inference)"
     ops_per_value = 0
+    random = True
     attrs = (Attr("p", number(0, 1), 0.5, "probability of zeroing a value"),)
 
     def torch_module(self, layer: Layer) -> Any:
@@ -158,6 +166,7 @@ class Softmax(_Elementwise):
     """
 
     type = "softmax"
+    mixes_channels = True
     other_ops_rule = "3 per value (exp, add into the sum, divide)"
     ops_per_value = 3
     stores_output = True
@@ -190,36 +199,3 @@ class Identity(_Elementwise):
         from torch import nn
 
         return nn.Identity()
-
-
-@register
-class Flatten(_Elementwise):
-    """(C, *spatial) -> (C * prod(spatial),): a view, stores nothing, costs nothing.
-
-    Each flattened value keeps the receptive field it had.
-    """
-
-    type = "flatten"
-    view = True
-    other_ops_rule = "0 (a view)"
-    ops_per_value = 0
-    examples = (Example({}, ((3, 4, 4),), (48,)), Example({}, ((5,),), (5,)))
-
-    def torch_module(self, layer: Layer) -> Any:
-        from torch import nn
-
-        return nn.Flatten(1)
-
-    def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
-        return (math.prod(in_shapes[0]),)
-
-    def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
-        x = inputs[0]
-        return x.reshape(x.shape[0], -1), x.shape
-
-    def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
-        return [dy.reshape(cache)], {}
-
-    def explain(self, layer: Layer) -> list[tuple[str, str]]:
-        dims = "*".join(map(str, layer.in_shape))
-        return [("output size", f"prod(input shape) = {dims} = {layer.out_shape[0]}"), ("output shape", format_shape(layer.out_shape))]

@@ -27,6 +27,7 @@ class PReLU(_Elementwise):
     """
 
     type = "prelu"
+    mixes_channels = False
     attrs = (
         Attr("num_parameters", positive_int, 1, "number of slopes: 1 (shared) or the input's channels"),
         Attr("init", number(), 0.25, "every slope's initial value"),
@@ -83,7 +84,11 @@ class PReLU(_Elementwise):
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         count, channels = layer.attrs["num_parameters"], layer.in_shape[0]
         what = "one slope shared by every channel" if count == 1 else f"one slope per channel (c = {channels})"
-        return [*super().explain(layer), ("params", f"num_parameters: {what} = {count}")]
+        return [
+            *super().explain(layer),
+            ("params", f"num_parameters: {what} = {count}"),
+            ("MACs", "0 (the slope's element-wise product is no multiply-accumulate)"),
+        ]
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn

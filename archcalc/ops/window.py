@@ -7,7 +7,7 @@ from typing import Any
 
 from archcalc import formulas
 from archcalc.errors import RuleError, check
-from archcalc.ops.base import AXIS_NAMES, Layer, Shape, Window, format_shape
+from archcalc.ops.base import AXIS_NAMES, Layer, Shape, SizeDependence, Window, format_shape
 
 
 def per_axis(value: int | tuple[int, ...], rank: int, name: str) -> tuple[int, ...]:
@@ -55,6 +55,44 @@ def resolve_window(attrs: Mapping[str, Any], in_shape: Shape, rank: int, what: s
     dilation = per_axis(attrs.get("dilation", 1), rank, "dilation")
     padding = resolve_padding(attrs.get("padding", 0), in_shape[1:], kernel, stride, dilation)
     return {**attrs, "kernel": kernel, "stride": stride, "dilation": dilation, "padding": padding}
+
+
+def same_padding_dependence(layer: Layer, attribute: str = "padding") -> tuple[SizeDependence, ...]:
+    """The axes of a resolved window layer whose "same" padding depends on the input size.
+
+    TensorFlow's total ``max((ceil(in/s) - 1)*s + k' - in, 0)`` is ``max(k' - s + r, 0)`` with
+    ``r = -in mod s``: the same at every size when ``s == 1`` (``k' - 1``) or ``k' == 1`` (0),
+    and otherwise ranging over ``max(k' - s, 0) .. k' - 1`` as the size varies. The padding
+    before (what moves the receptive field) is half of it, rounded down, so it varies only when
+    ``(k' - 1) // 2 > max(k' - s, 0) // 2``: a 2x2 stride-2 window pads 0 before at any size and
+    a 4x4 one 1, only the padding after varying. Each entry's text gives the arithmetic here and
+    at the nearest larger size where the padding differs.
+    """
+    a = layer.attrs
+    sizes = layer.in_shape[1:]
+    if not all(isinstance(a.get(key), tuple) and len(a[key]) == len(sizes) for key in ("kernel", "stride", "dilation")):
+        return ()  # not resolved by resolve_window: the op says what depends on the size itself
+    out = []
+    for axis, (size, k, s, d) in enumerate(zip(sizes, a["kernel"], a["stride"], a["dilation"])):
+        span = formulas.effective_kernel(k, d)
+        if s == 1 or span == 1:
+            continue
+        here = formulas.same_padding(size, k, s, d)
+        # one size up changes the total unless it is already clipped at 0; then the size whose
+        # remainder gives the largest total, k' - 1, does
+        other = size + 1 if formulas.same_padding(size + 1, k, s, d) != here else size + (-size) % s + 1
+        name = AXIS_NAMES[len(sizes)][axis]
+        text = (f'"same" resolved for input {name} {size}: total = {_same_text(size, k, s, d)}; '
+                f"at {name} {other} it would be {_same_text(other, k, s, d)}")
+        out.append(SizeDependence(attribute, axis, text, (span - 1) // 2 > max(span - s, 0) // 2))
+    return tuple(out)
+
+
+def _same_text(size: int, kernel: int, stride: int, dilation: int) -> str:
+    """``max((ceil(224/2) - 1)*2 + 3 - 224, 0) = 1, so 0 before and 1 after``."""
+    before, after = formulas.same_padding(size, kernel, stride, dilation)
+    span = formulas.effective_kernel(kernel, dilation)
+    return f"max((ceil({size}/{stride}) - 1)*{stride} + {span} - {size}, 0) = {before + after}, so {before} before and {after} after"
 
 
 def window_output(attrs: Mapping[str, Any], in_shape: Shape, ceil_mode: bool = False) -> Shape:

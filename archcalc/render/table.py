@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from archcalc.figures import Figure, figures_for
 from archcalc.render.format import binary_bytes, figure_text, grouped, ratio, shape, short_description, si
-from archcalc.report import Analysis, Comparison, LayerReport, fold
+from archcalc.report import RESOLUTION_MARK, Analysis, Comparison, LayerReport, fold
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -29,7 +29,8 @@ class Column:
 
 
 def _type(row: LayerReport, analysis: Analysis) -> str:
-    return f"{row.type} {row.summary}".strip()
+    text = f"{row.type} {row.summary}".strip()
+    return f"{text} {RESOLUTION_MARK}" if row.resolution_dependent else text
 
 
 def _batch(analysis: Analysis) -> int | None:
@@ -102,6 +103,12 @@ def footer(analysis: Analysis) -> list[str]:
         f"Training memory ({analysis.optimizer}, batch {batch}): params{' + buffers' if t.buffers else ''} + gradients "
         f"+ optimizer state + 2 x activations = {binary_bytes(t.training_bytes)}.",
     ]
+    if any(row.resolution_dependent or row.receptive_field.resolution_dependent for row in analysis.layers):
+        lines.append(
+            f"{RESOLUTION_MARK} marks what holds for this input size only: a layer's attributes resolved from its input "
+            "size (\"same\" padding with a stride pads by the size modulo the stride), and the receptive fields whose "
+            "padding and centre follow from them; `archcalc explain MODEL LAYER` shows the arithmetic."
+        )
     return lines
 
 
