@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 
 import pytest
@@ -45,6 +46,21 @@ def test_inception_v3_published_figures_count_the_auxiliary_head():
     totals = archcalc.analyze(archcalc.load("inception_v3")).totals
     assert totals.params + aux == 27_161_264
     assert round(totals.macs / 1e9, 2) == 5.71
+
+
+def test_vgg16_cifar_keeps_torchvisions_adaptive_pool():
+    # the figures: torchvision's vgg16 fed 3x32x32 (its AdaptiveAvgPool2d(7) turns 512x1x1 into 512x7x7)
+    analysis = archcalc.analyze(archcalc.load("vgg16-cifar"))
+    assert analysis.layer("avgpool").output_shape == (512, 7, 7)
+    assert analysis.totals.params == TORCHVISION["vgg16"][0] == 138_357_544  # params do not depend on the input size
+    convs = [(3, 64, 32), (64, 64, 32), (64, 128, 16), (128, 128, 16), (128, 256, 8), (256, 256, 8), (256, 256, 8),
+             (256, 512, 4), (512, 512, 4), (512, 512, 4), (512, 512, 2), (512, 512, 2), (512, 512, 2)]
+    by_hand = sum(3 * 3 * c_in * c_out * size * size for c_in, c_out, size in convs) + 512 * 7 * 7 * 4096 + 4096 * 4096 + 4096 * 1000
+    assert analysis.totals.macs == by_hand == 436_830_208
+    # the vgg16 spec (no adaptive pool: the identity at 224x224) fed 32x32 is another network: fc6 sees 512 values
+    spec = json.loads(archcalc.load("vgg16").to_json())
+    spec["input"] = [3, 32, 32]
+    assert archcalc.analyze(archcalc.load(spec)).totals.params == 37_694_248
 
 
 def test_resnet_running_statistics_are_buffers_not_params():
@@ -119,7 +135,7 @@ def test_every_zoo_model_has_a_source_and_analyses():
     expected = {"lenet5", "alexnet", "alexnet-grouped", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "resnet18",
                 "resnet34", "resnet50", "resnet101", "resnet152", "inception-naive", "inception-reduced",
                 "stack-3x3-2", "stack-3x3-3", "factorized-7x7", "squeezenet1_0", "squeezenet1_1",
-                "densenet121", "inception_v3", "mobilenet_v2", "r3d_18", "unet"}
+                "densenet121", "inception_v3", "mobilenet_v2", "r3d_18", "unet", "vgg16-cifar"}
     assert expected <= set(names)
     for name in names:
         graph = archcalc.load(name)
