@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+
 import pytest
 
 import archcalc
@@ -18,6 +22,11 @@ TORCHVISION = {
     "resnet50": (25_557_032, 4.09),
     "resnet101": (44_549_160, 7.80),
     "resnet152": (60_192_808, 11.51),
+    "squeezenet1_0": (1_248_424, 0.82),
+    "squeezenet1_1": (1_235_496, 0.35),
+    "densenet121": (7_978_856, 2.83),
+    "mobilenet_v2": (3_504_872, 0.30),
+    "r3d_18": (33_371_472, 40.70),  # Kinetics-400 clips of 16 frames at 112x112
 }
 
 
@@ -27,6 +36,31 @@ def test_torchvision_params_and_gflops(name):
     totals = archcalc.analyze(archcalc.load(name)).totals
     assert totals.params == totals.params_trainable == params
     assert round(totals.macs / 1e9, 2) == gflops
+
+
+def test_inception_v3_published_figures_count_the_auxiliary_head():
+    # torchvision's table: 27,161,264 params and 5.71 GFLOPS for inception_v3. Its params include the
+    # auxiliary classifier (AuxLogits: a training-time head, off in the zoo spec); its GFLOPS do not
+    # (the head does not run in eval). AuxLogits = 1x1 conv 768->128 + BN, 5x5 conv 128->768 + BN, FC 768->1000:
+    aux = (768 * 128 + 2 * 128) + (5 * 5 * 128 * 768 + 2 * 768) + (768 * 1000 + 1000)
+    totals = archcalc.analyze(archcalc.load("inception_v3")).totals
+    assert totals.params + aux == 27_161_264
+    assert round(totals.macs / 1e9, 2) == 5.71
+
+
+def test_vgg16_cifar_keeps_torchvisions_adaptive_pool():
+    # the issue's figures: torchvision's vgg16 fed 3x32x32 (its AdaptiveAvgPool2d(7) turns 512x1x1 into 512x7x7)
+    analysis = archcalc.analyze(archcalc.load("vgg16-cifar"))
+    assert analysis.layer("avgpool").output_shape == (512, 7, 7)
+    assert analysis.totals.params == TORCHVISION["vgg16"][0] == 138_357_544  # params do not depend on the input size
+    convs = [(3, 64, 32), (64, 64, 32), (64, 128, 16), (128, 128, 16), (128, 256, 8), (256, 256, 8), (256, 256, 8),
+             (256, 512, 4), (512, 512, 4), (512, 512, 4), (512, 512, 2), (512, 512, 2), (512, 512, 2)]
+    by_hand = sum(3 * 3 * c_in * c_out * size * size for c_in, c_out, size in convs) + 512 * 7 * 7 * 4096 + 4096 * 4096 + 4096 * 1000
+    assert analysis.totals.macs == by_hand == 436_830_208
+    # the vgg16 spec (no adaptive pool: the identity at 224x224) fed 32x32 is another network: fc6 sees 512 values
+    spec = json.loads(archcalc.load("vgg16").to_json())
+    spec["input"] = [3, 32, 32]
+    assert archcalc.analyze(archcalc.load(spec)).totals.params == 37_694_248
 
 
 def test_resnet_running_statistics_are_buffers_not_params():
@@ -100,7 +134,8 @@ def test_every_zoo_model_has_a_source_and_analyses():
     names = zoo.names()
     expected = {"lenet5", "alexnet", "alexnet-grouped", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "resnet18",
                 "resnet34", "resnet50", "resnet101", "resnet152", "inception-naive", "inception-reduced",
-                "stack-3x3-2", "stack-3x3-3", "factorized-7x7"}
+                "stack-3x3-2", "stack-3x3-3", "factorized-7x7", "squeezenet1_0", "squeezenet1_1",
+                "densenet121", "inception_v3", "mobilenet_v2", "r3d_18", "unet", "vgg16-cifar"}
     assert expected <= set(names)
     for name in names:
         graph = archcalc.load(name)
@@ -147,3 +182,71 @@ def test_zoo_receptive_fields_match_perturbation(name):
         for axis, interval in enumerate(measured):
             start = centre[axis] * field.stride[axis] - field.padding[axis]
             assert interval == (max(start, 0), min(start + field.size[axis] - 1, sizes[axis] - 1)), (layer, axis)
+
+
+@pytest.mark.skipif(os.environ.get("CI") != "true", reason="only CI must have the oracle installed")
+def test_ci_has_the_torchvision_oracle():
+    # tests/test_zoo_torchvision.py skips without torchvision; in CI that would hide the zoo's layer-by-layer check
+    assert importlib.util.find_spec("torchvision") is not None, "CI must install torch==2.14.1 torchvision==0.29.1 (.ci/run)"
+
+
+def _hand_written_unet(nn, F, torch):
+    """Ronneberger et al. 2015's U-Net written directly in torch, independently of archcalc's graph."""
+
+    def double_conv(c_in, c_out):
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3), nn.ReLU(), nn.Conv2d(c_out, c_out, 3), nn.ReLU())
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            widths = (64, 128, 256, 512, 1024)
+            self.down = nn.ModuleList([double_conv(c_in, c_out) for c_in, c_out in zip((1, *widths), widths)])
+            self.up = nn.ModuleList([nn.ConvTranspose2d(c, c // 2, 2, stride=2) for c in widths[:0:-1]])
+            self.dec = nn.ModuleList([double_conv(c, c // 2) for c in widths[:0:-1]])
+            self.out = nn.Conv2d(64, 2, 1)
+
+        def forward(self, x):
+            skips = []
+            for level, block in enumerate(self.down):
+                x = block(F.max_pool2d(x, 2) if level else x)
+                skips.append(x)
+            skips.pop()
+            for up, dec in zip(self.up, self.dec):
+                x = up(x)
+                skip = skips.pop()
+                top, left = (skip.shape[2] - x.shape[2]) // 2, (skip.shape[3] - x.shape[3]) // 2
+                x = dec(torch.cat([skip[:, :, top:top + x.shape[2], left:left + x.shape[3]], x], 1))
+            return self.out(x)
+
+    return UNet()
+
+
+def test_unet_params_shapes_and_macs_match_torch():
+    oracle = pytest.importorskip("tests.torch_oracle")
+    torch = oracle.torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    graph = archcalc.load("unet")
+    analysis = archcalc.analyze(graph)
+    assert graph.input_shape == (1, 572, 572)
+    # the description's figures (by hand: 64-128-256-512-1024 valid double convs, 2x2 up-convs, a 1x1 conv to 2 classes)
+    double = [(1, 64), (64, 128), (128, 256), (256, 512), (512, 1024)]
+    by_hand = sum(9 * a * b + b + 9 * b * b + b for a, b in double)
+    by_hand += sum(4 * c * (c // 2) + c // 2 + 9 * c * (c // 2) + c // 2 + 9 * (c // 2) ** 2 + c // 2 for c in (1024, 512, 256, 128))
+    by_hand += 64 * 2 + 2
+    assert analysis.totals.params == by_hand == 31_030_658 and "31,030,658 params" in graph.description
+    assert analysis.layers[-1].output_shape == (2, 388, 388) and "2x388x388" in graph.description
+    # on torch's meta device: torch's own shape rules and FlopCounterMode, without 150 GMACs of arithmetic
+    with torch.device("meta"):
+        same_graph = oracle.TorchNet(graph)
+        hand = _hand_written_unet(torch.nn, torch.nn.functional, torch)
+    x = torch.zeros((1, *graph.input_shape), device="meta")
+    with torch.no_grad():
+        outputs = same_graph(x)
+        with FlopCounterMode(display=False) as counter:
+            y = hand(x)
+    for row in analysis.layers:
+        assert tuple(outputs[row.name].shape[1:]) == row.output_shape, row.name
+    assert tuple(y.shape) == (1, 2, 388, 388)
+    assert sum(p.numel() for p in same_graph.parameters()) == sum(p.numel() for p in hand.parameters()) == 31_030_658
+    assert counter.get_total_flops() == 2 * analysis.totals.macs
