@@ -7,7 +7,8 @@ and receptive fields measured here come from torch, not from archcalc's rules.
 from __future__ import annotations
 
 # A plain import: without torch this module fails to import with ImportError, and the tests'
-# pytest.importorskip("tests.torch_oracle") skip with that reason (pip install torch==2.13.0).
+# pytest.importorskip("tests.torch_oracle") skip with that reason (pip install torch==2.14.1 torchvision==0.29.1,
+# or torch==2.13.0 alone: a CPU build, without the torchvision tests).
 import torch
 
 from archcalc.graph import Graph
