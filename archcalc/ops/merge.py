@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -76,9 +75,11 @@ def broadcast_shape(in_shapes: tuple[Shape, ...]) -> Shape:
     out = []
     for axis, sizes in enumerate(zip(*in_shapes)):
         size = max(sizes)
-        for i, j in itertools.combinations(range(len(sizes)), 2):
-            if 1 < sizes[i] != sizes[j] > 1:
-                raise RuleError(
+        # one pass (a merge may have thousands of inputs): the first input above 1 against the rest
+        i = next((k for k, n in enumerate(sizes) if n > 1), 0)
+        j = next((k for k in range(i + 1, len(sizes)) if 1 < sizes[k] != sizes[i]), None)
+        if j is not None:
+            raise RuleError(
                     f"inputs must broadcast (on every axis equal sizes, or 1), got {format_shape(in_shapes[i])} and "
                     f"{format_shape(in_shapes[j])}: {axis_name(axis, len(first))} {sizes[i]} and {sizes[j]} differ and neither is 1"
                 )
