@@ -13,10 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from archcalc.errors import RuleError
+from archcalc.errors import RuleError, check
 from archcalc.ops.attrs import REQUIRED, Attr
 
 Shape = tuple[int, ...]
+
+#: Most axes a sample's tensor may have: NumPy holds 64, and the executor adds the batch axis.
+MAX_RANK = 63
 
 #: Names of the spatial axes of a channels-first tensor, by spatial rank.
 AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
@@ -199,9 +202,15 @@ class Op:
         raise NotImplementedError
 
     def infer(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Layer:
-        """Resolve attributes and apply the shape rule; raises RuleError when shapes don't work."""
+        """Resolve attributes and apply the shape rule; raises RuleError when shapes don't work,
+        or when the output has more than :data:`MAX_RANK` axes."""
         resolved = self.resolve(attrs, in_shapes)
-        return Layer(resolved, in_shapes, self.output_shape(resolved, in_shapes))
+        out_shape = self.output_shape(resolved, in_shapes)
+        check(
+            len(out_shape) <= MAX_RANK,
+            lambda: f"the output would have {len(out_shape)} axes; at most {MAX_RANK} (NumPy's 64 with the batch axis)",
+        )
+        return Layer(resolved, in_shapes, out_shape)
 
     def params(self, layer: Layer) -> dict[str, Param]:
         """Parameter tensors by name."""
