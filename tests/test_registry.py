@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 
@@ -188,3 +189,26 @@ def test_receptive_field_matches_a_perturbation(op_type, index, example):
         expected = (max(math.ceil(low), 0), min(math.floor(high), sizes[axis] - 1))
         assert (first, end) == expected, (axis, field)
     assert window in (GLOBAL, POINTWISE) or len(window.kernel) == len(sizes)
+
+
+#: Values no attribute of any op takes: huge ints beyond a float's range, non-finite floats, wrong
+#: types and shapes. Each must be refused as a spec error, never raise anything else.
+HOSTILE = [2**1100, -(2**1100), 10**400, float("nan"), float("inf"), 1e308, -1e308, 2**63, [2**1100], [2**1100, 2],
+           [0.5], [[1, 2]], [], {}, "x", None, True]
+
+
+@pytest.mark.parametrize("op_type", sorted(REGISTRY))
+def test_hostile_attribute_values_are_spec_errors(op_type):
+    import archcalc
+    from archcalc.errors import ArchcalcError
+    from archcalc.spec import from_dict
+
+    op = REGISTRY[op_type]
+    example = op.examples[0]
+    for attr in op.attrs:
+        for value in HOSTILE:
+            spec = {"name": "h", "input": list(example.inputs[0]), "layers": [{"type": op_type, **example.attrs,
+                                                                                attr.name: value}]}
+            # refused with a message (ArchcalcError); accepted values (None for an optional one) analyse
+            with contextlib.suppress(ArchcalcError):
+                archcalc.analyze(from_dict(spec))

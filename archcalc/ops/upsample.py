@@ -32,7 +32,7 @@ CUBIC_A = -0.75
 
 def _mode(value: Any) -> str:
     """One of nearest, linear, bilinear, trilinear, bicubic."""
-    if value not in MODES:
+    if not isinstance(value, str) or value not in MODES:
         raise RuleError(f"must be one of {', '.join(MODES)}, got {describe(value)}")
     return value
 
@@ -51,7 +51,7 @@ def _scales(value: Any) -> float | tuple[float, ...]:
                 raise RuleError
             return tuple(_scale(v) for v in value)
         return _scale(value)
-    except (RuleError, TypeError):
+    except (RuleError, TypeError, OverflowError):  # OverflowError: an int beyond a float's range
         raise RuleError(f"must be a finite number > 0 or a list of 1 to 3 of them, got {describe(value)}") from None
 
 
