@@ -287,7 +287,7 @@ class _Builder:
         low, high = op.arity
         references_ok = len(self.problems) == problems_before
         if references_ok and not low <= len(inputs) <= (high or len(inputs)):
-            wanted = f"{low}" if low == high else f"at least {low}"
+            wanted = f"{low}" if low == high else f"at least {low}" if high is None else f"{low} to {high}"
             self.problems.append(f"{label}: takes {wanted} input(s), got {len(inputs)}")
         node_scope = scope
         if not scope and "scope" in raw:
@@ -350,13 +350,15 @@ class _Builder:
             self.problems.append(f"{where}: a block instance reads one input, got {len(entry)}")
         out = entry[0]
         for index in range(repeat):
-            instance_raw = dict(raw)
-            override = overrides.get(index)
-            if override is not None:
+            instance_raw, instance_where = dict(raw), where
+            if index in overrides:
+                override, what = overrides[index]
                 instance_raw["block"] = override.get("block", block_name)
-                instance_raw["args"] = {**given, **override.get("args", {})}
+                instance_raw["args"] = {**_inherited(given, block_name, instance_raw["block"], self.blocks),
+                                        **override.get("args", {})}
+                instance_where = f"{where}.{what}"
             instance_scope = (*scope, name, str(index)) if repeat > 1 else (*scope, name)
-            out = self.expand_block(instance_raw, where, instance_scope, out, depth)
+            out = self.expand_block(instance_raw, instance_where, instance_scope, out, depth)
         local[name] = out
         self.names.add(".".join((*scope, name)))
         return out
@@ -369,6 +371,7 @@ class _Builder:
         declared = _declared_args(block)
         given = raw.get("args", {})
         args = dict(declared)
+        problems_before = len(self.problems)
         for key, value in given.items():
             if key not in declared:
                 self.problems.append(f"{where}: block {block_name!r} has no argument {_json(key)}{_hint(key, declared)}")
@@ -376,6 +379,8 @@ class _Builder:
         for key, value in args.items():
             if value is None:
                 self.problems.append(f"{where}: block {block_name!r} needs argument {_json(key)}")
+        if len(self.problems) != problems_before:
+            return entry  # not expanded: its layers would only repeat the missing arguments as nulls
         instance = ".".join(scope)
         outer = f'{where} (instance "{instance}" of block "{block_name}") > '
         return self.expand(block.get("layers"), f"blocks.{block_name}.layers", scope, entry, outer, args, depth + 1)
@@ -394,6 +399,15 @@ class _Builder:
 def _hint(word: Any, choices: Any) -> str:
     """did_you_mean for a key or name that may not be a string at all."""
     return did_you_mean(word, choices) if isinstance(word, str) and len(word) <= MAX_NAME_LENGTH else ""
+
+
+def _inherited(given: Mapping[str, Any], block: str, target: str, blocks: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The instance's arguments an override of one repetition keeps: all of them for the same
+    block; for another block (a stage's first unit as a downsampling block), those it declares."""
+    if target == block:
+        return given
+    declared = _declared_args(blocks.get(target, {})) if isinstance(blocks.get(target), Mapping) else {}
+    return {key: value for key, value in given.items() if key in declared}
 
 
 def _declared_args(block: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -417,7 +431,7 @@ def _override_problem(override: Any, blocks: Mapping[str, Any], what: str) -> st
     return None
 
 
-def _overrides(raw: Mapping[str, Any], repeat: int, blocks: Mapping[str, Any]) -> dict[int, Mapping[str, Any]] | str:
+def _overrides(raw: Mapping[str, Any], repeat: int, blocks: Mapping[str, Any]) -> dict[int, tuple[Mapping[str, Any], str]] | str:
     """The repetitions an instance changes, by index from 0, or why its overrides are malformed.
 
     ``first`` is index 0, ``last`` index ``repeat - 1``, and ``at`` maps indices written as text
@@ -455,7 +469,7 @@ def _overrides(raw: Mapping[str, Any], repeat: int, blocks: Mapping[str, Any]) -
             return (f"{given_as[index]} and {what} both change instance {index} (repeat {repeat}); "
                     "give each instance one override")
         overrides[index], given_as[index] = override, what
-    return overrides
+    return {index: (override, given_as[index]) for index, override in overrides.items()}
 
 
 def _is_scope(value: Any) -> bool:
@@ -547,7 +561,12 @@ class _Counter:
         if isinstance(overrides, str):
             return 0
         rest = self.block(raw["block"], given, stack)
-        changed = sum(self.block(o.get("block", raw["block"]), {**given, **o.get("args", {})}, stack) for o in overrides.values())
+        changed = sum(
+            self.block(o.get("block", raw["block"]),
+                       {**_inherited(given, raw["block"], o.get("block", raw["block"]), self.blocks), **o.get("args", {})},
+                       stack)
+            for o, _ in overrides.values()
+        )
         return changed + (repeat - len(overrides)) * rest
 
     def block(self, name: Any, given: Mapping[str, Any], stack: tuple[str, ...]) -> int:

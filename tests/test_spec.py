@@ -138,6 +138,7 @@ SPEC_ERRORS = [
      "layers may read only earlier layers)"),
     (spec({"type": "relu", "name": "a"}, {"type": "relu", "name": "a"}), 'layers[1] (name="a", type="relu"): name is used twice'),
     (spec({"type": "add"}), 'layers[0] (name="add1", type="add"): takes at least 2 input(s), got 1'),
+    (spec({"type": "crop", "size": 2, "inputs": ["input"] * 3}), 'layers[0] (name="crop1", type="crop"): takes 1 to 2 input(s), got 3'),
     (spec({"block": "nope"}), 'layers[0]: unknown block \'nope\'; define it under "blocks"'),
     (spec({"block": "b", "args": {"f": 1, "g": 1}}, blocks={"b": {"args": {"f": None}, "layers": [{"type": "relu"}]}}),
      "layers[0]: block 'b' has no argument 'g'"),
@@ -871,3 +872,32 @@ def test_every_index_of_every_small_repeat_changes_that_instance_alone():
                 prefix = f"b.{changed}." if repeat > 1 else "b."
                 assert [n.name for n in graph if n.name.endswith(".s")] == [prefix + "s"]
                 assert len(graph) == 1 + repeat + 1
+
+
+OVERRIDE_BLOCKS = {
+    "unit": {"args": {"w": 4}, "layers": [{"type": "conv", "filters": "$w", "kernel": 1}]},
+    "pool": {"args": {"k": None, "s": None}, "layers": [{"type": "maxpool", "kernel": "$k", "stride": "$s"}]},
+}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"last": {"block": "pool"}},
+     ["layers[0].last: block 'pool' needs argument 'k'", "layers[0].last: block 'pool' needs argument 's'"]),
+    ({"at": {"1": {"args": {"q": 1}}}}, ["layers[0].at['1']: block 'unit' has no argument 'q'"]),
+    ({"first": {"block": "pool", "args": {"k": 2, "s": 2, "w": 3}}}, ["layers[0].first: block 'pool' has no argument 'w'"]),
+])
+def test_an_override_problem_names_the_override_once_without_follow_on_errors(override, message):
+    spec = {"name": "t", "input": [3, 8, 8], "blocks": OVERRIDE_BLOCKS,
+            "layers": [{"block": "unit", "name": "s", "repeat": 3, "args": {"w": 3}, **override}]}
+    with pytest.raises(SpecError) as caught:
+        from_dict(spec)
+    assert str(caught.value).split("\n") == [f"spec '<dict>': {line}" for line in message]
+
+
+def test_an_override_with_another_block_keeps_only_the_arguments_that_block_declares():
+    """The instance's w is the unit's; the pool at the end takes its own k and s, and no w."""
+    spec = {"name": "t", "input": [3, 8, 8], "blocks": OVERRIDE_BLOCKS,
+            "layers": [{"block": "unit", "name": "s", "repeat": 2, "args": {"w": 3},
+                        "last": {"block": "pool", "args": {"k": 2, "s": 2}}}]}
+    graph = from_dict(spec)
+    assert [(node.type, dict(node.attrs).get("filters")) for node in graph.nodes[1:]] == [("conv", 3), ("maxpool", None)]
