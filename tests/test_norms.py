@@ -173,7 +173,8 @@ def test_layernorm_over_some_spatial_axes_reads_those_axes_whole():
     oracle = pytest.importorskip("tests.torch_oracle")
     graph = _net([2, 5, 7], {"type": "layernorm", "normalized_shape": 7, "name": "norm"})
     field = archcalc.analyze(graph).layer("norm").receptive_field
-    assert field.size == (1, 13) and not field.is_global  # a window of 2*7 - 1 centred on the unit
+    # the whole width (7) at stride 0, as a linear layer on that axis: not global, the height untouched
+    assert (field.size, field.stride) == ((1, 7), (1, 0)) and not field.is_global
     assert oracle.measured_fields(graph, ["norm"])["norm"][1] == ((2, 2), (0, 6))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,9 @@ def test_every_units_measured_field_lies_in_the_analytic_one(op_type, index):
             low = unit[axis] * field.stride[axis] - field.padding[axis]
             high = low + field.size[axis] - 1
             assert low <= first and last <= high, (unit, axis, measured, field)
-            if field.uniform:
-                assert (first, last) == (low, high)
+            if field.uniform:  # exactly the whole pixels within [low, high] (rational after 4 -> 8), clipped
+                size = graph.input_shape[1 + axis]
+                assert (first, last) == (max(math.ceil(low), 0), min(math.floor(high), size - 1))
 
 
 def test_non_uniform_fields_are_flagged_in_the_table_and_json():
@@ -370,3 +372,17 @@ def test_adaptive_pooling_to_one_is_global_as_global_avgpool_and_holds_at_any_si
     rows = analysis.layer("rows").receptive_field  # the input's 9 rows seen whole (stride 0), width: the conv's 3
     assert (rows.size, rows.stride, rows.is_global) == ((9, 3), (0, 1), False)
     assert not analysis.layer("rows").resolution_dependent
+
+
+@pytest.mark.parametrize("op_type", ["adaptive_avgpool", "adaptive_maxpool"])
+def test_adaptive_pooling_to_a_multiple_of_the_input_has_nearest_upsamplings_exact_field(op_type):
+    """4 -> 8 reads floor(i/2) for output i, as nearest upsampling by 2: the same exact field (3/2,
+    uniform), not a containing bound."""
+    spec = {"name": "t", "input": [2, 4, 4], "layers": [
+        {"type": op_type, "name": "pool", "output_size": 8},
+        {"type": "upsample", "name": "up", "scale_factor": 2, "inputs": ["input"]},
+    ]}
+    analysis = analyze(from_dict(spec))
+    pool, up = analysis.layer("pool").receptive_field, analysis.layer("up").receptive_field
+    assert (pool.size, pool.stride, pool.centre, pool.uniform) == (up.size, up.stride, up.centre, True)
+    assert pool.size == (Fraction(3, 2),) * 2

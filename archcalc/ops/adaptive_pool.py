@@ -93,6 +93,17 @@ def axis_window(size: int, out: int) -> tuple[int, Any, Any, bool]:
     return math.ceil(reach), exact(stride), exact(padding), False
 
 
+def axis_field(size: int, out: int) -> tuple[int, Any, Any, bool, int]:
+    """:func:`axis_window` and the input dilation: ``(kernel, stride, padding before, uniform,
+    input dilation)``. An output that is a multiple ``r`` of the input (from 2 values up) reads
+    one value per output, ``floor(i/r)``, as nearest upsampling by ``r`` does: the exact window
+    over the input with ``r - 1`` zeros inserted, kernel ``r``, stride 1, padding ``r - 1``."""
+    if 1 < size < out and out % size == 0:
+        ratio = out // size
+        return ratio, 1, ratio - 1, True, ratio
+    return (*axis_window(size, out), 1)
+
+
 class _AdaptivePool(Op):
     """Shared rules of adaptive average and max pooling."""
 
@@ -132,8 +143,8 @@ class _AdaptivePool(Op):
         for axis, (n, o) in enumerate(zip(layer.in_shape[1:], per_axis)):
             if o is None or o == 1:  # the axis kept as it is, or seen whole: the same at any size
                 continue
-            k, s, _, uniform = axis_window(n, o)
-            k2, s2, _, uniform2 = axis_window(n + 1, o)
+            k, s, _, uniform, _ = axis_field(n, o)
+            k2, s2, _, uniform2, _ = axis_field(n + 1, o)
             text = (f"windows resolved for input {AXIS_NAMES[rank][axis]} {n} -> {o}: kernel {k}, stride {s}"
                     f"{'' if uniform else ' (non-uniform)'}; at {n + 1} -> {o} they would be kernel {k2}, stride {s2}"
                     f"{'' if uniform2 else ' (non-uniform)'}")
@@ -141,13 +152,15 @@ class _AdaptivePool(Op):
         return tuple(out)
 
     def window(self, layer: Layer) -> Window:
-        axes = [axis_window(n, o) for n, o in zip(layer.in_shape[1:], layer.attrs["output_size"])]
+        axes = [axis_field(n, o) for n, o in zip(layer.in_shape[1:], layer.attrs["output_size"])]
+        dilations = tuple(d for *_, d in axes)
         return Window(
-            kernel=tuple(k for k, _, _, _ in axes),
-            stride=tuple(s for _, s, _, _ in axes),
+            kernel=tuple(k for k, *_ in axes),
+            stride=tuple(s for _, s, *_ in axes),
             dilation=(1,) * len(axes),
-            padding=tuple((p, p) for _, _, p, _ in axes),
-            uniform=all(u for _, _, _, u in axes),
+            padding=tuple((p, p) for _, _, p, *_ in axes),
+            input_dilation=dilations if any(d != 1 for d in dilations) else (),
+            uniform=all(u for _, _, _, u, _ in axes),
         )
 
     def summary(self, layer: Layer) -> str:
@@ -181,6 +194,7 @@ _EXAMPLES = (
     Example({"output_size": 4}, ((3, 10),), (3, 4)),  # 1D, windows of 3 and 4
     Example({"output_size": [2, 3, 2]}, ((2, 5, 4, 3),), (2, 2, 3, 2)),  # 3D
     Example({"output_size": [4, 5]}, ((1, 6, 3),), (1, 4, 5)),  # shrinks one axis, grows the other
+    Example({"output_size": [8, 9]}, ((2, 4, 3),), (2, 8, 9)),  # 2x and 3x: nearest upsampling, exact
 )
 
 

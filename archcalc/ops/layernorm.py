@@ -166,11 +166,11 @@ class LayerNorm(Op):
             return POINTWISE
         if len(normalized) == len(spatial):
             return GLOBAL
-        # a normalised axis of size n: each output reads all n positions, a window of 2n - 1
-        # centred on it (clipped by the input's ends); other axes: the unit itself
-        kernel = tuple(2 * n - 1 if a in normalized else 1 for a, n in enumerate(spatial))
-        padding = tuple(((n - 1, n - 1) if a in normalized else (0, 0)) for a, n in enumerate(spatial))
-        return Window(kernel, (1,) * len(spatial), (1,) * len(spatial), padding)
+        # a normalised axis of size n: each output reads all n positions, one window over the axis
+        # at stride 0 (as a linear layer acting on it: global along it); other axes: the unit itself
+        kernel = tuple(n if a in normalized else 1 for a, n in enumerate(spatial))
+        stride = tuple(0 if a in normalized else 1 for a in range(len(spatial)))
+        return Window(kernel, stride, (1,) * len(spatial), ((0, 0),) * len(spatial))
 
     def summary(self, layer: Layer) -> str:
         normalized = layer.attrs["normalized_shape"]
