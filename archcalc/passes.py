@@ -103,7 +103,7 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
     In a DAG a node's field is the largest over its input paths (``size``); ``size_min`` is
     the smallest, and ``aligned`` is false where the merged inputs' centres or jumps differ;
     ``uniform`` is false from a layer whose windows differ in size (adaptive pooling) onwards,
-    the size then being the largest window's.
+    the size then one that contains every window.
 
     Axes are followed, not assumed: each tensor axis is known to hold one spatial axis of the
     input (its positions step along it), no spatial axis (channels, a linear layer's units), or

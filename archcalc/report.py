@@ -29,7 +29,7 @@ class ReceptiveField:
     ``path_max`` / ``path_min`` are the fields along the input paths with the largest and the
     smallest size (equal in a chain); ``aligned`` is false where merged branches' centres or
     jumps differ; ``uniform`` is false after a layer whose windows differ in size (adaptive
-    pooling), the size being the largest. ``resolution_dependent`` is true from a layer whose
+    pooling), the size then one that contains every window. ``resolution_dependent`` is true from a layer whose
     resolved window depends on the input size ("same" padding with a stride) onwards: the
     padding and centre (or the size) hold for this input size only. A global field (after a
     linear layer or global pooling) covers the input. An axis whose ``stride`` (jump) is 0 is
@@ -111,7 +111,7 @@ class ReceptiveField:
 
     def text(self) -> str:
         """``7x7``, ``global``, ``7x7 (min 3x3)``, with ``!`` when branch centres differ, ``~``
-        when windows differ in size (the largest shown), ``?`` when an axis could not be followed
+        when windows differ in size (a field containing every window shown), ``?`` when an axis could not be followed
         (an upper bound shown) and ``^`` (:data:`RESOLUTION_MARK`) when its padding and centre
         hold for this input size only."""
         if self.is_global:

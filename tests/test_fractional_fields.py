@@ -100,3 +100,23 @@ def test_the_memory_estimate_stays_a_whole_non_negative_number(layer):
     for part in ("parameters", "activations", "saved", "im2col", "temporaries"):
         value = getattr(estimate, part)
         assert type(value) is int and value >= 0, (part, value)
+
+
+def test_the_table_footer_explains_each_field_mark_it_shows():
+    from archcalc.render.table import footer
+
+    plain = archcalc.analyze({"name": "p", "input": [2, 8, 8], "layers": [{"type": "conv", "filters": 2, "kernel": 3}]})
+    assert not any(line.startswith("Receptive field:") for line in footer(plain))
+    marked = archcalc.analyze({"name": "m", "input": [2, 9, 9], "layers": [
+        {"type": "conv", "name": "a", "filters": 2, "kernel": 3, "padding": 1},
+        {"type": "conv", "name": "b", "filters": 2, "kernel": 2, "inputs": ["input"]},
+        {"type": "crop", "name": "bc", "size": 8, "offset": 0, "inputs": ["a"]},
+        {"type": "add", "name": "merged", "inputs": ["bc", "b"]},          # centres 0 and 1/2: "!"
+        {"type": "adaptive_avgpool", "name": "pool", "output_size": 3},    # 8 -> 3: "~"
+        {"type": "reshape", "name": "flat", "shape": [2, 9]},
+        {"type": "conv", "name": "over_merged", "filters": 2, "kernel": [3]},  # a window along merged axes: "?"
+    ]})
+    lines = [line for line in footer(marked) if line.startswith("Receptive field:")]
+    assert lines == ["Receptive field: ! where merged branches' centres or strides differ; ~ where windows differ in size "
+                     "(adaptive pooling): a field that contains every window; ? where an axis could not be followed "
+                     "through a reshape: the whole axis, an upper bound."]

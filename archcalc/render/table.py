@@ -103,11 +103,22 @@ def footer(analysis: Analysis) -> list[str]:
         f"Training memory ({analysis.optimizer}, batch {batch}): params{' + buffers' if t.buffers else ''} + gradients "
         f"+ optimizer state + 2 x activations = {binary_bytes(t.training_bytes)}.",
     ]
+    fields = [row.receptive_field for row in analysis.layers]
+    marks = []  # each mark of the receptive-field column the table shows, said once
+    if any(not f.aligned for f in fields):
+        marks.append("! where merged branches' centres or strides differ")
+    if any(not f.uniform for f in fields):
+        marks.append("~ where windows differ in size (adaptive pooling): a field that contains every window")
+    if any(not f.exact for f in fields):
+        marks.append("? where an axis could not be followed through a reshape: the whole axis, an upper bound")
+    if marks:
+        lines.append("Receptive field: " + "; ".join(marks) + ".")
     if any(row.resolution_dependent or row.receptive_field.resolution_dependent for row in analysis.layers):
         lines.append(
             f"{RESOLUTION_MARK} marks what holds for this input size only: a layer's attributes resolved from its input "
-            "size (\"same\" padding with a stride pads by the size modulo the stride), and the receptive fields whose "
-            "padding and centre follow from them; `archcalc explain MODEL LAYER` shows the arithmetic."
+            "size (\"same\" padding with a stride pads by the size modulo the stride; a centred crop, an adaptive pool, "
+            "an upsampling to a size), and the receptive fields that follow from them; `archcalc explain MODEL LAYER` "
+            "shows the arithmetic."
         )
     return lines
 
