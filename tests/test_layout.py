@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import archcalc
+from archcalc.errors import ShapeError
 from archcalc.execute import Executor
 from archcalc.spec import from_dict
 
@@ -524,3 +525,13 @@ def test_a_channels_last_layernorm_leaves_the_spatial_fields_exact(normalized_sh
     else:
         assert 7 in field.size
     _assert_fields_measured(graph)
+
+
+def test_more_axes_than_numpy_holds_with_the_batch_is_a_spec_error():
+    """63 axes run (64 with the batch); a reshape to 64 is refused before the executor's NumPy fails."""
+    import re
+
+    ok = _net((32,), {"type": "reshape", "shape": [1] * 62 + [32]}, {"type": "linear", "units": 2})
+    Executor(ok, dtype="float64").forward(np.ones((1, 32)))
+    with pytest.raises(ShapeError, match=re.escape("the output would have 64 axes; at most 63 (NumPy's 64 with the batch axis)")):
+        archcalc.analyze(_net((32,), {"type": "reshape", "shape": [1] * 63 + [32]}))

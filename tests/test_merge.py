@@ -232,3 +232,17 @@ def test_broadcast_shape_is_numpys():
         assert broadcast_shape(tuple(shapes)) == expected
 
     check()
+
+
+def test_a_merge_of_thousands_of_inputs_broadcasts_and_names_the_first_clash():
+    """One pass per axis: 5,000 inputs analyse; the clash reported is the first input above 1
+    against the first that differs from it, as a pairwise scan would find it."""
+    from archcalc.errors import RuleError
+    from archcalc.ops.merge import broadcast_shape
+
+    shapes = ((2, 1, 1),) * 4_000 + ((2, 4, 4),) * 1_000
+    assert broadcast_shape(shapes) == (2, 4, 4)
+    with pytest.raises(RuleError) as caught:
+        broadcast_shape(((2, 1, 1),) * 3 + ((2, 4, 1),) + ((2, 4, 4),) * 10 + ((2, 3, 4),))
+    assert str(caught.value) == ("inputs must broadcast (on every axis equal sizes, or 1), got (2, 4, 1) and (2, 3, 4): "
+                                 "height 4 and 3 differ and neither is 1")
