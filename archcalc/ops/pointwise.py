@@ -11,6 +11,14 @@ from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, S
 
 _EXAMPLES = (Example({}, ((3, 4, 4),), (3, 4, 4)), Example({}, ((7,),), (7,)))
 
+#: An element-wise op without attributes on every rank: (C,), (C, L), (C, H, W), (C, D, H, W).
+EVERY_RANK = (
+    Example({}, ((3, 4, 4),), (3, 4, 4)),
+    Example({}, ((5,),), (5,)),
+    Example({}, ((2, 7),), (2, 7)),
+    Example({}, ((2, 3, 3, 4),), (2, 3, 3, 4)),
+)
+
 
 class _Elementwise(Op):
     """Shape unchanged, one field per unit; ``ops_per_value`` other ops per output value."""

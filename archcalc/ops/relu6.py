@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from archcalc.ops.base import Example, Layer, RunContext, Shape, register
+from archcalc.ops.base import Layer, RunContext, Shape, register
 from archcalc.ops.hardtanh import HardTanh
+from archcalc.ops.pointwise import EVERY_RANK
 
 
 @register
@@ -20,12 +21,7 @@ class ReLU6(HardTanh):
 
     type = "relu6"
     attrs = ()
-    examples = (
-        Example({}, ((3, 4, 4),), (3, 4, 4)),
-        Example({}, ((5,),), (5,)),
-        Example({}, ((2, 7),), (2, 7)),
-        Example({}, ((2, 3, 3, 4),), (2, 3, 3, 4)),
-    )
+    examples = EVERY_RANK
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         return dict(attrs)

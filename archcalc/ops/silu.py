@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from archcalc.ops.base import Example, Layer, RunContext, register
-from archcalc.ops.pointwise import _Elementwise
+from archcalc.ops.base import Layer, RunContext, register
+from archcalc.ops.pointwise import EVERY_RANK, _Elementwise
 
 
 def stable_sigmoid(x: Any) -> Any:
@@ -30,12 +30,7 @@ class SiLU(_Elementwise):
     type = "silu"
     ops_per_value = 4
     other_ops_rule = "4 per value (negate, exp, add 1, divide: x / (1 + exp(-x)))"
-    examples = (
-        Example({}, ((3, 4, 4),), (3, 4, 4)),
-        Example({}, ((5,),), (5,)),
-        Example({}, ((2, 7),), (2, 7)),
-        Example({}, ((2, 3, 3, 4),), (2, 3, 3, 4)),
-    )
+    examples = EVERY_RANK
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         x = inputs[0]
