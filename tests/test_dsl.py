@@ -208,3 +208,13 @@ def test_a_short_name_inside_a_block_suggests_the_full_name():
     with pytest.raises(SpecError) as caught:
         model.graph()
     assert "input 'c' is not an earlier layer; did you mean 'b.c'? (a block's layers carry its name as a prefix)" in str(caught.value)
+
+
+def test_the_convnext_tiny_example_has_torchvisions_published_figures():
+    """torchvision's ConvNeXt_Tiny_Weights meta: num_params 28,589,128 and 4.456 GFLOPS (its MACs)."""
+    from pathlib import Path
+
+    analysis = archcalc.analyze(archcalc.load(str(Path(__file__).parent.parent / "examples" / "convnext_tiny.py")))
+    assert analysis.totals.params == 28_589_128
+    assert round(analysis.totals.macs / 1e9, 3) == 4.456
+    assert analysis.layers[-1].output_shape == (1000,)
