@@ -341,14 +341,18 @@ def render(model: Any, output: str | None, depth: int | None, color: str, rankdi
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds the weights, the data and dropout.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True, help="Array type.")
 @click.option("--check", is_flag=True, help="Show each layer's executed shape and MACs beside the analyzer's.")
+@click.option("--loss", "loss", type=click.Choice(["bce"]), default=None,
+              help="bce: sigmoid binary cross-entropy from a one-unit output (1,) against random 0/1 labels. "
+                   "[default: cross-entropy for a class output, else mean squared error]")
 @click.option("--max-memory", type=ByteSize(), default=None,
               help="Refuse to run above this estimate: 1GB = 10^9 bytes, 1GiB = 2^30. [default: half the free memory]")
 def run(model: Any, batch: int, steps: int | None, lr: float, momentum: float, weight_decay: float, seed: int, dtype: str,
-        check: bool, max_memory: int | None) -> None:
+        check: bool, loss: str | None, max_memory: int | None) -> None:
     """Train MODEL on a random batch with the NumPy executor: loss per step, then time per layer.
 
     Classifiers get softmax cross-entropy against random labels; other outputs the mean squared
-    error to random targets. Every layer's output shape and MAC count is checked against the
+    error to random targets; --loss bce a one-unit output binary cross-entropy against random
+    0/1 labels. Every layer's output shape and MAC count is checked against the
     analyzer's as it runs. The memory is estimated first, and a run above --max-memory refused.
     """
     from rich.markup import escape
@@ -360,7 +364,7 @@ def run(model: Any, batch: int, steps: int | None, lr: float, momentum: float, w
     executor = Executor(model, seed=seed, dtype=dtype, max_memory=max_memory, batch=batch)  # refuses before allocating
     executor.needs_input_grad = False  # training never reads dJ/d(input)
     steps = steps or (1 if check else 20)
-    data = training_batch(executor, batch, seed + 1)
+    data = training_batch(executor, batch, seed + 1, loss)
     console = _console()
     console.print(f"{escape(model.name)}: batch {batch}, {dtype}, SGD lr {lr} momentum {momentum}, {data.loss} on one random "
                   f"batch (kernels: {_backend()})")
@@ -368,12 +372,12 @@ def run(model: Any, batch: int, steps: int | None, lr: float, momentum: float, w
         task = progress.add_task("training", total=steps)
         done = 0
         for step in range(1, steps + 1):
-            loss = train_step(executor, data, lr=lr, momentum=momentum, weight_decay=weight_decay)
+            value = train_step(executor, data, lr=lr, momentum=momentum, weight_decay=weight_decay)
             done = step
-            progress.console.print(f"step {step:>4}  loss {loss:.6f}")
+            progress.console.print(f"step {step:>4}  loss {value:.6f}")
             progress.advance(task)
-            if not math.isfinite(loss):
-                click.echo(f"warning: training diverged: the loss is {loss} at step {step}; try a smaller --lr", err=True)
+            if not math.isfinite(value):
+                click.echo(f"warning: training diverged: the loss is {value} at step {step}; try a smaller --lr", err=True)
                 break
     console.print(timing_table(timing_report(executor, done), check))
 

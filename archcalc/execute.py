@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from archcalc.errors import ArchcalcError
+from archcalc.errors import ArchcalcError, check
 from archcalc.graph import Graph
 from archcalc.loading import load
 from archcalc.ops import Param, RunContext, Window, get_op
@@ -472,27 +472,47 @@ class Executor:
             param -= lr * update
 
 
-def loss_kind(executor: Executor) -> str:
+#: The loss chosen with ``loss="bce"``: sigmoid binary cross-entropy from a one-unit logit.
+BINARY_CROSS_ENTROPY = "binary cross-entropy"
+
+
+def loss_kind(executor: Executor, loss: str | None = None) -> str:
     """The loss :func:`loss_and_grad` uses with :func:`training_batch`'s targets.
 
-    ``cross-entropy`` for a class output (classes,) (softmax cross-entropy on the logits),
-    ``negative log-likelihood`` when the network ends in its own softmax, else
-    ``mean squared error`` to random targets of the output's shape.
+    By default (``loss`` None): ``cross-entropy`` for a class output (classes,) (softmax
+    cross-entropy on the logits), ``negative log-likelihood`` when the network ends in its own
+    softmax, else ``mean squared error`` to random targets of the output's shape.
+    ``loss="bce"`` chooses ``binary cross-entropy`` (sigmoid BCE from the logit, 0/1 targets),
+    for a one-unit output (1,) only.
+
+    Raises:
+        ArchcalcError: ``loss`` is not None or "bce", or "bce" for an output that is not (1,).
     """
+    out_shape = tuple(executor.layers[executor.graph.nodes[-1].name].out_shape)
+    if loss is not None:
+        check(loss == "bce", lambda: f"loss must be 'bce' or None (the default), got {loss!r}", ArchcalcError)
+        check(out_shape == (1,), lambda: "--loss bce needs a one-unit output of shape (1,), got output shape "
+              f"{out_shape}", ArchcalcError)
+        return BINARY_CROSS_ENTROPY
     if len(executor.layers[executor.graph.nodes[-1].name].out_shape) != 1:
         return "mean squared error"
     return "negative log-likelihood" if executor.graph.nodes[-1].type == "softmax" else "cross-entropy"
 
 
-def loss_and_grad(executor: Executor, output: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+def loss_and_grad(executor: Executor, output: np.ndarray, targets: np.ndarray,
+                  loss: str | None = None) -> tuple[float, np.ndarray]:
     """The training loss of a batch and dJ/d(output).
 
-    A class output (N, classes) gets softmax cross-entropy with integer targets; when the
-    network ends in its own softmax, the negative log-likelihood of its probabilities. Any
-    other output gets the mean squared error to ``targets`` of its shape.
+    With ``loss`` :data:`BINARY_CROSS_ENTROPY`: the mean sigmoid binary cross-entropy of the
+    logits (N, 1) against 0/1 ``targets`` (N, 1). Otherwise a class output (N, classes) gets
+    softmax cross-entropy with integer targets; when the network ends in its own softmax, the
+    negative log-likelihood of its probabilities. Any other output gets the mean squared error
+    to ``targets`` of its shape.
     """
     from archcalc import kernels
 
+    if loss == BINARY_CROSS_ENTROPY:
+        return kernels.binary_cross_entropy_with_logits(output, targets)
     n = output.shape[0]
     if output.ndim == 2 and targets.shape == (n,):
         if executor.graph.nodes[-1].type == "softmax":
@@ -515,24 +535,30 @@ class TrainingBatch:
     loss: str
 
 
-def training_batch(executor: Executor, batch: int, seed: int = 0) -> TrainingBatch:
+def training_batch(executor: Executor, batch: int, seed: int = 0, loss: str | None = None) -> TrainingBatch:
     """Standard-normal inputs and targets for ``batch`` samples: random labels for a class output,
-    standard-normal targets otherwise (see :func:`loss_kind`).
+    random 0/1 labels (N, 1) for ``loss="bce"``, standard-normal targets otherwise (see :func:`loss_kind`).
 
     The batch's memory is checked (:meth:`Executor.check_memory`) before any array is made.
 
     Raises:
-        ArchcalcError: for a bad batch or seed, or when the batch would not fit under the limit.
+        ArchcalcError: for a bad batch or seed, a loss that does not fit the output (see
+            :func:`loss_kind`), or when the batch would not fit under the limit.
     """
+    kind = loss_kind(executor, loss)
     batch = _check_batch(batch)
     executor.check_memory(batch)
     rng = np.random.default_rng(_check_seed(seed))
     out_shape = executor.layers[executor.graph.nodes[-1].name].out_shape
     with executor._out_of_memory(f"making a batch of {batch}", batch):
         inputs = rng.standard_normal((batch, *executor.graph.input_shape), dtype=executor.dtype)
-        targets = (rng.integers(0, out_shape[0], size=batch) if len(out_shape) == 1
-                   else rng.standard_normal((batch, *out_shape), dtype=executor.dtype))
-    return TrainingBatch(inputs, targets, loss_kind(executor))
+        if kind == BINARY_CROSS_ENTROPY:
+            targets = rng.integers(0, 2, size=(batch, 1)).astype(executor.dtype)
+        elif len(out_shape) == 1:
+            targets = rng.integers(0, out_shape[0], size=batch)
+        else:
+            targets = rng.standard_normal((batch, *out_shape), dtype=executor.dtype)
+    return TrainingBatch(inputs, targets, kind)
 
 
 def train_step(executor: Executor, data: TrainingBatch, lr: float = 0.01, momentum: float = 0.0,
@@ -546,7 +572,7 @@ def train_step(executor: Executor, data: TrainingBatch, lr: float = 0.01, moment
     weight_decay = _finite("weight_decay", weight_decay)
     # a diverging run overflows to inf and nan: the caller sees it in the loss, not as NumPy warnings
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        loss, grad = loss_and_grad(executor, executor.forward(data.inputs), data.targets)
+        loss, grad = loss_and_grad(executor, executor.forward(data.inputs), data.targets, data.loss)
         executor.step(executor.backward(grad), lr=lr, momentum=momentum, weight_decay=weight_decay)
     return loss
 

@@ -357,6 +357,82 @@ def cross_entropy_grad(logits: Sequence[float], label: int) -> list[float]:
     return [p - (1.0 if i == label else 0.0) for i, p in enumerate(probs)]
 
 
+def _finite_number(name: str, value: float) -> float:
+    check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+          lambda: f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _probability_label(label: float) -> float:
+    label = _finite_number("label", label)
+    check(0.0 <= label <= 1.0, lambda: f"label must be in [0, 1] (0 or 1 for a hard label), got {label!r}")
+    return label
+
+
+def sigmoid(logit: float) -> float:
+    """``1 / (1 + exp(-h))``, the probability of class 1 from the logit ``h``, in [0, 1].
+
+    Stable for any finite ``h``: for ``h < 0`` it is computed as ``exp(h) / (1 + exp(h))`` so
+    ``exp`` never overflows.
+
+    >>> sigmoid(0.0)
+    0.5
+    >>> round(sigmoid(2.0), 4), round(sigmoid(-2.0), 4)
+    (0.8808, 0.1192)
+    >>> sigmoid(-1000.0), sigmoid(1000.0)
+    (0.0, 1.0)
+
+    Raises:
+        RuleError: the logit is not a finite number.
+    """
+    logit = _finite_number("logit", logit)
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    e = math.exp(logit)
+    return e / (1.0 + e)
+
+
+def binary_cross_entropy(logit: float, label: float) -> float:
+    """``-y log p - (1 - y) log(1 - p)`` with ``p = sigmoid(h)``, computed from the logit ``h``.
+
+    The stable form ``max(h, 0) - h*y + log(1 + exp(-|h|))`` (the one PyTorch's
+    ``binary_cross_entropy_with_logits`` uses) never takes the log of 0 or overflows ``exp``;
+    the label ``y`` is 0 or 1 (any value in [0, 1] is a soft label).
+
+    >>> round(binary_cross_entropy(0.0, 1), 4)   # log 2: p = 0.5
+    0.6931
+    >>> round(binary_cross_entropy(2.0, 1), 4), round(binary_cross_entropy(2.0, 0), 4)
+    (0.1269, 2.1269)
+    >>> binary_cross_entropy(-100.0, 1)          # -log sigmoid(-100) = 100 + log(1 + e^-100)
+    100.0
+    >>> binary_cross_entropy(100.0, 1)           # log(1 + e^-100) = e^-100, not rounded to 0
+    3.720075976020836e-44
+
+    Raises:
+        RuleError: the logit is not a finite number, or the label is not in [0, 1].
+    """
+    logit = _finite_number("logit", logit)
+    label = _probability_label(label)
+    return max(logit, 0.0) - logit * label + math.log1p(math.exp(-abs(logit)))
+
+
+def binary_cross_entropy_grad(logit: float, label: float) -> float:
+    """``dL/dh = sigmoid(h) - y``: the gradient of :func:`binary_cross_entropy` w.r.t. the logit.
+
+    >>> binary_cross_entropy_grad(0.0, 1)
+    -0.5
+    >>> round(binary_cross_entropy_grad(2.0, 0), 4)
+    0.8808
+    >>> binary_cross_entropy_grad(-100.0, 0)     # sigmoid(-100) = e^-100 / (1 + e^-100)
+    3.720075976020836e-44
+
+    Raises:
+        RuleError: the logit is not a finite number, or the label is not in [0, 1].
+    """
+    label = _probability_label(label)
+    return sigmoid(logit) - label
+
+
 # ---------------------------------------------------------------------------------------- transposed conv
 
 def conv_transpose_output_size(

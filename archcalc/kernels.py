@@ -891,6 +891,23 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
     return loss, grad / n
 
 
+def binary_cross_entropy_with_logits(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean binary cross-entropy of sigmoid(logits) against labels in [0, 1], and its gradient.
+
+    ``J = mean(max(h, 0) - h*y + log(1 + exp(-|h|)))`` (the stable form from the logit, as
+    PyTorch's ``binary_cross_entropy_with_logits``); ``dJ/dh = (sigmoid(h) - y) / h.size``.
+    ``logits`` and ``labels`` have the same shape (N, 1) for a one-unit output. The scalar
+    version is :func:`archcalc.formulas.binary_cross_entropy`.
+    """
+    if labels.shape != logits.shape:
+        raise ValueError(f"labels must have shape {logits.shape}, got {labels.shape}")
+    labels = labels.astype(logits.dtype, copy=False)
+    e = np.exp(-np.abs(logits))  # in (0, 1]: never overflows
+    loss = float((np.maximum(logits, 0) - logits * labels + np.log1p(e)).mean())
+    probs = np.where(logits >= 0, 1 / (1 + e), e / (1 + e))
+    return loss, (probs - labels) / logits.size
+
+
 # ---------------------------------------------------------------------------------------- transposed conv
 # A transposed conv is the input gradient of the conv it inverts (the "adjoint conv": kernel k,
 # stride s, padding p, dilation d from the transposed conv's output back to its input), so it
