@@ -164,3 +164,85 @@ def test_cli_run_bce_refuses_ten_outputs(tmp_path):
     assert code == 2
     assert err == "error: --loss bce needs a one-unit output of shape (1,), got output shape (10,)\n"
     assert out == ""
+
+
+# ---- the checker for students' sigmoid + BCE, with its symptom probes
+
+def _student_bce(logits, labels):
+    """A correct student version, written from the lecture's stable form."""
+    n = logits.shape[0]
+    loss = np.mean(np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits))))
+    p = np.where(logits >= 0, 1 / (1 + np.exp(-np.abs(logits))), np.exp(-np.abs(logits)) / (1 + np.exp(-np.abs(logits))))
+    return loss, (p - labels) / n
+
+
+def _naive_sigmoid(h):
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-h))
+
+
+def _failure(report):
+    assert not report.passed
+    return report.first_failure.message
+
+
+def test_checker_passes_a_correct_student_function():
+    from archcalc.check import check_sigmoid_bce
+
+    report = check_sigmoid_bce(_student_bce)
+    assert report.passed, str(report)
+    assert len(report.cases) == 8
+
+
+
+def test_checker_reference_is_torchs():
+    """The checker's reference on each of its cases (the saturating one too) equals torch's, in this process
+    (torch is not called inside the checker's forked children: a forked torch can deadlock)."""
+    from archcalc.check.cases import binary_cases
+    from archcalc.check.specs import SIGMOID_BCE
+
+    for case in binary_cases(0, 3):
+        loss, grad = SIGMOID_BCE.reference(case.inputs)
+        expected_loss, expected_grad = _torch_batch(case.inputs["logits"], case.inputs["labels"])
+        assert float(loss) == pytest.approx(expected_loss.item(), rel=1e-12, abs=1e-15), case.name
+        np.testing.assert_allclose(grad, expected_grad.numpy(), rtol=1e-12, atol=1e-40, err_msg=case.name)
+
+
+def _torch_batch(logits, labels):
+    h = torch.tensor(logits, requires_grad=True)
+    loss = F.binary_cross_entropy_with_logits(h, torch.tensor(labels))
+    loss.backward()
+    return loss, h.grad
+
+
+@pytest.mark.parametrize(("student", "phrases"), [
+    (lambda h, y: (_student_bce(h, y)[0], -_student_bce(h, y)[1]), ("dlogits", "symptom: has the wrong sign")),
+    (lambda h, y: (_student_bce(h, y)[0], (_naive_sigmoid(h) - y) / (_naive_sigmoid(h) * (1 - _naive_sigmoid(h))) / len(y)),
+     ("dlogits", "symptom: is the gradient w.r.t. p = sigmoid(h)")),
+    (lambda h, y: (_student_bce(h, y)[0], _student_bce(h, y)[1] * len(y)), ("symptom: is not divided by the batch size N",)),
+    (lambda h, y: (_student_bce(h, y)[0] * len(y), _student_bce(h, y)[1]), ("symptom: is the summed loss",)),
+])
+def test_checker_diagnoses_each_bug(student, phrases):
+    from archcalc.check import check_sigmoid_bce
+
+    message = _failure(check_sigmoid_bce(student))
+    for phrase in phrases:
+        assert phrase in message, message
+
+
+def test_checker_diagnoses_the_log_of_zero():
+    """The lecture's formula on p = sigmoid(h), unclamped: right for moderate logits, inf/nan once p rounds to 0 or 1."""
+    from archcalc.check import check_sigmoid_bce
+
+    def naive(logits, labels):
+        p = _naive_sigmoid(logits)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = np.mean(-labels * np.log(p) - (1 - labels) * np.log(1 - p))
+        return loss, (p - labels) / len(labels)
+
+    report = check_sigmoid_bce(naive)
+    failed = [case for case in report.cases if not case.passed]
+    assert [case.name for case in failed] == ["saturated logits +-40 and +-100, right and wrong labels: 6 logits"]
+    assert "loss has a non-finite value" in failed[0].message
+    assert "symptom: is not finite where a large |logit| makes p = sigmoid(h) exactly 0 or 1: log of 0 (missing clamp)" \
+        in failed[0].message

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from archcalc.check.cases import batchnorm_cases, conv_cases, dense_cases, elementwise_cases, pool_cases, single_image
+from archcalc.check.cases import batchnorm_cases, binary_cases, conv_cases, dense_cases, elementwise_cases, pool_cases, single_image
 from archcalc.check.compare import Adapter, CaseResult, CheckReport, run_checks
 from archcalc.check.runner import (
     MAX_RANDOM_CASES,
@@ -53,6 +53,7 @@ from archcalc.check.specs import (
     LINEAR_BACKWARD,
     LINEAR_FORWARD,
     RELU_BACKWARD,
+    SIGMOID_BCE,
     SOFTMAX,
     pool_spec,
 )
@@ -154,6 +155,14 @@ def check_softmax_cross_entropy(fn: Callable[..., Any], adapter: Adapter | None 
     return run_checks(CROSS_ENTROPY, fn, dense_cases(seed, random_cases), adapter, time_limit)
 
 
+def check_sigmoid_bce(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
+                      time_limit: float = TIME_LIMIT) -> CheckReport:
+    """Check ``fn(logits, labels) -> (loss, dlogits)`` for logits (N,) and 0/1 labels (N,): the mean
+    sigmoid binary cross-entropy and ``(sigmoid(h) - y) / N``, finite for saturating logits (+-100)."""
+    check_run_options("check_sigmoid_bce", fn, adapter, random_cases, seed, time_limit)
+    return run_checks(SIGMOID_BCE, fn, binary_cases(seed, random_cases), adapter, time_limit)
+
+
 def check_batchnorm_forward(fn: Callable[..., Any], adapter: Adapter | None = None, seed: int = 0, random_cases: int = 3,
                             time_limit: float = TIME_LIMIT) -> CheckReport:
     """Check ``fn(x, gamma, beta, eps) -> y`` on (N, D): training mode, batch statistics (biased variance)."""
@@ -249,7 +258,7 @@ CHECKERS = {
     name: globals()[f"check_{name}"]
     for name in ("conv_forward", "conv_backward", "im2col", "col2im", "maxpool_forward", "maxpool_backward",
                  "avgpool_forward", "avgpool_backward", "linear_forward", "linear_backward", "relu_backward",
-                 "softmax", "softmax_cross_entropy", "batchnorm_forward", "batchnorm_backward")
+                 "softmax", "softmax_cross_entropy", "sigmoid_bce", "batchnorm_forward", "batchnorm_backward")
 }
 
 __all__ = ["Adapter", "CheckReport", "CaseResult", "check_gradient", "call_with_time_limit", "TIME_LIMIT",

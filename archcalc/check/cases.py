@@ -110,3 +110,22 @@ def batchnorm_cases(seed: int, random_cases: int) -> list[Case]:
     """The element-wise cases without a batch of one (one sample has no batch variance)."""
     return elementwise_cases(seed, random_cases, batch_of_one=False)
 
+
+
+def binary_cases(seed: int, random_cases: int) -> list[Case]:
+    """Logits (N,) and 0/1 labels (N,) for sigmoid binary cross-entropy: moderate logits first,
+    then saturating ones (|h| up to 100, where p = sigmoid(h) rounds to exactly 0 or 1), then random ones."""
+    rng = np.random.default_rng(seed)
+    fixed = [
+        ("batch of 6, moderate logits", rng.normal(0, 2, 6), rng.integers(0, 2, 6)),
+        ("one sample", np.array([0.7]), np.array([1])),
+        ("logit 0 (p = 1/2) for both labels", np.array([0.0, 0.0]), np.array([0, 1])),
+        ("saturated logits +-40 and +-100, right and wrong labels",
+         np.array([40.0, -40.0, 100.0, -100.0, 100.0, -100.0]), np.array([0, 1, 0, 1, 1, 0])),
+        ("all labels 1", rng.normal(0, 3, 5), np.ones(5, dtype=np.int64)),
+    ]
+    fixed += [(f"random {i + 1}", rng.normal(0, 4, n), rng.integers(0, 2, n))
+              for i, n in enumerate(int(v) for v in rng.integers(1, 9, size=random_cases))]
+    return [Case(f"{name}: {len(logits)} logits", {"logits": np.asarray(logits, dtype=np.float64),
+                                                    "labels": np.asarray(labels, dtype=np.float64)})
+            for name, logits, labels in fixed]

@@ -207,6 +207,49 @@ CROSS_ENTROPY = Spec(
 )
 
 
+def _bce(i: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    loss, grad = kernels.binary_cross_entropy_with_logits(i["logits"], i["labels"])
+    return np.asarray(loss), grad
+
+
+def _sigmoid(h: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(h))
+    return np.where(h >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _bce_grad_wrt_p(i: dict[str, Any]) -> np.ndarray:
+    """dJ/dp = (p - y) / (p (1 - p)) / N: the gradient before the sigmoid's p (1 - p) is applied."""
+    p, y = _sigmoid(i["logits"]), i["labels"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (p - y) / (p * (1 - p)) / y.size
+
+
+def _log_of_zero(got: np.ndarray, i: dict[str, Any], rtol: float, atol: float) -> bool:
+    """A loss that is inf or nan where a logit saturates the sigmoid (p rounds to 0 or 1)."""
+    return not np.all(np.isfinite(got)) and bool((_sigmoid(i["logits"]) * (1 - _sigmoid(i["logits"])) == 0).any())
+
+
+#: The diagnosis of BCE computed as -y log p - (1 - y) log(1 - p) from a saturated p.
+LOG_OF_ZERO = ("is not finite where a large |logit| makes p = sigmoid(h) exactly 0 or 1: log of 0 (missing clamp); "
+               "compute it from the logit: max(h, 0) - h*y + log(1 + exp(-|h|))")
+
+SIGMOID_BCE = Spec(
+    "check_sigmoid_bce", ("logits", "labels"), ("loss", "dlogits"), _bce,
+    {"dlogits": (
+        Symptom("has the wrong sign: dJ/dh = sigmoid(h) - y, divided by N",
+                lambda i: -kernels.binary_cross_entropy_with_logits(i["logits"], i["labels"])[1]),
+        Symptom("is the gradient w.r.t. p = sigmoid(h), (p - y) / (p (1 - p)); w.r.t. the logit it is p - y (divided by N)",
+                _bce_grad_wrt_p),
+        Symptom("is not divided by the batch size N (J is the mean loss)",
+                lambda i: kernels.binary_cross_entropy_with_logits(i["logits"], i["labels"])[1] * i["labels"].size),
+    ), "loss": (
+        Symptom(LOG_OF_ZERO, matches=_log_of_zero),
+        Symptom("is the summed loss; J is the mean over the batch",
+                lambda i: np.asarray(kernels.binary_cross_entropy_with_logits(i["logits"], i["labels"])[0] * i["labels"].size)),
+    )},
+)
+
+
 def _batchnorm_ref(i: dict[str, Any]) -> tuple[np.ndarray, ...]:
     x, gamma, beta, eps = i["x"], i["gamma"], i["beta"], i["eps"]
     mean, var = x.mean(axis=0), x.var(axis=0)
