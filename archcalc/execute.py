@@ -486,13 +486,17 @@ def loss_kind(executor: Executor, loss: str | None = None) -> str:
     for a one-unit output (1,) only.
 
     Raises:
-        ArchcalcError: ``loss`` is not None or "bce", or "bce" for an output that is not (1,).
+        ArchcalcError: ``loss`` is not None or "bce", or "bce" for an output that is not (1,) or
+            that ends in its own sigmoid (BCE takes the logit).
     """
     out_shape = tuple(executor.layers[executor.graph.nodes[-1].name].out_shape)
     if loss is not None:
         check(loss == "bce", lambda: f"loss must be 'bce' or None (the default), got {loss!r}", ArchcalcError)
         check(out_shape == (1,), lambda: "--loss bce needs a one-unit output of shape (1,), got output shape "
               f"{out_shape}", ArchcalcError)
+        check(executor.graph.nodes[-1].type != "sigmoid",
+              lambda: f"--loss bce takes the logit, but the network ends in a sigmoid ({executor.graph.nodes[-1].name}): "
+              "remove it (the loss applies its own sigmoid)", ArchcalcError)
         return BINARY_CROSS_ENTROPY
     if len(executor.layers[executor.graph.nodes[-1].name].out_shape) != 1:
         return "mean squared error"

@@ -143,6 +143,10 @@ def test_default_loss_unchanged():
 def test_executor_refuses_bce_for_other_outputs():
     with pytest.raises(ArchcalcError, match=r"^--loss bce needs a one-unit output of shape \(1,\), got output shape \(10,\)$"):
         training_batch(Executor(from_dict(_one_output(10))), 2, loss="bce")
+    ends_in_sigmoid = {**_one_output(1), "layers": [*_one_output(1)["layers"], {"type": "sigmoid", "name": "prob"}]}
+    with pytest.raises(ArchcalcError, match=r"^--loss bce takes the logit, but the network ends in a sigmoid \(prob\): "
+                       r"remove it \(the loss applies its own sigmoid\)$"):
+        training_batch(Executor(from_dict(ends_in_sigmoid)), 2, loss="bce")
     with pytest.raises(ArchcalcError, match=r"^loss must be 'bce' or None \(the default\), got 'mse'$"):
         loss_kind(Executor(from_dict(_one_output(1))), "mse")
 
