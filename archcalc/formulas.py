@@ -358,8 +358,14 @@ def cross_entropy_grad(logits: Sequence[float], label: int) -> list[float]:
 
 
 def _finite_number(name: str, value: float) -> float:
-    check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
-          lambda: f"{name} must be a finite number, got {value!r}")
+    """``value`` as a float; RuleError unless it is a finite int or float a float can hold."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    try:
+        ok = ok and math.isfinite(value)
+    except OverflowError:  # an int beyond a float's range
+        ok = False
+    check(ok, lambda: f"{name} must be a finite number, got {value!r}" if not isinstance(value, int) or
+          value.bit_length() < 256 else f"{name} must be a finite number, got an int of {value.bit_length()} bits")
     return float(value)
 
 

@@ -250,3 +250,8 @@ def test_checker_diagnoses_the_log_of_zero():
     assert "loss has a non-finite value" in failed[0].message
     assert "symptom: is not finite where a large |logit| makes p = sigmoid(h) exactly 0 or 1: log of 0 (missing clamp)" \
         in failed[0].message
+
+
+def test_a_logit_beyond_a_floats_range_is_a_clear_error():
+    with pytest.raises(RuleError, match="logit must be a finite number, got an int of 1101 bits"):
+        formulas.binary_cross_entropy(2**1100, 1)
