@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from fractions import Fraction
 from math import comb
@@ -222,3 +223,65 @@ def test_densenet121_dense_layers_double_the_paths():
     assert dict(result.lengths) == {5 + 2 * j: comb(58, j) for j in range(59)}
     assert len(result.lengths) <= depth(graph, layers).weighted + 1
     assert sum(result.lengths.values()) == result.count
+
+
+# ---- the report: footer, JSON and --paths ----
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from archcalc.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_footer_and_json_carry_the_depth():
+    from archcalc.passes import analyze
+    from archcalc.render.table import footer
+
+    analysis = analyze("googlenet")
+    assert ("Depth: 22 layers with weights (conv, transposed conv, linear) on the longest path, as the papers "
+            "count; 27 with pooling.") in footer(analysis)
+    data = analysis.to_dict()
+    assert data["network_depth"] == {"weighted": 22, "with_pooling": 27}
+    assert "paths" not in data
+    assert json.loads(analysis.to_json()) == data
+    assert json.loads(analysis.to_json(depth=1))["depth"] == 1   # --depth's folding level keeps its key
+
+
+def test_report_paths_json():
+    result = _cli("report", "resnet18", "--format", "json", "--paths")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["paths"]["count"] == 256
+    assert sum(count for _, count in data["paths"]["lengths"]) == 256
+    assert data["paths"]["mean"] == 11.5 and data["paths"]["mean_exact"] == "23/2"
+    assert len(data["paths"]["lengths"]) <= data["network_depth"]["weighted"] + 1
+
+
+def test_report_paths_table_and_markdown():
+    table = _cli("report", "googlenet", "--paths")
+    assert table.exit_code == 0, table.output
+    assert "262,144 input-to-output paths; mean length 35/2 = 17.5 layers with weights" in table.output
+    assert "Paths by length" in table.output
+    markdown = _cli("report", "resnet18", "--paths", "--format", "markdown")
+    assert markdown.exit_code == 0, markdown.output
+    assert "| 11 | 40 | 15.62% |" in markdown.output   # 40 of 256 paths have 11 weighted layers
+    assert "256 input-to-output paths; mean length 23/2 = 11.5" in markdown.output
+
+
+def test_report_paths_refuses_csv(capsys):
+    from archcalc.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "resnet18", "--paths", "--format", "csv"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().splitlines() == [
+        "error: --paths goes with --format table, markdown or json (CSV holds the layer rows only)"]
+
+
+def test_paths_without_the_flag_are_not_computed():
+    result = _cli("report", "resnet18", "--format", "json")
+    assert "paths" not in json.loads(result.output)
