@@ -215,6 +215,13 @@ def report(model: Any, fmt: str, depth: int | None, with_paths: bool, batch: int
     if with_paths and fmt == "csv":
         raise ArchcalcError("--paths goes with --format table, markdown or json (CSV holds the layer rows only)")
     analysis = _printable(analyze(model, batch=batch, dtype=dtype, optimizer=optimizer, paths=with_paths))
+    if analysis.paths is not None:
+        from archcalc.render.format import MAX_DIGITS
+
+        digits = int(analysis.paths.count.bit_length() * 0.30103) + 1  # log10(2): within one digit
+        if digits > MAX_DIGITS:
+            raise ArchcalcError(f"model {analysis.model!r}: the path count would have about {digits:,} digits, more than "
+                                f"archcalc writes out (at most {MAX_DIGITS:,}); leave out --paths")
     if fmt == "json":
         out = sys.stdout
         out.writelines(analysis.iter_json(depth=depth))  # a layer at a time: a long network's text is never held whole

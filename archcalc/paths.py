@@ -25,9 +25,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from archcalc.errors import ArchcalcError
 from archcalc.graph import Graph
 from archcalc.ops import GLOBAL, Layer, get_op
 from archcalc.ops.base import Window
+
+#: The most (length, count) entries the path DP may add up: a real network needs a few thousand
+#: (ResNet-152: about 40,000); a generated spec whose every layer reads many earlier ones could
+#: otherwise ask for nodes x depth of them (10^12 for a million layers).
+MAX_PATH_WORK = 20_000_000
 
 
 def is_weighted(node_type: str, layer: Layer) -> bool:
@@ -137,9 +143,14 @@ def paths(graph: Graph, layers: Mapping[str, Layer]) -> Paths:
         for ref in node.inputs:
             last_use[ref] = i
     tables: dict[str, dict[int, int]] = {graph.nodes[0].name: {0: 1}}
+    work = 0
     for i, node in enumerate(graph.nodes[1:], start=1):
         table: dict[int, int] = {}
         for ref in node.inputs:
+            work += len(tables.get(ref, ()))
+            if work > MAX_PATH_WORK:
+                raise ArchcalcError(f"model {graph.name!r}: counting the paths by length would take more than "
+                                    f"{MAX_PATH_WORK:,} steps (at {node.label()}); the network is too entangled")
             for length, count in tables.get(ref, {}).items():
                 table[length + weights[i]] = table.get(length + weights[i], 0) + count
         tables[node.name] = table

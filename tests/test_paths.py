@@ -10,6 +10,7 @@ from math import comb
 import pytest
 
 from archcalc import zoo
+from archcalc.errors import ArchcalcError
 from archcalc.passes import infer_shapes
 from archcalc.paths import depth, is_pooling, is_weighted, paths
 from archcalc.spec import from_dict
@@ -285,3 +286,40 @@ def test_report_paths_refuses_csv(capsys):
 def test_paths_without_the_flag_are_not_computed():
     result = _cli("report", "resnet18", "--format", "json")
     assert "paths" not in json.loads(result.output)
+
+
+def test_report_paths_refuses_a_count_too_long_to_write(tmp_path, capsys):
+    # each layer adds its input to itself 10 times: 10^4100 paths, more digits than JSON can write
+    from archcalc.cli import main
+
+    layers = [{"type": "add", "name": f"a{i}", "inputs": [f"a{i - 1}" if i else "input"] * 10} for i in range(4100)]
+    spec = tmp_path / "many.json"
+    spec.write_text(json.dumps({"name": "many", "input": [1, 2, 2], "layers": layers}))
+    graph, resolved = _analyse(from_dict(json.loads(spec.read_text())))
+    assert paths(graph, resolved).count == 10 ** 4100   # exact, computed in bounded time
+    for fmt in ("json", "table"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["report", str(spec), "--paths", "--format", fmt])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["error: model 'many': the path count would have about 4,101 digits, more than archcalc writes "
+                       "out (at most 4,000); leave out --paths"]
+
+
+def test_path_work_is_bounded(monkeypatch):
+    # every block reads the input and the previous block through a conv: block i's table has
+    # i + 1 lengths, so the DP's work grows as blocks^2; past the bound it stops with one line
+    import archcalc.paths as paths_module
+
+    layers, previous = [], "input"
+    for i in range(60):
+        layers += [{"type": "conv", "name": f"c{i}", "filters": 1, "kernel": 1, "inputs": [previous]},
+                   {"type": "add", "name": f"b{i}", "inputs": [f"c{i}", "input"]}]
+        previous = f"b{i}"
+    graph, resolved = _analyse(from_dict({"name": "tangle", "input": [1, 2, 2], "layers": layers}))
+    result = paths(graph, resolved)
+    assert result.count == 61 and dict(result.lengths) == {k: 1 for k in range(61)}
+    monkeypatch.setattr(paths_module, "MAX_PATH_WORK", 500)
+    with pytest.raises(ArchcalcError, match=r"^model 'tangle': counting the paths by length would take more than 500 "
+                       r"steps \(at .*\); the network is too entangled$"):
+        paths(graph, resolved)
