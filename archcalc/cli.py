@@ -260,6 +260,7 @@ def list_models(fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps([
             {"model": name, "input_shape": list(a.input_shape), "params": a.totals.params, "macs": a.totals.macs,
+             "network_depth": a.network_depth.to_dict() if a.network_depth else None,
              "description": a.description} for name, a in entries
         ], indent=2))
         return

@@ -323,3 +323,17 @@ def test_path_work_is_bounded(monkeypatch):
     with pytest.raises(ArchcalcError, match=r"^model 'tangle': counting the paths by length would take more than 500 "
                        r"steps \(at .*\); the network is too entangled$"):
         paths(graph, resolved)
+
+
+def test_list_shows_the_depth():
+    result = _cli("list", "--format", "json")
+    assert result.exit_code == 0, result.output
+    models = {m["model"]: m for m in json.loads(result.output)}
+    assert {name: models[name]["network_depth"]["weighted"] for name in PAPER_DEPTH} == PAPER_DEPTH
+    assert models["googlenet"]["network_depth"]["with_pooling"] == 27
+    table = _cli("list")
+    header = next(line for line in table.output.splitlines() if "Model" in line)
+    assert "Depth" in header
+    googlenet = next(line for line in table.output.splitlines() if line.startswith("│ googlenet "))
+    column = [cell.strip() for cell in header.split("┃")].index("Depth")
+    assert [cell.strip() for cell in googlenet.split("│")][column] == "22"

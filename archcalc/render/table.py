@@ -213,16 +213,19 @@ def compare_table(comparison: Comparison) -> RenderableType:
 
 
 def zoo_table(entries: list[tuple[str, Analysis]]) -> RenderableType:
-    """``archcalc list``: one row per zoo model with its input, params, MACs and a short description."""
+    """``archcalc list``: one row per zoo model with its input, params, MACs, depth as papers count
+    it (layers with weights on the longest path) and a short description."""
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title="archcalc zoo", header_style="bold")
     for header, justify in (("Model", "left"), ("Input", "right"), ("Params", "right"), ("MACs", "right"),
-                            ("Description", "left")):
+                            ("Depth", "right"), ("Description", "left")):
         table.add_column(header, justify=justify)
     for name, a in entries:
-        cells = (name, shape(a.input_shape), grouped(a.totals.params), si(a.totals.macs, 2), short_description(a.description))
+        depth = str(a.network_depth.weighted) if a.network_depth else ""
+        cells = (name, shape(a.input_shape), grouped(a.totals.params), si(a.totals.macs, 2), depth,
+                 short_description(a.description))
         table.add_row(*(Text(cell) for cell in cells))
     return table
 
