@@ -205,12 +205,23 @@ def cli(max_layers: int | None) -> None:
 @click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True, help="Output format.")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Show N levels of blocks: 1 folds each top-level block (a ResNet stage, an Inception module) into one row.")
+@click.option("--paths", "with_paths", is_flag=True,
+              help="Also count the input-to-output paths (2^k for k skip connections) and their lengths in layers with weights.")
 @_analysis_options
-def report(model: Any, fmt: str, depth: int | None, batch: int, dtype: str, optimizer: str) -> None:
+def report(model: Any, fmt: str, depth: int | None, with_paths: bool, batch: int, dtype: str, optimizer: str) -> None:
     """Per-layer table of output shapes, params, MACs, activations and receptive fields, with totals."""
     from archcalc.passes import analyze
 
-    analysis = _printable(analyze(model, batch=batch, dtype=dtype, optimizer=optimizer))
+    if with_paths and fmt == "csv":
+        raise ArchcalcError("--paths goes with --format table, markdown or json (CSV holds the layer rows only)")
+    analysis = _printable(analyze(model, batch=batch, dtype=dtype, optimizer=optimizer, paths=with_paths))
+    if analysis.paths is not None:
+        from archcalc.render.format import MAX_DIGITS
+
+        digits = int(analysis.paths.count.bit_length() * 0.30103) + 1  # log10(2): within one digit
+        if digits > MAX_DIGITS:
+            raise ArchcalcError(f"model {analysis.model!r}: the path count would have about {digits:,} digits, more than "
+                                f"archcalc writes out (at most {MAX_DIGITS:,}); leave out --paths")
     if fmt == "json":
         out = sys.stdout
         out.writelines(analysis.iter_json(depth=depth))  # a layer at a time: a long network's text is never held whole
@@ -221,11 +232,19 @@ def report(model: Any, fmt: str, depth: int | None, batch: int, dtype: str, opti
         from archcalc.render.table import markdown_table
 
         click.echo(markdown_table(analysis, depth), nl=False)
+        if analysis.paths is not None:
+            from archcalc.render.table import paths_markdown
+
+            click.echo("\n" + paths_markdown(analysis.paths), nl=False)
     else:
         from archcalc.render.table import rich_table
 
         console = _console()
         console.print(rich_table(analysis, depth, _table_width(console)))
+        if analysis.paths is not None:
+            from archcalc.render.table import paths_table
+
+            console.print(paths_table(analysis.paths))
 
 
 @cli.command("list")
@@ -241,6 +260,7 @@ def list_models(fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps([
             {"model": name, "input_shape": list(a.input_shape), "params": a.totals.params, "macs": a.totals.macs,
+             "network_depth": a.network_depth.to_dict() if a.network_depth else None,
              "description": a.description} for name, a in entries
         ], indent=2))
         return

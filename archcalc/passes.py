@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from archcalc import figures, formulas
+from archcalc import paths as network_paths
 from archcalc.errors import RuleError, ShapeError, SpecError, check
 from archcalc.figures import LayerFacts
 from archcalc.graph import Graph
@@ -368,7 +369,7 @@ def _figures(node: Any, layer: Layer, batch: int, dtype: str) -> tuple[str, tupl
     return op.summary(layer), figures.layer_values(facts)
 
 
-def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd") -> Analysis:
+def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd", paths: bool = False) -> Analysis:
     """Run every pass and collect per-layer figures and totals for a batch.
 
     Args:
@@ -376,6 +377,8 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
         batch: samples per batch; MACs and activations scale with it, parameters don't.
         dtype: one of ``float32``, ``float16``, ``bfloat16``, ``int8`` (bytes per value).
         optimizer: ``sgd``, ``momentum`` or ``adam``, for the training-memory total.
+        paths: also count the input-to-output paths and their lengths (:func:`archcalc.paths.paths`);
+            the depth as papers count it is always there.
 
     Raises:
         ShapeError: at the first layer whose shapes do not work out.
@@ -414,4 +417,6 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
         rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores[node.name],
                                 field, values, resolution_dependent=node.name in layer_depends))
     totals = Totals(figures.totals(rows, batch, dtype, optimizer))
-    return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description, graph.warnings)
+    return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description,
+                    graph.warnings, network_paths.depth(graph, layers),
+                    network_paths.paths(graph, layers) if paths else None)

@@ -17,6 +17,7 @@ from typing import Any
 from archcalc.figures import LAYER_INDEX, TOTAL_FIGURES, figures_for, fold_values
 from archcalc.formulas import Field
 from archcalc.ops import Shape
+from archcalc.paths import Depth, Paths
 
 #: Marks what was resolved for this input size and would differ at another (tables, CSV).
 RESOLUTION_MARK = "^"
@@ -220,6 +221,10 @@ class Analysis:
     description: str = ""
     #: Doubts about the spec that are not errors (``Graph.warnings``), one line each.
     warnings: tuple[str, ...] = ()
+    #: Depth as papers count it (:func:`archcalc.paths.depth`); None only for an Analysis built by hand.
+    network_depth: Depth | None = None
+    #: The input-to-output paths (:func:`archcalc.paths.paths`), when ``analyze(paths=True)``.
+    paths: Paths | None = None
 
     def layer(self, name: str) -> LayerReport:
         """The row of a layer by name."""
@@ -250,6 +255,10 @@ class Analysis:
         if layers:
             out["layers"] = [row.to_dict() for row in self.rows(depth)]
         out["totals"] = self.totals.to_dict()
+        if self.network_depth is not None:
+            out["network_depth"] = self.network_depth.to_dict()
+        if self.paths is not None:
+            out["paths"] = self.paths.to_dict()
         out["warnings"] = list(self.warnings)
         return out
 
@@ -262,9 +271,10 @@ class Analysis:
         without being held whole (and each layer goes through json's C encoder)."""
         head = self._dict(layers=False, depth=depth)
         totals, warnings = head.pop("totals"), head.pop("warnings")
+        tail = {key: head.pop(key) for key in ("network_depth", "paths") if key in head}
         # the document with an empty layer list, cut where the list goes (no JSON string can hold
         # the cut: a quote inside one is escaped)
-        text = json.dumps({**head, "layers": [], "totals": totals, "warnings": warnings}, indent=indent)
+        text = json.dumps({**head, "layers": [], "totals": totals, **tail, "warnings": warnings}, indent=indent)
         before, after = text.split('"layers": []', 1)
         yield before + '"layers": ['
         item_prefix = "" if indent is None else "\n" + " " * (2 * indent)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from archcalc.figures import Figure, figures_for
+from archcalc.paths import Paths
 from archcalc.render.format import binary_bytes, figure_text, grouped, ratio, shape, short_description, si
 from archcalc.report import RESOLUTION_MARK, Analysis, Comparison, LayerReport, fold
 
@@ -103,6 +104,10 @@ def footer(analysis: Analysis) -> list[str]:
         f"Training memory ({analysis.optimizer}, batch {batch}): params{' + buffers' if t.buffers else ''} + gradients "
         f"+ optimizer state + 2 x activations = {binary_bytes(t.training_bytes)}.",
     ]
+    if analysis.network_depth is not None:
+        d = analysis.network_depth
+        lines.append(f"Depth: {d.weighted} layers with weights (conv, transposed conv, linear) on the longest path, "
+                     f"as the papers count; {d.with_pooling} with pooling.")
     fields = [row.receptive_field for row in analysis.layers]
     marks = []  # each mark of the receptive-field column the table shows, said once
     if any(not f.aligned for f in fields):
@@ -208,15 +213,52 @@ def compare_table(comparison: Comparison) -> RenderableType:
 
 
 def zoo_table(entries: list[tuple[str, Analysis]]) -> RenderableType:
-    """``archcalc list``: one row per zoo model with its input, params, MACs and a short description."""
+    """``archcalc list``: one row per zoo model with its input, params, MACs, depth as papers count
+    it (layers with weights on the longest path) and a short description."""
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title="archcalc zoo", header_style="bold")
     for header, justify in (("Model", "left"), ("Input", "right"), ("Params", "right"), ("MACs", "right"),
-                            ("Description", "left")):
+                            ("Depth", "right"), ("Description", "left")):
         table.add_column(header, justify=justify)
     for name, a in entries:
-        cells = (name, shape(a.input_shape), grouped(a.totals.params), si(a.totals.macs, 2), short_description(a.description))
+        depth = str(a.network_depth.weighted) if a.network_depth else ""
+        cells = (name, shape(a.input_shape), grouped(a.totals.params), si(a.totals.macs, 2), depth,
+                 short_description(a.description))
         table.add_row(*(Text(cell) for cell in cells))
     return table
+
+
+def paths_rows(paths: Paths) -> list[tuple[str, str, str]]:
+    """The length distribution of the input-to-output paths as rows (weighted layers on the
+    path, paths, share of all paths), ascending by length; at most depth + 1 rows."""
+    return [(str(length), grouped(count), f"{100 * count / paths.count:.2f}%") for length, count in paths.lengths.items()]
+
+
+def paths_summary(paths: Paths) -> str:
+    """One line: how many input-to-output paths, and their mean length (exact, and as a decimal)."""
+    mean = paths.mean
+    exact = str(mean.numerator) if mean.denominator == 1 else f"{mean.numerator}/{mean.denominator} = {float(mean):.4g}"
+    return (f"{grouped(paths.count)} input-to-output paths; mean length {exact} layers with weights "
+            "(Veit et al. 2016: each skip connection doubles the paths).")
+
+
+def paths_table(paths: Paths) -> RenderableType:
+    """A rich renderable: the path-length distribution (:func:`paths_rows`) and the summary line."""
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table(title="Paths by length")
+    for column in ("Layers with weights", "Paths", "Share"):
+        table.add_column(column, justify="right")
+    for row in paths_rows(paths):
+        table.add_row(*row)
+    return Group(table, paths_summary(paths))
+
+
+def paths_markdown(paths: Paths) -> str:
+    """The path-length distribution as a Markdown table, and the summary line."""
+    lines = ["| Layers with weights | Paths | Share |", "|---:|---:|---:|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in paths_rows(paths)]
+    return "\n".join(lines) + "\n\n" + paths_summary(paths) + "\n"
