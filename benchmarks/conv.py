@@ -70,10 +70,42 @@ def timed(fn, repeat):
     return statistics.median(times), result
 
 
-def gemm_gflops():
+def gemm_gflops(repeat=5):
+    """This machine's float32 GEMM rate now (numpy.matmul 2048^3), in GFLOP/s: the ceiling."""
     a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
-    seconds, _ = timed(lambda: a @ a, 5)
+    seconds, _ = timed(lambda: a @ a, repeat)
     return 2 * 2048**3 / seconds / 1e9
+
+
+def torch_reference(torch, conv, x, w, b, s, p, rng):
+    """torch's answer for one layer ``conv(x, w, b, s, p)``: ``(dy, [y, dx, dw, db], fwd, fwd+bwd)``,
+    a random dY, the outputs every implementation is checked against, and the two torch passes to time."""
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = conv(xt, wt, bt, s, p)
+    dy = rng.standard_normal(yt.shape).astype(np.float32)
+    yt.backward(torch.tensor(dy))
+    reference = [t.detach().numpy() for t in (yt, xt.grad, wt.grad, bt.grad)]
+
+    def forward():
+        with torch.no_grad():
+            return conv(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), s, p)
+
+    def both():
+        xi, wi, bi = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+        conv(xi, wi, bi, s, p).backward(torch.from_numpy(dy))
+        return xi.grad
+
+    return dy, reference, forward, both
+
+
+def rerun_without_openblas_overrides():
+    """Run this command again without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE when they are set (they
+    change the GEMM kernel that would be measured), and exit with its status."""
+    blocking = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
+    if blocking:
+        env = {k: v for k, v in os.environ.items() if k not in blocking}
+        print(f"re-running without {', '.join(blocking)} (this command only)", flush=True)
+        sys.exit(subprocess.run([sys.executable, *sys.argv], env=env).returncode)
 
 
 def main(quick: bool) -> None:
@@ -104,24 +136,10 @@ def main(quick: bool) -> None:
 
 def bench_layer(torch, name, x, w, b, s, p, rng, ceiling, repeat):
     """Time one layer's fwd and fwd+bwd in every implementation and print a row for each."""
-    conv2d = torch.nn.functional.conv2d
     n, f, k = x.shape[0], w.shape[0], w.shape[2]
     out = ((x.shape[2] + 2 * p - k) // s + 1) * ((x.shape[3] + 2 * p - k) // s + 1)
     macs = f * x.shape[1] * k * k * n * out
-    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    yt = conv2d(xt, wt, bt, s, p)
-    dy = rng.standard_normal(yt.shape).astype(np.float32)
-    yt.backward(torch.tensor(dy))
-    reference = [t.detach().numpy() for t in (yt, xt.grad, wt.grad, bt.grad)]
-
-    def torch_fwd():
-        with torch.no_grad():
-            return conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), s, p)
-
-    def torch_both():
-        xi, wi, bi = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-        conv2d(xi, wi, bi, s, p).backward(torch.from_numpy(dy))
-        return xi.grad
+    dy, reference, torch_fwd, torch_both = torch_reference(torch, torch.nn.functional.conv2d, x, w, b, s, p, rng)
 
     def ours(backend_name, both):
         def run():
@@ -155,9 +173,5 @@ def bench_layer(torch, name, x, w, b, s, p, rng, ceiling, repeat):
               f"{c_time / times['torch']:>6.2f}x {times['numpy'] / c_time:>6.2f}x")
 
 if __name__ == "__main__":
-    blocking = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
-    if blocking:
-        env = {k: v for k, v in os.environ.items() if k not in blocking}
-        print(f"re-running without {', '.join(blocking)} (this command only)", flush=True)
-        sys.exit(subprocess.run([sys.executable, *sys.argv], env=env).returncode)
+    rerun_without_openblas_overrides()
     main("--quick" in sys.argv)

@@ -14,13 +14,12 @@ benchmarks/conv.py does.
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
+from conv import gemm_gflops, rerun_without_openblas_overrides, torch_reference  # benchmarks/conv.py, beside this script
 
 from archcalc import formulas, kernels
 
@@ -49,23 +48,11 @@ def timed_pair(first, second, repeat):
     return statistics.median(times[0]), statistics.median(times[1]), result
 
 
-def timed(fn, repeat):
-    """Median seconds of ``repeat`` calls after one warm-up; the last result."""
-    result = fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 def main(quick: bool) -> None:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; archcalc kernels: {kernels.BACKEND}")
-    square = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
-    ceiling = 2 * 2048**3 / timed(lambda: square @ square, 3)[0] / 1e9
+    ceiling = gemm_gflops(3)
     print(f"float32 GEMM (numpy.matmul 2048^3): {ceiling:.0f} GFLOP/s (this machine's load, this run)\n")
     header = (f"{'layer':<20} {'batch':>5} {'pass':<8} {'archcalc':>9} {'torch':>9} {'GFLOP/s':>8} {'ratio':>7}")
     print(header)
@@ -92,21 +79,7 @@ def main(quick: bool) -> None:
 
 def bench_layer(torch, x, w, b, s, p, rng, repeat):
     """Time one layer's fwd and fwd+bwd in archcalc's kernels and in torch; yields (pass, seconds by impl)."""
-    conv = torch.nn.functional.conv_transpose2d
-    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    yt = conv(xt, wt, bt, s, p)
-    dy = rng.standard_normal(yt.shape).astype(np.float32)
-    yt.backward(torch.tensor(dy))
-    reference = [t.detach().numpy() for t in (yt, xt.grad, wt.grad, bt.grad)]
-
-    def torch_fwd():
-        with torch.no_grad():
-            return conv(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), s, p)
-
-    def torch_both():
-        xi, wi, bi = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-        conv(xi, wi, bi, s, p).backward(torch.from_numpy(dy))
-        return xi.grad
+    dy, reference, torch_fwd, torch_both = torch_reference(torch, torch.nn.functional.conv_transpose2d, x, w, b, s, p, rng)
 
     def ours(both):
         def run():
@@ -123,9 +96,5 @@ def bench_layer(torch, x, w, b, s, p, rng, repeat):
 
 
 if __name__ == "__main__":
-    blocking = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
-    if blocking:
-        env = {k: v for k, v in os.environ.items() if k not in blocking}
-        print(f"re-running without {', '.join(blocking)} (this command only)", flush=True)
-        sys.exit(subprocess.run([sys.executable, *sys.argv], env=env).returncode)
+    rerun_without_openblas_overrides()
     main("--quick" in sys.argv)
