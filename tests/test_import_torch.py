@@ -1,0 +1,564 @@
+"""PyTorch import (archcalc/importers/torch.py) against PyTorch itself.
+
+Every figure is checked against torch running the same module: output shapes against forward
+hooks on every module call, parameters and buffers against the module's own tensors, conv and
+linear MACs against the multiply-adds worked out here from the hooked shapes (written out below,
+not archcalc's formulas). The registry round trip builds each op's own PyTorch equivalent
+(``torch_module``, archcalc's statement of which PyTorch layer it is) and imports it back.
+torchvision's classification models are checked the same way when torchvision is importable (CI).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+import archcalc  # noqa: E402
+from archcalc.errors import MissingToolError, SpecError  # noqa: E402
+from archcalc.importers.torch import from_torch, import_module  # noqa: E402
+from archcalc.ops import REGISTRY  # noqa: E402
+from archcalc.passes import infer_shapes  # noqa: E402
+from tests.helpers import single_op_graph  # noqa: E402
+
+
+# ---------------------------------------------------------------------------------------------
+# The oracle: torch's own forward pass, hooked
+
+
+def hooked(module, input_shape):
+    """Every module call of a forward pass on zeros (eval, no grad): path -> [(in shapes, out
+    shape)] in call order, shapes without the batch axis."""
+    calls: dict[str, list] = {}
+    names = {m: name for name, m in module.named_modules()}
+
+    def hook(m, inputs, output):
+        if isinstance(output, torch.Tensor):
+            ins = tuple(tuple(x.shape[1:]) for x in inputs if isinstance(x, torch.Tensor))
+            calls.setdefault(names[m], []).append((ins, tuple(output.shape[1:]), m))
+
+    handles = [m.register_forward_hook(hook) for m in names if m is not module]
+    try:
+        module.eval()
+        with torch.no_grad():
+            module(torch.zeros((1, *input_shape)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def hooked_macs(m, in_shape, out_shape):
+    """Multiply-adds of a conv, transposed conv or linear call, from the hooked shapes (None for
+    other modules): each output value of a conv sums (c/groups) * prod(k) products; each input
+    value of a transposed conv scatters (f/groups) * prod(k) of them; a linear's output value sums
+    in_features products at every position."""
+    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return out_shape[0] * (in_shape[0] // m.groups) * math.prod(m.kernel_size) * math.prod(out_shape[1:])
+    if isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        return in_shape[0] * (m.out_channels // m.groups) * math.prod(m.kernel_size) * math.prod(in_shape[1:])
+    if isinstance(m, nn.Linear):
+        return m.in_features * m.out_features * math.prod(out_shape[:-1])
+    return None
+
+
+def torch_counts(module):
+    """(params, buffers) as torch lists them; batchnorm's num_batches_tracked step counters apart."""
+    params = sum(p.numel() for p in module.parameters())
+    counters = sum(b.numel() for n, b in module.named_buffers() if n.endswith("num_batches_tracked"))
+    return params, sum(b.numel() for b in module.buffers()) - counters, counters
+
+
+def check_against_torch(module, input_shape, check_inputs=True, **kwargs):
+    """Import ``module`` and compare every module call, the totals and conv/linear MACs with torch
+    (``check_inputs`` false: not each call's input shape, where an F.pad before it was folded in)."""
+    imported = import_module(module, input_shape, **kwargs)
+    analysis = archcalc.analyze(imported.graph)
+    rows = {row.name: row for row in analysis.layers}
+    calls = hooked(module, input_shape)
+    macs = 0
+    for path, layers in imported.module_layers.items():
+        assert len(layers) == len(calls[path]), path
+        for name, (ins, out, m) in zip(layers, calls[path]):
+            row = rows[name]
+            assert row.output_shape == out, (name, row.output_shape, out)
+            refs = rows[f"{name}.pad"].inputs if row.inputs == (f"{name}.pad",) else row.inputs  # padding_mode
+            assert not check_inputs or tuple(rows[ref].output_shape for ref in refs) == ins, name
+            expected = hooked_macs(m, ins[0], out)
+            if expected is not None:
+                assert row.macs == expected, (name, row.macs, expected)
+                macs += expected
+    # every call of a leaf module (one without children) is a layer of its own
+    leaves = {path for path in calls if not list(module.get_submodule(path).children())
+              and type(module.get_submodule(path)).__module__.startswith(("torch.nn", "torchvision"))}
+    assert leaves <= set(imported.module_layers), leaves - set(imported.module_layers)
+    params, buffers, _ = torch_counts(module)
+    assert analysis.totals.params == params
+    assert analysis.totals.buffers == buffers
+    assert sum(r.macs for r in analysis.layers if r.type in ("conv", "conv_transpose", "linear")) == macs
+    assert analysis.layers[-1].output_shape == tuple(module(torch.zeros((1, *input_shape))).shape[1:])
+    return imported, analysis
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules
+
+
+class Block(nn.Module):
+    """A residual block with functional calls: names of functions follow the calling module."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += x
+        return torch.relu(out)
+
+
+class TinyResNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True))
+        self.layer1 = nn.Sequential(Block(8), Block(8))
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.layer1(self.stem(x))
+        x = x.mean((2, 3))
+        return self.fc(x)
+
+
+def test_names_are_module_paths_and_functions_take_their_callers_path():
+    imported, analysis = check_against_torch(TinyResNet(), (3, 16, 16))
+    names = [row.name for row in analysis.layers]
+    assert names[:4] == ["input", "stem.0", "stem.1", "stem.2"]
+    assert names[4:10] == ["layer1.0.conv1", "layer1.0.bn1", "layer1.0.relu", "layer1.0.conv2", "layer1.0.bn2",
+                           "layer1.0.add"]
+    # the block's second relu (torch.relu) gets the builder's unique form of the same name
+    assert names[10].startswith("layer1.0.relu") and names[10] != "layer1.0.relu"
+    types = {row.name: row.type for row in analysis.layers}
+    assert types["layer1.0.add"] == "add" and types["layer1.1.add"] == "add"
+    # x.mean over the spatial axes without keepdim: a global average pool, then a flatten
+    assert types["mean"] == "global_avgpool" and types["mean.flatten"] == "flatten"
+    assert rows_of(analysis)["mean"].output_shape == (8, 1, 1) and rows_of(analysis)["mean.flatten"].output_shape == (8,)
+    assert rows_of(analysis)["layer1.1.add"].inputs == ("layer1.1.bn2", names[10])
+    assert imported.graph.warnings == ()
+
+
+def rows_of(analysis):
+    return {row.name: row for row in analysis.layers}
+
+
+class Everything(nn.Module):
+    """One of each mapped module (2D), in a chain whose shapes work."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ZeroPad2d((1, 2, 0, 1)), nn.Conv2d(3, 8, 3, padding=1, dilation=1), nn.BatchNorm2d(8), nn.ReLU6(),
+            nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8, bias=False), nn.GroupNorm(2, 8), nn.Hardswish(),
+            nn.Conv2d(8, 16, 1, padding="same"), nn.InstanceNorm2d(16, affine=True, track_running_stats=True),
+            nn.Hardsigmoid(), nn.LocalResponseNorm(3), nn.SiLU(), nn.Mish(), nn.ELU(0.5), nn.GELU("tanh"),
+            nn.PReLU(16), nn.LeakyReLU(0.2), nn.Sigmoid(), nn.Tanh(), nn.Hardtanh(-2.0, 3.0),
+            nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.AvgPool2d(2, 1, 1, count_include_pad=False),
+            nn.Dropout2d(0.1), nn.ReflectionPad2d(1), nn.ReplicationPad2d((0, 1, 1, 0)),
+            nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.ChannelShuffle(2),
+            nn.AdaptiveMaxPool2d((3, 4)), nn.AdaptiveAvgPool2d(2), nn.Identity(), nn.Conv2d(8, 6, 2, padding_mode="reflect",
+                                                                                       padding=1),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(54, 12), nn.LayerNorm(12),
+                                  nn.Unflatten(1, (3, 4)), nn.Softmax(dim=1))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def test_every_mapped_2d_module_equals_torch():
+    imported, analysis = check_against_torch(Everything(), (3, 20, 18))
+    types = [row.type for row in analysis.layers[1:]]
+    assert types == [
+        "pad", "conv", "batchnorm", "relu6", "conv", "groupnorm", "hardswish", "conv", "instancenorm", "hardsigmoid",
+        "lrn", "silu", "mish", "elu", "gelu", "prelu", "leaky_relu", "sigmoid", "tanh", "hardtanh", "maxpool", "avgpool",
+        "dropout2d", "pad", "pad", "conv_transpose", "upsample", "channel_shuffle", "adaptive_maxpool", "adaptive_avgpool",
+        "identity", "pad", "conv", "flatten", "dropout", "linear", "layernorm", "reshape", "softmax"]
+    rows = rows_of(analysis)
+    # the reflect-padded conv is a reflect pad and an unpadded conv, both named after the module
+    assert rows["features.31.pad"].type == "pad" and rows["features.31"].inputs == ("features.31.pad",)
+    # instancenorm's running statistics are buffers; its scale and shift parameters
+    assert (rows["features.8"].params, rows["features.8"].buffers) == (32, 32)
+
+
+class OneD(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(2, 4, 3, stride=2), nn.BatchNorm1d(4), nn.MaxPool1d(2), nn.AvgPool1d(2, 1),
+                                 nn.ConvTranspose1d(4, 2, 4, stride=2), nn.InstanceNorm1d(2), nn.ConstantPad1d(2, 1.5),
+                                 nn.AdaptiveAvgPool1d(5), nn.Dropout1d(0.2), nn.Upsample(size=9, mode="linear"))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class ThreeD(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv3d(1, 4, 3, stride=(1, 2, 2), padding=1), nn.BatchNorm3d(4), nn.ReLU(),
+                                 nn.MaxPool3d(2), nn.ConvTranspose3d(4, 2, 2, stride=2), nn.AvgPool3d(2),
+                                 nn.AdaptiveMaxPool3d(1), nn.Flatten(), nn.Linear(2, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.parametrize(("module", "shape"), [(OneD(), (2, 31)), (ThreeD(), (1, 4, 8, 8))], ids=["1d", "3d"])
+def test_1d_and_3d_modules_equal_torch(module, shape):
+    check_against_torch(module, shape)
+
+
+class Functional(nn.Module):
+    """The functional calls and tensor methods the importer maps."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.ln_weight = nn.Parameter(torch.ones(8))
+        self.ln_bias = nn.Parameter(torch.zeros(8))
+        self.gamma = nn.Parameter(torch.full((8,), 0.5))
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = F.relu(self.conv(x))
+        x = F.leaky_relu(F.hardtanh(F.relu6(x), -1.0, 5.0), 0.1)
+        x = F.elu(F.gelu(F.silu(F.hardswish(F.hardsigmoid(F.mish(x))))))
+        x = torch.sigmoid(x).tanh()
+        x = F.max_pool2d(x, 2, ceil_mode=True)
+        x = F.avg_pool2d(x, 3, stride=1, padding=1)
+        x = F.dropout(x, 0.2, training=self.training)
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        a, b = torch.chunk(x, 2, dim=1)
+        c, d = b.split([1, 3], dim=1)
+        x = torch.cat([a, d, c], 1)
+        x = x * torch.sigmoid(F.adaptive_avg_pool2d(x, 1))  # a squeeze-excitation gate
+        x = F.pad(x, (1, 1, 2, 0))
+        y = x.permute(0, 2, 3, 1)
+        y = F.layer_norm(y, (8,), self.ln_weight, self.ln_bias, 1e-6)
+        x = y.permute(0, 3, 1, 2).contiguous() * self.gamma.view(8, 1, 1)
+        x = x[:, :, 1:]
+        x = x.transpose(2, 3).reshape(x.size(0), 8, -1)
+        x = F.softmax(x, dim=1)
+        x = F.adaptive_max_pool1d(x, 4)
+        x = x.mean(-1, keepdim=True).flatten(1)
+        return self.fc(x)
+
+
+def test_functional_calls_and_methods_equal_torch():
+    imported, analysis = check_against_torch(Functional(), (3, 12, 10))
+    types = [row.type for row in analysis.layers[1:]]
+    assert types == [
+        "conv", "relu", "relu6", "hardtanh", "leaky_relu", "mish", "hardsigmoid", "hardswish", "silu", "gelu", "elu",
+        "sigmoid", "tanh", "maxpool", "avgpool", "dropout", "upsample", "slice", "slice", "slice", "slice", "concat",
+        "global_avgpool", "sigmoid", "mul", "pad", "permute", "layernorm", "permute", "scale", "slice", "permute",
+        "reshape", "softmax", "adaptive_maxpool", "global_avgpool", "flatten", "linear"]
+    rows = rows_of(analysis)
+    # chunk/split pieces are slices named after the call, numbered
+    assert [rows[n].output_shape[0] for n in ("chunk.1", "split.0", "split.1")] == [4, 1, 3]
+    assert rows["layer_norm"].params == 16 and rows["mul_1"].params == 8
+    # a parameter used as a per-channel multiplier is archcalc's scale (its value is the init)
+    scale = next(n for n in imported.graph.nodes if n.type == "scale")
+    assert scale.attrs["init"] == 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry round trip: archcalc's own torch equivalent of every example imports back to itself
+
+def _examples():
+    for op_type, op in sorted(REGISTRY.items()):
+        for i, example in enumerate(op.examples):
+            if len(example.inputs) == 1:  # merges (add, mul, concat, a two-input crop): tested above
+                yield pytest.param(op_type, example, id=f"{op_type}-{i}")
+
+
+def _is_torch_layer(module):
+    return type(module).__module__.startswith("torch.nn")
+
+
+#: Torch equivalents that are archcalc's own code around torch calls with no archcalc op of
+#: their own: the mean over real inputs of an asymmetrically padded average pool (a pool of a
+#: mask made with ones_like) and the written-out stochastic depth, which at inference returns its
+#: input (no call is left to import), and scale's bias, added as a parameter tensor (archcalc
+#: has no op adding a learned per-channel vector on its own). Each must fail exactly so.
+NOT_ONE_LAYER = {"avgpool": "torch.ones_like", "stochastic_depth": None, "scale": "operator.add"}
+
+
+@pytest.mark.parametrize(("op_type", "example"), list(_examples()))
+def test_registry_torch_module_imports_back_to_the_same_layer(op_type, example):
+    op = REGISTRY[op_type]
+    graph = single_op_graph(op_type, example)
+    layer = infer_shapes(graph)[graph.nodes[-1].name]
+    torch.manual_seed(0)
+    module = nn.Sequential(op.torch_module(layer))
+    inner = module[0]
+    shape = example.inputs[0]
+    bias_added = op_type == "scale" and layer.attrs["bias"]
+    if op_type in NOT_ONE_LAYER and type(inner).__name__ in ("Padded", "ChannelScale") and not bias_added:
+        pass  # these wrappers are one layer here: an F.pad folded into the max pool, a scale without bias
+    elif op_type in NOT_ONE_LAYER and not _is_torch_layer(inner):
+        if NOT_ONE_LAYER[op_type] is None:
+            with pytest.raises(SpecError, match="the forward pass has no operation archcalc maps"):
+                from_torch(module, shape)
+        else:
+            with pytest.raises(SpecError, match=rf"unsupported: {NOT_ONE_LAYER[op_type]}.* x1"):
+                from_torch(module, shape)
+        return
+    imported, analysis = check_against_torch(module, shape, check_inputs=type(inner).__name__ != "Padded")
+    layers = infer_shapes(imported.graph)
+    nodes = imported.graph.nodes[1:]
+    if _is_torch_layer(inner) or type(inner).__name__ in ("Padded", "ChannelScale") and len(nodes) == 1:
+        # one PyTorch layer: the same op, resolved attributes, output shape and parameter tensors
+        assert [n.type for n in nodes] == [op_type]
+        got = layers[nodes[0].name]
+        assert dict(got.attrs) == dict(layer.attrs)
+        assert got.out_shape == layer.out_shape
+        assert {k: (p.shape, p.role) for k, p in op.params(got).items()} == {
+            k: (p.shape, p.role) for k, p in op.params(layer).items()}
+    else:
+        # archcalc's wrapper (F.pad before an asymmetrically padded conv or pool; the permutes
+        # around a channels-first layernorm; crop's slicing; scale's reshaped multiplier): the
+        # op is there (crop: as slices), the figures equal
+        assert op_type in [n.type for n in nodes] or op_type == "crop" and {n.type for n in nodes} == {"slice"}
+        ours = archcalc.analyze({"name": "x", "input": list(shape), "layers": [{"type": op_type, **example.attrs}]})
+        assert (analysis.totals.params, analysis.totals.buffers, analysis.totals.macs) == (
+            ours.totals.params, ours.totals.buffers, ours.totals.macs)
+        assert analysis.layers[-1].output_shape == layer.out_shape
+
+
+def test_a_module_that_is_one_layer_is_named_after_its_class():
+    graph = from_torch(nn.Conv2d(3, 4, 3), (3, 8, 8))
+    assert [(n.name, n.type) for n in graph.nodes] == [("input", "input"), ("conv2d", "conv")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Unsupported ops, errors
+
+
+class Unsupported(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.rnn_like = nn.Bilinear(4, 4, 4)
+
+    def forward(self, x):
+        x = self.conv(x)
+        y = x - 1.0
+        z = x * 2.0
+        w = torch.abs(y + z)
+        return torch.abs(w) / 3
+
+
+def test_unsupported_ops_are_listed_with_counts_and_first_place():
+    with pytest.raises(SpecError) as error:
+        from_torch(Unsupported(), (3, 8, 8), name="net")
+    text = str(error.value)
+    assert "\n" not in text
+    assert text.startswith("net: unsupported: ")
+    assert "operator.sub x1 (first at sub)" in text
+    assert "operator.mul (with a constant) x1 (first at mul)" in text
+    assert "torch.abs x2 (first at abs)" in text
+    assert "operator.truediv x1 (first at truediv)" in text
+    assert "operator.add (with a constant)" not in text  # y + z is an add of two tensors
+    assert "--partial" in text
+
+
+def test_partial_passes_unsupported_ops_through_with_their_traced_shapes():
+    graph = from_torch(Unsupported(), (3, 8, 8), name="net", partial=True)
+    analysis = archcalc.analyze(graph)
+    rows = rows_of(analysis)
+    assert rows["conv"].params == 4 * 3 * 9 + 4
+    assert rows["sub"].output_shape == (4, 6, 6) and rows["sub"].params == rows["sub"].macs == 0
+    assert rows["add"].type == "add" and rows["add"].inputs == ("sub", "mul")
+    assert analysis.layers[-1].name == "truediv"
+    # the unused Bilinear is said, not silently dropped
+    assert any("parameters of modules the forward pass does not use" in w and "rnn_like" in w for w in graph.warnings)
+
+
+class Reused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(self.conv(x))
+
+
+def test_a_module_called_twice_is_two_layers_and_a_warning():
+    imported = import_module(Reused(), (3, 5, 5))
+    assert len(imported.module_layers["conv"]) == 2
+    assert any("module conv (Conv2d) is called 2 times" in w for w in imported.graph.warnings)
+
+
+def test_parameters_that_differ_from_archcalcs_rule_name_the_layer():
+    prelu = nn.Sequential(nn.PReLU())
+    prelu[0].num_parameters = 3  # the attribute disagrees with the weight the forward uses
+    with pytest.raises(SpecError, match=r"0") as error:
+        from_torch(prelu, (3, 4, 4), name="net")
+    assert "\n" not in str(error.value) and "0" in str(error.value)
+    linear = nn.Sequential(nn.Linear(4, 5))
+    linear[0].out_features = 7  # archcalc's units from the attribute: the traced shape disagrees
+    with pytest.raises(SpecError, match=r"0"):
+        from_torch(linear, (4,), name="net")
+    conv = nn.Conv2d(3, 4, 3)
+    conv.register_buffer("mask", torch.ones(4))
+    with pytest.raises(SpecError, match=r"module conv \(Conv2d\) has tensors archcalc's layer does not hold: mask"):
+        from_torch(_Named(conv), (3, 5, 5), name="net")
+
+
+class _Named(nn.Module):
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+@pytest.mark.parametrize(("module", "shape", "message"), [
+    ([nn.ReLU()], (3,), r"^from_torch: expected a torch\.nn\.Module, got list$"),
+    (nn.ReLU(), (3, 0, 4), r"^from_torch: input_shape must be .* got \(3, 0, 4\)$"),
+    (nn.ReLU(), (1, 2, 3, 4, 5), r"^from_torch: input_shape must be .*"),
+    (nn.ReLU(), "3x4", r"^from_torch: input_shape must be .*"),
+    (nn.Conv2d(3, 4, 3), (5, 8, 8), r"^Conv2d: the forward pass fails on input 5x8x8 at module conv2d: RuntimeError: .*channels"),
+    (nn.Conv2d(3, 4, 9), (3, 4, 4), r"^Conv2d: the forward pass fails on input 3x4x4 at module conv2d: RuntimeError: .*Kernel size"),
+])
+def test_bad_inputs_are_one_line_spec_errors(module, shape, message):
+    with pytest.raises(SpecError, match=message) as error:
+        from_torch(module, shape)
+    assert "\n" not in str(error.value)
+
+
+class Branchy(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # a Python branch on a tensor's value: no symbolic trace
+            return x
+        return -x
+
+
+def test_untraceable_forward_says_what_failed():
+    with pytest.raises(SpecError, match=r"^Branchy: torch\.fx cannot trace Branchy \(TraceError: .*\)") as error:
+        from_torch(Branchy(), (3, 4, 4))
+    assert "\n" not in str(error.value)
+
+
+def test_without_torch_the_error_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingToolError, match=r'pip install "archcalc\[torch\]"'):
+        from_torch(object(), (3, 4, 4))
+
+
+def test_train_mode_is_restored_and_weights_untouched():
+    module = TinyResNet().train()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    from_torch(module, (3, 16, 16))
+    assert all(m.training for m in module.modules())
+    after = module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision (CI: torch 2.14.1 + torchvision 0.29.1)
+
+TORCHVISION_MODELS = [
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "wide_resnet50_2", "vgg11", "vgg16_bn",
+    "alexnet", "squeezenet1_0", "squeezenet1_1", "densenet121", "mobilenet_v2", "mobilenet_v3_small",
+    "mobilenet_v3_large", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "regnet_x_400mf", "regnet_y_400mf", "regnet_y_800mf",
+    "convnext_tiny", "googlenet", "inception_v3",
+]
+
+
+def _torchvision():
+    return pytest.importorskip("torchvision", reason="torchvision is not importable (pip install torchvision==0.29.1)")
+
+
+def _build(tv, name, **kwargs):
+    """torchvision's model (weights=None), its tensors zero: built on the meta device where its
+    constructor allows (no random initialisation of millions of weights), else as usual."""
+    if name in ("googlenet", "inception_v3"):
+        kwargs = {"aux_logits": False, "init_weights": False, **kwargs}
+    if name.startswith("regnet"):  # its constructor computes widths with tensors: not on meta
+        return tv.models.get_model(name, weights=None, **kwargs)
+    with torch.device("meta"):
+        model = tv.models.get_model(name, weights=None, **kwargs)
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            tensor.zero_()
+    return model
+
+
+@pytest.mark.parametrize("name", TORCHVISION_MODELS)
+def test_torchvision_model_imports_and_equals_torch(name):
+    tv = _torchvision()
+    shape = (3, 299, 299) if name == "inception_v3" else (3, 224, 224)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = _build(tv, name)
+        imported, analysis = check_against_torch(model, shape, name=name)
+    finally:
+        torch.set_num_threads(threads)
+    params, buffers, counters = torch_counts(model)
+    # num_batches_tracked: one int64 counter per batchnorm, which archcalc does not count as a buffer
+    batchnorms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert counters == batchnorms
+    assert analysis.totals.buffers == sum(b.numel() for b in model.buffers()) - batchnorms
+    assert imported.graph.warnings == ()
+    assert all(row.name.split(".")[0] in dict(model.named_children()) or "." not in row.name
+               for row in analysis.layers[1:])
+
+
+def test_torchvision_aux_classifiers_unused_in_eval_are_a_warning():
+    tv = _torchvision()
+    model = _build(tv, "googlenet", aux_logits=True)
+    graph = from_torch(model, (3, 224, 224))
+    unused = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("aux1.", "aux2.")))
+    assert archcalc.analyze(graph).totals.params == sum(p.numel() for p in model.parameters()) - unused
+    assert any(f"{unused:,} parameters of modules the forward pass does not use" in w for w in graph.warnings)
+
+
+class RoIHead(nn.Module):
+    """A detection head's RoI pooling: torchvision.ops.roi_align on fixed boxes."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 8, 3, padding=1)
+        self.register_buffer("boxes", torch.tensor([[0, 0.0, 0.0, 4.0, 4.0], [0, 2.0, 2.0, 7.0, 7.0]]))
+        self.head = nn.Linear(8 * 2 * 2, 4)
+
+    def forward(self, x):
+        import torchvision
+
+        features = self.backbone(x)
+        pooled = torchvision.ops.roi_align(features, self.boxes, output_size=2)
+        pooled = torchvision.ops.roi_align(pooled, self.boxes[:1], output_size=2)
+        return self.head(pooled.flatten(1))
+
+
+def test_detection_roi_ops_give_the_unsupported_error_and_import_with_partial():
+    _torchvision()
+    with pytest.raises(SpecError, match=r"^net: unsupported: torchvision\.ops\.roi_align x2 \(first at roi_align\)"):
+        from_torch(RoIHead(), (3, 8, 8), name="net")
+    graph = from_torch(RoIHead(), (3, 8, 8), name="net", partial=True)
+    rows = rows_of(archcalc.analyze(graph))
+    assert rows["roi_align"].output_shape == (8, 2, 2)
