@@ -86,8 +86,7 @@ def import_module(module: Any, input_shape: Sequence[int], *, name: str | None =
     flags = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
-        gm = _trace(torch, module, label)
-        _propagate(torch, gm, shape, label)
+        gm = _trace(torch, module, shape, label)
         return _Mapper(torch, gm, module, shape, label, partial).run()
     finally:
         for m, training in flags:
@@ -135,27 +134,135 @@ def _is_extra_leaf(m: Any) -> bool:
     )
 
 
-def _trace(torch: Any, module: Any, label: str) -> Any:
-    """``module`` as a ``torch.fx.GraphModule`` (symbolic tracing; torch.export where it cannot)."""
+def _tracer_class() -> type:
     from torch import fx
 
     class Tracer(fx.Tracer):
+        """fx's tracer, whose leaves (modules recorded as one call) are torch.nn's layers and
+        :func:`_is_extra_leaf`'s."""
+
         def is_leaf_module(self, m: Any, qualname: str) -> bool:
             return _is_extra_leaf(m) or super().is_leaf_module(m, qualname)
 
-    tracer = Tracer()
+    return Tracer
+
+
+def _trace(torch: Any, module: Any, shape: tuple[int, ...], label: str) -> Any:
+    """``module`` as a ``torch.fx.GraphModule`` whose nodes carry their traced values' shapes
+    (``node.meta["archcalc"]``): symbolic tracing, or torch.export where fx cannot trace (a
+    Python branch on a tensor's shape)."""
+    from torch import fx
+
+    tracer = _tracer_class()()
     if tracer.is_leaf_module(module, ""):  # one layer: trace a parent holding it, so it stays whole
-        name = type(module).__name__.lower()
-        module = _Holder(name, module)
+        module = _Holder(type(module).__name__.lower(), module)
     try:
         graph = tracer.trace(module)
     except Exception as fx_error:  # noqa: BLE001 - any failure of user code while tracing
-        raise SpecError(
-            f"{label}: torch.fx cannot trace {type(module).__name__} ({_one_line(fx_error)}); "
-            "archcalc maps the module calls fx records, so make the forward traceable "
-            "(no Python branches on tensor values)"
-        ) from None
-    return fx.GraphModule(module, graph)
+        try:
+            return _export(torch, module, shape, tracer)
+        except Exception as export_error:  # noqa: BLE001
+            raise SpecError(
+                f"{label}: torch.fx cannot trace {type(module).__name__} ({_one_line(fx_error)}), nor can torch.export "
+                f"({_one_line(export_error)}); archcalc maps the calls they record, so the forward must not branch "
+                "on tensor values"
+            ) from None
+    gm = fx.GraphModule(module, graph)
+    _propagate(torch, gm, shape, label)
+    return gm
+
+
+#: torch.export's ATen ops as the torch functions the mapper knows, where the arguments line up.
+def _aten_functions(torch: Any) -> dict[Any, Any]:
+    from torch.nn import functional as F  # noqa: N812
+
+    aten = torch.ops.aten
+    table = {
+        aten.relu: torch.relu, aten.relu_: torch.relu, aten.sigmoid: torch.sigmoid, aten.tanh: torch.tanh,
+        aten.hardtanh: F.hardtanh, aten.hardtanh_: F.hardtanh, aten.silu: F.silu, aten.silu_: F.silu,
+        aten.gelu: F.gelu, aten.hardswish: F.hardswish, aten.hardswish_: F.hardswish, aten.hardsigmoid: F.hardsigmoid,
+        aten.leaky_relu: F.leaky_relu, aten.mish: F.mish, aten.softmax: torch.softmax, aten._softmax: torch.softmax,
+        aten.dropout: F.dropout, aten.max_pool1d: F.max_pool1d, aten.max_pool2d: F.max_pool2d,
+        aten.max_pool3d: F.max_pool3d, aten.avg_pool1d: F.avg_pool1d, aten.avg_pool2d: F.avg_pool2d,
+        aten.avg_pool3d: F.avg_pool3d, aten.adaptive_avg_pool1d: F.adaptive_avg_pool1d,
+        aten.adaptive_avg_pool2d: F.adaptive_avg_pool2d, aten.adaptive_avg_pool3d: F.adaptive_avg_pool3d,
+        aten.cat: torch.cat, aten.concat: torch.cat, aten.flatten: torch.flatten, aten.view: torch.reshape,
+        aten.reshape: torch.reshape, aten._unsafe_view: torch.reshape, aten.permute: torch.permute,
+        aten.transpose: torch.transpose, aten.mean: torch.mean, aten.chunk: torch.chunk, aten.split: torch.split,
+        aten.split_with_sizes: torch.split, aten.add: torch.add, aten.add_: torch.add, aten.mul: torch.mul,
+        aten.mul_: torch.mul, aten.layer_norm: F.layer_norm, aten.channel_shuffle: torch.channel_shuffle,
+        aten.squeeze: torch.squeeze, aten.unsqueeze: torch.unsqueeze, aten.pad: F.pad,
+        aten.clone: _same, aten.contiguous: _same, aten.alias: _same, aten.detach: _same, aten.slice: _slice_op,
+    }
+    return {packet: fn for packet, fn in table.items()}
+
+
+def _same(x: Any, *args: Any, **kwargs: Any) -> Any:
+    """A copy or view of the same values (torch.export's clone, contiguous, alias): no layer."""
+    return x
+
+
+def _slice_op(x: Any, dim: int = 0, start: Any = None, end: Any = None, step: int = 1) -> Any:
+    """torch.export's ``aten.slice``: ``x[..., start:end:step]`` along ``dim``."""
+    return x[(slice(None),) * dim + (slice(start, end, step),)]
+
+
+def _export(torch: Any, module: Any, shape: tuple[int, ...], tracer: Any) -> Any:
+    """``module`` through ``torch.export``, rewritten as the graph symbolic tracing would give:
+    the ATen ops of one call of a leaf module become that ``call_module`` again, parameters
+    ``get_attr`` nodes, other ATen ops the torch functions of :func:`_aten_functions`."""
+    from collections import OrderedDict
+
+    from torch import fx
+
+    program = torch.export.export(module, (torch.zeros((1, *shape)),))
+    signature = program.graph_signature
+    targets = {**signature.inputs_to_parameters, **signature.inputs_to_buffers}
+    constants = {}  # tensors the forward made from constants (``self.boxes[:1]``), held by the program
+    for placeholder in signature.inputs_to_lifted_tensor_constants:
+        targets[placeholder] = constants[placeholder] = f"_archcalc_constant_{len(constants)}"
+    aten = _aten_functions(torch)
+    graph = fx.Graph()
+    env: dict[Any, Any] = {}
+    groups: dict[str, Any] = {}  # a leaf module call's key in nn_module_stack -> its call_module node
+
+    def stack_of(node: Any) -> list[tuple[str, str]]:
+        return [(key, value[0]) for key, value in (node.meta.get("nn_module_stack") or {}).items()]
+
+    def leaf_call(node: Any) -> tuple[str, str] | None:
+        for key, path in stack_of(node):
+            if path and tracer.is_leaf_module(module.get_submodule(path), path):
+                return key, path
+        return None
+
+    for node in program.graph.nodes:
+        if node.op == "placeholder":
+            new = graph.get_attr(targets[node.name]) if node.name in targets else graph.placeholder(node.name)
+        elif node.op == "output":
+            graph.output(fx.node.map_arg(node.args[0], lambda n: env[n]))
+            continue
+        else:
+            call = leaf_call(node)
+            if call is not None:
+                key, path = call
+                inputs = [env[n] for n in node.all_input_nodes if n.op != "placeholder" or n.name not in targets]
+                if key not in groups:
+                    first = next((n for n in inputs if n.op != "get_attr"), None)
+                    groups[key] = graph.call_module(path, (first,) if first is not None else ())
+                new = groups[key]  # the call's last ATen op gives its output (meta below)
+                new.meta["nn_module_stack"] = OrderedDict((p, (p, "")) for _, p in stack_of(node))
+            else:
+                packet = getattr(node.target, "overloadpacket", None)
+                target = aten.get(packet, node.target) if packet is not None else node.target
+                new = graph.call_function(target, fx.node.map_arg(node.args, lambda n: env[n]),
+                                          fx.node.map_arg(node.kwargs, lambda n: env[n]))
+                new.meta["nn_module_stack"] = OrderedDict((p, (p, "")) for _, p in stack_of(node) if p)
+        new.meta["archcalc"] = _summary(torch, node.meta.get("val"))
+        env[node] = new
+    gm = fx.GraphModule(module, graph)
+    for placeholder, attribute in constants.items():
+        gm.register_buffer(attribute, program.constants[signature.inputs_to_lifted_tensor_constants[placeholder]])
+    return gm
 
 
 def _holder_class() -> type:
@@ -245,7 +352,7 @@ def _where_node(node: Any) -> str:
 def _scope(node: Any) -> str:
     """Path of the innermost module whose forward created ``node`` ("" at the top level)."""
     stack = node.meta.get("nn_module_stack") or {}
-    return next(reversed(stack)) if stack else ""
+    return next(reversed(stack.values()))[0] if stack else ""
 
 
 def _target_name(node: Any) -> str:
@@ -254,6 +361,10 @@ def _target_name(node: Any) -> str:
     target = node.target
     if node.op == "call_method":
         return f"Tensor.{target}"
+    schema = getattr(target, "_schema", None)
+    if schema is not None:  # an ATen or custom op from torch.export: aten.abs, torchvision.ops.roi_align
+        namespace, _, op_name = schema.name.partition("::")
+        return f"torchvision.ops.{op_name}" if namespace == "torchvision" else f"{namespace}.{op_name}"
     if node.op == "call_module":
         return str(target)
     name = getattr(target, "__name__", str(target))
@@ -342,9 +453,6 @@ class _Unsupported(Exception):
         self.op = op
 
 
-#: Methods of a parameter tensor that give a view of the same values.
-_PARAM_VIEWS = {"reshape", "view", "squeeze", "unsqueeze", "flatten"}
-
 #: In-place or copying methods that leave the values as they are: no layer.
 _PASS_METHODS = {"contiguous", "clone", "detach", "float", "requires_grad_"}
 
@@ -374,7 +482,7 @@ class _Mapper:
             if node not in live:
                 continue
             if node.op == "placeholder":
-                if self.env:
+                if any(isinstance(v, _T) for v in self.env.values()):
                     raise SpecError(f"{self.label}: forward takes more than one tensor ({node.target}); archcalc "
                                     "networks have one input")
                 self.env[node] = _T(self.b.input, node.meta["archcalc"].dims)
@@ -425,10 +533,12 @@ class _Mapper:
             return self._call(node, lambda: self._module(node, m, args, kwargs, out), _module_name(m), args, kwargs, out)
         if not any(isinstance(v, _Shape) for v in _flatten(out)):
             return out  # sizes and arithmetic on them: x.size(), shape[2] // 2
-        if (node.op == "call_method" and isinstance(args[0], _P) and node.target in _PARAM_VIEWS
-                and all(not isinstance(v, (_T, _P, _Parts)) for v in _flatten((args[1:], kwargs)))):
-            # a parameter reshaped before use (a per-channel multiplier viewed as (1, C, 1, 1))
-            return _P(getattr(args[0].tensor, node.target)(*args[1:], **kwargs), args[0].path)
+        values = _flatten((args, kwargs))
+        if (node.op in ("call_method", "call_function") and any(isinstance(v, _P) for v in values)
+                and not any(isinstance(v, (_T, _Parts, _NegInfPad)) for v in values)):
+            # computed from parameters and constants alone (a per-channel multiplier viewed as
+            # (1, C, 1, 1), a slice of a buffer of boxes): evaluated here, no layer
+            return self._fold(node, args, kwargs)
         if node.op == "call_method":
             handler = _METHODS.get(node.target)
             return self._call(node, lambda: handler(self, node, args, kwargs, out) if handler else _refuse(node),
@@ -436,6 +546,18 @@ class _Mapper:
         handler = _function_handler(node.target)
         return self._call(node, lambda: handler(self, node, args, kwargs, out) if handler else _refuse(node),
                           _target_name(node), args, kwargs, out)
+
+    def _fold(self, node: Any, args: Any, kwargs: Any) -> Any:
+        from torch import fx
+
+        real_args, real_kwargs = fx.node.map_aggregate((args, kwargs), lambda v: v.tensor if isinstance(v, _P) else v)
+        with self.torch.no_grad():
+            if node.op == "call_method":
+                result = getattr(real_args[0], node.target)(*real_args[1:], **real_kwargs)
+            else:
+                result = node.target(*real_args, **real_kwargs)
+        path = next(v.path for v in _flatten((args, kwargs)) if isinstance(v, _P))
+        return fx.node.map_aggregate(result, lambda v: _P(v, path) if isinstance(v, self.torch.Tensor) else v)
 
     def _call(self, node: Any, handle: Callable[[], Any], op: str, args: Any, kwargs: Any, out: Any) -> Any:
         inputs = [v for v in _flatten((args, kwargs)) if isinstance(v, _T)]
@@ -546,6 +668,11 @@ def _fetch_attr(gm: Any, target: str) -> Any:
 
 def _short(node: Any) -> str:
     """The suffix of a function's layer name: ``add``, ``cat``, ``flatten``, ``mean``."""
+    if node.target is _slice_op:
+        return "slice"
+    schema = getattr(node.target, "_schema", None)
+    if schema is not None:
+        return schema.name.partition("::")[2]
     name = node.target if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
     name = name.strip("_")
     if name.startswith("i") and name[1:] in ("add", "mul"):
@@ -1103,6 +1230,15 @@ def _index(mp: _Mapper, node: Any, x: _T, index: Any, out: Any) -> _T:
     return x
 
 
+def _f_slice_op(mp: _Mapper, node: Any, args: Any, kwargs: Any, out: Any) -> _T:
+    bound = _bind(args, kwargs, ["input", "dim", "start", "end", "step"], {"dim": 0, "start": None, "end": None, "step": 1})
+    x = _tensor(bound["input"], "aten.slice")
+    size = x.shape[_axis(bound["dim"], len(x.shape))]
+    end = None if bound["end"] is not None and bound["end"] >= size else bound["end"]  # torch.export's INT64_MAX
+    return _index(mp, node, x, (slice(None),) * _axis(bound["dim"], len(x.shape)) + (slice(bound["start"], end,
+                                                                                          bound["step"]),), out)
+
+
 def _binary(op_type: str) -> Callable[..., _T]:
     """``a + b`` / ``a * b``: archcalc's add or mul of two tensors of one rank; a parameter times a
     tensor (ConvNeXt's layer scale) is a ``scale`` layer."""
@@ -1270,6 +1406,8 @@ def _build_functions() -> dict[Any, Callable[..., Any]]:
         table[fn] = _binary("add")
     for fn in (operator.mul, operator.imul, torch.mul):
         table[fn] = _binary("mul")
+    table[_same] = _m_pass
+    table[_slice_op] = _f_slice_op
     table[F.layer_norm] = _f_layer_norm
     table[F.pad] = _f_pad
     table[torch.nn.functional.channel_shuffle] = table[torch.channel_shuffle] = _f_channel_shuffle
