@@ -282,7 +282,7 @@ def test_functional_calls_and_methods_equal_torch():
     rows = rows_of(analysis)
     # chunk/split pieces are slices named after the call, numbered
     assert [rows[n].output_shape[0] for n in ("chunk.1", "split.0", "split.1")] == [4, 1, 3]
-    assert rows["layer_norm"].params == 16 and rows["mul_1"].params == 8
+    assert rows["layer_norm"].params == 16 and rows["mul_2"].params == 8
     # a parameter used as a per-channel multiplier is archcalc's scale (its value is the init)
     scale = next(n for n in imported.graph.nodes if n.type == "scale")
     assert scale.attrs["init"] == 0.5
@@ -293,6 +293,8 @@ def test_functional_calls_and_methods_equal_torch():
 
 def _examples():
     for op_type, op in sorted(REGISTRY.items()):
+        if op_type == "opaque":  # the pass-through of ops without a rule: its torch module is a stand-in
+            continue
         for i, example in enumerate(op.examples):
             if len(example.inputs) == 1:  # merges (add, mul, concat, a two-input crop): tested above
                 yield pytest.param(op_type, example, id=f"{op_type}-{i}")
@@ -380,7 +382,7 @@ def test_unsupported_ops_are_listed_with_counts_and_first_place():
         from_torch(Unsupported(), (3, 8, 8), name="net")
     text = str(error.value)
     assert "\n" not in text
-    assert text.startswith("net: unsupported: ")
+    assert text.startswith("'net': unsupported: ")
     assert "operator.sub x1 (first at sub)" in text
     assert "operator.mul (with a constant) x1 (first at mul)" in text
     assert "torch.abs x2 (first at abs)" in text
@@ -444,10 +446,12 @@ class _Named(nn.Module):
 @pytest.mark.parametrize(("module", "shape", "message"), [
     ([nn.ReLU()], (3,), r"^from_torch: expected a torch\.nn\.Module, got list$"),
     (nn.ReLU(), (3, 0, 4), r"^from_torch: input_shape must be .* got \(3, 0, 4\)$"),
-    (nn.ReLU(), (1, 2, 3, 4, 5), r"^from_torch: input_shape must be .*"),
+    (nn.ReLU(), (1, 2, 3, 4, 5), r"^from_torch: input_shape must be channels-first: .* got \(1, 2, 3, 4, 5\)$"),
+    (nn.ReLU(), (2,) * 64, r"^from_torch: input_shape must be 1 to 63 positive ints"),
+    (nn.ReLU(), (3, 2**31), r"^from_torch: input_shape must be .*"),
     (nn.ReLU(), "3x4", r"^from_torch: input_shape must be .*"),
-    (nn.Conv2d(3, 4, 3), (5, 8, 8), r"^Conv2d: the forward pass fails on input 5x8x8 at module conv2d: RuntimeError: .*channels"),
-    (nn.Conv2d(3, 4, 9), (3, 4, 4), r"^Conv2d: the forward pass fails on input 3x4x4 at module conv2d: RuntimeError: .*Kernel size"),
+    (nn.Conv2d(3, 4, 3), (5, 8, 8), r"^'Conv2d': the forward pass fails on input 5x8x8 at module conv2d: RuntimeError: .*channels"),
+    (nn.Conv2d(3, 4, 9), (3, 4, 4), r"^'Conv2d': the forward pass fails on input 3x4x4 at module conv2d: RuntimeError: .*Kernel size"),
 ])
 def test_bad_inputs_are_one_line_spec_errors(module, shape, message):
     with pytest.raises(SpecError, match=message) as error:
@@ -463,7 +467,7 @@ class Branchy(nn.Module):
 
 
 def test_untraceable_forward_says_what_failed():
-    with pytest.raises(SpecError, match=r"^Branchy: torch\.fx cannot trace Branchy \(TraceError: .*\)") as error:
+    with pytest.raises(SpecError, match=r"^'Branchy': torch\.fx cannot trace Branchy \(TraceError: .*\), nor can torch\.export \(.*\)") as error:
         from_torch(Branchy(), (3, 4, 4))
     assert "\n" not in str(error.value)
 
@@ -563,7 +567,7 @@ class RoIHead(nn.Module):
 
 def test_detection_roi_ops_give_the_unsupported_error_and_import_with_partial():
     _torchvision()
-    with pytest.raises(SpecError, match=r"^net: unsupported: torchvision\.ops\.roi_align x2 \(first at roi_align\)"):
+    with pytest.raises(SpecError, match=r"^'net': unsupported: torchvision\.ops\.roi_align x2 \(first at roi_align\)"):
         from_torch(RoIHead(), (3, 8, 8), name="net")
     graph = from_torch(RoIHead(), (3, 8, 8), name="net", partial=True)
     rows = rows_of(archcalc.analyze(graph))
@@ -597,5 +601,5 @@ def test_where_fx_cannot_trace_torch_export_does_with_the_same_names():
     assert types[:5] == [("conv", "conv"), ("bn", "batchnorm"), ("relu", "relu"), ("max_pool2d", "maxpool"),
                          ("chunk.0", "slice")]
     assert types[-1] == ("fc", "linear")
-    assert ("add", "add") in types and ("getitem", "slice") in types
+    assert ("add", "add") in types and ("slice", "slice") in types
     assert imported.graph.warnings == ()

@@ -37,14 +37,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archcalc.errors import MissingToolError, SpecError
+from archcalc.errors import SpecError
 from archcalc.graph import Graph
+from archcalc.spec import MAX_LAYERS, quote
 
 #: Most values the (1, *input_shape) sample may hold when the graph must run on real tensors.
 MAX_REAL_INPUT = 2**26
 
 
-def from_torch(module: Any, input_shape: Sequence[int], *, name: str | None = None, partial: bool = False) -> Graph:
+def from_torch(module: Any, input_shape: Sequence[int], *, name: str | None = None, partial: bool = False,
+               max_layers: int = MAX_LAYERS) -> Graph:
     """The archcalc graph of a PyTorch module, traced on a sample of ``input_shape``.
 
     Args:
@@ -52,6 +54,7 @@ def from_torch(module: Any, input_shape: Sequence[int], *, name: str | None = No
         input_shape: one sample's shape, channels-first, without the batch axis: ``(3, 224, 224)``.
         name: the graph's name (default: the module's class name).
         partial: pass ops archcalc cannot map through (0 params, 0 MACs) instead of failing.
+        max_layers: the most layers the graph may have.
 
     Returns:
         The graph, the same type as :func:`archcalc.load` returns.
@@ -62,7 +65,7 @@ def from_torch(module: Any, input_shape: Sequence[int], *, name: str | None = No
             a module neither torch.fx nor torch.export can trace, parameters that differ from
             archcalc's rule, or (without ``partial``) ops archcalc cannot map.
     """
-    return import_module(module, input_shape, name=name, partial=partial).graph
+    return import_module(module, input_shape, name=name, partial=partial, max_layers=max_layers).graph
 
 
 @dataclass
@@ -74,20 +77,26 @@ class Imported:
     module_layers: dict[str, list[str]] = field(default_factory=dict)
 
 
-def import_module(module: Any, input_shape: Sequence[int], *, name: str | None = None, partial: bool = False) -> Imported:
+def import_module(module: Any, input_shape: Sequence[int], *, name: str | None = None, partial: bool = False,
+                  max_layers: int = MAX_LAYERS) -> Imported:
     """:func:`from_torch`, also returning which layer each module call became."""
+    from archcalc.importers._builder import check_input_shape
+
     torch = _import_torch()
     if not isinstance(module, torch.nn.Module):
         raise SpecError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
-    shape = _check_input_shape(input_shape)
+    shape = check_input_shape(input_shape, "from_torch: input_shape")
+    if len(shape) > 4:
+        raise SpecError(f"from_torch: input_shape must be channels-first: (C,), (C, L), (C, H, W) or (C, D, H, W), "
+                        f"got {shape}")
     label = name if name is not None else type(module).__name__
     if not isinstance(label, str) or not label:
-        raise SpecError(f"from_torch: name must be a non-empty string, got {label!r}")
+        raise SpecError(f"from_torch: name must be a non-empty string, got {label!r:.200}")
     flags = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
-        gm = _trace(torch, module, shape, label)
-        return _Mapper(torch, gm, module, shape, label, partial).run()
+        gm = _trace(torch, module, shape, quote(label))
+        return _Mapper(torch, gm, module, shape, label, partial, max_layers).run()
     finally:
         for m, training in flags:
             m.training = training
@@ -98,22 +107,10 @@ def _import_torch() -> Any:
         import torch
         import torch.fx  # noqa: F401
     except ImportError:
-        raise MissingToolError('importing a PyTorch module needs torch: pip install "archcalc[torch]"') from None
+        from archcalc.importers._builder import missing
+
+        raise missing("torch", "torch", "importing a PyTorch module") from None
     return torch
-
-
-def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
-    from archcalc.ops.attrs import MAX_INT
-
-    ok = isinstance(input_shape, (list, tuple)) and 1 <= len(input_shape) <= 4 and all(
-        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INT for v in input_shape
-    )
-    if not ok:
-        raise SpecError(
-            "from_torch: input_shape must be one sample's shape, channels-first without the batch axis: "
-            f"1 to 4 positive ints such as (3, 224, 224), got {input_shape!r}"
-        )
-    return tuple(input_shape)
 
 
 def _one_line(error: BaseException) -> str:
@@ -460,11 +457,12 @@ _PASS_METHODS = {"contiguous", "clone", "detach", "float", "requires_grad_"}
 class _Mapper:
     """Walks the traced graph once, emitting archcalc layers through the Builder."""
 
-    def __init__(self, torch: Any, gm: Any, module: Any, shape: tuple[int, ...], label: str, partial: bool) -> None:
+    def __init__(self, torch: Any, gm: Any, module: Any, shape: tuple[int, ...], label: str, partial: bool,
+                 max_layers: int) -> None:
         from archcalc.importers._builder import Builder
 
-        self.torch, self.gm, self.root, self.label = torch, gm, module, label
-        self.b = Builder(name=label, input_shape=shape, source=label, partial=partial)
+        self.torch, self.gm, self.root, self.label = torch, gm, module, quote(label)
+        self.b = Builder(name=label, input_shape=shape, source=label, partial=partial, max_layers=max_layers)
         self.env: dict[Any, Any] = {}
         self.module_layers: dict[str, list[str]] = {}
         self.called: dict[str, int] = {}
@@ -567,9 +565,11 @@ class _Mapper:
             return handle()
         except _Unsupported as unsupported:
             shape = out.dims[1:] if isinstance(out, _Shape) else None
-            refs = [v.ref for v in inputs if v.ref is not None]
             self.added += 1
-            ref = self.b.unsupported(unsupported.op or op, inputs=refs or [self.b.input],
+            # an op made of constants alone (torch.arange) stands after the input; an input that
+            # could not be passed through (None) blocks it too
+            refs = [v.ref for v in inputs] or [self.b.input]
+            ref = self.b.unsupported(unsupported.op or op, inputs=refs,
                                      shape=shape, name=self._name(node), where=_where_node(node))
             return _T(ref, out.dims) if isinstance(out, _Shape) and ref is not None else _poisoned(out)
 
