@@ -467,7 +467,8 @@ class Branchy(nn.Module):
 
 
 def test_untraceable_forward_says_what_failed():
-    with pytest.raises(SpecError, match=r"^'Branchy': torch\.fx cannot trace Branchy \(TraceError: .*\), nor can torch\.export \(.*\)") as error:
+    message = r"^'Branchy': torch\.fx cannot trace Branchy \(TraceError: .*\), nor can torch\.export \(.*\)"
+    with pytest.raises(SpecError, match=message) as error:
         from_torch(Branchy(), (3, 4, 4))
     assert "\n" not in str(error.value)
 
