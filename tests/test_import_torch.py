@@ -354,6 +354,43 @@ def test_registry_torch_module_imports_back_to_the_same_layer(op_type, example):
         assert analysis.layers[-1].output_shape == layer.out_shape
 
 
+def _merge_examples():
+    for op_type, op in sorted(REGISTRY.items()):
+        for i, example in enumerate(op.examples):
+            if len(example.inputs) > 1 and op_type != "opaque":
+                yield pytest.param(op_type, example, id=f"{op_type}-{i}")
+
+
+class Branches(nn.Module):
+    """tests.helpers.single_op_graph's network in torch: each input of a merge reached through a
+    1x1 conv (a linear for one axis) from one common input, then the op's own torch module."""
+
+    def __init__(self, shapes, merge):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Linear(1, shape[0]) if len(shape) == 1 else (nn.Conv1d, nn.Conv2d, nn.Conv3d)[len(shape) - 2](1, shape[0], 1)
+            for shape in shapes)
+        self.merge = merge
+
+    def forward(self, x):
+        return self.merge(*[branch(x) for branch in self.branches])
+
+
+@pytest.mark.parametrize(("op_type", "example"), list(_merge_examples()))
+def test_registry_merge_torch_module_imports_back_to_the_same_figures(op_type, example):
+    graph = single_op_graph(op_type, example)
+    layer = infer_shapes(graph)[graph.nodes[-1].name]
+    module = Branches(example.inputs, REGISTRY[op_type].torch_module(layer))
+    imported, analysis = check_against_torch(module, graph.input_shape)
+    merged = [n.type for n in imported.graph.nodes[1 + len(example.inputs):]]
+    # torch's sum of n tensors is n - 1 additions (Python's sum); crop's index is slices
+    assert set(merged) == ({"slice"} if op_type == "crop" else {op_type}), merged
+    ours = archcalc.analyze(graph)
+    assert (analysis.totals.params, analysis.totals.macs, analysis.totals.other_ops) == (
+        ours.totals.params, ours.totals.macs, ours.totals.other_ops)
+    assert analysis.layers[-1].output_shape == layer.out_shape
+
+
 def test_a_module_that_is_one_layer_is_named_after_its_class():
     graph = from_torch(nn.Conv2d(3, 4, 3), (3, 8, 8))
     assert [(n.name, n.type) for n in graph.nodes] == [("input", "input"), ("conv2d", "conv")]
@@ -604,3 +641,26 @@ def test_where_fx_cannot_trace_torch_export_does_with_the_same_names():
     assert types[-1] == ("fc", "linear")
     assert ("add", "add") in types and ("slice", "slice") in types
     assert imported.graph.warnings == ()
+
+
+class InPlace(nn.Module):
+    """In-place calls as statements: their results are unused, the tensor they change is read on."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x = self.conv(x)
+        x.sigmoid_()
+        self.act(x)
+        F.relu(x, inplace=True)
+        return x.flatten(1)
+
+
+def test_in_place_statements_are_layers_in_their_order():
+    graph = from_torch(InPlace(), (3, 5, 5))
+    assert [(n.name, n.type, n.inputs) for n in graph.nodes[1:]] == [
+        ("conv", "conv", ("input",)), ("sigmoid", "sigmoid", ("conv",)), ("act", "relu", ("sigmoid",)),
+        ("relu", "relu", ("act",)), ("flatten", "flatten", ("relu",))]

@@ -474,7 +474,7 @@ class _Mapper:
 
     def run(self) -> Imported:
         graph = self.gm.graph
-        live = _live_nodes(graph)
+        live = _live_nodes(graph, self.gm)
         result = None
         for node in graph.nodes:
             if node not in live:
@@ -491,6 +491,8 @@ class _Mapper:
                 result = self._arg(node.args[0])
             else:
                 self.env[node] = self._node(node)
+                if _in_place_statement(node, self.gm) and isinstance(self.env[node], _T):
+                    self.env[node.args[0]] = self.env[node]  # later reads of the argument see the result
         self._finish(result)
         if not self.added:
             raise SpecError(f"{self.label}: the forward pass has no operation archcalc maps (it returns its input "
@@ -646,17 +648,36 @@ def _flatten(value: Any) -> list[Any]:
     return [value]
 
 
-def _live_nodes(graph: Any) -> set[Any]:
-    """Nodes the output depends on (fx keeps dead ones, e.g. an unused ``x.size()``)."""
+def _live_nodes(graph: Any, root: Any) -> set[Any]:
+    """Nodes the output depends on (fx keeps dead ones, e.g. an unused ``x.size()``), and the
+    in-place calls on them whose result is not used (``x.relu_()`` as a statement: it changes x)."""
     live: set[Any] = set()
     stack = [n for n in graph.nodes if n.op in ("output", "placeholder")]
-    while stack:
-        node = stack.pop()
-        if node in live:
-            continue
-        live.add(node)
-        stack.extend(node.all_input_nodes)
-    return live
+    while True:
+        while stack:
+            node = stack.pop()
+            if node in live:
+                continue
+            live.add(node)
+            stack.extend(node.all_input_nodes)
+        stack = [n for n in graph.nodes if n not in live and _in_place_statement(n, root) and n.args[0] in live]
+        if not stack:
+            return live
+
+
+def _in_place_statement(node: Any, root: Any) -> bool:
+    """A call whose result nobody uses that overwrites its first argument."""
+    from torch import fx
+
+    if node.users or not node.args or not isinstance(node.args[0], fx.Node):
+        return False
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.startswith("_") and node.target != "requires_grad_"
+    if node.op == "call_module":
+        return bool(getattr(root.get_submodule(node.target), "inplace", False))
+    if node.op == "call_function":
+        return node.kwargs.get("inplace") is True or node.target in (operator.iadd, operator.imul)
+    return False
 
 
 def _fetch_attr(gm: Any, target: str) -> Any:
@@ -906,6 +927,9 @@ def _upsample_attrs(mode: str, size: Any, scale_factor: Any, align_corners: Any,
 
 def _upsample(mp: _Mapper, node: Any, m: Any, x: _T, out: _Shape) -> _T:
     attrs = _upsample_attrs(m.mode, m.size, m.scale_factor, m.align_corners, x, _module_name(m))
+    if getattr(m, "recompute_scale_factor", None) and m.size is None:  # torch then uses the size it worked out
+        attrs.pop("scale_factor")
+        attrs["size"] = list(out.dims[2:])
     return mp.emit(node, "upsample", attrs, [x], out)
 
 
