@@ -994,3 +994,90 @@ def test_small_torch_modules(tmp_path):
     types = [layer.type for layer in analysis.layers]
     assert "silu" in types and "gelu" in types and "relu6" in types and types.count("slice") == 2
     assert analysis.layers[-1].output_shape == (5,)
+
+
+# ---- torchvision models exported to ONNX (CI: torch 2.14.1 + torchvision 0.29.1) ----
+# The legacy TorchScript exporter (dynamo=False) runs in seconds per model; the dynamo exporter
+# takes far longer and needs onnxscript. With do_constant_folding=False it keeps batchnorm as its
+# own node, so parameters can be compared too; the default export folds it into the convs (below).
+
+TORCHVISION = {  # model: (input size, zoo twin or None)
+    "resnet18": (224, "resnet18"),
+    "resnet50": (224, "resnet50"),
+    "mobilenet_v2": (224, "mobilenet_v2"),
+    "mobilenet_v3_small": (224, None),
+    "efficientnet_b0": (224, None),
+    "shufflenet_v2_x1_0": (224, None),
+    "convnext_tiny": (224, None),
+    "googlenet": (224, None),
+    "inception_v3": (299, "inception_v3"),
+    "densenet121": (224, "densenet121"),
+    "squeezenet1_0": (224, "squeezenet1_0"),
+    "vgg16": (224, "vgg16"),
+    "alexnet": (224, None),
+}
+
+
+def _torchvision_model(name):
+    torchvision = pytest.importorskip("torchvision")
+    extra = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
+    return getattr(torchvision.models, name)(weights=None, **extra).eval()
+
+
+def _hooked_macs(model, x):
+    """Multiply-adds of every conv and linear layer from the output shapes forward hooks see."""
+    import torch
+
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            total += output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        else:
+            total += output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model(x)
+    for handle in hooks:
+        handle.remove()
+    return total
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_export_imports_with_torch_s_counts(name, tmp_path):
+    torch = pytest.importorskip("torch")
+    model = _torchvision_model(name)
+    size, zoo = TORCHVISION[name]
+    x = torch.randn(1, 3, size, size)
+    path = tmp_path / f"{name}.onnx"
+    with torch.no_grad():
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, do_constant_folding=False)
+    analysis = archcalc.analyze(from_onnx(path))
+    macs = _conv_linear_macs(analysis)
+    assert macs == _hooked_macs(model, x)
+    assert analysis.totals.params == sum(p.numel() for p in model.parameters())
+    assert analysis.layers[-1].output_shape == (1000,)
+    if zoo:
+        assert macs == _conv_linear_macs(archcalc.analyze(archcalc.load(zoo)))
+
+
+def test_torchvision_export_with_batchnorm_folded(tmp_path):
+    # the exporter's default folds each batchnorm into the conv before it: the same MACs, other params, and a note
+    torch = pytest.importorskip("torch")
+    model = _torchvision_model("resnet18")
+    x = torch.randn(1, 3, 224, 224)
+    path = tmp_path / "resnet18.onnx"
+    with torch.no_grad():
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17)
+    graph = from_onnx(path)
+    analysis = archcalc.analyze(graph)
+    assert _conv_linear_macs(analysis) == _hooked_macs(model, x) == 1_814_073_344
+    batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    # each conv gains a bias of its filters; each batchnorm's scale and shift are gone
+    expected = sum(p.numel() for p in model.parameters()) + sum(c.out_channels for c in convs) \
+        - sum(2 * b.num_features for b in batchnorms)
+    assert analysis.totals.params == expected
+    assert len(graph.warnings) == 1 and "BatchNormalization" in graph.warnings[0]

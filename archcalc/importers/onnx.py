@@ -188,6 +188,7 @@ class _Importer:
         # ONNX values -> what they are: an archcalc layer's name, or a constant NumPy array
         self.layer_of: dict[str, str | None] = {}
         self.consts: dict[str, Any] = {}
+        self.large: dict[str, tuple[int, ...]] = {}  # constants known by their shape only (too large to compute)
         self.initializers = {t.name: t for t in self.graph.initializer}
         self.shapes: dict[str, tuple[int | None, ...]] = {}
         self.producer: dict[str, int] = {}
@@ -261,7 +262,12 @@ class _Importer:
         batch = dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else 1
         self.batch = batch
         graph = helper.make_graph([], self.graph.name or "graph", [], [])
-        graph.node.extend(self.nodes)
+        graph.node.extend(node for index, node in enumerate(self.nodes) if index not in self.skip)
+        folded = {name for index in self.skip for name in self.nodes[index].output if name}
+        graph.initializer.extend(self.onnx.numpy_helper.from_array(self.consts[name], name) for name in sorted(folded)
+                                 if name in self.consts and self.consts[name].dtype.kind in "biuf")
+        graph.input.extend(helper.make_tensor_value_info(name, self.onnx.TensorProto.FLOAT, list(self.large[name]))
+                           for name in sorted(folded) if name in self.large)
         new_input = helper.make_tensor_value_info(input_value.name, input_value.type.tensor_type.elem_type, (batch, *sample))
         graph.input.append(new_input)
         for tensor in self.graph.initializer:
@@ -290,6 +296,7 @@ class _Importer:
             text = str(error).strip().splitlines()
             reason = next((line for line in text if line.strip()), type(error).__name__)
             raise SpecError(f"{self.shown}: ONNX shape inference fails: {reason.strip()}") from None
+        self.shapes = {t.name: tuple(t.dims) for t in self.graph.initializer}
         for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
             if value.type.HasField("tensor_type"):
                 dims = _dims(value.type.tensor_type)
@@ -314,7 +321,14 @@ class _Importer:
         name = (self.graph.name or Path(self.shown).stem or "onnx").strip()
         self.builder = Builder(name=_model_name(name, self.shown), input_shape=sample, source=self.shown, partial=self.partial)
         self.layer_of[input_value.name] = self.builder.input
-        self._fold_constants()
+        # fold what ONNX's inference left open (sizes computed from Shape), then infer again with the folded
+        # values as initializers: a Slice or Reshape fed by them gets its shape, which may fold more
+        for _ in range(8):
+            folded = len(self.skip)
+            self._fold_constants()
+            if len(self.skip) == folded:
+                break
+            self._infer(input_value, sample)
         self._find_patterns()
         for index, node in enumerate(self.nodes):
             if index in self.skip:
@@ -339,12 +353,15 @@ class _Importer:
     # ---- values ----
 
     def is_const(self, value: str) -> bool:
-        return value in self.consts or value in self.initializers
+        return value in self.consts or value in self.initializers or value in self.large
 
     def const(self, value: str) -> Any:
         """The constant's values as a NumPy array (refused beyond MAX_CONSTANT_VALUES values)."""
         if value in self.consts:
             return self.consts[value]
+        if value in self.large:
+            raise SpecError(f"{self.shown}: the constant {value!r} of {math.prod(self.large[value])} values is used as a "
+                            f"shape or setting; archcalc reads at most {MAX_CONSTANT_VALUES} values of such a constant")
         tensor = self.initializers[value]
         if math.prod(tensor.dims) > MAX_CONSTANT_VALUES:
             raise SpecError(f"{self.shown}: initializer {value!r} of {math.prod(tensor.dims)} values is used as a shape or "
@@ -360,6 +377,8 @@ class _Importer:
     def shape(self, value: str) -> tuple[int | None, ...] | None:
         if value in self.consts:
             return tuple(self.consts[value].shape)
+        if value in self.large:
+            return self.large[value]
         return self.shapes.get(value)
 
     def sample_shape(self, value: str) -> tuple[int, ...] | None:
@@ -378,7 +397,7 @@ class _Importer:
     def _fold_constants(self) -> None:
         """Evaluate every node that computes a constant (from constants or static shapes)."""
         for index, node in enumerate(self.nodes):
-            if node.domain not in _DOMAINS or node.op_type not in _FOLDABLE:
+            if index in self.skip or node.domain not in _DOMAINS or node.op_type not in _FOLDABLE:
                 continue
             if node.op_type in ("Shape", "Size"):
                 dims = self.shape(node.input[0]) if node.input else None
@@ -388,13 +407,15 @@ class _Importer:
             else:
                 if not all(not name or self.is_const(name) for name in node.input):
                     continue
-                if any(name in self.initializers and math.prod(self.initializers[name].dims) > MAX_CONSTANT_VALUES
-                       for name in node.input):
+                if any(name in self.large or name in self.initializers and math.prod(self.initializers[name].dims)
+                       > MAX_CONSTANT_VALUES for name in node.input):
+                    self._fold_large(index, node)
                     continue
                 inputs = [self.const(name) if name else None for name in node.input]
             try:
                 outputs = _evaluate(node, inputs, self.opset)
             except _CannotFold:
+                self._fold_large(index, node)
                 continue
             except Exception as error:  # constants the op cannot take: the file is inconsistent
                 raise SpecError(f"{self.shown}: {_where(node, index)}: cannot compute its constant output: "
@@ -403,6 +424,22 @@ class _Importer:
                 if name:
                     self.consts[name] = array
             self.skip.add(index)
+
+    def _fold_large(self, index: int, node: Any) -> None:
+        """A constant too large to compute (a weight transposed for MatMul): folded to its shape alone."""
+        if node.op_type == "Constant":
+            tensor = _attrs(node).get("value")
+            shapes = [tuple(tensor.dims)] if tensor is not None and hasattr(tensor, "dims") else [None]
+        elif node.op_type in ("Shape", "Size"):
+            return
+        else:
+            shapes = [self.shapes.get(name) for name in node.output]
+        if not node.output or any(shape is None or None in shape for shape in shapes[:1]):
+            return
+        for name, shape in zip(node.output, shapes, strict=False):
+            if name and shape is not None:
+                self.large[name] = shape  # type: ignore[assignment]
+        self.skip.add(index)
 
     # ---- patterns exporters emit ----
 
