@@ -700,7 +700,7 @@ def test_dynamic_spatial_size_needs_input_shape(tmp_path):
     path = model.save(tmp_path, input_shape=["N", 3, "H", "W"])
     with pytest.raises(SpecError) as error:
         from_onnx(path)
-    assert str(error.value) == (f"{path}: input 'x' has a dynamic shape (N, 3, H, W); give its per-sample shape: "
+    assert str(error.value) == (f"'{path}': input 'x' has a dynamic shape (N, 3, H, W); give its per-sample shape: "
                                 "--input 3x224x224 (input_shape=(3, 224, 224) in Python)")
     analysis = check_against_spec(path, layers, input_shape=(3, 12, 12))
     assert analysis.layers[1].output_shape == (4, 12, 12)
@@ -726,7 +726,7 @@ def test_conv_bias_without_batchnorm_warns(tmp_path):
     model, _ = case_conv_pads_symmetric()
     path = model.save(tmp_path)
     assert from_onnx(path).warnings == (
-        f"{path}: its convs have biases and it has no BatchNormalization; exporters fold a trained network's "
+        f"'{path}': its convs have biases and it has no BatchNormalization; exporters fold a trained network's "
         "batchnorm into the conv before it, so if this one was trained with batchnorm, the parameter count here "
         "(conv biases, no batchnorm scale, shift or running statistics) differs from the training framework's",)
 
@@ -743,7 +743,7 @@ def test_external_data(tmp_path):
     (tmp_path / "model.onnx.data").unlink()
     with pytest.raises(SpecError) as error:
         from_onnx(tmp_path / "model.onnx")
-    assert str(error.value) == (f"{tmp_path / 'model.onnx'}: external data file 'model.onnx.data' (for initializer 'w') "
+    assert str(error.value) == (f"'{tmp_path / 'model.onnx'}': external data file 'model.onnx.data' (for initializer 'w') "
                                 "is missing; keep it in the model's directory")
 
 
@@ -752,7 +752,7 @@ def test_external_data_truncated(tmp_path):
     onnx.save(model.proto(), str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.data", size_threshold=0)
     data = (tmp_path / "m.data").read_bytes()
     (tmp_path / "m.data").write_bytes(data[:100])
-    with pytest.raises(SpecError, match=r"m\.onnx: external data file 'm\.data' is shorter than initializer"):
+    with pytest.raises(SpecError, match=r"m\.onnx': external data file 'm\.data' is shorter than initializer"):
         from_onnx(tmp_path / "m.onnx")
 
 
@@ -760,10 +760,10 @@ def test_external_data_truncated(tmp_path):
 
 def test_missing_file_directory_empty_garbage_truncated(tmp_path):
     cases = []
-    cases.append((tmp_path / "none.onnx", "{}: no such file"))
-    cases.append((tmp_path, "{}: is a directory, not an ONNX file"))
+    cases.append((tmp_path / "none.onnx", "'{}': no such file"))
+    cases.append((tmp_path, "'{}': is a directory, not an ONNX file"))
     (tmp_path / "empty.onnx").write_bytes(b"")
-    cases.append((tmp_path / "empty.onnx", "{}: empty file, not an ONNX model"))
+    cases.append((tmp_path / "empty.onnx", "'{}': empty file, not an ONNX model"))
     (tmp_path / "text.onnx").write_text("hello, I am not a model\n")
     model, _ = case_conv_pads_symmetric()
     data = model.proto().SerializeToString()
@@ -776,7 +776,7 @@ def test_missing_file_directory_empty_garbage_truncated(tmp_path):
         with pytest.raises(SpecError) as error:
             from_onnx(tmp_path / name)
         text = str(error.value)
-        assert text.startswith(f"{tmp_path / name}: not an ONNX model (") and "\n" not in text
+        assert text.startswith(f"'{tmp_path / name}': not an ONNX model (") and "\n" not in text
         assert text.endswith("truncated or another format?")
 
 
@@ -788,7 +788,7 @@ def test_two_inputs_refused(tmp_path):
     onnx.save(proto, str(tmp_path / "two.onnx"))
     with pytest.raises(SpecError) as error:
         from_onnx(tmp_path / "two.onnx")
-    assert str(error.value) == f"{tmp_path / 'two.onnx'}: archcalc analyses a network of one input tensor; this one has 2 ('x', 'y')"
+    assert str(error.value) == f"'{tmp_path / 'two.onnx'}': archcalc analyses a network of one input tensor; this one has 2 ('x', 'y')"
 
 
 def test_no_batch_axis_refused(tmp_path):
@@ -797,7 +797,7 @@ def test_no_batch_axis_refused(tmp_path):
     path = m.save(tmp_path)
     with pytest.raises(SpecError) as error:
         from_onnx(path)
-    assert str(error.value) == (f"{path}: input 'x' has shape (7,); archcalc needs a leading batch axis then the sample's "
+    assert str(error.value) == (f"'{path}': input 'x' has shape (7,); archcalc needs a leading batch axis then the sample's "
                                 "axes, (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W)")
     m = Model([1, 2, 3, 4, 5, 6])
     m.node("Relu", ["x"])
@@ -811,7 +811,7 @@ def test_huge_dims_refused(tmp_path):
     path = m.save(tmp_path)
     with pytest.raises(SpecError) as error:
         from_onnx(path)
-    assert str(error.value) == f"{path}: input 'x' has a size of {2**40}, more than 2**31 - 1 = 2147483647"
+    assert str(error.value) == f"'{path}': input 'x' has a size of {2**40}, more than 2**31 - 1 = 2147483647"
     m = Model([1, 3, 4, 4])
     m.node("Conv", ["x", "w"])
     proto = m.proto()
@@ -821,7 +821,7 @@ def test_huge_dims_refused(tmp_path):
     onnx.save(proto, str(tmp_path / "w.onnx"))
     with pytest.raises(SpecError) as error:
         from_onnx(tmp_path / "w.onnx")
-    assert str(error.value) == f"{tmp_path / 'w.onnx'}: initializer 'w' has a size of {2**40}; sizes must be 0 to 2**31 - 1 = 2147483647"
+    assert str(error.value) == f"'{tmp_path / 'w.onnx'}': initializer 'w' has a size of {2**40}; sizes must be 0 to 2**31 - 1 = 2147483647"
 
 
 def test_huge_attribute_refused_naming_the_node(tmp_path):
@@ -839,9 +839,13 @@ def test_bad_input_shape_argument(tmp_path):
     path = model.save(tmp_path)
     with pytest.raises(SpecError) as error:
         from_onnx(path, (3, 9))
-    assert str(error.value) == f"{path}: input_shape (3, 9) has 2 axes; input 'x' has 3 per sample, (1, 3, 9, 9) with the batch axis"
-    with pytest.raises(SpecError, match=r"input_shape must be the per-sample shape"):
+    assert str(error.value) == f"'{path}': input_shape (3, 9) has 2 axes; input 'x' has 3 per sample, (1, 3, 9, 9) with the batch axis"
+    with pytest.raises(SpecError) as error:
         from_onnx(path, (3, 0, 9))
+    assert str(error.value) == (f"'{path}': input_shape must be 1 to 63 positive ints (at most 2**31 - 1) for one sample, "
+                                "without the batch axis, got (3, 0, 9)")
+    with pytest.raises(SpecError, match=r"^--input '3by9': give one sample's shape"):
+        from_onnx(path, "3by9")
 
 
 def test_inconsistent_model_is_one_line(tmp_path):
@@ -852,21 +856,21 @@ def test_inconsistent_model_is_one_line(tmp_path):
     with pytest.raises(SpecError) as error:
         from_onnx(path)
     text = str(error.value)
-    assert text.startswith(f"{path}: ") and "conv1" in text and "(4, 5, 3, 3)" in text and "\n" not in text
+    assert text.startswith(f"'{path}': ") and "conv1" in text and "(4, 5, 3, 3)" in text and "\n" not in text
     m = Model([1, 3, 9, 9])
     m.node("Add", ["x", m.init("b", (4, 1, 1))], name="add1")  # 4 does not broadcast with 3: inference refuses
     path = m.save(tmp_path, "add.onnx")
     with pytest.raises(SpecError) as error:
         from_onnx(path)
     text = str(error.value)
-    assert text.startswith(f"{path}: ONNX shape inference fails: ") and "\n" not in text
+    assert text.startswith(f"'{path}': ONNX shape inference fails: ") and "\n" not in text
 
 
 def test_missing_onnx_package(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(MissingToolError) as error:
         from_onnx(tmp_path / "m.onnx")
-    assert str(error.value) == 'reading ONNX files needs the onnx package: pip install "archcalc[onnx]"'
+    assert str(error.value) == 'reading ONNX files needs the onnx package, which is not installed: pip install "archcalc[onnx]"'
 
 
 # ---- unsupported ops: listed with counts and first location; --partial passes them through ----
@@ -886,8 +890,8 @@ def test_unsupported_ops_listed(tmp_path):
     path = unsupported_model().save(tmp_path)
     with pytest.raises(SpecError) as error:
         from_onnx(path)
-    assert str(error.value) == (f"{path}: unsupported: Cos x2 (first at cos1), Clip (min -1, max inf) x1 (first at clip); "
-                                "--partial counts them as 0")
+    assert str(error.value) == (f"'{path}': unsupported: Cos x2 (first at cos1), Clip (min -1, max inf) x1 (first at clip); "
+                                "--partial (partial=True) counts them as 0 and marks the report partial")
 
 
 def test_partial_passes_unsupported_through(tmp_path):
@@ -905,8 +909,8 @@ def test_unsupported_forms_of_supported_ops(tmp_path):
     path = m.save(tmp_path)
     with pytest.raises(SpecError) as error:
         from_onnx(path)
-    assert str(error.value) == (f"{path}: unsupported: Transpose (perm [1, 0, 2, 3] (it moves the batch axis)) x1 "
-                                "(first at t); --partial counts them as 0")
+    assert str(error.value) == (f"'{path}': unsupported: Transpose (perm [1, 0, 2, 3] (it moves the batch axis)) x1 "
+                                "(first at t); --partial (partial=True) counts them as 0 and marks the report partial")
 
 
 def test_matmul_of_two_activations_unsupported(tmp_path):
@@ -1081,3 +1085,11 @@ def test_torchvision_export_with_batchnorm_folded(tmp_path):
         - sum(2 * b.num_features for b in batchnorms)
     assert analysis.totals.params == expected
     assert len(graph.warnings) == 1 and "BatchNormalization" in graph.warnings[0]
+
+
+def test_model_name_from_graph_or_file(tmp_path):
+    m = Model([1, 4, 5, 5], name="my_net")
+    m.node("Relu", ["x"])
+    assert from_onnx(m.save(tmp_path)).name == "my_net"
+    m.name = "main_graph"  # torch's exporters name every graph so
+    assert from_onnx(m.save(tmp_path, "resnet_tiny.onnx")).name == "resnet_tiny"

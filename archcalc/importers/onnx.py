@@ -29,10 +29,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from archcalc.errors import MissingToolError, SpecError
+from archcalc.errors import SpecError
 from archcalc.graph import Graph
-from archcalc.importers._builder import Builder
+from archcalc.importers._builder import Builder, check_input_shape, missing, parse_input_shape
 from archcalc.ops.attrs import MAX_INT
+from archcalc.spec import MAX_LAYERS, quote
 
 #: Largest constant (in values) the importer turns into a NumPy array to read or fold: shapes,
 #: pads, scales and split sizes are tiny; weights are only ever read for their dims.
@@ -51,8 +52,12 @@ _FOLDABLE = frozenset({
 
 _DOMAINS = ("", "ai.onnx")
 
+#: Graph names exporters give every model (torch.onnx: main_graph, torch_jit); the file's name is used instead.
+_EXPORTER_GRAPH_NAMES = frozenset({"", "main_graph", "torch_jit", "torch-jit-export", "graph", "model"})
 
-def from_onnx(path: str | os.PathLike[str], input_shape: Sequence[int] | None = None, *, partial: bool = False) -> Graph:
+
+def from_onnx(path: str | os.PathLike[str], input_shape: Sequence[int] | str | None = None, *, partial: bool = False,
+              max_layers: int = MAX_LAYERS) -> Graph:
     """Read an ONNX model file into an archcalc :class:`~archcalc.graph.Graph`.
 
     Args:
@@ -72,13 +77,14 @@ def from_onnx(path: str | os.PathLike[str], input_shape: Sequence[int] | None = 
             one tensor with one leading batch axis; a size is dynamic and ``input_shape`` is not
             given; an op is unsupported (every one listed with its count and first location,
             unless ``partial``); or archcalc's shapes differ from ONNX's for a layer.
+        max_layers: the most layers the graph may have.
     """
     onnx = _require_onnx()
-    shown = str(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else None
-    if shown is None:
+    if not isinstance(path, (str, os.PathLike)):
         raise SpecError(f"from_onnx takes a path to an .onnx file, got a {type(path).__name__}")
-    model = _load(onnx, Path(shown), shown)
-    return _Importer(onnx, model, shown, input_shape, partial).run()
+    source = str(os.fspath(path))
+    model = _load(onnx, Path(source), quote(source))
+    return _Importer(onnx, model, source, input_shape, partial, max_layers).run()
 
 
 def _require_onnx() -> Any:
@@ -88,7 +94,7 @@ def _require_onnx() -> Any:
         import onnx.numpy_helper  # noqa: F401
         import onnx.shape_inference  # noqa: F401
     except ImportError:
-        raise MissingToolError('reading ONNX files needs the onnx package: pip install "archcalc[onnx]"') from None
+        raise missing("onnx", "onnx", "reading ONNX files") from None
     return onnx
 
 
@@ -179,11 +185,13 @@ def _shape_text(dims: Sequence[Any]) -> str:
 class _Importer:
     """One import: the model, its inferred shapes and constants, and the Builder it fills."""
 
-    def __init__(self, onnx: Any, model: Any, shown: str, input_shape: Sequence[int] | None, partial: bool) -> None:
-        self.onnx, self.model, self.shown, self.partial = onnx, model, shown, partial
+    def __init__(self, onnx: Any, model: Any, source: str, input_shape: Any, partial: bool,
+                 max_layers: int = MAX_LAYERS) -> None:
+        self.onnx, self.model, self.source, self.partial = onnx, model, source, partial
+        self.shown, self.max_layers = quote(source), max_layers
         self.graph = model.graph
         self.opset = self._opset()
-        self.requested = _checked_input_shape(input_shape, shown)
+        self.requested = _checked_input_shape(input_shape, self.shown)
         self.nodes = list(self.graph.node)
         # ONNX values -> what they are: an archcalc layer's name, or a constant NumPy array
         self.layer_of: dict[str, str | None] = {}
@@ -318,8 +326,11 @@ class _Importer:
         input_value = self._input()
         sample = self._sample_shape(input_value)
         self._infer(input_value, sample)
-        name = (self.graph.name or Path(self.shown).stem or "onnx").strip()
-        self.builder = Builder(name=_model_name(name, self.shown), input_shape=sample, source=self.shown, partial=self.partial)
+        name = self.graph.name.strip()
+        if name.lower() in _EXPORTER_GRAPH_NAMES:  # torch's exporters call every graph this: the file says more
+            name = Path(self.source).stem or name
+        self.builder = Builder(name=_model_name(name, self.source), input_shape=sample, source=self.source,
+                               partial=self.partial, max_layers=self.max_layers)
         self.layer_of[input_value.name] = self.builder.input
         # fold what ONNX's inference left open (sizes computed from Shape), then infer again with the folded
         # values as initializers: a Slice or Reshape fed by them gets its shape, which may fold more
@@ -637,20 +648,12 @@ class _Importer:
 
 
 def _checked_input_shape(input_shape: Any, shown: str) -> tuple[int, ...] | None:
+    """input_shape as a tuple (``"3x224x224"`` parsed as --input is), or None."""
     if input_shape is None:
         return None
     if isinstance(input_shape, str):
-        parts = input_shape.lower().replace(",", "x").split("x")
-        try:
-            input_shape = tuple(int(p) for p in parts)
-        except ValueError:
-            raise SpecError(f"{shown}: input_shape must look like 3x224x224, got {input_shape!r}") from None
-    if not isinstance(input_shape, (tuple, list)) or not 1 <= len(input_shape) <= 4 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INT for v in input_shape
-    ):
-        raise SpecError(f"{shown}: input_shape must be the per-sample shape, 1 to 4 positive ints of at most 2**31 - 1 "
-                        f"without the batch axis, e.g. (3, 224, 224); got {input_shape!r}")
-    return tuple(input_shape)
+        return parse_input_shape(input_shape)
+    return check_input_shape(input_shape, f"{shown}: input_shape")
 
 
 def _model_name(name: str, shown: str) -> str:
