@@ -1093,3 +1093,84 @@ def test_model_name_from_graph_or_file(tmp_path):
     assert from_onnx(m.save(tmp_path)).name == "my_net"
     m.name = "main_graph"  # torch's exporters name every graph so
     assert from_onnx(m.save(tmp_path, "resnet_tiny.onnx")).name == "resnet_tiny"
+
+
+def case_flat_gather_reshape():
+    # torch.export's as_strided: Reshape to (N*C*H*W,), then Gather of arange indices shaped (1, C, H, W)
+    m = Model([1, 4, 1, 1])
+    flat = m.node("Reshape", ["x", m.init("minus1", [-1], np.int64)], name="flat")
+    m.node("Gather", [flat, m.init("idx", np.arange(4).reshape(1, 1, 1, 4), np.int64)], axis=0)
+    return m, [{"type": "reshape", "shape": [1, 1, 4]}]
+
+
+def case_groupnorm_decomposed():
+    # torch.onnx (legacy) writes GroupNorm(2, 6) so: InstanceNormalization over (N, G, -1), then the affine per channel
+    m = Model([1, 6, 3, 4], opset=13)
+    grouped = m.node("Reshape", ["x", m.init("s", [1, 2, -1], np.int64)], name="gn")
+    norm = m.node("InstanceNormalization", [grouped, m.init("ones", np.ones(2)), m.init("zeros", np.zeros(2))],
+                  epsilon=1e-5)
+    back = m.node("Reshape", [norm, m.init("s2", [1, 6, 3, 4], np.int64)])
+    scaled = m.node("Mul", [back, m.init("w", (6, 1, 1))])
+    m.node("Add", [scaled, m.init("b", (6, 1, 1))])
+    return m, [{"type": "groupnorm", "num_groups": 2}]
+
+
+CASES.update({"flat_gather_reshape": case_flat_gather_reshape, "groupnorm_decomposed": case_groupnorm_decomposed})
+
+
+def test_many_torch_layers(tmp_path):
+    """Layers of every family through torch.onnx.export: params and MACs equal torch's. (nn.LocalResponseNorm is
+    not here: torch writes it as Pow/Div/AvgPool under an If, not ONNX's LRN, and the import says so.)"""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.ReflectionPad2d((1, 2, 0, 1)), nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8),
+                                      nn.PReLU(8), nn.MaxPool2d(3, 2, ceil_mode=True))
+            self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.GroupNorm(4, 8), nn.LeakyReLU(0.1),
+                                      nn.ConvTranspose2d(8, 6, 4, stride=2, padding=1), nn.InstanceNorm2d(6, affine=True),
+                                      nn.ELU(), nn.Hardswish(), nn.AvgPool2d(2, count_include_pad=False),
+                                      nn.Hardsigmoid(), nn.Upsample(scale_factor=2, mode="bilinear"),
+                                      nn.ReLU6(), nn.Tanh(), nn.Dropout(0.2))
+            self.norm = nn.LayerNorm(6)
+            self.head = nn.Linear(6, 3)
+
+        def forward(self, x):
+            y = self.body(self.stem(x))
+            n, c, h, w = y.shape  # ShuffleNet's channel shuffle, as torchvision writes it
+            y = y.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+            y = self.norm(y.permute(0, 2, 3, 1))
+            return torch.softmax(self.head(y).permute(0, 3, 1, 2).mean((2, 3)), dim=1)
+
+    module = Net().eval()
+    x = torch.randn(1, 3, 17, 15)
+    path = tmp_path / "net.onnx"
+    with torch.no_grad():
+        torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17, do_constant_folding=False)
+    analysis = archcalc.analyze(from_onnx(path))
+    assert analysis.totals.params == sum(p.numel() for p in module.parameters())
+    assert _conv_linear_macs(analysis) == _torch_macs(module, x)
+    assert analysis.layers[-1].output_shape == tuple(module(x).shape[1:])
+    types = {layer.type for layer in analysis.layers}
+    assert {"pad", "prelu", "maxpool", "groupnorm", "leaky_relu", "conv_transpose", "instancenorm", "elu", "hardswish",
+            "avgpool", "hardsigmoid", "upsample", "relu6", "tanh", "layernorm", "linear", "softmax",
+            "channel_shuffle"} <= types
+
+
+def test_dynamo_exporter(tmp_path):
+    """torch.onnx.export's default since torch 2.9 (dynamo=True, needs onnxscript): weights in model.onnx.data,
+    node names such as node_Conv_0, opset 18+ forms (ReduceMean's axes as an input)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    nn = torch.nn
+    module = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.SiLU(), nn.Conv2d(8, 16, 3, stride=2),
+                           nn.GELU(), nn.Hardswish(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    path = tmp_path / "dyn.onnx"
+    torch.onnx.export(module, (x,), str(path), dynamo=True, external_data=True)
+    analysis = archcalc.analyze(from_onnx(path))
+    assert _conv_linear_macs(analysis) == _torch_macs(module, x)
+    assert analysis.layers[-1].output_shape == (4,)
+    assert {"silu", "gelu", "hardswish"} <= {layer.type for layer in analysis.layers}

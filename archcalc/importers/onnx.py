@@ -578,13 +578,83 @@ class _Importer:
         self._claim([index, t_index, r_index],
                     lambda: self._emit_fused("channel_shuffle", {"groups": groups}, x, index, r_index))
 
-    def _emit_fused(self, op_type: str, attrs: dict[str, Any], x: str, first: int, last: int) -> None:
+    def _match_flat_gather(self, index: int, node: Any) -> None:
+        """Reshape to (N*...,) then Gather of arange indices in a new shape: torch.export's as_strided, a reshape."""
+        x, flat = node.input[0], node.output[0]
+        before, after = self.shape(x), self.shape(flat)
+        g_index = self._only_consumer(flat)
+        if before is None or None in before or after is None or len(after) != 1 or before[0] != 1 \
+                or not self._is(g_index, "Gather"):
+            return
+        gather = self.nodes[g_index]
+        if gather.input[0] != flat or int(_attrs(gather).get("axis", 0)) != 0 or not self.is_const(gather.input[1]) \
+                or gather.input[1] in self.large or math.prod(self.shape(gather.input[1]) or (0,)) > MAX_CONSTANT_VALUES:
+            return
+        import numpy as np
+
+        indices = self.const(gather.input[1])
+        total = math.prod(before)  # type: ignore[arg-type]
+        if indices.ndim < 2 or indices.shape[0] != 1 or indices.size != total \
+                or not np.array_equal(indices.reshape(-1), np.arange(total)):
+            return
+        shape = [int(d) for d in indices.shape[1:]]
+        self._claim([index, g_index], lambda: self._emit_fused("reshape", {"shape": shape}, x, index, g_index))
+
+    def _match_groupnorm(self, index: int, node: Any) -> None:
+        """torch.onnx's GroupNorm: Reshape (N, G, -1), InstanceNormalization (scale 1, bias 0), Reshape back,
+        then Mul and Add by the per-channel weight and bias (absent without affine)."""
+        import numpy as np
+
+        first = self.producer.get(node.input[0])
+        if first is None or not self._is(first, "Reshape") or self._only_consumer(node.input[0]) != index \
+                or len(node.input) < 3 or not all(self._small_const(v) for v in node.input[1:3]):
+            return
+        x = self.nodes[first].input[0]
+        before, grouped = self.shape(x), self.shape(node.input[0])
+        if before is None or grouped is None or None in before or None in grouped or len(before) < 3 \
+                or len(grouped) != 3 or grouped[0] != before[0]:
+            return
+        groups, channels = int(grouped[1]), int(before[1])  # type: ignore[arg-type]
+        if channels % groups or grouped[2] * groups != math.prod(before[1:]):  # type: ignore[operator]
+            return
+        if not (np.all(self.const(node.input[1]) == 1) and np.all(self.const(node.input[2]) == 0)):
+            return
+        back = self._only_consumer(node.output[0])
+        if not self._is(back, "Reshape") or self.shape(self.nodes[back].output[0]) != before:
+            return
+        indices, out = [first, index, back], self.nodes[back].output[0]
+        mul = self._only_consumer(out)
+        affine = False
+        if self._is(mul, "Mul") and _per_channel(self, out, self._other(self.nodes[mul], out) or "") == channels \
+                and self.is_const(self._other(self.nodes[mul], out) or ""):
+            add = self._only_consumer(self.nodes[mul].output[0])
+            m_out = self.nodes[mul].output[0]
+            shift = self._other(self.nodes[add], m_out) if self._is(add, "Add") else None
+            if shift and self.is_const(shift) and _per_channel(self, m_out, shift) == channels:
+                indices += [mul, add]  # type: ignore[list-item]
+                affine = True
+        eps = float(_attrs(node).get("epsilon", 1e-5))
+        attrs = {"num_groups": groups, "eps": eps, "affine": affine}
+        params = {"scale": (channels,), "shift": (channels,)} if affine else {}
+        self._claim(indices, lambda: self._emit_fused("groupnorm", attrs, x, first, max(indices), params))
+
+    def _small_const(self, value: str) -> bool:
+        return bool(value) and self.is_const(value) and value not in self.large \
+            and math.prod(self.shape(value) or (MAX_CONSTANT_VALUES + 1,)) <= MAX_CONSTANT_VALUES
+
+    def _match_reshape(self, index: int, node: Any) -> None:
+        self._match_channel_shuffle(index, node)
+        if index not in self.skip and index not in self.fused:
+            self._match_flat_gather(index, node)
+
+    def _emit_fused(self, op_type: str, attrs: dict[str, Any], x: str, first: int, last: int,
+                    params: dict[str, Any] | None = None) -> None:
         node, end = self.nodes[first], self.nodes[last]
         source = self.layer_of.get(x)
         if source is None:
             return self._map_none(end)
         name = self.builder.add(op_type, attrs, inputs=[source], name=_node_name(node), where=_where(node, first))
-        self._done(end, name, self.sample_shape(end.output[0]))
+        self._done(end, name, self.sample_shape(end.output[0]), params)
         return None
 
     # ---- conversion of one node ----
@@ -1425,7 +1495,8 @@ _MATCHERS: dict[str, Callable[[_Importer, int, Any], None]] = {
     "Sigmoid": _Importer._match_silu,
     "HardSigmoid": _Importer._match_hardswish,
     "Erf": _Importer._match_gelu,
-    "Reshape": _Importer._match_channel_shuffle,
+    "Reshape": _Importer._match_reshape,
+    "InstanceNormalization": _Importer._match_groupnorm,
 }
 
 
