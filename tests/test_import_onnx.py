@@ -1174,3 +1174,31 @@ def test_dynamo_exporter(tmp_path):
     assert _conv_linear_macs(analysis) == _torch_macs(module, x)
     assert analysis.layers[-1].output_shape == (4,)
     assert {"silu", "gelu", "hardswish"} <= {layer.type for layer in analysis.layers}
+
+
+def custom_op_model(output_shape):
+    m = Model([1, 4, 5, 5])
+    r = m.node("Relu", ["x"], name="r")
+    m.nodes.append(helper.make_node("RoiAlign2", [r], ["roi_out"], name="roi", domain="com.example"))
+    m.node("Relu", ["roi_out"], name="r2")
+    proto = m.proto()
+    proto.opset_import.append(helper.make_opsetid("com.example", 1))
+    if output_shape:  # the file states the custom op's output shape, as exporters often do
+        proto.graph.value_info.append(helper.make_tensor_value_info("roi_out", TensorProto.FLOAT, output_shape))
+    return proto
+
+
+def test_custom_domain_op(tmp_path):
+    path = tmp_path / "custom.onnx"
+    onnx.save(custom_op_model(None), str(path))
+    for partial in (False, True):
+        with pytest.raises(SpecError) as error:
+            from_onnx(path, partial=partial)
+        assert str(error.value).startswith(f"'{path}': unsupported: com.example.RoiAlign2 x1 (first at roi); --partial ")
+    onnx.save(custom_op_model([1, 4, 7, 7]), str(path))
+    analysis = archcalc.analyze(from_onnx(path, partial=True))
+    assert [(layer.name, layer.type, layer.output_shape) for layer in analysis.layers] == [
+        ("input", "input", (4, 5, 5)), ("r", "relu", (4, 5, 5)), ("roi", "opaque", (4, 7, 7)), ("r2", "relu", (4, 7, 7))]
+    onnx.save(custom_op_model([12, 4]), str(path))  # no leading batch axis (K boxes): its shape cannot be passed on
+    with pytest.raises(SpecError, match=r"--partial cannot pass these through"):
+        from_onnx(path, partial=True)

@@ -395,7 +395,9 @@ class _Importer:
     def sample_shape(self, value: str) -> tuple[int, ...] | None:
         """The per-sample shape (no batch axis) when every size is known."""
         dims = self.shape(value)
-        if dims is None or len(dims) < 1 or any(d is None for d in dims[1:]):
+        if dims is None or len(dims) < 2 or any(d is None for d in dims[1:]):
+            return None
+        if dims[0] is not None and dims[0] != self.batch:  # no leading batch axis (a detector's (K, 4) boxes)
             return None
         return tuple(int(d) for d in dims[1:])  # type: ignore[arg-type]
 
