@@ -1202,3 +1202,15 @@ def test_custom_domain_op(tmp_path):
     onnx.save(custom_op_model([12, 4]), str(path))  # no leading batch axis (K boxes): its shape cannot be passed on
     with pytest.raises(SpecError, match=r"--partial cannot pass these through"):
         from_onnx(path, partial=True)
+
+
+def test_initializers_listed_as_inputs(tmp_path):
+    # before IR version 4 every initializer was also a graph input: they are weights, not a second input
+    model, layers = case_conv_pads_symmetric()
+    proto = model.proto()
+    for tensor in proto.graph.initializer:
+        proto.graph.input.append(helper.make_tensor_value_info(tensor.name, TensorProto.FLOAT, list(tensor.dims)))
+    proto.ir_version = 3
+    proto.opset_import[0].version = 8
+    onnx.save(proto, str(tmp_path / "ir3.onnx"))
+    check_against_spec(tmp_path / "ir3.onnx", layers)
