@@ -38,7 +38,9 @@ Mapping (Caffe -> archcalc; layer names are Caffe's):
   ``alpha`` by ``local_size``, so it carries over unchanged.
 - ``Concat`` on the channel axis -> concat; ``Eltwise`` SUM (coefficients 1) -> add, PROD -> mul;
   ``Split`` -> nothing: its tops are the bottom (Caffe's explicit fan-out); ``Flatten`` ->
-  flatten; ``Dropout`` -> dropout; ``Softmax`` -> softmax.
+  flatten; ``Reshape`` (keeping the batch axis) -> reshape; ``Slice`` -> one slice per top,
+  named ``<layer>/<top>``; ``Crop`` of spatial axes -> crop (Caffe's offsets, 0 by default);
+  ``Dropout`` -> dropout; ``Softmax`` on the channel axis -> softmax.
 - ``BatchNorm`` followed by a per-channel ``Scale`` with ``bias_term`` on its output -> one
   batchnorm named as the BatchNorm layer: Caffe's BatchNorm holds the running mean and variance
   (and a moving-average factor, Caffe's bookkeeping, not counted) and learns nothing; the
@@ -101,8 +103,12 @@ SAME_SHAPE = frozenset({"AbsVal", "BNLL", "Power", "Exp", "Log", "Threshold", "M
 
 @dataclass(frozen=True)
 class _Blob:
-    """A named blob: the archcalc node that holds it and its per-sample shape; ``node`` None
-    when it is not available (``why`` says why, None: behind an unsupported layer)."""
+    """A named blob: the archcalc node that holds it and its per-sample shape (Caffe's).
+
+    ``node`` is None behind an unsupported layer (the import then fails, or with --partial the
+    layer had no known shape): shapes still flow where known, so every unsupported layer is
+    listed. ``why``: the blob is no feature map (labels, a mask, a second input): reading it is
+    an error."""
 
     node: str | None
     shape: tuple[int, ...] | None
@@ -276,11 +282,13 @@ class _Importer:
         for index, layer in enumerate(net.layer if len(net.layer) else net.layers):
             if len(net.layer):
                 kind = layer.type
-            else:
+            elif layer.HasField("type"):
                 enum_name = layer.DESCRIPTOR.fields_by_name["type"].enum_type.values_by_number[layer.type].name
                 kind = V1_TYPES.get(enum_name, enum_name)
+            else:
+                kind = ""
             if not kind:
-                raise self.fail(self.where(layer, "?") if layer.name else f"layer {index}", "has no type")
+                raise self.fail(f"layer '{layer.name}'" if layer.name else f"layer {index} (from 0)", "has no type")
             if len(layer.include) and len(layer.exclude):
                 raise self.fail(self.where(layer, kind), "has both include and exclude rules; Caffe accepts one kind")
             included = not len(layer.include)
@@ -368,16 +376,15 @@ class _Importer:
         if kind in SKIPPED_LAYERS or (kind.endswith("Loss") and kind != "SoftmaxWithLoss"):
             self.skipped.append(f"'{layer.name}' ({kind})")
             return
-        bottoms = [self.bottom(layer, where, position, name) for position, name in enumerate(layer.bottom)]
-        if kind == "SoftmaxWithLoss":
-            bottoms = bottoms[:1]  # the label bottom is not part of the network's computation
-        if any(blob.node is None for blob in bottoms):  # behind an unsupported layer
-            if kind not in _HANDLERS:
+        names = layer.bottom[:1] if kind == "SoftmaxWithLoss" else layer.bottom  # its label bottom is no feature
+        bottoms = [self.bottom(layer, where, position, name) for position, name in enumerate(names)]
+        handler = _HANDLERS.get(kind)
+        if any(blob.shape is None for blob in bottoms):  # behind an unsupported layer of unknown output shape
+            if handler is None:
                 self.builder.unsupported(kind, inputs=[], shape=None, name=layer.name or None, where=where)
             for top in layer.top:
                 self.blobs[top] = _Blob(None, None)
             return
-        handler = _HANDLERS.get(kind)
         if handler is None:
             shape = bottoms[0].shape if kind in SAME_SHAPE and bottoms else None
             self.unsupported(layer, kind, where, bottoms, shape)
@@ -395,11 +402,15 @@ class _Importer:
         return blob
 
     def count_bottoms(self, layer: Any, where: str, bottoms: list[_Blob], kind: str) -> None:
-        least = 2 if kind == "Eltwise" else 1
-        most = None if kind in ("Concat", "Eltwise") else (2 if kind == "Scale" else 1)
+        least = 2 if kind in ("Eltwise", "Crop") else 1
+        most = None if kind in ("Concat", "Eltwise") else (2 if kind in ("Scale", "Crop") else 1)
         if len(bottoms) < least or (most is not None and len(bottoms) > most):
             wanted = f"at least {least}" if most is None else (f"{least}" if least == most else f"{least} to {most}")
             raise self.fail(where, f"takes {wanted} bottom(s), got {len(bottoms)}")
+        if kind == "Slice":
+            if len(layer.top) < 1:
+                raise self.fail(where, "takes at least 1 top, got 0")
+            return
         tops = 2 if kind == "Pooling" else 1
         if not 1 <= len(layer.top) <= tops:
             raise self.fail(where, f"takes {'1 or 2 tops' if tops == 2 else '1 top'}, got {len(layer.top)}")
@@ -410,8 +421,11 @@ class _Importer:
              params: dict[str, tuple[int, ...]] | None = None, name: str | None = None) -> _Blob:
         """Add one archcalc layer, have the builder check its shape (and params) against Caffe's,
         and make it the producer of the layer's first top."""
-        node = self.builder.add(op, attrs, inputs=[blob.node for blob in inputs], name=name or layer.name or None, where=where)
-        self.builder.expect(node, shape=shape, params=params or None)
+        inputs = list(inputs)
+        node = None
+        if all(blob.node is not None for blob in inputs):  # else behind an unsupported layer: shapes only
+            node = self.builder.add(op, attrs, inputs=[blob.node for blob in inputs], name=name or layer.name or None, where=where)
+            self.builder.expect(node, shape=shape, params=params or None)
         blob = _Blob(node, tuple(shape))
         if name is None:
             self.set_tops(layer, where, blob)
@@ -423,8 +437,10 @@ class _Importer:
             self.blobs[top] = blob if position == 0 else _Blob(None, None, mask)
 
     def unsupported(self, layer: Any, label: str, where: str, bottoms: list[_Blob], shape: tuple[int, ...] | None) -> None:
-        node = self.builder.unsupported(label, inputs=[blob.node for blob in bottoms], shape=shape, name=layer.name or None, where=where)
-        blob = _Blob(node, tuple(shape)) if node is not None and shape is not None else _Blob(None, None)
+        available = all(blob.node is not None for blob in bottoms)
+        node = self.builder.unsupported(label, inputs=[blob.node for blob in bottoms] if available else [],
+                                        shape=shape if available else None, name=layer.name or None, where=where)
+        blob = _Blob(node, None if shape is None else tuple(shape))
         for position, top in enumerate(layer.top):
             self.blobs[top] = blob if position == 0 else _Blob(None, None)
 
@@ -779,6 +795,93 @@ def _scale(im: _Importer, layer: Any, kind: str, where: str, bottoms: list[_Blob
             {"scale": channels, **({"shift": channels} if p.bias_term else {})})
 
 
+def _reshape(im: _Importer, layer: Any, kind: str, where: str, bottoms: list[_Blob], *_: Any) -> None:
+    """Caffe's ReshapeLayer: ``shape``'s dims replace the input's axes ``axis`` to
+    ``axis + num_axes`` (batch included); 0 copies the input's size there, -1 is inferred."""
+    p = layer.reshape_param
+    x = bottoms[0].shape
+    full = [None, *x]  # the batch size is not known here
+    rank = len(full)
+    start = p.axis if p.axis >= 0 else rank + p.axis + 1
+    if not 0 <= start <= rank:
+        raise im.fail(where, f"axis must be from {-rank - 1} to {rank} for a blob of {rank} axes (batch included), got {p.axis}")
+    if p.num_axes < -1 or (p.num_axes >= 0 and start + p.num_axes > rank):
+        raise im.fail(where, f"num_axes must be -1 or 0 to {rank - start} from axis {start}, got {p.num_axes}")
+    end = rank if p.num_axes == -1 else start + p.num_axes
+    dims = [int(d) for d in p.shape.dim]
+    if sum(d == -1 for d in dims) > 1 or any(d < -1 for d in dims):
+        raise im.fail(where, f"shape dims must be >= 0 (0 copies the input's), with at most one -1, got {_shape_text(dims)}")
+    new: list[int | None] = []
+    for i, d in enumerate(dims):
+        if d == 0:
+            if start + i >= rank:
+                raise im.fail(where, f"dim {i} is 0 (copy) but the input has no axis {start + i}")
+            new.append(full[start + i])
+        else:
+            new.append(d)
+    out = [*full[:start], *new, *full[end:]]
+    known = math.prod(v for v in out if v is not None and v != -1)
+    if out[0] is None and -1 in out:  # the batch is kept: infer the -1 from the sample's size
+        if known == 0 or math.prod(x) % known:
+            raise im.fail(where, f"cannot infer the -1 in {_shape_text(dims)}: {math.prod(x)} values per sample")
+        out[out.index(-1)] = math.prod(x) // known
+    elif out[0] == -1 and None not in out[1:] and known == math.prod(x):  # the batch inferred: unchanged
+        out[0] = None
+    if out[0] is not None or None in out[1:]:
+        im.unsupported(layer, f"{kind} (of the batch axis)", where, bottoms, None)
+        return
+    shape = tuple(out[1:])
+    if math.prod(shape) != math.prod(x) or min(shape, default=1) < 1:
+        raise im.fail(where, f"shape {_shape_text(shape)} per sample has {math.prod(shape)} values, the input {_shape_text(x)} "
+                             f"{math.prod(x)}")
+    im.emit(layer, where, "reshape", {"shape": list(shape)}, bottoms, shape)
+
+
+def _slice(im: _Importer, layer: Any, kind: str, where: str, bottoms: list[_Blob], *_: Any) -> None:
+    p = layer.slice_param
+    x = bottoms[0].shape
+    axis = im.axis(p.slice_dim if p.HasField("slice_dim") else p.axis, len(x) + 1, where)
+    if axis == 0:
+        raise im.fail(where, "axis 0 would slice the batch")
+    size, tops = x[axis - 1], len(layer.top)
+    points = list(p.slice_point)
+    if points:
+        if len(points) != tops - 1 or points != sorted(set(points)) or points[0] < 1 or points[-1] >= size:
+            raise im.fail(where, f"needs {tops - 1} increasing slice_point(s) between 1 and {size - 1} for {tops} tops, "
+                                 f"got {_shape_text(points) or 'none'}")
+    elif size % tops:
+        raise im.fail(where, f"axis {axis} of size {size} does not split into {tops} equal tops")
+    else:
+        points = [size // tops * i for i in range(1, tops)]
+    for top, begin, stop in zip(layer.top, [0, *points], [*points, size]):
+        shape = (*x[:axis - 1], stop - begin, *x[axis:])
+        blob = im.emit(layer, where, "slice", {"dim": axis, "start": begin, "stop": stop}, bottoms, shape,
+                       name=f"{layer.name or 'slice'}/{top}")
+        im.blobs[top] = blob
+
+
+def _crop(im: _Importer, layer: Any, kind: str, where: str, bottoms: list[_Blob], *_: Any) -> None:
+    p = layer.crop_param
+    x, like = bottoms[0].shape, bottoms[1].shape
+    rank = len(x) + 1
+    axis = im.axis(p.axis, rank, where)
+    if len(like) != len(x):
+        raise im.fail(where, f"bottom 1 '{layer.bottom[1]}' is {_shape_text(like)}, bottom 0 {_shape_text(x)}: ranks differ")
+    offsets = list(p.offset)
+    if len(offsets) > 1 and len(offsets) != rank - axis:
+        raise im.fail(where, f"needs 1 offset or one per axis from {axis} ({rank - axis}), got {len(offsets)}")
+    per_axis = [0 if i < axis else (offsets[0] if len(offsets) == 1 else offsets[i - axis] if offsets else 0) for i in range(1, rank)]
+    shape = tuple(size if i + 1 < axis else ref for i, (size, ref) in enumerate(zip(x, like)))
+    for i, (offset, size, out) in enumerate(zip(per_axis, x, shape)):
+        if offset + out > size:
+            raise im.fail(where, f"offset {offset} + size {out} exceeds the input's {size} on axis {i + 1}")
+    if axis < 2:
+        im.unsupported(layer, f"{kind} (axis {axis})", where, bottoms[:1], shape)
+        return
+    attrs = {"size": list(shape[1:]), "offset": per_axis[1:]}
+    im.emit(layer, where, "crop", attrs, bottoms[:1], shape)
+
+
 _HANDLERS = {
     "Convolution": _convolution,
     "Deconvolution": _convolution,
@@ -799,4 +902,7 @@ _HANDLERS = {
     "Split": _split,
     "BatchNorm": _batch_norm,
     "Scale": _scale,
+    "Reshape": _reshape,
+    "Slice": _slice,
+    "Crop": _crop,
 }
