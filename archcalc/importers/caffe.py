@@ -134,7 +134,7 @@ def net_parameter_class() -> tuple[Any, Any]:
     files = descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(DESCRIPTOR_SET_BASE64))
     pool = descriptor_pool.DescriptorPool()
     for file in files.file:
-        pool.Add(file)
+        pool.AddSerializedFile(file.SerializeToString())
     descriptor = pool.FindMessageTypeByName("caffe.NetParameter")
     if hasattr(message_factory, "GetMessageClass"):  # protobuf >= 4.21
         return message_factory.GetMessageClass(descriptor), text_format
@@ -285,6 +285,9 @@ class _Importer:
             elif layer.HasField("type"):
                 enum_name = layer.DESCRIPTOR.fields_by_name["type"].enum_type.values_by_number[layer.type].name
                 kind = V1_TYPES.get(enum_name, enum_name)
+            elif layer.HasField("layer"):
+                raise self.fail(f"layer '{layer.layer.name}'" if layer.layer.name else f"layer {index} (from 0)",
+                                "is in Caffe's V0 form (layers { layer { ... } }); upgrade the file with Caffe's upgrade_net_proto_text")
             else:
                 kind = ""
             if not kind:
