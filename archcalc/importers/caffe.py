@@ -349,8 +349,11 @@ class _Importer:
         input_blob, declared, input_where = self.declared_input(layers)
         shape = self.given_shape or declared
         if shape is None:
+            crop = next((layer.transform_param.crop_size for layer, kind in layers
+                         if kind in DATA_LAYERS and layer.top[:1] == [input_blob] and layer.HasField("transform_param")), 0)
+            example = f"3x{crop}x{crop} (its transform_param crop_size is {crop})" if crop else "3x224x224"
             raise self.fail(input_where, "has no shape in the file (its data come from a database or are declared "
-                                         "without dims); give input_shape, e.g. 3x224x224")
+                                         f"without dims); give input_shape, e.g. {example}")
         name = self.net.name or Path(self.source).stem
         self.builder = Builder(name=name, input_shape=shape, source=self.source, partial=self.partial)
         self.blobs[input_blob] = _Blob(self.builder.input, tuple(shape))
