@@ -239,6 +239,7 @@ class _Importer:
         self.blobs: dict[str, _Blob] = {}
         self.builder: Any = None
         self.skipped: list[str] = []
+        self.kind = ""  # the type of the layer being mapped
 
     # ---- errors and locations -------------------------------------------------------------
 
@@ -397,6 +398,7 @@ class _Importer:
             return
         if kind != "Split":
             self.count_bottoms(layer, where, bottoms, kind)
+        self.kind = kind
         handler(self, layer, kind, where, bottoms, layers, index, consumed)
 
     def bottom(self, layer: Any, where: str, position: int, name: str) -> _Blob:
@@ -416,6 +418,10 @@ class _Importer:
         if kind == "Slice":
             if len(layer.top) < 1:
                 raise self.fail(where, "takes at least 1 top, got 0")
+            return
+        if kind == "SoftmaxWithLoss":  # tops: the loss (Caffe adds one when none is named) and the probabilities
+            if len(layer.top) > 2:
+                raise self.fail(where, f"takes at most 2 tops (loss, probabilities), got {len(layer.top)}")
             return
         tops = 2 if kind == "Pooling" else 1
         if not 1 <= len(layer.top) <= tops:
@@ -438,6 +444,10 @@ class _Importer:
         return blob
 
     def set_tops(self, layer: Any, where: str, blob: _Blob) -> None:
+        if self.kind == "SoftmaxWithLoss":  # its loss and its probabilities: both the softmax here
+            for top in layer.top:
+                self.blobs[top] = blob
+            return
         for position, top in enumerate(layer.top):
             mask = f"'{top}' is the mask output of {where}; archcalc does not produce it"
             self.blobs[top] = blob if position == 0 else _Blob(None, None, mask)
@@ -853,8 +863,8 @@ def _slice(im: _Importer, layer: Any, kind: str, where: str, bottoms: list[_Blob
     points = list(p.slice_point)
     if points:
         if len(points) != tops - 1 or points != sorted(set(points)) or points[0] < 1 or points[-1] >= size:
-            raise im.fail(where, f"needs {tops - 1} increasing slice_point(s) between 1 and {size - 1} for {tops} tops, "
-                                 f"got {_shape_text(points) or 'none'}")
+            raise im.fail(where, f"slice_point {', '.join(map(str, points))} must be {tops - 1} increasing point(s) for {tops} tops, "
+                                 f"strictly inside axis {axis} of size {size}")
     elif size % tops:
         raise im.fail(where, f"axis {axis} of size {size} does not split into {tops} equal tops")
     else:
