@@ -240,6 +240,7 @@ class _Importer:
         self.builder: Any = None
         self.skipped: list[str] = []
         self.kind = ""  # the type of the layer being mapped
+        self.positions: dict[int, int] = {}  # id(layer) -> its index among the file's layers
 
     # ---- errors and locations -------------------------------------------------------------
 
@@ -247,9 +248,9 @@ class _Importer:
         """The error for a problem at ``where`` (a layer or input), one line naming the file."""
         return SpecError(f"{self.source}: {where}: {problem}")
 
-    @staticmethod
-    def where(layer: Any, kind: str) -> str:
-        return f"layer '{layer.name}' ({kind})" if layer.name else f"a {kind} layer without a name"
+    def where(self, layer: Any, kind: str) -> str:
+        """How messages name a layer: ``layer 'conv1' (Convolution)``; unnamed, by its place in the file."""
+        return f"layer '{layer.name}' ({kind})" if layer.name else f"layer {self.positions[id(layer)]} (from 0; {kind}, unnamed)"
 
     def _checked_input_shape(self, shape: Any) -> tuple[int, ...]:
         try:
@@ -281,6 +282,7 @@ class _Importer:
         state = net.state
         kept = []
         for index, layer in enumerate(net.layer if len(net.layer) else net.layers):
+            self.positions[id(layer)] = index
             if len(net.layer):
                 kind = layer.type
             elif layer.HasField("type"):
