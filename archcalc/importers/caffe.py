@@ -67,10 +67,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archcalc.errors import MissingToolError, RuleError, SpecError
+from archcalc.errors import RuleError, SpecError
 from archcalc.ops.attrs import MAX_INT
+from archcalc.spec import MAX_LAYERS, quote
 
-INSTALL_HINT = 'pip install "archcalc[caffe]"'
 #: The largest prototxt read: a network description is text of a few hundred KB (ResNet-152's
 #: deploy.prototxt is about 200 KB); protobuf's text parser is pure Python and takes seconds
 #: per ten MB.
@@ -126,7 +126,9 @@ def net_parameter_class() -> tuple[Any, Any]:
     try:
         from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
     except ImportError:
-        raise MissingToolError(f"reading Caffe prototxt files needs the protobuf package: {INSTALL_HINT}") from None
+        from archcalc.importers._builder import missing
+
+        raise missing("protobuf", "caffe", "reading a Caffe prototxt") from None
     import base64
 
     from archcalc.importers._caffe_schema import DESCRIPTOR_SET_BASE64
@@ -154,24 +156,25 @@ def parse_prototxt(path: str | Path) -> Any:
     """
     net_class, text_format = net_parameter_class()
     path = Path(path)
+    where = quote(path)
     try:
         with path.open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
+        raise SpecError(f"{where}: no such file") from None
     except IsADirectoryError:
-        raise SpecError(f"{path}: is a directory, not a prototxt file") from None
+        raise SpecError(f"{where}: is a directory, not a prototxt file") from None
     except OSError as error:
-        raise SpecError(f"{path}: cannot read: {error.strerror or error}") from None
+        raise SpecError(f"{where}: cannot read: {error.strerror or error}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise SpecError(f"{path}: over {MAX_FILE_BYTES // 2**20} MiB: not a network description (a prototxt is a few hundred KB)")
+        raise SpecError(f"{where}: over {MAX_FILE_BYTES // 2**20} MiB: not a network description (a prototxt is a few hundred KB)")
     binary = data.find(b"\0")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         binary = error.start if binary < 0 else min(binary, error.start)
     if binary >= 0:
-        raise SpecError(f"{path}: not a text prototxt (binary data at byte {binary}); "
+        raise SpecError(f"{where}: not a text prototxt (binary data at byte {binary}); "
                         "a .caffemodel holds trained weights: give the network's .prototxt")
     net = net_class()
     try:
@@ -182,12 +185,13 @@ def parse_prototxt(path: str | Path) -> Any:
         if line is not None:
             prefix = f"{line}:{column} : "
             message = message[len(prefix):] if message.startswith(prefix) else message
-            raise SpecError(f"{path}:{line}:{column}: {message}") from None
-        raise SpecError(f"{path}: {message}") from None
+            raise SpecError(f"{where}: {line}:{column}: {message}") from None
+        raise SpecError(f"{where}: {message}") from None
     return net
 
 
-def from_caffe(path: str | Path, input_shape: Sequence[int] | None = None, *, partial: bool = False) -> Any:
+def from_caffe(path: str | Path, input_shape: Sequence[int] | None = None, *, partial: bool = False,
+               max_layers: int = MAX_LAYERS) -> Any:
     """Import a Caffe prototxt as an archcalc :class:`~archcalc.graph.Graph`.
 
     Args:
@@ -197,6 +201,7 @@ def from_caffe(path: str | Path, input_shape: Sequence[int] | None = None, *, pa
             (a ``Data`` layer reads it from a database).
         partial: pass unsupported layers through (0 params, 0 MACs) where their output shape is
             known, instead of failing.
+        max_layers: the most layers the graph may have.
 
     Returns:
         The graph, as :func:`archcalc.load` returns; layer names are Caffe's.
@@ -207,7 +212,7 @@ def from_caffe(path: str | Path, input_shape: Sequence[int] | None = None, *, pa
             SpecError) listing the unsupported layer types with their counts and first layers.
     """
     net = parse_prototxt(path)
-    return _Importer(net, str(path), input_shape, partial).run()
+    return _Importer(net, str(path), input_shape, partial, max_layers).run()
 
 
 def _f32(value: float) -> float:
@@ -233,8 +238,8 @@ def _shape_text(shape: Sequence[int]) -> str:
 class _Importer:
     """One import: walks the (filtered) layers, tracking blobs, and feeds the Builder."""
 
-    def __init__(self, net: Any, source: str, input_shape: Sequence[int] | None, partial: bool) -> None:
-        self.net, self.source, self.partial = net, source, partial
+    def __init__(self, net: Any, source: str, input_shape: Sequence[int] | None, partial: bool, max_layers: int) -> None:
+        self.net, self.source, self.partial, self.max_layers = net, source, partial, max_layers
         self.given_shape = self._checked_input_shape(input_shape) if input_shape is not None else None
         self.blobs: dict[str, _Blob] = {}
         self.builder: Any = None
@@ -246,7 +251,7 @@ class _Importer:
 
     def fail(self, where: str, problem: str) -> SpecError:
         """The error for a problem at ``where`` (a layer or input), one line naming the file."""
-        return SpecError(f"{self.source}: {where}: {problem}")
+        return SpecError(f"{quote(self.source)}: {where}: {problem}")
 
     def where(self, layer: Any, kind: str) -> str:
         """How messages name a layer: ``layer 'conv1' (Convolution)``; unnamed, by its place in the file."""
@@ -258,7 +263,7 @@ class _Importer:
         except TypeError:
             dims = None
         if not dims or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INT for v in dims):
-            raise SpecError(f"{self.source}: input_shape must be 1 or more sizes, each from 1 to {MAX_INT} (2**31 - 1), "
+            raise SpecError(f"{quote(self.source)}: input_shape must be 1 or more sizes, each from 1 to {MAX_INT} (2**31 - 1), "
                             f"per sample without the batch axis, e.g. (3, 224, 224); got {shape!r}")
         return dims
 
@@ -278,7 +283,7 @@ class _Importer:
         """The layers Caffe keeps for phase TEST, each with its type string."""
         net = self.net
         if len(net.layer) and len(net.layers):
-            raise SpecError(f"{self.source}: both 'layer' and V1 'layers' entries; Caffe refuses such a file: use one kind")
+            raise SpecError(f"{quote(self.source)}: both 'layer' and V1 'layers' entries; Caffe refuses such a file: use one kind")
         state = net.state
         kept = []
         for index, layer in enumerate(net.layer if len(net.layer) else net.layers):
@@ -326,7 +331,7 @@ class _Importer:
             if kind in DATA_LAYERS and len(layer.top):
                 where = self.where(layer, kind)
                 return layer.top[0], self._data_layer_shape(layer, kind, where), where
-        raise SpecError(f"{self.source}: no input: declare one (an Input layer, or 'input:' with 'input_shape' or "
+        raise SpecError(f"{quote(self.source)}: no input: declare one (an Input layer, or 'input:' with 'input_shape' or "
                         "four 'input_dim') or give input_shape")
 
     def _data_layer_shape(self, layer: Any, kind: str, where: str) -> tuple[int, ...] | None:
@@ -358,7 +363,7 @@ class _Importer:
             raise self.fail(input_where, "has no shape in the file (its data come from a database or are declared "
                                          f"without dims); give input_shape, e.g. {example}")
         name = self.net.name or Path(self.source).stem
-        self.builder = Builder(name=name, input_shape=shape, source=self.source, partial=self.partial)
+        self.builder = Builder(name=name, input_shape=shape, source=self.source, partial=self.partial, max_layers=self.max_layers)
         self.blobs[input_blob] = _Blob(self.builder.input, tuple(shape))
         for extra in list(self.net.input)[1:]:
             self.blobs[extra] = _Blob(None, None, f"'{extra}' is a second network input; archcalc analyses networks with one input")
