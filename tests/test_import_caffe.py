@@ -623,3 +623,25 @@ def test_reshape_slice_crop(tmp_path):
     # Caffe's Crop: from axis 2 to conv's 2x4 at offset 1 (1 + 2 <= 4, 1 + 4 <= 6); from axis 3 only W, at 2
     assert (rows["crop"].type, rows["crop"].output_shape, rows["crop"].attrs["offset"]) == ("crop", (3, 2, 4), (1, 1))
     assert (rows["cropw"].output_shape, rows["cropw"].attrs["offset"]) == ((3, 4, 3), (0, 2))
+
+
+def test_eltwise_coefficients(tmp_path):
+    ones = layer("sum", "Eltwise", bottoms=["data", "data"], body="eltwise_param { operation: SUM coeff: 1 coeff: 1 }")
+    assert one(tmp_path, ones).layer("sum").type == "add"
+    minus = layer("diff", "Eltwise", bottoms=["data", "data"], body="eltwise_param { coeff: 1 coeff: -1 }")
+    path = write(tmp_path, net(minus), "minus.prototxt")
+    with pytest.raises(SpecError) as error:
+        from_caffe(path)
+    assert str(error.value) == (f"'{path}': unsupported: Eltwise SUM (coefficients other than 1) x1 (first at diff); "
+                                "--partial (partial=True) counts them as 0 and marks the report partial")
+    bad = layer("sum", "Eltwise", bottoms=["data", "data"], body="eltwise_param { coeff: 1 }")
+    path = write(tmp_path, net(bad), "bad.prototxt")
+    with pytest.raises(SpecError) as error:
+        from_caffe(path)
+    assert str(error.value) == f"'{path}': layer 'sum' (Eltwise): needs one coeff per bottom (2), got 1"
+
+
+def test_public_entry_point_and_load():
+    path = DATA / "vgg16.prototxt"
+    assert archcalc.analyze(archcalc.from_caffe(path)).totals.params == 138_357_544
+    assert archcalc.analyze(archcalc.load(str(path))).totals.macs == 15_470_264_320
