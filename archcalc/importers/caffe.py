@@ -388,7 +388,7 @@ class _Importer:
                 self.blobs[top] = _Blob(None, None, why)
             return
         if kind in SKIPPED_LAYERS or (kind.endswith("Loss") and kind != "SoftmaxWithLoss"):
-            self.skipped.append(f"'{layer.name}' ({kind})")
+            self.skipped.append(f"'{layer.name}' ({kind})" if layer.name else where)
             return
         names = layer.bottom[:1] if kind == "SoftmaxWithLoss" else layer.bottom  # its label bottom is no feature
         bottoms = [self.bottom(layer, where, position, name) for position, name in enumerate(names)]
