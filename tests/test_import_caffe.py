@@ -11,6 +11,7 @@ the messages asserted whole.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -645,3 +646,36 @@ def test_public_entry_point_and_load():
     path = DATA / "vgg16.prototxt"
     assert archcalc.analyze(archcalc.from_caffe(path)).totals.params == 138_357_544
     assert archcalc.analyze(archcalc.load(str(path))).totals.macs == 15_470_264_320
+
+
+def test_random_conv_and_pool_geometries_import_with_caffes_sizes(tmp_path):
+    """Caffe's own output-size formulas, written here, against what the import gives (the builder
+    also checks archcalc's rule against the importer's Caffe arithmetic for every layer)."""
+    import random
+
+    rng, ran = random.Random(12), 0
+    for case in range(40):
+        size_h, size_w, channels = rng.randint(3, 20), rng.randint(3, 20), rng.choice([2, 4])
+        k, s, p, d = rng.randint(1, 3), rng.randint(1, 3), rng.randint(0, 2), rng.randint(1, 2)
+        if size_h + 2 * p < d * (k - 1) + 1 or size_w + 2 * p < d * (k - 1) + 1:
+            continue
+        pk, ps = rng.randint(2, 3), rng.randint(1, 3)
+        pp = rng.randint(0, pk // 2) if ps <= pk else 1  # a stride above the kernel with no pad keeps a window past the input
+        conv = f"convolution_param {{ num_output: 4 kernel_size: {k} stride: {s} pad: {p} dilation: {d} group: {channels // 2} }}"
+        pool = f"pooling_param {{ pool: {rng.choice(['MAX', 'AVE'])} kernel_size: {pk} stride: {ps} pad: {pp} }}"
+        body = layer("conv", "Convolution", body=conv) + layer("pool", "Pooling", "conv", body=pool)
+        out_h = (size_h + 2 * p - d * (k - 1) - 1) // s + 1
+        out_w = (size_w + 2 * p - d * (k - 1) - 1) // s + 1
+        if out_h + 2 * pp < pk or out_w + 2 * pp < pk:
+            continue
+        rows = {row.name: row for row in one(tmp_path, body, (1, channels, size_h, size_w)).layers}
+        assert rows["conv"].output_shape == (4, out_h, out_w), case
+        assert rows["pool"].output_shape == (4, _caffe_pooled(out_h, pk, ps, pp), _caffe_pooled(out_w, pk, ps, pp)), case
+        ran += 1
+    assert ran >= 25
+
+
+def _caffe_pooled(size, kernel, stride, pad):
+    """PoolingLayer::Reshape (CEIL), in floats as Caffe computes it."""
+    pooled = int(math.ceil(float(size + 2 * pad - kernel) / stride)) + 1
+    return pooled - 1 if pad and (pooled - 1) * stride >= size + pad else pooled
