@@ -1,0 +1,244 @@
+"""Export: archcalc networks as PyTorch source and as ONNX graphs, checked against the executor.
+
+Every registry example and every zoo model is exported; the exported network's shapes and
+parameter counts must equal archcalc's, and on the executor's weights its output must equal the
+executor's (eval mode). The executor is archcalc's own NumPy implementation; torch and
+onnxruntime run the exported network independently of it.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import archcalc
+from archcalc.errors import SpecError
+from archcalc.execute import Executor
+from archcalc.ops import REGISTRY
+from archcalc.passes import analyze, infer_shapes
+from archcalc.spec import from_dict
+from tests.helpers import single_op_graph
+
+CASES = [(op_type, i, ex) for op_type, op in sorted(REGISTRY.items()) for i, ex in enumerate(op.examples)]
+IDS = [f"{t}-{i}" for t, i, _ in CASES]
+
+#: Zoo models run end to end (numerically) at a small input, and the input they run at.
+SMALL_ZOO = {
+    "lenet5": None,
+    "resnet18": (3, 64, 64),
+    "mobilenet_v2": (3, 64, 64),
+    "googlenet": None,
+    "unet": (1, 188, 188),
+    "squeezenet1_1": (3, 64, 64),
+    "densenet121": (3, 32, 32),
+    "inception_v3": (3, 96, 96),
+    "inception-reduced": (256, 8, 8),
+    "r3d_18": (3, 4, 32, 32),
+}
+
+
+def at_input(name, shape):
+    """The zoo model ``name`` at another input shape (None: its own)."""
+    graph = archcalc.load(name)
+    if shape is None:
+        return graph
+    spec = graph.to_dict()
+    spec["input"] = list(shape)
+    return from_dict(spec)
+
+
+def randomised_executor(graph, seed=0):
+    """A float64 executor in eval mode whose every parameter and running statistic is random
+    (running variances positive), so that copying each one into the export is tested."""
+    executor = Executor(graph, seed=seed, dtype="float64").eval()
+    rng = np.random.default_rng(seed + 1)
+    for key, value in executor.params.items():
+        if key.endswith("running_var"):
+            value[...] = rng.uniform(0.5, 1.5, value.shape)
+        elif key.endswith("running_mean") or not key.endswith("weight"):
+            value[...] = rng.normal(0.0, 0.5, value.shape)
+        else:
+            value[...] = value * rng.uniform(0.5, 1.5, value.shape)
+    return executor
+
+
+def archcalc_counts(graph):
+    totals = analyze(graph).totals
+    return totals.params, totals.buffers
+
+
+# --- PyTorch ----------------------------------------------------------------------------------
+
+
+def torch_counts(module):
+    params = sum(p.numel() for p in module.parameters())
+    buffers = sum(b.numel() for n, b in module.named_buffers() if not n.endswith("num_batches_tracked"))
+    return params, buffers
+
+
+def check_torch_export(graph, batch=2, rtol=1e-7, atol=1e-8):
+    torch = pytest.importorskip("torch")
+    executor = randomised_executor(graph)
+    module = archcalc.to_torch(graph, weights=executor.params) if hasattr(archcalc, "to_torch") else None
+    if module is None:
+        from archcalc.exporters import to_torch
+
+        module = to_torch(graph, weights=executor.params)
+    assert not module.training
+    assert torch_counts(module) == archcalc_counts(graph)
+    x = np.random.default_rng(3).normal(size=(batch, *graph.input_shape))
+    expected = executor.forward(x)
+    with torch.no_grad():
+        got = module(torch.tensor(x)).numpy()
+    assert got.shape == expected.shape == (batch, *infer_shapes(graph)[graph.nodes[-1].name].out_shape)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
+def test_every_registry_example_exports_to_torch(op_type, index, example):
+    check_torch_export(single_op_graph(op_type, example))
+
+
+def test_every_op_of_the_registry_has_a_torch_rule():
+    """The generic rule (the op's own torch module) or a table entry writes every op."""
+    pytest.importorskip("torch")
+    from archcalc.exporters.torch import write_layer
+
+    for op_type, op in REGISTRY.items():
+        if op_type == "opaque":
+            continue
+        graph = single_op_graph(op_type, op.examples[0])
+        node = graph.nodes[-1]
+        written = write_layer(op_type, infer_shapes(graph)[node.name])
+        assert written.call("self.m", ["a"] * len(node.inputs))
+
+
+@pytest.mark.parametrize("name", archcalc.zoo.names())
+def test_every_zoo_model_exports_with_archcalcs_shapes_and_counts(name):
+    """On the meta device (no memory, no arithmetic): the output shape and the counts."""
+    torch = pytest.importorskip("torch")
+    from archcalc.exporters import torch_source
+    from archcalc.exporters.torch import class_name
+
+    graph = archcalc.load(name)
+    namespace = {}
+    exec(compile(torch_source(graph), name, "exec"), namespace)
+    with torch.device("meta"):
+        module = namespace[class_name(graph.name)]().eval()
+        out = module(torch.empty(2, *graph.input_shape))
+    assert tuple(out.shape) == (2, *infer_shapes(graph)[graph.nodes[-1].name].out_shape)
+    assert torch_counts(module) == archcalc_counts(graph)
+
+
+@pytest.mark.parametrize("name", list(SMALL_ZOO))
+def test_zoo_models_export_to_torch_and_equal_the_executor(name):
+    check_torch_export(at_input(name, SMALL_ZOO[name]), batch=2, rtol=1e-7, atol=1e-7)
+
+
+def test_the_source_is_plain_readable_pytorch(tmp_path):
+    pytest.importorskip("torch")
+    from archcalc.exporters import torch_source
+
+    graph = archcalc.load("googlenet")
+    source = torch_source(graph)
+    tree = ast.parse(source)
+    imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    modules = {alias.name for node in imports for alias in node.names}
+    modules |= {node.module for node in imports if isinstance(node, ast.ImportFrom)}
+    assert not any("archcalc" in (m or "") for m in modules)
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
+    assert [c.name for c in classes] == ["Googlenet"]
+    forward = next(f for f in classes[0].body if isinstance(f, ast.FunctionDef) and f.name == "forward")
+    assert len(forward.body) == len(graph.nodes) - 1 + 1  # a line per layer, and the return
+    assert "inception3a_branch1_conv1 = self.inception3a.branch1.conv1(pool2)" in source
+    assert "torch.cat([inception3a_branch1_relu1, inception3a_branch2_relu2" in source
+    path = tmp_path / "googlenet.py"
+    path.write_text(source)
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--config", "pyproject.toml", str(path)],
+                          capture_output=True, text=True)
+    if "No module named ruff" in ruff.stderr:
+        pytest.skip("ruff is not installed")
+    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+
+
+def test_names_become_readable_identifiers():
+    from archcalc.exporters.torch import class_name, identifier
+
+    assert identifier("layer1.0.conv1") == "layer1_0_conv1"
+    assert identifier("branch[pool]") == "branch_pool"
+    assert identifier("0") == "layer_0"
+    assert identifier("lambda") == "lambda_"
+    assert class_name("inception-naive") == "InceptionNaive"
+    assert class_name("3d-net") == "Net3dNet"
+
+
+def test_awkward_layer_names_still_export():
+    """Names that are keywords, module attributes, digits at the top, or clash once made valid."""
+    spec = {"name": "awkward net", "input": [2, 6, 6], "layers": [
+        {"name": "0", "type": "conv", "filters": 3, "kernel": 3, "padding": 1},
+        {"name": "lambda", "type": "relu"},
+        {"name": "forward", "type": "conv", "filters": 3, "kernel": 1},
+        {"name": "a-b", "type": "batchnorm"},
+        {"name": "a_b", "type": "conv", "filters": 3, "kernel": 1},
+        {"name": "x", "type": "relu"},
+        {"name": "blk.0", "type": "conv", "filters": 3, "kernel": 1},
+        {"name": "blk.train", "type": "batchnorm"},
+        {"name": "sum", "type": "add", "inputs": ["blk.train", "0"]},
+    ]}
+    check_torch_export(from_dict(spec))
+
+
+def test_to_torch_writes_the_file(tmp_path):
+    pytest.importorskip("torch")
+    path = tmp_path / "lenet.py"
+    from archcalc.exporters import to_torch
+
+    module = to_torch("lenet5", path)
+    assert path.read_text().startswith('"""lenet5 as a PyTorch module')
+    assert not module.training
+
+
+def test_bad_outputs_are_one_line_errors(tmp_path):
+    pytest.importorskip("torch")
+    from archcalc.exporters import to_torch
+
+    with pytest.raises(SpecError, match=r"directory '.*missing' does not exist"):
+        to_torch("lenet5", tmp_path / "missing" / "net.py")
+    with pytest.raises(SpecError, match="is a directory"):
+        to_torch("lenet5", tmp_path)
+
+
+def test_missing_torch_says_how_to_install(monkeypatch):
+    import builtins
+
+    from archcalc.errors import MissingToolError
+    from archcalc.exporters import torch_source
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(MissingToolError, match=r'pip install "archcalc\[torch\]"'):
+        torch_source("lenet5")
+
+
+def test_weights_are_checked():
+    pytest.importorskip("torch")
+    from archcalc.exporters import to_torch
+
+    with pytest.raises(SpecError, match="'conv1.weight' has shape"):
+        to_torch("lenet5", weights={"conv1": {"weight": np.zeros((1, 1))}})
+    with pytest.raises(SpecError, match="'nope.weight' is no parameter"):
+        to_torch("lenet5", weights={"nope.weight": np.zeros((1, 1))})
+
+
+
+
