@@ -242,3 +242,118 @@ def test_weights_are_checked():
 
 
 
+
+
+# --- ONNX -----------------------------------------------------------------------------------------
+
+
+def onnx_outputs(graph, tmp_path, x, weights=None):
+    """(onnxruntime's output, the model) of ``graph`` exported with ``weights``."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from archcalc.exporters import to_onnx
+
+    path = tmp_path / "net.onnx"
+    to_onnx(graph, path, weights=weights)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"input": x.astype(np.float32)})
+    return out, onnx.load(str(path))
+
+
+def inferred_shapes(model):
+    """Every tensor's shape from onnx's own shape inference (strict), by name."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    shapes = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = tuple(d.dim_param if d.dim_param else d.dim_value for d in dims)
+    return shapes
+
+
+def check_onnx_export(graph, tmp_path, batch=2, tolerance=1e-5):
+    executor = randomised_executor(graph)
+    # float32 weights, as the ONNX file holds them; the executor runs them in float64
+    weights = {k: v.astype(np.float32) for k, v in executor.params.items()}
+    for key, value in weights.items():
+        executor.params[key][...] = value
+    x = np.random.default_rng(3).normal(size=(batch, *graph.input_shape)).astype(np.float32)
+    got, model = onnx_outputs(graph, tmp_path, x, weights)
+    expected = executor.forward(x.astype(np.float64))
+    assert got.shape == expected.shape
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance * scale)
+    shapes = inferred_shapes(model)
+    for name, layer in infer_shapes(graph).items():
+        assert shapes[name] == ("N", *layer.out_shape), name
+
+
+def exportable_to_onnx(op_type, example):
+    """False for the adaptive pools whose windows ONNX cannot express (checked to be refused)."""
+    if not op_type.startswith("adaptive_"):
+        return True
+    layer = infer_shapes(single_op_graph(op_type, example))
+    (node,) = [v for k, v in layer.items() if k != "input"]
+    return all(n % o == 0 or n == 1 for n, o in zip(node.in_shape[1:], node.out_shape[1:]))
+
+
+@pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
+def test_every_registry_example_exports_to_onnx(op_type, index, example, tmp_path):
+    graph = single_op_graph(op_type, example)
+    if exportable_to_onnx(op_type, example):
+        check_onnx_export(graph, tmp_path)
+    else:
+        pytest.importorskip("onnx")
+        from archcalc.exporters import to_onnx
+
+        with pytest.raises(SpecError, match=r'name="\w+", type="adaptive_\w+"\): cannot export to ONNX: its windows are not uniform'):
+            to_onnx(graph, tmp_path / "net.onnx")
+
+
+def test_every_op_of_the_registry_has_an_onnx_rule():
+    from archcalc.exporters.onnx import RULES
+
+    assert sorted(set(REGISTRY) - {"opaque"} - set(RULES)) == []
+
+
+#: Cases the registry's examples leave out where an export takes another path.
+EXTRA = [
+    ("lrn", {"size": 4}, (6, 3, 3)),  # an even size: ONNX centres its window the other way
+    ("lrn", {"size": 2, "k": 2.0}, (5, 3)),  # even, and not 4D
+    ("lrn", {"size": 3}, (4, 2, 2, 3)),  # 5D
+    ("conv_transpose", {"filters": 2, "kernel": 3, "dilation": 3, "output_padding": 2}, (2, 4, 5)),  # op > p, op >= s
+    ("conv_transpose", {"filters": 2, "kernel": 2, "dilation": 3, "output_padding": 2, "bias": False}, (2, 4)),
+    ("avgpool", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False}, (2, 8, 8)),
+    ("avgpool", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (2, 6, 7)),
+    ("avgpool", {"kernel": [3, 2], "stride": 2, "padding": [1, 1, 1, 0], "ceil_mode": True, "divisor_override": 4}, (1, 6, 7)),
+    ("maxpool", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True, "dilation": 2}, (2, 9, 8)),
+    ("linear", {"units": 3, "bias": False}, (2, 4, 5)),
+    ("layernorm", {"elementwise_affine": False}, (4, 3, 3)),
+    ("layernorm", {"normalized_shape": [4, 5], "bias": False}, (3, 4, 5)),
+    ("groupnorm", {"num_groups": 2, "affine": False}, (4, 3, 3)),
+    ("upsample", {"mode": "bilinear", "scale_factor": [1.5, 2.25]}, (1, 5, 4)),
+    ("upsample", {"mode": "trilinear", "size": [3, 5, 4], "align_corners": True}, (1, 2, 3, 3)),
+    ("upsample", {"mode": "bicubic", "size": [9, 7], "align_corners": True}, (1, 4, 5)),
+    ("upsample", {"mode": "nearest", "scale_factor": 3}, (2, 2, 2, 3)),
+    ("adaptive_maxpool", {"output_size": [5, 1]}, (2, 1, 6)),
+    ("channel_shuffle", {"groups": 3}, (6, 4)),
+    ("prelu", {"num_parameters": 1}, (3,)),
+]
+EXTRA_IDS = [f"{t}-{i}" for i, (t, _, _) in enumerate(EXTRA)]
+
+
+def extra_graph(op_type, attrs, shape):
+    return from_dict({"name": "t", "input": list(shape), "layers": [{"type": op_type, **attrs}]})
+
+
+@pytest.mark.parametrize(("op_type", "attrs", "shape"), EXTRA, ids=EXTRA_IDS)
+def test_edge_cases_export_to_torch(op_type, attrs, shape):
+    check_torch_export(extra_graph(op_type, attrs, shape))
+
+
+@pytest.mark.parametrize(("op_type", "attrs", "shape"), EXTRA, ids=EXTRA_IDS)
+def test_edge_cases_export_to_onnx(op_type, attrs, shape, tmp_path):
+    check_onnx_export(extra_graph(op_type, attrs, shape), tmp_path)
