@@ -357,3 +357,24 @@ def test_edge_cases_export_to_torch(op_type, attrs, shape):
 @pytest.mark.parametrize(("op_type", "attrs", "shape"), EXTRA, ids=EXTRA_IDS)
 def test_edge_cases_export_to_onnx(op_type, attrs, shape, tmp_path):
     check_onnx_export(extra_graph(op_type, attrs, shape), tmp_path)
+
+
+def small_input(name):
+    """The zoo model at the smallest of a few spatial sizes its layers take (its linear layers then
+    take fewer inputs: another network, as good a test of the export)."""
+    graph = archcalc.load(name)
+    channels, *spatial = graph.input_shape
+    for size in (16, 32, 96, 188):
+        shape = [channels, *(min(size // 4 if len(spatial) == 3 and i == 0 else size, n) for i, n in enumerate(spatial))]
+        try:
+            small = at_input(name, shape)
+            infer_shapes(small)
+            return small
+        except archcalc.errors.ArchcalcError:
+            continue
+    return graph
+
+
+@pytest.mark.parametrize("name", archcalc.zoo.names())
+def test_every_zoo_model_exports_to_onnx_and_equals_the_executor(name, tmp_path):
+    check_onnx_export(small_input(name), tmp_path, batch=1)

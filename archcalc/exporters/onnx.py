@@ -34,6 +34,8 @@ from archcalc.ops.base import Layer
 OPSET = 21
 #: How to get onnx when it is missing.
 PIP_HINT = 'pip install "archcalc[onnx]"'
+#: Models this large or larger keep their weights in ``<file>.data`` beside the ``.onnx`` (protobuf stops at 2 GiB).
+EXTERNAL_DATA_BYTES = 2**31 - 2**26
 #: The symbolic batch axis.
 BATCH = "N"
 
@@ -52,7 +54,9 @@ class _Builder:
     def __init__(self, onnx: Any) -> None:
         self.onnx = onnx
         self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
+        #: The model whose graph the initializers are written into in place (no copies of large weights).
+        self.model = onnx.ModelProto()
+        self.graph = self.model.graph
         self.names: set[str] = set()
 
     def const(self, name: str, array: Any, dtype: Any = np.float32) -> str:
@@ -60,7 +64,12 @@ class _Builder:
         while name in self.names:
             name += "_"
         self.names.add(name)
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(array, dtype=dtype), name))
+        array = np.asarray(array, dtype=dtype)  # tobytes() writes C order, scalars stay 0-d
+        tensor = self.graph.initializer.add()
+        tensor.name = name
+        tensor.data_type = self.onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+        tensor.dims.extend(array.shape)
+        tensor.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
         return name
 
     def ints(self, name: str, values: Any) -> str:
@@ -550,9 +559,16 @@ def build_model(net: Any, *, weights: Any = None, seed: int = 0) -> Any:
     inputs = [onnx.helper.make_tensor_value_info(graph.nodes[0].name, elem, [BATCH, *graph.input_shape])]
     outputs = [onnx.helper.make_tensor_value_info(tensors[last.name], elem, [BATCH, *layers[last.name].out_shape])]
     doc = f"{graph.name}, exported by archcalc" + (f": {graph.description}" if graph.description else "")
-    onnx_graph = onnx.helper.make_graph(b.nodes, _graph_name(graph.name), inputs, outputs, b.initializers, doc_string=doc)
-    model = onnx.helper.make_model(onnx_graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
-                                   producer_name="archcalc", ir_version=10)
+    onnx_graph = b.graph
+    onnx_graph.name = _graph_name(graph.name)
+    onnx_graph.doc_string = doc
+    onnx_graph.node.extend(b.nodes)
+    onnx_graph.input.extend(inputs)
+    onnx_graph.output.extend(outputs)
+    model = b.model
+    model.ir_version = 10
+    model.producer_name = "archcalc"
+    model.opset_import.append(onnx.helper.make_opsetid("", OPSET))
     return model
 
 
@@ -584,8 +600,13 @@ def to_onnx(net: Any, path: Any, *, weights: Any = None, seed: int = 0) -> None:
     onnx = _onnx()
     target = check_output_path(path, "ONNX")
     model = build_model(net, weights=weights, seed=seed)
-    onnx.checker.check_model(model, full_check=True)
     try:
-        onnx.save(model, str(target))
-    except (OSError, ValueError) as error:
-        raise SpecError(f"ONNX output path '{target}': {getattr(error, 'strerror', None) or error}") from None
+        weight_bytes = sum(len(tensor.raw_data) for tensor in model.graph.initializer)  # ByteSize() would serialise
+        if weight_bytes < EXTERNAL_DATA_BYTES:
+            with open(target, "wb") as file:
+                file.write(model.SerializeToString())
+        else:  # protobuf's 2 GiB limit: the weights go to a file beside the model, as torch.onnx.export does
+            onnx.save_model(model, str(target), save_as_external_data=True, location=f"{target.name}.data")
+    except OSError as error:
+        raise SpecError(f"ONNX output path '{target}': {error.strerror or error}") from None
+    onnx.checker.check_model(str(target), full_check=True)  # from the file: one serialisation, any size
