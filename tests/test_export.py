@@ -86,11 +86,9 @@ def torch_counts(module):
 def check_torch_export(graph, batch=2, rtol=1e-7, atol=1e-8):
     torch = pytest.importorskip("torch")
     executor = randomised_executor(graph)
-    module = archcalc.to_torch(graph, weights=executor.params) if hasattr(archcalc, "to_torch") else None
-    if module is None:
-        from archcalc.exporters import to_torch
+    from archcalc.exporters import to_torch
 
-        module = to_torch(graph, weights=executor.params)
+    module = to_torch(graph, weights=executor.params)
     assert not module.training
     assert torch_counts(module) == archcalc_counts(graph)
     x = np.random.default_rng(3).normal(size=(batch, *graph.input_shape))
@@ -103,6 +101,13 @@ def check_torch_export(graph, batch=2, rtol=1e-7, atol=1e-8):
 
 @pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
 def test_every_registry_example_exports_to_torch(op_type, index, example):
+    if op_type == "opaque":
+        pytest.importorskip("torch")
+        from archcalc.exporters import torch_source
+
+        with pytest.raises(SpecError, match=r'type="opaque"\): cannot export to PyTorch: the layer stands for .* uncounted'):
+            torch_source(single_op_graph(op_type, example))
+        return
     check_torch_export(single_op_graph(op_type, example))
 
 
@@ -269,6 +274,11 @@ def inferred_shapes(model):
     """Every tensor's shape from onnx's own shape inference (strict), by name."""
     import onnx
 
+    # large weights become graph inputs of their shape: inference needs their shapes only (and no 500 MB copies)
+    large = [t for t in model.graph.initializer if len(t.raw_data) > 4096]
+    for tensor in large:
+        model.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+        model.graph.initializer.remove(tensor)
     inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     shapes = {}
     for value in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:
@@ -312,6 +322,14 @@ def exportable_to_onnx(op_type, example):
 @pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
 def test_every_registry_example_exports_to_onnx(op_type, index, example, tmp_path):
     graph = single_op_graph(op_type, example)
+    if op_type == "opaque":
+        pytest.importorskip("onnx")
+        from archcalc.exporters import to_onnx
+
+        with pytest.raises(SpecError, match=r'type="opaque"\): cannot export to ONNX: the layer stands for .* uncounted'):
+            to_onnx(graph, tmp_path / "net.onnx")
+        assert not (tmp_path / "net.onnx").exists()
+        return
     if exportable_to_onnx(op_type, example):
         check_onnx_export(graph, tmp_path)
     else:
@@ -387,3 +405,90 @@ def small_input(name):
 @pytest.mark.parametrize("name", archcalc.zoo.names())
 def test_every_zoo_model_exports_to_onnx_and_equals_the_executor(name, tmp_path):
     check_onnx_export(small_input(name), tmp_path, batch=1)
+
+
+def test_default_weights_are_the_executors_at_the_seed(tmp_path):
+    """weights=None: the float32 executor's own initialisation at ``seed``; "zeros": every value 0."""
+    graph = archcalc.load("lenet5")
+    x = np.random.default_rng(0).normal(size=(2, *graph.input_shape)).astype(np.float32)
+    pytest.importorskip("onnxruntime")
+    from archcalc.exporters import to_onnx
+
+    ort = pytest.importorskip("onnxruntime")
+    for seed in (0, 7):
+        to_onnx(graph, tmp_path / "net.onnx", seed=seed)
+        session = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
+        expected = Executor(graph, seed=seed, dtype="float32").eval().forward(x)  # float32: its own random stream
+        np.testing.assert_allclose(session.run(None, {"input": x})[0], expected, rtol=1e-5, atol=1e-5)
+    to_onnx(graph, tmp_path / "zeros.onnx", weights="zeros")
+    session = ort.InferenceSession(str(tmp_path / "zeros.onnx"), providers=["CPUExecutionProvider"])
+    assert not session.run(None, {"input": x})[0].any()
+
+
+def test_the_onnx_model_names_its_input_batch_and_opset(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from archcalc.exporters import to_onnx
+    from archcalc.exporters.onnx import OPSET
+
+    to_onnx("resnet18", tmp_path / "r.onnx")
+    model = onnx.load(str(tmp_path / "r.onnx"))
+    assert OPSET >= 17 and [(o.domain, o.version) for o in model.opset_import] == [("", OPSET)]
+    (graph_input,) = model.graph.input
+    assert graph_input.name == "input"
+    assert [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim] == ["N", 3, 224, 224]
+    assert [o.name for o in model.graph.output] == ["fc"]
+    assert {t.name for t in model.graph.initializer} >= {"conv1.weight", "bn1.running_var", "fc.weight", "fc.bias"}
+    onnx.checker.check_model(model, full_check=True)
+
+
+def test_onnx_bad_inputs_are_one_line_errors(tmp_path):
+    pytest.importorskip("onnx")
+    from archcalc.exporters import to_onnx
+
+    with pytest.raises(SpecError, match=r"directory '.*missing' does not exist"):
+        to_onnx("lenet5", tmp_path / "missing" / "net.onnx")
+    with pytest.raises(SpecError, match="is a directory"):
+        to_onnx("lenet5", tmp_path)
+    with pytest.raises(SpecError, match="'conv1.weight' has shape"):
+        to_onnx("lenet5", tmp_path / "a.onnx", weights={"conv1": {"weight": np.zeros((1, 1))}})
+    with pytest.raises(SpecError, match="'nope.weight' is no parameter"):
+        to_onnx("lenet5", tmp_path / "a.onnx", weights={"nope.weight": np.zeros(1)})
+    with pytest.raises(SpecError, match="missing 10 parameter"):
+        to_onnx("lenet5", tmp_path / "a.onnx", weights={})
+    with pytest.raises(SpecError, match="weights must be None"):
+        to_onnx("lenet5", tmp_path / "a.onnx", weights="ones")
+    uneven = {"name": "t", "input": [2, 5, 5], "layers": [{"name": "pool", "type": "adaptive_maxpool", "output_size": 3}]}
+    with pytest.raises(SpecError) as refused:
+        to_onnx(uneven, tmp_path / "a.onnx")
+    assert str(refused.value) == (
+        'spec \'<dict>\': layers[0] (name="pool", type="adaptive_maxpool"): cannot export to ONNX: its windows are not '
+        "uniform (5 -> 3, 5 -> 3: the input size is no multiple of the output's), and ONNX pools have one window size")
+    assert not (tmp_path / "a.onnx").exists()
+
+
+def test_missing_onnx_says_how_to_install(monkeypatch, tmp_path):
+    import builtins
+
+    from archcalc.errors import MissingToolError
+    from archcalc.exporters import to_onnx
+
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    with pytest.raises(MissingToolError, match=r'pip install "archcalc\[onnx\]"'):
+        to_onnx("lenet5", tmp_path / "net.onnx")
+
+
+def test_export_from_the_command_line(tmp_path):
+    from tests.helpers import run_main
+
+    status, out, err = run_main("export", "lenet5", "--to", "torch")
+    assert status == 0 and "class Lenet5(nn.Module):" in out
+    pytest.importorskip("onnx")
+    status, out, err = run_main("export", "lenet5", "--to", "onnx", "-o", str(tmp_path / "missing" / "x.onnx"))
+    assert status == 2 and err.count("\n") == 1 and "does not exist" in err
