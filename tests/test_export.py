@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,6 +172,28 @@ def test_the_source_is_plain_readable_pytorch(tmp_path):
     if "No module named ruff" in ruff.stderr:
         pytest.skip("ruff is not installed")
     assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+
+
+CONVNEXT = Path(__file__).parent.parent / "examples" / "convnext_tiny.py"
+
+
+def test_a_modern_network_exports_with_its_helpers(tmp_path):
+    """ConvNeXt-T (the README's DSL example): layer scale and stochastic depth need helper
+    classes, copied into the source (which stays ruff-clean), and the channels-last blocks."""
+    pytest.importorskip("torch")
+    from archcalc.exporters import torch_source
+
+    graph = at_input(str(CONVNEXT), (3, 32, 32))
+    source = torch_source(graph)
+    classes = [node.name for node in ast.parse(source).body if isinstance(node, ast.ClassDef)]
+    assert classes == ["ChannelScale", "StochasticDepth", "ConvnextTiny"]
+    path = tmp_path / "convnext.py"
+    path.write_text(source)
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--config", "pyproject.toml", str(path)],
+                          capture_output=True, text=True)
+    assert "No module named ruff" in ruff.stderr or ruff.returncode == 0, ruff.stdout + ruff.stderr
+    check_torch_export(graph)
+    check_onnx_export(graph, tmp_path)
 
 
 def test_names_become_readable_identifiers():
