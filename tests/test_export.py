@@ -106,7 +106,8 @@ def test_every_registry_example_exports_to_torch(op_type, index, example):
         pytest.importorskip("torch")
         from archcalc.exporters import torch_source
 
-        with pytest.raises(SpecError, match=r'type="opaque"\): cannot export to PyTorch: the layer stands for .* uncounted'):
+        refusal = r'type="opaque"\): cannot export to PyTorch: the layer stands for \S+, which a partial import left uncounted'
+        with pytest.raises(SpecError, match=refusal):
             torch_source(single_op_graph(op_type, example))
         return
     check_torch_export(single_op_graph(op_type, example))
@@ -349,7 +350,8 @@ def test_every_registry_example_exports_to_onnx(op_type, index, example, tmp_pat
         pytest.importorskip("onnx")
         from archcalc.exporters import to_onnx
 
-        with pytest.raises(SpecError, match=r'type="opaque"\): cannot export to ONNX: the layer stands for .* uncounted'):
+        refusal = r'type="opaque"\): cannot export to ONNX: the layer stands for \S+, which a partial import left uncounted'
+        with pytest.raises(SpecError, match=refusal):
             to_onnx(graph, tmp_path / "net.onnx")
         assert not (tmp_path / "net.onnx").exists()
         return
@@ -484,7 +486,7 @@ def test_onnx_bad_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(SpecError) as refused:
         to_onnx(uneven, tmp_path / "a.onnx")
     assert str(refused.value) == (
-        'spec \'<dict>\': layers[0] (name="pool", type="adaptive_maxpool"): cannot export to ONNX: its windows are not '
+        'model \'t\': layers[0] (name="pool", type="adaptive_maxpool"): cannot export to ONNX: its windows are not '
         "uniform (5 -> 3, 5 -> 3: the input size is no multiple of the output's), and ONNX pools have one window size")
     assert not (tmp_path / "a.onnx").exists()
 

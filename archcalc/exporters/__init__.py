@@ -44,11 +44,15 @@ def refuse_opaque(graph: Graph, target: str) -> None:
     archcalc does not know what they compute, so it cannot write them for ``target``."""
     for node in graph.nodes[1:]:
         if node.type == OPAQUE:
-            source = node.attrs.get("op") or node.attrs.get("source_op") or "an unsupported op"
             raise SpecError(
-                f"{node.label()}: cannot export to {target}: the layer stands for {source} that a partial import "
-                "left uncounted (archcalc does not know what it computes)"
+                f"{where(graph, node)}: cannot export to {target}: the layer stands for {node.attrs.get('op', 'an op')}, which a "
+                "partial import left uncounted (archcalc does not know what it computes)"
             )
+
+
+def where(graph: Graph, node: Any) -> str:
+    """Where a layer is, for export errors: ``model 'lenet5': layers[2] (name="pool1", type="maxpool")``."""
+    return f"model '{graph.name}': {node.label()}"
 
 
 def check_output_path(path: Any, what: str) -> Any:

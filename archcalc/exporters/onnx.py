@@ -531,7 +531,7 @@ def _layer_params(b: _Builder, node: Node, layer: Layer, values: dict[str, np.nd
 
 def build_model(net: Any, *, weights: Any = None, seed: int = 0) -> Any:
     """The ``onnx.ModelProto`` of a network (see :func:`to_onnx`), checked by ``onnx.checker``."""
-    from archcalc.exporters import refuse_opaque
+    from archcalc.exporters import refuse_opaque, where
     from archcalc.loading import load
     from archcalc.passes import infer_shapes
 
@@ -542,7 +542,7 @@ def build_model(net: Any, *, weights: Any = None, seed: int = 0) -> Any:
     missing = sorted({node.type for node in graph.nodes[1:] if node.type not in RULES})
     if missing:
         first = next(node for node in graph.nodes[1:] if node.type in missing)
-        raise SpecError(f"{first.label()}: no ONNX export rule for op type(s) {', '.join(missing)}")
+        raise SpecError(f"{where(graph, first)}: no ONNX export rule for op type(s) {', '.join(missing)}")
     values = _weights(graph, weights, seed)
     b = _Builder(onnx)
     b.names.add(graph.nodes[0].name)
@@ -553,7 +553,7 @@ def build_model(net: Any, *, weights: Any = None, seed: int = 0) -> Any:
         try:
             tensors[node.name] = RULES[node.type](b, layer, [tensors[r] for r in node.inputs], params, node.name)
         except _Refused as refusal:
-            raise SpecError(f"{node.label()}: cannot export to ONNX: {refusal}") from None
+            raise SpecError(f"{where(graph, node)}: cannot export to ONNX: {refusal}") from None
     elem = onnx.TensorProto.FLOAT
     last = graph.nodes[-1]
     inputs = [onnx.helper.make_tensor_value_info(graph.nodes[0].name, elem, [BATCH, *graph.input_shape])]

@@ -11,8 +11,9 @@ statement of the PyTorch layer: torch's own modules are written as constructor c
 attributes (and checked by building them again), archcalc's helpers (``Padded``, ``Cat``, ``Crop``,
 ``Pad``...) as the functional code they run, or, where a layer keeps state a function cannot
 (``StochasticDepth``, ``ChannelScale``), as a copy of the helper's source. The few ops whose torch
-module is a local class (reshape, permute, slice, average pooling over real inputs) have a rule in
-:data:`_RULES`.
+module is a local class (reshape, permute, slice, average pooling over real inputs) or keeps no
+constructor arguments (scale), or that read better another way (flatten to the last axis), have a
+rule in :data:`_RULES`.
 """
 
 from __future__ import annotations
@@ -254,6 +255,12 @@ def _avgpool(layer: Layer, module: Any) -> Written:
                    uses_functional=True)
 
 
+def _flatten(layer: Layer, module: Any) -> Written:
+    if module.end_dim == len(layer.in_shape):  # resolved to the last axis: written as PyTorch's default, -1
+        module.end_dim = -1
+    return _write_module(module, layer)
+
+
 def _scale(layer: Layer, module: Any) -> Written:
     text = f"ChannelScale({layer.in_shape[0]}, {_literal(float(layer.attrs['init']))}, bias={layer.attrs['bias']})"
     return Written(text, _plain_call, ("ChannelScale",))
@@ -266,6 +273,7 @@ _RULES: dict[str, Callable[[Layer, Any], Written]] = {
     "slice": _slice,
     "avgpool": _avgpool,
     "scale": _scale,
+    "flatten": _flatten,
 }
 
 
@@ -397,7 +405,7 @@ def plan(graph: Graph) -> Plan:
     Raises:
         SpecError: an uncounted (``opaque``) layer, or an op no rule can write.
     """
-    from archcalc.exporters import refuse_opaque
+    from archcalc.exporters import refuse_opaque, where
     from archcalc.passes import infer_shapes
 
     refuse_opaque(graph, "PyTorch")
@@ -411,7 +419,7 @@ def plan(graph: Graph) -> Plan:
             try:
                 cache[signature] = write_layer(node.type, layer)
             except SpecError as error:
-                raise SpecError(f"{node.label()}: {error}") from None
+                raise SpecError(f"{where(graph, node)}: {error}") from None
         written[node.name] = cache[signature]
     tree = _Container()
     paths: dict[str, tuple[str, ...] | None] = {}
