@@ -517,3 +517,20 @@ def test_export_from_the_command_line(tmp_path):
     pytest.importorskip("onnx")
     status, out, err = run_main("export", "lenet5", "--to", "onnx", "-o", str(tmp_path / "missing" / "x.onnx"))
     assert status == 2 and err.count("\n") == 1 and "does not exist" in err
+
+
+def test_a_model_past_protobufs_limit_keeps_its_weights_beside_it(tmp_path, monkeypatch):
+    """Past 2 GiB the weights go to ``<file>.data`` (ONNX external data), as torch.onnx.export does;
+    shown here by lowering the threshold to 0 bytes."""
+    ort = pytest.importorskip("onnxruntime")
+    from archcalc.exporters import onnx as onnx_export
+
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)
+    graph = archcalc.load("lenet5")
+    onnx_export.to_onnx(graph, tmp_path / "net.onnx", seed=3)
+    assert (tmp_path / "net.onnx.data").stat().st_size > 0.9 * 4 * archcalc_counts(graph)[0]  # tensors under 1 KiB stay inline
+    assert (tmp_path / "net.onnx").stat().st_size < 20_000
+    x = np.random.default_rng(0).normal(size=(2, *graph.input_shape)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
+    expected = Executor(graph, seed=3, dtype="float32").eval().forward(x)
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], expected, rtol=1e-5, atol=1e-5)
