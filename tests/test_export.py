@@ -127,16 +127,29 @@ def test_every_op_of_the_registry_has_a_torch_rule():
         assert written.call("self.m", ["a"] * len(node.inputs))
 
 
+def ruff_check(source, tmp_path):
+    """``ruff check`` of the source with the project's rules (skipped where ruff is not installed)."""
+    path = tmp_path / "exported.py"
+    path.write_text(source)
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--config", str(Path(__file__).parent.parent / "pyproject.toml"),
+                           str(path)], capture_output=True, text=True)
+    if "No module named ruff" in ruff.stderr:
+        pytest.skip("ruff is not installed")
+    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+
+
 @pytest.mark.parametrize("name", archcalc.zoo.names())
-def test_every_zoo_model_exports_with_archcalcs_shapes_and_counts(name):
-    """On the meta device (no memory, no arithmetic): the output shape and the counts."""
+def test_every_zoo_model_exports_with_archcalcs_shapes_and_counts(name, tmp_path):
+    """On the meta device (no memory, no arithmetic): the output shape and the counts; the source is ruff-clean."""
     torch = pytest.importorskip("torch")
     from archcalc.exporters import torch_source
     from archcalc.exporters.torch import class_name
 
     graph = archcalc.load(name)
+    source = torch_source(graph)
+    ruff_check(source, tmp_path)
     namespace = {}
-    exec(compile(torch_source(graph), name, "exec"), namespace)
+    exec(compile(source, name, "exec"), namespace)
     with torch.device("meta"):
         module = namespace[class_name(graph.name)]().eval()
         out = module(torch.empty(2, *graph.input_shape))
@@ -166,13 +179,7 @@ def test_the_source_is_plain_readable_pytorch(tmp_path):
     assert len(forward.body) == len(graph.nodes) - 1 + 1  # a line per layer, and the return
     assert "inception3a_branch1_conv1 = self.inception3a.branch1.conv1(pool2)" in source
     assert "torch.cat([inception3a_branch1_relu1, inception3a_branch2_relu2" in source
-    path = tmp_path / "googlenet.py"
-    path.write_text(source)
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--config", "pyproject.toml", str(path)],
-                          capture_output=True, text=True)
-    if "No module named ruff" in ruff.stderr:
-        pytest.skip("ruff is not installed")
-    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+    ruff_check(source, tmp_path)
 
 
 CONVNEXT = Path(__file__).parent.parent / "examples" / "convnext_tiny.py"
@@ -188,13 +195,9 @@ def test_a_modern_network_exports_with_its_helpers(tmp_path):
     source = torch_source(graph)
     classes = [node.name for node in ast.parse(source).body if isinstance(node, ast.ClassDef)]
     assert classes == ["ChannelScale", "StochasticDepth", "ConvnextTiny"]
-    path = tmp_path / "convnext.py"
-    path.write_text(source)
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--config", "pyproject.toml", str(path)],
-                          capture_output=True, text=True)
-    assert "No module named ruff" in ruff.stderr or ruff.returncode == 0, ruff.stdout + ruff.stderr
     check_torch_export(graph)
     check_onnx_export(graph, tmp_path)
+    ruff_check(source, tmp_path)
 
 
 def test_names_become_readable_identifiers():
@@ -208,7 +211,7 @@ def test_names_become_readable_identifiers():
     assert class_name("3d-net") == "Net3dNet"
 
 
-def test_awkward_layer_names_still_export():
+def test_awkward_layer_names_still_export(tmp_path):
     """Names that are keywords, module attributes, digits at the top, or clash once made valid."""
     spec = {"name": "awkward net", "input": [2, 6, 6], "layers": [
         {"name": "0", "type": "conv", "filters": 3, "kernel": 3, "padding": 1},
@@ -219,9 +222,13 @@ def test_awkward_layer_names_still_export():
         {"name": "x", "type": "relu"},
         {"name": "blk.0", "type": "conv", "filters": 3, "kernel": 1},
         {"name": "blk.train", "type": "batchnorm"},
+        {"name": "dead_end", "type": "relu", "inputs": ["forward"]},  # read by no layer: ruff must not mind
         {"name": "sum", "type": "add", "inputs": ["blk.train", "0"]},
     ]}
     check_torch_export(from_dict(spec))
+    from archcalc.exporters import torch_source
+
+    ruff_check(torch_source(spec), tmp_path)
 
 
 def test_to_torch_writes_the_file(tmp_path):

@@ -540,11 +540,13 @@ def torch_source(net: Any) -> str:
             lines.append(f"        {target} = {text[0]}")
             lines += text[1:]
     lines += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
+    read = {ref for node in graph.nodes for ref in node.inputs} | {graph.nodes[-1].name}
     for node in graph.nodes[1:]:
         path = p.paths[node.name]
         module = p.module_ref(path) if path is not None else None
         inputs = [p.variables[ref] for ref in node.inputs]
-        lines += wrap(f"        {p.variables[node.name]} = {p.written[node.name].call(module, inputs)}")
+        unread = "" if node.name in read else "  # noqa: F841 - no later layer reads it"
+        lines += wrap(f"        {p.variables[node.name]} = {p.written[node.name].call(module, inputs)}{unread}")
     lines += [f"        return {p.variables[graph.nodes[-1].name]}", ""]
     lines += [
         "",
