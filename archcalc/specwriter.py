@@ -1,0 +1,679 @@
+"""Readable specs: any graph written back as a spec a person can read, that loads to the same graph.
+
+:func:`readable_spec` turns a :class:`~archcalc.graph.Graph` (from the zoo, the DSL or an
+importer, which hands over flat graphs: every layer with its name, type, attributes and explicit
+inputs) into a spec dict, and :func:`dump_spec` writes it as JSON text, one layer per line.
+
+What makes it short:
+
+- attributes equal to their op's default are left out, and ``inputs`` where a layer reads the
+  one before it;
+- repeated structures become blocks. Dotted names (module paths, ``layer1.0.conv1``) give the
+  candidates: the layers sharing a prefix (``layer1.0``), consecutive, form an instance of a
+  block named after the prefix. Instances whose layers are equal in type, local name and wiring
+  (the structural signature) share one definition; the values that differ between them (a
+  conv's ``filters``, a ``stride``, an input read from outside) become the block's arguments.
+  Which prefixes become instances is chosen per prefix tree by the lines it saves (a tree
+  dynamic programme: an Inception module as a whole, a ResNet stage's units rather than the
+  stage). Consecutive instances ``P.0``, ``P.1``... ``P.(r-1)`` that are all of ``P`` become
+  one instance ``P`` with ``repeat: r``, the repetitions that differ given by ``first``,
+  ``last`` or ``at`` (a stage's downsampling first unit).
+
+What it keeps: :func:`archcalc.spec.from_dict` of the result gives the same nodes in the same
+order, with equal name, type, attributes and inputs. A node's ``scope`` (the block instances it
+was expanded from) is what the written blocks give, which may differ from the graph's: a flat
+imported graph has none, and gets the scopes of the blocks found here. Names are never changed:
+the spec's blocks name their layers ``instance.layer`` (``instance.index.layer`` when
+repeated), so a graph whose names have no dots (ONNX node names, Caffe layer names) has no
+instance that reproduces them and is written flat. Every spec written is checked by loading it
+back; should that ever differ, the flat spec (which always reproduces the graph) is returned.
+
+Work is bounded: O(n * d) for n layers and names of d dotted parts (d counted up to
+``MAX_NAME_DEPTH``), plus one load of the result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from archcalc.graph import INPUT, Graph, Node
+from archcalc.ops import REGISTRY
+
+#: Dotted name parts considered as block prefixes (``a.b.c...``); deeper parts are leaves.
+MAX_NAME_DEPTH = 16
+#: Width of a line of :func:`dump_spec`; a layer longer than this is broken over lines.
+LINE_WIDTH = 160
+#: How many of a repeat's repetitions may be overrides (``first``/``last``/``at``): at most
+#: half (and always one): beyond that, one instance per repetition reads better.
+_MAX_OVERRIDE_SHARE = 0.5
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (nested) as lists, for JSON."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _exact(value: Any) -> Any:
+    """A hashable key equal only for equal values of equal types (1, 1.0 and True differ)."""
+    if isinstance(value, (tuple, list)):
+        return ("[]", tuple(_exact(v) for v in value))
+    if isinstance(value, Mapping):
+        return ("{}", tuple(sorted((str(k), _exact(v)) for k, v in value.items())))
+    if isinstance(value, float):
+        return ("float", repr(value))
+    return (type(value).__name__, value)
+
+
+def _has_dollar(value: Any) -> bool:
+    """True if a string anywhere in value starts with "$" (a block would read it as an argument)."""
+    if value is None or isinstance(value, (int, float)):
+        return False
+    if isinstance(value, str):
+        return value.startswith("$")
+    if isinstance(value, (tuple, list)):
+        return any(_has_dollar(v) for v in value)
+    if isinstance(value, Mapping):
+        return any(_has_dollar(v) for v in value.values())
+    return False
+
+
+def _attrs(node: Node) -> dict[str, Any]:
+    """The attributes a spec must give: those different from the op's defaults, as JSON values."""
+    defaults = REGISTRY[node.type].defaults() if node.type in REGISTRY else {}
+    return {
+        key: _plain(value)
+        for key, value in node.attrs.items()
+        if key not in defaults or _exact(value) != _exact(defaults[key])
+    }
+
+
+def _flat_layer(node: Node, previous: str) -> dict[str, Any]:
+    layer: dict[str, Any] = {"type": node.type, "name": node.name}
+    layer.update(_attrs(node))
+    if node.inputs != (previous,):
+        layer["inputs"] = list(node.inputs)
+    return layer
+
+
+def _head(graph: Graph) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": graph.name}
+    if graph.description:
+        spec["description"] = graph.description
+    spec["input"] = list(graph.input_shape)
+    return spec
+
+
+def flat_spec(graph: Graph) -> dict[str, Any]:
+    """The graph as a spec without blocks: every layer named, defaults and default inputs left out.
+
+    Loads back (``archcalc.spec.from_dict``) to nodes equal in name, type, attributes and inputs;
+    every node's scope is then empty.
+    """
+    spec = _head(graph)
+    previous = INPUT
+    layers = []
+    for node in graph.nodes[1:]:
+        layers.append(_flat_layer(node, previous))
+        previous = node.name
+    spec["layers"] = layers
+    return spec
+
+
+# --- candidate instances: the prefix tree of dotted names -------------------------------------
+
+
+@dataclass
+class _Group:
+    """Consecutive layers [start, end) whose names all start with ``prefix + "."``."""
+
+    prefix: str
+    parts: tuple[str, ...]
+    start: int
+    end: int
+    children: list[_Group] = field(default_factory=list)
+    #: The structural signature (None: cannot be an instance), external inputs, set in _shape.
+    signature: Any = None
+    externals: tuple[str, ...] = ()
+    chosen: bool = False
+    #: Chosen as a unit of a repeat (kept even if its block is used once).
+    forced: bool = False
+    #: "self", "units" or "children": what _choose decided for this group.
+    decision: str = "children"
+    #: No other group has this prefix (a prefix seen twice cannot name an instance).
+    unique: bool = True
+    #: Its units differ too much in their arguments to be one repeat.
+    no_units: bool = False
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+def _prefix_groups(parts: list[tuple[str, ...]], start: int, end: int, depth: int) -> list[_Group]:
+    """The maximal runs in [start, end) sharing name part ``depth`` (layers with more parts), nested."""
+    groups = []
+    index = start
+    while index < end:
+        here = parts[index]
+        if len(here) <= depth + 1 or depth >= MAX_NAME_DEPTH:
+            index += 1
+            continue
+        head = here[depth]
+        stop = index + 1
+        while stop < end and len(parts[stop]) > depth + 1 and parts[stop][depth] == head:
+            stop += 1
+        prefix_parts = here[: depth + 1]
+        group = _Group(".".join(prefix_parts), prefix_parts, index, stop)
+        group.children = _prefix_groups(parts, index, stop, depth + 1)
+        groups.append(group)
+        index = stop
+    return groups
+
+
+def _walk(groups: list[_Group]) -> list[_Group]:
+    """Every group of the trees, parents before children."""
+    out: list[_Group] = []
+    stack = list(reversed(groups))
+    while stack:
+        group = stack.pop()
+        out.append(group)
+        stack.extend(reversed(group.children))
+    return out
+
+
+def _local_ok(local: str) -> bool:
+    """A layer's name inside a block: the rest of a valid full name after ``prefix.`` is a valid
+    name unless it is "input" (the instance's input there) or starts with "$" (an argument)."""
+    return bool(local) and local != INPUT and not local.startswith("$")
+
+
+def _kind(node: Node) -> tuple[str, tuple[str, ...]] | None:
+    """What a layer's signature holds besides its name and wiring: its type and which attributes
+    are null (a null argument means "required", so those stay literal); None if an attribute
+    holds a string starting with "$" (a block would read it as an argument)."""
+    if any(_has_dollar(value) for value in node.attrs.values()):
+        return None
+    return node.type, tuple(key for key, value in node.attrs.items() if value is None)
+
+
+def _shape(group: _Group, layers: tuple[Node, ...], kinds: list[Any]) -> None:
+    """Set the group's structural signature, or leave it None when no block can reproduce it.
+
+    The signature holds, per layer, its kind (:func:`_kind`), local name (the name without
+    ``prefix.``) and how its inputs are wired (a local name, "input" for what the instance reads,
+    or the n-th outside layer, passed as an argument). Values of attributes are not in it: they
+    become arguments where instances differ.
+    """
+    cut = len(group.prefix) + 1
+    entry = layers[group.start].inputs[0]
+    local_of: dict[str, str] = {}
+    defined: set[str] = set()
+    externals: dict[str, int] = {}
+    signature = []
+    for index in range(group.start, group.end):
+        node, kind = layers[index], kinds[index]
+        local = node.name[cut:]
+        if kind is None or not _local_ok(local):
+            return
+        wiring: list[Any] = []
+        for ref in node.inputs:
+            if ref in local_of:
+                wiring.append(local_of[ref])
+            elif ref == entry:
+                wiring.append(INPUT)
+            else:
+                # read inside the block as a full name: it must not be shadowed by a local name
+                # already defined there, nor be "input" (inside a block, the instance's input)
+                if ref == INPUT or ref in defined or ref.startswith("$"):
+                    return
+                wiring.append(("$", externals.setdefault(ref, len(externals))))
+        signature.append((kind, local, tuple(wiring)))
+        local_of[node.name] = local
+        defined.add(local)
+    group.signature = (tuple(signature), len(externals))
+    group.externals = tuple(externals)
+
+
+def _choose(roots: list[_Group], counts: Counter, banned: set[Any], node_names: set[str],
+            layers: tuple[Node, ...]) -> list[_Group]:
+    """The groups to write as instances, in layer order: per tree, the choice saving the most lines.
+
+    An instance of a block used c times costs one line plus 1/c of the block's definition
+    (len lines): it saves ``len - 1 - len / c`` lines against writing its layers flat. A group
+    is chosen when that beats the best choice among its children; a group made of units
+    ``P.0 .. P.(r-1)`` that chain may instead choose all of them, written as one line with
+    ``repeat`` (r - 1 lines more saved), a unit that differs (a stage's first) included.
+    """
+
+    def gain(group: _Group) -> float | None:
+        count = counts.get(group.signature, 0)
+        if group.signature is None or group.signature in banned or count < 1:
+            return None
+        return len(group) - 1 - len(group) / count
+
+    def best(group: _Group) -> float:
+        value = sum(best(child) for child in group.children)
+        group.decision = "children"
+        if _unit_run(group, node_names, layers):
+            gains = [gain(child) for child in group.children]
+            if None not in gains and sum(gains) + len(gains) - 1 > value:  # type: ignore[arg-type]
+                group.decision, value = "units", sum(gains) + len(gains) - 1  # type: ignore[arg-type]
+        own = gain(group)
+        if own is not None and counts[group.signature] >= 2 and own >= value and own > 0:
+            group.decision, value = "self", own
+        return value
+
+    for root in roots:
+        best(root)
+    chosen: list[_Group] = []
+    stack = list(reversed(roots))
+    while stack:
+        group = stack.pop()
+        group.chosen = group.forced = False
+        if group.decision == "self":
+            group.chosen = True
+            chosen.append(group)
+        elif group.decision == "units":
+            for child in group.children:
+                child.chosen = child.forced = True
+            chosen.extend(group.children)
+        else:
+            stack.extend(reversed(group.children))
+    return chosen
+
+
+def _unit_run(group: _Group, node_names: set[str], layers: tuple[Node, ...]) -> bool:
+    """True if the group could be one instance with repeat: its layers are exactly its children
+    P.0, P.1 ... P.(r-1), r >= 2, each reading the one before, and P can name an instance."""
+    children = group.children
+    return (len(children) >= 2 and children[0].start == group.start and children[-1].end == group.end
+            and group.prefix not in node_names and group.prefix not in ("", INPUT) and group.unique and not group.no_units
+            and all(child.parts[-1] == str(k) for k, child in enumerate(children))
+            and all(a.end == b.start and layers[b.start].inputs[0] == layers[a.end - 1].name
+                    for a, b in zip(children, children[1:]))
+            and len(children) - Counter(c.signature for c in children).most_common(1)[0][1] <= _most_overrides(len(children)))
+
+
+def _most_overrides(repeat: int) -> int:
+    """How many of a repeat's repetitions may be overrides (first, last, at)."""
+    return max(1, int(repeat * _MAX_OVERRIDE_SHARE))
+
+
+# --- blocks: one definition per signature, arguments where instances differ -------------------
+
+
+_STEM = re.compile(r"[A-Za-z][A-Za-z_]*?(?=_?[0-9]|$)")
+
+
+def _block_stem(parts: tuple[str, ...]) -> str:
+    """A block's name from an instance's prefix: ``layer1.0`` -> ``layer``, ``inception3a`` -> ``inception``."""
+    for part in reversed(parts):
+        match = _STEM.match(part)
+        if match and not part.isdigit():
+            return match.group(0)
+    return "block"
+
+
+def _block_names(members: Mapping[Any, list[_Group]]) -> dict[Any, str]:
+    """Block names from their instances' prefixes (:func:`_block_stem`). Of blocks with one stem,
+    the most used gets the stem; each other one the stem and the first part of a layer name
+    the first block lacks (``layer_downsample``), else a number (``layer_2``)."""
+    by_stem: dict[str, list[Any]] = {}
+    for signature, group_list in members.items():
+        by_stem.setdefault(_block_stem(group_list[0].parts), []).append(signature)
+    names: dict[Any, str] = {}
+    taken = set(by_stem)
+    for stem, signatures in by_stem.items():
+        ordered = sorted(signatures, key=lambda s: -len(members[s]))  # stable: first use breaks ties
+        names[ordered[0]] = stem
+        known = {local.split(".")[0] for _, local, _ in ordered[0][0]}
+        for signature in ordered[1:]:
+            extra = [local.split(".")[0] for _, local, _ in signature[0] if local.split(".")[0] not in known]
+            candidates = [f"{stem}_{part}" for part in extra[:1] if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part)]
+            candidates += [f"{stem}_{k}" for k in range(2, len(members) + 3)]
+            name = next(c for c in candidates if c not in taken)
+            taken.add(name)
+            names[signature] = name
+    return names
+
+
+@dataclass
+class _Block:
+    """One block definition: its name, layers and arguments, and each instance's argument values."""
+
+    name: str
+    definition: dict[str, Any]
+    #: Per member group (by id): the full argument values (every declared argument).
+    values: dict[int, dict[str, Any]]
+    defaults: dict[str, Any]
+
+
+def _make_block(name: str, members: list[_Group], layers: tuple[Node, ...]) -> _Block:
+    first = members[0]
+    signature, _ = first.signature
+    size = len(first)
+    # which (layer, attribute) values differ between members: those become arguments
+    columns: dict[tuple[int, str], list[Any]] = {}
+    for offset in range(size):
+        node = first_node = layers[first.start + offset]
+        for key in first_node.attrs:
+            values = [layers[m.start + offset].attrs[key] for m in members]
+            exact = {_exact(v) for v in values}
+            if len(exact) > 1:
+                columns[(offset, key)] = values
+        del node
+    # equal columns share one argument; an attribute that varies in one way only is named as it
+    by_vector: dict[Any, str] = {}
+    column_arg: dict[tuple[int, str], str] = {}
+    ways: Counter = Counter()
+    vectors = {}
+    for (offset, key), values in columns.items():
+        vector = tuple(_exact(v) for v in values)
+        if vector not in vectors:
+            vectors[vector] = (offset, key)
+            ways[key] += 1
+    for (offset, key), values in columns.items():
+        vector = tuple(_exact(v) for v in values)
+        if vector not in by_vector:
+            local = signature[vectors[vector][0]][1]
+            by_vector[vector] = key if ways[key] == 1 else f"{local.replace('.', '_')}_{key}"
+        column_arg[(offset, key)] = by_vector[vector]
+    arg_names = list(dict.fromkeys(column_arg.values()))
+    external_args = [f"input{k + 2}" for k in range(len(first.externals))]
+    values: dict[int, dict[str, Any]] = {}
+    for member in members:
+        args = {}
+        for (offset, key), arg in column_arg.items():
+            args[arg] = _plain(layers[member.start + offset].attrs[key])
+        for arg, ref in zip(external_args, member.externals):
+            args[arg] = ref
+        values[id(member)] = args
+    # an argument's default: the value most instances have, if more than half have it
+    defaults: dict[str, Any] = {}
+    for arg in [*arg_names, *external_args]:
+        tally = Counter(_exact(values[id(m)][arg]) for m in members)
+        common, count = tally.most_common(1)[0]
+        if count >= 2 and count * 2 > len(members) and arg not in external_args:
+            defaults[arg] = next(values[id(m)][arg] for m in members if _exact(values[id(m)][arg]) == common)
+        else:
+            defaults[arg] = None
+    block_layers = []
+    previous_local = INPUT
+    for offset, ((op_type, _), local, wiring) in enumerate(signature):
+        node = layers[first.start + offset]
+        layer: dict[str, Any] = {"type": op_type, "name": local}
+        written = _attrs(node)
+        for key in node.attrs:
+            arg = column_arg.get((offset, key))
+            if arg is not None:
+                written[key] = "$" + arg
+        ordered = {key: written[key] for key in node.attrs if key in written}
+        layer.update(ordered)
+        refs = [w if isinstance(w, str) else "$" + external_args[w[1]] for w in wiring]
+        if refs != [previous_local]:
+            layer["inputs"] = refs
+        block_layers.append(layer)
+        previous_local = local
+    definition: dict[str, Any] = {}
+    uses = len(members)
+    definition["description"] = (f"{size} layers, {uses} instances ({members[0].prefix} .. {members[-1].prefix})"
+                                 if uses > 1 else f"{size} layers")
+    if defaults:
+        definition["args"] = defaults
+    definition["layers"] = block_layers
+    return _Block(name, definition, values, defaults)
+
+
+def _given(block: _Block, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments an instance must give: those that differ from the block's defaults."""
+    return {k: v for k, v in values.items() if block.defaults.get(k) is None or _exact(block.defaults[k]) != _exact(v)}
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _structured(graph: Graph) -> dict[str, Any] | None:
+    """The spec with blocks, or None when no repeated structure could be written as blocks."""
+    layers = graph.nodes[1:]
+    if not layers:
+        return None
+    parts = [tuple(node.name.split(".")) for node in layers]
+    roots = _prefix_groups(parts, 0, len(layers), 0)
+    if not roots:
+        return None
+    groups = _walk(roots)
+    node_names = {node.name for node in graph.nodes}
+    prefix_count = Counter(group.prefix for group in groups)
+    kinds = [_kind(node) for node in layers]
+    for group in groups:
+        # the prefix of a valid name is a valid instance name, unless empty or "input"
+        if (len(group) >= 2 and prefix_count[group.prefix] == 1 and group.prefix not in node_names
+                and group.prefix not in ("", INPUT)):
+            _shape(group, layers, kinds)
+    counts = Counter(group.signature for group in groups if group.signature is not None)
+    banned: set[Any] = set()
+    for group in groups:
+        group.unique = prefix_count[group.prefix] == 1
+    # choose, then undo what the writing cannot use, and choose again (each round bans or rules
+    # out something, so this ends; in practice in two or three rounds)
+    for _ in range(16):
+        chosen = _choose(roots, counts, banned, node_names, layers)
+        if not chosen:
+            return None
+        used = Counter(group.signature for group in chosen)
+        lonely = {g.signature for g in chosen if used[g.signature] < 2 and not g.forced}
+        if lonely:  # a block used once is no repetition (unless a repeat's unit): ban it
+            banned |= lonely
+            continue
+        members: dict[Any, list[_Group]] = {}  # one block per signature, in order of first use
+        for group in chosen:
+            members.setdefault(group.signature, []).append(group)
+        names = _block_names(members)
+        blocks = {signature: _make_block(names[signature], group_list, layers) for signature, group_list in members.items()}
+        refused = [g for g in groups if g.decision == "units" and g.children[0].forced and _overrides(g.children, blocks) is None]
+        if not refused:  # a repeat whose repetitions differ too much in their arguments: not one
+            break
+        for group in refused:
+            group.no_units = True
+    else:
+        return None
+    by_prefix = {group.prefix: group for group in groups if prefix_count[group.prefix] == 1}
+    out_layers: list[dict[str, Any]] = []
+    previous = INPUT
+    position = 0
+    chosen_at = {group.start: group for group in chosen}
+    while position < len(layers):
+        group = chosen_at.get(position)
+        if group is None:
+            node = layers[position]
+            out_layers.append(_flat_layer(node, previous))
+            previous = node.name
+            position += 1
+            continue
+        run = _instance(_repeat_run(group, chosen_at, by_prefix, node_names, layers), blocks, previous, layers,
+                        out_layers)
+        previous = layers[run[-1].end - 1].name
+        position = run[-1].end
+    spec = _head(graph)
+    spec["blocks"] = {block.name: block.definition for block in blocks.values()}
+    spec["layers"] = out_layers
+    return spec
+
+
+def _repeat_run(group: _Group, chosen_at: Mapping[int, _Group], by_prefix: Mapping[str, _Group],
+                node_names: set[str], layers: tuple[Node, ...]) -> list[_Group]:
+    """The chosen groups ``P.0 .. P.(r-1)`` starting at ``group`` that make up all of ``P``, each
+    reading the one before; ``[group]`` when there is no such run."""
+    if len(group.parts) < 2 or group.parts[-1] != "0":
+        return [group]
+    base = group.parts[:-1]
+    parent = by_prefix.get(".".join(base))
+    if parent is None or parent.start != group.start or parent.prefix in node_names:
+        return [group]
+    run = [group]
+    while run[-1].end < parent.end:
+        following = chosen_at.get(run[-1].end)
+        if (following is None or following.parts[:-1] != base or following.parts[-1] != str(len(run))
+                or layers[following.start].inputs[0] != layers[run[-1].end - 1].name):
+            return [group]
+        run.append(following)
+    return run if len(run) >= 2 and run[-1].end == parent.end else [group]
+
+
+def _instance(run: list[_Group], blocks: Mapping[Any, _Block], previous: str, layers: tuple[Node, ...],
+              out: list[dict[str, Any]]) -> list[_Group]:
+    """Append the instance line for a run of chosen groups (one instance with repeat) or for its
+    first group alone (when too many repetitions differ); return the groups written."""
+    first = run[0]
+    entry = layers[first.start].inputs[0]
+    if len(run) > 1:
+        overrides = _overrides(run, blocks)
+        if overrides is not None:
+            base_block, given, changed = overrides
+            instance: dict[str, Any] = {"block": base_block.name, "name": ".".join(first.parts[:-1])}
+            if entry != previous:
+                instance["inputs"] = [entry]
+            instance["repeat"] = len(run)
+            if given:
+                instance["args"] = given
+            at = {}
+            for index, override in changed.items():
+                if index == 0:
+                    instance["first"] = override
+                elif index == len(run) - 1:
+                    instance["last"] = override
+                else:
+                    at[str(index)] = override
+            if at:
+                instance["at"] = at
+            out.append(instance)
+            return run
+        # too many repetitions differ: write the first alone, the rest follow
+        run = run[:1]
+    block = blocks[first.signature]
+    instance = {"block": block.name, "name": first.prefix}
+    if entry != previous:
+        instance["inputs"] = [entry]
+    given = _given(block, block.values[id(first)])
+    if given:
+        instance["args"] = given
+    out.append(instance)
+    return [first]
+
+
+def _overrides(run: list[_Group], blocks: Mapping[Any, _Block]) -> tuple[_Block, dict[str, Any], dict[int, dict[str, Any]]] | None:
+    """The repeat's block and arguments (the most common repetition's) and what each other
+    repetition changes; None when more than half of them would differ."""
+    per_unit = [(blocks[g.signature], blocks[g.signature].values[id(g)]) for g in run]
+    tally = Counter((block.name, _exact(values)) for block, values in per_unit)
+    (base_name, base_key), _ = tally.most_common(1)[0]
+    base_block, base_values = next((b, v) for b, v in per_unit if b.name == base_name and _exact(v) == base_key)
+    given = _given(base_block, base_values)
+    changed: dict[int, dict[str, Any]] = {}
+    for index, (block, values) in enumerate(per_unit):
+        if block is base_block and _exact(values) == base_key:
+            continue
+        inherited = given if block is base_block else {k: v for k, v in given.items() if k in block.defaults}
+        effective = {**block.defaults, **inherited}
+        args = {k: v for k, v in values.items() if effective.get(k) is None or _exact(effective[k]) != _exact(v)}
+        override: dict[str, Any] = {}
+        if block is not base_block:
+            override["block"] = block.name
+        if args:
+            override["args"] = args
+        changed[index] = override
+    if len(changed) > _most_overrides(len(run)):
+        return None
+    return base_block, given, changed
+
+
+def _same_nodes(graph: Graph, spec: Mapping[str, Any]) -> bool:
+    """True if the spec loads to the graph's nodes (name, type, attributes, inputs; scope aside)."""
+    from archcalc.errors import ArchcalcError
+    from archcalc.spec import MAX_LAYERS, from_dict
+
+    try:
+        loaded = from_dict(spec, graph.source or "<readable spec>", max_layers=max(MAX_LAYERS, len(graph.nodes)))
+    except ArchcalcError:
+        return False
+    if len(loaded.nodes) != len(graph.nodes) or loaded.input_shape != graph.input_shape:
+        return False
+    return all(
+        a.name == b.name and a.type == b.type and a.inputs == b.inputs and a.attrs == b.attrs
+        for a, b in zip(loaded.nodes, graph.nodes)
+    )
+
+
+def readable_spec(graph: Graph, *, blocks: bool = True) -> dict[str, Any]:
+    """The graph as a spec a person can read, which loads back to the same nodes.
+
+    Args:
+        graph: any graph (``archcalc.load``, an importer's, a DSL ``Net``'s).
+        blocks: find repeated structures and write them as blocks (the default); False writes
+            every layer flat (still without defaults and default inputs).
+
+    Returns:
+        A spec dict (``name``, ``description`` if any, ``input``, ``blocks`` if any,
+        ``layers``). :func:`archcalc.spec.from_dict` of it gives nodes equal to the graph's in
+        order, name, type, attributes and inputs; their ``scope`` is the blocks' (see the module
+        docstring). Names without dots cannot be written inside blocks, so such graphs come out
+        flat.
+    """
+    if blocks:
+        spec = _structured(graph)
+        if spec is not None and _same_nodes(graph, spec):
+            return spec
+    return flat_spec(graph)
+
+
+# --- JSON text --------------------------------------------------------------------------------
+
+
+def _fits(value: Any, width: int) -> str | None:
+    text = json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
+    return text if len(text) <= width else None
+
+
+def _dump(value: Any, indent: int, force: int) -> str:
+    """``value`` on one line if it fits in LINE_WIDTH at this indent and ``force`` is 0; else
+    broken: one entry per line (``force`` levels are always broken: the spec, its blocks)."""
+    if force <= 0 or not isinstance(value, (Mapping, list)) or not value:
+        text = _fits(value, LINE_WIDTH - indent)
+        if text is not None or not isinstance(value, (Mapping, list)) or not value:
+            return text if text is not None else json.dumps(value, ensure_ascii=False)
+    pad = " " * (indent + 2)
+    if isinstance(value, Mapping):
+        entries = [f"{pad}{json.dumps(str(k), ensure_ascii=False)}: {_dump(v, indent + 2, force - 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(entries) + "\n" + " " * indent + "}"
+    entries = [pad + _dump(v, indent + 2, force - 1) for v in value]
+    return "[\n" + ",\n".join(entries) + "\n" + " " * indent + "]"
+
+
+def dump_spec(source: Graph | Mapping[str, Any]) -> str:
+    """JSON text of a spec (or of :func:`readable_spec` of a graph), one layer per line where it fits.
+
+    The spec, ``blocks``, each block and each ``layers`` list are broken over lines; a layer
+    (or a block's ``args``) is one line when it fits in ``LINE_WIDTH`` characters, else broken
+    too. The text ends with a newline; ``archcalc.spec.from_json`` reads it.
+    """
+    spec = readable_spec(source) if isinstance(source, Graph) else source
+    parts = []
+    for key, value in spec.items():
+        if key == "blocks" and isinstance(value, Mapping):
+            inner = []
+            for name, block in value.items():
+                body = (",\n".join(f"      {json.dumps(k)}: {_dump(v, 6, 1 if k == 'layers' else 0)}" for k, v in block.items())
+                        if isinstance(block, Mapping) else None)
+                inner.append(f"    {json.dumps(name, ensure_ascii=False)}: " + ("{\n" + body + "\n    }" if body is not None
+                                                                                   else _dump(block, 4, 0)))
+            text = "{\n" + ",\n".join(inner) + "\n  }" if inner else "{}"
+        else:
+            text = _dump(value, 2, 1 if key == "layers" else 0)
+        parts.append(f"  {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
