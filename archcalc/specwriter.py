@@ -150,6 +150,8 @@ class _Group:
     unique: bool = True
     #: Its units differ too much in their arguments to be one repeat.
     no_units: bool = False
+    #: Chosen as a nested instance inside a chosen group (see _nested_blocks).
+    inner: bool = False
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -354,43 +356,65 @@ class _Block:
     defaults: dict[str, Any]
 
 
-def _make_block(name: str, members: list[_Group], layers: tuple[Node, ...]) -> _Block:
+@dataclass
+class _Nested:
+    """A nested instance inside a block: layers [start, end) of the block (offsets), written as
+    an instance named ``name`` of the block of ``signature``; ``groups`` maps each member of the
+    outer block (by id) to its group of those layers."""
+
+    start: int
+    end: int
+    signature: Any
+    name: str
+    groups: dict[int, _Group]
+
+
+def _make_block(name: str, members: list[_Group], layers: tuple[Node, ...], nested: list[_Nested] = (),
+                inner: Mapping[Any, _Block] | None = None) -> _Block:
+    """The block for groups of one signature: its layers (from the first member), with an
+    argument for each attribute whose value differs between members, each outer layer read
+    (``input2``...) and each argument of a nested instance that differs between members."""
     first = members[0]
     signature, _ = first.signature
     size = len(first)
-    # which (layer, attribute) values differ between members: those become arguments
-    columns: dict[tuple[int, str], list[Any]] = {}
+    inside = {offset for item in nested for offset in range(item.start, item.end)}
+    # the columns: values that differ between members, each named (what, whose)
+    columns: dict[tuple[Any, ...], list[Any]] = {}
+    whose: dict[tuple[Any, ...], tuple[str, str]] = {}
+    starts = {item.start: item for item in nested}
     for offset in range(size):
-        node = first_node = layers[first.start + offset]
-        for key in first_node.attrs:
+        item = starts.get(offset)
+        if item is not None:
+            block = inner[item.signature]  # type: ignore[index]
+            for arg in block.defaults:
+                values = [block.values[id(item.groups[id(m)])][arg] for m in members]
+                if len({_exact(v) for v in values}) > 1:
+                    columns[("nested", item.start, arg)] = values
+                    whose[("nested", item.start, arg)] = (arg, item.name)
+        if offset in inside:
+            continue
+        for key in layers[first.start + offset].attrs:
             values = [layers[m.start + offset].attrs[key] for m in members]
-            exact = {_exact(v) for v in values}
-            if len(exact) > 1:
-                columns[(offset, key)] = values
-        del node
-    # equal columns share one argument; an attribute that varies in one way only is named as it
-    by_vector: dict[Any, str] = {}
-    column_arg: dict[tuple[int, str], str] = {}
+            if len({_exact(v) for v in values}) > 1:
+                columns[(offset, key)] = [_plain(v) for v in values]
+                whose[(offset, key)] = (key, signature[offset][1])
+    # equal columns share one argument; one that varies in one way only is named as it is
+    first_of: dict[Any, tuple[Any, ...]] = {}
     ways: Counter = Counter()
-    vectors = {}
-    for (offset, key), values in columns.items():
+    for column, values in columns.items():
         vector = tuple(_exact(v) for v in values)
-        if vector not in vectors:
-            vectors[vector] = (offset, key)
-            ways[key] += 1
-    for (offset, key), values in columns.items():
-        vector = tuple(_exact(v) for v in values)
-        if vector not in by_vector:
-            local = signature[vectors[vector][0]][1]
-            by_vector[vector] = key if ways[key] == 1 else f"{local.replace('.', '_')}_{key}"
-        column_arg[(offset, key)] = by_vector[vector]
+        if vector not in first_of:
+            first_of[vector] = column
+            ways[whose[column][0]] += 1
+    column_arg: dict[tuple[Any, ...], str] = {}
+    for column, values in columns.items():
+        what, owner = whose[first_of[tuple(_exact(v) for v in values)]]
+        column_arg[column] = what if ways[what] == 1 else f"{owner.replace('.', '_')}_{what}"
     arg_names = list(dict.fromkeys(column_arg.values()))
     external_args = [f"input{k + 2}" for k in range(len(first.externals))]
     values: dict[int, dict[str, Any]] = {}
-    for member in members:
-        args = {}
-        for (offset, key), arg in column_arg.items():
-            args[arg] = _plain(layers[member.start + offset].attrs[key])
+    for index, member in enumerate(members):
+        args = {column_arg[column]: column_values[index] for column, column_values in columns.items()}
         for arg, ref in zip(external_args, member.externals):
             args[arg] = ref
         values[id(member)] = args
@@ -403,9 +427,38 @@ def _make_block(name: str, members: list[_Group], layers: tuple[Node, ...]) -> _
             defaults[arg] = next(values[id(m)][arg] for m in members if _exact(values[id(m)][arg]) == common)
         else:
             defaults[arg] = None
+    # the layers; a nested instance's output is read by its instance name
+    renamed = {signature[item.end - 1][1]: item.name for item in nested}
+
+    def ref(wire: Any) -> str:
+        return renamed.get(wire, wire) if isinstance(wire, str) else "$" + external_args[wire[1]]
+
     block_layers = []
     previous_local = INPUT
-    for offset, ((op_type, _), local, wiring) in enumerate(signature):
+    offset = 0
+    while offset < size:
+        item = starts.get(offset)
+        if item is not None:
+            block = inner[item.signature]  # type: ignore[index]
+            instance: dict[str, Any] = {"block": block.name, "name": item.name}
+            entry = ref(signature[offset][2][0])
+            if entry != previous_local:
+                instance["inputs"] = [entry]
+            mine = block.values[id(item.groups[id(first)])]
+            args = {}
+            for arg, default in block.defaults.items():
+                column = ("nested", item.start, arg)
+                if column in column_arg:
+                    args[arg] = "$" + column_arg[column]
+                elif default is None or _exact(default) != _exact(mine[arg]):
+                    args[arg] = mine[arg]
+            if args:
+                instance["args"] = args
+            block_layers.append(instance)
+            previous_local = item.name
+            offset = item.end
+            continue
+        (op_type, _), local, wiring = signature[offset]
         node = layers[first.start + offset]
         layer: dict[str, Any] = {"type": op_type, "name": local}
         written = _attrs(node)
@@ -413,13 +466,13 @@ def _make_block(name: str, members: list[_Group], layers: tuple[Node, ...]) -> _
             arg = column_arg.get((offset, key))
             if arg is not None:
                 written[key] = "$" + arg
-        ordered = {key: written[key] for key in node.attrs if key in written}
-        layer.update(ordered)
-        refs = [w if isinstance(w, str) else "$" + external_args[w[1]] for w in wiring]
+        layer.update({key: written[key] for key in node.attrs if key in written})
+        refs = [ref(wire) for wire in wiring]
         if refs != [previous_local]:
             layer["inputs"] = refs
         block_layers.append(layer)
         previous_local = local
+        offset += 1
     definition: dict[str, Any] = {}
     uses = len(members)
     definition["description"] = (f"{size} layers, {uses} instances ({members[0].prefix} .. {members[-1].prefix})"
@@ -430,6 +483,106 @@ def _make_block(name: str, members: list[_Group], layers: tuple[Node, ...]) -> _
     return _Block(name, definition, values, defaults)
 
 
+def _inner_choices(outer: _Group, layers: tuple[Node, ...], index_of: Mapping[str, int], counts: Counter) -> list[_Group]:
+    """Groups inside ``outer`` to write as nested instances in its block, chosen as _choose does.
+
+    A nested group reads nothing from outside but its input (its layers can name no layer of
+    the outer block but their own: the outer block's layer names are not full names there),
+    and the outer block may read only its last layer (by the instance's name).
+    """
+    last_reader: dict[int, int] = {}
+    for index in range(outer.start, outer.end):
+        for ref in layers[index].inputs:
+            read = index_of.get(ref, -1)
+            if read >= outer.start:
+                last_reader[read] = index
+
+    def fits(group: _Group) -> bool:
+        return (group.signature is not None and group.signature[1] == 0 and counts.get(group.signature, 0) >= 2
+                and all(last_reader.get(index, -1) < group.end for index in range(group.start, group.end - 1)))
+
+    def best(group: _Group) -> float:
+        below = sum(best(child) for child in group.children)
+        group.inner = False
+        if fits(group):
+            gain = len(group) - 1 - len(group) / counts[group.signature]
+            if gain >= below and gain > 0:
+                group.inner = True
+                return gain
+        return below
+
+    picks: list[_Group] = []
+    stack = list(reversed(outer.children))
+    for child in outer.children:
+        best(child)
+    while stack:
+        group = stack.pop()
+        if group.inner:
+            picks.append(group)
+        else:
+            stack.extend(reversed(group.children))
+    return picks
+
+
+def _nested_blocks(members: dict[Any, list[_Group]], groups: list[_Group], layers: tuple[Node, ...],
+                   counts: Counter) -> dict[Any, _Block] | None:
+    """The blocks again, with blocks inside blocks where a block's layers hold repeated groups
+    (an Inception module's conv-batchnorm-relu units); None when nothing nests.
+
+    Nesting is one level: a block used inside another holds no instances itself. A nested block
+    is kept when written at least twice (counting each outer block once).
+    """
+    index_of = {node.name: index for index, node in enumerate(layers)}
+    by_range = {(g.start, g.end, len(g.parts)): g for g in groups}
+    picks = {signature: _inner_choices(group_list[0], layers, index_of, counts) for signature, group_list in members.items()}
+    for _ in range(8):
+        inner = {p.signature for chosen in picks.values() for p in chosen}
+        for signature in inner & set(picks):
+            picks[signature] = []
+        uses = Counter({signature: len(group_list) for signature, group_list in members.items()})
+        for chosen in picks.values():
+            uses.update(p.signature for p in chosen)
+        kept = {signature: [p for p in chosen if uses[p.signature] >= 2] for signature, chosen in picks.items()}
+        if kept == picks:
+            break
+        picks = kept
+    else:
+        return None
+    nested: dict[Any, list[_Nested]] = {}
+    inner_members: dict[Any, list[_Group]] = {}
+    for signature, chosen in picks.items():
+        first = members[signature][0]
+        items = []
+        for pick in chosen:
+            groups_of: dict[int, _Group] = {}
+            for member in members[signature]:
+                shift = member.start - first.start
+                match = by_range.get((pick.start + shift, pick.end + shift, len(pick.parts) - len(first.parts) + len(member.parts)))
+                if match is None or match.signature != pick.signature:
+                    return None
+                groups_of[id(member)] = match
+                inner_members.setdefault(pick.signature, []).append(match)
+            items.append(_Nested(pick.start - first.start, pick.end - first.start, pick.signature,
+                                 pick.prefix[len(first.prefix) + 1:], groups_of))
+        nested[signature] = items
+    if not inner_members:
+        return None
+    everything: dict[Any, list[_Group]] = {}
+    for signature, group_list in members.items():
+        everything[signature] = list(group_list)
+    for signature, group_list in inner_members.items():
+        everything.setdefault(signature, []).extend(group_list)
+        everything[signature].sort(key=lambda g: g.start)
+    names = _block_names(everything)
+    blocks: dict[Any, _Block] = {}
+    for signature in inner_members:
+        blocks[signature] = _make_block(names[signature], everything[signature], layers)
+    for signature, group_list in everything.items():
+        if signature not in blocks:
+            blocks[signature] = _make_block(names[signature], group_list, layers, nested.get(signature, []), blocks)
+    return {signature: blocks[signature] for signature in everything}
+
+
 def _given(block: _Block, values: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments an instance must give: those that differ from the block's defaults."""
     return {k: v for k, v in values.items() if block.defaults.get(k) is None or _exact(block.defaults[k]) != _exact(v)}
@@ -438,8 +591,9 @@ def _given(block: _Block, values: Mapping[str, Any]) -> dict[str, Any]:
 # --- writing ----------------------------------------------------------------------------------
 
 
-def _structured(graph: Graph) -> dict[str, Any] | None:
-    """The spec with blocks, or None when no repeated structure could be written as blocks."""
+def _structured(graph: Graph, nest: bool = True) -> dict[str, Any] | None:
+    """The spec with blocks, or None when no repeated structure could be written as blocks;
+    ``nest``: blocks may hold instances of blocks (one level)."""
     layers = graph.nodes[1:]
     if not layers:
         return None
@@ -483,6 +637,8 @@ def _structured(graph: Graph) -> dict[str, Any] | None:
             group.no_units = True
     else:
         return None
+    if nest:
+        blocks = _nested_blocks(members, groups, layers, counts) or blocks
     by_prefix = {group.prefix: group for group in groups if prefix_count[group.prefix] == 1}
     out_layers: list[dict[str, Any]] = []
     previous = INPUT
@@ -501,7 +657,10 @@ def _structured(graph: Graph) -> dict[str, Any] | None:
         previous = layers[run[-1].end - 1].name
         position = run[-1].end
     spec = _head(graph)
-    spec["blocks"] = {block.name: block.definition for block in blocks.values()}
+    # blocks used inside others first: each block is defined before it is used
+    used_inside = {layer["block"] for block in blocks.values() for layer in block.definition["layers"] if "block" in layer}
+    ordered = sorted(blocks.values(), key=lambda block: block.name not in used_inside)
+    spec["blocks"] = {block.name: block.definition for block in ordered}
     spec["layers"] = out_layers
     return spec
 
@@ -572,7 +731,10 @@ def _overrides(run: list[_Group], blocks: Mapping[Any, _Block]) -> tuple[_Block,
     repetition changes; None when more than half of them would differ."""
     per_unit = [(blocks[g.signature], blocks[g.signature].values[id(g)]) for g in run]
     tally = Counter((block.name, _exact(values)) for block, values in per_unit)
-    (base_name, base_key), _ = tally.most_common(1)[0]
+    # the most common repetition; of equally common ones, the one first seen latest (so that a
+    # differing first unit, as a ResNet stage's, is the override)
+    last_first = {key: index for index, key in reversed(list(enumerate((b.name, _exact(v)) for b, v in per_unit)))}
+    base_name, base_key = max(tally, key=lambda key: (tally[key], last_first[key]))
     base_block, base_values = next((b, v) for b, v in per_unit if b.name == base_name and _exact(v) == base_key)
     given = _given(base_block, base_values)
     changed: dict[int, dict[str, Any]] = {}
