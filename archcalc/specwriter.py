@@ -152,6 +152,8 @@ class _Group:
     no_units: bool = False
     #: Chosen as a nested instance inside a chosen group (see _nested_blocks).
     inner: bool = False
+    #: The group without its first layer, when that layer merges several inputs (see _structured).
+    trimmed: _Group | None = None
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -248,7 +250,8 @@ def _choose(roots: list[_Group], counts: Counter, banned: set[Any], node_names: 
 
     An instance of a block used c times costs one line plus 1/c of the block's definition
     (len lines): it saves ``len - 1 - len / c`` lines against writing its layers flat. A group
-    is chosen when that beats the best choice among its children; a group made of units
+    is chosen when that beats the best choice among its children (or its layers but the first,
+    when that one merges several inputs: see _structured); a group made of units
     ``P.0 .. P.(r-1)`` that chain may instead choose all of them, written as one line with
     ``repeat`` (r - 1 lines more saved), a unit that differs (a stage's first) included.
     """
@@ -269,6 +272,10 @@ def _choose(roots: list[_Group], counts: Counter, banned: set[Any], node_names: 
         own = gain(group)
         if own is not None and counts[group.signature] >= 2 and own >= value and own > 0:
             group.decision, value = "self", own
+        if group.trimmed is not None:
+            rest = gain(group.trimmed)
+            if rest is not None and counts[group.trimmed.signature] >= 2 and rest > value and rest > 0:
+                group.decision, value = "trimmed", rest
         return value
 
     for root in roots:
@@ -281,6 +288,9 @@ def _choose(roots: list[_Group], counts: Counter, banned: set[Any], node_names: 
         if group.decision == "self":
             group.chosen = True
             chosen.append(group)
+        elif group.decision == "trimmed":
+            group.trimmed.chosen, group.trimmed.forced = True, False  # type: ignore[union-attr]
+            chosen.append(group.trimmed)  # type: ignore[arg-type]
         elif group.decision == "units":
             for child in group.children:
                 child.chosen = child.forced = True
@@ -605,12 +615,21 @@ def _structured(graph: Graph, nest: bool = True) -> dict[str, Any] | None:
     node_names = {node.name for node in graph.nodes}
     prefix_count = Counter(group.prefix for group in groups)
     kinds = [_kind(node) for node in layers]
+    variants = []
     for group in groups:
         # the prefix of a valid name is a valid instance name, unless empty or "input"
         if (len(group) >= 2 and prefix_count[group.prefix] == 1 and group.prefix not in node_names
                 and group.prefix not in ("", INPUT)):
             _shape(group, layers, kinds)
-    counts = Counter(group.signature for group in groups if group.signature is not None)
+            if len(group) >= 3 and len(layers[group.start].inputs) >= 2:
+                # a unit that starts by merging what came before (torchvision's DenseNet layers
+                # concatenate all earlier features): its other layers, with the merge written flat
+                trimmed = _Group(group.prefix, group.parts, group.start + 1, group.end)
+                _shape(trimmed, layers, kinds)
+                if trimmed.signature is not None:
+                    group.trimmed = trimmed
+                    variants.append(trimmed)
+    counts = Counter(group.signature for group in (*groups, *variants) if group.signature is not None)
     banned: set[Any] = set()
     for group in groups:
         group.unique = prefix_count[group.prefix] == 1
@@ -797,45 +816,70 @@ def readable_spec(graph: Graph, *, blocks: bool = True) -> dict[str, Any]:
 # --- JSON text --------------------------------------------------------------------------------
 
 
-def _fits(value: Any, width: int) -> str | None:
-    text = json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
-    return text if len(text) <= width else None
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
 
 
-def _dump(value: Any, indent: int, force: int) -> str:
-    """``value`` on one line if it fits in LINE_WIDTH at this indent and ``force`` is 0; else
-    broken: one entry per line (``force`` levels are always broken: the spec, its blocks)."""
-    if force <= 0 or not isinstance(value, (Mapping, list)) or not value:
-        text = _fits(value, LINE_WIDTH - indent)
-        if text is not None or not isinstance(value, (Mapping, list)) or not value:
-            return text if text is not None else json.dumps(value, ensure_ascii=False)
+def _fill(value: Any, column: int, width: int = LINE_WIDTH - 1) -> str:
+    """``value`` as JSON starting at ``column``: on one line if it fits in ``width``; else its
+    entries filled onto lines as words in a paragraph, each continuation line aligned after the
+    opening bracket (an entry too long for a line is filled the same way)."""
+    text = _compact(value)
+    if column + len(text) <= width or not isinstance(value, (Mapping, list)) or not value:
+        return text
+    opening, closing = ("{", "}") if isinstance(value, Mapping) else ("[", "]")
+    entries = ([(json.dumps(str(k), ensure_ascii=False) + ": ", v) for k, v in value.items()]
+               if isinstance(value, Mapping) else [("", v) for v in value])
+    indent = column + 1
+    out, current = opening, indent
+    for index, (prefix, item) in enumerate(entries):
+        tail = closing if index == len(entries) - 1 else ","
+        separator = "" if index == 0 else " "
+        if index and current + len(separator) + len(prefix) + len(_compact(item)) + len(tail) > width:
+            out += "\n" + " " * indent
+            current, separator = indent, ""
+        start = current + len(separator) + len(prefix)
+        rendered = _fill(item, start, width - len(tail))
+        out += separator + prefix + rendered + tail
+        current = (len(rendered.rsplit("\n", 1)[1]) if "\n" in rendered else start + len(rendered)) + len(tail)
+    return out
+
+
+def _broken(value: list[Any], indent: int) -> str:
+    """A list with one entry per line (each filled from ``indent + 2``)."""
     pad = " " * (indent + 2)
-    if isinstance(value, Mapping):
-        entries = [f"{pad}{json.dumps(str(k), ensure_ascii=False)}: {_dump(v, indent + 2, force - 1)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(entries) + "\n" + " " * indent + "}"
-    entries = [pad + _dump(v, indent + 2, force - 1) for v in value]
-    return "[\n" + ",\n".join(entries) + "\n" + " " * indent + "]"
+    return "[\n" + ",\n".join(pad + _fill(item, indent + 2) for item in value) + "\n" + " " * indent + "]"
 
 
 def dump_spec(source: Graph | Mapping[str, Any]) -> str:
     """JSON text of a spec (or of :func:`readable_spec` of a graph), one layer per line where it fits.
 
-    The spec, ``blocks``, each block and each ``layers`` list are broken over lines; a layer
-    (or a block's ``args``) is one line when it fits in ``LINE_WIDTH`` characters, else broken
-    too. The text ends with a newline; ``archcalc.spec.from_json`` reads it.
+    The spec, ``blocks``, each block and each ``layers`` list are broken over lines, one layer
+    (or instance) a line; one longer than ``LINE_WIDTH`` characters continues on the next lines,
+    aligned after its opening brace (only a name or other string longer than a line makes a
+    line longer). The text ends with a newline; ``archcalc.spec.from_json`` reads it.
     """
     spec = readable_spec(source) if isinstance(source, Graph) else source
-    parts = []
+    entries = []
     for key, value in spec.items():
-        if key == "blocks" and isinstance(value, Mapping):
-            inner = []
+        head = f"  {json.dumps(key, ensure_ascii=False)}: "
+        if key == "blocks" and isinstance(value, Mapping) and value:
+            blocks = []
             for name, block in value.items():
-                body = (",\n".join(f"      {json.dumps(k)}: {_dump(v, 6, 1 if k == 'layers' else 0)}" for k, v in block.items())
-                        if isinstance(block, Mapping) else None)
-                inner.append(f"    {json.dumps(name, ensure_ascii=False)}: " + ("{\n" + body + "\n    }" if body is not None
-                                                                                   else _dump(block, 4, 0)))
-            text = "{\n" + ",\n".join(inner) + "\n  }" if inner else "{}"
+                block_head = f"    {json.dumps(name, ensure_ascii=False)}: "
+                if not isinstance(block, Mapping) or not block:
+                    blocks.append(block_head + _fill(block, len(block_head)))
+                    continue
+                fields = []
+                for field_key, field_value in block.items():
+                    field_head = f"      {json.dumps(field_key, ensure_ascii=False)}: "
+                    layers = field_key == "layers" and isinstance(field_value, list) and field_value
+                    fields.append(field_head + (_broken(field_value, 6) if layers else _fill(field_value, len(field_head))))
+                blocks.append(block_head + "{\n" + ",\n".join(fields) + "\n    }")
+            text = "{\n" + ",\n".join(blocks) + "\n  }"
+        elif key == "layers" and isinstance(value, list) and value:
+            text = _broken(value, 2)
         else:
-            text = _dump(value, 2, 1 if key == "layers" else 0)
-        parts.append(f"  {json.dumps(key)}: {text}")
-    return "{\n" + ",\n".join(parts) + "\n}\n"
+            text = _fill(value, len(head))
+        entries.append(head + text)
+    return "{\n" + ",\n".join(entries) + "\n}\n"

@@ -248,6 +248,28 @@ def test_external_inputs_become_arguments():
     assert spec["layers"][2]["repeat"] == 4 and spec["layers"][2]["args"] == {"input2": "stem"}
 
 
+def test_units_that_start_by_merging_earlier_features_keep_the_merge_flat():
+    # torchvision's DenseNet as traced: each dense layer concatenates every earlier feature map
+    # (a concat of 1, 2, 3... inputs), then BN-ReLU-conv-BN-ReLU-conv: the concat stays flat
+    layers = [{"type": "conv", "name": "features.conv0", "filters": 8, "kernel": 3, "padding": 1}]
+    features = ["features.conv0"]
+    for index in range(1, 6):
+        p = f"features.denseblock1.denselayer{index}"
+        if index > 1:
+            layers.append({"type": "concat", "name": f"{p}.cat", "inputs": list(features)})
+        layers += [{"type": "batchnorm", "name": f"{p}.norm1"}, {"type": "relu", "name": f"{p}.relu1"},
+                   {"type": "conv", "name": f"{p}.conv1", "filters": 16, "kernel": 1, "bias": False},
+                   {"type": "batchnorm", "name": f"{p}.norm2"}, {"type": "relu", "name": f"{p}.relu2"},
+                   {"type": "conv", "name": f"{p}.conv2", "filters": 4, "kernel": 3, "padding": 1, "bias": False}]
+        features.append(f"{p}.conv2")
+    graph = from_dict({"name": "dense", "input": [3, 8, 8], "layers": layers})
+    spec = round_trip(graph)
+    (block,) = spec["blocks"].values()
+    assert [layer["name"] for layer in block["layers"]] == ["norm1", "relu1", "conv1", "norm2", "relu2", "conv2"]
+    kinds = [layer.get("type", "instance") for layer in spec["layers"]]
+    assert kinds == ["conv", "instance"] + ["concat", "instance"] * 4
+
+
 def test_dump_spec_writes_one_layer_per_line_where_it_fits():
     graph = flattened(archcalc.load("resnet50"))
     text = dump_spec(graph)
