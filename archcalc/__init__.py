@@ -20,15 +20,24 @@ from archcalc.report import Analysis, LayerReport, ReceptiveField, Totals
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> object:
-    """The executor loads NumPy, so it is imported on first use, not with the analyzer."""
-    if name in ("Executor", "gradcheck"):
-        from archcalc import execute
+#: Public names imported on first use: the executor loads NumPy, the importers and exporters
+#: their optional packages (each module imports torch, onnx or protobuf only when called).
+_LAZY = {
+    "Executor": "archcalc.execute", "gradcheck": "archcalc.execute",
+    "from_torch": "archcalc.importers", "from_onnx": "archcalc.importers", "from_caffe": "archcalc.importers",
+}
 
-        return getattr(execute, name)
+
+def __getattr__(name: str) -> object:
+    """The lazily imported public names (:data:`_LAZY`)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'archcalc' has no attribute {name!r}")
 
 __all__ = [
     "Analysis", "ArchcalcError", "Executor", "Graph", "LayerReport", "Net", "Node", "ReceptiveField",
-    "ShapeError", "SpecError", "Totals", "analyze", "explain", "gradcheck", "load", "render", "to_dot", "__version__",
+    "ShapeError", "SpecError", "Totals", "analyze", "explain", "from_caffe", "from_onnx", "from_torch", "gradcheck", "load",
+    "render", "to_dot", "__version__",
 ]

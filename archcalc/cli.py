@@ -20,10 +20,13 @@ from archcalc.errors import ArchcalcError
 
 
 class ModelType(click.ParamType):
-    """A zoo name, a .json/.py spec path, or ``-`` for JSON on standard input.
+    """A zoo name, a .json/.py spec path, ``-`` for JSON on standard input, or a network to
+    import: an .onnx file, a Caffe .prototxt, ``torchvision:NAME`` or ``package.module:Name``.
 
-    The bound on expanded layers comes from the group option ``--max-layers``; the spec's
-    warnings (a channels-last input) go to standard error as ``warning: ...`` lines.
+    The bound on expanded layers comes from the group option ``--max-layers``; an import's
+    ``--input`` and ``--partial`` from the command's options (eager, so they are known here
+    wherever they stand on the command line); the spec's warnings (a channels-last input, a
+    folded batchnorm) go to standard error as ``warning: ...`` lines.
     """
 
     name = "model"
@@ -48,7 +51,9 @@ class ModelType(click.ParamType):
                                     "a spec that large belongs in a file (or blocks)")
             graph = from_json(text, "<stdin>", max_layers=max_layers)
         else:
-            graph = load(value, max_layers=max_layers)
+            meta = ctx.meta if ctx is not None else {}
+            graph = load(value, max_layers=max_layers, input_shape=meta.get("archcalc.input"),
+                         partial=bool(meta.get("archcalc.partial")))
         for warning in graph.warnings:
             click.echo(f"warning: {warning}", err=True)
         return graph
@@ -104,6 +109,27 @@ MAX_BATCH = 2**63 - 1
 MAX_STEPS = 1_000_000
 
 _FORMATS = click.Choice(["table", "json", "csv", "markdown"])
+
+
+def _store_input(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        from archcalc.importers._builder import parse_input_shape
+
+        ctx.meta["archcalc.input"] = parse_input_shape(value)
+
+
+def _store_partial(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    ctx.meta["archcalc.partial"] = value
+
+
+def _import_options(command: Any) -> Any:
+    """--input and --partial, for the commands that take a model: how to import one."""
+    command = click.option("--partial", is_flag=True, is_eager=True, expose_value=False, callback=_store_partial,
+                           help="Imported networks: pass ops archcalc has no rule for through, counted as 0 "
+                                "(the report says partial and names them); without it they are an error.")(command)
+    return click.option("--input", "input_shape", metavar="SHAPE", is_eager=True, expose_value=False, callback=_store_input,
+                        help="Imported networks: one sample's shape, e.g. 3x224x224 (package.module:Name needs it; "
+                             "an ONNX file with dynamic shapes too; torchvision models default to 3x224x224).")(command)
 
 
 def _analysis_options(command: Any) -> Any:
@@ -202,6 +228,7 @@ def cli(max_layers: int | None) -> None:
 
 @cli.command()
 @click.argument("model", type=MODEL)
+@_import_options
 @click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True, help="Output format.")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Show N levels of blocks: 1 folds each top-level block (a ResNet stage, an Inception module) into one row.")
@@ -279,6 +306,7 @@ def _printable(analysis: Any) -> Any:
 
 @cli.command()
 @click.argument("model", type=MODEL)
+@_import_options
 @click.argument("layer")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per batch.")
 @click.option("--dtype", type=click.Choice(list(formulas.DTYPE_BYTES)), default="float32", show_default=True, help="Value type.")
@@ -297,6 +325,7 @@ def explain(model: Any, layer: str, batch: int, dtype: str) -> None:
 
 @cli.command()
 @click.argument("models", type=MODEL, nargs=-1, required=True)
+@_import_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
 @_analysis_options
 def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer: str) -> None:
@@ -315,6 +344,7 @@ def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer
 
 @cli.command()
 @click.argument("model", type=MODEL)
+@_import_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="File to write; the format comes from the extension: .svg, .png, .pdf or .dot. "
                    "Default: the model's name as a file name in the current directory, with .svg.")
@@ -352,6 +382,7 @@ def render(model: Any, output: str | None, depth: int | None, color: str, rankdi
 
 @cli.command()
 @click.argument("model", type=MODEL)
+@_import_options
 @click.option("--batch", type=click.IntRange(1, MAX_BATCH), default=8, show_default=True, help="Samples per batch.")
 @click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=None,
               help="SGD steps on one random batch. [default: 20, 1 with --check]")
@@ -410,6 +441,7 @@ def _backend() -> str:
 
 @cli.command("gradcheck")
 @click.argument("model", type=MODEL)
+@_import_options
 @click.option("--batch", type=click.IntRange(1, MAX_BATCH), default=2, show_default=True, help="Samples per batch.")
 @click.option("--samples", type=click.IntRange(min=1), default=6, show_default=True, help="Entries checked per tensor.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
@@ -457,6 +489,7 @@ DEFAULT_GRADE_COLUMNS = ("output_shape", "params", "macs", "activations")
 
 @cli.command()
 @click.argument("model", type=MODEL)
+@_import_options
 @click.argument("answers", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "gradescope"]), default="table", show_default=True,
               help="gradescope: the autograder's results.json.")
@@ -513,6 +546,7 @@ def grade(ctx: click.Context, model: Any, answers: str, fmt: str, rows: str, col
 
 @cli.command("template")
 @click.argument("model", type=MODEL)
+@_import_options
 @click.option("--columns", default=",".join(DEFAULT_GRADE_COLUMNS), show_default=True,
               help="Comma-separated columns to leave blank for the student.")
 @click.option("--rows", type=click.Choice(["lecture", "all"]), default="lecture", show_default=True,
@@ -530,6 +564,57 @@ def template_command(model: Any, columns: str, rows: str) -> None:
 
 #: At most this many ``error:`` lines are printed; the rest are counted in one more line.
 MAX_ERROR_LINES = 20
+
+
+@cli.command("import")
+@click.argument("model", type=MODEL)
+@_import_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="The .json spec to write (default: standard output).")
+def import_command(model: Any, output: str | None) -> None:
+    """Write MODEL (an .onnx file, a .prototxt, torchvision:NAME, package.module:Name, or any model)
+    as a readable archcalc spec: repeated structures as blocks, names kept; it reloads to the same graph."""
+    from archcalc.specwriter import dump_spec
+
+    _write_text(dump_spec(model), output)
+
+
+@cli.command("export")
+@click.argument("model", type=MODEL)
+@_import_options
+@click.option("--to", "target", type=click.Choice(["torch", "onnx"]), required=True,
+              help="torch: PyTorch source (an nn.Module); onnx: an ONNX file (onnx.helper, no torch needed).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="File to write (required for onnx; torch source goes to standard output without it).")
+@click.option("--weights", type=click.Choice(["random", "zeros"]), default="random", show_default=True,
+              help="onnx: the initial weights written (random: He-initialised as the executor's, from --seed).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds the random weights.")
+def export_command(model: Any, target: str, output: str | None, weights: str, seed: int) -> None:
+    """Write MODEL as PyTorch source a student can read and train, or as an ONNX file that runs in onnxruntime."""
+    if target == "torch":
+        from archcalc.exporters.torch import torch_source
+
+        _write_text(torch_source(model), output)
+        return
+    if output is None:
+        raise ArchcalcError("export --to onnx: give the file to write with -o FILE.onnx")
+    from archcalc.exporters.onnx import to_onnx
+
+    to_onnx(model, output, weights=None if weights == "random" else "zeros", seed=seed)
+    click.echo(f"wrote {output}", err=True)
+
+
+def _write_text(text: str, output: str | None) -> None:
+    """``text`` to the file ``output``, or to standard output; a file that cannot be written is one error line."""
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as error:
+        raise ArchcalcError(f"cannot write {output!r}: {(error.strerror or str(error)).lower()}") from None
+    click.echo(f"wrote {output}", err=True)
 
 
 def _print_problems(problems: tuple[str, ...] | list[str], omitted: int = 0) -> None:

@@ -241,6 +241,17 @@ class LayerTiming:
     backward: float = 0.0
 
 
+def _refuse_stand_ins(graph: Graph, allowed: bool) -> None:
+    """ArchcalcError unless ``allowed`` when a layer's forward is a stand-in, not its source op."""
+    stand_ins = [node for node in graph.nodes[1:] if get_op(node.type).stand_in]
+    if stand_ins and not allowed:
+        first = stand_ins[0]
+        raise ArchcalcError(
+            f"model {graph.name!r}: cannot run {len(stand_ins)} layer(s) archcalc has no rule for, first "
+            f"{first.name!r} ({first.attrs.get('op', first.type)}, passed through by a partial import)"
+        )
+
+
 class Executor:
     """Runs a graph on arrays of shape (N, *input_shape).
 
@@ -252,17 +263,20 @@ class Executor:
             half the memory available).
         batch: the batch it will run, if known: a batch over the limit is then refused here,
             before any parameter exists (0: only the parameters are checked here).
+        stand_ins: run layers whose forward is only a stand-in (``opaque`` layers of a partial
+            import: not the source's op); by default such a network is refused.
 
     Parameters are named ``layer.weight`` / ``layer.bias`` (and BatchNorm's
     ``running_mean`` / ``running_var``), He-initialised for conv and linear weights.
     """
 
     def __init__(self, model: Any, seed: int = 0, dtype: str = "float32", max_memory: int | None = None,
-                 batch: int = 0) -> None:
+                 batch: int = 0, stand_ins: bool = False) -> None:
         _check_dtype(dtype)
         batch = _check_batch(batch, allow_zero=True)
         self.seed = _check_seed(seed)
         self.graph: Graph = load(model)
+        _refuse_stand_ins(self.graph, stand_ins)
         self.layers = infer_shapes(self.graph)
         self.dtype = np.dtype(dtype)
         self.max_memory = _check_max_memory(max_memory)
@@ -738,7 +752,8 @@ class Gradcheck:
     """
 
     def __init__(self, model: Any, batch: int = 2, seed: int = 0, samples: int = 6, eps: float = 1e-6,
-                 tolerance: float = 1e-5, max_memory: int | None = None, max_passes: int = MAX_GRADCHECK_PASSES) -> None:
+                 tolerance: float = 1e-5, max_memory: int | None = None, max_passes: int = MAX_GRADCHECK_PASSES,
+                 stand_ins: bool = False) -> None:
         batch, seed = _check_batch(batch), _check_seed(seed)
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
             raise ArchcalcError(f"samples must be a positive int, got {samples!r}")
@@ -748,6 +763,7 @@ class Gradcheck:
         self.tolerance = _finite("tolerance", tolerance)
         self.seed = seed
         graph = load(model)
+        _refuse_stand_ins(graph, stand_ins)
         layers = infer_shapes(graph)
         sizes = [p.size for node in graph.nodes[1:] for p in get_op(node.type).params(layers[node.name]).values() if p.trainable]
         passes = 2 * sum(min(int(samples), size) for size in [*sizes, batch * math.prod(graph.input_shape)])
@@ -756,7 +772,8 @@ class Gradcheck:
                 f"gradcheck {graph.name}: {samples} entries per tensor would take {passes:,} forward passes, "
                 f"over the bound of {max_passes:,}; check fewer entries (--samples) or raise the bound (max_passes= in Python)"
             )
-        self.executor = executor = Executor(graph, seed=seed, dtype="float64", max_memory=max_memory, batch=batch)
+        self.executor = executor = Executor(graph, seed=seed, dtype="float64", max_memory=max_memory, batch=batch,
+                                            stand_ins=stand_ins)
         executor.check_memory(batch)
         self.rng = rng = np.random.default_rng(seed + 1)
         with executor._out_of_memory(f"making a batch of {batch}", batch):
@@ -806,7 +823,7 @@ class Gradcheck:
 
 def gradcheck(model: Any, batch: int = 2, seed: int = 0, samples: int = 6, eps: float = 1e-6,
               tolerance: float = 1e-5, max_memory: int | None = None, progress: Progress | None = None,
-              max_passes: int = MAX_GRADCHECK_PASSES) -> GradcheckReport:
+              max_passes: int = MAX_GRADCHECK_PASSES, stand_ins: bool = False) -> GradcheckReport:
     """Compare backward's gradients with central differences, in float64.
 
     The loss is ``sum(output * R)`` for a fixed random ``R``, so dJ/d(output) = R. For each
@@ -823,4 +840,4 @@ def gradcheck(model: Any, batch: int = 2, seed: int = 0, samples: int = 6, eps: 
         ArchcalcError: for bad arguments, a model that would not fit under the limit, or a
             check of more than ``max_passes`` forward passes.
     """
-    return Gradcheck(model, batch, seed, samples, eps, tolerance, max_memory, max_passes).run(progress)
+    return Gradcheck(model, batch, seed, samples, eps, tolerance, max_memory, max_passes, stand_ins).run(progress)

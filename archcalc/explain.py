@@ -157,7 +157,8 @@ def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[st
     if not node.inputs:
         return [("receptive field", "each input value sees itself: size 1, jump 1")]
     if field.is_global:
-        return [("receptive field", "global: every output sees the whole input")]
+        bound = "" if field.exact else " (an upper bound: archcalc could not follow every layer's field exactly)"
+        return [("receptive field", f"global: every output sees the whole input{bound}")]
     op = get_op(node.type)
     sources = [analysis.layer(ref).receptive_field for ref in node.inputs[: op.field_inputs]]
     window = op.window(layer)

@@ -16,19 +16,34 @@ from archcalc.ops.base import did_you_mean
 from archcalc.spec import MAX_LAYERS, from_dict, from_json
 
 
-def load(model: Any, max_layers: int = MAX_LAYERS) -> Graph:
+def load(model: Any, max_layers: int = MAX_LAYERS, input_shape: Any = None, partial: bool = False) -> Graph:
     """Load a network.
 
     Args:
         model: a zoo name (``"vgg16"``), a path to a ``.json`` or ``.py`` spec, JSON text (a
             string starting with ``{``, such as ``Graph.to_json()``'s), a spec dict, a
-            :class:`~archcalc.dsl.Net`, or a :class:`~archcalc.graph.Graph` (returned as is).
-            A ``.py`` spec is Python code, run with your rights: load only files you trust.
+            :class:`~archcalc.dsl.Net`, or a :class:`~archcalc.graph.Graph` (returned as is);
+            or a network to import (:mod:`archcalc.importers`): an ``.onnx`` file, a Caffe
+            ``.prototxt``, ``torchvision:NAME`` or ``package.module:Name`` (an ``nn.Module``).
+            A ``.py`` spec or a Python module is code, run with your rights: load only what you trust.
         max_layers: the most layers a spec's blocks may expand to (checked before expanding).
+        input_shape: an imported network's input, one sample without the batch axis
+            ((3, 224, 224)): needed for ``package.module:Name`` and ONNX files with dynamic shapes.
+        partial: an imported network's ops without a rule are passed through, counted as 0.
 
     Raises:
-        SpecError: the model cannot be found or read, or its spec is invalid.
+        SpecError: the model cannot be found or read, or its spec is invalid; ``input_shape``
+            or ``partial`` given for a network that is not imported.
+        MissingToolError: the importer's package (torch, onnx, protobuf) is not installed.
     """
+    from archcalc.importers import load_source, source_kind
+
+    if isinstance(model, (str, Path)) and source_kind(str(model)) is not None:
+        return load_source(str(model), input_shape, partial, max_layers)
+    if input_shape is not None or partial:
+        given = "an input shape" if input_shape is not None else "partial"
+        raise SpecError(f"{given} applies to imported networks (.onnx, .prototxt, torchvision:NAME, package.module:Name), "
+                        f"not to {_shown(model)}")
     if isinstance(model, Graph):
         return model
     if isinstance(model, Net):
@@ -65,6 +80,14 @@ def load(model: Any, max_layers: int = MAX_LAYERS) -> Graph:
     if path.suffix == ".py":
         return load_python(path, data, max_layers=max_layers)
     return from_json(data, str(path), max_layers=max_layers)
+
+
+def _shown(model: Any) -> str:
+    """A model argument in a message: a name or path quoted, else its kind."""
+    if isinstance(model, (str, Path)):
+        text = str(model)
+        return repr(text if len(text) <= 200 else text[:197] + "...")
+    return f"a {type(model).__name__}"
 
 
 def _kind(path: Path, shown: str) -> str:

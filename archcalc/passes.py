@@ -16,8 +16,8 @@ from archcalc.errors import RuleError, ShapeError, SpecError, check
 from archcalc.figures import LayerFacts
 from archcalc.graph import Graph
 from archcalc.loading import load
-from archcalc.ops import GLOBAL, POINTWISE, Cost, Layer, get_op
-from archcalc.report import Analysis, LayerReport, ReceptiveField, Totals
+from archcalc.ops import GLOBAL, POINTWISE, UNKNOWN, Cost, Layer, get_op
+from archcalc.report import Analysis, LayerReport, ReceptiveField, Totals, Uncounted
 
 
 def _attrs_key(op_type: str, attrs: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -131,8 +131,8 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
             continue
         axis_map = getattr(op, "axis_map", None)  # layout ops say where each output axis comes from
         window = op.window(layer)
-        if window == GLOBAL:
-            fields[node.name] = ReceptiveField.whole(spatial, all(f.exact for f in inputs))
+        if window in (GLOBAL, UNKNOWN):  # unknown: the whole input, stated as an upper bound
+            fields[node.name] = ReceptiveField.whole(spatial, window == GLOBAL and all(f.exact for f in inputs))
             holds[node.name] = (None,) * len(layer.out_shape)
             continue
         if len(inputs) == 1:  # a chain: nothing to merge
@@ -419,4 +419,15 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     totals = Totals(figures.totals(rows, batch, dtype, optimizer))
     return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description,
                     graph.warnings, network_paths.depth(graph, layers),
-                    network_paths.paths(graph, layers) if paths else None)
+                    network_paths.paths(graph, layers) if paths else None, uncounted(graph))
+
+
+def uncounted(graph: Graph) -> tuple[Uncounted, ...]:
+    """The stand-in layers of a partial import (ops no rule counts), by source op, in order of
+    first appearance."""
+    found: dict[str, list[Any]] = {}
+    for node in graph.nodes[1:]:
+        if get_op(node.type).stand_in:
+            op = str(node.attrs.get("op", node.type))
+            found.setdefault(op, [0, node.name])[0] += 1
+    return tuple(Uncounted(op, count, first) for op, (count, first) in found.items())

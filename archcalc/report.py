@@ -190,6 +190,24 @@ class LayerReport:
 
 
 @dataclass(frozen=True, slots=True)
+class Uncounted:
+    """An op type of an imported network that archcalc has no rule for, passed through and
+    counted as 0 (``--partial``): the source's op name, how many layers, the first one's name."""
+
+    op: str
+    count: int
+    first: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"op": ..., "count": ..., "first": ...}``."""
+        return {"op": self.op, "count": self.count, "first": self.first}
+
+    def text(self) -> str:
+        """``aten.roi_align x4 (first at heads.box.0)``."""
+        return f"{self.op} x{self.count} (first at {self.first})"
+
+
+@dataclass(frozen=True, slots=True)
 class Totals:
     """Whole-network figures by name (:data:`archcalc.figures.TOTAL_FIGURES`): ``totals.params``,
     ``totals.activations`` (the input and every stored output), ``totals.training_bytes``..."""
@@ -225,6 +243,14 @@ class Analysis:
     network_depth: Depth | None = None
     #: The input-to-output paths (:func:`archcalc.paths.paths`), when ``analyze(paths=True)``.
     paths: Paths | None = None
+    #: The ops of a partial import that no rule counts (each layer's figures 0), by op.
+    uncounted: tuple[Uncounted, ...] = ()
+
+    @property
+    def status(self) -> str:
+        """``complete``, or ``partial`` when some layer was passed through uncounted (every
+        total is then a lower bound)."""
+        return "partial" if self.uncounted else "complete"
 
     def layer(self, name: str) -> LayerReport:
         """The row of a layer by name."""
@@ -249,7 +275,10 @@ class Analysis:
             "batch": self.batch,
             "dtype": self.dtype,
             "optimizer": self.optimizer,
+            "status": self.status,
         }
+        if self.uncounted:
+            out["uncounted"] = [u.to_dict() for u in self.uncounted]
         if depth is not None:
             out["depth"] = depth
         if layers:

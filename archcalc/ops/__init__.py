@@ -10,6 +10,7 @@ from archcalc.ops.base import (
     GLOBAL,
     POINTWISE,
     REGISTRY,
+    UNKNOWN,
     Cost,
     Example,
     Layer,
@@ -25,7 +26,7 @@ from archcalc.ops.base import (
 
 __all__ = [
     "GLOBAL", "POINTWISE", "REGISTRY", "Cost", "Example", "Layer", "Op", "Param", "RunContext", "Shape",
-    "Window", "format_shape", "get_op", "register",
+    "UNKNOWN", "Window", "format_shape", "get_op", "register",
 ]
 
 # Every public module of the package (private ones, such as _torch, need torch and register nothing).

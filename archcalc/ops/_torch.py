@@ -135,3 +135,17 @@ class ChannelScale(nn.Module):
         shape = (1, -1) + (1,) * (x.ndim - 2)
         y = x * self.weight.reshape(shape)
         return y if self.bias is None else y + self.bias.reshape(shape)
+
+
+class MeanStandIn(nn.Module):
+    """The stand-in of an ``opaque`` layer: every output value is the mean of all input values."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        batch = xs[0].shape[0]
+        total = sum(x.reshape(batch, -1).sum(dim=1) for x in xs)
+        count = sum(x[0].numel() for x in xs)
+        return (total / count).reshape(batch, *(1,) * len(self.shape)).expand(batch, *self.shape)

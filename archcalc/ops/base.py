@@ -139,6 +139,9 @@ class SizeDependence:
 POINTWISE = "pointwise"
 #: ``window()`` result of ops whose every output sees the whole input (linear, global pool).
 GLOBAL = "global"
+#: ``window()`` result of ops whose field archcalc cannot know (an imported op passed through by
+#: ``--partial``): the field is reported as the whole input, flagged as an upper bound.
+UNKNOWN = "unknown"
 
 
 @dataclass
@@ -189,6 +192,10 @@ class Op:
     #: parameters give another output on each call, so tests compare their masks' statistics,
     #: not their values, with torch's.
     random: ClassVar[bool] = False
+    #: True for ops whose forward is a stand-in with the right shapes, not the computation
+    #: (``opaque``: an imported op archcalc has no rule for); the executor refuses to run them
+    #: unless told (``Executor(..., stand_ins=True)``, as the registry-wide tests do).
+    stand_in: ClassVar[bool] = False
     #: How :meth:`cost` counts other ops, in words (``explain`` and the docs show it), e.g.
     #: ``(prod(k) - 1) comparisons per output value``. Every op declares one.
     other_ops_rule: ClassVar[str] = ""
@@ -221,7 +228,7 @@ class Op:
         raise NotImplementedError
 
     def window(self, layer: Layer) -> Window | str:
-        """The receptive-field window: a :class:`Window`, ``POINTWISE`` or ``GLOBAL``."""
+        """The receptive-field window: a :class:`Window`, ``POINTWISE``, ``GLOBAL`` or ``UNKNOWN``."""
         raise NotImplementedError
 
     def summary(self, layer: Layer) -> str:

@@ -104,6 +104,10 @@ def footer(analysis: Analysis) -> list[str]:
         f"Training memory ({analysis.optimizer}, batch {batch}): params{' + buffers' if t.buffers else ''} + gradients "
         f"+ optimizer state + 2 x activations = {binary_bytes(t.training_bytes)}.",
     ]
+    if analysis.uncounted:  # first: every total above is a lower bound
+        count = sum(u.count for u in analysis.uncounted)
+        lines.insert(0, f"Partial: {count} layer(s) of ops archcalc has no rule for are counted as 0 (params, MACs, other "
+                     f"ops) and every total is a lower bound: {', '.join(u.text() for u in analysis.uncounted)}.")
     if analysis.network_depth is not None:
         d = analysis.network_depth
         lines.append(f"Depth: {d.weighted} layers with weights (conv, transposed conv, linear) on the longest path, "
@@ -115,7 +119,8 @@ def footer(analysis: Analysis) -> list[str]:
     if any(not f.uniform for f in fields):
         marks.append("~ where windows differ in size (adaptive pooling): a field that contains every window")
     if any(not f.exact for f in fields):
-        marks.append("? where an axis could not be followed through a reshape: the whole axis, an upper bound")
+        through = "a reshape or an uncounted op" if analysis.uncounted else "a reshape"
+        marks.append(f"? where an axis could not be followed through {through}: the whole axis, an upper bound")
     if marks:
         lines.append("Receptive field: " + "; ".join(marks) + ".")
     if any(row.resolution_dependent or row.receptive_field.resolution_dependent for row in analysis.layers):
