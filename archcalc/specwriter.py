@@ -324,11 +324,13 @@ _STEM = re.compile(r"[A-Za-z][A-Za-z_]*?(?=_?[0-9]|$)")
 
 
 def _block_stem(parts: tuple[str, ...]) -> str:
-    """A block's name from an instance's prefix: ``layer1.0`` -> ``layer``, ``inception3a`` -> ``inception``."""
+    """A block's name from an instance's prefix: ``layer1.0`` -> ``layer``, ``inception3a`` ->
+    ``inception``, ONNX's ``/layer2/layer2`` -> ``layer``; ``block`` if no part has a word."""
     for part in reversed(parts):
-        match = _STEM.match(part)
-        if match and not part.isdigit():
-            return match.group(0)
+        for word in reversed(re.split(r"[^A-Za-z0-9_]+", part)):
+            match = _STEM.match(word)
+            if match and not word.isdigit():
+                return match.group(0)
     return "block"
 
 

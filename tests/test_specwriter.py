@@ -234,6 +234,35 @@ def test_names_blocks_cannot_reproduce_are_kept(case):
     round_trip(graph)
 
 
+def test_onnx_node_names_keep_their_slashes_and_share_blocks_where_their_dots_allow():
+    # torch.onnx's node names: "/layer2/layer2.0/conv1/Conv"; the text before the first dot
+    # ("/layer2/layer2") names each stage, so stages equal in structure share a block
+    layers = [{"type": "conv", "name": "/conv1/Conv", "filters": 4, "kernel": 3, "padding": 1}]
+    previous = "/conv1/Conv"
+    for stage, width in ((2, 8), (3, 16), (4, 32)):
+        for unit in range(2):
+            p = f"/layer{stage}/layer{stage}.{unit}"
+            layers += [{"type": "conv", "name": f"{p}/conv1/Conv", "filters": width, "kernel": 3, "padding": 1, "inputs": [previous]},
+                       {"type": "relu", "name": f"{p}/relu/Relu"},
+                       {"type": "add", "name": f"{p}/Add", "inputs": [f"{p}/relu/Relu", previous]}]
+            previous = f"{p}/Add"
+    graph = from_dict({"name": "onnx", "input": [8, 8, 8], "layers": layers})
+    spec = round_trip(graph)
+    assert list(spec["blocks"]) == ["layer"]
+    assert [layer.get("name") for layer in spec["layers"][1:]] == ["/layer2/layer2", "/layer3/layer3", "/layer4/layer4"]
+    assert spec["blocks"]["layer"]["layers"][0]["name"] == "0/conv1/Conv"
+
+
+def test_a_wrong_spec_with_blocks_falls_back_to_the_flat_spec(monkeypatch):
+    import archcalc.specwriter as specwriter
+
+    graph = flattened(archcalc.load("resnet18"))
+    wrong = specwriter._structured(graph)
+    wrong["blocks"][next(iter(wrong["blocks"]))]["layers"][0]["kernel"] = 5
+    monkeypatch.setattr(specwriter, "_structured", lambda graph: wrong)
+    assert readable_spec(graph) == flat_spec(graph)
+
+
 def test_external_inputs_become_arguments():
     # a DenseNet-like chain where each unit also reads the stem: the stem's name is an argument
     layers = [{"type": "conv", "name": "stem", "filters": 4, "kernel": 1}, {"type": "relu", "name": "pre"}]
