@@ -26,9 +26,13 @@ def __getattr__(name: str) -> object:
         from archcalc import execute
 
         return getattr(execute, name)
+    if name == "explain_im2col":  # the lecture's worked im2col example (NumPy too)
+        from archcalc.im2col import explain_im2col
+
+        return explain_im2col
     raise AttributeError(f"module 'archcalc' has no attribute {name!r}")
 
 __all__ = [
     "Analysis", "ArchcalcError", "Executor", "Graph", "LayerReport", "Net", "Node", "ReceptiveField",
-    "ShapeError", "SpecError", "Totals", "analyze", "explain", "gradcheck", "load", "render", "to_dot", "__version__",
+    "ShapeError", "SpecError", "Totals", "analyze", "explain", "explain_im2col", "gradcheck", "load", "render", "to_dot", "__version__",
 ]

@@ -528,6 +528,33 @@ def template_command(model: Any, columns: str, rows: str) -> None:
     click.echo(template(model, tuple(c.strip() for c in columns.split(",") if c.strip()), rows), nl=False)
 
 
+@cli.command("im2col")
+@click.option("--x", "x_text", required=True, metavar="VALUES",
+              help="The input, one channel: 1,0,2,2,3,1 (1D) or rows separated by ';' (2D: 1,2,3;4,5,6).")
+@click.option("--w", "w_text", required=True, metavar="VALUES", help="The kernel, one filter, as --x (same number of axes).")
+@click.option("--stride", default="1", show_default=True, metavar="N[,N]", help="Stride: one int, or one per axis.")
+@click.option("--padding", default="0", show_default=True, metavar="N[,N]",
+              help="Zero padding: one int, one per axis, or same / valid.")
+@click.option("--dilation", default="1", show_default=True, metavar="N[,N]", help="Dilation: one int, or one per axis.")
+@click.option("--dy", "dy_text", default=None, metavar="VALUES", help="dL/dy, the output's shape, as --x. [default: ones]")
+def im2col_command(x_text: str, w_text: str, stride: str, padding: str, dilation: str, dy_text: str | None) -> None:
+    """The lecture's worked im2col example for a small input: X_hat, y = W X_hat, and the backward.
+
+    Prints X_hat with each column labelled by its output position, y = W X_hat, then for dL/dy
+    the gradient dL/dX_hat = W^T dL/dy and col2im's sum back to dL/dx, listing what each input
+    position receives from each window that reads it. The lecture's slide:
+    archcalc im2col --x 1,0,2,2,3,1 --w 3,2,1 --stride 2  (y = [5, 13]).
+    """
+    from archcalc.im2col import explain_im2col, parse_sizes, parse_values
+    from archcalc.render.im2col import im2col_text
+
+    example = explain_im2col(
+        parse_values(x_text, "--x"), parse_values(w_text, "--w"),
+        stride=parse_sizes(stride, "--stride"), padding=parse_sizes(padding, "--padding", ("same", "valid")),
+        dilation=parse_sizes(dilation, "--dilation"), dy=None if dy_text is None else parse_values(dy_text, "--dy"))
+    click.echo(im2col_text(example), nl=False)
+
+
 #: At most this many ``error:`` lines are printed; the rest are counted in one more line.
 MAX_ERROR_LINES = 20
 
