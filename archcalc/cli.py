@@ -298,19 +298,42 @@ def explain(model: Any, layer: str, batch: int, dtype: str) -> None:
 @cli.command()
 @click.argument("models", type=MODEL, nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also draw the models as a bubble chart, MACs across, bubble area ~ params: .svg or .png "
+                   "(needs matplotlib: pip install 'archcalc[chart]').")
+@click.option("--y", "y_figure", type=click.Choice(["params", "top1"]), default=None,
+              help="The chart's y axis: params, or top1 (the top-1 accuracy each model's spec cites). [default: params]")
 @_analysis_options
-def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer: str) -> None:
-    """Totals of several MODELS side by side, with each one's ratio to the first."""
+def compare(models: tuple[Any, ...], fmt: str, plot: str | None, y_figure: str | None, batch: int, dtype: str,
+            optimizer: str) -> None:
+    """Totals of several MODELS side by side, with each one's ratio to the first.
+
+    --plot FILE draws the lecture's architectures chart (after Canziani et al. 2016): one
+    bubble per model, MACs against params or (--y top1) cited top-1 accuracy.
+    """
     from archcalc.passes import analyze
     from archcalc.report import Comparison
 
+    if y_figure is not None and plot is None:
+        raise click.UsageError("--y chooses the chart's y axis: give --plot FILE too")
+    if plot is not None:
+        from archcalc.render.chart import chart_format
+
+        chart_format(plot)  # a bad suffix is refused before the analysis
     comparison = Comparison(tuple(_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer)) for m in models))
+    path = None
+    if plot is not None:  # drawn first: a missing reference, matplotlib or directory fails before any output
+        from archcalc.render.chart import chart_points, write_chart
+
+        path = write_chart(chart_points(models, comparison.analyses, y_figure or "params"), plot, y_figure or "params", batch=batch)
     if fmt == "json":
         click.echo(json.dumps(comparison.to_dict(), indent=2))
-        return
-    from archcalc.render.table import compare_table
+    else:
+        from archcalc.render.table import compare_table
 
-    _console().print(compare_table(comparison))
+        _console().print(compare_table(comparison))
+    if path is not None:
+        click.echo(f"wrote {path}", err=fmt == "json")
 
 
 @cli.command()
