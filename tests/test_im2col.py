@@ -251,3 +251,17 @@ def test_cli_errors(args: list[str], message: str, capsys: pytest.CaptureFixture
     assert captured.out == ""
     assert captured.err.startswith(message)
     assert captured.err.count("\n") == 1
+
+
+def test_the_readme_example_is_the_real_output(capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    from archcalc.cli import main
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("$ archcalc im2col --x 1,0,2,2,3,1 --w 3,2,1 --stride 2\n", 1)[1].split("```", 1)[0]
+    main(["im2col", "--x", "1,0,2,2,3,1", "--w", "3,2,1", "--stride", "2"])
+    out = capsys.readouterr().out
+    for line in block.splitlines():
+        if line and line != "...":
+            assert line.removesuffix(" ...").rstrip(":") in out, line
