@@ -557,7 +557,7 @@ def template_command(model: Any, columns: str, rows: str) -> None:
 @click.option("--w", "w_text", required=True, metavar="VALUES", help="The kernel, one filter, as --x (same number of axes).")
 @click.option("--stride", default="1", show_default=True, metavar="N[,N]", help="Stride: one int, or one per axis.")
 @click.option("--padding", default="0", show_default=True, metavar="N[,N]",
-              help="Zero padding: one int, one per axis, or same / valid.")
+              help="Zero padding: one int, one per axis, per side (before,after in 1D; top,left,bottom,right in 2D), or same / valid.")
 @click.option("--dilation", default="1", show_default=True, metavar="N[,N]", help="Dilation: one int, or one per axis.")
 @click.option("--dy", "dy_text", default=None, metavar="VALUES", help="dL/dy, the output's shape, as --x. [default: ones]")
 def im2col_command(x_text: str, w_text: str, stride: str, padding: str, dilation: str, dy_text: str | None) -> None:

@@ -265,3 +265,17 @@ def test_the_readme_example_is_the_real_output(capsys: pytest.CaptureFixture[str
     for line in block.splitlines():
         if line and line != "...":
             assert line.removesuffix(" ...").rstrip(":") in out, line
+
+
+def test_per_side_padding(capsys: pytest.CaptureFixture[str]) -> None:
+    from archcalc.cli import main
+
+    # padded [0 | 1, 2, 3 | 0, 0]: windows of 2 sum neighbours
+    e = explain_im2col([1, 2, 3], [1, 1], padding=(1, 2))
+    assert e.y.tolist() == [0 + 1, 1 + 2, 2 + 3, 3 + 0, 0 + 0]
+    assert e.dx.tolist() == [2, 2, 2]
+    main(["im2col", "--x", "1,2;3,4", "--w", "1,1;1,1", "--padding", "1,0,0,1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "im2col, 2D: x (2 x 2), w (2 x 2), stride 1, padding (1, 0) and (0, 1) (before, after per axis), dilation 1"
+    # padded rows [0, 0, 0], [1, 2, 0], [3, 4, 0]: each output sums one 2x2 window
+    assert "y = W X_hat = [[3, 2], [10, 6]]" in lines

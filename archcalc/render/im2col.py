@@ -106,4 +106,4 @@ def _per_axis(values: tuple[int, ...]) -> str:
 def _padding(pads: tuple[tuple[int, int], ...]) -> str:
     if all(b == a for b, a in pads):
         return _per_axis(tuple(b for b, _ in pads))
-    return "[" + ", ".join(f"{b} before, {a} after" for b, a in pads) + "]"
+    return " and ".join(f"({b}, {a})" for b, a in pads) + (" (before, after)" if len(pads) == 1 else " (before, after per axis)")
