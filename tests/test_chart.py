@@ -262,3 +262,14 @@ def test_chart_function_errors(tmp_path: Path) -> None:
         chart_points([], [], "macs")
     with pytest.raises(ArchcalcError, match="every point needs it"):
         write_chart([ChartPoint("n", 1, 1)], tmp_path / "c.svg", y="top1")
+
+
+def test_names_are_literal_and_zero_counts_draw(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    # a name with matplotlib's math markup and XML's specials; a network with no params and no MACs
+    graphs = [from_dict({"name": "z $\\frac$ <b>&", "input": [1, 4], "layers": [{"type": "relu"}]}),
+              from_dict({"name": "fc", "input": [1, 4], "layers": [{"type": "linear", "units": 3}]})]
+    out = write_chart(chart_points(graphs, [archcalc.analyze(g) for g in graphs]), tmp_path / "z.svg")
+    bubbles, labels = _svg(out)
+    assert labels == ["z $\\frac$ <b>&", "fc"]
+    assert len(bubbles) == 2

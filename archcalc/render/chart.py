@@ -106,7 +106,7 @@ def write_chart(points: Sequence[ChartPoint], output: str | Path, y: str = "para
         bubbles.set_gid(BUBBLES_ID)
         for i, (point, x_value, y_value) in enumerate(zip(points, xs, ys)):
             label = axes.annotate(point.model, (x_value, y_value), xytext=(0, 0), textcoords="offset points",
-                                  ha="center", va="center", zorder=3)
+                                  ha="center", va="center", zorder=3, parse_math=False)  # names are literal: no $...$ math
             label.set_gid(f"{LABEL_ID}-{i}")
         if all(x > 0 for x in xs):
             axes.set_xscale("log")
@@ -126,7 +126,8 @@ def write_chart(points: Sequence[ChartPoint], output: str | Path, y: str = "para
         axes.grid(True, which="major", alpha=0.3, zorder=0)
         largest = max(points, key=lambda p: p.params)
         axes.set_title(f"{'params' if y == 'params' else 'top-1 accuracy'} against MACs; "
-                       f"bubble area proportional to params (largest: {largest.model}, {largest.params / 1e6:.1f}M)")
+                       f"bubble area proportional to params (largest: {largest.model}, {largest.params / 1e6:.1f}M)",
+                       parse_math=False)
         data = io.BytesIO()
         figure.savefig(data, format=fmt, metadata={"Date": None} if fmt == "svg" else None, dpi=150 if fmt == "png" else "figure")
     path = Path(output)
