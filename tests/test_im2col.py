@@ -279,3 +279,42 @@ def test_per_side_padding(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[0] == "im2col, 2D: x (2 x 2), w (2 x 2), stride 1, padding (1, 0) and (0, 1) (before, after per axis), dilation 1"
     # padded rows [0, 0, 0], [1, 2, 0], [3, 4, 0]: each output sums one 2x2 window
     assert "y = W X_hat = [[3, 2], [10, 6]]" in lines
+
+
+_VALUES = ["1,0,2,2,3,1", "3,2,1", "1", "1,2;3,4", "1,2;3", "", ";", "1,,2", "a", "nan", "1e400", "-1.5,2e3",
+           "9" * 400, ",".join(["1"] * 10_001), "1,2,3;4,5,6;7,8,9"]
+_SIZES = ["1", "2", "0", "-1", "2,1", "1,2,3,4,5", "same", "valid", "x", "", "9" * 40, "10" + "0" * 20, "100000"]
+
+
+def test_any_im2col_command_line_exits_0_or_2(tmp_path) -> None:
+    """Random (bounded, derandomised) option values: one error line and status 2, or the example."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from archcalc.cli import main
+
+    @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(x=st.sampled_from(_VALUES), w=st.sampled_from(_VALUES), options=st.lists(
+        st.tuples(st.sampled_from(["--stride", "--padding", "--dilation", "--dy"]), st.sampled_from(_SIZES + _VALUES[:6])),
+        max_size=3))
+    def check(x: str, w: str, options: list[tuple[str, str]]) -> None:
+        import contextlib
+        import io
+
+        argv = ["im2col", "--x", x, "--w", w, *[item for pair in options for item in pair]]
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(argv)
+            except SystemExit as status:
+                code = status.code or 0
+        where = f"archcalc {' '.join(a[:40] for a in argv)}"
+        assert code in (0, 2), f"{where}: status {code}\n{err.getvalue()}"
+        if code == 0:
+            assert out.getvalue().startswith("im2col, "), where
+        else:
+            lines = err.getvalue().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), f"{where}:\n{err.getvalue()}"
+
+    check()
