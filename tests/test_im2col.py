@@ -318,3 +318,11 @@ def test_any_im2col_command_line_exits_0_or_2(tmp_path) -> None:
             assert len(lines) == 1 and lines[0].startswith("error: "), f"{where}:\n{err.getvalue()}"
 
     check()
+
+
+def test_three_paths_at_stride_1() -> None:
+    # the slide's "x contributes to L via three paths": at stride 1 a middle input is read by three windows
+    e = explain_im2col([1, 0, 2, 2, 3, 1], [3, 2, 1], dy=[1, 10, 100, 1000])
+    assert e.y.tolist() == [3 + 0 + 2, 0 + 4 + 2, 6 + 4 + 3, 6 + 6 + 1]
+    assert [(c.output, c.weight, c.grad) for c in e.contributions[2]] == [((0,), 1, 1), ((1,), 2, 10), ((2,), 3, 100)]
+    assert e.dx.tolist() == [3, 2 + 30, 1 + 20 + 300, 10 + 200 + 3000, 100 + 2000, 1000]
