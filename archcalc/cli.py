@@ -565,8 +565,10 @@ def im2col_command(x_text: str, w_text: str, stride: str, padding: str, dilation
 
     Prints X_hat with each column labelled by its output position, y = W X_hat, then for dL/dy
     the gradient dL/dX_hat = W^T dL/dy and col2im's sum back to dL/dx, listing what each input
-    position receives from each window that reads it. The lecture's slide:
-    archcalc im2col --x 1,0,2,2,3,1 --w 3,2,1 --stride 2  (y = [5, 13]).
+    position receives from each window that reads it. The lecture's slide (y = [5, 13]):
+
+    \b
+        archcalc im2col --x 1,0,2,2,3,1 --w 3,2,1 --stride 2
     """
     from archcalc.im2col import explain_im2col, parse_sizes, parse_values
     from archcalc.render.im2col import im2col_text
