@@ -553,7 +553,7 @@ def template_command(model: Any, columns: str, rows: str) -> None:
 
 @cli.command("im2col")
 @click.option("--x", "x_text", required=True, metavar="VALUES",
-              help="The input, one channel: 1,0,2,2,3,1 (1D) or rows separated by ';' (2D: 1,2,3;4,5,6).")
+              help="The input, one channel: 1,0,2,2,3,1 (1D) or rows separated by ';' (2D: 1,2,3;4,5,6; one row: 1,2,3;).")
 @click.option("--w", "w_text", required=True, metavar="VALUES", help="The kernel, one filter, as --x (same number of axes).")
 @click.option("--stride", default="1", show_default=True, metavar="N[,N]", help="Stride: one int, or one per axis.")
 @click.option("--padding", default="0", show_default=True, metavar="N[,N]",

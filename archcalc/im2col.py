@@ -202,7 +202,8 @@ def explain_im2col(x: Any, w: Any, stride: Any = 1, padding: Any = 0, dilation: 
 
 
 def parse_values(text: str, name: str) -> list[float] | list[list[float]]:
-    """The command line's numbers: ``1,0,2`` (1D) or rows separated by ``;`` (2D: ``1,2;3,4``).
+    """The command line's numbers: ``1,0,2`` (1D) or rows separated by ``;`` (2D: ``1,2;3,4``; one
+    row of a 2D kernel or input ends in ``;``: ``1,0,-1;`` is 1 x 3).
 
     Raises:
         ArchcalcError: an empty value or row, a value that is not a finite number, ragged rows,
@@ -210,7 +211,8 @@ def parse_values(text: str, name: str) -> list[float] | list[list[float]]:
     """
     if len(text) > MAX_TEXT:
         raise _fail(f"{name} is {len(text):,} characters long; a worked example takes at most {MAX_VALUES:,} values")
-    rows = text.split(";")
+    two_d = text.rstrip().endswith(";")  # a trailing ';' makes one row 2D: "1,0,-1;" is a 1 x 3 kernel
+    rows = (text.rstrip()[:-1] if two_d else text).split(";")
     if sum(row.count(",") + 1 for row in rows) > MAX_VALUES:
         raise _fail(f"{name} has more than {MAX_VALUES:,} values; a worked example takes at most {MAX_VALUES:,}")
     parsed: list[list[float]] = []
@@ -229,7 +231,7 @@ def parse_values(text: str, name: str) -> list[float] | list[list[float]]:
                 raise _fail(f"{where} must be a finite number, got {item!r}")
             values.append(number)
         parsed.append(values)
-    if len(parsed) == 1:
+    if len(parsed) == 1 and not two_d:
         return parsed[0]
     lengths = sorted({len(row) for row in parsed})
     if len(lengths) > 1:

@@ -188,6 +188,8 @@ def test_parse_values() -> None:
     assert parse_values("1,0,2", "--x") == [1, 0, 2]
     assert parse_values(" 1 , 2 ; 3,4 ", "--x") == [[1, 2], [3, 4]]
     assert parse_values("-1.5,2e3", "--x") == [-1.5, 2000]
+    assert parse_values("1,0,-1;", "--w") == [[1, 0, -1]]  # one row, 2D
+    assert parse_values("1;2;", "--w") == [[1], [2]]
     assert parse_sizes("2", "--stride") == 2
     assert parse_sizes("2,1", "--stride") == (2, 1)
     assert parse_sizes("same", "--padding", ("same", "valid")) == "same"
@@ -230,6 +232,8 @@ def test_cli_2d_with_padding_and_dy(capsys: pytest.CaptureFixture[str]) -> None:
     (["--x", "1,2;3", "--w", "1"], "error: im2col: --x's rows must have equal lengths, got rows of 1, 2 values"),
     (["--x", "1,,2", "--w", "1"], "error: im2col: --x value 2 is empty in '1,,2'; write numbers separated by ',' (rows by ';')"),
     (["--x", "1;2,", "--w", "1"], "error: im2col: --x row 2 value 2 is empty"),
+    (["--x", "1;;", "--w", "1"], "error: im2col: --x row 2 value 1 is empty"),
+    (["--x", ";", "--w", "1"], "error: im2col: --x value 1 is empty"),
     (["--x", "1e400", "--w", "1"], "error: im2col: --x value 1 must be a finite number, got '1e400'"),
     (["--x", "1,2", "--w", "1,2,3"], "error: im2col: kernel 3 exceeds the padded input 2 + 0 + 0 = 2"),
     (["--x", "1,2", "--w", "1", "--stride", "x"], "error: im2col: --stride must be a whole number, or one per axis"),
@@ -326,3 +330,13 @@ def test_three_paths_at_stride_1() -> None:
     assert e.y.tolist() == [3 + 0 + 2, 0 + 4 + 2, 6 + 4 + 3, 6 + 6 + 1]
     assert [(c.output, c.weight, c.grad) for c in e.contributions[2]] == [((0,), 1, 1), ((1,), 2, 10), ((2,), 3, 100)]
     assert e.dx.tolist() == [3, 2 + 30, 1 + 20 + 300, 10 + 200 + 3000, 100 + 2000, 1000]
+
+
+def test_one_row_2d_kernel(capsys: pytest.CaptureFixture[str]) -> None:
+    from archcalc.cli import main
+
+    # a 1x3 horizontal kernel [-1, 0, 1] over a 2x4 input: differences two columns apart
+    main(["im2col", "--x", "1,2,4,8;0,1,0,1", "--w", "-1,0,1;"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("im2col, 2D: x (2 x 4), w (1 x 3)")
+    assert "y = W X_hat = [[3, 6], [0, 0]]" in lines
