@@ -25,6 +25,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "Executor": "archcalc.execute", "gradcheck": "archcalc.execute",
     "from_torch": "archcalc.importers", "from_onnx": "archcalc.importers", "from_caffe": "archcalc.importers",
+    "to_torch": "archcalc.exporters.torch", "torch_source": "archcalc.exporters.torch", "to_onnx": "archcalc.exporters.onnx",
+    "readable_spec": "archcalc.specwriter", "explain_im2col": "archcalc.im2col",
 }
 
 
@@ -38,6 +40,6 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Analysis", "ArchcalcError", "Executor", "Graph", "LayerReport", "Net", "Node", "ReceptiveField",
-    "ShapeError", "SpecError", "Totals", "analyze", "explain", "from_caffe", "from_onnx", "from_torch", "gradcheck", "load",
-    "render", "to_dot", "__version__",
+    "ShapeError", "SpecError", "Totals", "analyze", "explain", "explain_im2col", "from_caffe", "from_onnx", "from_torch",
+    "gradcheck", "load", "readable_spec", "render", "to_dot", "to_onnx", "to_torch", "torch_source", "__version__",
 ]

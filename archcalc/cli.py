@@ -327,19 +327,42 @@ def explain(model: Any, layer: str, batch: int, dtype: str) -> None:
 @click.argument("models", type=MODEL, nargs=-1, required=True)
 @_import_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also draw the models as a bubble chart, MACs across, bubble area ~ params: .svg or .png "
+                   "(needs matplotlib: pip install 'archcalc[chart]').")
+@click.option("--y", "y_figure", type=click.Choice(["params", "top1"]), default=None,
+              help="The chart's y axis: params, or top1 (the top-1 accuracy each model's spec cites). [default: params]")
 @_analysis_options
-def compare(models: tuple[Any, ...], fmt: str, batch: int, dtype: str, optimizer: str) -> None:
-    """Totals of several MODELS side by side, with each one's ratio to the first."""
+def compare(models: tuple[Any, ...], fmt: str, plot: str | None, y_figure: str | None, batch: int, dtype: str,
+            optimizer: str) -> None:
+    """Totals of several MODELS side by side, with each one's ratio to the first.
+
+    --plot FILE draws the lecture's architectures chart (after Canziani et al. 2016): one
+    bubble per model, MACs against params or (--y top1) cited top-1 accuracy.
+    """
     from archcalc.passes import analyze
     from archcalc.report import Comparison
 
+    if y_figure is not None and plot is None:
+        raise click.UsageError("--y chooses the chart's y axis: give --plot FILE too")
+    if plot is not None:
+        from archcalc.render.chart import chart_format
+
+        chart_format(plot)  # a bad suffix is refused before the analysis
     comparison = Comparison(tuple(_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer)) for m in models))
+    path = None
+    if plot is not None:  # drawn first: a missing reference, matplotlib or directory fails before any output
+        from archcalc.render.chart import chart_points, write_chart
+
+        path = write_chart(chart_points(models, comparison.analyses, y_figure or "params"), plot, y_figure or "params", batch=batch)
     if fmt == "json":
         click.echo(json.dumps(comparison.to_dict(), indent=2))
-        return
-    from archcalc.render.table import compare_table
+    else:
+        from archcalc.render.table import compare_table
 
-    _console().print(compare_table(comparison))
+        _console().print(compare_table(comparison))
+    if path is not None:
+        click.echo(f"wrote {path}", err=fmt == "json")
 
 
 @cli.command()
@@ -560,6 +583,35 @@ def template_command(model: Any, columns: str, rows: str) -> None:
     from archcalc.grade import template
 
     click.echo(template(model, tuple(c.strip() for c in columns.split(",") if c.strip()), rows), nl=False)
+
+
+@cli.command("im2col")
+@click.option("--x", "x_text", required=True, metavar="VALUES",
+              help="The input, one channel: 1,0,2,2,3,1 (1D) or rows separated by ';' (2D: 1,2,3;4,5,6; one row: 1,2,3;).")
+@click.option("--w", "w_text", required=True, metavar="VALUES", help="The kernel, one filter, as --x (same number of axes).")
+@click.option("--stride", default="1", show_default=True, metavar="N[,N]", help="Stride: one int, or one per axis.")
+@click.option("--padding", default="0", show_default=True, metavar="N[,N]",
+              help="Zero padding: one int, one per axis, per side (before,after in 1D; top,left,bottom,right in 2D), or same / valid.")
+@click.option("--dilation", default="1", show_default=True, metavar="N[,N]", help="Dilation: one int, or one per axis.")
+@click.option("--dy", "dy_text", default=None, metavar="VALUES", help="dL/dy, the output's shape, as --x. [default: ones]")
+def im2col_command(x_text: str, w_text: str, stride: str, padding: str, dilation: str, dy_text: str | None) -> None:
+    """The lecture's worked im2col example for a small input: X_hat, y = W X_hat, and the backward.
+
+    Prints X_hat with each column labelled by its output position, y = W X_hat, then for dL/dy
+    the gradient dL/dX_hat = W^T dL/dy and col2im's sum back to dL/dx, listing what each input
+    position receives from each window that reads it. The lecture's slide (y = [5, 13]):
+
+    \b
+        archcalc im2col --x 1,0,2,2,3,1 --w 3,2,1 --stride 2
+    """
+    from archcalc.im2col import explain_im2col, parse_sizes, parse_values
+    from archcalc.render.im2col import im2col_text
+
+    example = explain_im2col(
+        parse_values(x_text, "--x"), parse_values(w_text, "--w"),
+        stride=parse_sizes(stride, "--stride"), padding=parse_sizes(padding, "--padding", ("same", "valid")),
+        dilation=parse_sizes(dilation, "--dilation"), dy=None if dy_text is None else parse_values(dy_text, "--dy"))
+    click.echo(im2col_text(example), nl=False)
 
 
 #: At most this many ``error:`` lines are printed; the rest are counted in one more line.

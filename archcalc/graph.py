@@ -36,6 +36,22 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True)
+class Reference:
+    """A published figure for the whole network, with its citation (a spec's ``"reference"``).
+
+    ``top1`` is the ImageNet top-1 accuracy in percent (0 to 100) that ``source`` states for this
+    architecture, e.g. torchvision's documented accuracy of its weights.
+    """
+
+    top1: float
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec's form: ``{"top1": ..., "source": ...}``."""
+        return {"top1": self.top1, "source": self.source}
+
+
+@dataclass(frozen=True, slots=True)
 class Graph:
     """A network: name, input shape and nodes in topological order (the input node first).
 
@@ -49,6 +65,8 @@ class Graph:
     description: str = ""
     source: str = field(default="", compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    #: A cited figure for the network (its top-1 accuracy), or None.
+    reference: Reference | None = None
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -117,6 +135,8 @@ class Graph:
         spec: dict[str, Any] = {"name": self.name}
         if self.description:
             spec["description"] = self.description
+        if self.reference is not None:
+            spec["reference"] = self.reference.to_dict()
         spec["input"] = list(self.input_shape)
         spec["layers"] = layers
         return spec

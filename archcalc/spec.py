@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archcalc.errors import RuleError, SpecError
-from archcalc.graph import INPUT, Graph, Node
+from archcalc.graph import INPUT, Graph, Node, Reference
 from archcalc.ops import REGISTRY
 from archcalc.ops.attrs import MAX_INT, describe
 from archcalc.ops.base import did_you_mean
 
-_TOP_KEYS = ("name", "description", "input", "blocks", "layers")
+_TOP_KEYS = ("name", "description", "reference", "input", "blocks", "layers")
+_REFERENCE_KEYS = ("top1", "source")
 _LAYER_KEYS = ("type", "name", "inputs", "scope")
 _INSTANCE_KEYS = ("block", "name", "inputs", "args", "repeat", "first", "last", "at")
 _BLOCK_KEYS = ("args", "layers", "description")
@@ -706,6 +707,11 @@ def from_dict(
     problem = _description_problem(description, "description")
     if problem:
         problems.append(problem)
+    reference_problems = list(_reference_problems(spec["reference"])) if "reference" in spec else []
+    problems.extend(reference_problems)
+    reference = None
+    if "reference" in spec and not reference_problems:
+        reference = Reference(float(spec["reference"]["top1"]), spec["reference"]["source"])
     shape = spec.get("input")
     if not (
         isinstance(shape, list)
@@ -742,7 +748,29 @@ def from_dict(
         raise problems.error(prefix)
     warning = channels_last_warning(tuple(shape))
     warnings = (prefix + warning,) if warning else ()
-    return Graph(name, tuple(shape), (input_node, *builder.nodes), description, source, warnings)
+    return Graph(name, tuple(shape), (input_node, *builder.nodes), description, source, warnings, reference)
+
+
+def _reference_problems(reference: Any) -> Iterator[str]:
+    """Problems of a spec's ``"reference"``: an object with a number ``top1`` in [0, 100] (percent)
+    and a non-empty one-line ``source`` (the citation)."""
+    if not isinstance(reference, Mapping):
+        yield f'reference must be an object {{"top1": <percent>, "source": "<citation>"}}, got {_json(reference)}'
+        return
+    for key in reference:
+        if key not in _REFERENCE_KEYS:
+            yield f"reference: unknown key {_json(key)}{_hint(key, _REFERENCE_KEYS) or '; a reference has ' + ', '.join(_REFERENCE_KEYS)}"
+    top1 = reference.get("top1")
+    if not (isinstance(top1, (int, float)) and not isinstance(top1, bool) and 0 <= top1 <= 100):
+        yield ("reference.top1 must be a number from 0 to 100 (top-1 accuracy in percent), got "
+               + (_json(top1) if "top1" in reference else "nothing"))
+    text = reference.get("source")
+    if not isinstance(text, str) or not text.strip():
+        yield "reference.source must be a non-empty string (the citation), got " + (_json(text) if "source" in reference else "nothing")
+    else:
+        problem = _description_problem(text, "reference.source")
+        if problem:
+            yield problem
 
 
 def _description_problem(value: Any, what: str) -> str | None:
