@@ -95,3 +95,190 @@ def test_saved_rule_is_stated_by_every_op():
     assert [s.values(2) for s in kept if s.kind == "buffer"] == [3, 3]
     assert [s.values(2) for s in kept if s.kind == "input"] == [2 * math.prod((3, 4, 4))]
     assert Counter(s.kind for s in kept) == {"input": 1, "param": 3, "buffer": 2}
+
+
+def _meta_net(graph):
+    """The graph in torch, parameters and all on the meta device: shapes and storages, no values."""
+    with torch.device("meta"):
+        return oracle.TorchNet(graph).train()
+
+
+def torch_kept_bytes(graph, batch, net=None):
+    """Bytes of the distinct storages autograd keeps for backward in one training forward pass of the
+    whole network (the input needs no gradient, as in training), parameters and buffers left out."""
+    net = (net or _meta_net(graph)).train()
+    owned = {t.untyped_storage()._cdata for t in [*net.parameters(), *net.buffers()]}
+    kept = []
+    x = torch.empty(batch, *graph.input_shape, device="meta")
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        net(x)
+    storages = {t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in kept}
+    return sum(nbytes for key, nbytes in storages.items() if key not in owned)
+
+
+def torch_inference_peak(graph, batch, net=None):
+    """An independent liveness walk over the torch modules' forward (eval mode, no gradients, on the
+    meta device): each tensor is dropped after its last reader, and the live bytes are the distinct
+    storages the held tensors use (a view shares its base's). A layer archcalc runs in place writes
+    into an input of its shape that nothing reads later. Returns (peak bytes, layer at the peak)."""
+    from archcalc.ops import get_op
+    from archcalc.passes import stored_outputs
+
+    net = (net or _meta_net(graph)).eval()
+    stores = stored_outputs(graph, infer_shapes(graph))
+    remaining = Counter(ref for node in graph.nodes[1:] for ref in node.inputs)
+    env = {graph.nodes[0].name: torch.empty(batch, *graph.input_shape, device="meta")}
+    final = graph.nodes[-1].name
+
+    def live():
+        return sum({t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in env.values()}.values())
+
+    peak, where = live(), graph.nodes[0].name
+    with torch.no_grad():
+        for node in graph.nodes[1:]:
+            inputs = [env[ref] for ref in node.inputs]
+            out = net.layers[oracle._key(node.name)](*inputs)
+            if not get_op(node.type).view and not stores[node.name]:
+                others = {t.untyped_storage()._cdata for name, t in env.items() if remaining[name] > node.inputs.count(name)}
+                target = next(t for ref, t in zip(node.inputs, inputs) if remaining[ref] == 1 and t.shape == out.shape
+                              and t.untyped_storage()._cdata not in others)
+                out = target.copy_(out)
+            env[node.name] = out
+            if live() > peak:
+                peak, where = live(), node.name
+            for ref in node.inputs:
+                remaining[ref] -= 1
+                if remaining[ref] == 0 and ref in env:
+                    del env[ref]
+            if remaining[node.name] == 0 and node.name != final:
+                del env[node.name]
+    return peak, where
+
+
+def _zoo():
+    from archcalc import zoo
+
+    return zoo.names()
+
+
+@pytest.mark.parametrize("name", _zoo())
+def test_zoo_kept_bytes_and_inference_peak_equal_torch(name):
+    """Every zoo model at batch 1 and 4: the distinct storages autograd keeps equal archcalc's
+    saved bytes exactly, and the inference peak with reuse (and where it is) equals the torch walk."""
+    from archcalc.loading import load
+    from archcalc.memory import memory
+
+    graph = load(name)
+    net = _meta_net(graph)
+    for batch in (1, 4):
+        m = memory(graph, batch=batch)
+        assert m.saved_bytes == torch_kept_bytes(graph, batch, net), (name, batch)
+        assert (m.inference_peak, m.inference_peak_layer) == torch_inference_peak(graph, batch, net), (name, batch)
+        assert m.inference_peak <= m.inference_no_reuse
+
+
+def _tiny():
+    from archcalc.spec import from_dict
+
+    return from_dict({"name": "tiny", "input": [3, 4, 4],
+                      "layers": [{"type": "conv", "filters": 4, "kernel": 1}, {"type": "relu"}]})
+
+
+def test_the_timeline_by_hand():
+    from archcalc.memory import memory
+
+    m = memory(_tiny(), batch=1)
+    # conv keeps its input (48 values = 192 B), relu its output (64 values = 256 B)
+    assert m.saved_bytes == 192 + 256
+    assert [(s.phase, s.layer, s.live, s.peak) for s in m.timeline] == [
+        ("forward", "input", 192, 192),
+        ("forward", "conv1", 192 + 256, 192 + 256),            # the conv's output lives until relu reads it
+        ("forward", "relu1", 192 + 256, 192 + 256 + 256),      # out of place: both while relu runs
+        ("backward", "relu1", 192 + 256, 448 + 256 + 256),     # kept + the output's gradient + dx
+        ("backward", "conv1", 0, 192 + 256),                   # the input kept, dy; no gradient for the input
+    ]
+    assert (m.activation_peak, m.peak_layer, m.peak_phase) == (960, "relu1", "backward")
+    assert m.transient_bytes == 960 - 448
+    assert (m.params_bytes, m.gradient_bytes, m.optimizer_bytes) == (16 * 4, 16 * 4, 0)
+    assert m.training_bytes == 128 + 960
+    # inference: relu runs in place on the conv's output; the input is freed after the conv
+    assert (m.inference_peak, m.inference_peak_layer, m.inference_no_reuse) == (448, "conv1", 448)
+    assert [s.live for s in m.inference_timeline] == [192, 256, 256]
+    # every figure scales with the batch here (no per-channel statistics)
+    m4 = memory(_tiny(), batch=4, optimizer="adam")
+    assert (m4.saved_bytes, m4.activation_peak, m4.inference_peak) == (4 * 448, 4 * 960, 4 * 448)
+    assert m4.optimizer_bytes == 2 * 64
+
+
+def test_shared_storages_count_once():
+    from archcalc.memory import memory
+
+    m = memory("lenet5", batch=2)
+    rows = {row.name: row for row in m.layers}
+    # relu1 keeps its output and pool1 keeps the same tensor as its input: once, at relu1
+    assert [k.shared for k in rows["pool1"].kept if k.saved.kind == "input"] == [True]
+    assert rows["pool1"].kept_bytes == 2 * 6 * 14 * 14 * 8  # only its int64 indices are new
+    assert sum(row.kept_bytes for row in m.layers) == m.saved_bytes
+    # the network input is kept because conv1 keeps its input
+    assert rows["conv1"].kept_bytes == 2 * 3 * 32 * 32 * 4
+    # vs the lecture's rule (2 x the forward activations)
+    assert m.lecture_training_bytes > m.training_bytes
+
+
+def test_batchnorm_statistics_do_not_scale_with_the_batch():
+    from archcalc.memory import memory
+
+    one, two = memory("resnet18", batch=1), memory("resnet18", batch=2)
+    statistics = 2 * 4 * sum(row.kept[0].saved.shape[0] for row in one.layers if row.type == "batchnorm")
+    assert two.saved_bytes - one.saved_bytes == one.saved_bytes - statistics
+
+
+def test_fit_finds_the_largest_batch():
+    from archcalc.memory import fit, memory
+
+    limit = 16 * 2**30
+    f = fit("resnet50", limit, optimizer="adam")
+    assert memory("resnet50", f.training, optimizer="adam").training_bytes <= limit
+    assert memory("resnet50", f.training + 1, optimizer="adam").training_bytes > limit
+    assert memory("resnet50", f.inference).inference_peak + memory("resnet50").params_bytes <= limit
+    assert memory("resnet50", f.inference + 1).inference_peak + memory("resnet50").params_bytes > limit
+    assert f.training_bytes == memory("resnet50", f.training, optimizer="adam").training_bytes
+    assert "excluded" in f.assumptions and "adam" in f.assumptions
+    lecture = fit("resnet50", limit, optimizer="adam", memory_model="lecture")
+    assert analyze_training("resnet50", lecture.training) <= limit < analyze_training("resnet50", lecture.training + 1)
+    assert fit("vgg16", 1000).training == 0  # not even the parameters fit
+
+
+def analyze_training(model, batch):
+    from archcalc.passes import analyze
+
+    return analyze(model, batch, optimizer="adam").totals.training_bytes
+
+
+def test_parse_bytes_and_bad_input():
+    from archcalc.errors import ArchcalcError, SpecError
+    from archcalc.memory import fit, memory, parse_bytes
+
+    assert parse_bytes("16GiB") == 16 * 2**30 and parse_bytes("8GB") == 8 * 10**9 and parse_bytes("512") == 512
+    assert parse_bytes("1.5 MiB") == 3 * 2**19
+    for bad in ("", "-1GB", "nan", "inf", "12XB", "1e30GiB", "0"):
+        with pytest.raises(ArchcalcError, match="memory size must be"):
+            parse_bytes(bad)
+    with pytest.raises(SpecError, match="batch must be a positive int"):
+        memory("lenet5", batch=0)
+    with pytest.raises(SpecError, match="memory model must be one of"):
+        fit("lenet5", 10**9, memory_model="torchinfo")
+
+
+def test_an_opaque_layer_is_marked_unknown():
+    from archcalc.memory import memory
+    from archcalc.spec import from_dict
+
+    graph = from_dict({"name": "partial", "input": [3, 8, 8], "layers": [
+        {"type": "conv", "filters": 4, "kernel": 3},
+        {"type": "opaque", "op": "aten.roi_align", "shape": [4, 2, 2]},
+        {"type": "flatten"}, {"type": "linear", "units": 2}]})
+    m = memory(graph)
+    assert m.unknown == ("opaque1",)
+    assert [row.unknown for row in m.layers] == [False, True, False, False]
+    assert next(row for row in m.layers if row.unknown).kept_bytes == 0
