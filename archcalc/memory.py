@@ -475,23 +475,114 @@ def _largest(lines: list[Linear], limit: int) -> int:
     return low
 
 
-def parse_bytes(text: str) -> int:
-    """``16GiB`` -> 17179869184, ``8GB`` -> 8000000000, ``512MiB``, ``1e9`` (bytes): a memory size
-    as the CLI takes it (binary units powers of 1024, SI units powers of 1000).
+# -- presentation -------------------------------------------------------------------------------
+
+def summary_lines(m: Memory) -> list[str]:
+    """The model's totals in words, one figure per line, with what they count and exclude."""
+    from archcalc.render.format import binary_bytes as b
+
+    lines = [
+        f"Kept for backward ({m.dtype}, batch {m.batch}): {b(m.saved_bytes)} in distinct storages, as PyTorch's autograd "
+        "keeps them (a tensor kept by several layers, or seen through a view, once; parameters not again).",
+        f"Training memory, pytorch model ({m.optimizer}): params and buffers {b(m.params_bytes)} + gradients "
+        f"{b(m.gradient_bytes)} + optimizer state {b(m.optimizer_bytes)} + activation peak {b(m.activation_peak)} "
+        f"(kept {b(m.saved_bytes)} + transient {b(m.transient_bytes)}, at {m.peak_layer} {m.peak_phase}) "
+        f"= {b(m.training_bytes)}.",
+        f"Training memory, lecture model (params + gradients + optimizer state + 2 x activations): "
+        f"{b(m.lecture_training_bytes)}.",
+        f"Inference peak with buffer reuse: {b(m.inference_peak)} of activations at {m.inference_peak_layer} "
+        f"(each tensor freed after its last reader; in-place layers and views allocate nothing), beside "
+        f"{b(m.inference_no_reuse)} with every output kept; + params and buffers {b(m.params_bytes)}.",
+    ]
+    if m.unknown:
+        lines.append(f"Unknown: {len(m.unknown)} stand-in layer(s) ({', '.join(m.unknown[:5])}"
+                     f"{', ...' if len(m.unknown) > 5 else ''}) keep what archcalc cannot know, counted as nothing (marked ?).")
+    lines.append(f"Excluded: {EXCLUDED}.")
+    return lines
+
+
+def timeline_table(m: Memory) -> Any:
+    """A rich table of the timeline: after each forward and backward step, the activation-side bytes
+    live and the most live while it ran; forward rows give what the layer newly keeps."""
+    from rich.table import Table
+
+    from archcalc.render.format import binary_bytes as b
+
+    rows = {row.name: row for row in m.layers}
+    table = Table(title=f"{m.name}: memory timeline, batch {m.batch}, {m.dtype}", title_justify="center")
+    for header, justify in (("Step", "right"), ("Phase", "left"), ("Layer", "left"), ("Type", "left"),
+                            ("Kept", "right"), ("Live after", "right"), ("Peak during", "right")):
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    for number, step in enumerate(m.timeline, start=1):
+        row = rows.get(step.layer)
+        kept = "" if step.phase != "forward" or row is None else b(row.kept_bytes) + (" ?" if row.unknown else "")
+        mark = " <- peak" if step.phase == m.peak_phase and step.layer == m.peak_layer else ""
+        table.add_row(str(number), step.phase, step.layer, row.type if row else "input", kept, b(step.live),
+                      b(step.peak) + mark)
+    return table
+
+
+def to_dict(m: Memory) -> dict[str, Any]:
+    """The model as JSON-ready data: exact integers of bytes."""
+    return {
+        "model": m.name, "batch": m.batch, "dtype": m.dtype, "optimizer": m.optimizer,
+        "params_bytes": m.params_bytes, "gradient_bytes": m.gradient_bytes, "optimizer_bytes": m.optimizer_bytes,
+        "saved_bytes": m.saved_bytes, "activation_peak": m.activation_peak, "transient_bytes": m.transient_bytes,
+        "peak": {"layer": m.peak_layer, "phase": m.peak_phase}, "training_bytes": m.training_bytes,
+        "lecture_training_bytes": m.lecture_training_bytes, "inference_peak": m.inference_peak,
+        "inference_peak_layer": m.inference_peak_layer, "inference_no_reuse": m.inference_no_reuse,
+        "unknown": list(m.unknown), "excluded": EXCLUDED,
+        "layers": [{"name": row.name, "type": row.type, "kept_bytes": row.kept_bytes, "forward_live": row.forward_live,
+                    "backward_live": row.backward_live, "unknown": row.unknown,
+                    "kept": [{"kind": k.saved.kind, "name": k.saved.name, "shape": list(k.saved.shape),
+                              "dtype": k.saved.dtype or m.dtype, "batched": k.saved.batched, "storage": k.storage,
+                              "bytes": k.bytes, "shared": k.shared} for k in row.kept]} for row in m.layers],
+        "timeline": [{"phase": s.phase, "layer": s.layer, "live": s.live, "peak": s.peak} for s in m.timeline],
+        "inference_timeline": [{"layer": s.layer, "live": s.live, "peak": s.peak} for s in m.inference_timeline],
+    }
+
+
+def plot(m: Memory, path: str) -> str:
+    """Draw the timeline (live bytes after each forward and backward step, and the inference walk)
+    as a line plot with matplotlib, labelled with the layers at the peaks; the format from the
+    extension (.svg, .png, .pdf). Returns ``path``.
 
     Raises:
-        ArchcalcError: for anything else, naming the accepted forms.
+        ArchcalcError: without matplotlib (``pip install 'archcalc[chart]'``), or when the file
+            cannot be written.
     """
-    units = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12,
-             "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-    raw = str(text).strip()
-    number = raw.rstrip("bBkKmMgGtTiI ")
-    unit = raw[len(number):].strip().lower()
     try:
-        value = float(number)
-    except ValueError:
-        value = math.nan
-    check(unit in units and math.isfinite(value) and value > 0 and value * units[unit] < 2**63,
-          lambda: f"memory size must be a positive number with an optional unit (16GiB, 8GB, 512MiB, bytes), got {text!r}",
-          ArchcalcError)
-    return int(value * units[unit])
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ArchcalcError("--plot needs matplotlib: pip install 'archcalc[chart]' (or pip install matplotlib)") from None
+    mib = 2**20
+    figure, axes = plt.subplots(figsize=(10, 4.5))
+    steps = range(1, len(m.timeline) + 1)
+    axes.plot(steps, [s.peak / mib for s in m.timeline], color="tab:red", linewidth=0.8, label="training: peak during step")
+    axes.plot(steps, [s.live / mib for s in m.timeline], color="tab:blue", label="training: live after step")
+    axes.plot(range(1, len(m.inference_timeline) + 1), [s.peak / mib for s in m.inference_timeline], color="tab:green",
+              label="inference with reuse: peak during step")
+    forward = sum(1 for s in m.timeline if s.phase == "forward")
+    axes.axvline(forward + 0.5, color="grey", linestyle=":", linewidth=1)
+    worst = max(range(len(m.timeline)), key=lambda i: m.timeline[i].peak)
+    axes.annotate(f"{m.peak_layer} ({m.peak_phase})", (worst + 1, m.timeline[worst].peak / mib), textcoords="offset points",
+                  xytext=(0, 6), ha="center", fontsize=8)
+    best = max(range(len(m.inference_timeline)), key=lambda i: m.inference_timeline[i].peak)
+    axes.annotate(m.inference_peak_layer, (best + 1, m.inference_timeline[best].peak / mib), textcoords="offset points",
+                  xytext=(0, 6), ha="center", fontsize=8)
+    axes.set_xlabel("step (forward, then backward after the dotted line)")
+    axes.set_ylabel(f"activation-side MiB ({m.dtype})")
+    axes.set_title(f"{m.name}: memory timeline, batch {m.batch} (params, gradients, optimizer state not shown: "
+                   f"{m.fixed_bytes / mib:.1f} MiB)", fontsize=10)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    try:
+        figure.savefig(path, metadata={"Date": None} if path.endswith(".svg") else None)
+    except (OSError, ValueError) as error:
+        raise ArchcalcError(f"cannot write {path!r}: {error}") from None
+    finally:
+        plt.close(figure)
+    return path

@@ -255,19 +255,16 @@ def analyze_training(model, batch):
     return analyze(model, batch, optimizer="adam").totals.training_bytes
 
 
-def test_parse_bytes_and_bad_input():
-    from archcalc.errors import ArchcalcError, SpecError
-    from archcalc.memory import fit, memory, parse_bytes
+def test_bad_input():
+    from archcalc.errors import SpecError
+    from archcalc.memory import fit, memory
 
-    assert parse_bytes("16GiB") == 16 * 2**30 and parse_bytes("8GB") == 8 * 10**9 and parse_bytes("512") == 512
-    assert parse_bytes("1.5 MiB") == 3 * 2**19
-    for bad in ("", "-1GB", "nan", "inf", "12XB", "1e30GiB", "0"):
-        with pytest.raises(ArchcalcError, match="memory size must be"):
-            parse_bytes(bad)
     with pytest.raises(SpecError, match="batch must be a positive int"):
         memory("lenet5", batch=0)
     with pytest.raises(SpecError, match="memory model must be one of"):
         fit("lenet5", 10**9, memory_model="torchinfo")
+    with pytest.raises(SpecError, match="memory limit must be a positive number"):
+        fit("lenet5", 0)
 
 
 def test_an_opaque_layer_is_marked_unknown():
@@ -282,3 +279,40 @@ def test_an_opaque_layer_is_marked_unknown():
     assert m.unknown == ("opaque1",)
     assert [row.unknown for row in m.layers] == [False, True, False, False]
     assert next(row for row in m.layers if row.unknown).kept_bytes == 0
+
+
+def test_cli_memory_report_and_fit(tmp_path):
+    import json
+
+    from archcalc.memory import fit, memory
+    from tests.helpers import run_main
+
+    code, out, _ = run_main("memory", "lenet5", "--batch", "2")
+    assert code == 0 and "backward" in out and "<- peak" in out and "Excluded:" in out
+    code, out, _ = run_main("memory", "lenet5", "--batch", "2", "--format", "json")
+    data = json.loads(out)
+    m = memory("lenet5", batch=2)
+    assert code == 0 and data["saved_bytes"] == m.saved_bytes and data["training_bytes"] == m.training_bytes
+    assert sum(row["kept_bytes"] for row in data["layers"]) == m.saved_bytes
+    assert len(data["timeline"]) == len(m.timeline)
+    code, out, _ = run_main("memory", "resnet18", "--fit", "4GiB", "--optimizer", "adam", "--format", "json")
+    data = json.loads(out)
+    f = fit("resnet18", 4 * 2**30, optimizer="adam")
+    assert code == 0 and (data["training_batch"], data["inference_batch"]) == (f.training, f.inference)
+    code, out, _ = run_main("memory", "resnet18", "--fit", "4GiB")
+    assert code == 0 and f"largest batch {fit('resnet18', 4 * 2**30).training:,}" in out and "Assumptions:" in out
+    code, out, _ = run_main("memory", "vgg16", "--fit", "1KiB")
+    assert code == 0 and "not even batch 1 fits" in out
+    code, _, err = run_main("memory", "lenet5", "--fit", "0")
+    assert code == 2 and err.startswith("error:")
+    code, out, _ = run_main("report", "lenet5", "--training")
+    assert code == 0 and "what backward keeps" in out and "input (shared), buffer=indices" in out
+    assert "Training memory, pytorch model" in out and "2 x activations" in out  # the lecture's line stays
+    code, _, err = run_main("report", "lenet5", "--training", "--format", "json")
+    assert code == 2 and "archcalc memory MODEL --format json" in err
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "timeline.svg"
+    code, _, err = run_main("memory", "lenet5", "--plot", str(target))
+    assert code == 0 and target.read_text().lstrip().startswith("<?xml") and "wrote" in err
+    code, _, err = run_main("memory", "lenet5", "--plot", str(tmp_path / "missing" / "x.svg"))
+    assert code == 2 and "cannot write" in err
