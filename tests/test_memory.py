@@ -316,3 +316,31 @@ def test_cli_memory_report_and_fit(tmp_path):
     assert code == 0 and target.read_text().lstrip().startswith("<?xml") and "wrote" in err
     code, _, err = run_main("memory", "lenet5", "--plot", str(tmp_path / "missing" / "x.svg"))
     assert code == 2 and "cannot write" in err
+
+
+def test_readme_memory_figures():
+    """The README's VGG16 and ResNet-50 figures are what archcalc computes (itself checked against torch above)."""
+    from pathlib import Path
+
+    from archcalc.memory import fit, memory
+    from archcalc.passes import analyze
+    from archcalc.render.format import binary_bytes as b
+
+    text = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    section = text[text.index("## Memory: what backward keeps"):text.index("## Running the network")]
+    vgg, resnet = memory("vgg16"), memory("resnet50")
+    vgg32, resnet32 = memory("vgg16", 32), memory("resnet50", 32)
+    for one, many in ((vgg, vgg32), (resnet, resnet32)):
+        forward = analyze(one.name).totals.activation_bytes
+        for figure in (forward, one.saved_bytes, one.activation_peak, one.inference_peak, one.inference_no_reuse):
+            assert b(figure) in section
+        assert f"{b(one.activation_peak)} ({one.peak_layer} {one.peak_phase})" in section
+        assert f"{b(one.inference_peak)} ({one.inference_peak_layer})" in section
+        assert f"{b(one.lecture_training_bytes)} / {b(many.lecture_training_bytes)}" in section
+        assert f"{b(one.training_bytes)} / {b(many.training_bytes)}" in section
+        assert f"{one.saved_bytes / forward:.2f}"[:4].rstrip("0") in ("1.2", "0.95")
+    f = fit("resnet50", 16 * 2**30, optimizer="adam")
+    assert f"largest batch {f.training} ({b(f.training_bytes, 2)} of 16.00 GiB" in section
+    assert f"largest batch {f.inference:,} ({b(f.inference_bytes, 2)} of 16.00 GiB" in section
+    assert f.assumptions in section
+    assert f"By the lecture's rule, {fit('resnet50', 16 * 2**30, optimizer='adam', memory_model='lecture').training}" in section
