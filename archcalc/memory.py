@@ -373,8 +373,6 @@ def memory(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str = 
 
 
 def _evaluate(plan: _Plan, batch: int, optimizer: str) -> Memory:
-    from archcalc.passes import analyze
-
     graph, dtype = plan.graph, plan.dtype
     params, grads, slots = _fixed(graph, plan.layers, dtype, optimizer)
     steps = [(phase, name, live.at(batch), peak.at(batch)) for phase, name, live, peak in plan.training_steps()]
@@ -393,7 +391,10 @@ def _evaluate(plan: _Plan, batch: int, optimizer: str) -> Memory:
             seen.add(storage)
         rows.append(LayerMemory(node.name, node.type, tuple(kept), sum(k.bytes for k in kept if not k.shared),
                                 forward_live[node.name], backward_live.get(node.name), node.name in plan.unknown))
-    lecture = analyze(graph, batch, dtype, optimizer).totals.training_bytes
+    # the lecture's rule (passes.analyze's training_bytes): 2 x the input and every stored output
+    stored = sum(math.prod(plan.layers[node.name].out_shape) for node in graph.nodes if plan.stores[node.name])
+    size = formulas.DTYPE_BYTES[dtype]
+    lecture = formulas.training_bytes(params // size, grads // size, stored, batch, dtype, optimizer)
     return Memory(graph.name, batch, dtype, optimizer, params, grads, slots, plan.kept_bytes().at(batch), worst.peak,
                   worst.layer, worst.phase, params + grads + slots + worst.peak, lecture, inference_worst.peak,
                   inference_worst.layer, no_reuse.at(batch), tuple(rows), timeline, inference_timeline,

@@ -221,8 +221,13 @@ def test_shared_storages_count_once():
     assert sum(row.kept_bytes for row in m.layers) == m.saved_bytes
     # the network input is kept because conv1 keeps its input
     assert rows["conv1"].kept_bytes == 2 * 3 * 32 * 32 * 4
-    # vs the lecture's rule (2 x the forward activations)
+    # vs the lecture's rule (2 x the forward activations), as the report's footer gives it
     assert m.lecture_training_bytes > m.training_bytes
+    from archcalc.passes import analyze
+
+    for name, batch, optimizer in (("lenet5", 2, "sgd"), ("resnet18", 3, "adam"), ("googlenet", 1, "momentum")):
+        lecture = analyze(name, batch, optimizer=optimizer).totals.training_bytes
+        assert memory(name, batch, optimizer=optimizer).lecture_training_bytes == lecture
 
 
 def test_batchnorm_statistics_do_not_scale_with_the_batch():
