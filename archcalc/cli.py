@@ -234,11 +234,22 @@ def cli(max_layers: int | None) -> None:
               help="Show N levels of blocks: 1 folds each top-level block (a ResNet stage, an Inception module) into one row.")
 @click.option("--paths", "with_paths", is_flag=True,
               help="Also count the input-to-output paths (2^k for k skip connections) and their lengths in layers with weights.")
+@click.option("--training", is_flag=True,
+              help="Also what backward keeps per layer (bytes, as PyTorch's autograd) and the training peak (table, markdown).")
+@click.option("--memory-model", type=click.Choice(["pytorch", "lecture"]), default=None,
+              help="Training memory by what autograd keeps (pytorch; the default with --training) or the lecture's "
+                   "2 x activations (lecture; the table's footer line otherwise).")
 @_analysis_options
-def report(model: Any, fmt: str, depth: int | None, with_paths: bool, batch: int, dtype: str, optimizer: str) -> None:
+def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: bool, memory_model: str | None, batch: int,
+           dtype: str, optimizer: str) -> None:
     """Per-layer table of output shapes, params, MACs, activations and receptive fields, with totals."""
     from archcalc.passes import analyze
 
+    if (training or memory_model == "pytorch") and fmt in ("json", "csv"):
+        raise ArchcalcError("--training and --memory-model pytorch go with --format table or markdown "
+                            "(for JSON: archcalc memory MODEL --format json)")
+    if training and memory_model == "lecture":
+        raise ArchcalcError("--training shows the pytorch model's per-layer figures; leave out --memory-model lecture")
     if with_paths and fmt == "csv":
         raise ArchcalcError("--paths goes with --format table, markdown or json (CSV holds the layer rows only)")
     analysis = _printable(analyze(model, batch=batch, dtype=dtype, optimizer=optimizer, paths=with_paths))
@@ -272,6 +283,44 @@ def report(model: Any, fmt: str, depth: int | None, with_paths: bool, batch: int
             from archcalc.render.table import paths_table
 
             console.print(paths_table(analysis.paths))
+    if training or memory_model == "pytorch":
+        _training_memory(model, batch, dtype, optimizer, training, fmt)
+
+
+def _training_memory(model: Any, batch: int, dtype: str, optimizer: str, per_layer: bool, fmt: str) -> None:
+    """After a report: the pytorch memory model's per-layer kept bytes (``per_layer``) and its totals."""
+    from archcalc.memory import memory, summary_lines
+    from archcalc.render.format import binary_bytes
+
+    m = memory(model, batch=batch, dtype=dtype, optimizer=optimizer)
+    lines = summary_lines(m)
+    if per_layer:
+        header = ("Layer", "Type", "Kept for backward", "Kept (what)", "Live after forward", "Live after backward")
+        rows = []
+        for row in m.layers:
+            what = ", ".join(f"{k.saved.kind}{'=' + k.saved.name if k.saved.name else ''}{' (shared)' if k.shared else ''}"
+                             for k in row.kept if k.saved.kind != "param") or ("unknown" if row.unknown else "-")
+            rows.append((row.name, row.type, binary_bytes(row.kept_bytes) + (" ?" if row.unknown else ""), what,
+                         binary_bytes(row.forward_live),
+                         "-" if row.backward_live is None else binary_bytes(row.backward_live)))
+        if fmt == "markdown":
+            click.echo("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+            for r in rows:
+                click.echo("| " + " | ".join(r) + " |")
+        else:
+            from rich.table import Table
+
+            table = Table(title=f"{m.name}: what backward keeps, batch {m.batch}, {m.dtype}")
+            for h in header:
+                table.add_column(h, justify="left" if h in ("Layer", "Type", "Kept (what)") else "right")
+            for r in rows:
+                table.add_row(*r)
+            console = _console()
+            console.print(table)
+    if not per_layer:
+        lines = lines[1:2] + lines[-1:]
+    for line in lines:
+        click.echo(line)
 
 
 @cli.command("list")
@@ -654,6 +703,56 @@ def export_command(model: Any, target: str, output: str | None, weights: str, se
 
     to_onnx(model, output, weights=None if weights == "random" else "zeros", seed=seed)
     click.echo(f"wrote {output}", err=True)
+
+
+@cli.command("memory")
+@click.argument("model", type=MODEL)
+@_import_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format.")
+@click.option("--fit", "limit", type=ByteSize(), default=None, metavar="SIZE",
+              help="The largest batch whose training (and inference) peak fits SIZE (16GiB, 8GB), stating its assumptions.")
+@click.option("--memory-model", type=click.Choice(["pytorch", "lecture"]), default="pytorch", show_default=True,
+              help="With --fit: training memory by what autograd keeps, or the lecture's 2 x activations.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also draw the timeline (.svg, .png, .pdf; needs matplotlib: pip install 'archcalc[chart]').")
+@_analysis_options
+def memory_command(model: Any, fmt: str, limit: int | None, memory_model: str, plot: str | None, batch: int, dtype: str,
+                   optimizer: str) -> None:
+    """The memory timeline: activation-side bytes live after each forward and backward step, what each
+    layer keeps for backward (as PyTorch's autograd), the training and inference peaks; or, with --fit,
+    the largest batch that fits."""
+    from archcalc import memory as model_memory
+    from archcalc.render.format import binary_bytes
+
+    if limit is not None:
+        f = model_memory.fit(model, limit, dtype=dtype, optimizer=optimizer, memory_model=memory_model)
+        if fmt == "json":
+            click.echo(json.dumps({"limit": f.limit, "dtype": f.dtype, "optimizer": f.optimizer, "memory_model": f.model,
+                                   "training_batch": f.training, "training_bytes": f.training_bytes,
+                                   "inference_batch": f.inference, "inference_bytes": f.inference_bytes,
+                                   "max_batch": model_memory.MAX_FIT_BATCH, "assumptions": f.assumptions}, indent=2))
+            return
+        name = getattr(model, "name", model)
+        for what, found, used in (("training", f.training, f.training_bytes), ("inference", f.inference, f.inference_bytes)):
+            if found == 0:
+                click.echo(f"{name}: {what}: not even batch 1 fits {binary_bytes(f.limit)} (batch 1 needs {binary_bytes(used)}).")
+            else:
+                bound = "at least " if found >= model_memory.MAX_FIT_BATCH else ""
+                click.echo(f"{name}: {what}: largest batch {bound}{found:,} ({binary_bytes(used, 2)} of {binary_bytes(f.limit, 2)}; "
+                           f"{memory_model + ' model' if what == 'training' else 'peak with buffer reuse'}).")
+        click.echo(f"Assumptions: {f.assumptions}.")
+        return
+    m = model_memory.memory(model, batch=batch, dtype=dtype, optimizer=optimizer)
+    if plot is not None:
+        model_memory.plot(m, plot)
+        click.echo(f"wrote {plot}", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(model_memory.to_dict(m), indent=2))
+        return
+    console = _console()
+    console.print(model_memory.timeline_table(m))
+    for line in model_memory.summary_lines(m):
+        click.echo(line)
 
 
 def _write_text(text: str, output: str | None) -> None:

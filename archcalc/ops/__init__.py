@@ -17,6 +17,7 @@ from archcalc.ops.base import (
     Op,
     Param,
     RunContext,
+    Saved,
     Shape,
     Window,
     format_shape,
@@ -25,7 +26,7 @@ from archcalc.ops.base import (
 )
 
 __all__ = [
-    "GLOBAL", "POINTWISE", "REGISTRY", "Cost", "Example", "Layer", "Op", "Param", "RunContext", "Shape",
+    "GLOBAL", "POINTWISE", "REGISTRY", "Cost", "Example", "Layer", "Op", "Param", "RunContext", "Saved", "Shape",
     "UNKNOWN", "Window", "format_shape", "get_op", "register",
 ]
 

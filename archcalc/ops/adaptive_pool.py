@@ -23,11 +23,14 @@ from archcalc.ops.base import (
     Layer,
     Op,
     RunContext,
+    Saved,
     Shape,
     SizeDependence,
     Window,
     format_shape,
     get_op,
+    keeps_input,
+    new_buffer,
     register,
 )
 
@@ -208,11 +211,16 @@ class AdaptiveAvgPool(_AdaptivePool):
     (per window: window - 1 adds and 1 divide) = c * prod over axes of (in + out - gcd(in, out))
     receptive field: the ordinary window where out divides in (k = s = in/out) or in mod out == 1;
     otherwise stride in/out, the largest window (or one more) as kernel, flagged non-uniform (~)
+    saved for backward: its input (adaptive_avg_pool's backward reads it)
     """
 
     type = "adaptive_avgpool"
     other_ops_rule = "the values each window reads, summed over outputs: c * prod(in + out - gcd(in, out)) per axis"
     examples = _EXAMPLES
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_input(layer),)
 
     def cost(self, layer: Layer) -> Cost:
         return Cost(0, layer.in_shape[0] * self.window_values(layer))
@@ -241,11 +249,16 @@ class AdaptiveMaxPool(_AdaptivePool):
     ties: the first maximum in row-major window order; a NaN always wins (the last NaN), as
     PyTorch's CPU kernel; the gradient goes to the arg-max
     receptive field: as adaptive_avgpool's
+    saved for backward: its input and the int64 index of each output's maximum
     """
 
     type = "adaptive_maxpool"
     other_ops_rule = "window - 1 comparisons per output, summed: c * (prod(in + out - gcd(in, out)) - prod(out))"
     examples = _EXAMPLES
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return keeps_input(layer), new_buffer("indices", layer.out_shape, "int64")
 
     def cost(self, layer: Layer) -> Cost:
         return Cost(0, layer.in_shape[0] * (self.window_values(layer) - math.prod(layer.out_shape[1:])))

@@ -119,6 +119,55 @@ class Window:
     uniform: bool = True
 
 
+#: What a tensor kept for backward is (:class:`Saved`): one of the layer's inputs, its output, one of its
+#: parameters or buffers (already counted in params and buffers), or a new buffer the forward pass
+#: makes only for backward (max-pool's int64 indices, a dropout mask, batchnorm's batch statistics).
+SAVED_KINDS = ("input", "output", "param", "buffer")
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """One tensor an op's backward keeps (what PyTorch's autograd saves for it), from its forward.
+
+    ``kind`` is one of :data:`SAVED_KINDS`. ``shape`` is per sample when ``batched`` (the batch axis
+    left out, as every shape here), else the whole tensor (batchnorm's per-channel statistics, a
+    "batch" stochastic-depth draw). ``dtype`` None means the analysis' dtype; otherwise ``int64``
+    (max-pool indices) or ``bool``. ``index`` is the input's position (kind ``input``), ``name`` the
+    parameter's name (kind ``param``) or what a new buffer holds (kind ``buffer``).
+    """
+
+    kind: str
+    shape: Shape
+    dtype: str | None = None
+    index: int = 0
+    name: str = ""
+    batched: bool = True
+
+    def values(self, batch: int) -> int:
+        """Number of values for a batch of ``batch`` samples."""
+        return math.prod(self.shape) * (batch if self.batched else 1)
+
+
+def keeps_input(layer: Layer, index: int = 0) -> Saved:
+    """The layer's input ``index`` as a kept tensor (its storage, shared with whoever else keeps it)."""
+    return Saved("input", layer.in_shapes[index], index=index)
+
+
+def keeps_output(layer: Layer) -> Saved:
+    """The layer's output as a kept tensor."""
+    return Saved("output", layer.out_shape)
+
+
+def keeps_param(name: str, shape: Shape) -> Saved:
+    """A parameter or buffer of the layer (counted in params and buffers, not again in activations)."""
+    return Saved("param", shape, name=name, batched=False)
+
+
+def new_buffer(name: str, shape: Shape, dtype: str | None = None, batched: bool = True) -> Saved:
+    """A tensor the forward pass makes only for backward (indices, a mask, statistics)."""
+    return Saved("buffer", shape, dtype, name=name, batched=batched)
+
+
 @dataclass(frozen=True, slots=True)
 class SizeDependence:
     """A resolved attribute worked out from the layer's input size that another size would change.
@@ -231,6 +280,16 @@ class Op:
         """The receptive-field window: a :class:`Window`, ``POINTWISE``, ``GLOBAL`` or ``UNKNOWN``."""
         raise NotImplementedError
 
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps of this layer's forward pass, as PyTorch's autograd saves it in
+        training mode when the inputs need gradients: a tuple of :class:`Saved` (empty: only shapes),
+        or ``UNKNOWN`` for an op whose backward archcalc cannot know (an imported stand-in). Every
+        registered op states its own (registration refuses an op that does not) and documents it
+        in its docstring ("saved for backward: ..."); the memory model (:mod:`archcalc.memory`)
+        counts distinct storages once, and tests/test_memory.py checks each example against
+        ``torch.autograd.graph.saved_tensors_hooks``."""
+        raise NotImplementedError
+
     def summary(self, layer: Layer) -> str:
         """Key attributes in a few characters, e.g. ``3x3/1 p1, 64``."""
         return ""
@@ -318,6 +377,8 @@ def register(cls: type[Op]) -> type[Op]:
     names = [a.name for a in cls.attrs]
     if len(set(names)) != len(names):
         raise TypeError(f"op {op_type!r} declares an attribute twice")
+    if "saved" not in vars(cls):
+        raise TypeError(f"op {op_type!r} does not state what its backward keeps (its own saved rule)")
     REGISTRY[op_type] = cls()
     return cls
 

@@ -7,7 +7,18 @@ from typing import Any
 
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, positive_int
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
+from archcalc.ops.base import (
+    POINTWISE,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Saved,
+    Shape,
+    format_shape,
+    register,
+)
 
 
 @register
@@ -19,6 +30,7 @@ class ChannelShuffle(Op):
     out = the input's shape; params = 0; MACs = 0; other ops = 0 (a copy: PyTorch's reshape of
     the transposed tensor copies it, so the output is stored)
     receptive field: unchanged (pointwise)
+    saved for backward: nothing (a reshape and a copy: shapes only)
     """
 
     type = "channel_shuffle"
@@ -32,6 +44,10 @@ class ChannelShuffle(Op):
         Example({"groups": 1}, ((3, 2, 2),), (3, 2, 2)),
         Example({"groups": 4}, ((4, 3),), (4, 3)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return ()
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         shape, groups = in_shapes[0], attrs["groups"]

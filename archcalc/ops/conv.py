@@ -9,7 +9,23 @@ from typing import Any
 from archcalc import formulas
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, boolean, ints, padding, positive_int
-from archcalc.ops.base import BIAS, WEIGHT, Cost, Example, Layer, Op, Param, RunContext, Shape, Window, register
+from archcalc.ops.base import (
+    BIAS,
+    WEIGHT,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    Param,
+    RunContext,
+    Saved,
+    Shape,
+    Window,
+    keeps_input,
+    keeps_param,
+    new_buffer,
+    register,
+)
 from archcalc.ops.window import explain_output, geometry_text, resolve_window, window_of, window_output
 
 
@@ -21,6 +37,8 @@ class Conv(Op):
     params = f * (c/groups) * prod(k) weights + f biases (when bias)
     MACs = f * (c/groups) * prod(k) * prod(out); other ops = f * prod(out) bias adds
     receptive field: a window of k, s, d and the resolved padding per axis
+    saved for backward: its input and weight; with asymmetric padding (PyTorch pads with F.pad first) the
+    padded copy of the input instead
     """
 
     type = "conv"
@@ -42,6 +60,14 @@ class Conv(Op):
         Example({"filters": 3, "kernel": [5], "stride": 2, "padding": "valid"}, ((2, 16),), (3, 6)),
         Example({"filters": 2, "kernel": [3, 3, 3], "padding": 1, "stride": [1, 2, 2]}, ((2, 4, 6, 6),), (2, 4, 3, 3)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        a = layer.attrs
+        if all(before == after for before, after in a["padding"]):
+            return keeps_input(layer), keeps_param("weight", self.params(layer)["weight"].shape)
+        padded = (layer.in_shape[0], *(n + b + e for n, (b, e) in zip(layer.in_shape[1:], a["padding"])))
+        return new_buffer("padded input", padded), keeps_param("weight", self.params(layer)["weight"].shape)
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         in_shape = in_shapes[0]
@@ -99,8 +125,12 @@ class Conv(Op):
 
         a = layer.attrs
         conv = _torch.by_rank((_torch.nn.Conv1d, _torch.nn.Conv2d, _torch.nn.Conv3d), len(a["kernel"]))
-        inner = conv(layer.in_shape[0], a["filters"], a["kernel"], a["stride"], 0, a["dilation"], a["groups"], a["bias"])
-        return _torch.Padded(inner, a["padding"])
+        # symmetric padding is torch's own (what nn.Conv2d(padding=p) saves for backward is then the
+        # input itself); asymmetric padding, which torch's conv cannot take, is an F.pad first
+        symmetric = all(before == after for before, after in a["padding"])
+        padding = tuple(before for before, _ in a["padding"]) if symmetric else 0
+        inner = conv(layer.in_shape[0], a["filters"], a["kernel"], a["stride"], padding, a["dilation"], a["groups"], a["bias"])
+        return _torch.Padded(inner, () if symmetric else a["padding"])
 
     def summary(self, layer: Layer) -> str:
         groups = f" g{layer.attrs['groups']}" if layer.attrs["groups"] != 1 else ""

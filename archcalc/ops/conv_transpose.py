@@ -19,9 +19,12 @@ from archcalc.ops.base import (
     Op,
     Param,
     RunContext,
+    Saved,
     Shape,
     Window,
     format_shape,
+    keeps_input,
+    keeps_param,
     register,
 )
 from archcalc.ops.window import per_axis
@@ -45,6 +48,7 @@ class ConvTranspose(Op):
     would insert: about s^d times too many (4x for DCGAN's 4x4 stride-2 layers).
     output_padding (< stride or < dilation, as torch requires) only lengthens the output's end;
     it chooses among the input sizes that a conv of the same k, s, p, d maps to ``in``.
+    saved for backward: its input and weight
     """
 
     type = "conv_transpose"
@@ -69,6 +73,10 @@ class ConvTranspose(Op):
         Example({"filters": 3, "kernel": [2], "stride": 3, "dilation": 2, "groups": 3}, ((3, 4),), (3, 12)),
         Example({"filters": 2, "kernel": 1, "padding": [1, 0]}, ((2, 5, 4),), (2, 3, 4)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return keeps_input(layer), keeps_param("weight", self.params(layer)["weight"].shape)
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         in_shape = in_shapes[0]

@@ -14,6 +14,7 @@ from archcalc.ops.base import (
     Layer,
     Op,
     RunContext,
+    Saved,
     Shape,
     SizeDependence,
     Window,
@@ -36,6 +37,7 @@ class Crop(Op):
     a view (PyTorch's slicing returns one): stores nothing new; the concat after it copies
     receptive field: kernel 1, stride 1, padding -offset (unit i reads input i + offset), exact,
     from the first input alone (field_inputs = 1: a second input gives only its size)
+    saved for backward: nothing (a view: shapes only)
     """
 
     type = "crop"
@@ -59,6 +61,10 @@ class Crop(Op):
         Example({"size": [2, 3, 2], "offset": 1}, ((2, 4, 5, 4),), (2, 2, 3, 2)),
         Example({"size": 6}, ((2, 6, 6),), (2, 6, 6)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return ()
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         shape = in_shapes[0]

@@ -7,7 +7,16 @@ from typing import Any
 
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, number
-from archcalc.ops.base import Example, Layer, RunContext, Shape, format_shape, register
+from archcalc.ops.base import (
+    Example,
+    Layer,
+    RunContext,
+    Saved,
+    Shape,
+    format_shape,
+    new_buffer,
+    register,
+)
 from archcalc.ops.pointwise import _Elementwise
 
 
@@ -23,6 +32,8 @@ class Dropout2d(_Elementwise):
     in place (stores nothing new, as nn.Dropout2d(inplace=True)); receptive field: unchanged (pointwise)
     gradient: dy times the same mask (0, or 1/(1-p))
     Source: Tompson et al., "Efficient Object Localization Using Convolutional Networks" (2015).
+    saved for backward: the per-channel scaled keep mask, (C, 1, ...) per sample in the tensor's dtype (input
+    * noise); nothing at p = 0; a scalar 0 at p = 1
     """
 
     type = "dropout2d"
@@ -37,6 +48,15 @@ class Dropout2d(_Elementwise):
         Example({"p": 0.0}, ((3, 4, 4),), (3, 4, 4)),
         Example({"p": 1.0}, ((3, 4, 4),), (3, 4, 4)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        p = layer.attrs["p"]
+        if p == 0:
+            return ()
+        if p == 1:
+            return (new_buffer("zero", (), batched=False),)
+        return (new_buffer("mask", (layer.in_shape[0], *(1 for _ in layer.in_shape[1:]))),)
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         shape = in_shapes[0]

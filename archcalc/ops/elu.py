@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from archcalc.ops.attrs import Attr, number
-from archcalc.ops.base import Example, Layer, RunContext, register
+from archcalc.ops.base import UNKNOWN, Example, Layer, RunContext, Saved, keeps_input, keeps_output, keeps_param, new_buffer, register  # noqa: F401
 from archcalc.ops.pointwise import _Elementwise
 
 
@@ -19,6 +19,7 @@ class ELU(_Elementwise):
     in place (stores nothing new, as nn.ELU(inplace=True)); receptive field: unchanged (pointwise)
     gradient: dy where x > 0, dy * alpha * exp(x) where x <= 0 (PyTorch's rule: alpha at x = 0)
     Source: Clevert et al., "Fast and Accurate Deep Network Learning by ELUs" (2015).
+    saved for backward: its input (PyTorch saves self)
     """
 
     type = "elu"
@@ -31,6 +32,10 @@ class ELU(_Elementwise):
         Example({"alpha": 2.0}, ((2, 7),), (2, 7)),
         Example({"alpha": 0.0}, ((2, 3, 3, 4),), (2, 3, 3, 4)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_input(layer),)
 
     def summary(self, layer: Layer) -> str:
         return f"alpha {layer.attrs['alpha']:g}"

@@ -9,7 +9,18 @@ from typing import Any
 from archcalc.errors import check
 from archcalc.ops._layout import AxisStep, axes_text, sample_axis, signed_int
 from archcalc.ops.attrs import Attr
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
+from archcalc.ops.base import (
+    POINTWISE,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Saved,
+    Shape,
+    format_shape,
+    register,
+)
 
 
 @register
@@ -24,6 +35,7 @@ class Flatten(Op):
     non-contiguous tensor copies in PyTorch; archcalc counts no copy: see ``reshape``)
     receptive field: each value keeps the field it had; an axis made of several is no longer
     one spatial axis, so a window along it later makes the merged axes' fields an upper bound
+    saved for backward: nothing (a view)
     """
 
     type = "flatten"
@@ -43,6 +55,10 @@ class Flatten(Op):
         Example({"start_dim": 1, "end_dim": 2}, ((3, 4, 5),), (12, 5)),
         Example({"start_dim": 3, "end_dim": 3}, ((2, 3, 4),), (2, 3, 4)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return ()
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         rank = len(in_shapes[0])

@@ -7,7 +7,7 @@ from typing import Any
 
 from archcalc.errors import RuleError
 from archcalc.ops.attrs import Attr, describe
-from archcalc.ops.base import Cost, Example, Layer, RunContext, register
+from archcalc.ops.base import UNKNOWN, Cost, Example, Layer, RunContext, Saved, keeps_input, keeps_output, keeps_param, new_buffer, register  # noqa: F401
 from archcalc.ops.pointwise import _Elementwise
 
 #: sqrt(2 / pi), the tanh form's scale.
@@ -40,6 +40,7 @@ class GELU(_Elementwise):
     Source: Hendrycks and Gimpel, "Gaussian Error Linear Units (GELUs)" (2016).
     The executor evaluates erf exactly, the C library's erf in float64 (archcalc.kernels.erf: a C
     loop, or math.erf per value without the extension).
+    saved for backward: its input (PyTorch saves self)
     """
 
     type = "gelu"
@@ -57,6 +58,10 @@ class GELU(_Elementwise):
         Example({"approximate": "tanh"}, ((3, 4, 4),), (3, 4, 4)),
         Example({}, ((2, 3, 3, 4),), (2, 3, 3, 4)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_input(layer),)
 
     def cost(self, layer: Layer) -> Cost:
         return Cost(0, _OPS_PER_VALUE[layer.attrs["approximate"]] * math.prod(layer.out_shape))

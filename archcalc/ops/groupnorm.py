@@ -19,8 +19,12 @@ from archcalc.ops.base import (
     Op,
     Param,
     RunContext,
+    Saved,
     Shape,
     format_shape,
+    keeps_input,
+    keeps_param,
+    new_buffer,
     register,
 )
 from archcalc.ops.layernorm import STATS_OPS_RULE, normalize, normalize_backward, stats_ops
@@ -37,6 +41,7 @@ class GroupNorm(Op):
     other ops = 5 per value (mean's add, subtract, square, variance's add, divide by the std)
     + 2 per value for the scale and shift when affine
     receptive field: global (the statistics read every position of the group)
+    saved for backward: its input, weight (affine) and per-sample, per-group mean and reciprocal std
     """
 
     type = "groupnorm"
@@ -53,6 +58,14 @@ class GroupNorm(Op):
         Example({"num_groups": 4, "eps": 1e-3}, ((4, 2, 2, 3),), (4, 2, 2, 3)),
         Example({"num_groups": 2}, ((6,),), (6,)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        stats = (layer.attrs["num_groups"],)
+        kept = [keeps_input(layer)]
+        if "weight" in self.params(layer):
+            kept.append(keeps_param("weight", self.params(layer)["weight"].shape))
+        return (*kept, new_buffer("mean", stats), new_buffer("rstd", stats))
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         channels, groups = in_shapes[0][0], attrs["num_groups"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archcalc.ops.base import Layer, RunContext, register
+from archcalc.ops.base import UNKNOWN, Layer, RunContext, Saved, keeps_input, keeps_output, keeps_param, new_buffer, register  # noqa: F401
 from archcalc.ops.pointwise import EVERY_RANK, _Elementwise
 
 #: PyTorch's hardsigmoid_backward multiplies by 1.0f / 6.0f, a float32 constant, even in float64:
@@ -22,12 +22,17 @@ class Hardsigmoid(_Elementwise):
     gradient: dy/6 where -3 < x < 3, else 0 (PyTorch's rule: 0 at x = -3 and at x = 3); the
     1/6 is rounded to float32 (0.16666667163...) in every dtype, as PyTorch's kernel does
     Source: Howard et al., "Searching for MobileNetV3" (2019), eq. for h-sigmoid.
+    saved for backward: its input (PyTorch saves self)
     """
 
     type = "hardsigmoid"
     ops_per_value = 4
     other_ops_rule = "4 per value (add 3, max with 0, min with 6, divide by 6)"
     examples = EVERY_RANK
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_input(layer),)
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         import numpy as np

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archcalc.ops.base import Layer, RunContext, register
+from archcalc.ops.base import UNKNOWN, Layer, RunContext, Saved, keeps_input, keeps_output, keeps_param, new_buffer, register  # noqa: F401
 from archcalc.ops.pointwise import EVERY_RANK, _Elementwise
 
 
@@ -18,12 +18,17 @@ class Hardswish(_Elementwise):
     gradient: 0 where x <= -3, dy * (x/3 + 1/2) where -3 < x < 3, dy where x >= 3
     (PyTorch's rule: 0 at x = -3, 1 at x = 3)
     Source: Howard et al., "Searching for MobileNetV3" (2019), h-swish.
+    saved for backward: its input (PyTorch saves self)
     """
 
     type = "hardswish"
     ops_per_value = 5
     other_ops_rule = "5 per value (add 3, max with 0, min with 6, divide by 6, multiply by x)"
     examples = EVERY_RANK
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_input(layer),)
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         import numpy as np

@@ -8,7 +8,18 @@ from typing import Any
 
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, number
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, register
+from archcalc.ops.base import (
+    POINTWISE,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Saved,
+    Shape,
+    keeps_input,
+    register,
+)
 
 
 @register
@@ -18,6 +29,7 @@ class HardTanh(Op):
     out = the input's shape; params = 0; MACs = 0; other ops = 2 per value (a max and a min)
     in place (stores nothing new); receptive field: unchanged (pointwise)
     gradient: dy where min_val < x < max_val, else 0 (PyTorch's rule, 0 at the bounds)
+    saved for backward: its input (PyTorch saves self)
     """
 
     type = "hardtanh"
@@ -32,6 +44,10 @@ class HardTanh(Op):
         Example({"min_val": 0.0, "max_val": 6.0}, ((5,),), (5,)),
         Example({"min_val": -0.5, "max_val": 0.25}, ((2, 7),), (2, 7)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_input(layer),)
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         low, high = attrs["min_val"], attrs["max_val"]

@@ -21,8 +21,11 @@ from archcalc.ops.base import (
     Op,
     Param,
     RunContext,
+    Saved,
     Shape,
     format_shape,
+    keeps_input,
+    new_buffer,
     register,
 )
 from archcalc.ops.layernorm import STATS_OPS_PER_VALUE, normalize, normalize_backward, stats_ops
@@ -45,6 +48,9 @@ class InstanceNorm(Op):
     2 per value with track_running_stats (inference: subtract, divide), + 2 per value when affine
     receptive field: global (the statistics read every position); pointwise with
     track_running_stats (inference reads only the running averages)
+    saved for backward: its input and per-sample, per-channel mean and reciprocal std (F.instance_norm runs
+    batchnorm on (1, N*C, ...)); with affine the weight repeated per sample, with track_running_stats the two
+    running statistics repeated per sample
     """
 
     type = "instancenorm"
@@ -67,6 +73,16 @@ class InstanceNorm(Op):
         Example({}, ((4, 1, 2),), (4, 1, 2)),
         Example({"track_running_stats": True, "affine": True, "momentum": 0.2}, ((3, 3, 4),), (3, 3, 4)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        c = (layer.in_shape[0],)
+        kept = [keeps_input(layer), new_buffer("mean", c), new_buffer("invstd", c)]
+        if layer.attrs["affine"]:
+            kept.append(new_buffer("weight repeated", c))
+        if layer.attrs["track_running_stats"]:
+            kept += [new_buffer("running_mean repeated", c), new_buffer("running_var repeated", c)]
+        return tuple(kept)
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         shape = in_shapes[0]

@@ -24,9 +24,13 @@ from archcalc.ops.base import (
     Op,
     Param,
     RunContext,
+    Saved,
     Shape,
     Window,
     format_shape,
+    keeps_input,
+    keeps_param,
+    new_buffer,
     register,
 )
 
@@ -91,6 +95,7 @@ class LayerNorm(Op):
     + 1 per value for the scale, + 1 for the shift (fvcore counts 5 with affine, 4 without)
     receptive field: pointwise over channels; over normalised spatial axes every output reads
     the whole axis (global when every spatial axis is normalised)
+    saved for backward: its input, weight and bias (affine) and per-position mean and reciprocal std
     """
 
     type = "layernorm"
@@ -114,6 +119,14 @@ class LayerNorm(Op):
         Example({"normalized_shape": [3, 4, 5]}, ((3, 4, 5),), (3, 4, 5)),
         Example({"normalized_shape": [6]}, ((6,),), (6,)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        shape = layer.attrs["normalized_shape"]
+        positions = layer.in_shape[1:] if shape is None else layer.in_shape[: len(layer.in_shape) - len(shape)]
+        params = self.params(layer)
+        kept = [keeps_input(layer), *(keeps_param(name, params[name].shape) for name in ("weight", "bias") if name in params)]
+        return (*kept, new_buffer("mean", tuple(positions)), new_buffer("rstd", tuple(positions)))
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         shape, normalized = in_shapes[0], attrs["normalized_shape"]

@@ -19,9 +19,12 @@ from archcalc.ops.base import (
     Op,
     Param,
     RunContext,
+    Saved,
     Shape,
     Window,
     format_shape,
+    keeps_input,
+    keeps_param,
     register,
 )
 
@@ -41,6 +44,7 @@ class Linear(Op):
     FlopCounterMode, fvcore and ptflops count every position, as here.)
     receptive field: on a flat (in,) input global; otherwise global along the last axis (each
     unit sees all of it: a window as wide as the axis, stride 0) and unchanged on the others
+    saved for backward: its input and weight
     """
 
     type = "linear"
@@ -56,6 +60,10 @@ class Linear(Op):
         Example({"units": 4}, ((2, 3, 5),), (2, 3, 4)),
         Example({"units": 2, "bias": False}, ((2, 2, 3, 3),), (2, 2, 3, 2)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return keeps_input(layer), keeps_param("weight", self.params(layer)["weight"].shape)
 
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
         return (*in_shapes[0][:-1], attrs["units"])

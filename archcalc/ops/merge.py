@@ -8,7 +8,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from archcalc.errors import RuleError, check
-from archcalc.ops.base import AXIS_NAMES, POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
+from archcalc.ops.base import (
+    AXIS_NAMES,
+    POINTWISE,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Saved,
+    Shape,
+    format_shape,
+    register,
+)
 
 
 @register
@@ -16,12 +28,17 @@ class Concat(Op):
     """Stack inputs along the channel axis; their other axes must match.
 
     out = (sum of c_i, *spatial); params = 0; MACs = 0; other ops = 0 (a copy)
+    saved for backward: nothing (shapes only)
     """
 
     type = "concat"
     other_ops_rule = "0 (a copy)"
     arity = (2, None)
     examples = (Example({}, ((2, 4, 4), (3, 4, 4)), (5, 4, 4)), Example({}, ((2,), (3,), (1,)), (6,)))
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return ()
 
     def torch_module(self, layer: Layer) -> Any:
         from archcalc.ops import _torch
@@ -154,11 +171,16 @@ class Add(_Broadcast):
     receptive field: pointwise, the largest of the inputs'; global when an input broadcast over space
     saw the whole input (its one value reaches every output), flagged non-uniform when it saw part
     gradient: dy to every input, summed over the axes that input was broadcast along
+    saved for backward: nothing (its gradient passes through)
     """
 
     type = "add"
     other_ops_rule = "(inputs - 1) adds per output value"
     stores_output = False
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return ()
 
     def torch_module(self, layer: Layer) -> Any:
         from archcalc.ops import _torch

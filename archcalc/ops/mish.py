@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archcalc.ops.base import Layer, RunContext, register
+from archcalc.ops.base import UNKNOWN, Layer, RunContext, Saved, keeps_input, keeps_output, keeps_param, new_buffer, register  # noqa: F401
 from archcalc.ops.pointwise import EVERY_RANK, _Elementwise
 from archcalc.ops.silu import stable_sigmoid
 
@@ -18,12 +18,17 @@ class Mish(_Elementwise):
     in place (stores nothing new, as nn.Mish(inplace=True)); receptive field: unchanged (pointwise)
     gradient: dy * (t + x * sigmoid(x) * (1 - t^2)), t = tanh(softplus(x))
     Source: Misra, "Mish: A Self Regularized Non-Monotonic Activation Function" (2019).
+    saved for backward: its input (PyTorch saves self)
     """
 
     type = "mish"
     ops_per_value = 5
     other_ops_rule = "5 per value (exp, add 1, log, tanh, multiply by x)"
     examples = EVERY_RANK
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_input(layer),)
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         import numpy as np

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archcalc.ops.base import Layer, RunContext, register
+from archcalc.ops.base import UNKNOWN, Layer, RunContext, Saved, keeps_input, keeps_output, keeps_param, new_buffer, register  # noqa: F401
 from archcalc.ops.merge import _Broadcast, reduce_to
 
 
@@ -20,11 +20,22 @@ class Mul(_Broadcast):
     whole input, so the product is global (every output depends on the whole input through the gate);
     a broadcast input that saw part of the input makes the field flagged non-uniform
     gradient: dy times the product of the other inputs, summed over the axes that input was broadcast along
+    saved for backward: every input, and each partial product of three or more inputs ((a*b)*c keeps a, b, a*b
+    and c)
     """
 
     type = "mul"
     mixes_channels = False
     other_ops_rule = "(inputs - 1) multiplies per output value"
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        from archcalc.ops.merge import broadcast_shape
+
+        kept = [keeps_input(layer, i) for i in range(len(layer.in_shapes))]
+        for k in range(2, len(layer.in_shapes)):
+            kept.append(new_buffer("partial product", broadcast_shape(layer.in_shapes[:k])))
+        return tuple(kept)
 
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         no_macs = "0 (element-wise products are no multiply-accumulates: MACs count conv and linear sums of products)"

@@ -21,8 +21,12 @@ from archcalc.ops.base import (
     Op,
     Param,
     RunContext,
+    Saved,
     Shape,
     format_shape,
+    keeps_input,
+    keeps_param,
+    new_buffer,
     register,
 )
 
@@ -33,6 +37,8 @@ class BatchNorm(Op):
 
     params = 2c learned (scale, shift); buffers = 2c running statistics (mean, var), not parameters
     MACs = 0; other ops = 4 per value (subtract mean, divide by std, scale, shift)
+    saved for backward: its input, weight, running statistics and the batch's per-channel mean and reciprocal
+    std
     """
 
     type = "batchnorm"
@@ -42,6 +48,12 @@ class BatchNorm(Op):
         Attr("momentum", number(0, 1), 0.1, "weight of the new batch in the running averages"),
     )
     examples = (Example({}, ((3, 4, 4),), (3, 4, 4)), Example({"eps": 1e-3}, ((5,),), (5,)))
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        c = (layer.in_shape[0],)
+        return (keeps_input(layer), keeps_param("weight", c), keeps_param("running_mean", c), keeps_param("running_var", c),
+                new_buffer("save_mean", c, batched=False), new_buffer("save_invstd", c, batched=False))
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -118,6 +130,8 @@ class LRN(Op):
 
     y = x / (k + alpha/size * sum of x^2 over `size` neighbouring channels) ^ beta
     params = 0; MACs = 0; other ops = 2*size + 3 per value (squares, adds, scale, add k, pow, divide)
+    saved for backward: as F.local_response_norm: its input, the padded squares (C + size - 1 channels), the
+    denominator's base and its power (output-sized each)
     """
 
     type = "lrn"
@@ -130,6 +144,12 @@ class LRN(Op):
         Attr("k", number(0), 1.0, "additive constant"),
     )
     examples = (Example({}, ((6, 3, 3),), (6, 3, 3)), Example({"size": 3, "k": 2.0}, ((4, 5),), (4, 5)))
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        squares = (layer.in_shape[0] + layer.attrs["size"] - 1, *layer.in_shape[1:])
+        return (keeps_input(layer), new_buffer("padded squares", squares), new_buffer("k + alpha * mean", layer.out_shape),
+                new_buffer("denominator", layer.out_shape))
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn

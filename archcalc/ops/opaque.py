@@ -8,7 +8,19 @@ from typing import Any
 
 from archcalc.errors import RuleError
 from archcalc.ops.attrs import MAX_INT, Attr, describe
-from archcalc.ops.base import MAX_RANK, UNKNOWN, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
+from archcalc.ops.base import (
+    MAX_RANK,
+    UNKNOWN,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Saved,
+    Shape,
+    format_shape,
+    register,
+)
 
 #: Longest source op name kept (``aten.roi_align``, ``torchvision.ops.MultiScaleRoIAlign``).
 MAX_OP_NAME = 200
@@ -44,6 +56,8 @@ class Opaque(Op):
     (uncounted); receptive field: unknown, reported as the whole input (an upper bound, ``!``)
     The rules' forward (each output value the mean of all input values, with its gradient) is a
     stand-in with that field, so the registry-wide checks apply; it is not the source op.
+    saved for backward: unknown (an imported op archcalc has no rule for): counted as nothing, and the memory
+    report marks it
     """
 
     type = "opaque"
@@ -59,6 +73,10 @@ class Opaque(Op):
         Example({"op": "NonMaxSuppression", "shape": [7]}, ((3, 5, 5), (2, 5, 5)), (7,)),
         Example({"op": "Custom", "shape": [2, 3, 3, 3]}, ((1, 4, 4, 4),), (2, 3, 3, 3)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return UNKNOWN
 
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
         return attrs["shape"]

@@ -7,7 +7,20 @@ from typing import Any
 
 from archcalc.errors import RuleError, check
 from archcalc.ops.attrs import MAX_INT, Attr, describe, number, padding
-from archcalc.ops.base import AXIS_NAMES, Cost, Example, Layer, Op, RunContext, Shape, Window, format_shape, register
+from archcalc.ops.base import (
+    AXIS_NAMES,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Saved,
+    Shape,
+    Window,
+    format_shape,
+    keeps_input,
+    register,
+)
 from archcalc.ops.window import resolve_padding
 
 #: The modes, as F.pad names them, and NumPy's names for the same rules.
@@ -38,6 +51,7 @@ class Pad(Op):
     (1 each, but not at i - before), so the layer is flagged non-uniform; with reflect and
     replicate a window after it whose centre lies in the input (padding at most half the window,
     as a "same" conv's) still reads only values within its field (they mirror or clamp inside it)
+    saved for backward: nothing in mode constant or circular; its input in reflect and replicate
     """
 
     type = "pad"
@@ -59,6 +73,10 @@ class Pad(Op):
         Example({"padding": 1, "mode": "circular"}, ((2, 2, 3, 3),), (2, 4, 5, 5)),
         Example({"padding": [0, 2], "mode": "replicate"}, ((1, 4),), (1, 6)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_input(layer),) if layer.attrs["mode"] in ("reflect", "replicate") else ()
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         shape, mode, given = in_shapes[0], attrs["mode"], attrs["padding"]

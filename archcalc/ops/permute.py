@@ -8,7 +8,18 @@ from typing import Any
 from archcalc.errors import RuleError, check
 from archcalc.ops._layout import AxisStep, axes_text, kept, sample_axis, signed_ints
 from archcalc.ops.attrs import Attr, describe
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
+from archcalc.ops.base import (
+    POINTWISE,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Saved,
+    Shape,
+    format_shape,
+    register,
+)
 
 
 @register
@@ -25,6 +36,7 @@ class Permute(Op):
     that needs contiguous memory copies, see ``reshape``)
     receptive field: unchanged; each axis keeps its spatial meaning wherever it moves, and the
     fields follow it (a conv or pool later applies its window to the axes it then finds)
+    saved for backward: nothing (a view)
     """
 
     type = "permute"
@@ -41,6 +53,10 @@ class Permute(Op):
         Example({"dims": [0, -1, 1, 2]}, ((3, 4, 5),), (5, 3, 4)),
         Example({"dims": [1, 3, 2]}, ((2, 3, 5),), (2, 5, 3)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return ()
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         return {**attrs, "dims": _torch_dims(attrs["dims"], len(in_shapes[0]))}

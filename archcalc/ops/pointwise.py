@@ -7,7 +7,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from archcalc.ops.attrs import Attr, number
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, register
+from archcalc.ops.base import (
+    POINTWISE,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Saved,
+    Shape,
+    keeps_input,
+    keeps_output,
+    new_buffer,
+    register,
+)
 
 _EXAMPLES = (Example({}, ((3, 4, 4),), (3, 4, 4)), Example({}, ((7,),), (7,)))
 
@@ -46,10 +59,17 @@ class _Elementwise(Op):
 
 @register
 class ReLU(_Elementwise):
-    """max(x, 0). In place; other ops = 1 per value (a max with 0). The gradient at 0 is 0."""
+    """max(x, 0). In place; other ops = 1 per value (a max with 0). The gradient at 0 is 0.
+
+    saved for backward: its output (PyTorch saves the result)
+    """
 
     type = "relu"
     other_ops_rule = "1 per value (a max with 0)"
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_output(layer),)
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -66,13 +86,20 @@ class ReLU(_Elementwise):
 
 @register
 class LeakyReLU(_Elementwise):
-    """x if x > 0 else slope * x. In place; other ops = 2 per value (compare with 0, multiply by the slope), as prelu."""
+    """x if x > 0 else slope * x. In place; other ops = 2 per value (compare with 0, multiply by the slope), as prelu.
+
+    saved for backward: its input (PyTorch saves self)
+    """
 
     type = "leaky_relu"
     ops_per_value = 2
     other_ops_rule = "2 per value (compare with 0, multiply by the slope)"
     attrs = (Attr("negative_slope", number(0), 0.01, "slope for x < 0"),)
     examples = (Example({"negative_slope": 0.2}, ((3, 4, 4),), (3, 4, 4)),)
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_input(layer),)
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -93,11 +120,17 @@ class LeakyReLU(_Elementwise):
 @register
 class Sigmoid(_Elementwise):
     """1 / (1 + exp(-x)). In place; other ops = 4 per value (negate, exp, add 1, divide), as silu's
-    x / (1 + exp(-x))."""
+    x / (1 + exp(-x)).
+    saved for backward: its output (PyTorch saves the result)
+    """
 
     type = "sigmoid"
     ops_per_value = 4
     other_ops_rule = "4 per value (negate, exp, add 1, divide)"
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_output(layer),)
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -116,10 +149,17 @@ class Sigmoid(_Elementwise):
 
 @register
 class Tanh(_Elementwise):
-    """tanh(x). In place; other ops = 1 per value (one tanh, counted as one elementary function as exp and log are)."""
+    """tanh(x). In place; other ops = 1 per value (one tanh, counted as one elementary function as exp and log are).
+
+    saved for backward: its output (PyTorch saves the result)
+    """
 
     type = "tanh"
     other_ops_rule = "1 per value (one tanh)"
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_output(layer),)
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -141,6 +181,8 @@ class Dropout(_Elementwise):
     """Zero each value with probability p in training, scale the rest by 1/(1-p).
 
     In place; identity at inference, so other ops = 0.
+    saved for backward: the scaled keep mask, in the tensor's dtype as PyTorch's CPU path (input * noise;
+    CUDA's fused kernel keeps a 1-byte bool mask); nothing at p = 0; a scalar 0 at p = 1
     """
 
     type = "dropout"
@@ -148,6 +190,15 @@ class Dropout(_Elementwise):
     ops_per_value = 0
     random = True
     attrs = (Attr("p", number(0, 1), 0.5, "probability of zeroing a value"),)
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        p = layer.attrs["p"]
+        if p == 0:
+            return ()
+        if p == 1:
+            return (new_buffer("zero", (), batched=False),)
+        return (new_buffer("mask", layer.out_shape),)
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -171,6 +222,7 @@ class Softmax(_Elementwise):
     """exp(x_i) / sum_j exp(x_j) over the channel axis.
 
     Stores its output; other ops = 3 per value (exp, add into the sum, divide).
+    saved for backward: its output (PyTorch saves the result)
     """
 
     type = "softmax"
@@ -178,6 +230,10 @@ class Softmax(_Elementwise):
     other_ops_rule = "3 per value (exp, add into the sum, divide)"
     ops_per_value = 3
     stores_output = True
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_output(layer),)
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
@@ -196,12 +252,19 @@ class Softmax(_Elementwise):
 
 @register
 class Identity(_Elementwise):
-    """Passes its input on unchanged: a view, stores nothing, costs nothing."""
+    """Passes its input on unchanged: a view, stores nothing, costs nothing.
+
+    saved for backward: nothing (a view)
+    """
 
     type = "identity"
     view = True
     other_ops_rule = "0 (a view)"
     ops_per_value = 0
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return ()
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn

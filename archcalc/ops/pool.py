@@ -8,7 +8,22 @@ from typing import Any
 
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, boolean, ints, optional, padding, positive_int
-from archcalc.ops.base import AXIS_NAMES, GLOBAL, Cost, Example, Layer, Op, RunContext, Shape, Window, format_shape, register
+from archcalc.ops.base import (
+    AXIS_NAMES,
+    GLOBAL,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Saved,
+    Shape,
+    Window,
+    format_shape,
+    keeps_input,
+    new_buffer,
+    register,
+)
 from archcalc.ops.window import explain_output, geometry_text, resolve_window, window_of, window_output
 
 _POOL_ATTRS = (
@@ -96,6 +111,8 @@ class MaxPool(_Pool):
     padding: at most k//2 a side (PyTorch's limit, whatever the dilation); it never wins
     ties: the first maximum in row-major window order; a NaN always wins (PyTorch's CPU rule)
     receptive field: a window of k, s, d and the resolved padding per axis
+    saved for backward: its input and the int64 index of each output's maximum; with asymmetric padding (F.pad
+    first) the padded copy instead of the input
     """
 
     type = "maxpool"
@@ -108,6 +125,10 @@ class MaxPool(_Pool):
         Example({"kernel": 2, "stride": 2, "dilation": 2, "ceil_mode": True}, ((2, 7),), (2, 3)),
         Example({"kernel": [2, 3, 2], "dilation": [1, 2, 3], "stride": 1, "padding": [0, 1, 1]}, ((1, 3, 6, 7),), (1, 2, 4, 6)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return _pool_input(layer), new_buffer("indices", layer.out_shape, "int64")
 
     def cost(self, layer: Layer) -> Cost:
         return Cost(0, (math.prod(layer.attrs["kernel"]) - 1) * math.prod(layer.out_shape))
@@ -157,6 +178,8 @@ class AvgPool(_Pool):
     "same", TensorFlow's padding), never ceil mode's overhang; or divisor_override (2D/3D, as
     nn.AvgPool2d/3d; PyTorch's AvgPool1d has none) for every window
     receptive field: a window of k, s and the resolved padding per axis
+    saved for backward: its input (the padded copy with asymmetric padding, F.pad first); where only real
+    inputs count with asymmetric padding, also the divisor per output position
     """
 
     type = "avgpool"
@@ -179,6 +202,13 @@ class AvgPool(_Pool):
         Example({"kernel": 3, "stride": 2, "padding": [0, 1, 1, 0], "divisor_override": 2}, ((1, 6, 6),), (1, 3, 3)),
         Example({"kernel": 2, "ceil_mode": True, "divisor_override": 5}, ((1, 3, 4, 5),), (1, 2, 2, 3)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        a = layer.attrs
+        if all(before == after for before, after in a["padding"]) or a["count_include_pad"] or a["divisor_override"] is not None:
+            return (_pool_input(layer),)
+        return _pool_input(layer), new_buffer("divisor", (1, *layer.out_shape[1:]))
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         resolved = super().resolve(attrs, in_shapes)
@@ -259,11 +289,16 @@ class GlobalAvgPool(Op):
 
     params = 0; MACs = 0; other ops = prod(S) per channel (prod(S) - 1 adds, 1 divide)
     receptive field: global (every output sees the whole input)
+    saved for backward: nothing (a mean: shapes only)
     """
 
     type = "global_avgpool"
     other_ops_rule = "prod(S) per channel (prod(S) - 1 adds, 1 divide)"
     examples = (Example({}, ((3, 5, 5),), (3, 1, 1)), Example({}, ((4, 7),), (4, 1)))
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return ()
 
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
         in_shape = in_shapes[0]
@@ -294,3 +329,12 @@ class GlobalAvgPool(Op):
         shape = layer.in_shape
         ones = ", ".join("1" * (len(shape) - 1))
         return [("output shape", f"(C, 1, ...) = ({shape[0]}, {ones}) = {format_shape(layer.out_shape)}")]
+
+
+def _pool_input(layer: Layer) -> Saved:
+    """What a pool's backward keeps of its input: the input itself, or with asymmetric padding (PyTorch
+    cannot pad a pool asymmetrically: F.pad runs first) the padded copy the pool then reads."""
+    pads = layer.attrs["padding"]
+    if all(before == after for before, after in pads):
+        return keeps_input(layer)
+    return new_buffer("padded input", (layer.in_shape[0], *(n + b + e for n, (b, e) in zip(layer.in_shape[1:], pads))))

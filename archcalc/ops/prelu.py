@@ -9,7 +9,19 @@ from typing import Any
 
 from archcalc.errors import check
 from archcalc.ops.attrs import Attr, number, positive_int
-from archcalc.ops.base import SLOPE, Cost, Example, Layer, Param, RunContext, Shape, register
+from archcalc.ops.base import (
+    SLOPE,
+    Cost,
+    Example,
+    Layer,
+    Param,
+    RunContext,
+    Saved,
+    Shape,
+    keeps_input,
+    keeps_param,
+    register,
+)
 from archcalc.ops.pointwise import _Elementwise
 
 
@@ -24,6 +36,7 @@ class PReLU(_Elementwise):
     gradient: dx = dy where x > 0, a * dy where x <= 0 (PyTorch's rule: a at x = 0);
     da = the sum of x * dy where x <= 0, over the batch and positions (and channels when shared)
     Source: He et al., "Delving Deep into Rectifiers" (2015).
+    saved for backward: its input and weight
     """
 
     type = "prelu"
@@ -43,6 +56,10 @@ class PReLU(_Elementwise):
         Example({"init": 0.0}, ((2, 3, 3, 4),), (2, 3, 3, 4)),
         Example({"num_parameters": 2}, ((2, 3, 3, 4),), (2, 3, 3, 4)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return keeps_input(layer), keeps_param("weight", self.params(layer)["weight"].shape)
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         count, channels = attrs["num_parameters"], in_shapes[0][0]

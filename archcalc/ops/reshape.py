@@ -9,7 +9,18 @@ from typing import Any
 from archcalc.errors import RuleError, check
 from archcalc.ops._layout import AxisStep, kept, signed_ints
 from archcalc.ops.attrs import MAX_INT, Attr, describe
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
+from archcalc.ops.base import (
+    POINTWISE,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Saved,
+    Shape,
+    format_shape,
+    register,
+)
 
 
 @register
@@ -28,6 +39,7 @@ class Reshape(Op):
     receptive field: each value keeps its field; axes the reshape leaves whole (the same size
     with the same axes before it) keep their spatial meaning, merged or split ones lose it (a
     window along them later makes those fields an upper bound, flagged)
+    saved for backward: nothing (a view)
     """
 
     type = "reshape"
@@ -43,6 +55,10 @@ class Reshape(Op):
         Example({"shape": [6, 1, 4]}, ((6, 4),), (6, 1, 4)),
         Example({"shape": [2, 3, 4, 5]}, ((2, 3, 4, 5),), (2, 3, 4, 5)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return ()
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         return {**attrs, "shape": _resolved_shape(attrs["shape"], in_shapes[0])}

@@ -19,8 +19,11 @@ from archcalc.ops.base import (
     Op,
     Param,
     RunContext,
+    Saved,
     Shape,
     format_shape,
+    keeps_input,
+    keeps_param,
     register,
 )
 
@@ -38,6 +41,7 @@ class Scale(Op):
     stores its output (torchvision computes ``self.layer_scale * result``, a new tensor);
     receptive field: unchanged (pointwise)
     gradient: dx = gamma * dy; dgamma = the sum of x * dy over the batch and positions
+    saved for backward: its input and weight
     """
 
     type = "scale"
@@ -53,6 +57,10 @@ class Scale(Op):
         Example({"bias": True, "init": 0.5}, ((2, 3, 3, 4),), (2, 3, 3, 4)),
         Example({"bias": True}, ((6,),), (6,)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return keeps_input(layer), keeps_param("weight", self.params(layer)["weight"].shape)
 
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
         check(len(in_shapes[0]) >= 1, lambda: f"expects input (C, ...), got {format_shape(in_shapes[0])}")

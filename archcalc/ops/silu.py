@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archcalc.ops.base import Layer, RunContext, register
+from archcalc.ops.base import UNKNOWN, Layer, RunContext, Saved, keeps_input, keeps_output, keeps_param, new_buffer, register  # noqa: F401
 from archcalc.ops.pointwise import EVERY_RANK, _Elementwise
 
 
@@ -25,12 +25,17 @@ class SiLU(_Elementwise):
     in place (stores nothing new, as nn.SiLU(inplace=True)); receptive field: unchanged (pointwise)
     gradient: dy * s * (1 + x * (1 - s)), s = sigmoid(x)
     Source: Elfwing et al. (2017); Ramachandran et al., "Searching for Activation Functions" (2017).
+    saved for backward: its input (PyTorch saves self)
     """
 
     type = "silu"
     ops_per_value = 4
     other_ops_rule = "4 per value (negate, exp, add 1, divide: x / (1 + exp(-x)))"
     examples = EVERY_RANK
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return (keeps_input(layer),)
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         x = inputs[0]

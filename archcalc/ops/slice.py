@@ -8,7 +8,18 @@ from typing import Any
 from archcalc.errors import check
 from archcalc.ops._layout import AxisStep, axes_text, kept, optional_signed_int, sample_axis, signed_int
 from archcalc.ops.attrs import Attr, positive_int
-from archcalc.ops.base import POINTWISE, Cost, Example, Layer, Op, RunContext, Shape, format_shape, register
+from archcalc.ops.base import (
+    POINTWISE,
+    Cost,
+    Example,
+    Layer,
+    Op,
+    RunContext,
+    Saved,
+    Shape,
+    format_shape,
+    register,
+)
 
 
 @register
@@ -26,6 +37,7 @@ class Slice(Op):
     (an empty slice is refused); params = 0; MACs = 0; other ops = 0: a view, stores nothing new
     receptive field: along a spatial axis a window of kernel 1, stride step, padding -start
     (unit i is input position start + i*step): the size is unchanged, the jump times step
+    saved for backward: nothing (a view)
     """
 
     type = "slice"
@@ -46,6 +58,10 @@ class Slice(Op):
         Example({"dim": 4, "start": -100, "stop": -1, "step": 3}, ((1, 3, 4, 8),), (1, 3, 4, 3)),
         Example({"dim": 2, "stop": 3}, ((2, 5),), (2, 3)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return ()
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         in_shape = in_shapes[0]

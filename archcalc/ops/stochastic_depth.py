@@ -6,7 +6,7 @@ from typing import Any
 
 from archcalc.errors import RuleError
 from archcalc.ops.attrs import Attr, describe, number
-from archcalc.ops.base import Example, Layer, RunContext, register
+from archcalc.ops.base import UNKNOWN, Example, Layer, RunContext, Saved, keeps_input, keeps_output, keeps_param, new_buffer, register  # noqa: F401
 from archcalc.ops.pointwise import _Elementwise
 
 
@@ -29,6 +29,8 @@ class StochasticDepth(_Elementwise):
     receptive field: unchanged (pointwise)
     gradient: dy times the same mask (0, or 1/(1-p))
     Source: Huang et al., "Deep Networks with Stochastic Depth" (2016).
+    saved for backward: the scaled noise: (1, ...) per sample in mode "row", one value in mode "batch", in the
+    tensor's dtype; nothing at p = 0
     """
 
     type = "stochastic_depth"
@@ -47,6 +49,15 @@ class StochasticDepth(_Elementwise):
         Example({"p": 0.0, "mode": "row"}, ((3, 4, 4),), (3, 4, 4)),
         Example({"p": 1.0, "mode": "row"}, ((3, 4, 4),), (3, 4, 4)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        if layer.attrs["p"] == 0:
+            return ()
+        ones = tuple(1 for _ in layer.in_shape)
+        if layer.attrs["mode"] == "row":
+            return (new_buffer("noise", ones),)
+        return (new_buffer("noise", (1, *ones), batched=False),)
 
     def summary(self, layer: Layer) -> str:
         return f"p {layer.attrs['p']:g} {layer.attrs['mode']}"

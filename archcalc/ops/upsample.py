@@ -16,6 +16,7 @@ from archcalc.ops.base import (
     Layer,
     Op,
     RunContext,
+    Saved,
     Shape,
     SizeDependence,
     Window,
@@ -87,6 +88,7 @@ class Upsample(Op):
     non-integer scale; align_corners; nearest whose float32 ratio is below 1/s, as at s = 41):
     the field is flagged non-uniform, with jump in/out ((in-1)/(out-1) with align_corners) and
     a window that holds every unit's reads, torch's ratio drifting from that jump included.
+    saved for backward: nothing (interpolation weights are recomputed from shapes)
     """
 
     type = "upsample"
@@ -110,6 +112,10 @@ class Upsample(Op):
         Example({"size": [4, 3]}, ((1, 8, 6),), (1, 4, 3)),
         Example({"size": [4, 6, 9]}, ((1, 2, 3, 3),), (1, 4, 6, 9)),
     )
+
+    def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
+        """What backward keeps: "saved for backward" in the class docstring."""
+        return ()
 
     def resolve(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
         in_shape = in_shapes[0]

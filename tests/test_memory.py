@@ -1,0 +1,351 @@
+"""The memory model (archcalc.memory and each op's ``saved`` rule) against PyTorch's autograd.
+
+PyTorch is the oracle: ``torch.autograd.graph.saved_tensors_hooks`` sees every tensor autograd
+keeps for backward, and each tensor's storage says whether it is an input, the output, a
+parameter or a new buffer; the bytes of distinct storages must equal archcalc's figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+
+from archcalc.ops import REGISTRY, UNKNOWN
+from archcalc.passes import infer_shapes
+from tests.helpers import single_op_graph
+
+torch = pytest.importorskip("torch")
+oracle = pytest.importorskip("tests.torch_oracle")
+
+CASES = [(op_type, i, ex) for op_type, op in sorted(REGISTRY.items()) for i, ex in enumerate(op.examples)]
+IDS = [f"{t}-{i}" for t, i, _ in CASES]
+#: bytes per value of the dtypes saved tensors come in (the tests run torch in float64)
+ITEMSIZE = {None: 8, "float64": 8, "int64": 8, "bool": 1}
+
+
+def _storage(t):
+    return t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
+
+
+def torch_saved(module, inputs):
+    """The distinct storages autograd keeps for one forward call, classified: ``("input", i)``,
+    ``("output",)``, ``("param", name)`` or ``("buffer",)``, each with its bytes and dtype."""
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        out = module(*inputs)
+    owned = {t.untyped_storage().data_ptr(): name.removeprefix("inner.")
+             for name, t in [*module.named_parameters(), *module.named_buffers()]}
+    inputs_at = [x.untyped_storage().data_ptr() for x in inputs]
+    found = {}
+    for t in kept:
+        ptr, nbytes = _storage(t)
+        if ptr in found:
+            continue
+        if ptr in inputs_at:
+            kind = ("input", inputs_at.index(ptr))
+        elif ptr == out.untyped_storage().data_ptr():
+            kind = ("output",)
+        elif ptr in owned:
+            kind = ("param", owned[ptr])
+        else:
+            kind = ("buffer",)
+        found[ptr] = (kind, nbytes, str(t.dtype).removeprefix("torch."))
+    return list(found.values())
+
+
+def archcalc_saved(op, layer, batch):
+    """The same, from the op's ``saved`` rule (distinct inputs, output and params once)."""
+    seen, result = set(), []
+    for s in op.saved(layer):
+        kind = {"input": ("input", s.index), "output": ("output",), "param": ("param", s.name)}.get(s.kind, ("buffer",))
+        if kind != ("buffer",) and kind in seen:
+            continue
+        seen.add(kind)
+        result.append((kind, s.values(batch) * ITEMSIZE[s.dtype], s.dtype or "float64"))
+    return result
+
+
+@pytest.mark.parametrize(("op_type", "index", "example"), CASES, ids=IDS)
+def test_every_op_saves_what_torch_saves(op_type, index, example):
+    graph = single_op_graph(op_type, example)
+    layer = infer_shapes(graph)[graph.nodes[-1].name]
+    op = REGISTRY[op_type]
+    for batch in (2, 3):
+        module = op.torch_module(layer).double().train()
+        torch.manual_seed(0)
+        inputs = [torch.randn(batch, *shape, dtype=torch.float64, requires_grad=True) for shape in layer.in_shapes]
+        measured = torch_saved(module, inputs)
+        if op.saved(layer) == UNKNOWN:  # a stand-in: torch runs a made-up mean, nothing to compare
+            assert op.stand_in
+            continue
+        expected = archcalc_saved(op, layer, batch)
+        key = lambda entry: (entry[0], entry[1], entry[2])  # noqa: E731
+        assert sorted(measured, key=key) == sorted(expected, key=key), (op_type, index, batch)
+
+
+def test_saved_rule_is_stated_by_every_op():
+    for op_type, op in REGISTRY.items():
+        assert "saved" in vars(type(op)), op_type
+        assert "saved for backward:" in type(op).__doc__, op_type
+    # the values of a kept tensor follow the batch unless it is per channel (batchnorm's statistics)
+    layer = REGISTRY["batchnorm"].infer({"eps": 1e-5, "momentum": 0.1}, ((3, 4, 4),))
+    kept = REGISTRY["batchnorm"].saved(layer)
+    assert [s.values(2) for s in kept if s.kind == "buffer"] == [3, 3]
+    assert [s.values(2) for s in kept if s.kind == "input"] == [2 * math.prod((3, 4, 4))]
+    assert Counter(s.kind for s in kept) == {"input": 1, "param": 3, "buffer": 2}
+
+
+def _meta_net(graph):
+    """The graph in torch, parameters and all on the meta device: shapes and storages, no values."""
+    with torch.device("meta"):
+        return oracle.TorchNet(graph).train()
+
+
+def torch_kept_bytes(graph, batch, net=None):
+    """Bytes of the distinct storages autograd keeps for backward in one training forward pass of the
+    whole network (the input needs no gradient, as in training), parameters and buffers left out."""
+    net = (net or _meta_net(graph)).train()
+    owned = {t.untyped_storage()._cdata for t in [*net.parameters(), *net.buffers()]}
+    kept = []
+    x = torch.empty(batch, *graph.input_shape, device="meta")
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        net(x)
+    storages = {t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in kept}
+    return sum(nbytes for key, nbytes in storages.items() if key not in owned)
+
+
+def torch_inference_peak(graph, batch, net=None):
+    """An independent liveness walk over the torch modules' forward (eval mode, no gradients, on the
+    meta device): each tensor is dropped after its last reader, and the live bytes are the distinct
+    storages the held tensors use (a view shares its base's). A layer archcalc runs in place writes
+    into an input of its shape that nothing reads later. Returns (peak bytes, layer at the peak)."""
+    from archcalc.ops import get_op
+    from archcalc.passes import stored_outputs
+
+    net = (net or _meta_net(graph)).eval()
+    stores = stored_outputs(graph, infer_shapes(graph))
+    remaining = Counter(ref for node in graph.nodes[1:] for ref in node.inputs)
+    env = {graph.nodes[0].name: torch.empty(batch, *graph.input_shape, device="meta")}
+    final = graph.nodes[-1].name
+
+    def live():
+        return sum({t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in env.values()}.values())
+
+    peak, where = live(), graph.nodes[0].name
+    with torch.no_grad():
+        for node in graph.nodes[1:]:
+            inputs = [env[ref] for ref in node.inputs]
+            out = net.layers[oracle._key(node.name)](*inputs)
+            if not get_op(node.type).view and not stores[node.name]:
+                others = {t.untyped_storage()._cdata for name, t in env.items() if remaining[name] > node.inputs.count(name)}
+                target = next(t for ref, t in zip(node.inputs, inputs) if remaining[ref] == 1 and t.shape == out.shape
+                              and t.untyped_storage()._cdata not in others)
+                out = target.copy_(out)
+            env[node.name] = out
+            if live() > peak:
+                peak, where = live(), node.name
+            for ref in node.inputs:
+                remaining[ref] -= 1
+                if remaining[ref] == 0 and ref in env:
+                    del env[ref]
+            if remaining[node.name] == 0 and node.name != final:
+                del env[node.name]
+    return peak, where
+
+
+def _zoo():
+    from archcalc import zoo
+
+    return zoo.names()
+
+
+@pytest.mark.parametrize("name", _zoo())
+def test_zoo_kept_bytes_and_inference_peak_equal_torch(name):
+    """Every zoo model at batch 1 and 4: the distinct storages autograd keeps equal archcalc's
+    saved bytes exactly, and the inference peak with reuse (and where it is) equals the torch walk."""
+    from archcalc.loading import load
+    from archcalc.memory import memory
+
+    graph = load(name)
+    net = _meta_net(graph)
+    for batch in (1, 4):
+        m = memory(graph, batch=batch)
+        assert m.saved_bytes == torch_kept_bytes(graph, batch, net), (name, batch)
+        assert (m.inference_peak, m.inference_peak_layer) == torch_inference_peak(graph, batch, net), (name, batch)
+        assert m.inference_peak <= m.inference_no_reuse
+
+
+def _tiny():
+    from archcalc.spec import from_dict
+
+    return from_dict({"name": "tiny", "input": [3, 4, 4],
+                      "layers": [{"type": "conv", "filters": 4, "kernel": 1}, {"type": "relu"}]})
+
+
+def test_the_timeline_by_hand():
+    from archcalc.memory import memory
+
+    m = memory(_tiny(), batch=1)
+    # conv keeps its input (48 values = 192 B), relu its output (64 values = 256 B)
+    assert m.saved_bytes == 192 + 256
+    assert [(s.phase, s.layer, s.live, s.peak) for s in m.timeline] == [
+        ("forward", "input", 192, 192),
+        ("forward", "conv1", 192 + 256, 192 + 256),            # the conv's output lives until relu reads it
+        ("forward", "relu1", 192 + 256, 192 + 256 + 256),      # out of place: both while relu runs
+        ("backward", "relu1", 192 + 256, 448 + 256 + 256),     # kept + the output's gradient + dx
+        ("backward", "conv1", 0, 192 + 256),                   # the input kept, dy; no gradient for the input
+    ]
+    assert (m.activation_peak, m.peak_layer, m.peak_phase) == (960, "relu1", "backward")
+    assert m.transient_bytes == 960 - 448
+    assert (m.params_bytes, m.gradient_bytes, m.optimizer_bytes) == (16 * 4, 16 * 4, 0)
+    assert m.training_bytes == 128 + 960
+    # inference: relu runs in place on the conv's output; the input is freed after the conv
+    assert (m.inference_peak, m.inference_peak_layer, m.inference_no_reuse) == (448, "conv1", 448)
+    assert [s.live for s in m.inference_timeline] == [192, 256, 256]
+    # every figure scales with the batch here (no per-channel statistics)
+    m4 = memory(_tiny(), batch=4, optimizer="adam")
+    assert (m4.saved_bytes, m4.activation_peak, m4.inference_peak) == (4 * 448, 4 * 960, 4 * 448)
+    assert m4.optimizer_bytes == 2 * 64
+
+
+def test_shared_storages_count_once():
+    from archcalc.memory import memory
+
+    m = memory("lenet5", batch=2)
+    rows = {row.name: row for row in m.layers}
+    # relu1 keeps its output and pool1 keeps the same tensor as its input: once, at relu1
+    assert [k.shared for k in rows["pool1"].kept if k.saved.kind == "input"] == [True]
+    assert rows["pool1"].kept_bytes == 2 * 6 * 14 * 14 * 8  # only its int64 indices are new
+    assert sum(row.kept_bytes for row in m.layers) == m.saved_bytes
+    # the network input is kept because conv1 keeps its input
+    assert rows["conv1"].kept_bytes == 2 * 3 * 32 * 32 * 4
+    # vs the lecture's rule (2 x the forward activations), as the report's footer gives it
+    assert m.lecture_training_bytes > m.training_bytes
+    from archcalc.passes import analyze
+
+    for name, batch, optimizer in (("lenet5", 2, "sgd"), ("resnet18", 3, "adam"), ("googlenet", 1, "momentum")):
+        lecture = analyze(name, batch, optimizer=optimizer).totals.training_bytes
+        assert memory(name, batch, optimizer=optimizer).lecture_training_bytes == lecture
+
+
+def test_batchnorm_statistics_do_not_scale_with_the_batch():
+    from archcalc.memory import memory
+
+    one, two = memory("resnet18", batch=1), memory("resnet18", batch=2)
+    statistics = 2 * 4 * sum(row.kept[0].saved.shape[0] for row in one.layers if row.type == "batchnorm")
+    assert two.saved_bytes - one.saved_bytes == one.saved_bytes - statistics
+
+
+def test_fit_finds_the_largest_batch():
+    from archcalc.memory import fit, memory
+
+    limit = 16 * 2**30
+    f = fit("resnet50", limit, optimizer="adam")
+    assert memory("resnet50", f.training, optimizer="adam").training_bytes <= limit
+    assert memory("resnet50", f.training + 1, optimizer="adam").training_bytes > limit
+    assert memory("resnet50", f.inference).inference_peak + memory("resnet50").params_bytes <= limit
+    assert memory("resnet50", f.inference + 1).inference_peak + memory("resnet50").params_bytes > limit
+    assert f.training_bytes == memory("resnet50", f.training, optimizer="adam").training_bytes
+    assert "excluded" in f.assumptions and "adam" in f.assumptions
+    lecture = fit("resnet50", limit, optimizer="adam", memory_model="lecture")
+    assert analyze_training("resnet50", lecture.training) <= limit < analyze_training("resnet50", lecture.training + 1)
+    assert fit("vgg16", 1000).training == 0  # not even the parameters fit
+
+
+def analyze_training(model, batch):
+    from archcalc.passes import analyze
+
+    return analyze(model, batch, optimizer="adam").totals.training_bytes
+
+
+def test_bad_input():
+    from archcalc.errors import SpecError
+    from archcalc.memory import fit, memory
+
+    with pytest.raises(SpecError, match="batch must be a positive int"):
+        memory("lenet5", batch=0)
+    with pytest.raises(SpecError, match="memory model must be one of"):
+        fit("lenet5", 10**9, memory_model="torchinfo")
+    with pytest.raises(SpecError, match="memory limit must be a positive number"):
+        fit("lenet5", 0)
+
+
+def test_an_opaque_layer_is_marked_unknown():
+    from archcalc.memory import memory
+    from archcalc.spec import from_dict
+
+    graph = from_dict({"name": "partial", "input": [3, 8, 8], "layers": [
+        {"type": "conv", "filters": 4, "kernel": 3},
+        {"type": "opaque", "op": "aten.roi_align", "shape": [4, 2, 2]},
+        {"type": "flatten"}, {"type": "linear", "units": 2}]})
+    m = memory(graph)
+    assert m.unknown == ("opaque1",)
+    assert [row.unknown for row in m.layers] == [False, True, False, False]
+    assert next(row for row in m.layers if row.unknown).kept_bytes == 0
+
+
+def test_cli_memory_report_and_fit(tmp_path):
+    import json
+
+    from archcalc.memory import fit, memory
+    from tests.helpers import run_main
+
+    code, out, _ = run_main("memory", "lenet5", "--batch", "2")
+    assert code == 0 and "backward" in out and "<- peak" in out and "Excluded:" in out
+    code, out, _ = run_main("memory", "lenet5", "--batch", "2", "--format", "json")
+    data = json.loads(out)
+    m = memory("lenet5", batch=2)
+    assert code == 0 and data["saved_bytes"] == m.saved_bytes and data["training_bytes"] == m.training_bytes
+    assert sum(row["kept_bytes"] for row in data["layers"]) == m.saved_bytes
+    assert len(data["timeline"]) == len(m.timeline)
+    code, out, _ = run_main("memory", "resnet18", "--fit", "4GiB", "--optimizer", "adam", "--format", "json")
+    data = json.loads(out)
+    f = fit("resnet18", 4 * 2**30, optimizer="adam")
+    assert code == 0 and (data["training_batch"], data["inference_batch"]) == (f.training, f.inference)
+    code, out, _ = run_main("memory", "resnet18", "--fit", "4GiB")
+    assert code == 0 and f"largest batch {fit('resnet18', 4 * 2**30).training:,}" in out and "Assumptions:" in out
+    code, out, _ = run_main("memory", "vgg16", "--fit", "1KiB")
+    assert code == 0 and "not even batch 1 fits" in out
+    code, _, err = run_main("memory", "lenet5", "--fit", "0")
+    assert code == 2 and err.startswith("error:")
+    code, out, _ = run_main("report", "lenet5", "--training")
+    assert code == 0 and "what backward keeps" in out and "input (shared), buffer=indices" in out
+    assert "Training memory, pytorch model" in out and "2 x activations" in out  # the lecture's line stays
+    code, _, err = run_main("report", "lenet5", "--training", "--format", "json")
+    assert code == 2 and "archcalc memory MODEL --format json" in err
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "timeline.svg"
+    code, _, err = run_main("memory", "lenet5", "--plot", str(target))
+    assert code == 0 and target.read_text().lstrip().startswith("<?xml") and "wrote" in err
+    code, _, err = run_main("memory", "lenet5", "--plot", str(tmp_path / "missing" / "x.svg"))
+    assert code == 2 and "cannot write" in err
+
+
+def test_readme_memory_figures():
+    """The README's VGG16 and ResNet-50 figures are what archcalc computes (itself checked against torch above)."""
+    from pathlib import Path
+
+    from archcalc.memory import fit, memory
+    from archcalc.passes import analyze
+    from archcalc.render.format import binary_bytes as b
+
+    text = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    section = text[text.index("## Memory: what backward keeps"):text.index("## Running the network")]
+    vgg, resnet = memory("vgg16"), memory("resnet50")
+    vgg32, resnet32 = memory("vgg16", 32), memory("resnet50", 32)
+    for one, many in ((vgg, vgg32), (resnet, resnet32)):
+        forward = analyze(one.name).totals.activation_bytes
+        for figure in (forward, one.saved_bytes, one.activation_peak, one.inference_peak, one.inference_no_reuse):
+            assert b(figure) in section
+        assert f"{b(one.activation_peak)} ({one.peak_layer} {one.peak_phase})" in section
+        assert f"{b(one.inference_peak)} ({one.inference_peak_layer})" in section
+        assert f"{b(one.lecture_training_bytes)} / {b(many.lecture_training_bytes)}" in section
+        assert f"{b(one.training_bytes)} / {b(many.training_bytes)}" in section
+        assert f"{one.saved_bytes / forward:.2f}"[:4].rstrip("0") in ("1.2", "0.95")
+    f = fit("resnet50", 16 * 2**30, optimizer="adam")
+    assert f"largest batch {f.training} ({b(f.training_bytes, 2)} of 16.00 GiB" in section
+    assert f"largest batch {f.inference:,} ({b(f.inference_bytes, 2)} of 16.00 GiB" in section
+    assert f.assumptions in section
+    assert f"By the lecture's rule, {fit('resnet50', 16 * 2**30, optimizer='adam', memory_model='lecture').training}" in section
