@@ -51,9 +51,15 @@ class ModelType(click.ParamType):
                                     "a spec that large belongs in a file (or blocks)")
             graph = from_json(text, "<stdin>", max_layers=max_layers)
         else:
+            from archcalc.importers import source_kind
+
             meta = ctx.meta if ctx is not None else {}
-            graph = load(value, max_layers=max_layers, input_shape=meta.get("archcalc.input"),
-                         partial=bool(meta.get("archcalc.partial")))
+            input_shape, partial = meta.get("archcalc.input"), bool(meta.get("archcalc.partial"))
+            if param is not None and param.nargs == -1:  # compare: the import options serve the imported models
+                imported = source_kind(value) is not None
+                meta["archcalc.imported"] = meta.get("archcalc.imported", False) or imported
+                input_shape, partial = (input_shape, partial) if imported else (None, False)
+            graph = load(value, max_layers=max_layers, input_shape=input_shape, partial=partial)
         for warning in graph.warnings:
             click.echo(f"warning: {warning}", err=True)
         return graph
@@ -398,6 +404,10 @@ def compare(models: tuple[Any, ...], fmt: str, plot: str | None, y_figure: str |
         from archcalc.render.chart import chart_format
 
         chart_format(plot)  # a bad suffix is refused before the analysis
+    meta = click.get_current_context().meta
+    if (meta.get("archcalc.input") is not None or meta.get("archcalc.partial")) and not meta.get("archcalc.imported"):
+        raise ArchcalcError("--input and --partial apply to imported networks (.onnx, .prototxt, torchvision:NAME, "
+                            "package.module:Name), and none of the models is one")
     comparison = Comparison(tuple(_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer)) for m in models))
     path = None
     if plot is not None:  # drawn first: a missing reference, matplotlib or directory fails before any output

@@ -168,3 +168,10 @@ def test_import_options_errors(argv, message, capsys):
         main(argv)
     assert status.value.code == 2
     assert capsys.readouterr().err.startswith(message)
+
+
+def test_compare_applies_the_import_options_to_the_imported_models(capsys):
+    with pytest.raises(SystemExit) as status:
+        main(["compare", "resnet18", "lenet5", "--input", "3x224x224"])
+    assert status.value.code == 2
+    assert "none of the models is one" in capsys.readouterr().err
