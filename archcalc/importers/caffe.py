@@ -282,6 +282,8 @@ class _Importer:
     def layers(self) -> list[tuple[Any, str]]:
         """The layers Caffe keeps for phase TEST, each with its type string."""
         net = self.net
+        if not len(net.layer) and not len(net.layers) and not len(net.input):
+            raise SpecError(f"{quote(self.source)}: has no layers (an empty prototxt, or only comments and inputs)")
         if len(net.layer) and len(net.layers):
             raise SpecError(f"{quote(self.source)}: both 'layer' and V1 'layers' entries; Caffe refuses such a file: use one kind")
         state = net.state
@@ -362,6 +364,8 @@ class _Importer:
             example = f"3x{crop}x{crop} (its transform_param crop_size is {crop})" if crop else "3x224x224"
             raise self.fail(input_where, "has no shape in the file (its data come from a database or are declared "
                                          f"without dims); give input_shape, e.g. {example}")
+        if not len(self.net.layer) and not len(self.net.layers):
+            raise SpecError(f"{quote(self.source)}: has no layers (an empty prototxt, or only comments and inputs)")
         name = self.net.name or Path(self.source).stem
         self.builder = Builder(name=name, input_shape=shape, source=self.source, partial=self.partial, max_layers=self.max_layers)
         self.blobs[input_blob] = _Blob(self.builder.input, tuple(shape))
