@@ -481,13 +481,13 @@ def test_parse_errors_carry_protobufs_line_and_column(tmp_path, text, message):
     ('input: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 4\ninput_dim: 4\n',
      "has no layers (an empty prototxt, or only comments and inputs)"),
     ('layer { name: "r" type: "ReLU" bottom: "data" top: "data" }\n',
-     "no input: declare one (an Input layer, or 'input:' with 'input_shape' or four 'input_dim') or give input_shape"),
+     "no input: declare one (an Input layer, or 'input:' with 'input_shape' or four 'input_dim') or give input_shape (--input)"),
     ('layer { name: "d" type: "Data" top: "data" top: "label" }\n',
      "layer 'd' (Data): has no shape in the file (its data come from a database or are declared without dims); "
-     "give input_shape, e.g. 3x224x224"),
+     "give input_shape (--input), e.g. 3x224x224"),
     ('layer { name: "d" type: "ImageData" top: "data" top: "label" transform_param { crop_size: 227 } }\n',
      "layer 'd' (ImageData): has no shape in the file (its data come from a database or are declared without dims); "
-     "give input_shape, e.g. 3x227x227 (its transform_param crop_size is 227)"),
+     "give input_shape (--input), e.g. 3x227x227 (its transform_param crop_size is 227)"),
     ('input: "data"\ninput_shape { dim: 1 dim: 3 dim: 3000000000 dim: 3 }\n',
      "input 'data': each dim must be from 1 to 2147483647 (2**31 - 1), got 3000000000 in 1x3x3000000000x3"),
     ('input: "data"\ninput_dim: 1\ninput_dim: 3\n', "input 'data': needs 4 input_dim per input (N, C, H, W): 1 inputs, 2 input_dim"),

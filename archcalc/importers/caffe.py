@@ -334,7 +334,7 @@ class _Importer:
                 where = self.where(layer, kind)
                 return layer.top[0], self._data_layer_shape(layer, kind, where), where
         raise SpecError(f"{quote(self.source)}: no input: declare one (an Input layer, or 'input:' with 'input_shape' or "
-                        "four 'input_dim') or give input_shape")
+                        "four 'input_dim') or give input_shape (--input)")
 
     def _data_layer_shape(self, layer: Any, kind: str, where: str) -> tuple[int, ...] | None:
         if kind in ("Input", "DummyData"):
@@ -363,7 +363,7 @@ class _Importer:
                          if kind in DATA_LAYERS and layer.top[:1] == [input_blob] and layer.HasField("transform_param")), 0)
             example = f"3x{crop}x{crop} (its transform_param crop_size is {crop})" if crop else "3x224x224"
             raise self.fail(input_where, "has no shape in the file (its data come from a database or are declared "
-                                         f"without dims); give input_shape, e.g. {example}")
+                                         f"without dims); give input_shape (--input), e.g. {example}")
         if not len(self.net.layer) and not len(self.net.layers):
             raise SpecError(f"{quote(self.source)}: has no layers (an empty prototxt, or only comments and inputs)")
         name = self.net.name or Path(self.source).stem
