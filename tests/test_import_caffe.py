@@ -464,6 +464,7 @@ def test_partial_refuses_a_layer_of_unknown_output_shape(tmp_path):
     ('layer { name: "c" name: "d" }\n', '1:25: Message type "caffe.LayerParameter" should not have multiple "name" fields.'),
     ('layer { convolution_param { num_output: -3 } }\n', "1:41: 'layer { convolution_param { num_output: -3 } }': Value out of range: -3"),
     ('layer { name: "c"\n', '1:15: Expected "}".'),
+    ('{"name": "lenet", "layers": []}\n', """1:1: '{"name": "lenet", "layers": []}': Expected identifier or number, got {."""),
     ('input_dim: 3000000000\n', "1:12: 'input_dim: 3000000000': Value out of range: 3000000000"),
 ])
 def test_parse_errors_carry_protobufs_line_and_column(tmp_path, text, message):
@@ -476,14 +477,17 @@ def test_parse_errors_carry_protobufs_line_and_column(tmp_path, text, message):
 @pytest.mark.parametrize(("text", "message"), [
     (net(layer("c", "Convolution", "nothing", body="convolution_param { num_output: 2 kernel_size: 1 }")),
      "layer 'c' (Convolution): bottom 'nothing' is not produced by any layer before it (nor is it an input)"),
+    ("# nothing but a comment\n", "has no layers (an empty prototxt, or only comments and inputs)"),
+    ('input: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 4\ninput_dim: 4\n',
+     "has no layers (an empty prototxt, or only comments and inputs)"),
     ('layer { name: "r" type: "ReLU" bottom: "data" top: "data" }\n',
-     "no input: declare one (an Input layer, or 'input:' with 'input_shape' or four 'input_dim') or give input_shape"),
+     "no input: declare one (an Input layer, or 'input:' with 'input_shape' or four 'input_dim') or give input_shape (--input)"),
     ('layer { name: "d" type: "Data" top: "data" top: "label" }\n',
      "layer 'd' (Data): has no shape in the file (its data come from a database or are declared without dims); "
-     "give input_shape, e.g. 3x224x224"),
+     "give input_shape (--input), e.g. 3x224x224"),
     ('layer { name: "d" type: "ImageData" top: "data" top: "label" transform_param { crop_size: 227 } }\n',
      "layer 'd' (ImageData): has no shape in the file (its data come from a database or are declared without dims); "
-     "give input_shape, e.g. 3x227x227 (its transform_param crop_size is 227)"),
+     "give input_shape (--input), e.g. 3x227x227 (its transform_param crop_size is 227)"),
     ('input: "data"\ninput_shape { dim: 1 dim: 3 dim: 3000000000 dim: 3 }\n',
      "input 'data': each dim must be from 1 to 2147483647 (2**31 - 1), got 3000000000 in 1x3x3000000000x3"),
     ('input: "data"\ninput_dim: 1\ninput_dim: 3\n', "input 'data': needs 4 input_dim per input (N, C, H, W): 1 inputs, 2 input_dim"),
@@ -679,3 +683,14 @@ def _caffe_pooled(size, kernel, stride, pad):
     """PoolingLayer::Reshape (CEIL), in floats as Caffe computes it."""
     pooled = int(math.ceil(float(size + 2 * pad - kernel) / stride)) + 1
     return pooled - 1 if pad and (pooled - 1) * stride >= size + pad else pooled
+
+
+def test_pooling_pad_above_half_the_kernel_is_unsupported(tmp_path):
+    # Caffe allows any pad below the kernel; archcalc's pools (as PyTorch's) at most kernel // 2
+    path = write(tmp_path, net(layer("pool", "Pooling", body="pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 2 }")))
+    with pytest.raises(SpecError) as error:
+        from_caffe(path)
+    assert str(error.value) == (f"'{path}': unsupported: Pooling AVE (pad above kernel/2) x1 (first at pool); "
+                                "--partial (partial=True) counts them as 0 and marks the report partial")
+    # Caffe's size: ceil((8 + 4 - 3)/2) + 1 = 6, (6 - 1)*2 = 10 >= 8 + 2: clipped to 5
+    assert analysis(path, partial=True).layer("pool").output_shape == (3, 5, 5)

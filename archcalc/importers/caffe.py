@@ -282,6 +282,8 @@ class _Importer:
     def layers(self) -> list[tuple[Any, str]]:
         """The layers Caffe keeps for phase TEST, each with its type string."""
         net = self.net
+        if not len(net.layer) and not len(net.layers) and not len(net.input):
+            raise SpecError(f"{quote(self.source)}: has no layers (an empty prototxt, or only comments and inputs)")
         if len(net.layer) and len(net.layers):
             raise SpecError(f"{quote(self.source)}: both 'layer' and V1 'layers' entries; Caffe refuses such a file: use one kind")
         state = net.state
@@ -332,7 +334,7 @@ class _Importer:
                 where = self.where(layer, kind)
                 return layer.top[0], self._data_layer_shape(layer, kind, where), where
         raise SpecError(f"{quote(self.source)}: no input: declare one (an Input layer, or 'input:' with 'input_shape' or "
-                        "four 'input_dim') or give input_shape")
+                        "four 'input_dim') or give input_shape (--input)")
 
     def _data_layer_shape(self, layer: Any, kind: str, where: str) -> tuple[int, ...] | None:
         if kind in ("Input", "DummyData"):
@@ -361,7 +363,9 @@ class _Importer:
                          if kind in DATA_LAYERS and layer.top[:1] == [input_blob] and layer.HasField("transform_param")), 0)
             example = f"3x{crop}x{crop} (its transform_param crop_size is {crop})" if crop else "3x224x224"
             raise self.fail(input_where, "has no shape in the file (its data come from a database or are declared "
-                                         f"without dims); give input_shape, e.g. {example}")
+                                         f"without dims); give input_shape (--input), e.g. {example}")
+        if not len(self.net.layer) and not len(self.net.layers):
+            raise SpecError(f"{quote(self.source)}: has no layers (an empty prototxt, or only comments and inputs)")
         name = self.net.name or Path(self.source).stem
         self.builder = Builder(name=name, input_shape=shape, source=self.source, partial=self.partial, max_layers=self.max_layers)
         self.blobs[input_blob] = _Blob(self.builder.input, tuple(shape))
