@@ -17,16 +17,24 @@ What makes it short:
   dynamic programme: an Inception module as a whole, a ResNet stage's units rather than the
   stage). Consecutive instances ``P.0``, ``P.1``... ``P.(r-1)`` that are all of ``P`` become
   one instance ``P`` with ``repeat: r``, the repetitions that differ given by ``first``,
-  ``last`` or ``at`` (a stage's downsampling first unit).
+  ``last`` or ``at`` (a stage's downsampling first unit);
+- blocks hold blocks, one level deep: inside a chosen instance, groups that read only their
+  own input and whose inner layers nothing else reads (Inception-v3's conv-batchnorm-relu units
+  in its modules) become nested instances, their arguments passed through;
+- a unit that starts by merging several inputs (torchvision's DenseNet layers, traced, each
+  concatenate every earlier feature map: 1, 2, 3... inputs) may become an instance of its other
+  layers, the merge written flat before it.
 
 What it keeps: :func:`archcalc.spec.from_dict` of the result gives the same nodes in the same
 order, with equal name, type, attributes and inputs. A node's ``scope`` (the block instances it
 was expanded from) is what the written blocks give, which may differ from the graph's: a flat
 imported graph has none, and gets the scopes of the blocks found here. Names are never changed:
 the spec's blocks name their layers ``instance.layer`` (``instance.index.layer`` when
-repeated), so a graph whose names have no dots (ONNX node names, Caffe layer names) has no
-instance that reproduces them and is written flat. Every spec written is checked by loading it
-back; should that ever differ, the flat spec (which always reproduces the graph) is returned.
+repeated), so a graph whose names have no dots (Caffe layer names, many ONNX node names) has no
+instance that reproduces them and is written flat; torch.onnx's names (``/layer2/layer2.0/
+conv1/Conv``) share blocks where their dots allow (per stage). Every spec written is checked by
+loading it back; should that ever differ, the flat spec (which always reproduces the graph) is
+returned.
 
 Work is bounded: O(n * d) for n layers and names of d dotted parts (d counted up to
 ``MAX_NAME_DEPTH``), plus one load of the result.
@@ -129,9 +137,9 @@ def flat_spec(graph: Graph) -> dict[str, Any]:
 # --- candidate instances: the prefix tree of dotted names -------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class _Group:
-    """Consecutive layers [start, end) whose names all start with ``prefix + "."``."""
+    """Consecutive layers [start, end) whose names all start with ``prefix + "."`` (compared by identity)."""
 
     prefix: str
     parts: tuple[str, ...]
@@ -144,7 +152,7 @@ class _Group:
     chosen: bool = False
     #: Chosen as a unit of a repeat (kept even if its block is used once).
     forced: bool = False
-    #: "self", "units" or "children": what _choose decided for this group.
+    #: "self", "trimmed", "units" or "children": what _choose decided for this group.
     decision: str = "children"
     #: No other group has this prefix (a prefix seen twice cannot name an instance).
     unique: bool = True
