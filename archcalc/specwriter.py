@@ -503,13 +503,17 @@ def _make_block(name: str, members: list[_Group], layers: tuple[Node, ...], nest
     return _Block(name, definition, values, defaults)
 
 
-def _inner_choices(outer: _Group, layers: tuple[Node, ...], index_of: Mapping[str, int], counts: Counter) -> list[_Group]:
+def _inner_choices(outer: _Group, layers: tuple[Node, ...], index_of: Mapping[str, int], counts: Counter,
+                   outside: set[str]) -> list[_Group]:
     """Groups inside ``outer`` to write as nested instances in its block, chosen as _choose does.
 
     A nested group reads nothing from outside but its input (its layers can name no layer of
     the outer block but their own: the outer block's layer names are not full names there),
-    and the outer block may read only its last layer (by the instance's name).
+    and the outer block may read only its last layer (by the instance's name). Its name in the
+    outer block must not read as an argument ("$..."), "input", or a layer the outer block reads
+    from outside (``outside``: inside the block, the instance's name would shadow it).
     """
+    cut = len(outer.prefix) + 1
     last_reader: dict[int, int] = {}
     for index in range(outer.start, outer.end):
         for ref in layers[index].inputs:
@@ -518,7 +522,9 @@ def _inner_choices(outer: _Group, layers: tuple[Node, ...], index_of: Mapping[st
                 last_reader[read] = index
 
     def fits(group: _Group) -> bool:
+        local = group.prefix[cut:]
         return (group.signature is not None and group.signature[1] == 0 and counts.get(group.signature, 0) >= 2
+                and _local_ok(local) and local not in outside
                 and all(last_reader.get(index, -1) < group.end for index in range(group.start, group.end - 1)))
 
     def best(group: _Group) -> float:
@@ -554,7 +560,8 @@ def _nested_blocks(members: dict[Any, list[_Group]], groups: list[_Group], layer
     """
     index_of = {node.name: index for index, node in enumerate(layers)}
     by_range = {(g.start, g.end, len(g.parts)): g for g in groups}
-    picks = {signature: _inner_choices(group_list[0], layers, index_of, counts) for signature, group_list in members.items()}
+    picks = {signature: _inner_choices(group_list[0], layers, index_of, counts, {ref for g in group_list for ref in g.externals})
+             for signature, group_list in members.items()}
     for _ in range(8):
         inner = {p.signature for chosen in picks.values() for p in chosen}
         for signature in inner & set(picks):
@@ -817,9 +824,12 @@ def readable_spec(graph: Graph, *, blocks: bool = True) -> dict[str, Any]:
         flat.
     """
     if blocks:
-        spec = _structured(graph)
-        if spec is not None and _same_nodes(graph, spec):
-            return spec
+        for nest in (True, False):  # should nesting ever fail the check, blocks without it
+            spec = _structured(graph, nest)
+            if spec is None:
+                break
+            if _same_nodes(graph, spec):
+                return spec
     return flat_spec(graph)
 
 

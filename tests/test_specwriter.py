@@ -259,8 +259,21 @@ def test_a_wrong_spec_with_blocks_falls_back_to_the_flat_spec(monkeypatch):
     graph = flattened(archcalc.load("resnet18"))
     wrong = specwriter._structured(graph)
     wrong["blocks"][next(iter(wrong["blocks"]))]["layers"][0]["kernel"] = 5
-    monkeypatch.setattr(specwriter, "_structured", lambda graph: wrong)
+    monkeypatch.setattr(specwriter, "_structured", lambda graph, nest=True: wrong)
     assert readable_spec(graph) == flat_spec(graph)
+
+
+def test_a_nested_instance_never_shadows_a_layer_read_from_outside():
+    # each unit nests a group named "b" and reads the top-level layer "b": inside the unit's
+    # block, an instance named "b" would shadow it, so the group stays flat
+    layers = [{"type": "conv", "name": "b", "filters": 4, "kernel": 1}, {"type": "relu", "name": "pre"}]
+    for unit in range(3):
+        p = f"m.{unit}"
+        layers += [{"type": "conv", "name": f"{p}.b.conv", "filters": 4, "kernel": 1},
+                   {"type": "relu", "name": f"{p}.b.relu"},
+                   {"type": "add", "name": f"{p}.add", "inputs": [f"{p}.b.relu", "b"]}]
+    spec = round_trip(from_dict({"name": "shadow", "input": [4, 8, 8], "layers": layers}))
+    assert spec["layers"][-1]["repeat"] == 3
 
 
 def test_external_inputs_become_arguments():
