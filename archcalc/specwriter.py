@@ -70,6 +70,9 @@ def _plain(value: Any) -> Any:
 
 def _exact(value: Any) -> Any:
     """A hashable key equal only for equal values of equal types (1, 1.0 and True differ)."""
+    kind = type(value)
+    if kind is int or kind is str or kind is bool or value is None:
+        return (kind.__name__, value)
     if isinstance(value, (tuple, list)):
         return ("[]", tuple(_exact(v) for v in value))
     if isinstance(value, Mapping):
@@ -146,8 +149,11 @@ class _Group:
     start: int
     end: int
     children: list[_Group] = field(default_factory=list)
-    #: The structural signature (None: cannot be an instance), external inputs, set in _shape.
-    signature: Any = None
+    #: The structural signature's number (None: cannot be an instance; equal numbers, equal
+    #: signatures), the signature itself (per layer: kind, local name, wiring) and the layers
+    #: read from outside, in order; set in _shape.
+    signature: int | None = None
+    layout: tuple[Any, ...] = ()
     externals: tuple[str, ...] = ()
     chosen: bool = False
     #: Chosen as a unit of a repeat (kept even if its block is used once).
@@ -214,13 +220,14 @@ def _kind(node: Node) -> tuple[str, tuple[str, ...]] | None:
     return node.type, tuple(key for key, value in node.attrs.items() if value is None)
 
 
-def _shape(group: _Group, layers: tuple[Node, ...], kinds: list[Any]) -> None:
+def _shape(group: _Group, layers: tuple[Node, ...], kinds: list[Any], table: dict[Any, int]) -> None:
     """Set the group's structural signature, or leave it None when no block can reproduce it.
 
     The signature holds, per layer, its kind (:func:`_kind`), local name (the name without
     ``prefix.``) and how its inputs are wired (a local name, "input" for what the instance reads,
     or the n-th outside layer, passed as an argument). Values of attributes are not in it: they
-    become arguments where instances differ.
+    become arguments where instances differ. ``table`` numbers the signatures seen (the number
+    is what is hashed and compared from then on).
     """
     cut = len(group.prefix) + 1
     entry = layers[group.start].inputs[0]
@@ -248,7 +255,8 @@ def _shape(group: _Group, layers: tuple[Node, ...], kinds: list[Any]) -> None:
         signature.append((kind, local, tuple(wiring)))
         local_of[node.name] = local
         defined.add(local)
-    group.signature = (tuple(signature), len(externals))
+    group.layout = tuple(signature)
+    group.signature = table.setdefault((group.layout, len(externals)), len(table))
     group.externals = tuple(externals)
 
 
@@ -354,9 +362,9 @@ def _block_names(members: Mapping[Any, list[_Group]]) -> dict[Any, str]:
     for stem, signatures in by_stem.items():
         ordered = sorted(signatures, key=lambda s: -len(members[s]))  # stable: first use breaks ties
         names[ordered[0]] = stem
-        known = {local.split(".")[0] for _, local, _ in ordered[0][0]}
+        known = {local.split(".")[0] for _, local, _ in members[ordered[0]][0].layout}
         for signature in ordered[1:]:
-            extra = [local.split(".")[0] for _, local, _ in signature[0] if local.split(".")[0] not in known]
+            extra = [local.split(".")[0] for _, local, _ in members[signature][0].layout if local.split(".")[0] not in known]
             candidates = [f"{stem}_{part}" for part in extra[:1] if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part)]
             candidates += [f"{stem}_{k}" for k in range(2, len(members) + 3)]
             name = next(c for c in candidates if c not in taken)
@@ -395,7 +403,7 @@ def _make_block(name: str, members: list[_Group], layers: tuple[Node, ...], nest
     argument for each attribute whose value differs between members, each outer layer read
     (``input2``...) and each argument of a nested instance that differs between members."""
     first = members[0]
-    signature, _ = first.signature
+    signature = first.layout
     size = len(first)
     inside = {offset for item in nested for offset in range(item.start, item.end)}
     # the columns: values that differ between members, each named (what, whose)
@@ -523,7 +531,7 @@ def _inner_choices(outer: _Group, layers: tuple[Node, ...], index_of: Mapping[st
 
     def fits(group: _Group) -> bool:
         local = group.prefix[cut:]
-        return (group.signature is not None and group.signature[1] == 0 and counts.get(group.signature, 0) >= 2
+        return (group.signature is not None and not group.externals and counts.get(group.signature, 0) >= 2
                 and _local_ok(local) and local not in outside
                 and all(last_reader.get(index, -1) < group.end for index in range(group.start, group.end - 1)))
 
@@ -632,17 +640,18 @@ def _structured(graph: Graph, nest: bool = True) -> dict[str, Any] | None:
     node_names = {node.name for node in graph.nodes}
     prefix_count = Counter(group.prefix for group in groups)
     kinds = [_kind(node) for node in layers]
+    table: dict[Any, int] = {}
     variants = []
     for group in groups:
         # the prefix of a valid name is a valid instance name, unless empty or "input"
         if (len(group) >= 2 and prefix_count[group.prefix] == 1 and group.prefix not in node_names
                 and group.prefix not in ("", INPUT)):
-            _shape(group, layers, kinds)
+            _shape(group, layers, kinds, table)
             if len(group) >= 3 and len(layers[group.start].inputs) >= 2:
                 # a unit that starts by merging what came before (torchvision's DenseNet layers
                 # concatenate all earlier features): its other layers, with the merge written flat
                 trimmed = _Group(group.prefix, group.parts, group.start + 1, group.end)
-                _shape(trimmed, layers, kinds)
+                _shape(trimmed, layers, kinds, table)
                 if trimmed.signature is not None:
                     group.trimmed = trimmed
                     variants.append(trimmed)
