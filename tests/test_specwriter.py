@@ -334,6 +334,19 @@ def test_dump_spec_writes_one_layer_per_line_where_it_fits():
     same_nodes(wide, from_json(text))
 
 
+def test_archcalc_import_writes_the_readable_spec(tmp_path):
+    from click.testing import CliRunner
+
+    from archcalc.cli import cli
+
+    target = tmp_path / "resnet50.json"
+    result = CliRunner().invoke(cli, ["import", "resnet50", "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    text = target.read_text(encoding="utf-8")
+    assert text == dump_spec(archcalc.load("resnet50"))
+    same_nodes(archcalc.load("resnet50"), archcalc.load(str(target)))
+
+
 def test_readable_spec_is_deterministic_and_blocks_false_is_flat():
     graph = flattened(archcalc.load("densenet121"))
     assert readable_spec(graph) == readable_spec(graph)
@@ -377,7 +390,7 @@ def test_a_chain_of_dotted_units_becomes_one_repeat_in_time_comparable_to_loadin
 
 # --- random graphs ----------------------------------------------------------------------------
 
-PARTS = ["a", "b", "0", "1", "2", "conv", "input", "$x", "layer1", "/x/Conv"]
+PARTS = ["a", "b", "0", "1", "2", "conv", "input", "$x", "layer1", "/x/Conv", "üb"]
 OPS = ["conv", "relu", "add", "concat", "maxpool", "dropout", "slice", "batchnorm"]
 
 
