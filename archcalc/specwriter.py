@@ -36,6 +36,13 @@ conv1/Conv``) share blocks where their dots allow (per stage). Every spec writte
 loading it back; should that ever differ, the flat spec (which always reproduces the graph) is
 returned.
 
+Opt-in (``readable_spec(graph, rename=True)``), for names without dots: structural detection
+of repeated runs (:func:`structural_renaming`: layers keyed by type and how far back their
+inputs are, runs whose keys repeat with a period up to ``MAX_PERIOD``, taken greedily), whose
+layers are renamed ``stageN.K.convM`` so that the name-based search above makes blocks of them.
+The units found are structural (the shortest period that repeats), not necessarily a paper's
+modules; the loaded graph equals the original up to those names.
+
 Work is bounded: O(n * d) for n layers and names of d dotted parts (d counted up to
 ``MAX_NAME_DEPTH``), plus one load of the result.
 """
@@ -47,6 +54,8 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import eq
 from typing import Any
 
 from archcalc.graph import INPUT, Graph, Node
@@ -817,21 +826,28 @@ def _same_nodes(graph: Graph, spec: Mapping[str, Any]) -> bool:
     )
 
 
-def readable_spec(graph: Graph, *, blocks: bool = True) -> dict[str, Any]:
+def readable_spec(graph: Graph, *, blocks: bool = True, rename: bool = False) -> dict[str, Any]:
     """The graph as a spec a person can read, which loads back to the same nodes.
 
     Args:
         graph: any graph (``archcalc.load``, an importer's, a DSL ``Net``'s).
         blocks: find repeated structures and write them as blocks (the default); False writes
             every layer flat (still without defaults and default inputs).
+        rename: also find repeated runs among layers whose names have no dots (which no block
+            can reproduce: Caffe layer names, ONNX node names) by their structure alone, and
+            rename their layers ``stageN.K.convM`` so that they can be blocks (see
+            :func:`structural_renaming`). Off by default: the names are the graph's identity.
 
     Returns:
         A spec dict (``name``, ``description`` if any, ``input``, ``blocks`` if any,
         ``layers``). :func:`archcalc.spec.from_dict` of it gives nodes equal to the graph's in
         order, name, type, attributes and inputs; their ``scope`` is the blocks' (see the module
         docstring). Names without dots cannot be written inside blocks, so such graphs come out
-        flat.
+        flat; with ``rename``, the nodes are equal but for the renamed layers' names (and the
+        inputs naming them).
     """
+    if rename:
+        graph = renamed(graph, structural_renaming(graph))
     if blocks:
         for nest in (True, False):  # should nesting ever fail the check, blocks without it
             spec = _structured(graph, nest)
@@ -840,6 +856,115 @@ def readable_spec(graph: Graph, *, blocks: bool = True) -> dict[str, Any]:
             if _same_nodes(graph, spec):
                 return spec
     return flat_spec(graph)
+
+
+# --- structural detection, for names without dots ---------------------------------------------
+
+#: Longest unit (in layers) that structural_renaming looks for: O(n * MAX_PERIOD) work.
+MAX_PERIOD = 32
+
+
+def structural_renaming(graph: Graph, max_period: int = MAX_PERIOD) -> dict[str, str]:
+    """New names for layers in repeated runs that their own names cannot make blocks of.
+
+    Each layer whose name has no dot gets a key: its type, which attributes are null, and how
+    far back each of its inputs is (the network input counting as position -1); attribute
+    values are left out (they become block arguments). A run of layers whose keys repeat with
+    period p (``keys[i] == keys[i + p]``), at least two units long, is a candidate; runs are
+    taken greedily by layers saved, without overlap, when each unit reads only its own layers
+    and the layer before it (the previous unit's last), at the first phase where they do. Work:
+    O(n * max_period) key compares (in C), and at worst O(n * max_period**2) steps of checking
+    units (a check stops at its first outside read; in practice about one pass).
+
+    Returns:
+        old name -> new name: unit K of the N-th run becomes ``stageN.K.<stem><count>``
+        (``stage1.0.conv1``, ``stage1.0.relu1``, ``stage1.1.conv1``...), ``stageN`` chosen so
+        that no new name, nor any prefix of one, is a name of the graph.
+    """
+    layers = graph.nodes[1:]
+    index_of = {node.name: index for index, node in enumerate(layers)}
+    index_of[INPUT] = -1
+    table: dict[Any, int] = {}
+    keys = []
+    for index, node in enumerate(layers):
+        if "." in node.name:
+            keys.append(-1 - index)  # never equal to another layer's key
+            continue
+        kind = _kind(node)
+        offsets = tuple(index - index_of[ref] for ref in node.inputs)
+        keys.append(table.setdefault((kind, offsets), len(table)) if kind is not None else -1 - index)
+    n = len(keys)
+    candidates = []
+    for period in range(1, min(max_period, n // 2) + 1):
+        # runs of positions i with keys[i] == keys[i + period], found in C (groupby over map(eq))
+        position = 0
+        for equal, run in groupby(map(eq, keys, keys[period:])):
+            length = len(list(run))
+            if equal and (length + period) // period >= 2:
+                candidates.append((length // period * period, position, period, position + length + period))
+            position += length
+    candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
+    taken = bytearray(n)
+    runs = []
+    for _, region, period, end in candidates:
+        # the units' phase: the first start from which the units are self-contained
+        for start in range(region, region + period):
+            copies = (end - start) // period
+            clash = taken.find(1, start, start + period * copies)
+            if clash >= 0:  # the run's tail overlaps a run taken before: keep its head, if any
+                copies = (clash - start) // period
+            if copies >= 2 and _self_contained(layers, index_of, start, period, copies):
+                taken[start:start + period * copies] = b"\x01" * (period * copies)
+                runs.append((start, period, copies))
+                break
+    runs.sort()
+    names = {node.name for node in graph.nodes}
+    prefixes = {".".join(node.name.split(".")[:k]) for node in graph.nodes for k in range(1, node.name.count(".") + 1)}
+    from archcalc.spec import stem_of
+
+    mapping: dict[str, str] = {}
+    number = 0
+    for start, period, copies in runs:
+        locals_ = []
+        counts: Counter = Counter()
+        for node in layers[start:start + period]:
+            stem = stem_of(node.type)
+            counts[stem] += 1
+            locals_.append(f"{stem}{counts[stem]}")
+        while True:
+            number += 1
+            stage = f"stage{number}"
+            fresh = [f"{stage}.{unit}.{local}" for unit in range(copies) for local in locals_]
+            used = {stage, *(f"{stage}.{unit}" for unit in range(copies))}
+            if not (used & names or used & prefixes or set(fresh) & names):
+                break
+        for offset, new in enumerate(fresh):
+            mapping[layers[start + offset].name] = new
+    return mapping
+
+
+def _self_contained(layers: tuple[Node, ...], index_of: Mapping[str, int], start: int, period: int, copies: int) -> bool:
+    """True if each unit of the run reads only its own layers and the layer just before it."""
+    for unit in range(copies):
+        first = start + unit * period
+        for index in range(first, first + period):
+            if any(index_of[ref] < first - 1 for ref in layers[index].inputs):
+                return False
+    return True
+
+
+def renamed(graph: Graph, mapping: Mapping[str, str]) -> Graph:
+    """The graph with layers renamed by ``mapping`` (old -> new), inputs following; scopes dropped."""
+    if not mapping:
+        return graph
+    from archcalc.spec import MAX_LAYERS, from_dict
+
+    spec = flat_spec(graph)
+    for layer, node in zip(spec["layers"], graph.nodes[1:]):
+        layer["name"] = mapping.get(node.name, node.name)
+        if "inputs" in layer:
+            layer["inputs"] = [mapping.get(ref, ref) for ref in layer["inputs"]]
+    return from_dict(spec, graph.source or "<renamed>", max_layers=max(MAX_LAYERS, len(graph.nodes)))
 
 
 # --- JSON text --------------------------------------------------------------------------------

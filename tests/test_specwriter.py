@@ -20,7 +20,7 @@ from archcalc import zoo
 from archcalc.errors import SpecError
 from archcalc.graph import Graph
 from archcalc.spec import from_dict, from_json
-from archcalc.specwriter import LINE_WIDTH, _structured, dump_spec, flat_spec, readable_spec
+from archcalc.specwriter import LINE_WIDTH, _structured, dump_spec, flat_spec, readable_spec, structural_renaming
 
 
 def flattened(graph: Graph) -> Graph:
@@ -490,3 +490,76 @@ def test_random_block_structured_graphs_round_trip_flattened(graph):
         return
     round_trip(graph)
     round_trip(flattened(graph))
+
+
+# --- opt-in renaming: structural detection for names without dots ------------------------------
+
+
+def same_but_renamed(graph: Graph, spec: dict, mapping: dict) -> None:
+    """The spec loads to the graph's nodes with the renamed layers' names (and inputs) mapped."""
+    loaded = from_dict(spec)
+    assert len(loaded.nodes) == len(graph.nodes)
+    for x, y in zip(graph.nodes, loaded.nodes):
+        assert (mapping.get(x.name, x.name), x.type, dict(x.attrs), tuple(mapping.get(r, r) for r in x.inputs)) == \
+            (y.name, y.type, dict(y.attrs), y.inputs)
+
+
+def undotted(graph: Graph) -> Graph:
+    """The graph with every layer renamed n0, n1...: names no block can reproduce."""
+    spec = graph.to_dict()
+    names = {layer["name"]: f"n{index}" for index, layer in enumerate(spec["layers"])}
+    for layer in spec["layers"]:
+        layer.pop("scope", None)
+        layer["name"] = names[layer["name"]]
+        layer["inputs"] = [names.get(ref, ref) for ref in layer["inputs"]]
+    return from_dict(spec, graph.name)
+
+
+def test_rename_finds_repeated_runs_among_names_without_dots():
+    layers = []
+    for index in range(6):
+        layers += [{"type": "conv", "name": f"Conv_{2 * index}", "filters": 4, "kernel": 3, "padding": 1},
+                   {"type": "relu", "name": f"Relu_{2 * index + 1}"}]
+    graph = from_dict({"name": "onnx-like", "input": [4, 8, 8], "layers": layers})
+    mapping = structural_renaming(graph)
+    assert mapping["Conv_0"] == "stage1.0.conv1" and mapping["Relu_11"] == "stage1.5.relu1"
+    spec = readable_spec(graph, rename=True)
+    assert spec["layers"] == [{"block": "stage", "name": "stage1", "repeat": 6}]
+    same_but_renamed(graph, spec, mapping)
+
+
+@pytest.mark.parametrize(("name", "entries"), [("resnet50", 27), ("googlenet", 21), ("densenet121", 25), ("vgg16", 13)])
+def test_rename_makes_blocks_of_zoo_models_whose_names_were_stripped(name, entries):
+    # measured: resnet50 27 top-level entries (of 175 layers), googlenet 21 (143), densenet121 25 (427), vgg16 13 (39)
+    graph = undotted(archcalc.load(name))
+    assert "blocks" not in readable_spec(graph)
+    mapping = structural_renaming(graph)
+    spec = readable_spec(graph, rename=True)
+    same_but_renamed(graph, spec, mapping)
+    assert spec["blocks"] and len(spec["layers"]) <= entries
+
+
+def test_rename_leaves_dotted_names_alone():
+    graph = flattened(archcalc.load("resnet50"))
+    assert structural_renaming(graph) == {}
+    assert readable_spec(graph, rename=True) == readable_spec(graph)
+
+
+def test_rename_of_a_100k_layer_chain_is_bounded():
+    layers = []
+    for index in range(50_000):
+        layers += [{"type": "conv", "name": f"Conv_{index}", "filters": 4, "kernel": 3, "padding": 1},
+                   {"type": "relu", "name": f"Relu_{index}"}]
+    graph = from_dict({"name": "chain", "input": [4, 8, 8], "layers": layers})
+    start = time.perf_counter()
+    mapping = structural_renaming(graph)
+    seconds = time.perf_counter() - start
+    assert len(mapping) == 100_000 and mapping["Relu_49999"] == "stage1.49999.relu1"
+    assert seconds < 60  # O(n * MAX_PERIOD) key compares, in C: measured 2.4 s (0.35x its from_dict) on a loaded machine
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(flat_graphs())
+def test_random_graphs_round_trip_renamed(graph):
+    mapping = structural_renaming(graph)
+    same_but_renamed(graph, readable_spec(graph, rename=True), mapping)
