@@ -17,16 +17,31 @@ What makes it short:
   dynamic programme: an Inception module as a whole, a ResNet stage's units rather than the
   stage). Consecutive instances ``P.0``, ``P.1``... ``P.(r-1)`` that are all of ``P`` become
   one instance ``P`` with ``repeat: r``, the repetitions that differ given by ``first``,
-  ``last`` or ``at`` (a stage's downsampling first unit).
+  ``last`` or ``at`` (a stage's downsampling first unit);
+- blocks hold blocks, one level deep: inside a chosen instance, groups that read only their
+  own input and whose inner layers nothing else reads (Inception-v3's conv-batchnorm-relu units
+  in its modules) become nested instances, their arguments passed through;
+- a unit that starts by merging several inputs (torchvision's DenseNet layers, traced, each
+  concatenate every earlier feature map: 1, 2, 3... inputs) may become an instance of its other
+  layers, the merge written flat before it.
 
 What it keeps: :func:`archcalc.spec.from_dict` of the result gives the same nodes in the same
 order, with equal name, type, attributes and inputs. A node's ``scope`` (the block instances it
 was expanded from) is what the written blocks give, which may differ from the graph's: a flat
 imported graph has none, and gets the scopes of the blocks found here. Names are never changed:
 the spec's blocks name their layers ``instance.layer`` (``instance.index.layer`` when
-repeated), so a graph whose names have no dots (ONNX node names, Caffe layer names) has no
-instance that reproduces them and is written flat. Every spec written is checked by loading it
-back; should that ever differ, the flat spec (which always reproduces the graph) is returned.
+repeated), so a graph whose names have no dots (Caffe layer names, many ONNX node names) has no
+instance that reproduces them and is written flat; torch.onnx's names (``/layer2/layer2.0/
+conv1/Conv``) share blocks where their dots allow (per stage). Every spec written is checked by
+loading it back; should that ever differ, the flat spec (which always reproduces the graph) is
+returned.
+
+Opt-in (``readable_spec(graph, rename=True)``), for names without dots: structural detection
+of repeated runs (:func:`structural_renaming`: layers keyed by type and how far back their
+inputs are, runs whose keys repeat with a period up to ``MAX_PERIOD``, taken greedily), whose
+layers are renamed ``stageN.K.convM`` so that the name-based search above makes blocks of them.
+The units found are structural (the shortest period that repeats), not necessarily a paper's
+modules; the loaded graph equals the original up to those names.
 
 Work is bounded: O(n * d) for n layers and names of d dotted parts (d counted up to
 ``MAX_NAME_DEPTH``), plus one load of the result.
@@ -39,6 +54,8 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import eq
 from typing import Any
 
 from archcalc.graph import INPUT, Graph, Node
@@ -62,6 +79,9 @@ def _plain(value: Any) -> Any:
 
 def _exact(value: Any) -> Any:
     """A hashable key equal only for equal values of equal types (1, 1.0 and True differ)."""
+    kind = type(value)
+    if kind is int or kind is str or kind is bool or value is None:
+        return (kind.__name__, value)
     if isinstance(value, (tuple, list)):
         return ("[]", tuple(_exact(v) for v in value))
     if isinstance(value, Mapping):
@@ -129,22 +149,25 @@ def flat_spec(graph: Graph) -> dict[str, Any]:
 # --- candidate instances: the prefix tree of dotted names -------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class _Group:
-    """Consecutive layers [start, end) whose names all start with ``prefix + "."``."""
+    """Consecutive layers [start, end) whose names all start with ``prefix + "."`` (compared by identity)."""
 
     prefix: str
     parts: tuple[str, ...]
     start: int
     end: int
     children: list[_Group] = field(default_factory=list)
-    #: The structural signature (None: cannot be an instance), external inputs, set in _shape.
-    signature: Any = None
+    #: The structural signature's number (None: cannot be an instance; equal numbers, equal
+    #: signatures), the signature itself (per layer: kind, local name, wiring) and the layers
+    #: read from outside, in order; set in _shape.
+    signature: int | None = None
+    layout: tuple[Any, ...] = ()
     externals: tuple[str, ...] = ()
     chosen: bool = False
     #: Chosen as a unit of a repeat (kept even if its block is used once).
     forced: bool = False
-    #: "self", "units" or "children": what _choose decided for this group.
+    #: "self", "trimmed", "units" or "children": what _choose decided for this group.
     decision: str = "children"
     #: No other group has this prefix (a prefix seen twice cannot name an instance).
     unique: bool = True
@@ -206,13 +229,14 @@ def _kind(node: Node) -> tuple[str, tuple[str, ...]] | None:
     return node.type, tuple(key for key, value in node.attrs.items() if value is None)
 
 
-def _shape(group: _Group, layers: tuple[Node, ...], kinds: list[Any]) -> None:
+def _shape(group: _Group, layers: tuple[Node, ...], kinds: list[Any], table: dict[Any, int]) -> None:
     """Set the group's structural signature, or leave it None when no block can reproduce it.
 
     The signature holds, per layer, its kind (:func:`_kind`), local name (the name without
     ``prefix.``) and how its inputs are wired (a local name, "input" for what the instance reads,
     or the n-th outside layer, passed as an argument). Values of attributes are not in it: they
-    become arguments where instances differ.
+    become arguments where instances differ. ``table`` numbers the signatures seen (the number
+    is what is hashed and compared from then on).
     """
     cut = len(group.prefix) + 1
     entry = layers[group.start].inputs[0]
@@ -240,7 +264,8 @@ def _shape(group: _Group, layers: tuple[Node, ...], kinds: list[Any]) -> None:
         signature.append((kind, local, tuple(wiring)))
         local_of[node.name] = local
         defined.add(local)
-    group.signature = (tuple(signature), len(externals))
+    group.layout = tuple(signature)
+    group.signature = table.setdefault((group.layout, len(externals)), len(table))
     group.externals = tuple(externals)
 
 
@@ -346,9 +371,9 @@ def _block_names(members: Mapping[Any, list[_Group]]) -> dict[Any, str]:
     for stem, signatures in by_stem.items():
         ordered = sorted(signatures, key=lambda s: -len(members[s]))  # stable: first use breaks ties
         names[ordered[0]] = stem
-        known = {local.split(".")[0] for _, local, _ in ordered[0][0]}
+        known = {local.split(".")[0] for _, local, _ in members[ordered[0]][0].layout}
         for signature in ordered[1:]:
-            extra = [local.split(".")[0] for _, local, _ in signature[0] if local.split(".")[0] not in known]
+            extra = [local.split(".")[0] for _, local, _ in members[signature][0].layout if local.split(".")[0] not in known]
             candidates = [f"{stem}_{part}" for part in extra[:1] if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part)]
             candidates += [f"{stem}_{k}" for k in range(2, len(members) + 3)]
             name = next(c for c in candidates if c not in taken)
@@ -387,7 +412,7 @@ def _make_block(name: str, members: list[_Group], layers: tuple[Node, ...], nest
     argument for each attribute whose value differs between members, each outer layer read
     (``input2``...) and each argument of a nested instance that differs between members."""
     first = members[0]
-    signature, _ = first.signature
+    signature = first.layout
     size = len(first)
     inside = {offset for item in nested for offset in range(item.start, item.end)}
     # the columns: values that differ between members, each named (what, whose)
@@ -495,13 +520,17 @@ def _make_block(name: str, members: list[_Group], layers: tuple[Node, ...], nest
     return _Block(name, definition, values, defaults)
 
 
-def _inner_choices(outer: _Group, layers: tuple[Node, ...], index_of: Mapping[str, int], counts: Counter) -> list[_Group]:
+def _inner_choices(outer: _Group, layers: tuple[Node, ...], index_of: Mapping[str, int], counts: Counter,
+                   outside: set[str]) -> list[_Group]:
     """Groups inside ``outer`` to write as nested instances in its block, chosen as _choose does.
 
     A nested group reads nothing from outside but its input (its layers can name no layer of
     the outer block but their own: the outer block's layer names are not full names there),
-    and the outer block may read only its last layer (by the instance's name).
+    and the outer block may read only its last layer (by the instance's name). Its name in the
+    outer block must not read as an argument ("$..."), "input", or a layer the outer block reads
+    from outside (``outside``: inside the block, the instance's name would shadow it).
     """
+    cut = len(outer.prefix) + 1
     last_reader: dict[int, int] = {}
     for index in range(outer.start, outer.end):
         for ref in layers[index].inputs:
@@ -510,7 +539,9 @@ def _inner_choices(outer: _Group, layers: tuple[Node, ...], index_of: Mapping[st
                 last_reader[read] = index
 
     def fits(group: _Group) -> bool:
-        return (group.signature is not None and group.signature[1] == 0 and counts.get(group.signature, 0) >= 2
+        local = group.prefix[cut:]
+        return (group.signature is not None and not group.externals and counts.get(group.signature, 0) >= 2
+                and _local_ok(local) and local not in outside
                 and all(last_reader.get(index, -1) < group.end for index in range(group.start, group.end - 1)))
 
     def best(group: _Group) -> float:
@@ -546,7 +577,8 @@ def _nested_blocks(members: dict[Any, list[_Group]], groups: list[_Group], layer
     """
     index_of = {node.name: index for index, node in enumerate(layers)}
     by_range = {(g.start, g.end, len(g.parts)): g for g in groups}
-    picks = {signature: _inner_choices(group_list[0], layers, index_of, counts) for signature, group_list in members.items()}
+    picks = {signature: _inner_choices(group_list[0], layers, index_of, counts, {ref for g in group_list for ref in g.externals})
+             for signature, group_list in members.items()}
     for _ in range(8):
         inner = {p.signature for chosen in picks.values() for p in chosen}
         for signature in inner & set(picks):
@@ -617,17 +649,18 @@ def _structured(graph: Graph, nest: bool = True) -> dict[str, Any] | None:
     node_names = {node.name for node in graph.nodes}
     prefix_count = Counter(group.prefix for group in groups)
     kinds = [_kind(node) for node in layers]
+    table: dict[Any, int] = {}
     variants = []
     for group in groups:
         # the prefix of a valid name is a valid instance name, unless empty or "input"
         if (len(group) >= 2 and prefix_count[group.prefix] == 1 and group.prefix not in node_names
                 and group.prefix not in ("", INPUT)):
-            _shape(group, layers, kinds)
+            _shape(group, layers, kinds, table)
             if len(group) >= 3 and len(layers[group.start].inputs) >= 2:
                 # a unit that starts by merging what came before (torchvision's DenseNet layers
                 # concatenate all earlier features): its other layers, with the merge written flat
                 trimmed = _Group(group.prefix, group.parts, group.start + 1, group.end)
-                _shape(trimmed, layers, kinds)
+                _shape(trimmed, layers, kinds, table)
                 if trimmed.signature is not None:
                     group.trimmed = trimmed
                     variants.append(trimmed)
@@ -793,26 +826,145 @@ def _same_nodes(graph: Graph, spec: Mapping[str, Any]) -> bool:
     )
 
 
-def readable_spec(graph: Graph, *, blocks: bool = True) -> dict[str, Any]:
+def readable_spec(graph: Graph, *, blocks: bool = True, rename: bool = False) -> dict[str, Any]:
     """The graph as a spec a person can read, which loads back to the same nodes.
 
     Args:
         graph: any graph (``archcalc.load``, an importer's, a DSL ``Net``'s).
         blocks: find repeated structures and write them as blocks (the default); False writes
             every layer flat (still without defaults and default inputs).
+        rename: also find repeated runs among layers whose names have no dots (which no block
+            can reproduce: Caffe layer names, ONNX node names) by their structure alone, and
+            rename their layers ``stageN.K.convM`` so that they can be blocks (see
+            :func:`structural_renaming`). Off by default: the names are the graph's identity.
 
     Returns:
         A spec dict (``name``, ``description`` if any, ``input``, ``blocks`` if any,
         ``layers``). :func:`archcalc.spec.from_dict` of it gives nodes equal to the graph's in
         order, name, type, attributes and inputs; their ``scope`` is the blocks' (see the module
         docstring). Names without dots cannot be written inside blocks, so such graphs come out
-        flat.
+        flat; with ``rename``, the nodes are equal but for the renamed layers' names (and the
+        inputs naming them).
     """
+    if rename:
+        graph = renamed(graph, structural_renaming(graph))
     if blocks:
-        spec = _structured(graph)
-        if spec is not None and _same_nodes(graph, spec):
-            return spec
+        for nest in (True, False):  # should nesting ever fail the check, blocks without it
+            spec = _structured(graph, nest)
+            if spec is None:
+                break
+            if _same_nodes(graph, spec):
+                return spec
     return flat_spec(graph)
+
+
+# --- structural detection, for names without dots ---------------------------------------------
+
+#: Longest unit (in layers) that structural_renaming looks for: O(n * MAX_PERIOD) work.
+MAX_PERIOD = 32
+
+
+def structural_renaming(graph: Graph, max_period: int = MAX_PERIOD) -> dict[str, str]:
+    """New names for layers in repeated runs that their own names cannot make blocks of.
+
+    Each layer whose name has no dot gets a key: its type, which attributes are null, and how
+    far back each of its inputs is (the network input counting as position -1); attribute
+    values are left out (they become block arguments). A run of layers whose keys repeat with
+    period p (``keys[i] == keys[i + p]``), at least two units long, is a candidate; runs are
+    taken greedily by layers saved, without overlap, when each unit reads only its own layers
+    and the layer before it (the previous unit's last), at the first phase where they do. Work:
+    O(n * max_period) key compares (in C), and at worst O(n * max_period**2) steps of checking
+    units (a check stops at its first outside read; in practice about one pass).
+
+    Returns:
+        old name -> new name: unit K of the N-th run becomes ``stageN.K.<stem><count>``
+        (``stage1.0.conv1``, ``stage1.0.relu1``, ``stage1.1.conv1``...), ``stageN`` chosen so
+        that no new name, nor any prefix of one, is a name of the graph.
+    """
+    layers = graph.nodes[1:]
+    index_of = {node.name: index for index, node in enumerate(layers)}
+    index_of[INPUT] = -1
+    table: dict[Any, int] = {}
+    keys = []
+    for index, node in enumerate(layers):
+        if "." in node.name:
+            keys.append(-1 - index)  # never equal to another layer's key
+            continue
+        kind = _kind(node)
+        offsets = tuple(index - index_of[ref] for ref in node.inputs)
+        keys.append(table.setdefault((kind, offsets), len(table)) if kind is not None else -1 - index)
+    n = len(keys)
+    candidates = []
+    for period in range(1, min(max_period, n // 2) + 1):
+        # runs of positions i with keys[i] == keys[i + period], found in C (groupby over map(eq))
+        position = 0
+        for equal, run in groupby(map(eq, keys, keys[period:])):
+            length = len(list(run))
+            if equal and (length + period) // period >= 2:
+                candidates.append((length // period * period, position, period, position + length + period))
+            position += length
+    candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
+    taken = bytearray(n)
+    runs = []
+    for _, region, period, end in candidates:
+        # the units' phase: the first start from which the units are self-contained
+        for start in range(region, region + period):
+            copies = (end - start) // period
+            clash = taken.find(1, start, start + period * copies)
+            if clash >= 0:  # the run's tail overlaps a run taken before: keep its head, if any
+                copies = (clash - start) // period
+            if copies >= 2 and _self_contained(layers, index_of, start, period, copies):
+                taken[start:start + period * copies] = b"\x01" * (period * copies)
+                runs.append((start, period, copies))
+                break
+    runs.sort()
+    names = {node.name for node in graph.nodes}
+    prefixes = {".".join(node.name.split(".")[:k]) for node in graph.nodes for k in range(1, node.name.count(".") + 1)}
+    from archcalc.spec import stem_of
+
+    mapping: dict[str, str] = {}
+    number = 0
+    for start, period, copies in runs:
+        locals_ = []
+        counts: Counter = Counter()
+        for node in layers[start:start + period]:
+            stem = stem_of(node.type)
+            counts[stem] += 1
+            locals_.append(f"{stem}{counts[stem]}")
+        while True:
+            number += 1
+            stage = f"stage{number}"
+            fresh = [f"{stage}.{unit}.{local}" for unit in range(copies) for local in locals_]
+            used = {stage, *(f"{stage}.{unit}" for unit in range(copies))}
+            if not (used & names or used & prefixes or set(fresh) & names):
+                break
+        for offset, new in enumerate(fresh):
+            mapping[layers[start + offset].name] = new
+    return mapping
+
+
+def _self_contained(layers: tuple[Node, ...], index_of: Mapping[str, int], start: int, period: int, copies: int) -> bool:
+    """True if each unit of the run reads only its own layers and the layer just before it."""
+    for unit in range(copies):
+        first = start + unit * period
+        for index in range(first, first + period):
+            if any(index_of[ref] < first - 1 for ref in layers[index].inputs):
+                return False
+    return True
+
+
+def renamed(graph: Graph, mapping: Mapping[str, str]) -> Graph:
+    """The graph with layers renamed by ``mapping`` (old -> new), inputs following; scopes dropped."""
+    if not mapping:
+        return graph
+    from archcalc.spec import MAX_LAYERS, from_dict
+
+    spec = flat_spec(graph)
+    for layer, node in zip(spec["layers"], graph.nodes[1:]):
+        layer["name"] = mapping.get(node.name, node.name)
+        if "inputs" in layer:
+            layer["inputs"] = [mapping.get(ref, ref) for ref in layer["inputs"]]
+    return from_dict(spec, graph.source or "<renamed>", max_layers=max(MAX_LAYERS, len(graph.nodes)))
 
 
 # --- JSON text --------------------------------------------------------------------------------
