@@ -146,7 +146,7 @@ class Builder:
                           (*graph.warnings, *self.warnings))
         if self._expected:
             self._check(graph)
-        return graph
+        return simplest(graph)
 
     def _check(self, graph: Graph) -> None:
         """Every expected shape and parameter shape against archcalc's rules."""
@@ -195,6 +195,57 @@ class Builder:
 
 
 _INVALID = re.compile(r"[^\w.\-:/+#@\[\]()]+")
+
+
+def simplest(graph: Graph) -> Graph:
+    """``graph`` with each layer's attributes in their shortest equivalent form: a per-axis list
+    of equal values as one value (``kernel [3, 3]`` as ``3``, ``padding [[1, 1], [1, 1]]`` as
+    ``1``), a value equal to the default as the default, where the op resolves both to the same
+    attributes on the layer's input. The importers write every axis explicitly; a spec written
+    from the graph (``archcalc import``) then reads as one typed by hand."""
+    from dataclasses import replace
+
+    from archcalc.errors import RuleError
+    from archcalc.passes import infer_shapes
+
+    layers = infer_shapes(graph)
+    shapes = {name: layer.out_shape for name, layer in layers.items()}
+    nodes = [graph.nodes[0]]
+    for node in graph.nodes[1:]:
+        op = get_op(node.type)
+        in_shapes = tuple(shapes[ref] for ref in node.inputs)
+        attrs = dict(node.attrs)
+        target = layers[node.name]
+        declared = {attr.name: attr for attr in op.attrs}
+        for name, value in node.attrs.items():
+            attr = declared.get(name)
+            if attr is None or not isinstance(value, tuple):
+                continue
+            for candidate in _shorter(value, attr):
+                try:
+                    trial = {**attrs, name: attr.convert(candidate)}
+                    layer = op.infer(trial, in_shapes)
+                except (RuleError, TypeError, ValueError):
+                    continue
+                if layer == target and op.params(layer) == op.params(target):
+                    attrs = trial
+                    break
+        nodes.append(replace(node, attrs=attrs) if attrs != node.attrs else node)
+    return replace(graph, nodes=tuple(nodes))
+
+
+def _shorter(value: tuple[Any, ...], attr: Any) -> list[Any]:
+    """Shorter forms of a per-axis attribute value, shortest first: its default, one value for
+    every axis (``(3, 3)`` -> 3; ``((1, 1), (1, 1))`` -> 1)."""
+    from archcalc.ops.attrs import REQUIRED
+
+    found = [] if attr.default is REQUIRED or attr.default is None else [attr.default]
+    flat = value
+    while isinstance(flat, tuple) and flat and all(v == flat[0] for v in flat):
+        flat = flat[0]
+        if not isinstance(flat, tuple):
+            found.append(flat)
+    return found
 
 
 def valid_name(name: Any, fallback: str) -> str:
