@@ -349,3 +349,51 @@ def test_readme_memory_figures():
     assert f"largest batch {f.inference:,} ({b(f.inference_bytes, 2)} of 16.00 GiB" in section
     assert f.assumptions in section
     assert f"By the lecture's rule, {fit('resnet50', 16 * 2**30, optimizer='adam', memory_model='lecture').training}" in section
+
+
+def _modern_graph():
+    """A DAG of the modern ops: no-parameter layers before the first weights (no gradient there:
+    nothing kept), a squeeze-excite gate (mul keeps both inputs), layernorm, GELU, stochastic depth,
+    dropout, a concat and an add whose inputs other layers keep too."""
+    from archcalc.spec import from_dict
+
+    return from_dict({"name": "modern", "input": [3, 16, 16], "layers": [
+        {"type": "maxpool", "kernel": 2, "stride": 2, "name": "pool0"},
+        {"type": "relu", "name": "relu0"},
+        {"type": "conv", "filters": 8, "kernel": 3, "padding": 1, "name": "stem"},
+        {"type": "batchnorm", "name": "bn"},
+        {"type": "silu", "name": "act"},
+        {"type": "global_avgpool", "name": "squeeze", "inputs": ["act"]},
+        {"type": "conv", "filters": 8, "kernel": 1, "name": "excite"},
+        {"type": "hardsigmoid", "name": "gate"},
+        {"type": "mul", "name": "scaled", "inputs": ["act", "gate"]},
+        {"type": "layernorm", "name": "ln"},
+        {"type": "conv", "filters": 8, "kernel": 3, "padding": "same", "stride": 2, "name": "down"},
+        {"type": "gelu", "name": "gelu"},
+        {"type": "stochastic_depth", "p": 0.1, "mode": "row", "name": "drop_path"},
+        {"type": "conv", "filters": 8, "kernel": 3, "stride": 2, "padding": 1, "name": "skip", "inputs": ["scaled"]},
+        {"type": "add", "name": "sum", "inputs": ["drop_path", "skip"]},
+        {"type": "concat", "name": "cat", "inputs": ["sum", "skip"]},
+        {"type": "tanh", "name": "tanh"},
+        {"type": "flatten", "name": "flat"},
+        {"type": "dropout", "p": 0.5, "name": "drop"},
+        {"type": "linear", "units": 4, "name": "fc"},
+        {"type": "softmax", "name": "probs"}]})
+
+
+def test_a_modern_dag_keeps_what_torch_keeps():
+    from archcalc.memory import memory
+
+    graph = _modern_graph()
+    net = _meta_net(graph)
+    for batch in (1, 4):
+        m = memory(graph, batch=batch)
+        assert m.saved_bytes == torch_kept_bytes(graph, batch, net), batch
+        assert (m.inference_peak, m.inference_peak_layer) == torch_inference_peak(graph, batch, net), batch
+    rows = {row.name: row for row in memory(graph).layers}
+    assert rows["pool0"].kept == () and rows["relu0"].kept == ()  # before any weights: no gradient, nothing kept
+    assert rows["sum"].kept == () and rows["cat"].kept == ()  # add and concat keep nothing
+    assert [(k.saved.kind, k.shared) for k in rows["scaled"].kept] == [("input", False), ("input", False)]
+    # the mul's output is kept by layernorm and by the skip conv: one storage, counted at layernorm
+    assert [(k.saved.kind, k.storage, k.shared) for k in rows["skip"].kept if k.saved.kind == "input"] == [
+        ("input", "scaled", True)]
