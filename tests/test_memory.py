@@ -397,3 +397,30 @@ def test_a_modern_dag_keeps_what_torch_keeps():
     # the mul's output is kept by layernorm and by the skip conv: one storage, counted at layernorm
     assert [(k.saved.kind, k.storage, k.shared) for k in rows["skip"].kept if k.saved.kind == "input"] == [
         ("input", "scaled", True)]
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (3, 5, 4), (2, 3, 4, 5)])
+@pytest.mark.parametrize("size", [1, 2])
+def test_adaptive_average_to_one_is_a_mean(shape, size):
+    """torch computes an adaptive average pool to 1 on every axis as a mean, which keeps nothing
+    (ConvNeXt's head); to any other size it keeps the input."""
+    op = REGISTRY["adaptive_avgpool"]
+    layer = op.infer({"output_size": size}, (shape,))
+    inputs = [torch.randn(2, *shape, dtype=torch.float64, requires_grad=True)]
+    assert torch_saved(op.torch_module(layer).double(), inputs) == archcalc_saved(op, layer, 2)
+    assert (op.saved(layer) == ()) == (size == 1)
+
+
+def test_convnext_example_keeps_what_torch_keeps():
+    """examples/convnext_tiny.py (layernorm, GELU, layer scale, stochastic depth, depthwise 7x7 convs)."""
+    from pathlib import Path
+
+    from archcalc.loading import load
+    from archcalc.memory import memory
+
+    graph = load(str(Path(__file__).resolve().parents[1] / "examples" / "convnext_tiny.py"))
+    net = _meta_net(graph)
+    for batch in (1, 2):
+        m = memory(graph, batch=batch)
+        assert m.saved_bytes == torch_kept_bytes(graph, batch, net), batch
+        assert (m.inference_peak, m.inference_peak_layer) == torch_inference_peak(graph, batch, net), batch
