@@ -424,3 +424,21 @@ def test_convnext_example_keeps_what_torch_keeps():
         m = memory(graph, batch=batch)
         assert m.saved_bytes == torch_kept_bytes(graph, batch, net), batch
         assert (m.inference_peak, m.inference_peak_layer) == torch_inference_peak(graph, batch, net), batch
+
+
+@pytest.mark.parametrize(("op_type", "attrs"), [
+    ("dropout", {"p": 0.0}), ("dropout", {"p": 1.0}), ("dropout", {"p": 0.2}),
+    ("stochastic_depth", {"p": 1.0, "mode": "batch"}), ("stochastic_depth", {"p": 0.0, "mode": "batch"}),
+    ("maxpool", {"kernel": 1}), ("avgpool", {"kernel": [4, 5]}), ("leaky_relu", {"negative_slope": 0.0}),
+    ("lrn", {"size": 3}), ("adaptive_maxpool", {"output_size": 1}),
+])
+def test_random_and_degenerate_attributes_keep_what_torch_keeps(op_type, attrs):
+    """The siblings of the registry's examples where torch keeps something else (p = 0 keeps
+    nothing, p = 1 a scalar zero) or where a window covers everything."""
+    op = REGISTRY[op_type]
+    shape = (3, 4, 5) if op_type != "lrn" else (4, 2, 3, 3)
+    layer = op.infer({**op.defaults(), **attrs}, (shape,))
+    inputs = [torch.randn(2, *shape, dtype=torch.float64, requires_grad=True)]
+    module = op.torch_module(layer).double().train()
+    key = lambda entry: (entry[0], entry[1], entry[2])  # noqa: E731
+    assert sorted(torch_saved(module, inputs), key=key) == sorted(archcalc_saved(op, layer, 2), key=key)
