@@ -651,6 +651,9 @@ def memory_command(model: Any, fmt: str, limit: int | None, memory_model: str, p
     from archcalc import memory as model_memory
     from archcalc.render.format import binary_bytes
 
+    if limit is None and memory_model == "lecture":
+        raise ArchcalcError("the timeline is the pytorch model's (its summary gives the lecture's figure too); "
+                            "--memory-model lecture goes with --fit")
     if limit is not None:
         f = model_memory.fit(model, limit, dtype=dtype, optimizer=optimizer, memory_model=memory_model)
         if fmt == "json":

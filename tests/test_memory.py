@@ -310,6 +310,8 @@ def test_cli_memory_report_and_fit(tmp_path):
     assert code == 0 and "not even batch 1 fits" in out
     code, _, err = run_main("memory", "lenet5", "--fit", "0")
     assert code == 2 and err.startswith("error:")
+    code, _, err = run_main("memory", "lenet5", "--memory-model", "lecture")
+    assert code == 2 and "goes with --fit" in err
     code, out, _ = run_main("report", "lenet5", "--training")
     assert code == 0 and "what backward keeps" in out and "input (shared), buffer=indices" in out
     assert "Training memory, pytorch model" in out and "2 x activations" in out  # the lecture's line stays
