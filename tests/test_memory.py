@@ -444,3 +444,16 @@ def test_random_and_degenerate_attributes_keep_what_torch_keeps(op_type, attrs):
     module = op.torch_module(layer).double().train()
     key = lambda entry: (entry[0], entry[1], entry[2])  # noqa: E731
     assert sorted(torch_saved(module, inputs), key=key) == sorted(archcalc_saved(op, layer, 2), key=key)
+
+
+def test_names_are_shown_literally():
+    import json
+
+    from tests.helpers import run_main
+
+    spec = json.dumps({"name": "[bold]net", "input": [3, 8, 8], "layers": [
+        {"type": "conv", "filters": 4, "kernel": 3, "name": "[red]c[/red]"}, {"type": "relu", "name": "r[x]"}]})
+    code, out, _ = run_main("memory", "-", input=spec)
+    assert code == 0 and "[red]c[/red]" in out and "r[x]" in out and "[bold]net" in out
+    code, out, _ = run_main("report", "-", "--training", input=spec)
+    assert code == 0 and out.count("[red]c[/red]") >= 2

@@ -36,10 +36,12 @@ def timeline_table(m: Memory) -> Any:
     """A rich table of the timeline: after each forward and backward step, the activation-side bytes
     live and the most live while it ran; forward rows give what the layer newly keeps."""
     from rich.table import Table
+    from rich.text import Text
 
     b = binary_bytes
     rows = {row.name: row for row in m.layers}
-    table = Table(title=f"{m.name}: memory timeline, batch {m.batch}, {m.dtype}", title_justify="center")
+    # Text throughout: names from a spec are shown literally, never read as rich markup
+    table = Table(title=Text(f"{m.name}: memory timeline, batch {m.batch}, {m.dtype}"), title_justify="center")
     for header, justify in (("Step", "right"), ("Phase", "left"), ("Layer", "left"), ("Type", "left"),
                             ("Kept", "right"), ("Live after", "right"), ("Peak during", "right")):
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
@@ -47,8 +49,8 @@ def timeline_table(m: Memory) -> Any:
         row = rows.get(step.layer)
         kept = "" if step.phase != "forward" or row is None else b(row.kept_bytes) + (" ?" if row.unknown else "")
         mark = " <- peak" if step.phase == m.peak_phase and step.layer == m.peak_layer else ""
-        table.add_row(str(number), step.phase, step.layer, row.type if row else "input", kept, b(step.live),
-                      b(step.peak) + mark)
+        table.add_row(*(Text(cell) for cell in (str(number), step.phase, step.layer, row.type if row else "input", kept,
+                                                 b(step.live), b(step.peak) + mark)))
     return table
 
 
@@ -119,12 +121,13 @@ def kept_rows(m: Memory) -> list[tuple[str, ...]]:
 def kept_table(m: Memory) -> Any:
     """:func:`kept_rows` as a rich table."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{m.name}: what backward keeps, batch {m.batch}, {m.dtype}")
+    table = Table(title=Text(f"{m.name}: what backward keeps, batch {m.batch}, {m.dtype}"))
     for header, justify in KEPT_COLUMNS:
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
     for row in kept_rows(m):
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     return table
 
 
