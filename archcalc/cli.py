@@ -295,37 +295,16 @@ def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: 
 
 def _training_memory(model: Any, batch: int, dtype: str, optimizer: str, per_layer: bool, fmt: str) -> None:
     """After a report: the pytorch memory model's per-layer kept bytes (``per_layer``) and its totals."""
-    from archcalc.memory import memory, summary_lines
-    from archcalc.render.format import binary_bytes
+    from archcalc.memory import memory
+    from archcalc.render.memory import kept_markdown, kept_table, summary_lines
 
     m = memory(model, batch=batch, dtype=dtype, optimizer=optimizer)
     lines = summary_lines(m)
-    if per_layer:
-        header = ("Layer", "Type", "Kept for backward", "Kept (what)", "Live after forward", "Live after backward")
-        rows = []
-        for row in m.layers:
-            what = ", ".join(f"{k.saved.kind}{'=' + k.saved.name if k.saved.name else ''}{' (shared)' if k.shared else ''}"
-                             for k in row.kept if k.saved.kind != "param") or ("unknown" if row.unknown else "-")
-            rows.append((row.name, row.type, binary_bytes(row.kept_bytes) + (" ?" if row.unknown else ""), what,
-                         binary_bytes(row.forward_live),
-                         "-" if row.backward_live is None else binary_bytes(row.backward_live)))
-        if fmt == "markdown":
-            click.echo("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-            for r in rows:
-                click.echo("| " + " | ".join(r) + " |")
-        else:
-            from rich.table import Table
-
-            table = Table(title=f"{m.name}: what backward keeps, batch {m.batch}, {m.dtype}")
-            for h in header:
-                table.add_column(h, justify="left" if h in ("Layer", "Type", "Kept (what)") else "right")
-            for r in rows:
-                table.add_row(*r)
-            console = _console()
-            console.print(table)
-    if not per_layer:
-        lines = lines[1:2] + lines[-1:]
-    for line in lines:
+    if per_layer and fmt == "markdown":
+        click.echo("\n" + kept_markdown(m), nl=False)
+    elif per_layer:
+        _console().print(kept_table(m))
+    for line in lines if per_layer else lines[1:2] + lines[-1:]:
         click.echo(line)
 
 
@@ -734,6 +713,9 @@ def memory_command(model: Any, fmt: str, limit: int | None, memory_model: str, p
     from archcalc import memory as model_memory
     from archcalc.render.format import binary_bytes
 
+    if limit is None and memory_model == "lecture":
+        raise ArchcalcError("the timeline is the pytorch model's (its summary gives the lecture's figure too); "
+                            "--memory-model lecture goes with --fit")
     if limit is not None:
         f = model_memory.fit(model, limit, dtype=dtype, optimizer=optimizer, memory_model=memory_model)
         if fmt == "json":
@@ -752,16 +734,17 @@ def memory_command(model: Any, fmt: str, limit: int | None, memory_model: str, p
                            f"{memory_model + ' model' if what == 'training' else 'peak with buffer reuse'}).")
         click.echo(f"Assumptions: {f.assumptions}.")
         return
+    from archcalc.render import memory as shown
+
     m = model_memory.memory(model, batch=batch, dtype=dtype, optimizer=optimizer)
     if plot is not None:
-        model_memory.plot(m, plot)
+        shown.plot(m, plot)
         click.echo(f"wrote {plot}", err=True)
     if fmt == "json":
         click.echo(json.dumps(model_memory.to_dict(m), indent=2))
         return
-    console = _console()
-    console.print(model_memory.timeline_table(m))
-    for line in model_memory.summary_lines(m):
+    _console().print(shown.timeline_table(m))
+    for line in shown.summary_lines(m):
         click.echo(line)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archcalc import formulas
-from archcalc.errors import ArchcalcError, SpecError, check
+from archcalc.errors import SpecError, check
 from archcalc.graph import Graph
 from archcalc.loading import load
 from archcalc.ops import UNKNOWN, Layer, Saved, get_op
@@ -198,9 +198,9 @@ class _Plan:
                     readers.setdefault(root[ref], []).append(i)
         self.readers = readers
         # what each layer keeps
-        self.kept: dict[str, list[tuple[Saved, str, Linear]]] = {}
+        self.kept: dict[str, list[tuple[Saved, Any, Linear]]] = {}
         self.unknown: list[str] = []
-        first_keeper: dict[str, int] = {}
+        first_keeper: dict[Any, int] = {}
         for i, node in enumerate(nodes):
             if not node.inputs:
                 continue
@@ -218,9 +218,9 @@ class _Plan:
                         storage = root[node.name]
                         bytes_ = self.value_bytes[storage]
                     elif s.kind == "param":
-                        storage, bytes_ = f"{node.name}.{s.name}", ZERO  # counted in the parameters
+                        storage, bytes_ = ("param", node.name, s.name), ZERO  # counted in the parameters
                     else:
-                        storage = f"{node.name}#{j}"
+                        storage = ("buffer", node.name, j)  # a tuple: no node name can collide
                         per = math.prod(s.shape) * itemsize(s.dtype, dtype)
                         bytes_ = Linear(per, 0) if s.batched else Linear(0, per)
                         self.value_bytes[storage] = bytes_
@@ -316,6 +316,14 @@ class _Plan:
         return total
 
 
+def _storage_name(key: Any) -> str:
+    """A storage key as :class:`Kept` shows it: a node's name, ``node.param`` or ``node#i``."""
+    if isinstance(key, tuple):
+        kind, node, which = key
+        return f"{node}.{which}" if kind == "param" else f"{node}#{which}"
+    return key
+
+
 def _sweep(count: int, spans: list[tuple[int, int, Linear]]) -> list[Linear]:
     """Per index 0..count-1, the sum of the spans (first, last inclusive, bytes) covering it."""
     per_sample, fixed = [0] * (count + 1), [0] * (count + 1)
@@ -387,7 +395,7 @@ def _evaluate(plan: _Plan, batch: int, optimizer: str) -> Memory:
     for node in graph.nodes[1:]:
         kept = []
         for saved, storage, b in plan.kept.get(node.name, ()):
-            kept.append(Kept(saved, storage, b.at(batch), storage in seen or saved.kind == "param"))
+            kept.append(Kept(saved, _storage_name(storage), b.at(batch), storage in seen or saved.kind == "param"))
             seen.add(storage)
         rows.append(LayerMemory(node.name, node.type, tuple(kept), sum(k.bytes for k in kept if not k.shared),
                                 forward_live[node.name], backward_live.get(node.name), node.name in plan.unknown))
@@ -476,53 +484,6 @@ def _largest(lines: list[Linear], limit: int) -> int:
     return low
 
 
-# -- presentation -------------------------------------------------------------------------------
-
-def summary_lines(m: Memory) -> list[str]:
-    """The model's totals in words, one figure per line, with what they count and exclude."""
-    from archcalc.render.format import binary_bytes as b
-
-    lines = [
-        f"Kept for backward ({m.dtype}, batch {m.batch}): {b(m.saved_bytes)} in distinct storages, as PyTorch's autograd "
-        "keeps them (a tensor kept by several layers, or seen through a view, once; parameters not again).",
-        f"Training memory, pytorch model ({m.optimizer}): params and buffers {b(m.params_bytes)} + gradients "
-        f"{b(m.gradient_bytes)} + optimizer state {b(m.optimizer_bytes)} + activation peak {b(m.activation_peak)} "
-        f"(kept {b(m.saved_bytes)} + transient {b(m.transient_bytes)}, at {m.peak_layer} {m.peak_phase}) "
-        f"= {b(m.training_bytes)}.",
-        f"Training memory, lecture model (params + gradients + optimizer state + 2 x activations): "
-        f"{b(m.lecture_training_bytes)}.",
-        f"Inference peak with buffer reuse: {b(m.inference_peak)} of activations at {m.inference_peak_layer} "
-        f"(each tensor freed after its last reader; in-place layers and views allocate nothing), beside "
-        f"{b(m.inference_no_reuse)} with every output kept; + params and buffers {b(m.params_bytes)}.",
-    ]
-    if m.unknown:
-        lines.append(f"Unknown: {len(m.unknown)} stand-in layer(s) ({', '.join(m.unknown[:5])}"
-                     f"{', ...' if len(m.unknown) > 5 else ''}) keep what archcalc cannot know, counted as nothing (marked ?).")
-    lines.append(f"Excluded: {EXCLUDED}.")
-    return lines
-
-
-def timeline_table(m: Memory) -> Any:
-    """A rich table of the timeline: after each forward and backward step, the activation-side bytes
-    live and the most live while it ran; forward rows give what the layer newly keeps."""
-    from rich.table import Table
-
-    from archcalc.render.format import binary_bytes as b
-
-    rows = {row.name: row for row in m.layers}
-    table = Table(title=f"{m.name}: memory timeline, batch {m.batch}, {m.dtype}", title_justify="center")
-    for header, justify in (("Step", "right"), ("Phase", "left"), ("Layer", "left"), ("Type", "left"),
-                            ("Kept", "right"), ("Live after", "right"), ("Peak during", "right")):
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
-    for number, step in enumerate(m.timeline, start=1):
-        row = rows.get(step.layer)
-        kept = "" if step.phase != "forward" or row is None else b(row.kept_bytes) + (" ?" if row.unknown else "")
-        mark = " <- peak" if step.phase == m.peak_phase and step.layer == m.peak_layer else ""
-        table.add_row(str(number), step.phase, step.layer, row.type if row else "input", kept, b(step.live),
-                      b(step.peak) + mark)
-    return table
-
-
 def to_dict(m: Memory) -> dict[str, Any]:
     """The model as JSON-ready data: exact integers of bytes."""
     return {
@@ -541,49 +502,3 @@ def to_dict(m: Memory) -> dict[str, Any]:
         "timeline": [{"phase": s.phase, "layer": s.layer, "live": s.live, "peak": s.peak} for s in m.timeline],
         "inference_timeline": [{"layer": s.layer, "live": s.live, "peak": s.peak} for s in m.inference_timeline],
     }
-
-
-def plot(m: Memory, path: str) -> str:
-    """Draw the timeline (live bytes after each forward and backward step, and the inference walk)
-    as a line plot with matplotlib, labelled with the layers at the peaks; the format from the
-    extension (.svg, .png, .pdf). Returns ``path``.
-
-    Raises:
-        ArchcalcError: without matplotlib (``pip install 'archcalc[chart]'``), or when the file
-            cannot be written.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ArchcalcError("--plot needs matplotlib: pip install 'archcalc[chart]' (or pip install matplotlib)") from None
-    mib = 2**20
-    figure, axes = plt.subplots(figsize=(10, 4.5))
-    steps = range(1, len(m.timeline) + 1)
-    axes.plot(steps, [s.peak / mib for s in m.timeline], color="tab:red", linewidth=0.8, label="training: peak during step")
-    axes.plot(steps, [s.live / mib for s in m.timeline], color="tab:blue", label="training: live after step")
-    axes.plot(range(1, len(m.inference_timeline) + 1), [s.peak / mib for s in m.inference_timeline], color="tab:green",
-              label="inference with reuse: peak during step")
-    forward = sum(1 for s in m.timeline if s.phase == "forward")
-    axes.axvline(forward + 0.5, color="grey", linestyle=":", linewidth=1)
-    worst = max(range(len(m.timeline)), key=lambda i: m.timeline[i].peak)
-    axes.annotate(f"{m.peak_layer} ({m.peak_phase})", (worst + 1, m.timeline[worst].peak / mib), textcoords="offset points",
-                  xytext=(0, 6), ha="center", fontsize=8)
-    best = max(range(len(m.inference_timeline)), key=lambda i: m.inference_timeline[i].peak)
-    axes.annotate(m.inference_peak_layer, (best + 1, m.inference_timeline[best].peak / mib), textcoords="offset points",
-                  xytext=(0, 6), ha="center", fontsize=8)
-    axes.set_xlabel("step (forward, then backward after the dotted line)")
-    axes.set_ylabel(f"activation-side MiB ({m.dtype})")
-    axes.set_title(f"{m.name}: memory timeline, batch {m.batch} (params, gradients, optimizer state not shown: "
-                   f"{m.fixed_bytes / mib:.1f} MiB)", fontsize=10)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    try:
-        figure.savefig(path, metadata={"Date": None} if path.endswith(".svg") else None)
-    except (OSError, ValueError) as error:
-        raise ArchcalcError(f"cannot write {path!r}: {error}") from None
-    finally:
-        plt.close(figure)
-    return path

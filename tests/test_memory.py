@@ -310,6 +310,8 @@ def test_cli_memory_report_and_fit(tmp_path):
     assert code == 0 and "not even batch 1 fits" in out
     code, _, err = run_main("memory", "lenet5", "--fit", "0")
     assert code == 2 and err.startswith("error:")
+    code, _, err = run_main("memory", "lenet5", "--memory-model", "lecture")
+    assert code == 2 and "goes with --fit" in err
     code, out, _ = run_main("report", "lenet5", "--training")
     assert code == 0 and "what backward keeps" in out and "input (shared), buffer=indices" in out
     assert "Training memory, pytorch model" in out and "2 x activations" in out  # the lecture's line stays
@@ -349,3 +351,109 @@ def test_readme_memory_figures():
     assert f"largest batch {f.inference:,} ({b(f.inference_bytes, 2)} of 16.00 GiB" in section
     assert f.assumptions in section
     assert f"By the lecture's rule, {fit('resnet50', 16 * 2**30, optimizer='adam', memory_model='lecture').training}" in section
+
+
+def _modern_graph():
+    """A DAG of the modern ops: no-parameter layers before the first weights (no gradient there:
+    nothing kept), a squeeze-excite gate (mul keeps both inputs), layernorm, GELU, stochastic depth,
+    dropout, a concat and an add whose inputs other layers keep too."""
+    from archcalc.spec import from_dict
+
+    return from_dict({"name": "modern", "input": [3, 16, 16], "layers": [
+        {"type": "maxpool", "kernel": 2, "stride": 2, "name": "pool0"},
+        {"type": "relu", "name": "relu0"},
+        {"type": "conv", "filters": 8, "kernel": 3, "padding": 1, "name": "stem"},
+        {"type": "batchnorm", "name": "bn"},
+        {"type": "silu", "name": "act"},
+        {"type": "global_avgpool", "name": "squeeze", "inputs": ["act"]},
+        {"type": "conv", "filters": 8, "kernel": 1, "name": "excite"},
+        {"type": "hardsigmoid", "name": "gate"},
+        {"type": "mul", "name": "scaled", "inputs": ["act", "gate"]},
+        {"type": "layernorm", "name": "ln"},
+        {"type": "conv", "filters": 8, "kernel": 3, "padding": "same", "stride": 2, "name": "down"},
+        {"type": "gelu", "name": "gelu"},
+        {"type": "stochastic_depth", "p": 0.1, "mode": "row", "name": "drop_path"},
+        {"type": "conv", "filters": 8, "kernel": 3, "stride": 2, "padding": 1, "name": "skip", "inputs": ["scaled"]},
+        {"type": "add", "name": "sum", "inputs": ["drop_path", "skip"]},
+        {"type": "concat", "name": "cat", "inputs": ["sum", "skip"]},
+        {"type": "tanh", "name": "tanh"},
+        {"type": "flatten", "name": "flat"},
+        {"type": "dropout", "p": 0.5, "name": "drop"},
+        {"type": "linear", "units": 4, "name": "fc"},
+        {"type": "softmax", "name": "probs"}]})
+
+
+def test_a_modern_dag_keeps_what_torch_keeps():
+    from archcalc.memory import memory
+
+    graph = _modern_graph()
+    net = _meta_net(graph)
+    for batch in (1, 4):
+        m = memory(graph, batch=batch)
+        assert m.saved_bytes == torch_kept_bytes(graph, batch, net), batch
+        assert (m.inference_peak, m.inference_peak_layer) == torch_inference_peak(graph, batch, net), batch
+    rows = {row.name: row for row in memory(graph).layers}
+    assert rows["pool0"].kept == () and rows["relu0"].kept == ()  # before any weights: no gradient, nothing kept
+    assert rows["sum"].kept == () and rows["cat"].kept == ()  # add and concat keep nothing
+    assert [(k.saved.kind, k.shared) for k in rows["scaled"].kept] == [("input", False), ("input", False)]
+    # the mul's output is kept by layernorm and by the skip conv: one storage, counted at layernorm
+    assert [(k.saved.kind, k.storage, k.shared) for k in rows["skip"].kept if k.saved.kind == "input"] == [
+        ("input", "scaled", True)]
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (3, 5, 4), (2, 3, 4, 5)])
+@pytest.mark.parametrize("size", [1, 2])
+def test_adaptive_average_to_one_is_a_mean(shape, size):
+    """torch computes an adaptive average pool to 1 on every axis as a mean, which keeps nothing
+    (ConvNeXt's head); to any other size it keeps the input."""
+    op = REGISTRY["adaptive_avgpool"]
+    layer = op.infer({"output_size": size}, (shape,))
+    inputs = [torch.randn(2, *shape, dtype=torch.float64, requires_grad=True)]
+    assert torch_saved(op.torch_module(layer).double(), inputs) == archcalc_saved(op, layer, 2)
+    assert (op.saved(layer) == ()) == (size == 1)
+
+
+def test_convnext_example_keeps_what_torch_keeps():
+    """examples/convnext_tiny.py (layernorm, GELU, layer scale, stochastic depth, depthwise 7x7 convs)."""
+    from pathlib import Path
+
+    from archcalc.loading import load
+    from archcalc.memory import memory
+
+    graph = load(str(Path(__file__).resolve().parents[1] / "examples" / "convnext_tiny.py"))
+    net = _meta_net(graph)
+    for batch in (1, 2):
+        m = memory(graph, batch=batch)
+        assert m.saved_bytes == torch_kept_bytes(graph, batch, net), batch
+        assert (m.inference_peak, m.inference_peak_layer) == torch_inference_peak(graph, batch, net), batch
+
+
+@pytest.mark.parametrize(("op_type", "attrs"), [
+    ("dropout", {"p": 0.0}), ("dropout", {"p": 1.0}), ("dropout", {"p": 0.2}),
+    ("stochastic_depth", {"p": 1.0, "mode": "batch"}), ("stochastic_depth", {"p": 0.0, "mode": "batch"}),
+    ("maxpool", {"kernel": 1}), ("avgpool", {"kernel": [4, 5]}), ("leaky_relu", {"negative_slope": 0.0}),
+    ("lrn", {"size": 3}), ("adaptive_maxpool", {"output_size": 1}),
+])
+def test_random_and_degenerate_attributes_keep_what_torch_keeps(op_type, attrs):
+    """The siblings of the registry's examples where torch keeps something else (p = 0 keeps
+    nothing, p = 1 a scalar zero) or where a window covers everything."""
+    op = REGISTRY[op_type]
+    shape = (3, 4, 5) if op_type != "lrn" else (4, 2, 3, 3)
+    layer = op.infer({**op.defaults(), **attrs}, (shape,))
+    inputs = [torch.randn(2, *shape, dtype=torch.float64, requires_grad=True)]
+    module = op.torch_module(layer).double().train()
+    key = lambda entry: (entry[0], entry[1], entry[2])  # noqa: E731
+    assert sorted(torch_saved(module, inputs), key=key) == sorted(archcalc_saved(op, layer, 2), key=key)
+
+
+def test_names_are_shown_literally():
+    import json
+
+    from tests.helpers import run_main
+
+    spec = json.dumps({"name": "[bold]net", "input": [3, 8, 8], "layers": [
+        {"type": "conv", "filters": 4, "kernel": 3, "name": "[red]c[/red]"}, {"type": "relu", "name": "r[x]"}]})
+    code, out, _ = run_main("memory", "-", input=spec)
+    assert code == 0 and "[red]c[/red]" in out and "r[x]" in out and "[bold]net" in out
+    code, out, _ = run_main("report", "-", "--training", input=spec)
+    assert code == 0 and out.count("[red]c[/red]") >= 2

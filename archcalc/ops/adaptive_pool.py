@@ -211,7 +211,8 @@ class AdaptiveAvgPool(_AdaptivePool):
     (per window: window - 1 adds and 1 divide) = c * prod over axes of (in + out - gcd(in, out))
     receptive field: the ordinary window where out divides in (k = s = in/out) or in mod out == 1;
     otherwise stride in/out, the largest window (or one more) as kernel, flagged non-uniform (~)
-    saved for backward: its input (adaptive_avg_pool's backward reads it)
+    saved for backward: its input (adaptive_avg_pool's backward reads it); nothing when every output
+    size is 1 (PyTorch computes that as a mean, whose backward needs only shapes)
     """
 
     type = "adaptive_avgpool"
@@ -220,6 +221,8 @@ class AdaptiveAvgPool(_AdaptivePool):
 
     def saved(self, layer: Layer) -> tuple[Saved, ...] | str:
         """What backward keeps: "saved for backward" in the class docstring."""
+        if all(n == 1 for n in layer.out_shape[1:]):
+            return ()
         return (keeps_input(layer),)
 
     def cost(self, layer: Layer) -> Cost:
