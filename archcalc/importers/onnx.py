@@ -640,6 +640,71 @@ class _Importer:
         params = {"scale": (channels,), "shift": (channels,)} if affine else {}
         self._claim(indices, lambda: self._emit_fused("groupnorm", attrs, x, first, max(indices), params))
 
+    def _reduce_axes(self, node: Any) -> list[int] | None:
+        """A ReduceMean's axes, normalised, when constant and keepdims is 1; else None."""
+        a = _attrs(node)
+        rank = self.rank(node.input[0])
+        if rank is None or not a.get("keepdims", 1):
+            return None
+        if self.opset >= 18:
+            if len(node.input) < 2 or not self._small_const(node.input[1]):
+                return None
+            axes = [int(v) for v in self.const(node.input[1]).reshape(-1)]
+        else:
+            axes = [int(v) for v in a.get("axes", [])]
+        normal = [_normalized_axis(axis, rank) for axis in axes]
+        return None if not axes or None in normal else sorted(normal)  # type: ignore[type-var]
+
+    def _match_layernorm(self, index: int, node: Any) -> None:
+        """LayerNorm as exporters wrote it before opset 17: ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt,
+        Div, then Mul by the weight and Add of the bias (each absent without them)."""
+        x, mean = node.input[0], node.output[0]
+        dims, axes = self.shape(x), self._reduce_axes(node)
+        if dims is None or None in dims or not axes or axes != list(range(axes[0], len(dims))) or axes[0] < 1:
+            return
+        sub = self._only_consumer(mean)
+        if not self._is(sub, "Sub") or list(self.nodes[sub].input) != [x, mean]:
+            return
+        centred = self.nodes[sub].output[0]
+        users = self.consumers.get(centred, [])
+        if len(users) != 2 or centred in self.graph_outputs:
+            return
+        power = next((u for u in users if self._is(u, "Pow")), None)
+        divide = next((u for u in users if self._is(u, "Div")), None)
+        if power is None or divide is None or not self._close(self.nodes[power].input[1], 2.0):
+            return
+        variance = self._only_consumer(self.nodes[power].output[0])
+        if not self._is(variance, "ReduceMean") or self._reduce_axes(self.nodes[variance]) != axes:
+            return
+        add = self._only_consumer(self.nodes[variance].output[0])
+        if not self._is(add, "Add"):
+            return
+        eps = self._scalar(self._other(self.nodes[add], self.nodes[variance].output[0]) or "")
+        root = self._only_consumer(self.nodes[add].output[0])
+        if eps is None or not self._is(root, "Sqrt") or self._only_consumer(self.nodes[root].output[0]) != divide \
+                or list(self.nodes[divide].input) != [centred, self.nodes[root].output[0]]:  # type: ignore[index]
+            return
+        normalized = [int(d) for d in dims[axes[0]:]]  # type: ignore[arg-type]
+        indices = [index, sub, power, variance, add, root, divide]  # type: ignore[list-item]
+        out, affine, bias = self.nodes[divide].output[0], False, False  # type: ignore[index]
+
+        def per_value(value: str | None) -> bool:
+            shape = self.shape(value) if value and self.is_const(value) else None
+            return shape is not None and math.prod(shape) == math.prod(normalized) and \
+                tuple(shape[-len(normalized):]) == tuple(normalized[-len(shape):])
+
+        mul = self._only_consumer(out)
+        if self._is(mul, "Mul") and per_value(self._other(self.nodes[mul], out)):
+            indices.append(mul)  # type: ignore[arg-type]
+            out, affine = self.nodes[mul].output[0], True
+            shift = self._only_consumer(out)
+            if self._is(shift, "Add") and per_value(self._other(self.nodes[shift], out)):
+                indices.append(shift)  # type: ignore[arg-type]
+                bias = True
+        attrs = {"normalized_shape": normalized, "eps": eps, "elementwise_affine": affine, "bias": bias}
+        params = {"scale": tuple(normalized), **({"shift": tuple(normalized)} if bias else {})} if affine else {}
+        self._claim(indices, lambda: self._emit_fused("layernorm", attrs, x, index, max(indices), params))
+
     def _small_const(self, value: str) -> bool:
         return bool(value) and self.is_const(value) and value not in self.large \
             and math.prod(self.shape(value) or (MAX_CONSTANT_VALUES + 1,)) <= MAX_CONSTANT_VALUES
@@ -1171,7 +1236,11 @@ def _pool(op_type: str) -> Handler:
         padding = _window_padding(imp, node, a, kernel, stride, dilation)
         if isinstance(padding, str) and padding != "same":
             return padding
-        attrs: dict[str, Any] = {"kernel": kernel, "stride": stride, "padding": padding, "ceil_mode": bool(a.get("ceil_mode", 0))}
+        ceil_mode = bool(a.get("ceil_mode", 0))
+        include_pad = op_type == "avgpool" and bool(a.get("count_include_pad", 0))
+        if isinstance(padding, list) and not ceil_mode and not include_pad:
+            padding, ceil_mode = _ceil_for_end_padding(imp, node, padding, kernel, stride, dilation)
+        attrs: dict[str, Any] = {"kernel": kernel, "stride": stride, "padding": padding, "ceil_mode": ceil_mode}
         if op_type == "maxpool":
             attrs["dilation"] = dilation
         else:  # ONNX's default is 0 (PyTorch's True): always given
@@ -1180,6 +1249,29 @@ def _pool(op_type: str) -> Handler:
         return None
     handler.__doc__ = f"ONNX's {op_type}: kernel_shape, strides, pads or auto_pad, ceil_mode"
     return handler
+
+
+def _ceil_for_end_padding(imp: _Importer, node: Any, padding: list[Any], kernel: list[int], stride: list[int],
+                          dilation: list[int]) -> tuple[Any, bool]:
+    """Padding past k//2 at the end (how exporters before opset 10 wrote a ceil-mode pool) as ceil_mode with the
+    end padding PyTorch allows, when that gives ONNX's output size on every axis; else the padding unchanged."""
+    pairs = [list(p) if isinstance(p, list) else [p, p] for p in padding]
+    spatial = _spatial(imp, node.input[0])
+    if spatial is None or all(max(b, e) <= k // 2 for (b, e), k in zip(pairs, kernel, strict=True)):
+        return padding, False
+    chosen = []
+    for (before, after), size, k, s, d in zip(pairs, spatial, kernel, stride, dilation, strict=True):
+        target = (size + before + after - d * (k - 1) - 1) // s + 1
+        for end in range(k // 2 + 1):
+            out = -(-(size + before + end - d * (k - 1) - 1) // s) + 1
+            if (out - 1) * s >= size + before:  # PyTorch's ceil rule: no window starts in the end padding
+                out -= 1
+            if out == target and before <= k // 2:
+                chosen.append([before, end])
+                break
+        else:
+            return padding, False
+    return chosen, True
 
 
 @_handles_settings
@@ -1367,6 +1459,9 @@ def _resize(imp: _Importer, node: Any) -> str | None:
             attrs["align_corners"] = False
         elif transform == "align_corners":
             attrs["align_corners"] = True
+        elif node.op_type == "Upsample" or imp.opset < 11:
+            return (f"mode {mode!r} before opset 11, which samples at o * in/out (PyTorch's bilinear samples at "
+                    "(o + 0.5) * in/out - 0.5: export with opset 11 or later)")
         else:
             return f"coordinate_transformation_mode {transform!r}"
         attrs["mode"] = "bicubic" if mode == "cubic" else {1: "linear", 2: "bilinear", 3: "trilinear"}.get(n, "linear")
@@ -1499,6 +1594,7 @@ _MATCHERS: dict[str, Callable[[_Importer, int, Any], None]] = {
     "Erf": _Importer._match_gelu,
     "Reshape": _Importer._match_reshape,
     "InstanceNormalization": _Importer._match_groupnorm,
+    "ReduceMean": _Importer._match_layernorm,
 }
 
 
