@@ -1135,6 +1135,20 @@ def case_maxpool_end_padding_as_ceil():
     return m, [{"type": "maxpool", "kernel": 3, "stride": 3, "ceil_mode": True}]
 
 
+def gelu_tanh_case(cube):
+    def build():
+        m = Model([1, 4, 5, 5])
+        # torch's: x * x, then x * that
+        cubed = m.node("Pow", ["x", m.init("three", np.float32(3))]) if cube == "pow" else \
+            m.node("Mul", ["x", m.node("Mul", ["x", "x"])])
+        inner = m.node("Add", ["x", m.node("Mul", [m.init("c", np.float32(0.044715)), cubed])])
+        t = m.node("Tanh", [m.node("Mul", [m.init("k", np.float32(math.sqrt(2 / math.pi))), inner])])
+        m.node("Mul", [m.init("half", np.float32(0.5)), m.node("Mul", ["x", m.node("Add", [m.init("one", np.float32(1)), t])])])
+        return m, [{"type": "gelu", "approximate": "tanh"}]
+    return build
+
+
+CASES.update({"gelu_tanh_torch": gelu_tanh_case("mul"), "gelu_tanh_pow": gelu_tanh_case("pow")})
 CASES.update({"flat_gather_reshape": case_flat_gather_reshape, "maxpool_end_padding_as_ceil": case_maxpool_end_padding_as_ceil,
               "groupnorm_decomposed": case_groupnorm_decomposed,
               "layernorm_decomposed_no_affine": case_layernorm_decomposed_no_affine})
@@ -1158,7 +1172,8 @@ def test_many_torch_layers(opset, tmp_path):
                                       nn.ConvTranspose2d(8, 6, 4, stride=2, padding=1), nn.InstanceNorm2d(6, affine=True),
                                       nn.ELU(), nn.Hardswish(), nn.AvgPool2d(2, count_include_pad=False),
                                       nn.Hardsigmoid(), nn.Upsample(scale_factor=2, mode="bilinear" if opset >= 11 else "nearest"),
-                                      nn.ReLU6(), nn.Tanh(), nn.Dropout(0.2), nn.SiLU(), nn.GELU())
+                                      nn.ReLU6(), nn.Tanh(), nn.Dropout(0.2), nn.SiLU(), nn.GELU(),
+                                      nn.GELU(approximate="tanh"))
             self.norm = nn.LayerNorm(6)
             self.head = nn.Linear(6, 3)
 
@@ -1185,6 +1200,7 @@ def test_many_torch_layers(opset, tmp_path):
     assert {"pad", "prelu", "maxpool", "groupnorm", "leaky_relu", "conv_transpose", "instancenorm", "elu", "hardswish",
             "avgpool", "hardsigmoid", "upsample", "relu6", "tanh", "layernorm", "linear", "softmax", "silu", "gelu",
             "channel_shuffle", "slice", "concat"} <= types
+    assert sum(layer.type == "gelu" for layer in analysis.layers) == 2
 
 
 def test_bilinear_before_opset_11_refused(tmp_path):

@@ -23,6 +23,7 @@ BatchNormalization's ``momentum`` weighs the running average (PyTorch's ``1 - mo
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -525,34 +526,95 @@ class _Importer:
             x = pre.input[1]
         else:
             return
-        add = self._only_consumer(node.output[0])
-        if not self._is(add, "Add") or not self._close(self._other(self.nodes[add], node.output[0]) or "", 1.0):
+        tail = self._gelu_tail(x, node.output[0])
+        if tail is not None:
+            indices = [first, index, *tail]
+            self._claim(indices, lambda: self._emit_fused("gelu", {"approximate": "none"}, x, min(indices), max(indices)))
+
+    def _match_gelu_tanh(self, index: int, node: Any) -> None:
+        """x * 0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))), GELU's tanh form as exporters write it."""
+        inner = self._scaled(node.input[0], math.sqrt(2 / math.pi), index)
+        if inner is None:
             return
+        scale_index, summed = inner
+        add = self.producer.get(summed)
+        if not self._is(add, "Add") or self._only_consumer(summed) != scale_index:
+            return
+        for x, cubic in (self.nodes[add].input[:2], self.nodes[add].input[1::-1]):  # type: ignore[index]
+            found = self._scaled(cubic, 0.044715, add)
+            if found is None:
+                continue
+            cube_index = self.producer.get(found[1])
+            cube = self._cube_of(x, found[1], found[0]) if cube_index is not None else None
+            if cube is None:
+                continue
+            tail = self._gelu_tail(x, node.output[0])
+            if tail is None:
+                return
+            indices = [*cube, found[0], add, scale_index, index, *tail]  # type: ignore[list-item]
+            self._claim(indices, functools.partial(self._emit_fused, "gelu", {"approximate": "tanh"}, x, min(indices),
+                                                   max(indices)))
+            return
+
+    def _scaled(self, value: str, factor: float, user: int | None) -> tuple[int, str] | None:
+        """(index, operand) when value is Mul(operand, factor) read by user alone."""
+        producer = self.producer.get(value)
+        if not self._is(producer, "Mul") or self._only_consumer(value) != user or len(self.nodes[producer].input) != 2:
+            return None
+        a, b = self.nodes[producer].input  # type: ignore[index]
+        if self._close(b, factor):
+            return producer, a  # type: ignore[return-value]
+        if self._close(a, factor):
+            return producer, b  # type: ignore[return-value]
+        return None
+
+    def _cube_of(self, x: str, value: str, user: int) -> list[int] | None:
+        """The nodes computing x**3 as value (Pow(x, 3), or x * (x * x) in either order), each read once."""
+        producer = self.producer.get(value)
+        if producer is None or self._only_consumer(value) != user:
+            return None
+        node = self.nodes[producer]
+        if node.op_type == "Pow" and node.input[0] == x and self._close(node.input[1], 3.0):
+            return [producer]
+        if node.op_type != "Mul" or x not in node.input:
+            return None
+        square = self._other(node, x) if list(node.input) != [x, x] else None
+        s_index = self.producer.get(square) if square else None
+        if s_index is None or not self._is(s_index, "Mul") or list(self.nodes[s_index].input) != [x, x] \
+                or self._only_consumer(square or "") != producer:
+            return None
+        return [s_index, producer]
+
+    def _gelu_tail(self, x: str, inner: str) -> list[int] | None:
+        """The nodes of x * 0.5 * (1 + inner) after inner, in the orders exporters write them."""
+        add = self._only_consumer(inner)
+        if not self._is(add, "Add") or not self._close(self._other(self.nodes[add], inner) or "", 1.0):
+            return None
         a_out = self.nodes[add].output[0]
         user = self._only_consumer(a_out)
         if not self._is(user, "Mul"):
-            return
+            return None
         other = self._other(self.nodes[user], a_out)
         u_out = self.nodes[user].output[0]
-        indices = [first, index, add, user]
-        if other == x:  # (x * (1 + erf)) * 0.5
+        indices = [add, user]
+        if other == x:  # (x * (1 + f)) * 0.5
             last = self._only_consumer(u_out)
             if not self._is(last, "Mul") or not self._close(self._other(self.nodes[last], u_out) or "", 0.5):
-                return
-            indices.append(last)
-        elif other is not None and self._close(other, 0.5):  # x * ((1 + erf) * 0.5)
+                return None
+            indices.append(last)  # type: ignore[arg-type]
+        elif other is not None and self._close(other, 0.5):  # x * ((1 + f) * 0.5)
             last = self._only_consumer(u_out)
             if not self._is(last, "Mul") or self._other(self.nodes[last], u_out) != x:
-                return
-            indices.append(last)
-        else:  # (x * 0.5) * (1 + erf)
+                return None
+            indices.append(last)  # type: ignore[arg-type]
+        else:  # (x * 0.5) * (1 + f)
             half = self.producer.get(other) if other else None
             if half is None or not self._is(half, "Mul") or self._only_consumer(other or "") != user:
-                return
+                return None
             if not self._close(self._other(self.nodes[half], x) or "", 0.5):
-                return
+                return None
             indices.append(half)
-        self._claim(indices, lambda: self._emit_fused("gelu", {"approximate": "none"}, x, min(indices), max(indices)))
+        return indices  # type: ignore[return-value]
 
     def _close(self, value: str, target: float) -> bool:
         scalar = self._scalar(value) if value else None
@@ -1592,6 +1654,7 @@ _MATCHERS: dict[str, Callable[[_Importer, int, Any], None]] = {
     "Sigmoid": _Importer._match_silu,
     "HardSigmoid": _Importer._match_hardswish,
     "Erf": _Importer._match_gelu,
+    "Tanh": _Importer._match_gelu_tanh,
     "Reshape": _Importer._match_reshape,
     "InstanceNormalization": _Importer._match_groupnorm,
     "ReduceMean": _Importer._match_layernorm,
