@@ -1268,3 +1268,26 @@ def test_initializers_listed_as_inputs(tmp_path):
     proto.opset_import[0].version = 8
     onnx.save(proto, str(tmp_path / "ir3.onnx"))
     check_against_spec(tmp_path / "ir3.onnx", layers)
+
+
+# ---- the command line ----
+
+def test_cli_report_onnx(tmp_path):
+    import json
+
+    from tests.helpers import run_main
+
+    model, _ = case_conv_pads_symmetric()
+    path = model.save(tmp_path, input_shape=["N", 3, "H", "W"])
+    status, out, err = run_main("report", str(path))
+    assert status == 2 and err == (f"error: '{path}': input 'x' has a dynamic shape (N, 3, H, W); give its per-sample "
+                                   "shape: --input 3x224x224 (input_shape=(3, 224, 224) in Python)\n")
+    status, out, err = run_main("report", str(path), "--input", "3x9x9", "--format", "json")
+    assert status == 0 and json.loads(out)["layers"][1]["macs"] == 4 * 3 * 9 * 9 * 9 and json.loads(out)["status"] == "complete"
+    assert "its convs have biases and it has no BatchNormalization" in err  # the warning, on standard error
+    path = unsupported_model().save(tmp_path, "cos.onnx")
+    status, out, err = run_main("report", str(path), "--partial", "--format", "json")
+    report = json.loads(out)
+    assert status == 0 and report["status"] == "partial"
+    assert report["uncounted"] == [{"op": "Cos", "count": 2, "first": "cos1"},
+                                   {"op": "Clip (min -1, max inf)", "count": 1, "first": "clip"}]
