@@ -1291,3 +1291,20 @@ def test_cli_report_onnx(tmp_path):
     assert status == 0 and report["status"] == "partial"
     assert report["uncounted"] == [{"op": "Cos", "count": 2, "first": "cos1"},
                                    {"op": "Clip (min -1, max inf)", "count": 1, "first": "clip"}]
+
+
+def test_dangling_and_unordered_inputs(tmp_path):
+    m = Model([1, 4, 5, 5])
+    m.node("Relu", ["ghost"], name="r")
+    path = m.save(tmp_path, "ghost.onnx")
+    with pytest.raises(SpecError) as error:
+        from_onnx(path)
+    assert str(error.value).startswith(f"'{path}': ONNX shape inference fails: ") and "node name: r" in str(error.value)
+    m = Model([1, 4, 5, 5])  # nodes out of topological order, as the ONNX spec forbids
+    m.node("Relu", ["b_out"], name="a")
+    m.node("Relu", ["x"], name="b")
+    path = m.save(tmp_path, "order.onnx")
+    with pytest.raises(SpecError) as error:
+        from_onnx(path)
+    assert str(error.value) == (f"'{path}': node 'a' (Relu): input 'b_out' is not the model's input, an initializer or "
+                                "an earlier node's output")
