@@ -1148,7 +1148,14 @@ def gelu_tanh_case(cube):
     return build
 
 
-CASES.update({"gelu_tanh_torch": gelu_tanh_case("mul"), "gelu_tanh_pow": gelu_tanh_case("pow")})
+def case_sum_of_three():
+    m = Model([1, 4, 5, 5])
+    r = m.node("Relu", ["x"], name="r")
+    m.node("Sum", ["x", r, r])
+    return m, [{"type": "relu", "name": "r"}, {"type": "add", "inputs": ["input", "r", "r"]}]
+
+
+CASES.update({"gelu_tanh_torch": gelu_tanh_case("mul"), "gelu_tanh_pow": gelu_tanh_case("pow"), "sum": case_sum_of_three})
 CASES.update({"flat_gather_reshape": case_flat_gather_reshape, "maxpool_end_padding_as_ceil": case_maxpool_end_padding_as_ceil,
               "groupnorm_decomposed": case_groupnorm_decomposed,
               "layernorm_decomposed_no_affine": case_layernorm_decomposed_no_affine})

@@ -1624,6 +1624,7 @@ _HANDLERS: dict[str, Handler] = {
     "Gelu": _gelu,
     "Mul": _binary("mul"),
     "Add": _binary("add"),
+    "Sum": _binary("add"),
     "Concat": _concat,
     "Split": _split,
     "Slice": _slice,
