@@ -9,10 +9,18 @@ What is folded, never a layer: initializers and ``Constant`` nodes, and the node
 compute constants from them or from static shapes (``Shape``/``Gather``/``Unsqueeze``/
 ``Concat`` chains feeding a ``Reshape``). What is recognised as one layer, the way exporters
 decompose them: SiLU (``Sigmoid`` + ``Mul``), hardswish (``HardSigmoid`` + ``Mul``), GELU
-(``Div``/``Erf``/``Add``/``Mul``/``Mul``), a linear layer on any rank (``MatMul`` + ``Add``),
-a per-channel scale (``Mul``, + ``Add``, by initializers of shape (C, 1, ...)) and channel
-shuffle (``Reshape``/``Transpose``/``Reshape``). ONNX numbers axes with the batch axis first,
-as PyTorch and archcalc's layout ops do, so ``axis``/``perm`` carry over unchanged.
+(``Div``/``Erf``/``Add``/``Mul``/``Mul``, and the tanh form's cube, ``Tanh`` and the same tail),
+a linear layer on any rank (``MatMul`` + ``Add``), a per-channel scale (``Mul``, + ``Add``, by
+initializers of shape (C, 1, ...)), channel shuffle (``Reshape``/``Transpose``/``Reshape``),
+torch's GroupNorm (``InstanceNormalization`` between two ``Reshape``s, then ``Mul``/``Add``),
+LayerNorm before opset 17 (``ReduceMean``/``Sub``/``Pow``/``ReduceMean``/``Add``/``Sqrt``/
+``Div``, then ``Mul``/``Add``) and torch.export's ``as_strided`` (``Reshape`` to 1D +
+``Gather`` of arange indices: a reshape). Each pattern is fused only when its inner values
+are read by the pattern alone; the layer takes the first node's name. ONNX numbers axes with
+the batch axis first, as PyTorch and archcalc's layout ops do, so ``axis``/``perm`` carry over.
+
+A pool padded past k//2 at the end (how exporters wrote ceil mode before opset 10) is read back
+as ``ceil_mode`` with PyTorch's allowed padding when that gives ONNX's output size.
 
 Attribute semantics follow the ONNX operator specs (``onnx.defs.get_schema``): ``pads`` is
 ``[x1_begin, x2_begin, ..., x1_end, x2_end, ...]``; ``auto_pad`` SAME_UPPER is archcalc's
