@@ -1115,12 +1115,58 @@ def case_groupnorm_decomposed():
     return m, [{"type": "groupnorm", "num_groups": 2}]
 
 
-CASES.update({"flat_gather_reshape": case_flat_gather_reshape, "groupnorm_decomposed": case_groupnorm_decomposed})
+def case_layernorm_decomposed_no_affine():
+    # before opset 17: mean, x - mean, its square's mean, + eps, sqrt, divide (no weight, no bias here)
+    m = Model([1, 3, 4, 6], opset=13)
+    mean = m.node("ReduceMean", ["x"], axes=[-1], name="ln")
+    centred = m.node("Sub", ["x", mean])
+    square = m.node("Pow", [centred, m.init("two", np.float32(2))])
+    variance = m.node("ReduceMean", [square], axes=[3])
+    shifted = m.node("Add", [variance, m.init("eps", np.float32(1e-6))])
+    m.node("Div", [centred, m.node("Sqrt", [shifted])])
+    return m, [{"type": "layernorm", "normalized_shape": [6], "eps": float(np.float32(1e-6)), "elementwise_affine": False}]
 
 
-def test_many_torch_layers(tmp_path):
-    """Layers of every family through torch.onnx.export: params and MACs equal torch's. (nn.LocalResponseNorm is
-    not here: torch writes it as Pow/Div/AvgPool under an If, not ONNX's LRN, and the import says so.)"""
+def case_maxpool_end_padding_as_ceil():
+    # opset 9 has no ceil_mode: torch pads the end instead. k 3, s 3 on 10: floor((10 + 2 - 3)/3) + 1 = 4 =
+    # ceil((10 - 3)/3) + 1; padding 2 exceeds PyTorch's k//2 = 1, so it is read back as ceil_mode
+    m = Model([1, 2, 10, 10], opset=9)
+    m.node("MaxPool", ["x"], kernel_shape=[3, 3], strides=[3, 3], pads=[0, 0, 2, 2])
+    return m, [{"type": "maxpool", "kernel": 3, "stride": 3, "ceil_mode": True}]
+
+
+def gelu_tanh_case(cube):
+    def build():
+        m = Model([1, 4, 5, 5])
+        # torch's: x * x, then x * that
+        cubed = m.node("Pow", ["x", m.init("three", np.float32(3))]) if cube == "pow" else \
+            m.node("Mul", ["x", m.node("Mul", ["x", "x"])])
+        inner = m.node("Add", ["x", m.node("Mul", [m.init("c", np.float32(0.044715)), cubed])])
+        t = m.node("Tanh", [m.node("Mul", [m.init("k", np.float32(math.sqrt(2 / math.pi))), inner])])
+        m.node("Mul", [m.init("half", np.float32(0.5)), m.node("Mul", ["x", m.node("Add", [m.init("one", np.float32(1)), t])])])
+        return m, [{"type": "gelu", "approximate": "tanh"}]
+    return build
+
+
+def case_sum_of_three():
+    m = Model([1, 4, 5, 5])
+    r = m.node("Relu", ["x"], name="r")
+    m.node("Sum", ["x", r, r])
+    return m, [{"type": "relu", "name": "r"}, {"type": "add", "inputs": ["input", "r", "r"]}]
+
+
+CASES.update({"gelu_tanh_torch": gelu_tanh_case("mul"), "gelu_tanh_pow": gelu_tanh_case("pow"), "sum": case_sum_of_three})
+CASES.update({"flat_gather_reshape": case_flat_gather_reshape, "maxpool_end_padding_as_ceil": case_maxpool_end_padding_as_ceil,
+              "groupnorm_decomposed": case_groupnorm_decomposed,
+              "layernorm_decomposed_no_affine": case_layernorm_decomposed_no_affine})
+
+
+@pytest.mark.parametrize("opset", [9, 11, 13, 17, 20])
+def test_many_torch_layers(opset, tmp_path):
+    """Layers of every family through torch.onnx.export at old and new opsets (Split, Slice, Clip, Pad, Resize,
+    ReduceMean as attributes or inputs; LayerNorm decomposed before 17): params and MACs equal torch's.
+    (nn.LocalResponseNorm is not here: torch writes it as Pow/Div/AvgPool under an If, not ONNX's LRN, and the
+    import says so. Before opset 11 torch's bilinear export samples elsewhere than PyTorch: refused, so nearest.)"""
     torch = pytest.importorskip("torch")
     nn = torch.nn
 
@@ -1132,15 +1178,19 @@ def test_many_torch_layers(tmp_path):
             self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.GroupNorm(4, 8), nn.LeakyReLU(0.1),
                                       nn.ConvTranspose2d(8, 6, 4, stride=2, padding=1), nn.InstanceNorm2d(6, affine=True),
                                       nn.ELU(), nn.Hardswish(), nn.AvgPool2d(2, count_include_pad=False),
-                                      nn.Hardsigmoid(), nn.Upsample(scale_factor=2, mode="bilinear"),
-                                      nn.ReLU6(), nn.Tanh(), nn.Dropout(0.2))
+                                      nn.Hardsigmoid(), nn.Upsample(scale_factor=2, mode="bilinear" if opset >= 11 else "nearest"),
+                                      nn.ReLU6(), nn.Tanh(), nn.Dropout(0.2), nn.SiLU(), nn.GELU(),
+                                      nn.GELU(approximate="tanh"))
             self.norm = nn.LayerNorm(6)
             self.head = nn.Linear(6, 3)
 
         def forward(self, x):
             y = self.body(self.stem(x))
+            a, b = y.chunk(2, dim=1)
+            y = torch.cat([b, a], 1)
             n, c, h, w = y.shape  # ShuffleNet's channel shuffle, as torchvision writes it
             y = y.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+            y = nn.functional.pad(y, (1, 1, 2, 0))[:, :, 1:-1, 2:]
             y = self.norm(y.permute(0, 2, 3, 1))
             return torch.softmax(self.head(y).permute(0, 3, 1, 2).mean((2, 3)), dim=1)
 
@@ -1148,15 +1198,26 @@ def test_many_torch_layers(tmp_path):
     x = torch.randn(1, 3, 17, 15)
     path = tmp_path / "net.onnx"
     with torch.no_grad():
-        torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17, do_constant_folding=False)
+        torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=opset, do_constant_folding=False)
     analysis = archcalc.analyze(from_onnx(path))
     assert analysis.totals.params == sum(p.numel() for p in module.parameters())
     assert _conv_linear_macs(analysis) == _torch_macs(module, x)
     assert analysis.layers[-1].output_shape == tuple(module(x).shape[1:])
     types = {layer.type for layer in analysis.layers}
     assert {"pad", "prelu", "maxpool", "groupnorm", "leaky_relu", "conv_transpose", "instancenorm", "elu", "hardswish",
-            "avgpool", "hardsigmoid", "upsample", "relu6", "tanh", "layernorm", "linear", "softmax",
-            "channel_shuffle"} <= types
+            "avgpool", "hardsigmoid", "upsample", "relu6", "tanh", "layernorm", "linear", "softmax", "silu", "gelu",
+            "channel_shuffle", "slice", "concat"} <= types
+    assert sum(layer.type == "gelu" for layer in analysis.layers) == 2
+
+
+def test_bilinear_before_opset_11_refused(tmp_path):
+    torch = pytest.importorskip("torch")
+    module = torch.nn.Upsample(scale_factor=2, mode="bilinear").eval()
+    path = tmp_path / "up.onnx"
+    with torch.no_grad():
+        torch.onnx.export(module, (torch.randn(1, 2, 4, 4),), str(path), dynamo=False, opset_version=10)
+    with pytest.raises(SpecError, match=r"Resize \(mode 'linear' before opset 11, which samples at o \* in/out"):
+        from_onnx(path)
 
 
 def test_dynamo_exporter(tmp_path):
@@ -1214,3 +1275,43 @@ def test_initializers_listed_as_inputs(tmp_path):
     proto.opset_import[0].version = 8
     onnx.save(proto, str(tmp_path / "ir3.onnx"))
     check_against_spec(tmp_path / "ir3.onnx", layers)
+
+
+# ---- the command line ----
+
+def test_cli_report_onnx(tmp_path):
+    import json
+
+    from tests.helpers import run_main
+
+    model, _ = case_conv_pads_symmetric()
+    path = model.save(tmp_path, input_shape=["N", 3, "H", "W"])
+    status, out, err = run_main("report", str(path))
+    assert status == 2 and err == (f"error: '{path}': input 'x' has a dynamic shape (N, 3, H, W); give its per-sample "
+                                   "shape: --input 3x224x224 (input_shape=(3, 224, 224) in Python)\n")
+    status, out, err = run_main("report", str(path), "--input", "3x9x9", "--format", "json")
+    assert status == 0 and json.loads(out)["layers"][1]["macs"] == 4 * 3 * 9 * 9 * 9 and json.loads(out)["status"] == "complete"
+    assert "its convs have biases and it has no BatchNormalization" in err  # the warning, on standard error
+    path = unsupported_model().save(tmp_path, "cos.onnx")
+    status, out, err = run_main("report", str(path), "--partial", "--format", "json")
+    report = json.loads(out)
+    assert status == 0 and report["status"] == "partial"
+    assert report["uncounted"] == [{"op": "Cos", "count": 2, "first": "cos1"},
+                                   {"op": "Clip (min -1, max inf)", "count": 1, "first": "clip"}]
+
+
+def test_dangling_and_unordered_inputs(tmp_path):
+    m = Model([1, 4, 5, 5])
+    m.node("Relu", ["ghost"], name="r")
+    path = m.save(tmp_path, "ghost.onnx")
+    with pytest.raises(SpecError) as error:
+        from_onnx(path)
+    assert str(error.value).startswith(f"'{path}': ONNX shape inference fails: ") and "node name: r" in str(error.value)
+    m = Model([1, 4, 5, 5])  # nodes out of topological order, as the ONNX spec forbids
+    m.node("Relu", ["b_out"], name="a")
+    m.node("Relu", ["x"], name="b")
+    path = m.save(tmp_path, "order.onnx")
+    with pytest.raises(SpecError) as error:
+        from_onnx(path)
+    assert str(error.value) == (f"'{path}': node 'a' (Relu): input 'b_out' is not the model's input, an initializer or "
+                                "an earlier node's output")

@@ -9,10 +9,18 @@ What is folded, never a layer: initializers and ``Constant`` nodes, and the node
 compute constants from them or from static shapes (``Shape``/``Gather``/``Unsqueeze``/
 ``Concat`` chains feeding a ``Reshape``). What is recognised as one layer, the way exporters
 decompose them: SiLU (``Sigmoid`` + ``Mul``), hardswish (``HardSigmoid`` + ``Mul``), GELU
-(``Div``/``Erf``/``Add``/``Mul``/``Mul``), a linear layer on any rank (``MatMul`` + ``Add``),
-a per-channel scale (``Mul``, + ``Add``, by initializers of shape (C, 1, ...)) and channel
-shuffle (``Reshape``/``Transpose``/``Reshape``). ONNX numbers axes with the batch axis first,
-as PyTorch and archcalc's layout ops do, so ``axis``/``perm`` carry over unchanged.
+(``Div``/``Erf``/``Add``/``Mul``/``Mul``, and the tanh form's cube, ``Tanh`` and the same tail),
+a linear layer on any rank (``MatMul`` + ``Add``), a per-channel scale (``Mul``, + ``Add``, by
+initializers of shape (C, 1, ...)), channel shuffle (``Reshape``/``Transpose``/``Reshape``),
+torch's GroupNorm (``InstanceNormalization`` between two ``Reshape``s, then ``Mul``/``Add``),
+LayerNorm before opset 17 (``ReduceMean``/``Sub``/``Pow``/``ReduceMean``/``Add``/``Sqrt``/
+``Div``, then ``Mul``/``Add``) and torch.export's ``as_strided`` (``Reshape`` to 1D +
+``Gather`` of arange indices: a reshape). Each pattern is fused only when its inner values
+are read by the pattern alone; the layer takes the first node's name. ONNX numbers axes with
+the batch axis first, as PyTorch and archcalc's layout ops do, so ``axis``/``perm`` carry over.
+
+A pool padded past k//2 at the end (how exporters wrote ceil mode before opset 10) is read back
+as ``ceil_mode`` with PyTorch's allowed padding when that gives ONNX's output size.
 
 Attribute semantics follow the ONNX operator specs (``onnx.defs.get_schema``): ``pads`` is
 ``[x1_begin, x2_begin, ..., x1_end, x2_end, ...]``; ``auto_pad`` SAME_UPPER is archcalc's
@@ -23,6 +31,7 @@ BatchNormalization's ``momentum`` weighs the running average (PyTorch's ``1 - mo
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -525,34 +534,95 @@ class _Importer:
             x = pre.input[1]
         else:
             return
-        add = self._only_consumer(node.output[0])
-        if not self._is(add, "Add") or not self._close(self._other(self.nodes[add], node.output[0]) or "", 1.0):
+        tail = self._gelu_tail(x, node.output[0])
+        if tail is not None:
+            indices = [first, index, *tail]
+            self._claim(indices, lambda: self._emit_fused("gelu", {"approximate": "none"}, x, min(indices), max(indices)))
+
+    def _match_gelu_tanh(self, index: int, node: Any) -> None:
+        """x * 0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))), GELU's tanh form as exporters write it."""
+        inner = self._scaled(node.input[0], math.sqrt(2 / math.pi), index)
+        if inner is None:
             return
+        scale_index, summed = inner
+        add = self.producer.get(summed)
+        if not self._is(add, "Add") or self._only_consumer(summed) != scale_index:
+            return
+        for x, cubic in (self.nodes[add].input[:2], self.nodes[add].input[1::-1]):  # type: ignore[index]
+            found = self._scaled(cubic, 0.044715, add)
+            if found is None:
+                continue
+            cube_index = self.producer.get(found[1])
+            cube = self._cube_of(x, found[1], found[0]) if cube_index is not None else None
+            if cube is None:
+                continue
+            tail = self._gelu_tail(x, node.output[0])
+            if tail is None:
+                return
+            indices = [*cube, found[0], add, scale_index, index, *tail]  # type: ignore[list-item]
+            self._claim(indices, functools.partial(self._emit_fused, "gelu", {"approximate": "tanh"}, x, min(indices),
+                                                   max(indices)))
+            return
+
+    def _scaled(self, value: str, factor: float, user: int | None) -> tuple[int, str] | None:
+        """(index, operand) when value is Mul(operand, factor) read by user alone."""
+        producer = self.producer.get(value)
+        if not self._is(producer, "Mul") or self._only_consumer(value) != user or len(self.nodes[producer].input) != 2:
+            return None
+        a, b = self.nodes[producer].input  # type: ignore[index]
+        if self._close(b, factor):
+            return producer, a  # type: ignore[return-value]
+        if self._close(a, factor):
+            return producer, b  # type: ignore[return-value]
+        return None
+
+    def _cube_of(self, x: str, value: str, user: int) -> list[int] | None:
+        """The nodes computing x**3 as value (Pow(x, 3), or x * (x * x) in either order), each read once."""
+        producer = self.producer.get(value)
+        if producer is None or self._only_consumer(value) != user:
+            return None
+        node = self.nodes[producer]
+        if node.op_type == "Pow" and node.input[0] == x and self._close(node.input[1], 3.0):
+            return [producer]
+        if node.op_type != "Mul" or x not in node.input:
+            return None
+        square = self._other(node, x) if list(node.input) != [x, x] else None
+        s_index = self.producer.get(square) if square else None
+        if s_index is None or not self._is(s_index, "Mul") or list(self.nodes[s_index].input) != [x, x] \
+                or self._only_consumer(square or "") != producer:
+            return None
+        return [s_index, producer]
+
+    def _gelu_tail(self, x: str, inner: str) -> list[int] | None:
+        """The nodes of x * 0.5 * (1 + inner) after inner, in the orders exporters write them."""
+        add = self._only_consumer(inner)
+        if not self._is(add, "Add") or not self._close(self._other(self.nodes[add], inner) or "", 1.0):
+            return None
         a_out = self.nodes[add].output[0]
         user = self._only_consumer(a_out)
         if not self._is(user, "Mul"):
-            return
+            return None
         other = self._other(self.nodes[user], a_out)
         u_out = self.nodes[user].output[0]
-        indices = [first, index, add, user]
-        if other == x:  # (x * (1 + erf)) * 0.5
+        indices = [add, user]
+        if other == x:  # (x * (1 + f)) * 0.5
             last = self._only_consumer(u_out)
             if not self._is(last, "Mul") or not self._close(self._other(self.nodes[last], u_out) or "", 0.5):
-                return
-            indices.append(last)
-        elif other is not None and self._close(other, 0.5):  # x * ((1 + erf) * 0.5)
+                return None
+            indices.append(last)  # type: ignore[arg-type]
+        elif other is not None and self._close(other, 0.5):  # x * ((1 + f) * 0.5)
             last = self._only_consumer(u_out)
             if not self._is(last, "Mul") or self._other(self.nodes[last], u_out) != x:
-                return
-            indices.append(last)
-        else:  # (x * 0.5) * (1 + erf)
+                return None
+            indices.append(last)  # type: ignore[arg-type]
+        else:  # (x * 0.5) * (1 + f)
             half = self.producer.get(other) if other else None
             if half is None or not self._is(half, "Mul") or self._only_consumer(other or "") != user:
-                return
+                return None
             if not self._close(self._other(self.nodes[half], x) or "", 0.5):
-                return
+                return None
             indices.append(half)
-        self._claim(indices, lambda: self._emit_fused("gelu", {"approximate": "none"}, x, min(indices), max(indices)))
+        return indices  # type: ignore[return-value]
 
     def _close(self, value: str, target: float) -> bool:
         scalar = self._scalar(value) if value else None
@@ -639,6 +709,71 @@ class _Importer:
         attrs = {"num_groups": groups, "eps": eps, "affine": affine}
         params = {"scale": (channels,), "shift": (channels,)} if affine else {}
         self._claim(indices, lambda: self._emit_fused("groupnorm", attrs, x, first, max(indices), params))
+
+    def _reduce_axes(self, node: Any) -> list[int] | None:
+        """A ReduceMean's axes, normalised, when constant and keepdims is 1; else None."""
+        a = _attrs(node)
+        rank = self.rank(node.input[0])
+        if rank is None or not a.get("keepdims", 1):
+            return None
+        if self.opset >= 18:
+            if len(node.input) < 2 or not self._small_const(node.input[1]):
+                return None
+            axes = [int(v) for v in self.const(node.input[1]).reshape(-1)]
+        else:
+            axes = [int(v) for v in a.get("axes", [])]
+        normal = [_normalized_axis(axis, rank) for axis in axes]
+        return None if not axes or None in normal else sorted(normal)  # type: ignore[type-var]
+
+    def _match_layernorm(self, index: int, node: Any) -> None:
+        """LayerNorm as exporters wrote it before opset 17: ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt,
+        Div, then Mul by the weight and Add of the bias (each absent without them)."""
+        x, mean = node.input[0], node.output[0]
+        dims, axes = self.shape(x), self._reduce_axes(node)
+        if dims is None or None in dims or not axes or axes != list(range(axes[0], len(dims))) or axes[0] < 1:
+            return
+        sub = self._only_consumer(mean)
+        if not self._is(sub, "Sub") or list(self.nodes[sub].input) != [x, mean]:
+            return
+        centred = self.nodes[sub].output[0]
+        users = self.consumers.get(centred, [])
+        if len(users) != 2 or centred in self.graph_outputs:
+            return
+        power = next((u for u in users if self._is(u, "Pow")), None)
+        divide = next((u for u in users if self._is(u, "Div")), None)
+        if power is None or divide is None or not self._close(self.nodes[power].input[1], 2.0):
+            return
+        variance = self._only_consumer(self.nodes[power].output[0])
+        if not self._is(variance, "ReduceMean") or self._reduce_axes(self.nodes[variance]) != axes:
+            return
+        add = self._only_consumer(self.nodes[variance].output[0])
+        if not self._is(add, "Add"):
+            return
+        eps = self._scalar(self._other(self.nodes[add], self.nodes[variance].output[0]) or "")
+        root = self._only_consumer(self.nodes[add].output[0])
+        if eps is None or not self._is(root, "Sqrt") or self._only_consumer(self.nodes[root].output[0]) != divide \
+                or list(self.nodes[divide].input) != [centred, self.nodes[root].output[0]]:  # type: ignore[index]
+            return
+        normalized = [int(d) for d in dims[axes[0]:]]  # type: ignore[arg-type]
+        indices = [index, sub, power, variance, add, root, divide]  # type: ignore[list-item]
+        out, affine, bias = self.nodes[divide].output[0], False, False  # type: ignore[index]
+
+        def per_value(value: str | None) -> bool:
+            shape = self.shape(value) if value and self.is_const(value) else None
+            return shape is not None and math.prod(shape) == math.prod(normalized) and \
+                tuple(shape[-len(normalized):]) == tuple(normalized[-len(shape):])
+
+        mul = self._only_consumer(out)
+        if self._is(mul, "Mul") and per_value(self._other(self.nodes[mul], out)):
+            indices.append(mul)  # type: ignore[arg-type]
+            out, affine = self.nodes[mul].output[0], True
+            shift = self._only_consumer(out)
+            if self._is(shift, "Add") and per_value(self._other(self.nodes[shift], out)):
+                indices.append(shift)  # type: ignore[arg-type]
+                bias = True
+        attrs = {"normalized_shape": normalized, "eps": eps, "elementwise_affine": affine, "bias": bias}
+        params = {"scale": tuple(normalized), **({"shift": tuple(normalized)} if bias else {})} if affine else {}
+        self._claim(indices, lambda: self._emit_fused("layernorm", attrs, x, index, max(indices), params))
 
     def _small_const(self, value: str) -> bool:
         return bool(value) and self.is_const(value) and value not in self.large \
@@ -1171,7 +1306,11 @@ def _pool(op_type: str) -> Handler:
         padding = _window_padding(imp, node, a, kernel, stride, dilation)
         if isinstance(padding, str) and padding != "same":
             return padding
-        attrs: dict[str, Any] = {"kernel": kernel, "stride": stride, "padding": padding, "ceil_mode": bool(a.get("ceil_mode", 0))}
+        ceil_mode = bool(a.get("ceil_mode", 0))
+        include_pad = op_type == "avgpool" and bool(a.get("count_include_pad", 0))
+        if isinstance(padding, list) and not ceil_mode and not include_pad:
+            padding, ceil_mode = _ceil_for_end_padding(imp, node, padding, kernel, stride, dilation)
+        attrs: dict[str, Any] = {"kernel": kernel, "stride": stride, "padding": padding, "ceil_mode": ceil_mode}
         if op_type == "maxpool":
             attrs["dilation"] = dilation
         else:  # ONNX's default is 0 (PyTorch's True): always given
@@ -1180,6 +1319,29 @@ def _pool(op_type: str) -> Handler:
         return None
     handler.__doc__ = f"ONNX's {op_type}: kernel_shape, strides, pads or auto_pad, ceil_mode"
     return handler
+
+
+def _ceil_for_end_padding(imp: _Importer, node: Any, padding: list[Any], kernel: list[int], stride: list[int],
+                          dilation: list[int]) -> tuple[Any, bool]:
+    """Padding past k//2 at the end (how exporters before opset 10 wrote a ceil-mode pool) as ceil_mode with the
+    end padding PyTorch allows, when that gives ONNX's output size on every axis; else the padding unchanged."""
+    pairs = [list(p) if isinstance(p, list) else [p, p] for p in padding]
+    spatial = _spatial(imp, node.input[0])
+    if spatial is None or all(max(b, e) <= k // 2 for (b, e), k in zip(pairs, kernel, strict=True)):
+        return padding, False
+    chosen = []
+    for (before, after), size, k, s, d in zip(pairs, spatial, kernel, stride, dilation, strict=True):
+        target = (size + before + after - d * (k - 1) - 1) // s + 1
+        for end in range(k // 2 + 1):
+            out = -(-(size + before + end - d * (k - 1) - 1) // s) + 1
+            if (out - 1) * s >= size + before:  # PyTorch's ceil rule: no window starts in the end padding
+                out -= 1
+            if out == target and before <= k // 2:
+                chosen.append([before, end])
+                break
+        else:
+            return padding, False
+    return chosen, True
 
 
 @_handles_settings
@@ -1367,6 +1529,9 @@ def _resize(imp: _Importer, node: Any) -> str | None:
             attrs["align_corners"] = False
         elif transform == "align_corners":
             attrs["align_corners"] = True
+        elif node.op_type == "Upsample" or imp.opset < 11:
+            return (f"mode {mode!r} before opset 11, which samples at o * in/out (PyTorch's bilinear samples at "
+                    "(o + 0.5) * in/out - 0.5: export with opset 11 or later)")
         else:
             return f"coordinate_transformation_mode {transform!r}"
         attrs["mode"] = "bicubic" if mode == "cubic" else {1: "linear", 2: "bilinear", 3: "trilinear"}.get(n, "linear")
@@ -1467,6 +1632,7 @@ _HANDLERS: dict[str, Handler] = {
     "Gelu": _gelu,
     "Mul": _binary("mul"),
     "Add": _binary("add"),
+    "Sum": _binary("add"),
     "Concat": _concat,
     "Split": _split,
     "Slice": _slice,
@@ -1497,8 +1663,10 @@ _MATCHERS: dict[str, Callable[[_Importer, int, Any], None]] = {
     "Sigmoid": _Importer._match_silu,
     "HardSigmoid": _Importer._match_hardswish,
     "Erf": _Importer._match_gelu,
+    "Tanh": _Importer._match_gelu_tanh,
     "Reshape": _Importer._match_reshape,
     "InstanceNormalization": _Importer._match_groupnorm,
+    "ReduceMean": _Importer._match_layernorm,
 }
 
 
