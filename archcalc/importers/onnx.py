@@ -34,7 +34,8 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,7 @@ class _Importer:
                 if name:
                     self.consumers.setdefault(name, []).append(index)
         self.graph_outputs = {o.name for o in self.graph.output}
+        self.names = _module_paths(self.nodes)
         self.skip: set[int] = set()
         self.fused: dict[int, Callable[[], None]] = {}
 
@@ -790,7 +792,7 @@ class _Importer:
         source = self.layer_of.get(x)
         if source is None:
             return self._map_none(end)
-        name = self.builder.add(op_type, attrs, inputs=[source], name=_node_name(node), where=_where(node, first))
+        name = self.builder.add(op_type, attrs, inputs=[source], name=_node_name(node, self.names), where=_where(node, first))
         self._done(end, name, self.sample_shape(end.output[0]), params)
         return None
 
@@ -814,7 +816,7 @@ class _Importer:
             # reads an op that could not be mapped: no layer, but an unmapped op here is listed too
             if handler is None:
                 self.builder.unsupported(node.op_type if node.domain in _DOMAINS else f"{node.domain}.{node.op_type}",
-                                         inputs=[self.builder.input], shape=None, name=_node_name(node),
+                                         inputs=[self.builder.input], shape=None, name=_node_name(node, self.names),
                                          where=_where(node, self._index(node)))
             return self._map_none(node)
         missing = [name for name in activations if name not in self.layer_of]
@@ -835,7 +837,7 @@ class _Importer:
         inputs = [self.layer_of[name] for name in node.input if name and not self.is_const(name) and self.layer_of.get(name)]
         shape = self.sample_shape(node.output[0]) if node.output else None
         layer = self.builder.unsupported(label, inputs=inputs or [self.builder.input], shape=shape,
-                                         name=_node_name(node), where=_where(node, self._index(node)))
+                                         name=_node_name(node, self.names), where=_where(node, self._index(node)))
         self._map_none(node)
         if layer is not None:
             self.layer_of[node.output[0]] = layer
@@ -849,7 +851,8 @@ class _Importer:
             params: dict[str, Any] | None = None, name: str | None = None, expect: bool = True) -> str:
         """Add the archcalc layer for node (reading its first input unless told), and expect ONNX's shapes."""
         sources = [self.layer_of[v] for v in (inputs if inputs is not None else node.input[:1])]
-        layer = self.builder.add(op_type, attrs, inputs=sources, name=name or _node_name(node), where=_where(node, self._index(node)))
+        layer = self.builder.add(op_type, attrs, inputs=sources, name=name or _node_name(node, self.names),
+                                 where=_where(node, self._index(node)))
         self._done(node, layer, self.sample_shape(node.output[0]) if expect else None, params)
         return layer
 
@@ -873,8 +876,40 @@ def _model_name(name: str, shown: str) -> str:
     return stem if stem and name_problem(stem, "name", spaces=True) is None else "onnx-model"
 
 
-def _node_name(node: Any) -> str:
-    return node.name or (node.output[0] if node.output else node.op_type)
+def _node_name(node: Any, names: Mapping[str, str] | None = None) -> str:
+    name = node.name or (node.output[0] if node.output else node.op_type)
+    return names.get(name, name) if names else name
+
+
+def _module_paths(nodes: list[Any]) -> dict[str, str]:
+    """torch.onnx's scoped node names as the module paths they come from, so that an exported
+    PyTorch model imports with the names of its PyTorch import: ``/layer1/layer1.0/conv1/Conv`` ->
+    ``layer1.0.conv1``; a node of a module that holds other modules, or one of several nodes of
+    a module, gets its op after the path (``/layer1/layer1.0/Add`` -> ``layer1.0.add``).
+    Names not in that form (no leading ``/``) are kept."""
+    paths: dict[str, tuple[str, str]] = {}
+    for node in nodes:
+        if not node.name.startswith("/") or node.name.count("/") < 1:
+            continue
+        *scopes, last = node.name[1:].split("/")
+        path = ""
+        for part in scopes:
+            path = part if not path or part == path or part.startswith(path + ".") else f"{path}.{part}"
+        paths[node.name] = (path, last)
+    counts: dict[str, int] = {}
+    for path, _ in paths.values():
+        counts[path] = counts.get(path, 0) + 1
+    containers = {prefix for path, _ in paths.values() for prefix in _prefixes(path)}
+    names: dict[str, str] = {}
+    for name, (path, last) in paths.items():
+        op = last.lower()
+        names[name] = path if path and counts[path] == 1 and path not in containers else (f"{path}.{op}" if path else op)
+    return names
+
+
+def _prefixes(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[:k]) for k in range(1, len(parts))]
 
 
 def _where(node: Any, index: int | None) -> str:
@@ -894,8 +929,20 @@ def _attrs(node: Any) -> dict[str, Any]:
         value = helper.get_attribute_value(attr)
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
+        elif isinstance(value, float):
+            value = _float32(value)
+        elif isinstance(value, list) and value and all(isinstance(v, float) for v in value):
+            value = [_float32(v) for v in value]
         values[attr.name] = value
     return values
+
+
+def _float32(value: float) -> float:
+    """An ONNX float attribute (stored as float32) as the shortest decimal that is that float32:
+    ``epsilon`` 9.999999747378752e-06 is the 1e-05 the exporter was given."""
+    import numpy as np
+
+    return float(str(np.float32(value)))
 
 
 
@@ -1233,7 +1280,7 @@ def _split(imp: _Importer, node: Any) -> str | None:
     if len(sizes) != len(node.output) or sum(sizes) != size or any(s < 0 for s in sizes):
         raise SpecError(f"{imp.shown}: {_where(node, imp._index(node))}: split sizes {sizes} do not cut axis {axis} of "
                         f"size {size} into {len(node.output)} outputs")
-    source, base, start = imp.layer_of[node.input[0]], _node_name(node), 0
+    source, base, start = imp.layer_of[node.input[0]], _node_name(node, imp.names), 0
     for i, (out, part) in enumerate(zip(node.output, sizes, strict=True)):
         if out:
             name = imp.builder.add("slice", {"dim": axis, "start": start, "stop": start + part, "step": 1},
@@ -1283,11 +1330,32 @@ def _slice(imp: _Importer, node: Any) -> str | None:
     if not cuts:
         imp.add(node, "identity", {})
         return None
-    source, base = imp.layer_of[node.input[0]], _node_name(node)
+    listed = sorted({_normalized_axis(int(axis), rank) for axis in axes})
+    if rank >= 4 and listed == list(range(2, rank)) and all(step == 1 for *_, step in cuts):
+        # a window of every spatial axis (2D, 3D), as archcalc and U-Nets write a crop: one crop layer
+        spans = {k: (first, stop) for k, first, stop, _ in cuts}
+        offset = [spans.get(k, (0, dims[k]))[0] for k in range(2, rank)]
+        size = [spans[k][1] - spans[k][0] if k in spans else dims[k] for k in range(2, rank)]
+        imp.add(node, "crop", {"size": size, "offset": offset})
+        return None
+    source, base = imp.layer_of[node.input[0]], _node_name(node, imp.names)
     for i, (k, first, stop, step) in enumerate(cuts):
         source = imp.builder.add("slice", {"dim": k, "start": first, "stop": stop, "step": step}, inputs=[source],
                                  name=base if i == 0 else f"{base}_{i}", where=_where(node, imp._index(node)))
     imp._done(node, source, imp.sample_shape(node.output[0]))
+    return None
+
+
+def _expand(imp: _Importer, node: Any) -> str | None:
+    """Expand of a map whose spatial axes are 1 (or kept) to a larger size: every output value is its
+    input position's, an adaptive average pool to that size (how archcalc and PyTorch export
+    AdaptiveAvgPool2d(7) on a 1x1 map: VGG on CIFAR)."""
+    dims, out = imp.shape(node.input[0]), imp.shape(node.output[0])
+    if dims is None or out is None or len(dims) != len(out) or len(dims) < 3 or None in dims or None in out:
+        return "an input or output of unknown shape"
+    if dims[:2] != out[:2] or not all(n == 1 or n == o for n, o in zip(dims[2:], out[2:])):
+        return "along the batch or channel axis, or of an axis longer than 1"
+    imp.add(node, "adaptive_avgpool", {"output_size": [int(o) for o in out[2:]]})  # type: ignore[arg-type]
     return None
 
 
@@ -1360,7 +1428,7 @@ def _reduce_mean(imp: _Importer, node: Any) -> str | None:
     if a.get("keepdims", 1):
         imp.add(node, "global_avgpool", {})
     else:
-        name = _node_name(node)
+        name = _node_name(node, imp.names)
         pooled = imp.builder.add("global_avgpool", {}, inputs=[imp.layer_of[node.input[0]]], name=name,
                                  where=_where(node, imp._index(node)))
         flat = imp.builder.add("flatten", {"start_dim": 1, "end_dim": -1}, inputs=[pooled], name=f"{name}_flatten",
@@ -1373,7 +1441,8 @@ def _batchnorm(imp: _Importer, node: Any) -> str | None:
     if len(node.input) < 5 or not all(imp.is_const(name) for name in node.input[1:5]):
         return "statistics or scale that are not initializers"
     a = _attrs(node)
-    momentum = round(1 - float(a.get("momentum", 0.9)), 12)  # ONNX weighs the running average; PyTorch the batch
+    # ONNX weighs the running average, PyTorch the batch: 1 - 0.9 in decimal is 0.1, not 1 - 0.9 in binary
+    momentum = float(1 - Decimal(repr(float(a.get("momentum", 0.9)))))
     roles = ("scale", "shift", "running_mean", "running_var")
     params = {role: tuple(imp.shape(name) or ()) for role, name in zip(roles, node.input[1:5], strict=True)}
     imp.add(node, "batchnorm", {"eps": float(a.get("epsilon", 1e-5)), "momentum": momentum}, params=params)
@@ -1636,6 +1705,7 @@ _HANDLERS: dict[str, Handler] = {
     "Concat": _concat,
     "Split": _split,
     "Slice": _slice,
+    "Expand": _expand,
     "MaxPool": _pool("maxpool"),
     "AveragePool": _pool("avgpool"),
     "GlobalAveragePool": _global_pool("global_avgpool", {}),
