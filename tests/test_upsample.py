@@ -267,3 +267,21 @@ def test_random_attributes_agree_with_torch_and_every_field_holds_its_reads(mode
         low = unit[0] * field.stride[0] - field.padding[0]
         inside = list(range(max(math.ceil(low), 0), min(math.floor(low + field.size[0] - 1), n - 1) + 1))
         assert reads[0] == inside if field.uniform else set(reads[0]) <= set(inside), (unit, reads[0], inside)
+
+
+@pytest.mark.parametrize(("mode", "in_shape", "scale"), [
+    ("linear", (2, 3), 1.25), ("linear", (2, 5), 1.1), ("bilinear", (2, 3, 4), (1.25, 1.5)), ("bilinear", (1, 5, 5), 1.19),
+    ("trilinear", (1, 3, 3, 3), 1.25), ("nearest", (2, 3, 3), 1.25), ("nearest", (2, 3, 4), (1.5, 1.25)),
+    ("nearest", (2, 3), 1.25), ("nearest", (1, 3, 3, 3), 1.25), ("bicubic", (1, 3, 3), 1.25),
+])
+def test_a_size_kept_at_a_scale_other_than_one_is_computed_as_torch_computes_it(mode, in_shape, scale):
+    """PyTorch's CPU kernels copy where the output size equals the input's (floor(n * s) == n):
+    the linear modes per axis, 2D nearest when both axes keep their size; 1D and 3D nearest and
+    bicubic interpolate at 1/s all the same."""
+    torch = pytest.importorskip("torch")
+    op = get_op("upsample")
+    layer = op.infer({"mode": mode, "scale_factor": scale, "size": None, "align_corners": None}, (in_shape,))
+    x = np.random.default_rng(0).standard_normal((2, *in_shape))
+    y, _ = op.forward(layer, [x], {}, RunContext(training=False, rng=None))
+    expected = torch.nn.functional.interpolate(torch.from_numpy(x), scale_factor=scale, mode=mode)
+    np.testing.assert_allclose(y, expected.numpy(), rtol=1e-12, atol=1e-12)

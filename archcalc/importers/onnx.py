@@ -219,7 +219,7 @@ class _Importer:
                 if name:
                     self.consumers.setdefault(name, []).append(index)
         self.graph_outputs = {o.name for o in self.graph.output}
-        self.names = _module_paths(self.nodes)
+        self.names, self.scopes = _module_paths(self.nodes)
         self.skip: set[int] = set()
         self.fused: dict[int, Callable[[], None]] = {}
 
@@ -787,12 +787,16 @@ class _Importer:
             self._match_flat_gather(index, node)
 
     def _emit_fused(self, op_type: str, attrs: dict[str, Any], x: str, first: int, last: int,
-                    params: dict[str, Any] | None = None) -> None:
+                    params: dict[str, Any] | None = None, fused: Sequence[int] = ()) -> None:
         node, end = self.nodes[first], self.nodes[last]
         source = self.layer_of.get(x)
         if source is None:
             return self._map_none(end)
-        name = self.builder.add(op_type, attrs, inputs=[source], name=_node_name(node, self.names), where=_where(node, first))
+        # the module the pattern came from when it is the whole of one (torchvision's LayerNorm2d, an nn.SiLU)
+        path, count = self.scopes.get(node.name, ("", 0))
+        whole = path and count == len(fused) and all(self.scopes.get(self.nodes[i].name, ("",))[0] == path for i in fused)
+        name = self.builder.add(op_type, attrs, inputs=[source], name=path if whole else _node_name(node, self.names),
+                                where=_where(node, first))
         self._done(end, name, self.sample_shape(end.output[0]), params)
         return None
 
@@ -881,12 +885,13 @@ def _node_name(node: Any, names: Mapping[str, str] | None = None) -> str:
     return names.get(name, name) if names else name
 
 
-def _module_paths(nodes: list[Any]) -> dict[str, str]:
+def _module_paths(nodes: list[Any]) -> tuple[dict[str, str], dict[str, tuple[str, int]]]:
     """torch.onnx's scoped node names as the module paths they come from, so that an exported
     PyTorch model imports with the names of its PyTorch import: ``/layer1/layer1.0/conv1/Conv`` ->
     ``layer1.0.conv1``; a node of a module that holds other modules, or one of several nodes of
     a module, gets its op after the path (``/layer1/layer1.0/Add`` -> ``layer1.0.add``).
-    Names not in that form (no leading ``/``) are kept."""
+    Names not in that form (no leading ``/``) are kept. Also returns each scoped node's module
+    path with the number of nodes in it, for naming fused patterns after their module."""
     paths: dict[str, tuple[str, str]] = {}
     for node in nodes:
         if not node.name.startswith("/") or node.name.count("/") < 1:
@@ -904,7 +909,8 @@ def _module_paths(nodes: list[Any]) -> dict[str, str]:
     for name, (path, last) in paths.items():
         op = last.lower()
         names[name] = path if path and counts[path] == 1 and path not in containers else (f"{path}.{op}" if path else op)
-    return names
+    scopes = {name: (path, counts[path]) for name, (path, _) in paths.items() if path and path not in containers}
+    return names, scopes
 
 
 def _prefixes(path: str) -> list[str]:

@@ -76,6 +76,9 @@ class Upsample(Op):
     0), or at o * (in - 1)/(out - 1) with align_corners; r = 1/scale_factor when it is given
     (not recomputed from the output size), else in/out. Linear reads the 2 pixels around the
     coordinate, bicubic 4 (Keys' cubic, A = -0.75, with border taps clamped to the edge).
+    Where the size does not change (floor(in * s) = in at an s other than 1) PyTorch's CPU
+    kernels copy: the linear modes on that axis, 2D nearest when both axes keep their size; so
+    does archcalc's forward (1D and 3D nearest and bicubic still sample at 1/s).
     backward: the adjoint of the forward (PyTorch's float64 nearest backward takes r in float32
     and so, at scales such as 41, sends a gradient to another pixel than its forward read).
     receptive field: at an integer scale s (PyTorch sampling at s itself), stride insertion
@@ -320,9 +323,18 @@ def _ratios(mode: str, n: int, m: int, align: bool, scale: float | None) -> list
 
 def _plan(layer: Layer, dtype: Any) -> list[tuple[Any, Any]]:
     """Per spatial axis: (index (out, taps) int64, weight (out, taps) or None for nearest)."""
+    import numpy as np
+
     a = layer.attrs
+    sizes = list(zip(layer.in_shape[1:], layer.out_shape[1:]))
+    # PyTorch's CPU kernels copy where the size does not change, whatever the scale: the linear
+    # modes axis by axis, 2D nearest when both axes keep their size (1D and 3D nearest do not)
+    whole = a["mode"] == "nearest" and len(sizes) == 2 and all(n == m for n, m in sizes)
     plans = []
-    for axis, (n, m) in enumerate(zip(layer.in_shape[1:], layer.out_shape[1:])):
+    for axis, (n, m) in enumerate(sizes):
+        if n == m and (whole or a["mode"] in ("linear", "bilinear", "trilinear")):
+            plans.append((np.arange(m, dtype=np.int64)[:, None], None))
+            continue
         scale = None if a["scale_factor"] is None else a["scale_factor"][axis]
         plans.append(axis_taps(a["mode"], n, m, a["align_corners"], scale, dtype))
     return plans
