@@ -389,6 +389,10 @@ EXTRA = [
     ("avgpool", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (2, 6, 7)),
     ("avgpool", {"kernel": [3, 2], "stride": 2, "padding": [1, 1, 1, 0], "ceil_mode": True, "divisor_override": 4}, (1, 6, 7)),
     ("maxpool", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True, "dilation": 2}, (2, 9, 8)),
+    ("maxpool", {"kernel": 2, "stride": 2, "padding": 1, "ceil_mode": True}, (1, 5, 6)),  # PyTorch drops a window in the padding
+    ("avgpool", {"kernel": 2, "stride": 2, "padding": 1, "ceil_mode": True}, (1, 5, 6)),
+    ("avgpool", {"kernel": 2, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False}, (1, 5, 6)),
+    ("avgpool", {"kernel": [3], "stride": 2, "padding": 1, "ceil_mode": True}, (2, 6)),
     ("linear", {"units": 3, "bias": False}, (2, 4, 5)),
     ("layernorm", {"elementwise_affine": False}, (4, 3, 3)),
     ("layernorm", {"normalized_shape": [4, 5], "bias": False}, (3, 4, 5)),
@@ -496,6 +500,10 @@ def test_onnx_bad_inputs_are_one_line_errors(tmp_path):
         'model \'t\': layers[0] (name="pool", type="adaptive_maxpool"): cannot export to ONNX: its windows are not '
         "uniform (5 -> 3, 5 -> 3: the input size is no multiple of the output's), and ONNX pools have one window size")
     assert not (tmp_path / "a.onnx").exists()
+    # onnxruntime sizes a resize as floor(30 * 4.1) in float32: 123, PyTorch (and archcalc) 122
+    rounding = {"name": "t", "input": [1, 30], "layers": [{"name": "up", "type": "upsample", "mode": "linear", "scale_factor": 4.1}]}
+    with pytest.raises(SpecError, match=r"in float32, \(123,\), where PyTorch gives \(122,\); give the upsampling a size instead"):
+        to_onnx(rounding, tmp_path / "a.onnx")
 
 
 def test_missing_onnx_says_how_to_install(monkeypatch, tmp_path):

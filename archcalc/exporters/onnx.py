@@ -15,7 +15,8 @@ The export is for inference: dropout and stochastic depth are the identity, batc
 instancenorm (with running statistics) use their running statistics, as the executor's eval mode.
 Where ONNX has no node for a layer it is decomposed (SiLU = x * Sigmoid(x), channel shuffle =
 Reshape/Transpose/Reshape, LRN of an even size as PyTorch computes it, avgpool's
-``divisor_override`` = the mean times the window's count over the divisor); an adaptive pooling
+``divisor_override`` = the mean times the window's count over the divisor; ceil mode where ONNX
+would keep a window PyTorch drops = floor mode with the padding extended); an adaptive pooling
 whose windows are not uniform is refused, naming the layer.
 """
 
@@ -272,32 +273,64 @@ def _permute(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: s
     return b.node("Transpose", xs, out, perm=list(layer.attrs["dims"]))
 
 
-def _maxpool(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: str) -> str:
+def _pool_geometry(layer: Layer) -> tuple[dict[str, Any], bool]:
+    """A pool's ONNX attributes, and whether they extend the padding after.
+
+    ONNX's ceil mode keeps a last window that starts in the padding after the input, which
+    PyTorch drops (kernel 2, stride 2, padding 1 on 5: ONNX 4 outputs, PyTorch 3). Where that
+    happens the pool is written in floor mode with the padding after extended to hold PyTorch's
+    last window: the same windows (a max ignores padding; a mean's divisor is corrected by its
+    caller).
+    """
     a = layer.attrs
-    return b.node("MaxPool", xs, out, kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=_pads(a["padding"]),
-                  dilations=list(a["dilation"]), ceil_mode=int(a["ceil_mode"]))
+    dilation = a.get("dilation") or (1,) * len(a["kernel"])
+    after = []
+    onnx_ceil_differs = False
+    for n, k, s, d, (before, pad_after), o in zip(layer.in_shape[1:], a["kernel"], a["stride"], dilation, a["padding"],
+                                                   layer.out_shape[1:]):
+        span = d * (k - 1) + 1
+        if a["ceil_mode"] and -(-(n + before + pad_after - span) // s) + 1 != o:
+            onnx_ceil_differs = True
+        after.append(max(pad_after, (o - 1) * s + span - n - before))
+    before = [b for b, _ in a["padding"]]
+    attrs: dict[str, Any] = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"])}
+    if onnx_ceil_differs:
+        attrs.update(pads=before + after, ceil_mode=0)
+    else:
+        attrs.update(pads=_pads(a["padding"]), ceil_mode=int(a["ceil_mode"]))
+    return attrs, onnx_ceil_differs
+
+
+def _maxpool(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: str) -> str:
+    attrs, _ = _pool_geometry(layer)
+    return b.node("MaxPool", xs, out, dilations=list(layer.attrs["dilation"]), **attrs)
 
 
 def _avgpool(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: str) -> str:
     a = layer.attrs
-    attrs = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"]), "pads": _pads(a["padding"]),
-             "ceil_mode": int(a["ceil_mode"]), "count_include_pad": int(bool(a["count_include_pad"]))}
-    if a["divisor_override"] is None:
+    attrs, extended = _pool_geometry(layer)
+    include_pad = bool(a["count_include_pad"])
+    attrs["count_include_pad"] = int(include_pad)
+    if a["divisor_override"] is None and not (extended and include_pad):
         return b.node("AveragePool", xs, out, **attrs)
-    # sum / divisor = mean * (values the mean divided by) / divisor, that count known per output position
+    # sum / divisor = ONNX's mean * the count it divided by / PyTorch's divisor, both known per output position
     mean = b.node("AveragePool", xs, f"{out}/mean", **attrs)
-    factor = _window_counts(layer) / a["divisor_override"]
-    return b.node("Mul", [mean, b.const(f"{out}.count_over_divisor", factor[None, None])], out)
+    onnx_counts = _window_counts(layer, attrs["pads"], include_pad)
+    divisor = a["divisor_override"] if a["divisor_override"] is not None else _window_counts(layer, _pads(a["padding"]), include_pad)
+    return b.node("Mul", [mean, b.const(f"{out}.count_over_divisor", (onnx_counts / divisor)[None, None])], out)
 
 
-def _window_counts(layer: Layer) -> np.ndarray:
-    """How many values each window of an average pool divides by (PyTorch's rule): per axis, the
-    window clipped to the padded input (count_include_pad) or to the input; the product over axes."""
+def _window_counts(layer: Layer, pads: list[int], include_pad: bool) -> np.ndarray:
+    """How many values each window of an average pool divides by, with ``pads`` (ONNX's order):
+    per axis, the window clipped to the padded input (``include_pad``) or to the input (PyTorch's
+    rule, and ONNX's, without ceil mode's dropped windows); the product over axes."""
     a = layer.attrs
+    rank = len(a["kernel"])
     counts = []
-    for n, k, s, (before, after), o in zip(layer.in_shape[1:], a["kernel"], a["stride"], a["padding"], layer.out_shape[1:]):
+    for axis, (n, k, s, o) in enumerate(zip(layer.in_shape[1:], a["kernel"], a["stride"], layer.out_shape[1:])):
+        before, after = pads[axis], pads[axis + rank]
         starts = np.arange(o) * s - before
-        if a["count_include_pad"]:
+        if include_pad:
             ends = np.minimum(starts + k, n + after)
         else:
             ends, starts = np.minimum(starts + k, n), np.maximum(starts, 0)
@@ -372,7 +405,14 @@ def _upsample(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: 
     if a["size"] is not None:
         inputs = [xs[0], "", "", b.ints(f"{out}.sizes", list(a["size"]))]
     else:
-        inputs = [xs[0], "", b.const(f"{out}.scales", np.asarray(a["scale_factor"], dtype=np.float32))]
+        scales = np.asarray(a["scale_factor"], dtype=np.float32)
+        # ONNX sizes the output as floor(in * scale) in float32, PyTorch in float64: refuse where they differ
+        # (onnxruntime does: length 30 at scale 4.1 gives 123, PyTorch 122)
+        float32_sizes = tuple(int(n) for n in np.floor(np.asarray(layer.in_shape[1:], dtype=np.float32) * scales))
+        if float32_sizes != tuple(layer.out_shape[1:]):
+            raise _Refused(f"ONNX computes the output size floor(in * scale_factor) in float32, {float32_sizes}, where "
+                           f"PyTorch gives {tuple(layer.out_shape[1:])}; give the upsampling a size instead")
+        inputs = [xs[0], "", b.const(f"{out}.scales", scales)]
     return b.node("Resize", inputs, out, mode=mode, axes=axes, **attrs)
 
 
@@ -583,7 +623,7 @@ def to_onnx(net: Any, path: Any, *, weights: Any = None, seed: int = 0) -> None:
         net: anything :func:`archcalc.load` takes.
         path: the ``.onnx`` file to write (its directory must exist).
         weights: None for the executor's random initialisation at ``seed`` (He-normal kernels,
-            the roles' constants elsewhere: ``Executor(net, seed=seed)``'s parameters), ``"zeros"``,
+            the roles' constants elsewhere: ``Executor(net, seed=seed, dtype="float32")``'s parameters), ``"zeros"``,
             or every parameter as the executor names them (``Executor.params``:
             ``{"conv1.weight": array}``) or ``{layer: {role: array}}``; stored as float32. A linear
             layer on (..., C) stores its weight transposed, (C, units), for MatMul; PReLU and
