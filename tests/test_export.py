@@ -401,6 +401,9 @@ EXTRA = [
     ("upsample", {"mode": "trilinear", "size": [3, 5, 4], "align_corners": True}, (1, 2, 3, 3)),
     ("upsample", {"mode": "bicubic", "size": [9, 7], "align_corners": True}, (1, 4, 5)),
     ("upsample", {"mode": "nearest", "scale_factor": 3}, (2, 2, 2, 3)),
+    ("upsample", {"mode": "linear", "size": 1}, (2, 8)),  # one output: sampled at (0.5 * 8) - 0.5, as PyTorch
+    ("upsample", {"mode": "bilinear", "scale_factor": 0.3}, (1, 6, 7)),
+    ("maxpool", {"kernel": 2, "stride": 3, "padding": [0, 1, 0, 1], "ceil_mode": True, "dilation": 2}, (1, 4, 8)),
     ("adaptive_maxpool", {"output_size": [5, 1]}, (2, 1, 6)),
     ("channel_shuffle", {"groups": 3}, (6, 4)),
     ("prelu", {"num_parameters": 1}, (3,)),
@@ -502,8 +505,12 @@ def test_onnx_bad_inputs_are_one_line_errors(tmp_path):
     assert not (tmp_path / "a.onnx").exists()
     # onnxruntime sizes a resize as floor(30 * 4.1) in float32: 123, PyTorch (and archcalc) 122
     rounding = {"name": "t", "input": [1, 30], "layers": [{"name": "up", "type": "upsample", "mode": "linear", "scale_factor": 4.1}]}
-    with pytest.raises(SpecError, match=r"in float32, \(123,\), where PyTorch gives \(122,\); give the upsampling a size instead"):
+    with pytest.raises(SpecError, match=r"with a float32 scale, \(123,\), where PyTorch gives \(122,\); give the upsampling a size"):
         to_onnx(rounding, tmp_path / "a.onnx")
+    # the same size at another scale: onnxruntime copies, PyTorch's nearest samples at 1/1.3 (1, 1, 2)
+    same = {"name": "t", "input": [1, 3], "layers": [{"name": "up", "type": "upsample", "scale_factor": 1.3}]}
+    with pytest.raises(SpecError, match=r"its output keeps the input's size 3 at scale_factor 1.3: onnxruntime then copies"):
+        to_onnx(same, tmp_path / "a.onnx")
 
 
 def test_missing_onnx_says_how_to_install(monkeypatch, tmp_path):

@@ -16,7 +16,7 @@ instancenorm (with running statistics) use their running statistics, as the exec
 Where ONNX has no node for a layer it is decomposed (SiLU = x * Sigmoid(x), channel shuffle =
 Reshape/Transpose/Reshape, LRN of an even size as PyTorch computes it, avgpool's
 ``divisor_override`` = the mean times the window's count over the divisor; ceil mode where ONNX
-would keep a window PyTorch drops = floor mode with the padding extended); an adaptive pooling
+would keep a window PyTorch drops = an explicit Pad and floor mode); an adaptive pooling
 whose windows are not uniform is refused, naming the layer.
 """
 
@@ -273,50 +273,59 @@ def _permute(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: s
     return b.node("Transpose", xs, out, perm=list(layer.attrs["dims"]))
 
 
-def _pool_geometry(layer: Layer) -> tuple[dict[str, Any], bool]:
-    """A pool's ONNX attributes, and whether they extend the padding after.
-
-    ONNX's ceil mode keeps a last window that starts in the padding after the input, which
-    PyTorch drops (kernel 2, stride 2, padding 1 on 5: ONNX 4 outputs, PyTorch 3). Where that
-    happens the pool is written in floor mode with the padding after extended to hold PyTorch's
-    last window: the same windows (a max ignores padding; a mean's divisor is corrected by its
-    caller).
-    """
+def _onnx_ceil_differs(layer: Layer) -> bool:
+    """Whether ONNX's ceil mode keeps a last window that starts in the padding after the input,
+    which PyTorch drops (kernel 2, stride 2, padding 1 on 5: ONNX 4 outputs, PyTorch 3)."""
     a = layer.attrs
     dilation = a.get("dilation") or (1,) * len(a["kernel"])
-    after = []
-    onnx_ceil_differs = False
-    for n, k, s, d, (before, pad_after), o in zip(layer.in_shape[1:], a["kernel"], a["stride"], dilation, a["padding"],
-                                                   layer.out_shape[1:]):
-        span = d * (k - 1) + 1
-        if a["ceil_mode"] and -(-(n + before + pad_after - span) // s) + 1 != o:
-            onnx_ceil_differs = True
-        after.append(max(pad_after, (o - 1) * s + span - n - before))
-    before = [b for b, _ in a["padding"]]
-    attrs: dict[str, Any] = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"])}
-    if onnx_ceil_differs:
-        attrs.update(pads=before + after, ceil_mode=0)
-    else:
-        attrs.update(pads=_pads(a["padding"]), ceil_mode=int(a["ceil_mode"]))
-    return attrs, onnx_ceil_differs
+    return bool(a["ceil_mode"]) and any(
+        -(-(n + before + after - (d * (k - 1) + 1)) // s) + 1 != o
+        for n, k, s, d, (before, after), o in zip(layer.in_shape[1:], a["kernel"], a["stride"], dilation, a["padding"],
+                                                   layer.out_shape[1:])
+    )
+
+
+def _padded_for_floor_mode(b: _Builder, layer: Layer, x: str, value: float, out: str) -> str:
+    """``x`` padded explicitly (by ``value``) so that a floor-mode pool without padding has PyTorch's
+    windows: the padding before, and after it enough to hold PyTorch's last window."""
+    a = layer.attrs
+    dilation = a.get("dilation") or (1,) * len(a["kernel"])
+    before = [int(p) for p, _ in a["padding"]]
+    after = [max(int(q), (o - 1) * s + d * (k - 1) + 1 - n - p)
+             for n, k, s, d, (p, q), o in zip(layer.in_shape[1:], a["kernel"], a["stride"], dilation, a["padding"],
+                                              layer.out_shape[1:])]
+    pads = [0, 0, *before, 0, 0, *after]
+    return b.node("Pad", [x, b.ints(f"{out}.pads", pads), b.const(f"{out}.pad_value", np.float32(value))], f"{out}/padded")
 
 
 def _maxpool(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: str) -> str:
-    attrs, _ = _pool_geometry(layer)
-    return b.node("MaxPool", xs, out, dilations=list(layer.attrs["dilation"]), **attrs)
+    a = layer.attrs
+    geometry = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"]), "dilations": list(a["dilation"])}
+    if _onnx_ceil_differs(layer):  # floor mode on the input padded by -inf: PyTorch's windows
+        padded = _padded_for_floor_mode(b, layer, xs[0], -np.inf, out)
+        return b.node("MaxPool", [padded], out, **geometry)
+    return b.node("MaxPool", xs, out, pads=_pads(a["padding"]), ceil_mode=int(a["ceil_mode"]), **geometry)
 
 
 def _avgpool(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: str) -> str:
     a = layer.attrs
-    attrs, extended = _pool_geometry(layer)
+    geometry = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"])}
     include_pad = bool(a["count_include_pad"])
-    attrs["count_include_pad"] = int(include_pad)
-    if a["divisor_override"] is None and not (extended and include_pad):
-        return b.node("AveragePool", xs, out, **attrs)
-    # sum / divisor = ONNX's mean * the count it divided by / PyTorch's divisor, both known per output position
-    mean = b.node("AveragePool", xs, f"{out}/mean", **attrs)
-    onnx_counts = _window_counts(layer, attrs["pads"], include_pad)
-    divisor = a["divisor_override"] if a["divisor_override"] is not None else _window_counts(layer, _pads(a["padding"]), include_pad)
+    torch_pads = _pads(a["padding"])
+    if _onnx_ceil_differs(layer):
+        # floor mode on the input padded by zeros: every window full, the mean over prod(k) values; the sum over
+        # PyTorch's divisor is that mean * prod(k) / divisor
+        padded = _padded_for_floor_mode(b, layer, xs[0], 0.0, out)
+        mean = b.node("AveragePool", [padded], f"{out}/mean", count_include_pad=1, **geometry)
+        onnx_counts = np.full(layer.out_shape[1:], float(np.prod(a["kernel"])))
+    elif a["divisor_override"] is None:
+        return b.node("AveragePool", xs, out, pads=torch_pads, ceil_mode=int(a["ceil_mode"]),
+                      count_include_pad=int(include_pad), **geometry)
+    else:
+        mean = b.node("AveragePool", xs, f"{out}/mean", pads=torch_pads, ceil_mode=int(a["ceil_mode"]),
+                      count_include_pad=int(include_pad), **geometry)
+        onnx_counts = _window_counts(layer, torch_pads, include_pad)
+    divisor = a["divisor_override"] if a["divisor_override"] is not None else _window_counts(layer, torch_pads, include_pad)
     return b.node("Mul", [mean, b.const(f"{out}.count_over_divisor", (onnx_counts / divisor)[None, None])], out)
 
 
@@ -398,7 +407,7 @@ def _upsample(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: 
     if mode == "nearest":
         attrs = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
     else:
-        attrs = {"coordinate_transformation_mode": "align_corners" if a["align_corners"] else "pytorch_half_pixel"}
+        attrs = {"coordinate_transformation_mode": "align_corners" if a["align_corners"] else "half_pixel"}
         if mode == "cubic":
             attrs["cubic_coeff_a"] = -0.75
     axes = list(range(2, len(layer.in_shape) + 1))
@@ -406,12 +415,19 @@ def _upsample(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: 
         inputs = [xs[0], "", "", b.ints(f"{out}.sizes", list(a["size"]))]
     else:
         scales = np.asarray(a["scale_factor"], dtype=np.float32)
-        # ONNX sizes the output as floor(in * scale) in float32, PyTorch in float64: refuse where they differ
-        # (onnxruntime does: length 30 at scale 4.1 gives 123, PyTorch 122)
-        float32_sizes = tuple(int(n) for n in np.floor(np.asarray(layer.in_shape[1:], dtype=np.float32) * scales))
-        if float32_sizes != tuple(layer.out_shape[1:]):
-            raise _Refused(f"ONNX computes the output size floor(in * scale_factor) in float32, {float32_sizes}, where "
-                           f"PyTorch gives {tuple(layer.out_shape[1:])}; give the upsampling a size instead")
+        wanted = tuple(layer.out_shape[1:])
+        # ONNX sizes the output as floor(in * scale) with the scale in float32, PyTorch in float64: refuse where they
+        # differ (onnxruntime floors 30 * 4.1 to 123, PyTorch to 122), in float32 or in float64 of the float32 scale
+        spatial = np.asarray(layer.in_shape[1:])
+        for sizes in (np.floor(spatial.astype(np.float32) * scales), np.floor(spatial * scales.astype(np.float64))):
+            if tuple(int(n) for n in sizes) != wanted:
+                raise _Refused(f"ONNX computes the output size floor(in * scale_factor) with a float32 scale, "
+                               f"{tuple(int(n) for n in sizes)}, where PyTorch gives {wanted}; give the upsampling a size instead")
+        same = [i for i, (n, o, f) in enumerate(zip(spatial, wanted, a["scale_factor"])) if n == o and f != 1]
+        if same:
+            raise _Refused(f"its output keeps the input's size {int(spatial[same[0]])} at scale_factor {a['scale_factor'][same[0]]}: "
+                           "onnxruntime then copies the input, PyTorch samples at the scale (nearest) or copies "
+                           "(linear); give the upsampling a size instead")
         inputs = [xs[0], "", b.const(f"{out}.scales", scales)]
     return b.node("Resize", inputs, out, mode=mode, axes=axes, **attrs)
 
