@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import archcalc
 from archcalc.errors import SpecError
@@ -556,3 +558,63 @@ def test_a_model_past_protobufs_limit_keeps_its_weights_beside_it(tmp_path, monk
     session = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
     expected = Executor(graph, seed=3, dtype="float32").eval().forward(x)
     np.testing.assert_allclose(session.run(None, {"input": x})[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def _runs_in_onnxruntime_as_the_executor(spec, tmp_path):
+    """The spec's ONNX export equals the executor in onnxruntime, or the export refuses it in one line."""
+    from archcalc.exporters import to_onnx
+
+    try:
+        graph = archcalc.load(spec)
+        infer_shapes(graph)
+    except archcalc.errors.ArchcalcError:
+        return  # not a valid layer: nothing to export
+    try:
+        to_onnx(graph, tmp_path / "net.onnx")
+    except SpecError as refusal:
+        assert "\n" not in str(refusal) and "cannot export to ONNX" in str(refusal)
+        return
+    check_onnx_export(graph, tmp_path, batch=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    op=st.sampled_from(["maxpool", "avgpool"]),
+    shape=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    pads=st.lists(st.integers(0, 2), min_size=4, max_size=4),
+    ceil_mode=st.booleans(),
+    dilation=st.integers(1, 2),
+    count_include_pad=st.booleans(),
+    divisor=st.one_of(st.none(), st.integers(1, 5)),
+)
+def test_random_pools_export_to_onnx(op, shape, kernel, stride, pads, ceil_mode, dilation, count_include_pad, divisor,
+                                     tmp_path_factory):
+    """Ceil mode, asymmetric padding, dilation and divisors: where ONNX's rules differ from PyTorch's
+    (a last ceil-mode window in the padding) the export still equals the executor."""
+    pytest.importorskip("onnxruntime")
+    layer = {"type": op, "kernel": kernel, "stride": stride, "padding": [min(p, kernel // 2) for p in pads],
+             "ceil_mode": ceil_mode}
+    if op == "maxpool":
+        layer["dilation"] = dilation
+    else:
+        layer.update(count_include_pad=count_include_pad, divisor_override=divisor)
+    _runs_in_onnxruntime_as_the_executor({"name": "t", "input": [2, *shape], "layers": [layer]}, tmp_path_factory.mktemp("pool"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    mode=st.sampled_from(["nearest", "linear"]),
+    n=st.integers(1, 12),
+    size=st.one_of(st.none(), st.integers(1, 40)),
+    scale=st.sampled_from([0.3, 0.5, 0.75, 1.3, 1.5, 1.7, 2, 2.5, 3, 4.1, 7, 41]),
+    align=st.booleans(),
+)
+def test_random_upsamplings_export_to_onnx(mode, n, size, scale, align, tmp_path_factory):
+    """Sizes and scales, ratios ONNX computes otherwise included: equal to the executor, or refused in one line."""
+    pytest.importorskip("onnxruntime")
+    layer = {"type": "upsample", "mode": mode, **({"size": size} if size else {"scale_factor": scale})}
+    if align and mode == "linear":
+        layer["align_corners"] = True
+    _runs_in_onnxruntime_as_the_executor({"name": "t", "input": [2, n], "layers": [layer]}, tmp_path_factory.mktemp("up"))
