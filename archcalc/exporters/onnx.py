@@ -16,8 +16,9 @@ instancenorm (with running statistics) use their running statistics, as the exec
 Where ONNX has no node for a layer it is decomposed (SiLU = x * Sigmoid(x), channel shuffle =
 Reshape/Transpose/Reshape, LRN of an even size as PyTorch computes it, avgpool's
 ``divisor_override`` = the mean times the window's count over the divisor; ceil mode where ONNX
-would keep a window PyTorch drops = an explicit Pad and floor mode); an adaptive pooling
-whose windows are not uniform is refused, naming the layer.
+would keep a window PyTorch drops = an explicit Pad and floor mode). Refused, naming the layer:
+an adaptive pooling whose windows are not uniform, and an upsampling by a scale whose output size
+ONNX computes otherwise (float32 rounding) or that keeps an axis's size (onnxruntime then copies).
 """
 
 from __future__ import annotations
