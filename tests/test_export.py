@@ -271,6 +271,18 @@ def test_missing_torch_says_how_to_install(monkeypatch):
         torch_source("lenet5")
 
 
+def test_weights_by_layer_and_role():
+    """{layer: {role: array}} (a batchnorm's scale and shift) loads as the executor's names do."""
+    torch = pytest.importorskip("torch")
+    from archcalc.exporters import to_torch
+
+    spec = {"name": "t", "input": [2, 3, 3], "layers": [{"name": "bn", "type": "batchnorm"}]}
+    weights = {"bn": {"scale": np.full(2, 2.0), "shift": np.full(2, 1.0), "running_mean": np.zeros(2), "running_var": np.ones(2)}}
+    module = to_torch(spec, weights=weights)
+    x = torch.ones(1, 2, 3, 3, dtype=torch.float64)
+    np.testing.assert_allclose(module(x).detach().numpy(), 2 / np.sqrt(1 + 1e-5) + 1)
+
+
 def test_weights_are_checked():
     pytest.importorskip("torch")
     from archcalc.exporters import to_torch

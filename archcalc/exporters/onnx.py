@@ -542,12 +542,9 @@ def _weights(graph: Graph, weights: Any, seed: int) -> dict[str, np.ndarray]:
         return {key: np.zeros(shape, dtype=np.float32) for key, shape in shapes.items()}
     if not isinstance(weights, Mapping):
         raise SpecError(f"weights must be None (random, seeded), 'zeros' or a dict of arrays, got a {type(weights).__name__}")
-    flat: dict[str, Any] = {}
-    for key, value in weights.items():
-        if isinstance(value, Mapping):
-            flat.update({f"{key}.{role}": array for role, array in value.items()})
-        else:
-            flat[key] = value
+    from archcalc.exporters import flat_weights
+
+    flat = flat_weights(graph, weights)
     result = {}
     for key, value in flat.items():
         if key not in shapes:
