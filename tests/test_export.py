@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import archcalc
 from archcalc.errors import SpecError
@@ -269,6 +271,18 @@ def test_missing_torch_says_how_to_install(monkeypatch):
         torch_source("lenet5")
 
 
+def test_weights_by_layer_and_role():
+    """{layer: {role: array}} (a batchnorm's scale and shift) loads as the executor's names do."""
+    torch = pytest.importorskip("torch")
+    from archcalc.exporters import to_torch
+
+    spec = {"name": "t", "input": [2, 3, 3], "layers": [{"name": "bn", "type": "batchnorm"}]}
+    weights = {"bn": {"scale": np.full(2, 2.0), "shift": np.full(2, 1.0), "running_mean": np.zeros(2), "running_var": np.ones(2)}}
+    module = to_torch(spec, weights=weights)
+    x = torch.ones(1, 2, 3, 3, dtype=torch.float64)
+    np.testing.assert_allclose(module(x).detach().numpy(), 2 / np.sqrt(1 + 1e-5) + 1)
+
+
 def test_weights_are_checked():
     pytest.importorskip("torch")
     from archcalc.exporters import to_torch
@@ -389,6 +403,10 @@ EXTRA = [
     ("avgpool", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (2, 6, 7)),
     ("avgpool", {"kernel": [3, 2], "stride": 2, "padding": [1, 1, 1, 0], "ceil_mode": True, "divisor_override": 4}, (1, 6, 7)),
     ("maxpool", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True, "dilation": 2}, (2, 9, 8)),
+    ("maxpool", {"kernel": 2, "stride": 2, "padding": 1, "ceil_mode": True}, (1, 5, 6)),  # PyTorch drops a window in the padding
+    ("avgpool", {"kernel": 2, "stride": 2, "padding": 1, "ceil_mode": True}, (1, 5, 6)),
+    ("avgpool", {"kernel": 2, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False}, (1, 5, 6)),
+    ("avgpool", {"kernel": [3], "stride": 2, "padding": 1, "ceil_mode": True}, (2, 6)),
     ("linear", {"units": 3, "bias": False}, (2, 4, 5)),
     ("layernorm", {"elementwise_affine": False}, (4, 3, 3)),
     ("layernorm", {"normalized_shape": [4, 5], "bias": False}, (3, 4, 5)),
@@ -397,6 +415,9 @@ EXTRA = [
     ("upsample", {"mode": "trilinear", "size": [3, 5, 4], "align_corners": True}, (1, 2, 3, 3)),
     ("upsample", {"mode": "bicubic", "size": [9, 7], "align_corners": True}, (1, 4, 5)),
     ("upsample", {"mode": "nearest", "scale_factor": 3}, (2, 2, 2, 3)),
+    ("upsample", {"mode": "linear", "size": 1}, (2, 8)),  # one output: sampled at (0.5 * 8) - 0.5, as PyTorch
+    ("upsample", {"mode": "bilinear", "scale_factor": 0.3}, (1, 6, 7)),
+    ("maxpool", {"kernel": 2, "stride": 3, "padding": [0, 1, 0, 1], "ceil_mode": True, "dilation": 2}, (1, 4, 8)),
     ("adaptive_maxpool", {"output_size": [5, 1]}, (2, 1, 6)),
     ("channel_shuffle", {"groups": 3}, (6, 4)),
     ("prelu", {"num_parameters": 1}, (3,)),
@@ -496,6 +517,14 @@ def test_onnx_bad_inputs_are_one_line_errors(tmp_path):
         'model \'t\': layers[0] (name="pool", type="adaptive_maxpool"): cannot export to ONNX: its windows are not '
         "uniform (5 -> 3, 5 -> 3: the input size is no multiple of the output's), and ONNX pools have one window size")
     assert not (tmp_path / "a.onnx").exists()
+    # onnxruntime sizes a resize as floor(30 * 4.1) in float32: 123, PyTorch (and archcalc) 122
+    rounding = {"name": "t", "input": [1, 30], "layers": [{"name": "up", "type": "upsample", "mode": "linear", "scale_factor": 4.1}]}
+    with pytest.raises(SpecError, match=r"with a float32 scale, \(123,\), where PyTorch gives \(122,\); give the upsampling a size"):
+        to_onnx(rounding, tmp_path / "a.onnx")
+    # the same size at another scale: onnxruntime copies, PyTorch's nearest samples at 1/1.3 (1, 1, 2)
+    same = {"name": "t", "input": [1, 3], "layers": [{"name": "up", "type": "upsample", "scale_factor": 1.3}]}
+    with pytest.raises(SpecError, match=r"its output keeps the input's size 3 at scale_factor 1.3: onnxruntime then copies"):
+        to_onnx(same, tmp_path / "a.onnx")
 
 
 def test_missing_onnx_says_how_to_install(monkeypatch, tmp_path):
@@ -541,3 +570,63 @@ def test_a_model_past_protobufs_limit_keeps_its_weights_beside_it(tmp_path, monk
     session = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
     expected = Executor(graph, seed=3, dtype="float32").eval().forward(x)
     np.testing.assert_allclose(session.run(None, {"input": x})[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def _runs_in_onnxruntime_as_the_executor(spec, tmp_path):
+    """The spec's ONNX export equals the executor in onnxruntime, or the export refuses it in one line."""
+    from archcalc.exporters import to_onnx
+
+    try:
+        graph = archcalc.load(spec)
+        infer_shapes(graph)
+    except archcalc.errors.ArchcalcError:
+        return  # not a valid layer: nothing to export
+    try:
+        to_onnx(graph, tmp_path / "net.onnx")
+    except SpecError as refusal:
+        assert "\n" not in str(refusal) and "cannot export to ONNX" in str(refusal)
+        return
+    check_onnx_export(graph, tmp_path, batch=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    op=st.sampled_from(["maxpool", "avgpool"]),
+    shape=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    pads=st.lists(st.integers(0, 2), min_size=4, max_size=4),
+    ceil_mode=st.booleans(),
+    dilation=st.integers(1, 2),
+    count_include_pad=st.booleans(),
+    divisor=st.one_of(st.none(), st.integers(1, 5)),
+)
+def test_random_pools_export_to_onnx(op, shape, kernel, stride, pads, ceil_mode, dilation, count_include_pad, divisor,
+                                     tmp_path_factory):
+    """Ceil mode, asymmetric padding, dilation and divisors: where ONNX's rules differ from PyTorch's
+    (a last ceil-mode window in the padding) the export still equals the executor."""
+    pytest.importorskip("onnxruntime")
+    layer = {"type": op, "kernel": kernel, "stride": stride, "padding": [min(p, kernel // 2) for p in pads],
+             "ceil_mode": ceil_mode}
+    if op == "maxpool":
+        layer["dilation"] = dilation
+    else:
+        layer.update(count_include_pad=count_include_pad, divisor_override=divisor)
+    _runs_in_onnxruntime_as_the_executor({"name": "t", "input": [2, *shape], "layers": [layer]}, tmp_path_factory.mktemp("pool"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    mode=st.sampled_from(["nearest", "linear"]),
+    n=st.integers(1, 12),
+    size=st.one_of(st.none(), st.integers(1, 40)),
+    scale=st.sampled_from([0.3, 0.5, 0.75, 1.3, 1.5, 1.7, 2, 2.5, 3, 4.1, 7, 41]),
+    align=st.booleans(),
+)
+def test_random_upsamplings_export_to_onnx(mode, n, size, scale, align, tmp_path_factory):
+    """Sizes and scales, ratios ONNX computes otherwise included: equal to the executor, or refused in one line."""
+    pytest.importorskip("onnxruntime")
+    layer = {"type": "upsample", "mode": mode, **({"size": size} if size else {"scale_factor": scale})}
+    if align and mode == "linear":
+        layer["align_corners"] = True
+    _runs_in_onnxruntime_as_the_executor({"name": "t", "input": [2, n], "layers": [layer]}, tmp_path_factory.mktemp("up"))

@@ -55,6 +55,32 @@ def where(graph: Graph, node: Any) -> str:
     return f"model '{graph.name}': {node.label()}"
 
 
+def flat_weights(graph: Graph, weights: Any) -> dict[str, Any]:
+    """Weights as the executor names them, ``{"layer.weight": array}``, from that form or from
+    ``{layer: {name: array}}``, where a name is the parameter's (``weight``, ``running_var``) or
+    its role's (a batchnorm's ``scale`` and ``shift`` are its ``weight`` and ``bias``).
+
+    Raises:
+        SpecError: weights that are not a dict.
+    """
+    from collections.abc import Mapping
+
+    from archcalc.ops import get_op
+    from archcalc.passes import infer_shapes
+
+    if not isinstance(weights, Mapping):
+        raise SpecError(f"weights must be a dict of arrays by parameter name, got a {type(weights).__name__}")
+    layers = infer_shapes(graph)
+    roles = {f"{node.name}.{param.role.name}": f"{node.name}.{name}" for node in graph.nodes[1:]
+             for name, param in get_op(node.type).params(layers[node.name]).items()}
+    flat: dict[str, Any] = {}
+    for key, value in weights.items():
+        items = [(f"{key}.{name}", array) for name, array in value.items()] if isinstance(value, Mapping) else [(key, value)]
+        for name, array in items:
+            flat[name if name not in roles or name in roles.values() else roles[name]] = array
+    return flat
+
+
 def check_output_path(path: Any, what: str) -> Any:
     """``path`` as a :class:`pathlib.Path` whose directory exists; SpecError (one line) otherwise."""
     from pathlib import Path

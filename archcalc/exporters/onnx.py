@@ -15,8 +15,10 @@ The export is for inference: dropout and stochastic depth are the identity, batc
 instancenorm (with running statistics) use their running statistics, as the executor's eval mode.
 Where ONNX has no node for a layer it is decomposed (SiLU = x * Sigmoid(x), channel shuffle =
 Reshape/Transpose/Reshape, LRN of an even size as PyTorch computes it, avgpool's
-``divisor_override`` = the mean times the window's count over the divisor); an adaptive pooling
-whose windows are not uniform is refused, naming the layer.
+``divisor_override`` = the mean times the window's count over the divisor; ceil mode where ONNX
+would keep a window PyTorch drops = an explicit Pad and floor mode). Refused, naming the layer:
+an adaptive pooling whose windows are not uniform, and an upsampling by a scale whose output size
+ONNX computes otherwise (float32 rounding) or that keeps an axis's size (onnxruntime then copies).
 """
 
 from __future__ import annotations
@@ -272,32 +274,73 @@ def _permute(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: s
     return b.node("Transpose", xs, out, perm=list(layer.attrs["dims"]))
 
 
+def _onnx_ceil_differs(layer: Layer) -> bool:
+    """Whether ONNX's ceil mode keeps a last window that starts in the padding after the input,
+    which PyTorch drops (kernel 2, stride 2, padding 1 on 5: ONNX 4 outputs, PyTorch 3)."""
+    a = layer.attrs
+    dilation = a.get("dilation") or (1,) * len(a["kernel"])
+    return bool(a["ceil_mode"]) and any(
+        -(-(n + before + after - (d * (k - 1) + 1)) // s) + 1 != o
+        for n, k, s, d, (before, after), o in zip(layer.in_shape[1:], a["kernel"], a["stride"], dilation, a["padding"],
+                                                   layer.out_shape[1:])
+    )
+
+
+def _padded_for_floor_mode(b: _Builder, layer: Layer, x: str, value: float, out: str) -> str:
+    """``x`` padded explicitly (by ``value``) so that a floor-mode pool without padding has PyTorch's
+    windows: the padding before, and after it enough to hold PyTorch's last window."""
+    a = layer.attrs
+    dilation = a.get("dilation") or (1,) * len(a["kernel"])
+    before = [int(p) for p, _ in a["padding"]]
+    after = [max(int(q), (o - 1) * s + d * (k - 1) + 1 - n - p)
+             for n, k, s, d, (p, q), o in zip(layer.in_shape[1:], a["kernel"], a["stride"], dilation, a["padding"],
+                                              layer.out_shape[1:])]
+    pads = [0, 0, *before, 0, 0, *after]
+    return b.node("Pad", [x, b.ints(f"{out}.pads", pads), b.const(f"{out}.pad_value", np.float32(value))], f"{out}/padded")
+
+
 def _maxpool(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: str) -> str:
     a = layer.attrs
-    return b.node("MaxPool", xs, out, kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=_pads(a["padding"]),
-                  dilations=list(a["dilation"]), ceil_mode=int(a["ceil_mode"]))
+    geometry = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"]), "dilations": list(a["dilation"])}
+    if _onnx_ceil_differs(layer):  # floor mode on the input padded by -inf: PyTorch's windows
+        padded = _padded_for_floor_mode(b, layer, xs[0], -np.inf, out)
+        return b.node("MaxPool", [padded], out, **geometry)
+    return b.node("MaxPool", xs, out, pads=_pads(a["padding"]), ceil_mode=int(a["ceil_mode"]), **geometry)
 
 
 def _avgpool(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: str) -> str:
     a = layer.attrs
-    attrs = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"]), "pads": _pads(a["padding"]),
-             "ceil_mode": int(a["ceil_mode"]), "count_include_pad": int(bool(a["count_include_pad"]))}
-    if a["divisor_override"] is None:
-        return b.node("AveragePool", xs, out, **attrs)
-    # sum / divisor = mean * (values the mean divided by) / divisor, that count known per output position
-    mean = b.node("AveragePool", xs, f"{out}/mean", **attrs)
-    factor = _window_counts(layer) / a["divisor_override"]
-    return b.node("Mul", [mean, b.const(f"{out}.count_over_divisor", factor[None, None])], out)
+    geometry = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"])}
+    include_pad = bool(a["count_include_pad"])
+    torch_pads = _pads(a["padding"])
+    if _onnx_ceil_differs(layer):
+        # floor mode on the input padded by zeros: every window full, the mean over prod(k) values; the sum over
+        # PyTorch's divisor is that mean * prod(k) / divisor
+        padded = _padded_for_floor_mode(b, layer, xs[0], 0.0, out)
+        mean = b.node("AveragePool", [padded], f"{out}/mean", count_include_pad=1, **geometry)
+        onnx_counts = np.full(layer.out_shape[1:], float(np.prod(a["kernel"])))
+    elif a["divisor_override"] is None:
+        return b.node("AveragePool", xs, out, pads=torch_pads, ceil_mode=int(a["ceil_mode"]),
+                      count_include_pad=int(include_pad), **geometry)
+    else:
+        mean = b.node("AveragePool", xs, f"{out}/mean", pads=torch_pads, ceil_mode=int(a["ceil_mode"]),
+                      count_include_pad=int(include_pad), **geometry)
+        onnx_counts = _window_counts(layer, torch_pads, include_pad)
+    divisor = a["divisor_override"] if a["divisor_override"] is not None else _window_counts(layer, torch_pads, include_pad)
+    return b.node("Mul", [mean, b.const(f"{out}.count_over_divisor", (onnx_counts / divisor)[None, None])], out)
 
 
-def _window_counts(layer: Layer) -> np.ndarray:
-    """How many values each window of an average pool divides by (PyTorch's rule): per axis, the
-    window clipped to the padded input (count_include_pad) or to the input; the product over axes."""
+def _window_counts(layer: Layer, pads: list[int], include_pad: bool) -> np.ndarray:
+    """How many values each window of an average pool divides by, with ``pads`` (ONNX's order):
+    per axis, the window clipped to the padded input (``include_pad``) or to the input (PyTorch's
+    rule, and ONNX's, without ceil mode's dropped windows); the product over axes."""
     a = layer.attrs
+    rank = len(a["kernel"])
     counts = []
-    for n, k, s, (before, after), o in zip(layer.in_shape[1:], a["kernel"], a["stride"], a["padding"], layer.out_shape[1:]):
+    for axis, (n, k, s, o) in enumerate(zip(layer.in_shape[1:], a["kernel"], a["stride"], layer.out_shape[1:])):
+        before, after = pads[axis], pads[axis + rank]
         starts = np.arange(o) * s - before
-        if a["count_include_pad"]:
+        if include_pad:
             ends = np.minimum(starts + k, n + after)
         else:
             ends, starts = np.minimum(starts + k, n), np.maximum(starts, 0)
@@ -365,14 +408,28 @@ def _upsample(b: _Builder, layer: Layer, xs: list[str], p: dict[str, str], out: 
     if mode == "nearest":
         attrs = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
     else:
-        attrs = {"coordinate_transformation_mode": "align_corners" if a["align_corners"] else "pytorch_half_pixel"}
+        attrs = {"coordinate_transformation_mode": "align_corners" if a["align_corners"] else "half_pixel"}
         if mode == "cubic":
             attrs["cubic_coeff_a"] = -0.75
     axes = list(range(2, len(layer.in_shape) + 1))
     if a["size"] is not None:
         inputs = [xs[0], "", "", b.ints(f"{out}.sizes", list(a["size"]))]
     else:
-        inputs = [xs[0], "", b.const(f"{out}.scales", np.asarray(a["scale_factor"], dtype=np.float32))]
+        scales = np.asarray(a["scale_factor"], dtype=np.float32)
+        wanted = tuple(layer.out_shape[1:])
+        # ONNX sizes the output as floor(in * scale) with the scale in float32, PyTorch in float64: refuse where they
+        # differ (onnxruntime floors 30 * 4.1 to 123, PyTorch to 122), in float32 or in float64 of the float32 scale
+        spatial = np.asarray(layer.in_shape[1:])
+        for sizes in (np.floor(spatial.astype(np.float32) * scales), np.floor(spatial * scales.astype(np.float64))):
+            if tuple(int(n) for n in sizes) != wanted:
+                raise _Refused(f"ONNX computes the output size floor(in * scale_factor) with a float32 scale, "
+                               f"{tuple(int(n) for n in sizes)}, where PyTorch gives {wanted}; give the upsampling a size instead")
+        same = [i for i, (n, o, f) in enumerate(zip(spatial, wanted, a["scale_factor"])) if n == o and f != 1]
+        if same:
+            raise _Refused(f"its output keeps the input's size {int(spatial[same[0]])} at scale_factor {a['scale_factor'][same[0]]}: "
+                           "onnxruntime then copies the input, PyTorch samples at the scale (nearest) or copies "
+                           "(linear); give the upsampling a size instead")
+        inputs = [xs[0], "", b.const(f"{out}.scales", scales)]
     return b.node("Resize", inputs, out, mode=mode, axes=axes, **attrs)
 
 
@@ -485,12 +542,9 @@ def _weights(graph: Graph, weights: Any, seed: int) -> dict[str, np.ndarray]:
         return {key: np.zeros(shape, dtype=np.float32) for key, shape in shapes.items()}
     if not isinstance(weights, Mapping):
         raise SpecError(f"weights must be None (random, seeded), 'zeros' or a dict of arrays, got a {type(weights).__name__}")
-    flat: dict[str, Any] = {}
-    for key, value in weights.items():
-        if isinstance(value, Mapping):
-            flat.update({f"{key}.{role}": array for role, array in value.items()})
-        else:
-            flat[key] = value
+    from archcalc.exporters import flat_weights
+
+    flat = flat_weights(graph, weights)
     result = {}
     for key, value in flat.items():
         if key not in shapes:
@@ -583,7 +637,7 @@ def to_onnx(net: Any, path: Any, *, weights: Any = None, seed: int = 0) -> None:
         net: anything :func:`archcalc.load` takes.
         path: the ``.onnx`` file to write (its directory must exist).
         weights: None for the executor's random initialisation at ``seed`` (He-normal kernels,
-            the roles' constants elsewhere: ``Executor(net, seed=seed)``'s parameters), ``"zeros"``,
+            the roles' constants elsewhere: ``Executor(net, seed=seed, dtype="float32")``'s parameters), ``"zeros"``,
             or every parameter as the executor names them (``Executor.params``:
             ``{"conv1.weight": array}``) or ``{layer: {role: array}}``; stored as float32. A linear
             layer on (..., C) stores its weight transposed, (C, units), for MatMul; PReLU and

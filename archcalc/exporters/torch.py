@@ -605,17 +605,6 @@ def parameter_names(net: Any) -> dict[str, str]:
     return names
 
 
-def _flat_weights(weights: Mapping[str, Any]) -> dict[str, Any]:
-    """``{layer: {role: array}}`` or the executor's ``{"layer.role": array}`` as the latter."""
-    flat = {}
-    for key, value in weights.items():
-        if isinstance(value, Mapping):
-            flat.update({f"{key}.{role}": array for role, array in value.items()})
-        else:
-            flat[key] = value
-    return flat
-
-
 def to_torch(net: Any, path: Any = None, *, weights: Mapping[str, Any] | None = None) -> Any:
     """The network as a torch module in eval mode, built from :func:`torch_source`'s source.
 
@@ -657,10 +646,14 @@ def load_weights(module: Any, net: Any, weights: Mapping[str, Any]) -> None:
     Raises:
         SpecError: a weight names no parameter, or its shape differs from the parameter's.
     """
+    from archcalc.exporters import flat_weights
+    from archcalc.loading import load
+
     torch = _torch()
-    names = parameter_names(net)
+    graph = load(net)
+    names = parameter_names(graph)
     state = module.state_dict()
-    flat = _flat_weights(weights)
+    flat = flat_weights(graph, weights)
     dtypes = {torch.as_tensor(v).dtype for v in flat.values()}
     if len(dtypes) == 1:
         module.to(dtypes.pop())
