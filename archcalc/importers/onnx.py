@@ -222,6 +222,7 @@ class _Importer:
         self.names, self.scopes = _module_paths(self.nodes)
         self.skip: set[int] = set()
         self.fused: dict[int, Callable[[], None]] = {}
+        self.members: dict[int, list[int]] = {}  # the nodes each fused layer was made of, by its last node
 
     # ---- setup: opset, input, shapes ----
 
@@ -504,6 +505,7 @@ class _Importer:
         last = max(indices)
         self.skip.update(i for i in indices if i != last)
         self.fused[last] = emit
+        self.members[last] = list(indices)
         return True
 
     def _is(self, index: int | None, op_type: str) -> bool:
@@ -787,12 +789,13 @@ class _Importer:
             self._match_flat_gather(index, node)
 
     def _emit_fused(self, op_type: str, attrs: dict[str, Any], x: str, first: int, last: int,
-                    params: dict[str, Any] | None = None, fused: Sequence[int] = ()) -> None:
+                    params: dict[str, Any] | None = None) -> None:
         node, end = self.nodes[first], self.nodes[last]
         source = self.layer_of.get(x)
         if source is None:
             return self._map_none(end)
         # the module the pattern came from when it is the whole of one (torchvision's LayerNorm2d, an nn.SiLU)
+        fused = self.members.get(last, [first, last])
         path, count = self.scopes.get(node.name, ("", 0))
         whole = path and count == len(fused) and all(self.scopes.get(self.nodes[i].name, ("",))[0] == path for i in fused)
         name = self.builder.add(op_type, attrs, inputs=[source], name=path if whole else _node_name(node, self.names),
