@@ -30,11 +30,12 @@ from tests.helpers import single_op_graph  # noqa: E402
 # The oracle: torch's own forward pass, hooked
 
 
-def hooked(module, input_shape, fake=False):
+def hooked(module, input_shape, meta=False):
     """Every module call of a forward pass on zeros (eval, no grad): path -> [(in shapes, out
     shape, module)] in call order, shapes without the batch axis, and the output's shape.
-    ``fake``: under torch's fake tensors (torch's own shape functions, no arithmetic: the large
-    torchvision models in bounded test time)."""
+    ``meta``: on the meta device, the module's tensors swapped for meta ones by
+    torch.func.functional_call (torch's own shape functions, no arithmetic: the large torchvision
+    models in bounded test time)."""
     calls: dict[str, list] = {}
     names = {m: name for name, m in module.named_modules()}
 
@@ -47,11 +48,9 @@ def hooked(module, input_shape, fake=False):
     try:
         module.eval()
         with torch.no_grad():
-            if fake:
-                from torch._subclasses.fake_tensor import FakeTensorMode
-
-                with FakeTensorMode(allow_non_fake_inputs=True):
-                    output = module(torch.zeros((1, *input_shape)))
+            if meta:
+                tensors = {n: t.to("meta") for n, t in (*module.named_parameters(), *module.named_buffers())}
+                output = torch.func.functional_call(module, tensors, (torch.zeros((1, *input_shape), device="meta"),))
             else:
                 output = module(torch.zeros((1, *input_shape)))
     finally:
@@ -81,13 +80,13 @@ def torch_counts(module):
     return params, sum(b.numel() for b in module.buffers()) - counters, counters
 
 
-def check_against_torch(module, input_shape, check_inputs=True, fake=False, **kwargs):
+def check_against_torch(module, input_shape, check_inputs=True, meta=False, **kwargs):
     """Import ``module`` and compare every module call, the totals and conv/linear MACs with torch
     (``check_inputs`` false: not each call's input shape, where an F.pad before it was folded in)."""
     imported = import_module(module, input_shape, **kwargs)
     analysis = archcalc.analyze(imported.graph)
     rows = {row.name: row for row in analysis.layers}
-    calls, output_shape = hooked(module, input_shape, fake)
+    calls, output_shape = hooked(module, input_shape, meta)
     macs = 0
     for path, layers in imported.module_layers.items():
         assert len(layers) == len(calls[path]), path
@@ -542,19 +541,16 @@ def _torchvision():
 
 
 def _build(tv, name, **kwargs):
-    """torchvision's model (weights=None), its tensors zero: built on the meta device where its
-    constructor allows (no random initialisation of millions of weights), else as usual."""
+    """torchvision's model (weights=None), built on the meta device where its constructor allows
+    (no random initialisation of millions of weights) and given uninitialised storage (no figure
+    depends on the values), else as usual."""
     if name in ("googlenet", "inception_v3"):
         kwargs = {"aux_logits": False, "init_weights": False, **kwargs}
     if name.startswith("regnet"):  # its constructor computes widths with tensors: not on meta
         return tv.models.get_model(name, weights=None, **kwargs)
     with torch.device("meta"):
         model = tv.models.get_model(name, weights=None, **kwargs)
-    model = model.to_empty(device="cpu")
-    with torch.no_grad():
-        for tensor in (*model.parameters(), *model.buffers()):
-            tensor.zero_()
-    return model
+    return model.to_empty(device="cpu")
 
 
 @pytest.mark.parametrize("name", TORCHVISION_MODELS)
@@ -565,7 +561,7 @@ def test_torchvision_model_imports_and_equals_torch(name):
     torch.set_num_threads(1)
     try:
         model = _build(tv, name)
-        imported, analysis = check_against_torch(model, shape, fake=True, name=name)
+        imported, analysis = check_against_torch(model, shape, meta=True, name=name)
     finally:
         torch.set_num_threads(threads)
     params, buffers, counters = torch_counts(model)

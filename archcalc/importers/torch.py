@@ -305,8 +305,10 @@ class _Shape:
 
 def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], label: str) -> None:
     """Run ``gm`` on zeros of (1, *shape), recording every node's value summary in
-    ``node.meta["archcalc"]``: under fake tensors when that works, else on real zeros."""
-    from torch import fx
+    ``node.meta["archcalc"]``: on the meta device (torch's shape functions, no memory, no
+    arithmetic: resnet50 in about 0.3 s against 0.7 s for real on one thread), else under fake
+    tensors (a forward making tensors of its own), else on real zeros."""
+    from torch import fx, nn
 
     failed: list[Any] = []
 
@@ -320,6 +322,25 @@ def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], label: str) -> None:
             node.meta["archcalc"] = _summary(torch, result)
             return result
 
+    class OnMeta(nn.Module):
+        """Runs the recorder with every parameter and buffer swapped for a meta tensor
+        (``torch.func.functional_call``; the module's own tensors are back afterwards)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.gm = gm
+
+        def forward(self, x: Any) -> Any:
+            return Recorder(self.gm).run(x)
+
+    try:
+        holder = OnMeta()
+        tensors = {name: t.to("meta") for name, t in (*holder.named_parameters(), *holder.named_buffers())}
+        with torch.no_grad():
+            torch.func.functional_call(holder, tensors, (torch.zeros((1, *shape), device="meta"),))
+        return
+    except Exception:  # noqa: BLE001 - an op without a meta kernel, or tensors made on the CPU: fake tensors
+        failed.clear()
     try:
         from torch._subclasses.fake_tensor import FakeTensorMode
 
