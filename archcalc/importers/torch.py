@@ -313,6 +313,21 @@ def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], label: str) -> None:
     failed: list[Any] = []
 
     class Recorder(fx.Interpreter):
+        def __init__(self, module: Any, shortcut: bool = False) -> None:
+            super().__init__(module)
+            self.shortcut = shortcut
+
+        def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+            # on the meta device, torch runs batchnorm's shape function through its decomposition
+            # (10 ms a call); in eval mode it is the identity on shapes (its tensors' sizes are
+            # checked against archcalc's rule by the builder)
+            m = self.fetch_attr(target)
+            if (self.shortcut and isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.training and len(args) == 1
+                    and not kwargs and isinstance(args[0], torch.Tensor) and args[0].dim() >= 2
+                    and args[0].shape[1] == m.num_features):
+                return args[0]
+            return super().call_module(target, args, kwargs)
+
         def run_node(self, node: Any) -> Any:
             try:
                 result = super().run_node(node)
@@ -331,7 +346,7 @@ def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], label: str) -> None:
             self.gm = gm
 
         def forward(self, x: Any) -> Any:
-            return Recorder(self.gm).run(x)
+            return Recorder(self.gm, shortcut=True).run(x)
 
     try:
         holder = OnMeta()
@@ -411,12 +426,12 @@ def _torch_module() -> Any:
 
 def _module_name(m: Any) -> str:
     """``torch.nn.LSTM`` rather than ``torch.nn.modules.rnn.LSTM`` where the short path holds it."""
+    import sys
+
     cls = type(m)
     for package in ("torch.nn", "torchvision.ops"):
-        if cls.__module__.startswith(package):
-            short = __import__(package, fromlist=["_"])
-            if getattr(short, cls.__name__, None) is cls:
-                return f"{package}.{cls.__name__}"
+        if cls.__module__.startswith(package) and getattr(sys.modules.get(package), cls.__name__, None) is cls:
+            return f"{package}.{cls.__name__}"
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
