@@ -31,6 +31,8 @@ torch is an optional extra: ``pip install "archcalc[torch]"``.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -194,6 +196,19 @@ def _aten_functions(torch: Any) -> dict[Any, Any]:
     return {packet: fn for packet, fn in table.items()}
 
 
+@contextlib.contextmanager
+def _quiet_torch() -> Any:
+    """torch's own log lines (torch.export's and fake tensors' warnings when a trace fails) kept off
+    the terminal: archcalc says what failed in its one-line error."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _same(x: Any, *args: Any, **kwargs: Any) -> Any:
     """A copy or view of the same values (torch.export's clone, contiguous, alias): no layer."""
     return x
@@ -212,7 +227,8 @@ def _export(torch: Any, module: Any, shape: tuple[int, ...], tracer: Any) -> Any
 
     from torch import fx
 
-    program = torch.export.export(module, (torch.zeros((1, *shape)),))
+    with _quiet_torch():
+        program = torch.export.export(module, (torch.zeros((1, *shape)),))
     signature = program.graph_signature
     targets = {**signature.inputs_to_parameters, **signature.inputs_to_buffers}
     constants = {}  # tensors the forward made from constants (``self.boxes[:1]``), held by the program
@@ -359,7 +375,7 @@ def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], label: str) -> None:
     try:
         from torch._subclasses.fake_tensor import FakeTensorMode
 
-        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+        with _quiet_torch(), FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
             Recorder(gm).run(torch.zeros((1, *shape)))
         return
     except Exception:  # noqa: BLE001 - an op without a fake kernel: run it for real below
