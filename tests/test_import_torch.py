@@ -272,6 +272,7 @@ class Functional(nn.Module):
 
 def test_functional_calls_and_methods_equal_torch():
     imported, analysis = check_against_torch(Functional(), (3, 12, 10))
+    assert imported.graph.warnings == ()  # gamma, used through a view of it, is used
     types = [row.type for row in analysis.layers[1:]]
     assert types == [
         "conv", "relu", "relu6", "hardtanh", "leaky_relu", "mish", "hardsigmoid", "hardswish", "silu", "gelu", "elu",
@@ -404,13 +405,15 @@ class Unsupported(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3)
         self.rnn_like = nn.Bilinear(4, 4, 4)
+        self.shift = nn.Parameter(torch.zeros(4, 1, 1))
+        self.shuffle = nn.PixelShuffle(2)
 
     def forward(self, x):
         x = self.conv(x)
         y = x - 1.0
         z = x * 2.0
-        w = torch.abs(y + z)
-        return torch.abs(w) / 3
+        w = torch.abs(y + z) + self.shift
+        return self.shuffle(torch.abs(w) / 3)
 
 
 def test_unsupported_ops_are_listed_with_counts_and_first_place():
@@ -423,7 +426,8 @@ def test_unsupported_ops_are_listed_with_counts_and_first_place():
     assert "operator.mul (with a constant) x1 (first at mul)" in text
     assert "torch.abs x2 (first at abs)" in text
     assert "operator.truediv x1 (first at truediv)" in text
-    assert "operator.add (with a constant)" not in text  # y + z is an add of two tensors
+    assert "operator.add (with a parameter) x1 (first at add" in text  # y + z is an add of two tensors: mapped
+    assert "torch.nn.PixelShuffle x1 (first at shuffle)" in text
     assert "--partial" in text
 
 
@@ -434,9 +438,12 @@ def test_partial_passes_unsupported_ops_through_with_their_traced_shapes():
     assert rows["conv"].params == 4 * 3 * 9 + 4
     assert rows["sub"].output_shape == (4, 6, 6) and rows["sub"].params == rows["sub"].macs == 0
     assert rows["add"].type == "add" and rows["add"].inputs == ("sub", "mul")
-    assert analysis.layers[-1].name == "truediv"
+    assert rows["truediv"].output_shape == (4, 6, 6)
+    assert analysis.layers[-1].name == "shuffle" and analysis.layers[-1].output_shape == (1, 12, 12)
+    assert analysis.totals.params == rows["conv"].params  # the shift parameter is in an uncounted op
     # the unused Bilinear is said, not silently dropped
-    assert any("parameters of modules the forward pass does not use" in w and "rnn_like" in w for w in graph.warnings)
+    unused = [w for w in graph.warnings if "parameters of modules the forward pass does not use" in w]
+    assert len(unused) == 1 and "rnn_like" in unused[0] and "shift" not in unused[0]
 
 
 class Reused(nn.Module):

@@ -418,8 +418,6 @@ def _target_name(node: Any) -> str:
         return str(target)
     name = getattr(target, "__name__", str(target))
     module = getattr(target, "__module__", None) or ""
-    if target in _TORCH_NAMES:
-        return _TORCH_NAMES[target]
     if module.startswith("torch._C._nn") or module == "torch.nn.functional":
         return f"torch.nn.functional.{name}"
     if module.startswith("torchvision.ops"):
@@ -429,9 +427,6 @@ def _target_name(node: Any) -> str:
     if module.startswith("torch") and getattr(_torch_module(), name, None) is target:
         return f"torch.{name}"
     return f"{module}.{name}" if module else name
-
-
-_TORCH_NAMES: dict[Any, str] = {}
 
 
 def _torch_module() -> Any:
@@ -470,6 +465,12 @@ class _P:
 
     tensor: Any
     path: str
+    #: The module's own tensors it was computed from (a reshape of a parameter is not the parameter).
+    origins: tuple[Any, ...] = ()
+
+    def used(self) -> set[int]:
+        """Ids of the module tensors behind it, for the warning about unused parameters."""
+        return {id(t) for t in self.origins or (self.tensor,)}
 
 
 @dataclass
@@ -480,7 +481,6 @@ class _Parts:
     dim: int
     bounds: list[tuple[int, int]]
     name: str
-    where: str
     made: dict[int, _T] = field(default_factory=dict)
 
 
@@ -608,8 +608,10 @@ class _Mapper:
                 result = getattr(real_args[0], node.target)(*real_args[1:], **real_kwargs)
             else:
                 result = node.target(*real_args, **real_kwargs)
-        path = next(v.path for v in _flatten((args, kwargs)) if isinstance(v, _P))
-        return fx.node.map_aggregate(result, lambda v: _P(v, path) if isinstance(v, self.torch.Tensor) else v)
+        inputs = [v for v in _flatten((args, kwargs)) if isinstance(v, _P)]
+        origins = tuple(t for v in inputs for t in v.origins or (v.tensor,))
+        return fx.node.map_aggregate(
+            result, lambda v: _P(v, inputs[0].path, origins) if isinstance(v, self.torch.Tensor) else v)
 
     def _call(self, node: Any, handle: Callable[[], Any], op: str, args: Any, kwargs: Any, out: Any) -> Any:
         inputs = [v for v in _flatten((args, kwargs)) if isinstance(v, _T)]
@@ -618,6 +620,12 @@ class _Mapper:
             # (an unsupported op further on is listed too) but emits nothing (see emit)
             return handle()
         except _Unsupported as unsupported:
+            # its tensors are read (the report is partial, or the import fails), not unused
+            for v in _flatten((args, kwargs)):
+                if isinstance(v, _P):
+                    self.used_params |= v.used()
+            if node.op == "call_module":
+                self.used_params.update(id(p) for p in self.gm.get_submodule(node.target).parameters())
             shape = out.dims[1:] if isinstance(out, _Shape) else None
             self.added += 1
             # an op made of constants alone (torch.arange) stands after the input; an input that
@@ -1267,7 +1275,7 @@ def _f_split(kind: str) -> Callable[..., _Parts]:
         for part in out:
             bounds.append((start, start + part.dims[dim]))
             start += part.dims[dim]
-        return _Parts(x, dim, bounds, mp._name(node), _where_node(node))
+        return _Parts(x, dim, bounds, mp._name(node))
 
     return handle
 
@@ -1327,6 +1335,7 @@ def _binary(op_type: str) -> Callable[..., _T]:
         if op_type == "mul" and {type(a), type(b)} == {_T, _P}:
             x, p = (a, b) if isinstance(a, _T) else (b, a)
             return _scale(mp, node, x, p, out, op)
+        _need(not isinstance(a, _P) and not isinstance(b, _P), f"{op} (with a parameter)")
         _need(isinstance(a, _T) and isinstance(b, _T), f"{op} (with a constant)")
         _need(len(a.shape) == len(b.shape), f"{op} (of tensors of different ranks)")
         return mp.emit(node, op_type, {}, [a, b], out)
@@ -1342,7 +1351,7 @@ def _scale(mp: _Mapper, node: Any, x: _T, p: _P, out: Any, op: str) -> _T:
         shape.pop(0)
     _need(shape == [channels, *([1] * (rank - 2))], f"{op} (by a parameter of shape {list(p.tensor.shape)})")
     init = _shared_value(p.tensor, 1.0)
-    mp.used_params.add(id(p.tensor))
+    mp.used_params |= p.used()
     if x.ref is None:
         return _T(None, out.dims)
     mp.added += 1
@@ -1361,6 +1370,9 @@ def _f_layer_norm(mp: _Mapper, node: Any, args: Any, kwargs: Any, out: Any) -> _
     attrs = {"normalized_shape": list(bound["normalized_shape"]), "eps": float(bound["eps"]),
              "elementwise_affine": weight is not None, "bias": bias is not None}
     params = {role: v.tensor for role, v in (("scale", weight), ("shift", bias)) if v is not None}
+    for v in (weight, bias):
+        if v is not None:
+            mp.used_params |= v.used()
     return mp.emit(node, "layernorm", attrs, [x], out, params)
 
 
