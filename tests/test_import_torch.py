@@ -667,3 +667,28 @@ def test_in_place_statements_are_layers_in_their_order():
     assert [(n.name, n.type, n.inputs) for n in graph.nodes[1:]] == [
         ("conv", "conv", ("input",)), ("sigmoid", "sigmoid", ("conv",)), ("act", "relu", ("sigmoid",)),
         ("relu", "relu", ("act",)), ("flatten", "flatten", ("relu",))]
+
+
+class Arithmetic(nn.Module):
+    """torch.add, torch.mul, the methods, and indexing of several axes."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+        self.b = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        a, b = self.a(x), self.b(x)
+        y = torch.add(a, b)
+        y = torch.mul(y, b).add(a).mul(torch.sigmoid(a.mean((2, 3), keepdim=True)))
+        y = y[:, 1:, 1:-1, ::2]
+        return y.reshape(y.size(0), -1)
+
+
+def test_torch_add_mul_their_methods_and_multi_axis_indexing():
+    imported, analysis = check_against_torch(Arithmetic(), (3, 6, 7))
+    assert [(row.name, row.type, row.output_shape) for row in analysis.layers[3:]] == [
+        ("add", "add", (4, 6, 7)), ("mul", "mul", (4, 6, 7)), ("add_2", "add", (4, 6, 7)),
+        ("mean", "global_avgpool", (4, 1, 1)), ("sigmoid", "sigmoid", (4, 1, 1)), ("mul_2", "mul", (4, 6, 7)),
+        ("getitem", "slice", (3, 6, 7)), ("getitem.1", "slice", (3, 4, 7)), ("getitem.2", "slice", (3, 4, 4)),
+        ("reshape", "reshape", (48,))]
