@@ -10,6 +10,7 @@ torchvision's classification models are checked the same way when torchvision is
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 
@@ -24,7 +25,7 @@ from archcalc.errors import MissingToolError, SpecError  # noqa: E402
 from archcalc.importers.torch import from_torch, import_module  # noqa: E402
 from archcalc.ops import REGISTRY  # noqa: E402
 from archcalc.passes import infer_shapes  # noqa: E402
-from tests.helpers import single_op_graph  # noqa: E402
+from tests.helpers import run_main, single_op_graph  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # The oracle: torch's own forward pass, hooked
@@ -539,7 +540,7 @@ TORCHVISION_MODELS = [
     "alexnet", "squeezenet1_0", "squeezenet1_1", "densenet121", "mobilenet_v2", "mobilenet_v3_small",
     "mobilenet_v3_large", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
     "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "regnet_x_400mf", "regnet_y_400mf", "regnet_y_800mf",
-    "convnext_tiny", "googlenet", "inception_v3",
+    "convnext_tiny", "convnext_small", "googlenet", "inception_v3",
 ]
 
 
@@ -692,3 +693,30 @@ def test_torch_add_mul_their_methods_and_multi_axis_indexing():
         ("mean", "global_avgpool", (4, 1, 1)), ("sigmoid", "sigmoid", (4, 1, 1)), ("mul_2", "mul", (4, 6, 7)),
         ("getitem", "slice", (3, 6, 7)), ("getitem.1", "slice", (3, 4, 7)), ("getitem.2", "slice", (3, 4, 4)),
         ("reshape", "reshape", (48,))]
+
+
+def test_the_command_line_reports_a_module_named_package_module_name(tmp_path, monkeypatch):
+    (tmp_path / "tinynets.py").write_text(
+        "import torch\n"
+        "from torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=8))\n"
+        "        self.fc = nn.Linear(8, 2)\n\n"
+        "    def forward(self, x):\n"
+        "        x = self.features(x) - 0.5\n"
+        "        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    status, out, err = run_main("report", "tinynets:Net", "--input", "3x12x12", "--format", "json")
+    assert status == 2
+    assert err.startswith("error: 'Net': unsupported: operator.sub x1 (first at sub)") and "--partial" in err
+    status, out, err = run_main("report", "tinynets:Net", "--input", "3x12x12", "--format", "json", "--partial")
+    assert status == 0, err
+    report = json.loads(out)
+    rows = {row["name"]: row for row in report["layers"]}
+    assert rows["features.0"]["params"] == 8 * 3 * 9 + 8 and rows["features.2"]["macs"] == 8 * 9 * 8 * 8
+    assert rows["sub"]["type"] == "opaque" and report["status"] == "partial"
+    assert report["totals"]["params"] == 224 + 80 + 18
