@@ -720,3 +720,22 @@ def test_the_command_line_reports_a_module_named_package_module_name(tmp_path, m
     assert rows["features.0"]["params"] == 8 * 3 * 9 + 8 and rows["features.2"]["macs"] == 8 * 9 * 8 * 8
     assert rows["sub"]["type"] == "opaque" and report["status"] == "partial"
     assert report["totals"]["params"] == 224 + 80 + 18
+
+
+class Optional(nn.Module):
+    """A forward with an optional second argument: traced at its default."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x, mask=None, *, scale=False):
+        y = self.fc(x)
+        if mask is not None:
+            y = y * mask
+        return torch.sigmoid(y) if scale else y
+
+
+def test_optional_forward_arguments_take_their_defaults():
+    graph = from_torch(Optional(), (6,))
+    assert [n.type for n in graph.nodes[1:]] == ["linear"]

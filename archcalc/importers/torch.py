@@ -156,7 +156,7 @@ def _trace(torch: Any, module: Any, shape: tuple[int, ...], label: str) -> Any:
     if tracer.is_leaf_module(module, ""):  # one layer: trace a parent holding it, so it stays whole
         module = _Holder(type(module).__name__.lower(), module)
     try:
-        graph = tracer.trace(module)
+        graph = tracer.trace(module, concrete_args=_defaults(module))
     except Exception as fx_error:  # noqa: BLE001 - any failure of user code while tracing
         try:
             return _export(torch, module, shape, tracer)
@@ -276,6 +276,20 @@ def _export(torch: Any, module: Any, shape: tuple[int, ...], tracer: Any) -> Any
     for placeholder, attribute in constants.items():
         gm.register_buffer(attribute, program.constants[signature.inputs_to_lifted_tensor_constants[placeholder]])
     return gm
+
+
+def _defaults(module: Any) -> dict[str, Any] | None:
+    """The forward's arguments after the first that have defaults (``mask=None``), fixed to them:
+    the network takes one tensor, as archcalc's graphs do."""
+    import inspect
+
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    fixed = {p.name: p.default for p in parameters
+             if p.default is not inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return fixed or None
 
 
 def _holder_class() -> type:
@@ -531,7 +545,9 @@ class _Mapper:
         for node in graph.nodes:
             if node not in live:
                 continue
-            if node.op == "placeholder":
+            if node.op == "placeholder" and not isinstance(node.meta.get("archcalc"), _Shape):
+                self.env[node] = node.meta.get("archcalc")  # an argument fixed at its default (mask=None)
+            elif node.op == "placeholder":
                 if any(isinstance(v, _T) for v in self.env.values()):
                     raise SpecError(f"{self.label}: forward takes more than one tensor ({node.target}); archcalc "
                                     "networks have one input")
