@@ -739,3 +739,25 @@ class Optional(nn.Module):
 def test_optional_forward_arguments_take_their_defaults():
     graph = from_torch(Optional(), (6,))
     assert [n.type for n in graph.nodes[1:]] == ["linear"]
+
+
+class ShapeBranchReused(nn.Module):
+    """torch.export's path: a module called twice (its calls told apart) and an in-place statement."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        if x.shape[-1] > 4:
+            x = self.conv(x)
+        x.relu_()
+        return self.conv(x)
+
+
+def test_torch_export_keeps_repeated_calls_and_in_place_statements():
+    imported = import_module(ShapeBranchReused(), (4, 6, 6))
+    assert [(n.name, n.type, n.inputs) for n in imported.graph.nodes[1:]] == [
+        ("conv", "conv", ("input",)), ("relu", "relu", ("conv",)), ("conv_2", "conv", ("relu",))]
+    assert imported.module_layers == {"conv": ["conv", "conv_2"]}
+    assert any("module conv (Conv2d) is called 2 times" in w for w in imported.graph.warnings)

@@ -269,6 +269,8 @@ def _export(torch: Any, module: Any, shape: tuple[int, ...], tracer: Any) -> Any
                 target = aten.get(packet, node.target) if packet is not None else node.target
                 new = graph.call_function(target, fx.node.map_arg(node.args, lambda n: env[n]),
                                           fx.node.map_arg(node.kwargs, lambda n: env[n]))
+                # aten.relu_ and the like overwrite their first argument (see _in_place_statement)
+                new.meta["in_place"] = packet is not None and packet.__name__.endswith("_")
                 new.meta["nn_module_stack"] = OrderedDict((p, (p, "")) for _, p in stack_of(node) if p)
         new.meta["archcalc"] = _summary(torch, node.meta.get("val"))
         env[node] = new
@@ -752,7 +754,8 @@ def _in_place_statement(node: Any, root: Any) -> bool:
     if node.op == "call_module":
         return bool(getattr(root.get_submodule(node.target), "inplace", False))
     if node.op == "call_function":
-        return node.kwargs.get("inplace") is True or node.target in (operator.iadd, operator.imul)
+        return (node.kwargs.get("inplace") is True or node.target in (operator.iadd, operator.imul)
+                or bool(node.meta.get("in_place")))
     return False
 
 
@@ -769,8 +772,9 @@ def _short(node: Any) -> str:
         return "slice"
     schema = getattr(node.target, "_schema", None)
     if schema is not None:
-        return schema.name.partition("::")[2]
-    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
+        name = schema.name.partition("::")[2]
+    else:
+        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
     name = name.strip("_")
     if name.startswith("i") and name[1:] in ("add", "mul"):
         name = name[1:]
