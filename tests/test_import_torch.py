@@ -108,7 +108,8 @@ def check_against_torch(module, input_shape, check_inputs=True, meta=False, **kw
     params, buffers, _ = torch_counts(module)
     assert analysis.totals.params == params
     assert analysis.totals.buffers == buffers
-    assert sum(r.macs for r in analysis.layers if r.type in ("conv", "conv_transpose", "linear")) == macs
+    module_rows = [rows[n] for layers in imported.module_layers.values() for n in layers]
+    assert sum(r.macs for r in module_rows if r.type in ("conv", "conv_transpose", "linear")) == macs
     assert analysis.layers[-1].output_shape == output_shape
     return imported, analysis
 
@@ -761,3 +762,34 @@ def test_torch_export_keeps_repeated_calls_and_in_place_statements():
         ("conv", "conv", ("input",)), ("relu", "relu", ("conv",)), ("conv_2", "conv", ("relu",))]
     assert imported.module_layers == {"conv": ["conv", "conv_2"]}
     assert any("module conv (Conv2d) is called 2 times" in w for w in imported.graph.warnings)
+
+
+class FunctionalWeights(nn.Module):
+    """Layers written as functions of the module's own parameters (weight standardisation style)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(6, 3, 3, 3))
+        self.register_buffer("mean", torch.zeros(6))
+        self.register_buffer("var", torch.ones(6))
+        self.gamma = nn.Parameter(torch.ones(6))
+        self.beta = nn.Parameter(torch.zeros(6))
+        self.fc_weight = nn.Parameter(torch.randn(5, 6))
+        self.depthwise = nn.Parameter(torch.randn(6, 1, 3, 3))
+
+    def forward(self, x):
+        x = F.conv2d(x, self.weight, None, 2, 1)
+        x = F.batch_norm(x, self.mean, self.var, self.gamma, self.beta, False, 0.1, 1e-3)
+        x = F.conv2d(x, self.depthwise, padding="same", groups=6)
+        return F.linear(x.mean((2, 3)), self.fc_weight)
+
+
+def test_functional_layers_on_the_modules_parameters():
+    imported, analysis = check_against_torch(FunctionalWeights(), (3, 9, 9))
+    assert [(row.name, row.type, row.params, row.buffers) for row in analysis.layers[1:]] == [
+        ("conv2d", "conv", 162, 0), ("batch_norm", "batchnorm", 12, 12), ("conv2d_2", "conv", 54, 0),
+        ("mean", "global_avgpool", 0, 0), ("mean.flatten", "flatten", 0, 0), ("linear", "linear", 30, 0)]
+    # multiply-adds by hand: each output value of a conv sums c/groups * k*k products
+    assert [rows_of(analysis)[n].macs for n in ("conv2d", "conv2d_2", "linear")] == [
+        6 * 3 * 9 * 5 * 5, 6 * 1 * 9 * 5 * 5, 6 * 5]
+    assert imported.graph.warnings == ()

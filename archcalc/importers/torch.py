@@ -189,7 +189,8 @@ def _aten_functions(torch: Any) -> dict[Any, Any]:
         aten.reshape: torch.reshape, aten._unsafe_view: torch.reshape, aten.permute: torch.permute,
         aten.transpose: torch.transpose, aten.mean: torch.mean, aten.chunk: torch.chunk, aten.split: torch.split,
         aten.split_with_sizes: torch.split, aten.add: torch.add, aten.add_: torch.add, aten.mul: torch.mul,
-        aten.mul_: torch.mul, aten.layer_norm: F.layer_norm, aten.channel_shuffle: torch.channel_shuffle,
+        aten.mul_: torch.mul, aten.layer_norm: F.layer_norm, aten.linear: F.linear,
+        aten.conv1d: F.conv1d, aten.conv2d: F.conv2d, aten.conv3d: F.conv3d, aten.channel_shuffle: torch.channel_shuffle,
         aten.squeeze: torch.squeeze, aten.unsqueeze: torch.unsqueeze, aten.pad: F.pad,
         aten.clone: _same, aten.contiguous: _same, aten.alias: _same, aten.detach: _same, aten.slice: _slice_op,
     }
@@ -1396,6 +1397,51 @@ def _f_layer_norm(mp: _Mapper, node: Any, args: Any, kwargs: Any, out: Any) -> _
     return mp.emit(node, "layernorm", attrs, [x], out, params)
 
 
+def _parameters(mp: _Mapper, node: Any, roles: dict[str, Any]) -> dict[str, Any]:
+    """Parameter tensors given to a functional call, by archcalc role (None ones left out); each
+    must be a module's tensor (a computed weight is not one archcalc can count)."""
+    _need(all(v is None or isinstance(v, _P) for v in roles.values()), f"{_target_name(node)} (with a computed weight)")
+    for v in roles.values():
+        if v is not None:
+            mp.used_params |= v.used()
+    return {role: v.tensor for role, v in roles.items() if v is not None}
+
+
+def _f_linear(mp: _Mapper, node: Any, args: Any, kwargs: Any, out: Any) -> _T:
+    bound = _bind(args, kwargs, ["input", "weight", "bias"], {"bias": None})
+    x = _tensor(bound["input"], _target_name(node))
+    params = _parameters(mp, node, {"weight": bound["weight"], "bias": bound["bias"]})
+    _need("weight" in params and params["weight"].dim() == 2, _target_name(node))
+    return mp.emit(node, "linear", {"units": int(params["weight"].shape[0]), "bias": "bias" in params}, [x], out, params)
+
+
+def _f_conv(mp: _Mapper, node: Any, args: Any, kwargs: Any, out: Any) -> _T:
+    bound = _bind(args, kwargs, ["input", "weight", "bias", "stride", "padding", "dilation", "groups"],
+                  {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1})
+    x = _tensor(bound["input"], _target_name(node))
+    params = _parameters(mp, node, {"weight": bound["weight"], "bias": bound["bias"]})
+    _need("weight" in params, _target_name(node))
+    rank = params["weight"].dim() - 2
+    padding = bound["padding"]
+    attrs = {"filters": int(params["weight"].shape[0]), "kernel": list(params["weight"].shape[2:]),
+             "stride": _ints(bound["stride"], rank), "dilation": _ints(bound["dilation"], rank),
+             "groups": int(bound["groups"]), "bias": "bias" in params,
+             "padding": padding if isinstance(padding, str) else [[p, p] for p in _ints(padding, rank)]}
+    return mp.emit(node, "conv", attrs, [x], out, params)
+
+
+def _f_batch_norm(mp: _Mapper, node: Any, args: Any, kwargs: Any, out: Any) -> _T:
+    bound = _bind(args, kwargs, ["input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"],
+                  {"weight": None, "bias": None, "training": False, "momentum": 0.1, "eps": 1e-5})
+    x = _tensor(bound["input"], _target_name(node))
+    roles = {"running_mean": bound["running_mean"], "running_var": bound["running_var"], "scale": bound["weight"],
+             "shift": bound["bias"]}
+    _need(all(v is not None for v in roles.values()), f"{_target_name(node)} (without affine or running statistics)")
+    params = _parameters(mp, node, roles)
+    attrs = {"eps": float(bound["eps"]), "momentum": float(bound["momentum"] if bound["momentum"] is not None else 0.1)}
+    return mp.emit(node, "batchnorm", attrs, [x], out, params)
+
+
 def _f_pad(mp: _Mapper, node: Any, args: Any, kwargs: Any, out: Any) -> _T:
     bound = _bind(args, kwargs, ["input", "pad", "mode", "value"], {"mode": "constant", "value": None})
     x = _tensor(bound["input"], _target_name(node))
@@ -1517,6 +1563,10 @@ def _build_functions() -> dict[Any, Callable[..., Any]]:
     table[_same] = _m_pass
     table[_slice_op] = _f_slice_op
     table[F.layer_norm] = _f_layer_norm
+    table[F.linear] = _f_linear
+    for fn in (F.conv1d, F.conv2d, F.conv3d):
+        table[fn] = _f_conv
+    table[F.batch_norm] = _f_batch_norm
     table[F.pad] = _f_pad
     table[torch.nn.functional.channel_shuffle] = table[torch.channel_shuffle] = _f_channel_shuffle
     try:
