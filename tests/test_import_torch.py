@@ -428,7 +428,7 @@ def test_unsupported_ops_are_listed_with_counts_and_first_place():
     assert "operator.mul (with a constant) x1 (first at mul)" in text
     assert "torch.abs x2 (first at abs)" in text
     assert "operator.truediv x1 (first at truediv)" in text
-    assert "operator.add (with a parameter) x1 (first at add" in text  # y + z is an add of two tensors: mapped
+    assert "operator.add (with a parameter or buffer) x1 (first at add" in text  # y + z is an add of two tensors: mapped
     assert "torch.nn.PixelShuffle x1 (first at shuffle)" in text
     assert "--partial" in text
 
@@ -793,3 +793,18 @@ def test_functional_layers_on_the_modules_parameters():
     assert [rows_of(analysis)[n].macs for n in ("conv2d", "conv2d_2", "linear")] == [
         6 * 3 * 9 * 5 * 5, 6 * 1 * 9 * 5 * 5, 6 * 5]
     assert imported.graph.warnings == ()
+
+
+def test_a_tensor_whose_kind_differs_from_archcalcs_rule_is_an_error_or_unsupported():
+    conv = nn.Conv2d(3, 4, 3)
+    bias = conv.bias.detach().clone()
+    del conv.bias
+    conv.register_buffer("bias", bias)  # the bias saved, not learned
+    with pytest.raises(SpecError, match=r"^'net': module conv \(Conv2d\): its bias is a buffer; archcalc's rule "
+                                        r"counts the bias as a learned parameter$"):
+        from_torch(_Named(conv), (3, 5, 5), name="net")
+    tv = pytest.importorskip("torchvision")
+    frozen = nn.Sequential(nn.Conv2d(3, 4, 3), tv.ops.misc.FrozenBatchNorm2d(4))  # detection backbones' batchnorm
+    with pytest.raises(SpecError, match=r"unsupported: operator.mul \(by a buffer\) x1 \(first at 1.mul\), "
+                                        r"operator.add \(with a parameter or buffer\) x1"):
+        from_torch(frozen, (3, 5, 5), name="net")

@@ -838,7 +838,17 @@ def _params(mp: _Mapper, node: Any, m: Any, roles: dict[str, str]) -> dict[str, 
     if extra:
         raise SpecError(f"{mp.label}: module {node.target} ({type(m).__name__}) has tensors archcalc's layer does not "
                         f"hold: {', '.join(extra)}")
+    learned = dict(m.named_parameters())
+    for name, role in roles.items():
+        if name in tensors and (name in learned) != (role in _LEARNED):
+            kind = "a learned parameter" if name in learned else "a buffer"
+            raise SpecError(f"{mp.label}: module {node.target} ({type(m).__name__}): its {name} is {kind}; archcalc's "
+                            f"rule counts the {role} as {'a buffer' if name in learned else 'a learned parameter'}")
     return {role: tensors[name] for name, role in roles.items() if name in tensors}
+
+
+#: Roles whose tensors archcalc counts as learned parameters (the others are buffers).
+_LEARNED = {"weight", "bias", "scale", "shift", "slope"}
 
 
 def _conv(mp: _Mapper, node: Any, m: Any, x: _T, out: _Shape) -> _T:
@@ -1356,7 +1366,7 @@ def _binary(op_type: str) -> Callable[..., _T]:
         if op_type == "mul" and {type(a), type(b)} == {_T, _P}:
             x, p = (a, b) if isinstance(a, _T) else (b, a)
             return _scale(mp, node, x, p, out, op)
-        _need(not isinstance(a, _P) and not isinstance(b, _P), f"{op} (with a parameter)")
+        _need(not isinstance(a, _P) and not isinstance(b, _P), f"{op} (with a parameter or buffer)")
         _need(isinstance(a, _T) and isinstance(b, _T), f"{op} (with a constant)")
         _need(len(a.shape) == len(b.shape), f"{op} (of tensors of different ranks)")
         return mp.emit(node, op_type, {}, [a, b], out)
@@ -1371,6 +1381,7 @@ def _scale(mp: _Mapper, node: Any, x: _T, p: _P, out: Any, op: str) -> _T:
     while len(shape) > rank - 1 and shape[0] == 1:  # broadcast's leading ones: (1, C, 1, 1) is (C, 1, 1)
         shape.pop(0)
     _need(shape == [channels, *([1] * (rank - 2))], f"{op} (by a parameter of shape {list(p.tensor.shape)})")
+    _need(_learned(p) is True, f"{op} (by a buffer)")  # FrozenBatchNorm2d's folded statistics: not learned
     init = _shared_value(p.tensor, 1.0)
     mp.used_params |= p.used()
     if x.ref is None:
@@ -1397,10 +1408,22 @@ def _f_layer_norm(mp: _Mapper, node: Any, args: Any, kwargs: Any, out: Any) -> _
     return mp.emit(node, "layernorm", attrs, [x], out, params)
 
 
+def _learned(p: _P) -> bool | None:
+    """True when every module tensor behind ``p`` is a parameter, False when every one is a buffer."""
+    from torch import nn
+
+    kinds = {isinstance(t, nn.Parameter) for t in p.origins or (p.tensor,)}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
 def _parameters(mp: _Mapper, node: Any, roles: dict[str, Any]) -> dict[str, Any]:
     """Parameter tensors given to a functional call, by archcalc role (None ones left out); each
     must be a module's tensor (a computed weight is not one archcalc can count)."""
     _need(all(v is None or isinstance(v, _P) for v in roles.values()), f"{_target_name(node)} (with a computed weight)")
+    for role, v in roles.items():
+        if v is not None:
+            _need(_learned(v) is (role in _LEARNED),
+                  f"{_target_name(node)} (with {'parameters' if _learned(v) else 'buffers'} as its {role})")
     for v in roles.values():
         if v is not None:
             mp.used_params |= v.used()
