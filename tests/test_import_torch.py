@@ -428,7 +428,8 @@ def test_unsupported_ops_are_listed_with_counts_and_first_place():
     assert "operator.mul (with a constant) x1 (first at mul)" in text
     assert "torch.abs x2 (first at abs)" in text
     assert "operator.truediv x1 (first at truediv)" in text
-    assert "operator.add (with a parameter or buffer) x1 (first at add" in text  # y + z is an add of two tensors: mapped
+    # y + z, two tensors, is an add layer; w + self.shift, a parameter tensor added, has no rule
+    assert "operator.add (with a parameter or buffer) x1 (first at add" in text
     assert "torch.nn.PixelShuffle x1 (first at shuffle)" in text
     assert "--partial" in text
 

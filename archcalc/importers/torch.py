@@ -13,6 +13,16 @@ module call or tensor function, through the shared :class:`~archcalc.importers._
   arithmetic; else on real zeros). Every emitted layer's shape must equal archcalc's own shape
   rule, and every parameter and buffer tensor of a module must have the shape archcalc's rule
   gives it: a mismatch is a SpecError naming the layer.
+- **What maps**: torch.nn's layers (conv, transposed conv, linear, the norms, activations, pools,
+  dropout, flatten, padding, upsampling, channel shuffle) and torchvision's StochasticDepth and
+  ConvNeXt LayerNorm2d as one layer each; functional calls and tensor methods (``F.relu`` and the
+  other activations, pools, ``F.interpolate``, ``F.pad``, ``torch.cat`` on channels, ``+``, ``*``,
+  ``chunk``/``split``/indexing as slices, ``view``/``reshape``/``permute``/``transpose``/
+  ``flatten``, a mean over the spatial axes as a global average pool) as the layer they compute;
+  ``F.conv2d``/``F.linear``/``F.batch_norm``/``F.layer_norm`` on the module's own tensors, and a
+  parameter multiplying a tensor per channel (ConvNeXt's layer scale, as ``scale``), with those
+  tensors checked as a module's are (a learned parameter where archcalc's rule has a buffer, or
+  the reverse, is refused). Arithmetic on parameters and sizes alone is evaluated, not mapped.
 - **Counts follow archcalc's conventions** (docs/conventions.md). Parameters are what torch lists
   in ``parameters()``; buffers are the running statistics (batchnorm's, instancenorm's with
   ``track_running_stats``). Batchnorm's ``num_batches_tracked`` is an int64 step counter, not a
