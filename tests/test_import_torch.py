@@ -809,3 +809,9 @@ def test_a_tensor_whose_kind_differs_from_archcalcs_rule_is_an_error_or_unsuppor
     with pytest.raises(SpecError, match=r"unsupported: operator.mul \(by a buffer\) x1 \(first at 1.mul\), "
                                         r"operator.add \(with a parameter or buffer\) x1"):
         from_torch(frozen, (3, 5, 5), name="net")
+
+
+def test_a_half_precision_module_is_traced_on_a_sample_of_its_dtype():
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).half()
+    graph = from_torch(module, (3, 6, 6))
+    assert [n.type for n in graph.nodes[1:]] == ["conv", "batchnorm", "relu"]

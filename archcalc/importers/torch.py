@@ -239,7 +239,7 @@ def _export(torch: Any, module: Any, shape: tuple[int, ...], tracer: Any) -> Any
     from torch import fx
 
     with _quiet_torch():
-        program = torch.export.export(module, (torch.zeros((1, *shape)),))
+        program = torch.export.export(module, (torch.zeros((1, *shape), dtype=_dtype(torch, module)),))
     signature = program.graph_signature
     targets = {**signature.inputs_to_parameters, **signature.inputs_to_buffers}
     constants = {}  # tensors the forward made from constants (``self.boxes[:1]``), held by the program
@@ -354,6 +354,7 @@ def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], label: str) -> None:
     from torch import fx, nn
 
     failed: list[Any] = []
+    dtype = _dtype(torch, gm)
 
     class Recorder(fx.Interpreter):
         def __init__(self, module: Any, shortcut: bool = False) -> None:
@@ -395,7 +396,7 @@ def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], label: str) -> None:
         holder = OnMeta()
         tensors = {name: t.to("meta") for name, t in (*holder.named_parameters(), *holder.named_buffers())}
         with torch.no_grad():
-            torch.func.functional_call(holder, tensors, (torch.zeros((1, *shape), device="meta"),))
+            torch.func.functional_call(holder, tensors, (torch.zeros((1, *shape), device="meta", dtype=dtype),))
         return
     except Exception:  # noqa: BLE001 - an op without a meta kernel, or tensors made on the CPU: fake tensors
         failed.clear()
@@ -403,7 +404,7 @@ def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], label: str) -> None:
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         with _quiet_torch(), FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
-            Recorder(gm).run(torch.zeros((1, *shape)))
+            Recorder(gm).run(torch.zeros((1, *shape), dtype=dtype))
         return
     except Exception:  # noqa: BLE001 - an op without a fake kernel: run it for real below
         failed.clear()
@@ -412,11 +413,17 @@ def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], label: str) -> None:
                         f"(at most {MAX_REAL_INPUT:,} values when fake tensors cannot be used)")
     try:
         with torch.no_grad():
-            Recorder(gm).run(torch.zeros((1, *shape)))
+            Recorder(gm).run(torch.zeros((1, *shape), dtype=dtype))
     except Exception as error:  # noqa: BLE001 - the user's forward failing on this input
         where = _where_node(failed[-1]) if failed else "the forward pass"
         raise SpecError(f"{label}: the forward pass fails on input {'x'.join(map(str, shape))} at {where}: "
                         f"{_one_line(error)}") from None
+
+
+def _dtype(torch: Any, module: Any) -> Any:
+    """The sample's dtype: the module's first floating-point parameter's (a half-precision model
+    gets a float16 sample), else float32."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
 
 
 def _where_node(node: Any) -> str:
