@@ -815,3 +815,22 @@ def test_a_half_precision_module_is_traced_on_a_sample_of_its_dtype():
     module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).half()
     graph = from_torch(module, (3, 6, 6))
     assert [n.type for n in graph.nodes[1:]] == ["conv", "batchnorm", "relu"]
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.head_a = nn.Linear(4, 2)
+        self.head_b = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.body(x)
+        return self.head_a(x), self.head_b(x)
+
+
+def test_several_outputs_are_a_warning_and_every_head_is_counted():
+    graph = from_torch(TwoHeads(), (4,))
+    assert [n.name for n in graph.nodes[1:]] == ["body", "head_a", "head_b"]
+    assert archcalc.analyze(graph).totals.params == 20 + 10 + 15
+    assert any("returns 2 tensors" in w and "head_b" in w for w in graph.warnings)

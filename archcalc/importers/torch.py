@@ -590,8 +590,8 @@ class _Mapper:
     def _finish(self, result: Any) -> None:
         outputs = [v for v in _flatten(result) if isinstance(v, _T)]
         if len(outputs) > 1:
-            self.b.warn(f"{self.label} returns {len(outputs)} tensors; archcalc's report ends at the last layer "
-                        f"({outputs[-1].ref})")
+            self.b.warn(f"{self.label} returns {len(outputs)} tensors; archcalc's graph has one output, its last "
+                        f"layer (the last tensor returned is {outputs[-1].ref or 'from an op that was not imported'})")
         for path, count in self.called.items():
             m = self.gm.get_submodule(path)
             if count > 1 and any(True for _ in m.parameters()):
