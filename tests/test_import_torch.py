@@ -10,6 +10,7 @@ torchvision's classification models are checked the same way when torchvision is
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 
@@ -24,17 +25,18 @@ from archcalc.errors import MissingToolError, SpecError  # noqa: E402
 from archcalc.importers.torch import from_torch, import_module  # noqa: E402
 from archcalc.ops import REGISTRY  # noqa: E402
 from archcalc.passes import infer_shapes  # noqa: E402
-from tests.helpers import single_op_graph  # noqa: E402
+from tests.helpers import run_main, single_op_graph  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # The oracle: torch's own forward pass, hooked
 
 
-def hooked(module, input_shape, fake=False):
+def hooked(module, input_shape, meta=False):
     """Every module call of a forward pass on zeros (eval, no grad): path -> [(in shapes, out
     shape, module)] in call order, shapes without the batch axis, and the output's shape.
-    ``fake``: under torch's fake tensors (torch's own shape functions, no arithmetic: the large
-    torchvision models in bounded test time)."""
+    ``meta``: on the meta device, the module's tensors swapped for meta ones by
+    torch.func.functional_call (torch's own shape functions, no arithmetic: the large torchvision
+    models in bounded test time)."""
     calls: dict[str, list] = {}
     names = {m: name for name, m in module.named_modules()}
 
@@ -47,11 +49,9 @@ def hooked(module, input_shape, fake=False):
     try:
         module.eval()
         with torch.no_grad():
-            if fake:
-                from torch._subclasses.fake_tensor import FakeTensorMode
-
-                with FakeTensorMode(allow_non_fake_inputs=True):
-                    output = module(torch.zeros((1, *input_shape)))
+            if meta:
+                tensors = {n: t.to("meta") for n, t in (*module.named_parameters(), *module.named_buffers())}
+                output = torch.func.functional_call(module, tensors, (torch.zeros((1, *input_shape), device="meta"),))
             else:
                 output = module(torch.zeros((1, *input_shape)))
     finally:
@@ -81,13 +81,13 @@ def torch_counts(module):
     return params, sum(b.numel() for b in module.buffers()) - counters, counters
 
 
-def check_against_torch(module, input_shape, check_inputs=True, fake=False, **kwargs):
+def check_against_torch(module, input_shape, check_inputs=True, meta=False, **kwargs):
     """Import ``module`` and compare every module call, the totals and conv/linear MACs with torch
     (``check_inputs`` false: not each call's input shape, where an F.pad before it was folded in)."""
     imported = import_module(module, input_shape, **kwargs)
     analysis = archcalc.analyze(imported.graph)
     rows = {row.name: row for row in analysis.layers}
-    calls, output_shape = hooked(module, input_shape, fake)
+    calls, output_shape = hooked(module, input_shape, meta)
     macs = 0
     for path, layers in imported.module_layers.items():
         assert len(layers) == len(calls[path]), path
@@ -108,7 +108,8 @@ def check_against_torch(module, input_shape, check_inputs=True, fake=False, **kw
     params, buffers, _ = torch_counts(module)
     assert analysis.totals.params == params
     assert analysis.totals.buffers == buffers
-    assert sum(r.macs for r in analysis.layers if r.type in ("conv", "conv_transpose", "linear")) == macs
+    module_rows = [rows[n] for layers in imported.module_layers.values() for n in layers]
+    assert sum(r.macs for r in module_rows if r.type in ("conv", "conv_transpose", "linear")) == macs
     assert analysis.layers[-1].output_shape == output_shape
     return imported, analysis
 
@@ -273,6 +274,7 @@ class Functional(nn.Module):
 
 def test_functional_calls_and_methods_equal_torch():
     imported, analysis = check_against_torch(Functional(), (3, 12, 10))
+    assert imported.graph.warnings == ()  # gamma, used through a view of it, is used
     types = [row.type for row in analysis.layers[1:]]
     assert types == [
         "conv", "relu", "relu6", "hardtanh", "leaky_relu", "mish", "hardsigmoid", "hardswish", "silu", "gelu", "elu",
@@ -405,13 +407,15 @@ class Unsupported(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3)
         self.rnn_like = nn.Bilinear(4, 4, 4)
+        self.shift = nn.Parameter(torch.zeros(4, 1, 1))
+        self.shuffle = nn.PixelShuffle(2)
 
     def forward(self, x):
         x = self.conv(x)
         y = x - 1.0
         z = x * 2.0
-        w = torch.abs(y + z)
-        return torch.abs(w) / 3
+        w = torch.abs(y + z) + self.shift
+        return self.shuffle(torch.abs(w) / 3)
 
 
 def test_unsupported_ops_are_listed_with_counts_and_first_place():
@@ -424,7 +428,9 @@ def test_unsupported_ops_are_listed_with_counts_and_first_place():
     assert "operator.mul (with a constant) x1 (first at mul)" in text
     assert "torch.abs x2 (first at abs)" in text
     assert "operator.truediv x1 (first at truediv)" in text
-    assert "operator.add (with a constant)" not in text  # y + z is an add of two tensors
+    # y + z, two tensors, is an add layer; w + self.shift, a parameter tensor added, has no rule
+    assert "operator.add (with a parameter or buffer) x1 (first at add" in text
+    assert "torch.nn.PixelShuffle x1 (first at shuffle)" in text
     assert "--partial" in text
 
 
@@ -435,9 +441,12 @@ def test_partial_passes_unsupported_ops_through_with_their_traced_shapes():
     assert rows["conv"].params == 4 * 3 * 9 + 4
     assert rows["sub"].output_shape == (4, 6, 6) and rows["sub"].params == rows["sub"].macs == 0
     assert rows["add"].type == "add" and rows["add"].inputs == ("sub", "mul")
-    assert analysis.layers[-1].name == "truediv"
+    assert rows["truediv"].output_shape == (4, 6, 6)
+    assert analysis.layers[-1].name == "shuffle" and analysis.layers[-1].output_shape == (1, 12, 12)
+    assert analysis.totals.params == rows["conv"].params  # the shift parameter is in an uncounted op
     # the unused Bilinear is said, not silently dropped
-    assert any("parameters of modules the forward pass does not use" in w and "rnn_like" in w for w in graph.warnings)
+    unused = [w for w in graph.warnings if "parameters of modules the forward pass does not use" in w]
+    assert len(unused) == 1 and "rnn_like" in unused[0] and "shift" not in unused[0]
 
 
 class Reused(nn.Module):
@@ -533,7 +542,7 @@ TORCHVISION_MODELS = [
     "alexnet", "squeezenet1_0", "squeezenet1_1", "densenet121", "mobilenet_v2", "mobilenet_v3_small",
     "mobilenet_v3_large", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
     "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "regnet_x_400mf", "regnet_y_400mf", "regnet_y_800mf",
-    "convnext_tiny", "googlenet", "inception_v3",
+    "convnext_tiny", "convnext_small", "googlenet", "inception_v3",
 ]
 
 
@@ -542,19 +551,16 @@ def _torchvision():
 
 
 def _build(tv, name, **kwargs):
-    """torchvision's model (weights=None), its tensors zero: built on the meta device where its
-    constructor allows (no random initialisation of millions of weights), else as usual."""
+    """torchvision's model (weights=None), built on the meta device where its constructor allows
+    (no random initialisation of millions of weights) and given uninitialised storage (no figure
+    depends on the values), else as usual."""
     if name in ("googlenet", "inception_v3"):
         kwargs = {"aux_logits": False, "init_weights": False, **kwargs}
     if name.startswith("regnet"):  # its constructor computes widths with tensors: not on meta
         return tv.models.get_model(name, weights=None, **kwargs)
     with torch.device("meta"):
         model = tv.models.get_model(name, weights=None, **kwargs)
-    model = model.to_empty(device="cpu")
-    with torch.no_grad():
-        for tensor in (*model.parameters(), *model.buffers()):
-            tensor.zero_()
-    return model
+    return model.to_empty(device="cpu")
 
 
 @pytest.mark.parametrize("name", TORCHVISION_MODELS)
@@ -565,7 +571,7 @@ def test_torchvision_model_imports_and_equals_torch(name):
     torch.set_num_threads(1)
     try:
         model = _build(tv, name)
-        imported, analysis = check_against_torch(model, shape, fake=True, name=name)
+        imported, analysis = check_against_torch(model, shape, meta=True, name=name)
     finally:
         torch.set_num_threads(threads)
     params, buffers, counters = torch_counts(model)
@@ -664,3 +670,167 @@ def test_in_place_statements_are_layers_in_their_order():
     assert [(n.name, n.type, n.inputs) for n in graph.nodes[1:]] == [
         ("conv", "conv", ("input",)), ("sigmoid", "sigmoid", ("conv",)), ("act", "relu", ("sigmoid",)),
         ("relu", "relu", ("act",)), ("flatten", "flatten", ("relu",))]
+
+
+class Arithmetic(nn.Module):
+    """torch.add, torch.mul, the methods, and indexing of several axes."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+        self.b = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        a, b = self.a(x), self.b(x)
+        y = torch.add(a, b)
+        y = torch.mul(y, b).add(a).mul(torch.sigmoid(a.mean((2, 3), keepdim=True)))
+        y = y[:, 1:, 1:-1, ::2]
+        return y.reshape(y.size(0), -1)
+
+
+def test_torch_add_mul_their_methods_and_multi_axis_indexing():
+    imported, analysis = check_against_torch(Arithmetic(), (3, 6, 7))
+    assert [(row.name, row.type, row.output_shape) for row in analysis.layers[3:]] == [
+        ("add", "add", (4, 6, 7)), ("mul", "mul", (4, 6, 7)), ("add_2", "add", (4, 6, 7)),
+        ("mean", "global_avgpool", (4, 1, 1)), ("sigmoid", "sigmoid", (4, 1, 1)), ("mul_2", "mul", (4, 6, 7)),
+        ("getitem", "slice", (3, 6, 7)), ("getitem.1", "slice", (3, 4, 7)), ("getitem.2", "slice", (3, 4, 4)),
+        ("reshape", "reshape", (48,))]
+
+
+def test_the_command_line_reports_a_module_named_package_module_name(tmp_path, monkeypatch):
+    (tmp_path / "tinynets.py").write_text(
+        "import torch\n"
+        "from torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=8))\n"
+        "        self.fc = nn.Linear(8, 2)\n\n"
+        "    def forward(self, x):\n"
+        "        x = self.features(x) - 0.5\n"
+        "        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    status, out, err = run_main("report", "tinynets:Net", "--input", "3x12x12", "--format", "json")
+    assert status == 2
+    assert err.startswith("error: 'Net': unsupported: operator.sub x1 (first at sub)") and "--partial" in err
+    status, out, err = run_main("report", "tinynets:Net", "--input", "3x12x12", "--format", "json", "--partial")
+    assert status == 0, err
+    report = json.loads(out)
+    rows = {row["name"]: row for row in report["layers"]}
+    assert rows["features.0"]["params"] == 8 * 3 * 9 + 8 and rows["features.2"]["macs"] == 8 * 9 * 8 * 8
+    assert rows["sub"]["type"] == "opaque" and report["status"] == "partial"
+    assert report["totals"]["params"] == 224 + 80 + 18
+
+
+class Optional(nn.Module):
+    """A forward with an optional second argument: traced at its default."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x, mask=None, *, scale=False):
+        y = self.fc(x)
+        if mask is not None:
+            y = y * mask
+        return torch.sigmoid(y) if scale else y
+
+
+def test_optional_forward_arguments_take_their_defaults():
+    graph = from_torch(Optional(), (6,))
+    assert [n.type for n in graph.nodes[1:]] == ["linear"]
+
+
+class ShapeBranchReused(nn.Module):
+    """torch.export's path: a module called twice (its calls told apart) and an in-place statement."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        if x.shape[-1] > 4:
+            x = self.conv(x)
+        x.relu_()
+        return self.conv(x)
+
+
+def test_torch_export_keeps_repeated_calls_and_in_place_statements():
+    imported = import_module(ShapeBranchReused(), (4, 6, 6))
+    assert [(n.name, n.type, n.inputs) for n in imported.graph.nodes[1:]] == [
+        ("conv", "conv", ("input",)), ("relu", "relu", ("conv",)), ("conv_2", "conv", ("relu",))]
+    assert imported.module_layers == {"conv": ["conv", "conv_2"]}
+    assert any("module conv (Conv2d) is called 2 times" in w for w in imported.graph.warnings)
+
+
+class FunctionalWeights(nn.Module):
+    """Layers written as functions of the module's own parameters (weight standardisation style)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(6, 3, 3, 3))
+        self.register_buffer("mean", torch.zeros(6))
+        self.register_buffer("var", torch.ones(6))
+        self.gamma = nn.Parameter(torch.ones(6))
+        self.beta = nn.Parameter(torch.zeros(6))
+        self.fc_weight = nn.Parameter(torch.randn(5, 6))
+        self.depthwise = nn.Parameter(torch.randn(6, 1, 3, 3))
+
+    def forward(self, x):
+        x = F.conv2d(x, self.weight, None, 2, 1)
+        x = F.batch_norm(x, self.mean, self.var, self.gamma, self.beta, False, 0.1, 1e-3)
+        x = F.conv2d(x, self.depthwise, padding="same", groups=6)
+        return F.linear(x.mean((2, 3)), self.fc_weight)
+
+
+def test_functional_layers_on_the_modules_parameters():
+    imported, analysis = check_against_torch(FunctionalWeights(), (3, 9, 9))
+    assert [(row.name, row.type, row.params, row.buffers) for row in analysis.layers[1:]] == [
+        ("conv2d", "conv", 162, 0), ("batch_norm", "batchnorm", 12, 12), ("conv2d_2", "conv", 54, 0),
+        ("mean", "global_avgpool", 0, 0), ("mean.flatten", "flatten", 0, 0), ("linear", "linear", 30, 0)]
+    # multiply-adds by hand: each output value of a conv sums c/groups * k*k products
+    assert [rows_of(analysis)[n].macs for n in ("conv2d", "conv2d_2", "linear")] == [
+        6 * 3 * 9 * 5 * 5, 6 * 1 * 9 * 5 * 5, 6 * 5]
+    assert imported.graph.warnings == ()
+
+
+def test_a_tensor_whose_kind_differs_from_archcalcs_rule_is_an_error_or_unsupported():
+    conv = nn.Conv2d(3, 4, 3)
+    bias = conv.bias.detach().clone()
+    del conv.bias
+    conv.register_buffer("bias", bias)  # the bias saved, not learned
+    with pytest.raises(SpecError, match=r"^'net': module conv \(Conv2d\): its bias is a buffer; archcalc's rule "
+                                        r"counts the bias as a learned parameter$"):
+        from_torch(_Named(conv), (3, 5, 5), name="net")
+    tv = pytest.importorskip("torchvision")
+    frozen = nn.Sequential(nn.Conv2d(3, 4, 3), tv.ops.misc.FrozenBatchNorm2d(4))  # detection backbones' batchnorm
+    with pytest.raises(SpecError, match=r"unsupported: operator.mul \(by a buffer\) x1 \(first at 1.mul\), "
+                                        r"operator.add \(with a parameter or buffer\) x1"):
+        from_torch(frozen, (3, 5, 5), name="net")
+
+
+def test_a_half_precision_module_is_traced_on_a_sample_of_its_dtype():
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).half()
+    graph = from_torch(module, (3, 6, 6))
+    assert [n.type for n in graph.nodes[1:]] == ["conv", "batchnorm", "relu"]
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.head_a = nn.Linear(4, 2)
+        self.head_b = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.body(x)
+        return self.head_a(x), self.head_b(x)
+
+
+def test_several_outputs_are_a_warning_and_every_head_is_counted():
+    graph = from_torch(TwoHeads(), (4,))
+    assert [n.name for n in graph.nodes[1:]] == ["body", "head_a", "head_b"]
+    assert archcalc.analyze(graph).totals.params == 20 + 10 + 15
+    assert any("returns 2 tensors" in w and "head_b" in w for w in graph.warnings)
