@@ -74,6 +74,8 @@ class Builder:
     _unsupported: dict[str, _Unsupported] = field(default_factory=dict, init=False)
     _blocked: dict[str, _Unsupported] = field(default_factory=dict, init=False)
     _expected: dict[str, _Expected] = field(default_factory=dict, init=False)
+    #: After :meth:`build`: the layers fused into another (:func:`fused`), by their name, to the fused layer's.
+    renamed: dict[str, str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.input_shape = check_input_shape(self.input_shape, f"{quote(self.source)}: input shape")
@@ -146,7 +148,7 @@ class Builder:
                           (*graph.warnings, *self.warnings))
         if self._expected:
             self._check(graph)
-        return simplest(graph)
+        return scoped(simplest(fused(graph, self.renamed)))
 
     def _check(self, graph: Graph) -> None:
         """Every expected shape and parameter shape against archcalc's rules."""
@@ -195,6 +197,144 @@ class Builder:
 
 
 _INVALID = re.compile(r"[^\w.\-:/+#@\[\]()]+")
+
+
+def fused(graph: Graph, renames: dict[str, str] | None = None) -> Graph:
+    """``graph`` with the patterns exporters write for one layer made that layer again, whatever
+    the source (the PyTorch source archcalc writes, torch.onnx, a hand-written forward):
+
+    - permute to channels-last, layernorm over the channels, permute back: a channels-first
+      layernorm (ConvNeXt's LayerNorm2d), named after the layernorm;
+    - slices of every spatial axis (2D, 3D) with step 1, one after another: a crop (U-Net's);
+    - reshape (C, ...) to (g, C/g, ...), swap the two, reshape back: a channel shuffle (ShuffleNet).
+
+    ``renames`` (when given) receives each fused layer's old name -> the name of the layer it is now.
+    Only a chain whose inner tensors nothing else reads is fused. The layernorm and the crop have
+    the figures of their chains (the permutes and slices are views); the channel shuffle counts
+    the copy PyTorch makes (a reshape of the transposed view copies), which the chain's views miss.
+    """
+    from dataclasses import replace
+
+    from archcalc.passes import infer_shapes
+
+    layers = infer_shapes(graph)
+    readers: dict[str, int] = {}
+    for node in graph.nodes:
+        for ref in node.inputs:
+            readers[ref] = readers.get(ref, 0) + 1
+    by_name = {node.name: node for node in graph.nodes}
+    nodes = list(graph.nodes)
+    renamed: dict[str, str] = {}
+    dropped: set[str] = set()
+    position = {node.name: index for index, node in enumerate(nodes)}
+
+    def chain(start: Any, length: int) -> list[Any] | None:
+        """``start`` and the nodes after it, each the only reader of the one before."""
+        found = [start]
+        while len(found) < length:
+            last = found[-1]
+            if readers.get(last.name, 0) != 1 or last.name == graph.nodes[-1].name:
+                return None
+            index = position[last.name] + 1
+            following = [n for n in nodes[index:] if last.name in n.inputs][:1]
+            if not following or len(following[0].inputs) != 1:
+                return None
+            found.append(following[0])
+        return found
+
+    for node in graph.nodes[1:]:
+        if node.name in dropped:
+            continue
+        replacement = None
+        links = chain(node, 3) if node.type in ("permute", "reshape") else None
+        if node.type == "slice":
+            links = chain(node, len(layers[node.name].in_shape) - 1)
+        if links and all(n.name not in dropped for n in links):
+            replacement = _fused_layer(links, layers)
+        if replacement is None:
+            continue
+        name, op_type, attrs = replacement
+        keep = by_name[name]
+        # named after the module the chain is the whole of (a LayerNorm2d's "features.0.1"), if any
+        prefix = _module_of([n.name for n in links], [n.name for n in graph.nodes if n not in links])
+        nodes[position[keep.name]] = replace(keep, name=prefix or keep.name, type=op_type, attrs=attrs, inputs=links[0].inputs)
+        name = prefix or name
+        for other in links:
+            if other.name != name:
+                dropped.add(other.name)
+        renamed[links[-1].name] = name
+        if renames is not None:
+            renames.update((n.name, name) for n in links if n.name != name)
+    if not dropped:
+        return graph
+    # the kept layer stands where one of its chain stood: after the chain's input, before its readers
+    out = [replace(node, inputs=tuple(renamed.get(ref, ref) for ref in node.inputs)) for node in nodes if node.name not in dropped]
+    return replace(graph, nodes=tuple(out))
+
+
+def _module_of(chain: list[str], others: list[str]) -> str:
+    """The dotted prefix every name of ``chain`` shares and no other layer's name has (the module
+    the chain is the whole of), or ""."""
+    parts = [name.split(".")[:-1] for name in chain]
+    common: list[str] = []
+    for column in zip(*parts):
+        if any(part != column[0] for part in column):
+            break
+        common.append(column[0])
+    prefix = ".".join(common)
+    if not prefix or any(other == prefix or other.startswith(prefix + ".") for other in others):
+        return ""
+    return prefix
+
+
+def _fused_layer(links: list[Any], layers: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
+    """(the name kept, op type, attributes) of the one layer a chain of layers is, or None."""
+    first, last = layers[links[0].name], layers[links[-1].name]
+    types = [n.type for n in links]
+    rank = len(first.in_shape)  # without the batch axis
+    if types == ["permute", "layernorm", "permute"] and rank >= 2:
+        to_last, back = first.attrs["dims"], last.attrs["dims"]
+        norm = layers[links[1].name].attrs
+        if (to_last == (0, *range(2, rank + 1), 1) and back == (0, rank, *range(1, rank))
+                and tuple(norm.get("normalized_shape") or ()) == (first.in_shape[0],)):
+            return links[1].name, "layernorm", {**dict(links[1].attrs), "normalized_shape": None}
+        return None
+    if types == ["reshape", "permute", "reshape"] and rank >= 1:
+        channels, middle = first.in_shape[0], first.out_shape
+        swap = layers[links[1].name].attrs["dims"]
+        if (last.out_shape == first.in_shape and len(middle) == rank + 1 and middle[0] * middle[1] == channels
+                and middle[2:] == first.in_shape[1:] and swap == (0, 2, 1, *range(3, rank + 2))):
+            return links[0].name, "channel_shuffle", {"groups": middle[0]}
+        return None
+    if all(t == "slice" for t in types) and rank >= 3 and len(links) == rank - 1:
+        axes = [layers[n.name].attrs["dim"] for n in links]
+        axes = [a if a > 0 else a + rank + 1 for a in axes]
+        if sorted(axes) != list(range(2, rank + 1)) or any(layers[n.name].attrs["step"] != 1 for n in links):
+            return None
+        offset = [0] * (rank - 1)
+        for n in links:
+            layer = layers[n.name]
+            dim = layer.attrs["dim"] if layer.attrs["dim"] > 0 else layer.attrs["dim"] + rank + 1
+            start, _, _ = slice(layer.attrs["start"], layer.attrs["stop"], 1).indices(layer.in_shape[dim - 1])
+            offset[dim - 2] = start
+        return links[0].name, "crop", {"size": list(last.out_shape[1:]), "offset": offset}
+    return None
+
+
+def scoped(graph: Graph) -> Graph:
+    """``graph`` with each layer's scope read from its dotted name, as module paths are
+    (``layer1.0.conv1`` is in ``layer1`` > ``layer1.0``), so that ``--depth`` folds an imported
+    network's stages and units as torchinfo's depth does; unchanged when the graph has scopes
+    already, or when its names do not nest (a block's layers apart, a name both a layer and a block)."""
+    from dataclasses import replace
+
+    if any(node.scope for node in graph.nodes) or not any("." in node.name for node in graph.nodes):
+        return graph
+    nodes = [graph.nodes[0], *(replace(node, scope=tuple(node.name.split(".")[:-1])) for node in graph.nodes[1:])]
+    try:
+        return replace(graph, nodes=tuple(nodes))
+    except SpecError:
+        return graph
 
 
 def simplest(graph: Graph) -> Graph:

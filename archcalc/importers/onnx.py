@@ -1003,6 +1003,20 @@ def _window_padding(imp: _Importer, node: Any, a: dict[str, Any], kernel: list[i
     return pairs
 
 
+def _shared_value(imp: _Importer, value: str) -> float | None:
+    """The one value every element of a constant holds, as the shortest decimal of its float32;
+    None when they differ (trained weights), or the constant is too large to read."""
+    import numpy as np
+
+    try:
+        array = np.asarray(imp.const(value)).reshape(-1)
+    except SpecError:
+        return None
+    if not array.size or not (array == array[0]).all() or not np.isfinite(array[0]):
+        return None
+    return float(str(np.float32(array[0]))) if array.dtype == np.float32 else float(array[0])
+
+
 def _const_input(imp: _Importer, node: Any, position: int) -> Any:
     """The constant at input position (None when absent); raises _NotConstant when it is an activation."""
     if len(node.input) <= position or not node.input[position]:
@@ -1183,8 +1197,11 @@ def _binary(op_type: str) -> Handler:
             if other and imp.is_const(other) and _per_channel(imp, node.output[0], other) == channels:
                 bias_node = imp.nodes[user]
         params = {"scale": (channels,), **({"shift": (channels,)} if bias_node is not None else {})}
-        layer = imp.add(node, "scale", {"bias": bias_node is not None}, inputs=[x], params=params,
-                        expect=bias_node is None)
+        attrs: dict[str, Any] = {"bias": bias_node is not None}
+        init = _shared_value(imp, consts[0])
+        if init is not None:  # every value alike: the init a spec gives (ConvNeXt's layer scale 1e-6)
+            attrs["init"] = init
+        layer = imp.add(node, "scale", attrs, inputs=[x], params=params, expect=bias_node is None)
         if bias_node is not None:
             imp.skip.add(user)  # type: ignore[arg-type]
             imp._done(bias_node, layer, imp.sample_shape(bias_node.output[0]))
@@ -1672,7 +1689,7 @@ def _dropout(imp: _Importer, node: Any) -> str | None:
         return "its mask output used"
     if imp.opset >= 12:
         ratio = _const_input(imp, node, 1)
-        p = float(ratio.reshape(-1)[0]) if ratio is not None else 0.5
+        p = _float32(float(ratio.reshape(-1)[0])) if ratio is not None else 0.5
     else:
         p = float(_attrs(node).get("ratio", 0.5))
     imp.add(node, "dropout", {"p": p})

@@ -138,9 +138,12 @@ def _one_line(error: BaseException) -> str:
 def _is_extra_leaf(m: Any) -> bool:
     """Modules outside torch.nn that archcalc maps whole (their insides would trace to more layers)."""
     cls = type(m)
-    return (cls.__module__.startswith("torchvision.ops") and cls.__name__ == "StochasticDepth") or (
-        cls.__module__ == "torchvision.models.convnext" and cls.__name__ == "LayerNorm2d"
-    )
+    # torchvision's StochasticDepth, or a copy of it with its interface (the PyTorch source
+    # archcalc's exporter writes holds one: torchvision is not its dependency)
+    stochastic_depth = cls.__name__ == "StochasticDepth" and (
+        cls.__module__.startswith("torchvision.ops")
+        or (isinstance(getattr(m, "p", None), float) and getattr(m, "mode", None) in ("row", "batch")))
+    return stochastic_depth or (cls.__module__ == "torchvision.models.convnext" and cls.__name__ == "LayerNorm2d")
 
 
 def _tracer_class() -> type:
@@ -585,7 +588,15 @@ class _Mapper:
         if not self.added:
             raise SpecError(f"{self.label}: the forward pass has no operation archcalc maps (it returns its input "
                             "as it is at inference)")
-        return Imported(self.b.build(), self.module_layers)
+        graph = self.b.build()
+        # a module call fused into a larger layer (the layernorm of a permute-layernorm-permute chain) became
+        # part of it, not a layer with its output
+        fused = self.b.renamed
+        layers = {target: refs for target, refs in self.module_layers.items() if not fused.keys() & set(refs)}
+        modules = dict(self.root.named_modules())
+        for name in set(fused.values()) & modules.keys():  # the whole of a module (ConvNeXt's LayerNorm2d): its call's layer
+            layers[name] = [name]
+        return Imported(graph, layers)
 
     def _finish(self, result: Any) -> None:
         outputs = [v for v in _flatten(result) if isinstance(v, _T)]

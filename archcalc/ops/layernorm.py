@@ -136,7 +136,10 @@ class LayerNorm(Op):
                 lambda: f"normalized_shape {list(normalized)} must equal the sizes of the input's last "
                 f"{len(normalized)} axes, got input {format_shape(shape)}; null normalises over the channel axis",
             )
-        return dict(attrs)
+        # one form per layer: over the channels of a (C,) input is over its last axis; no shift without affine
+        if normalized is None and len(shape) == 1:
+            normalized = tuple(shape)
+        return {**attrs, "normalized_shape": normalized, "bias": attrs["bias"] and attrs["elementwise_affine"]}
 
     def output_shape(self, attrs: Mapping[str, Any], in_shapes: tuple[Shape, ...]) -> Shape:
         return in_shapes[0]
