@@ -661,12 +661,15 @@ MAX_ERROR_LINES = 20
 @_import_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="The .json spec to write (default: standard output).")
-def import_command(model: Any, output: str | None) -> None:
+@click.option("--rename", is_flag=True,
+              help="Rename the repeated units of layers whose names do not nest (Caffe's, many ONNX files') "
+                   "as stageN.K.layer, so that they become blocks; without it such names are kept and written flat.")
+def import_command(model: Any, output: str | None, rename: bool) -> None:
     """Write MODEL (an .onnx file, a .prototxt, torchvision:NAME, package.module:Name, or any model)
     as a readable archcalc spec: repeated structures as blocks, names kept; it reloads to the same graph."""
-    from archcalc.specwriter import dump_spec
+    from archcalc.specwriter import dump_spec, readable_spec
 
-    _write_text(dump_spec(model), output)
+    _write_text(dump_spec(readable_spec(model, rename=True) if rename else model), output)
 
 
 @cli.command("export")

@@ -102,3 +102,23 @@ def test_torch_onnx_scoped_node_names_become_the_pytorch_import_names(tmp_path):
     assert names == ["input", "stem", "layer1.0.conv1", "layer1.0.relu", "layer1.0.add", "layer1.1.conv1",
                      "layer1.1.relu", "layer1.1.add"]
     assert names == [n.name for n in archcalc.from_torch(module, (3, 16, 16))]
+
+
+def test_import_rename_gives_blocks_for_names_that_do_not_nest(tmp_path, capsys):
+    pytest.importorskip("google.protobuf")
+    import json
+
+    from archcalc.cli import main
+
+    prototxt = ROOT / "tests" / "data" / "caffe" / "googlenet.prototxt"
+    spec = tmp_path / "googlenet.json"
+    main(["import", str(prototxt), "-o", str(spec)])
+    flat = json.loads(spec.read_text())
+    main(["import", str(prototxt), "--rename", "-o", str(spec)])
+    renamed = json.loads(spec.read_text())
+    capsys.readouterr()
+    assert "blocks" not in flat and "blocks" in renamed
+    assert len(renamed["layers"]) < len(flat["layers"]) / 3  # the nine Inception modules written once
+    original, again = archcalc.analyze(str(prototxt)), archcalc.analyze(str(spec))
+    assert again.totals == original.totals
+    assert [r.values for r in again.layers] == [r.values for r in original.layers]
