@@ -383,6 +383,7 @@ def compare(models: tuple[Any, ...], fmt: str, plot: str | None, y_figure: str |
         from archcalc.render.chart import chart_format
 
         chart_format(plot)  # a bad suffix is refused before the analysis
+        _regular_output(plot, "compare --plot")
     meta = click.get_current_context().meta
     if (meta.get("archcalc.input") is not None or meta.get("archcalc.partial")) and not meta.get("archcalc.imported"):
         raise ArchcalcError("--input and --partial apply to imported networks (.onnx, .prototxt, torchvision:NAME, "
@@ -660,7 +661,7 @@ MAX_ERROR_LINES = 20
 @click.argument("model", type=MODEL)
 @_import_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="The .json spec to write (default: standard output).")
+              help="The .json spec to write (default, or -: standard output).")
 @click.option("--rename", is_flag=True,
               help="Rename the repeated units of layers whose names do not nest (Caffe's, many ONNX files') "
                    "as stageN.K.layer, so that they become blocks; without it such names are kept and written flat.")
@@ -691,6 +692,7 @@ def export_command(model: Any, target: str, output: str | None, weights: str, se
         return
     if output is None:
         raise ArchcalcError("export --to onnx: give the file to write with -o FILE.onnx")
+    _regular_output(output, "export --to onnx")
     from archcalc.exporters.onnx import to_onnx
 
     to_onnx(model, output, weights=None if weights == "random" else "zeros", seed=seed)
@@ -741,6 +743,7 @@ def memory_command(model: Any, fmt: str, limit: int | None, memory_model: str, p
 
     m = model_memory.memory(model, batch=batch, dtype=dtype, optimizer=optimizer)
     if plot is not None:
+        _regular_output(plot, "memory --plot")
         shown.plot(m, plot)
         click.echo(f"wrote {plot}", err=True)
     if fmt == "json":
@@ -751,9 +754,22 @@ def memory_command(model: Any, fmt: str, limit: int | None, memory_model: str, p
         click.echo(line)
 
 
+def _regular_output(path: str, what: str) -> None:
+    """ArchcalcError unless ``path`` is a regular file or does not exist yet: a binary file is written
+    and then read back (the ONNX checker, matplotlib), which /dev/null or a pipe cannot do."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        raise ArchcalcError(f"{what}: {path!r} is not a regular file; write to a file (-o/--plot FILE)")
+
+
 def _write_text(text: str, output: str | None) -> None:
     """``text`` to the file ``output``, or to standard output; a file that cannot be written is one error line."""
-    if output is None:
+    if output is None or output == "-":
         click.echo(text, nl=not text.endswith("\n"))
         return
     try:

@@ -171,9 +171,9 @@ def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[st
     if window in (POINTWISE, GLOBAL):
         lines.append(("receptive field", f"unchanged by {node.type}: size {'x'.join(map(str, field.size))}"))
         return lines
-    if getattr(op, "axis_map", None) or not field.exact:  # a layout op moves axes: no window arithmetic
-        lines.append(("receptive field", f"{field.text()}, per input axis, following what each axis of the tensor holds"))
-        return lines
+    generic = ("receptive field", f"{field.text()}, per input axis, following what each axis of the tensor holds")
+    if getattr(op, "axis_map", None):  # a layout op moves axes: no window arithmetic
+        return [*lines, generic]
     source = max(sources, key=lambda s: s.size)
     axis_names = AXIS_NAMES[len(analysis.input_shape) - 1]
     dilations = window.input_dilation or (1,) * len(window.kernel)
@@ -185,6 +185,8 @@ def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[st
         if not isinstance(axis, int):
             continue
         before, after = source.path_max[axis], field.path_max[axis]
+        if formulas.receptive_field_step(before, k, s, d, pad[0], input_dilation) != after:
+            return [*lines, generic]  # not this window's step alone (an axis taken whole): no arithmetic to write
         span = formulas.effective_kernel(k, d)
         jump_in, steps = before.jump, ""
         if input_dilation != 1:  # the window steps over the zero-inserted input, jump_in/D apart
@@ -198,6 +200,9 @@ def _explain_field(analysis: Analysis, node: Any, layer: Layer) -> list[tuple[st
             f"padding = p_in + p*{name} = {before.padding} + {_factor(pad[0])}*{factor} = {after.padding}; "
             f"centre = (r-1)/2 - padding = {after.centre}",
         ))
+    if not field.exact:
+        lines.append(("receptive field", "an upper bound (?): a transposed conv or upsampling after other windows spans "
+                      "the fields between its real taps too, and an axis archcalc could not follow is taken whole"))
     return lines
 
 

@@ -180,10 +180,14 @@ def explain_im2col(x: Any, w: Any, stride: Any = 1, padding: Any = 0, dilation: 
     positions = np.arange(1, x.size + 1, dtype=np.float64).reshape(batch_x.shape)
     source = kernels.im2col(positions, *args)[0].astype(np.int64) - 1
     source.setflags(write=False)
-    y = kernels.conv_forward(batch_x, batch_w, None, geo.stride, geo.padding, geo.dilation)[0, 0]
-    _, dw, _ = kernels.conv_backward(batch_dy, batch_x, batch_w, geo.stride, geo.padding, geo.dilation)
-    dx_hat = w.reshape(1, -1).T @ dy.reshape(1, -1)  # dL/dX_hat = W^T dL/dy (one filter: W is 1 x taps)
-    dx = kernels.col2im(dx_hat[None], batch_x.shape, *args)[0, 0]
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below: a sum past float64's range is refused
+        y = kernels.conv_forward(batch_x, batch_w, None, geo.stride, geo.padding, geo.dilation)[0, 0]
+        _, dw, _ = kernels.conv_backward(batch_dy, batch_x, batch_w, geo.stride, geo.padding, geo.dilation)
+        dx_hat = w.reshape(1, -1).T @ dy.reshape(1, -1)  # dL/dX_hat = W^T dL/dy (one filter: W is 1 x taps)
+        dx = kernels.col2im(dx_hat[None], batch_x.shape, *args)[0, 0]
+    for name, values in (("y", y), ("dL/dW", dw), ("dL/dX_hat", dx_hat), ("dL/dx", dx)):
+        if not np.isfinite(values).all():
+            raise _fail(f"{name} overflows a float64 (beyond 1.8e308) with these values; give smaller numbers")
     contributions: list[list[Contribution]] = [[] for _ in range(x.size)]
     w_flat, dy_flat = w.ravel(), dy.ravel()
     for column in range(geo.positions):
@@ -233,8 +237,8 @@ def parse_values(text: str, name: str) -> list[float] | list[list[float]]:
         parsed.append(values)
     if len(parsed) == 1 and not two_d:
         return parsed[0]
-    lengths = sorted({len(row) for row in parsed})
-    if len(lengths) > 1:
+    lengths = [len(row) for row in parsed]
+    if len(set(lengths)) > 1:
         raise _fail(f"{name}'s rows must have equal lengths, got rows of {', '.join(map(str, lengths))} values")
     return parsed
 

@@ -182,6 +182,12 @@ def receptive_fields(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, Rec
                 new_held.append(content or None)
                 continue
             i = held[step.sources[0]]
+            if step.input_dilation > 1 and step.kernel > 1 and (largest[i].size, largest[i].jump) != (1, 1):
+                # a window over a zero-inserted input (transposed conv, upsampling) after other windows: the
+                # span of its taps counts the inserted positions' in-between fields too, so it holds more
+                # pixels than the real taps read (a 2x2 maxpool then a kernel-2 stride-2 transposed conv:
+                # 3 where each unit sees 2): an upper bound
+                exact = False
             largest[i] = formulas.receptive_field_step(largest[i], *step.arguments)
             smallest[i] = largest[i] if chain else formulas.receptive_field_step(smallest[i], *step.arguments)
             new_held.append(i)

@@ -119,4 +119,22 @@ def test_the_table_footer_explains_each_field_mark_it_shows():
     lines = [line for line in footer(marked) if line.startswith("Receptive field:")]
     assert lines == ["Receptive field: ! where merged branches' centres or strides differ; ~ where windows differ in size "
                      "(adaptive pooling): a field that contains every window; ? where an axis could not be followed "
-                     "through a reshape: the whole axis, an upper bound."]
+                     "through a reshape (the whole axis), or a transposed conv or upsampling follows other windows "
+                     "(the span of its taps): an upper bound."]
+
+
+def test_a_transposed_conv_after_other_windows_is_an_upper_bound_the_perturbation_confirms():
+    """A 2x2 max-pool then a kernel-2 stride-2 transposed conv: each output reads one pool unit,
+    which sees 2 pixels per axis; the span of the taps over the zero-inserted input gives 3. The
+    field is reported as that span, flagged not exact (?), and contains what torch measures."""
+    oracle = pytest.importorskip("tests.torch_oracle")
+    spec = {"name": "t", "input": [1, 8, 8], "layers": [
+        {"type": "maxpool", "name": "pool", "kernel": 2},
+        {"type": "conv_transpose", "name": "up", "filters": 1, "kernel": 2, "stride": 2}]}
+    graph = archcalc.load(spec)
+    field = archcalc.analyze(graph).layer("up").receptive_field
+    assert (field.size, field.exact) == ((3, 3), False)
+    centre, measured = oracle.measured_fields(graph, ["up"])["up"]
+    assert [end - first + 1 for first, end in measured] == [2, 2]  # what each unit really sees: inside the bound
+    first = archcalc.analyze({**spec, "layers": spec["layers"][1:]}).layer("up").receptive_field
+    assert first.exact  # on the input itself the span is exact (3/2: one pixel per unit, in pixel terms)

@@ -229,7 +229,7 @@ def test_cli_2d_with_padding_and_dy(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--x", "1,2,a", "--w", "1"], "error: im2col: --x value 3 must be a number, got 'a'"),
-    (["--x", "1,2;3", "--w", "1"], "error: im2col: --x's rows must have equal lengths, got rows of 1, 2 values"),
+    (["--x", "1,2;3", "--w", "1"], "error: im2col: --x's rows must have equal lengths, got rows of 2, 1 values"),
     (["--x", "1,,2", "--w", "1"], "error: im2col: --x value 2 is empty in '1,,2'; write numbers separated by ',' (rows by ';')"),
     (["--x", "1;2,", "--w", "1"], "error: im2col: --x row 2 value 2 is empty"),
     (["--x", "1;;", "--w", "1"], "error: im2col: --x row 2 value 1 is empty"),

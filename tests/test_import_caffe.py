@@ -394,7 +394,9 @@ layer { name: "l2" type: "EuclideanLoss" bottom: "fc" bottom: "fc" top: "l2" exc
         ("input", "input", (1, 28, 28)), ("fc/flatten", "flatten", (784,)), ("fc", "linear", (10,)), ("loss", "softmax", (10,)),
         ("loss2", "softmax", (10,))]
     assert graph.warnings == ("skipped 2 training/evaluation-only layer(s) (loss, accuracy, silence): 'accuracy' (Accuracy), "
-                              "'top5' (Accuracy)",)
+                              "'top5' (Accuracy)",
+                              "SoftmaxWithLoss counted as the softmax of its first input (its probabilities; the loss and "
+                              "its label input are not counted): 'loss', 'loss2'")
 
 
 def test_label_used_as_a_feature_is_refused(tmp_path):

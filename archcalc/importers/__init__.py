@@ -145,7 +145,7 @@ def _python_module(text: str) -> Any:
         value: Any = importlib.import_module(module_name)
     except ImportError as error:
         raise SpecError(f"{text}: cannot import {module_name!r}: {error}") from None
-    except Exception as error:  # the user's module raised while importing: one line
+    except (Exception, SystemExit) as error:  # the user's module raised while importing: one line
         raise SpecError(f"{text}: importing {module_name!r} failed: {type(error).__name__}: {error}") from None
     finally:
         if added:
@@ -165,7 +165,7 @@ def _python_module(text: str) -> Any:
     if callable(value):
         try:
             made = value()
-        except Exception as error:  # the user's code: say what it raised, in one line
+        except (Exception, SystemExit) as error:  # the user's code: say what it raised, in one line
             raise SpecError(f"{text}: calling {attribute}() failed: {type(error).__name__}: {error}") from None
         if isinstance(made, torch.nn.Module):
             return made.eval()

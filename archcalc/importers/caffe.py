@@ -244,6 +244,7 @@ class _Importer:
         self.blobs: dict[str, _Blob] = {}
         self.builder: Any = None
         self.skipped: list[str] = []
+        self.losses: list[str] = []  # SoftmaxWithLoss layers, counted as their softmax
         self.kind = ""  # the type of the layer being mapped
         self.positions: dict[int, int] = {}  # id(layer) -> its index among the file's layers
 
@@ -379,6 +380,10 @@ class _Importer:
         if self.skipped:
             shown = ", ".join(self.skipped[:3]) + (f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else "")
             self.builder.warn(f"skipped {len(self.skipped)} training/evaluation-only layer(s) (loss, accuracy, silence): {shown}")
+        if self.losses:
+            shown = ", ".join(self.losses[:3]) + (f" and {len(self.losses) - 3} more" if len(self.losses) > 3 else "")
+            self.builder.warn(f"SoftmaxWithLoss counted as the softmax of its first input (its probabilities; the loss and "
+                              f"its label input are not counted): {shown}")
         return self.builder.build()
 
     def layer(self, layer: Any, kind: str, layers: list[tuple[Any, str]], index: int, consumed: set[int], input_blob: str) -> None:
@@ -395,6 +400,8 @@ class _Importer:
             self.skipped.append(f"'{layer.name}' ({kind})" if layer.name else where)
             return
         names = layer.bottom[:1] if kind == "SoftmaxWithLoss" else layer.bottom  # its label bottom is no feature
+        if kind == "SoftmaxWithLoss":
+            self.losses.append(f"'{layer.name}'" if layer.name else where)
         bottoms = [self.bottom(layer, where, position, name) for position, name in enumerate(names)]
         handler = _HANDLERS.get(kind)
         if any(blob.shape is None for blob in bottoms):  # behind an unsupported layer of unknown output shape

@@ -214,6 +214,11 @@ class _Importer:
         for index, node in enumerate(self.nodes):
             for out in node.output:
                 if out:
+                    if out in self.producer or out in self.initializers:  # ONNX's single assignment
+                        first = self.nodes[self.producer[out]] if out in self.producer else None
+                        earlier = f"node {first.name or self.producer[out]!r} ({first.op_type})" if first else "an initializer"
+                        raise SpecError(f"{self.shown}: {_where(node, index)} writes {out!r}, which {earlier} writes "
+                                        "too; an ONNX value is written once")
                     self.producer[out] = index
             for name in node.input:
                 if name:
@@ -222,6 +227,7 @@ class _Importer:
         self.names, self.scopes = _module_paths(self.nodes)
         self.skip: set[int] = set()
         self.fused: dict[int, Callable[[], None]] = {}
+        self.notes: list[str] = []  # warnings found before the Builder exists
         self.members: dict[int, list[int]] = {}  # the nodes each fused layer was made of, by its last node
 
     # ---- setup: opset, input, shapes ----
@@ -262,6 +268,10 @@ class _Importer:
             if dims is not None and len(dims) - 1 != len(self.requested):
                 raise SpecError(f"{self.shown}: input_shape {_shape_text(self.requested)} has {len(self.requested)} axes; "
                                 f"input {name!r} has {len(dims) - 1} per sample, {_shape_text(dims)} with the batch axis")
+            fixed = (dims or (None,))[1:]
+            if dims is not None and all(isinstance(d, int) and d > 0 for d in fixed) and tuple(fixed) != self.requested:
+                self.notes.append(f"{self.shown}: the given input {_shape_text(self.requested)} replaces the file's "
+                                     f"fixed input {_shape_text(tuple(fixed))}; shapes were inferred again at the given size")
             return self.requested
         sample = (dims or (None, None))[1:]
         if dims is None or not all(isinstance(d, int) and d > 0 for d in sample):
@@ -361,7 +371,27 @@ class _Importer:
                 continue
             self._convert(node)
         self._note_folded_batchnorm()
+        self._note_shared_weights()
+        for note in self.notes:
+            self.builder.warn(note)
         return self.builder.build()
+
+    def _note_shared_weights(self) -> None:
+        """An initializer two layers use as their weights (a module called twice) is counted with each layer."""
+        users: dict[str, list[str]] = {}
+        for node in self.nodes:
+            if node.op_type in _WEIGHTED_OPS:
+                for value in node.input[1:]:
+                    if value in self.initializers and math.prod(self.initializers[value].dims) > 1:
+                        users.setdefault(value, []).append(node.name or node.output[0])
+        shared = {value: names for value, names in users.items() if len(names) > 1}
+        if shared:
+            value, names = next(iter(shared.items()))
+            more = f" (and {len(shared) - 1} more shared initializers)" if len(shared) > 1 else ""
+            self.builder.warn(
+                f"{self.shown}: initializer {value!r} ({math.prod(self.initializers[value].dims):,} values) is the weights "
+                f"of {len(names)} nodes ({', '.join(names[:3])}){more}; archcalc counts each layer's own parameters, so "
+                "the Params total counts shared weights once per layer, more than the file holds")
 
     def _note_folded_batchnorm(self) -> None:
         ops = {node.op_type for node in self.nodes}
@@ -881,6 +911,11 @@ def _model_name(name: str, shown: str) -> str:
         return cleaned
     stem = Path(shown).stem
     return stem if stem and name_problem(stem, "name", spaces=True) is None else "onnx-model"
+
+
+#: ONNX ops whose initializer inputs are an archcalc layer's parameters.
+_WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "LayerNormalization",
+                           "InstanceNormalization", "GroupNormalization", "PRelu"})
 
 
 def _node_name(node: Any, names: Mapping[str, str] | None = None) -> str:

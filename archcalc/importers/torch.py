@@ -170,10 +170,10 @@ def _trace(torch: Any, module: Any, shape: tuple[int, ...], label: str) -> Any:
         module = _Holder(type(module).__name__.lower(), module)
     try:
         graph = tracer.trace(module, concrete_args=_defaults(module))
-    except Exception as fx_error:  # noqa: BLE001 - any failure of user code while tracing
+    except (Exception, SystemExit) as fx_error:  # noqa: BLE001 - any failure of user code while tracing
         try:
             return _export(torch, module, shape, tracer)
-        except Exception as export_error:  # noqa: BLE001
+        except (Exception, SystemExit) as export_error:  # noqa: BLE001
             raise SpecError(
                 f"{label}: torch.fx cannot trace {type(module).__name__} ({_one_line(fx_error)}), nor can torch.export "
                 f"({_one_line(export_error)}); archcalc maps the calls they record, so the forward must not branch "
@@ -214,13 +214,36 @@ def _aten_functions(torch: Any) -> dict[Any, Any]:
 def _quiet_torch() -> Any:
     """torch's own log lines (torch.export's and fake tensors' warnings when a trace fails) kept off
     the terminal: archcalc says what failed in its one-line error."""
-    logger = logging.getLogger("torch")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    # torch's loggers set their own levels and handlers (torch._dynamo's, torch.export's): quiet each one
+    names = ["torch", *(name for name in list(logging.root.manager.loggerDict) if name.startswith("torch."))]
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    # and what it writes past logging (a failed torch.export prints its graph): standard error muted
+    # at the descriptor for the attempt, restored before archcalc says what failed
+    import os
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        saved = None
+    if saved is not None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        if saved is not None:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _same(x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -417,7 +440,7 @@ def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], label: str) -> None:
     try:
         with torch.no_grad():
             Recorder(gm).run(torch.zeros((1, *shape), dtype=dtype))
-    except Exception as error:  # noqa: BLE001 - the user's forward failing on this input
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's forward failing on this input
         where = _where_node(failed[-1]) if failed else "the forward pass"
         raise SpecError(f"{label}: the forward pass fails on input {'x'.join(map(str, shape))} at {where}: "
                         f"{_one_line(error)}") from None

@@ -110,7 +110,8 @@ def footer(analysis: Analysis) -> list[str]:
                      f"ops) and every total is a lower bound: {', '.join(u.text() for u in analysis.uncounted)}.")
     if analysis.network_depth is not None:
         d = analysis.network_depth
-        lines.append(f"Depth: {d.weighted} layers with weights (conv, transposed conv, linear) on the longest path, "
+        lines.append(f"Depth: {d.weighted} layer{'' if d.weighted == 1 else 's'} with weights (conv, transposed conv, linear) "
+                     "on the longest path, "
                      f"as the papers count; {d.with_pooling} with pooling.")
     fields = [row.receptive_field for row in analysis.layers]
     marks = []  # each mark of the receptive-field column the table shows, said once
@@ -120,7 +121,8 @@ def footer(analysis: Analysis) -> list[str]:
         marks.append("~ where windows differ in size (adaptive pooling): a field that contains every window")
     if any(not f.exact for f in fields):
         through = "a reshape or an uncounted op" if analysis.uncounted else "a reshape"
-        marks.append(f"? where an axis could not be followed through {through}: the whole axis, an upper bound")
+        marks.append(f"? where an axis could not be followed through {through} (the whole axis), or a transposed conv "
+                     "or upsampling follows other windows (the span of its taps): an upper bound")
     if marks:
         lines.append("Receptive field: " + "; ".join(marks) + ".")
     if any(row.resolution_dependent or row.receptive_field.resolution_dependent for row in analysis.layers):
