@@ -347,6 +347,9 @@ def test_readme_memory_figures():
         assert f"{b(one.lecture_training_bytes)} / {b(many.lecture_training_bytes)}" in section
         assert f"{b(one.training_bytes)} / {b(many.training_bytes)}" in section
         assert f"{one.saved_bytes / forward:.2f}"[:4].rstrip("0") in ("1.2", "0.95")
+    full = text[text.index("a.totals.training_bytes"):]
+    assert full.startswith(f"a.totals.training_bytes                    # {analyze('vgg16').totals.training_bytes}: ")
+    assert f'memory_model="lecture": {analyze("vgg16", memory_model="lecture").totals.training_bytes})' in full
     f = fit("resnet50", 16 * 2**30, optimizer="adam")
     assert f"largest batch {f.training} ({b(f.training_bytes, 2)} of 16.00 GiB" in section
     assert f"largest batch {f.inference:,} ({b(f.inference_bytes, 2)} of 16.00 GiB" in section
