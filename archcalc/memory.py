@@ -323,13 +323,14 @@ class _Plan:
         return best, *where
 
     # -- inference --------------------------------------------------------------------------
-    def _inference_spans(self) -> tuple[list[tuple[int, int, int, int, int, int]], int]:
-        """The forward pass alone with buffer reuse: each storage's lifetime (as
-        :meth:`_training_spans`), and the bytes per sample of every storage (no reuse)."""
+    def _inference_lifetimes(self) -> tuple[list[int], list[int]]:
+        """The forward pass alone with buffer reuse: per node the storage its output lives in (its
+        own position when it allocates one), and per allocated storage the step after which it is
+        freed (its last reader; past the last step for the network's output)."""
         nodes = self.graph.nodes
         count = len(nodes)
         last = count - 1
-        index, root, per_sample, stores = self.index, self.root, self.per_sample, self.stores
+        index, root, stores = self.index, self.root, self.stores
         first_reader, last_reader = self.first_reader, self.last_reader
         storage_of = list(range(count))
         until = [-1] * count  # per storage allocated here (storage_of[s] == s): its last reader
@@ -353,28 +354,35 @@ class _Plan:
                 if until[storage_of[ref]] < i:
                     until[storage_of[ref]] = i
         until[storage_of[last]] = last + 1
-        spans, total = [], 0
-        for s in range(count):
-            if storage_of[s] == s:
-                spans.append((s, min(until[s] - 1, last), s, min(until[s], last), per_sample[s], 0))
-                total += per_sample[s]
-        return spans, total
+        return storage_of, until
+
+    def _inference_spans(self, storage_of: list[int], until: list[int]) -> Iterator[tuple[int, int, int, int, int, int]]:
+        """Each allocated storage's lifetime, as :meth:`_training_spans` gives them."""
+        last = len(storage_of) - 1
+        for s, where in enumerate(storage_of):
+            if where == s:
+                yield s, min(until[s] - 1, last), s, min(until[s], last), self.per_sample[s], 0
+
+    def _no_reuse(self, storage_of: list[int]) -> int:
+        """Bytes per sample of every allocated storage: every output kept."""
+        return sum(self.per_sample[s] for s, where in enumerate(storage_of) if where == s)
 
     def inference_steps(self) -> tuple[list[tuple[str, str, Linear, Linear]], Linear]:
         """(phase, layer, live after, peak during) of the forward pass alone with buffer reuse, and
         the no-reuse total (every storage kept)."""
         nodes = self.graph.nodes
-        spans, total = self._inference_spans()
-        live, peak = _sweep(len(nodes), spans)
-        return [("forward", node.name, live[i], peak[i]) for i, node in enumerate(nodes)], Linear(total, 0)
+        storage_of, until = self._inference_lifetimes()
+        live, peak = _sweep(len(nodes), self._inference_spans(storage_of, until))
+        steps = [("forward", node.name, live[i], peak[i]) for i, node in enumerate(nodes)]
+        return steps, Linear(self._no_reuse(storage_of), 0)
 
     def inference_peak(self, batch: int) -> tuple[int, str, int]:
         """The inference peak with buffer reuse at ``batch``, its layer, and the no-reuse total."""
         nodes = self.graph.nodes
-        spans, total = self._inference_spans()
-        peak = _sweep_at(len(nodes), spans, batch)
+        storage_of, until = self._inference_lifetimes()
+        peak = _sweep_at(len(nodes), self._inference_spans(storage_of, until), batch)
         best = max(range(len(nodes)), key=peak.__getitem__)
-        return peak[best], nodes[best].name, total * batch
+        return peak[best], nodes[best].name, self._no_reuse(storage_of) * batch
 
 
 def _storage_name(plan: _Plan, key: Any) -> str:

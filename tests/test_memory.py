@@ -641,3 +641,17 @@ def test_an_add_of_a_tensor_to_itself_runs_in_place():
     assert (m.inference_peak, m.inference_peak_layer) == (48 * 4 + 64 * 4, "c") == torch_inference_peak(graph, 1)
     assert [s.live for s in m.inference_timeline] == [192, 256, 256, 256]
     assert m.saved_bytes == 192 + 256 == torch_kept_bytes(graph, 1)
+
+
+def test_vgg16_footer_keeps_the_lectures_figure_beside_the_default():
+    """VGG16, whose table the lecture gives: its x2 rule from the lecture's own totals (138,357,544 params,
+    15,237,608 forward values), beside what autograd keeps (checked against torch above)."""
+    from tests.helpers import run_main
+
+    lecture = (138_357_544 * 2 + 15_237_608 * 2) * 4  # params + gradients (sgd) + 2 x activations, float32
+    assert lecture == 1_228_761_216
+    code, out, _ = run_main("report", "vgg16")
+    assert code == 0 and "the lecture's x2 rule: 1.14 GiB (--memory-model lecture)" in out
+    assert "what backward keeps (69.9 MiB" in out and "= 1.10 GiB;" in out  # 73,254,912 B kept (torch's figure)
+    code, out, _ = run_main("report", "vgg16", "--memory-model", "lecture")
+    assert code == 0 and "2 x activations = 1.14 GiB; by what autograd keeps for backward: 1.10 GiB" in out
