@@ -184,7 +184,7 @@ class _Plan:
         # per node: its storage (views: their input's), its output's bytes per sample, whether it
         # needs a gradient (a layer after one with learned parameters); per storage: its first and
         # last reader (views read nothing: their readers are the storage's), its first keeper
-        root, per_sample, grad = list(range(count)), [0] * count, bytearray(count)
+        root, per_sample, grad, views = list(range(count)), [0] * count, bytearray(count), bytearray(count)
         first_reader, last_reader, first_keeper = [-1] * count, [-1] * count, [-1] * count
         #: new buffers: (keeper's position, which of its saved tensors, bytes)
         buffers: list[tuple[int, int, Linear]] = []
@@ -199,6 +199,7 @@ class _Plan:
             refs = [index[ref] for ref in node.inputs]
             if op.view:
                 root[i] = root[refs[0]]
+                views[i] = 1
             else:
                 for ref in refs:
                     storage = root[ref]
@@ -223,7 +224,7 @@ class _Plan:
                 elif s.kind != "param":  # parameters are counted as parameters
                     per = math.prod(s.shape) * itemsize(s.dtype, dtype)
                     buffers.append((i, j, Linear(per, 0) if s.batched else Linear(0, per)))
-        self.root, self.per_sample, self.grad = root, per_sample, grad
+        self.root, self.per_sample, self.grad, self.views = root, per_sample, grad, views
         self.first_reader, self.last_reader, self.first_keeper = first_reader, last_reader, first_keeper
         self.buffers, self.rules, self.unknown = buffers, rules, unknown
         self.stores = stored_outputs(graph, layers) if stores is None else stores
@@ -330,7 +331,7 @@ class _Plan:
         nodes = self.graph.nodes
         count = len(nodes)
         last = count - 1
-        index, root, stores = self.index, self.root, self.stores
+        index, root, stores, views = self.index, self.root, self.stores, self.views
         first_reader, last_reader = self.first_reader, self.last_reader
         storage_of = list(range(count))
         until = [-1] * count  # per storage allocated here (storage_of[s] == s): its last reader
@@ -339,7 +340,7 @@ class _Plan:
                 until[i] = i
                 continue
             refs = [index[ref] for ref in node.inputs]
-            if get_op(node.type).view:
+            if views[i]:
                 storage_of[i] = storage_of[refs[0]]
             elif not stores[node.name]:
                 # in place: it overwrites an input of its shape that no other layer reads
