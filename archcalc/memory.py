@@ -24,6 +24,7 @@ CUDA context, and the loss' own tensors.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -184,15 +185,17 @@ class _Plan:
         # per node: its storage (views: their input's), its output's bytes per sample, whether it
         # needs a gradient (a layer after one with learned parameters); per storage: its first and
         # last reader (views read nothing: their readers are the storage's), its first keeper
-        root, per_sample, grad, views = list(range(count)), [0] * count, bytearray(count), bytearray(count)
-        first_reader, last_reader, first_keeper = [-1] * count, [-1] * count, [-1] * count
+        # positions in arrays of machine words (no int object per layer); bytes as Python ints
+        root, per_sample, grad, views = array("q", range(count)), [0] * count, bytearray(count), bytearray(count)
+        first_reader, last_reader, first_keeper = (array("q", [-1]) * count for _ in range(3))
+        sizes: dict[int, int] = {}  # per distinct Layer: its output's bytes per sample, one int object
         #: new buffers: (keeper's position, which of its saved tensors, bytes)
         buffers: list[tuple[int, int, Linear]] = []
         rules: dict[int, tuple[bool, tuple[Saved, ...] | str]] = {}  # per distinct Layer: learned?, saved
         unknown: list[str] = []
         for i, node in enumerate(nodes):
             layer = layers[node.name]
-            per_sample[i] = math.prod(layer.out_shape) * size
+            per_sample[i] = sizes.get(id(layer)) or sizes.setdefault(id(layer), math.prod(layer.out_shape) * size)
             if not node.inputs:
                 continue
             op = get_op(node.type)
@@ -324,7 +327,7 @@ class _Plan:
         return best, *where
 
     # -- inference --------------------------------------------------------------------------
-    def _inference_lifetimes(self) -> tuple[list[int], list[int]]:
+    def _inference_lifetimes(self) -> tuple[array[int], array[int]]:
         """The forward pass alone with buffer reuse: per node the storage its output lives in (its
         own position when it allocates one), and per allocated storage the step after which it is
         freed (its last reader; past the last step for the network's output)."""
@@ -333,8 +336,8 @@ class _Plan:
         last = count - 1
         index, root, stores, views = self.index, self.root, self.stores, self.views
         first_reader, last_reader = self.first_reader, self.last_reader
-        storage_of = list(range(count))
-        until = [-1] * count  # per storage allocated here (storage_of[s] == s): its last reader
+        storage_of = array("q", range(count))
+        until = array("q", [-1]) * count  # per storage allocated here (storage_of[s] == s): its last reader
         for i, node in enumerate(nodes):
             if not node.inputs:
                 until[i] = i
@@ -357,14 +360,14 @@ class _Plan:
         until[storage_of[last]] = last + 1
         return storage_of, until
 
-    def _inference_spans(self, storage_of: list[int], until: list[int]) -> Iterator[tuple[int, int, int, int, int, int]]:
+    def _inference_spans(self, storage_of: array[int], until: array[int]) -> Iterator[tuple[int, int, int, int, int, int]]:
         """Each allocated storage's lifetime, as :meth:`_training_spans` gives them."""
         last = len(storage_of) - 1
         for s, where in enumerate(storage_of):
             if where == s:
                 yield s, min(until[s] - 1, last), s, min(until[s], last), self.per_sample[s], 0
 
-    def _no_reuse(self, storage_of: list[int]) -> int:
+    def _no_reuse(self, storage_of: array[int]) -> int:
         """Bytes per sample of every allocated storage: every output kept."""
         return sum(self.per_sample[s] for s, where in enumerate(storage_of) if where == s)
 
