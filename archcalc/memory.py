@@ -3,8 +3,9 @@ with buffer reuse, and the largest batch that fits.
 
 Two models of training memory (``--memory-model``):
 
-- ``pytorch`` (the default here): parameters and buffers + gradients + optimizer state + the
-  activation side's peak, walked step by step. The activation side is every storage autograd keeps
+- ``pytorch`` (the default wherever a training figure is printed: :func:`archcalc.analyze`'s
+  totals through :func:`peaks`, the report's footer, JSON, ``compare``): parameters and buffers +
+  gradients + optimizer state + the activation side's peak, walked step by step. The activation side is every storage autograd keeps
   for backward (each op's :meth:`~archcalc.ops.base.Op.saved`: inputs, outputs, new buffers such as
   max-pool's int64 indices; a storage kept by two ops, or seen through a view, counts once;
   parameters are not counted again), plus the tensors forward still needs, plus the gradient
