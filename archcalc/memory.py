@@ -163,6 +163,37 @@ def itemsize(dtype: str | None, analysis_dtype: str) -> int:
     return EXTRA_DTYPE_BYTES.get(dtype) or formulas.DTYPE_BYTES[dtype]
 
 
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """What :class:`_Plan` needs of one resolved layer, from its op's rules: its output's bytes per
+    sample, whether it is a view, whether it has learned parameters, what it saves, which of its
+    inputs it keeps (-1: its output), and its new buffers (which saved tensor, bytes)."""
+
+    bytes: int
+    view: bool
+    learned: bool
+    saved: tuple[Saved, ...] | str
+    keeps: tuple[int, ...]
+    buffers: tuple[tuple[int, Linear], ...]
+
+    @classmethod
+    def of(cls, node: Any, layer: Layer, size: int, dtype: str) -> _Rule:
+        out = math.prod(layer.out_shape) * size
+        if not node.inputs:  # the network input
+            return cls(out, False, False, (), (), ())
+        op = get_op(node.type)
+        learned = any(p.role.learned for p in op.params(layer).values())
+        saved = op.saved(layer)
+        keeps, buffers = [], []
+        for j, s in enumerate(saved if saved != UNKNOWN else ()):
+            if s.kind == "input" or s.kind == "output":
+                keeps.append(s.index if s.kind == "input" else -1)
+            elif s.kind != "param":  # parameters are counted as parameters
+                per = math.prod(s.shape) * itemsize(s.dtype, dtype)
+                buffers.append((j, Linear(per, 0) if s.batched else Linear(0, per)))
+        return cls(out, bool(op.view), learned, saved, tuple(keeps), tuple(buffers))
+
+
 class _Plan:
     """The batch-independent walk, worked out once per network in lists indexed by node position
     (linear in the layer count, a few machine words per layer): per storage its bytes per sample,
@@ -189,19 +220,33 @@ class _Plan:
         # positions in arrays of machine words (no int object per layer); bytes as Python ints
         root, per_sample, grad, views = array("q", range(count)), [0] * count, bytearray(count), bytearray(count)
         first_reader, last_reader, first_keeper = (array("q", [-1]) * count for _ in range(3))
-        sizes: dict[int, int] = {}  # per distinct Layer: its output's bytes per sample, one int object
+        first_input = array("q", [0]) * count  # each node's first input; the others of a merge in more_inputs
+        more_inputs: dict[int, list[int]] = {}
         #: new buffers: (keeper's position, which of its saved tensors, bytes)
         buffers: list[tuple[int, int, Linear]] = []
-        rules: dict[int, tuple[bool, tuple[Saved, ...] | str]] = {}  # per distinct Layer: learned?, saved
+        # per distinct Layer (repeated blocks share one), its rules worked out once: output bytes per
+        # sample, view?, learned parameters?, saved, the kept inputs (-1: the output), the new buffers
+        rules: dict[int, _Rule] = {}
         unknown: list[str] = []
         for i, node in enumerate(nodes):
             layer = layers[node.name]
-            per_sample[i] = sizes.get(id(layer)) or sizes.setdefault(id(layer), math.prod(layer.out_shape) * size)
-            if not node.inputs:
+            rule = rules.get(id(layer))
+            if rule is None:
+                rule = rules[id(layer)] = _Rule.of(node, layer, size, dtype)
+            per_sample[i] = rule.bytes
+            inputs = node.inputs
+            if not inputs:
                 continue
-            op = get_op(node.type)
-            refs = [index[ref] for ref in node.inputs]
-            if op.view:
+            if len(inputs) == 1:
+                refs = [index[inputs[0]]]
+                first_input[i] = refs[0]
+                needs = grad[refs[0]]
+            else:
+                refs = [index[ref] for ref in inputs]
+                first_input[i] = refs[0]
+                more_inputs[i] = refs
+                needs = any(grad[ref] for ref in refs)
+            if rule.view:
                 root[i] = root[refs[0]]
                 views[i] = 1
             else:
@@ -210,24 +255,18 @@ class _Plan:
                     if first_reader[storage] < 0:
                         first_reader[storage] = i
                     last_reader[storage] = i
-            rule = rules.get(id(layer))
-            if rule is None:
-                learned = any(p.role.learned for p in op.params(layer).values())
-                rule = rules[id(layer)] = (learned, op.saved(layer))
-            learned, saved = rule
-            grad[i] = learned or any(grad[ref] for ref in refs)
-            if saved == UNKNOWN:
+            grad[i] = rule.learned or needs
+            if rule.saved == UNKNOWN:
                 unknown.append(node.name)  # counted as keeping nothing
-            elif not grad[i]:  # autograd records nothing for a layer that needs no gradient
+            if not grad[i]:  # autograd records nothing for a layer that needs no gradient
                 continue
-            for j, s in enumerate(saved if saved != UNKNOWN else ()):
-                if s.kind == "input" or s.kind == "output":
-                    storage = root[refs[s.index]] if s.kind == "input" else root[i]
-                    if first_keeper[storage] < 0:
-                        first_keeper[storage] = i
-                elif s.kind != "param":  # parameters are counted as parameters
-                    per = math.prod(s.shape) * itemsize(s.dtype, dtype)
-                    buffers.append((i, j, Linear(per, 0) if s.batched else Linear(0, per)))
+            for which in rule.keeps:
+                storage = root[refs[which]] if which >= 0 else root[i]
+                if first_keeper[storage] < 0:
+                    first_keeper[storage] = i
+            for j, b in rule.buffers:
+                buffers.append((i, j, b))
+        self.first_input, self.more_inputs = first_input, more_inputs
         self.root, self.per_sample, self.grad, self.views = root, per_sample, grad, views
         self.first_reader, self.last_reader, self.first_keeper = first_reader, last_reader, first_keeper
         self.buffers, self.rules, self.unknown = buffers, rules, unknown
@@ -248,7 +287,7 @@ class _Plan:
         node = self.graph.nodes[i]
         if not node.inputs or not self.grad[i]:
             return []
-        saved = self.rules[id(self.layers[node.name])][1]
+        saved = self.rules[id(self.layers[node.name])].saved
         out: list[tuple[Saved, Any, Linear]] = []
         if saved == UNKNOWN:
             return out
@@ -335,15 +374,16 @@ class _Plan:
         nodes = self.graph.nodes
         count = len(nodes)
         last = count - 1
-        index, root, stores, views = self.index, self.root, self.stores, self.views
-        first_reader, last_reader = self.first_reader, self.last_reader
+        root, stores, views = self.root, self.stores, self.views
+        first_reader, last_reader, first_input, more_inputs = (self.first_reader, self.last_reader, self.first_input,
+                                                               self.more_inputs)
         storage_of = array("q", range(count))
         until = array("q", [-1]) * count  # per storage allocated here (storage_of[s] == s): its last reader
         for i, node in enumerate(nodes):
             if not node.inputs:
                 until[i] = i
                 continue
-            refs = [index[ref] for ref in node.inputs]
+            refs = more_inputs.get(i) or (first_input[i],)
             if views[i]:
                 storage_of[i] = storage_of[refs[0]]
             elif not stores[node.name]:
