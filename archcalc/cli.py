@@ -138,6 +138,14 @@ def _import_options(command: Any) -> Any:
                              "an ONNX file with dynamic shapes too; torchvision models default to 3x224x224).")(command)
 
 
+def _memory_model_option(command: Any) -> Any:
+    """--memory-model, for the commands whose totals give training memory."""
+    return click.option("--memory-model", type=click.Choice(["pytorch", "lecture"]), default="pytorch", show_default=True,
+                        help="Training memory: params, gradients and optimizer state + what autograd keeps for backward "
+                             "and the largest backward transient (pytorch), or + 2 x the forward activations (lecture, "
+                             "the lecture's rule of thumb).")(command)
+
+
 def _analysis_options(command: Any) -> Any:
     """--batch, --dtype and --optimizer, shared by the commands that analyse."""
     command = click.option("--optimizer", type=click.Choice(list(formulas.OPTIMIZER_SLOTS)), default="sgd", show_default=True,
@@ -242,23 +250,21 @@ def cli(max_layers: int | None) -> None:
               help="Also count the input-to-output paths (2^k for k skip connections) and their lengths in layers with weights.")
 @click.option("--training", is_flag=True,
               help="Also what backward keeps per layer (bytes, as PyTorch's autograd) and the training peak (table, markdown).")
-@click.option("--memory-model", type=click.Choice(["pytorch", "lecture"]), default=None,
-              help="Training memory by what autograd keeps (pytorch; the default with --training) or the lecture's "
-                   "2 x activations (lecture; the table's footer line otherwise).")
+@_memory_model_option
 @_analysis_options
-def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: bool, memory_model: str | None, batch: int,
+def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: bool, memory_model: str, batch: int,
            dtype: str, optimizer: str) -> None:
     """Per-layer table of output shapes, params, MACs, activations and receptive fields, with totals."""
     from archcalc.passes import analyze
 
-    if (training or memory_model == "pytorch") and fmt in ("json", "csv"):
-        raise ArchcalcError("--training and --memory-model pytorch go with --format table or markdown "
-                            "(for JSON: archcalc memory MODEL --format json)")
+    if training and fmt in ("json", "csv"):
+        raise ArchcalcError("--training goes with --format table or markdown (for JSON: archcalc memory MODEL --format json)")
     if training and memory_model == "lecture":
         raise ArchcalcError("--training shows the pytorch model's per-layer figures; leave out --memory-model lecture")
     if with_paths and fmt == "csv":
         raise ArchcalcError("--paths goes with --format table, markdown or json (CSV holds the layer rows only)")
-    analysis = _printable(analyze(model, batch=batch, dtype=dtype, optimizer=optimizer, paths=with_paths))
+    analysis = _printable(analyze(model, batch=batch, dtype=dtype, optimizer=optimizer, paths=with_paths,
+                                  memory_model=memory_model))
     if analysis.paths is not None:
         from archcalc.render.format import MAX_DIGITS
 
@@ -289,22 +295,21 @@ def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: 
             from archcalc.render.table import paths_table
 
             console.print(paths_table(analysis.paths))
-    if training or memory_model == "pytorch":
-        _training_memory(model, batch, dtype, optimizer, training, fmt)
+    if training:
+        _training_memory(model, batch, dtype, optimizer, fmt)
 
 
-def _training_memory(model: Any, batch: int, dtype: str, optimizer: str, per_layer: bool, fmt: str) -> None:
-    """After a report: the pytorch memory model's per-layer kept bytes (``per_layer``) and its totals."""
+def _training_memory(model: Any, batch: int, dtype: str, optimizer: str, fmt: str) -> None:
+    """After a report: the pytorch memory model's per-layer kept bytes and its totals."""
     from archcalc.memory import memory
     from archcalc.render.memory import kept_markdown, kept_table, summary_lines
 
     m = memory(model, batch=batch, dtype=dtype, optimizer=optimizer)
-    lines = summary_lines(m)
-    if per_layer and fmt == "markdown":
+    if fmt == "markdown":
         click.echo("\n" + kept_markdown(m), nl=False)
-    elif per_layer:
+    else:
         _console().print(kept_table(m))
-    for line in lines if per_layer else lines[1:2] + lines[-1:]:
+    for line in summary_lines(m):
         click.echo(line)
 
 
@@ -366,9 +371,10 @@ def explain(model: Any, layer: str, batch: int, dtype: str) -> None:
                    "(needs matplotlib: pip install 'archcalc[chart]').")
 @click.option("--y", "y_figure", type=click.Choice(["params", "top1"]), default=None,
               help="The chart's y axis: params, or top1 (the top-1 accuracy each model's spec cites). [default: params]")
+@_memory_model_option
 @_analysis_options
-def compare(models: tuple[Any, ...], fmt: str, plot: str | None, y_figure: str | None, batch: int, dtype: str,
-            optimizer: str) -> None:
+def compare(models: tuple[Any, ...], fmt: str, plot: str | None, y_figure: str | None, memory_model: str, batch: int,
+            dtype: str, optimizer: str) -> None:
     """Totals of several MODELS side by side, with each one's ratio to the first.
 
     --plot FILE draws the lecture's architectures chart (after Canziani et al. 2016): one
@@ -388,7 +394,8 @@ def compare(models: tuple[Any, ...], fmt: str, plot: str | None, y_figure: str |
     if (meta.get("archcalc.input") is not None or meta.get("archcalc.partial")) and not meta.get("archcalc.imported"):
         raise ArchcalcError("--input and --partial apply to imported networks (.onnx, .prototxt, torchvision:NAME, "
                             "package.module:Name), and none of the models is one")
-    comparison = Comparison(tuple(_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer)) for m in models))
+    comparison = Comparison(tuple(_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer,
+                                                     memory_model=memory_model)) for m in models))
     path = None
     if plot is not None:  # drawn first: a missing reference, matplotlib or directory fails before any output
         from archcalc.render.chart import chart_points, write_chart

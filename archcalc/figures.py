@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archcalc import formulas
 from archcalc.ops.base import Cost, Layer, Param
+
+if TYPE_CHECKING:
+    from archcalc.memory import Peaks
 
 #: Every output format; a figure lists the ones that carry it.
 FORMATS = frozenset({"json", "csv", "table", "compare", "grade"})
@@ -37,6 +40,21 @@ class LayerFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkFacts:
+    """What the whole-network figures are computed from besides the layers' totals: the analysis'
+    settings and the memory model's figures (:class:`archcalc.memory.Peaks`, at the batch).
+
+    ``memory_model`` is the model ``training_bytes`` follows: ``pytorch`` (what autograd keeps,
+    the default) or ``lecture`` (2 x the forward activations)."""
+
+    batch: int
+    dtype: str
+    optimizer: str
+    memory_model: str
+    memory: Peaks
+
+
+@dataclass(frozen=True, slots=True)
 class Figure:
     """One reported quantity.
 
@@ -52,7 +70,7 @@ class Figure:
         fold: how a block folded into one row combines its layers: ``sum``, ``stored`` or
             ``last`` (the block's output).
         formats: the outputs that carry it.
-        of_totals: a totals-only figure's value from the other totals and the analysis settings.
+        of_totals: a totals-only figure's value from the other totals and :class:`NetworkFacts`.
         aliases: other names people and tools give it (column headers ``archcalc grade`` reads).
         brief: tables show it with an SI suffix (``352.8K``) rather than every digit (``2,416``).
     """
@@ -65,7 +83,7 @@ class Figure:
     total: str = "sum"
     fold: str = "sum"
     formats: frozenset[str] = FORMATS
-    of_totals: Callable[[Mapping[str, Any], int, str, str], Any] | None = None
+    of_totals: Callable[[Mapping[str, Any], NetworkFacts], Any] | None = None
     aliases: tuple[str, ...] = ()
     brief: bool = False
 
@@ -74,9 +92,23 @@ def _params(facts: LayerFacts, keep: Callable[[Param], bool]) -> int:
     return sum(p.size for p in facts.params.values() if keep(p))
 
 
-def _training_bytes(totals: Mapping[str, Any], batch: int, dtype: str, optimizer: str) -> int:
+def _fixed_bytes(totals: Mapping[str, Any], facts: NetworkFacts) -> int:
+    """Parameters and buffers + gradients + optimizer state, in bytes."""
+    return formulas.training_bytes(totals["params"] + totals["buffers"], totals["params_trainable"], 0, facts.batch,
+                                   facts.dtype, facts.optimizer)
+
+
+def _lecture_training_bytes(totals: Mapping[str, Any], facts: NetworkFacts) -> int:
     return formulas.training_bytes(totals["params"] + totals["buffers"], totals["params_trainable"],
-                                   totals["activations"] // batch, batch, dtype, optimizer)
+                                   totals["activations"] // facts.batch, facts.batch, facts.dtype, facts.optimizer)
+
+
+def _pytorch_training_bytes(totals: Mapping[str, Any], facts: NetworkFacts) -> int:
+    return _fixed_bytes(totals, facts) + facts.memory.activation_peak
+
+
+def _training_bytes(totals: Mapping[str, Any], facts: NetworkFacts) -> int:
+    return totals[f"{facts.memory_model}_training_bytes"]
 
 
 #: Per-layer figures, in the order of JSON keys, CSV columns and tables.
@@ -110,11 +142,29 @@ LAYER_FIGURES: tuple[Figure, ...] = (
            fold="stored", aliases=("bytes", "memory_bytes")),
 )
 
-#: Figures that exist only for the whole network, after the per-layer ones in JSON.
+#: Figures that exist only for the whole network, after the per-layer ones in JSON, each worked out
+#: from the ones before it (the memory figures from :mod:`archcalc.memory`'s pytorch model).
 TOTAL_ONLY_FIGURES: tuple[Figure, ...] = (
-    Figure("training_bytes", "Training memory", "params and buffers + gradients + optimizer state + 2 x the "
-           "forward activations for the batch (the lecture's rule)", "bytes", None, total="", fold="",
-           formats=FORMATS - {"csv", "grade"}, of_totals=_training_bytes),
+    Figure("saved_bytes", "Kept for backward", "bytes of the distinct storages autograd keeps for backward for the "
+           "batch, as PyTorch saves them (a tensor kept by several layers or seen through a view once; parameters "
+           "not again)", "bytes", None, total="", fold="", formats=frozenset({"json", "compare"}),
+           of_totals=lambda totals, facts: facts.memory.saved_bytes),
+    Figure("transient_bytes", "Backward transient", "what the training timeline's worst step holds beyond the kept "
+           "storages: the gradient buffers live there and the tensors forward still needs", "bytes", None, total="",
+           fold="", formats=frozenset({"json"}), of_totals=lambda totals, facts: facts.memory.transient_bytes),
+    Figure("pytorch_training_bytes", "Training memory (pytorch)", "params and buffers + gradients + optimizer state "
+           "+ what backward keeps + the largest transient (saved_bytes + transient_bytes)", "bytes", None, total="",
+           fold="", formats=frozenset({"json"}), of_totals=_pytorch_training_bytes),
+    Figure("lecture_training_bytes", "Training memory (lecture)", "params and buffers + gradients + optimizer state "
+           "+ 2 x the forward activations (the lecture's rule, \"~*2 for bwd\")", "bytes", None, total="", fold="",
+           formats=frozenset({"json"}), of_totals=_lecture_training_bytes),
+    Figure("training_bytes", "Training memory", "memory to train on the batch by the analysis' memory model "
+           "(memory_model: pytorch_training_bytes or lecture_training_bytes)", "bytes", None, total="", fold="",
+           formats=frozenset({"json", "compare"}), of_totals=_training_bytes),
+    Figure("inference_peak_bytes", "Inference peak", "the forward pass alone with buffer reuse: the most activation "
+           "bytes live at once (each tensor freed after its last reader; in-place layers and views allocate "
+           "nothing); parameters not included", "bytes", None, total="", fold="", formats=frozenset({"json", "compare"}),
+           of_totals=lambda totals, facts: facts.memory.inference_peak),
 )
 
 #: Figures with a network total, in JSON's order.
@@ -129,7 +179,7 @@ def layer_values(facts: LayerFacts) -> tuple[Any, ...]:
     return tuple(figure.of_layer(facts) for figure in LAYER_FIGURES)
 
 
-def totals(rows: Any, batch: int, dtype: str, optimizer: str) -> dict[str, Any]:
+def totals(rows: Any, facts: NetworkFacts) -> dict[str, Any]:
     """The network totals of rows (``values`` and ``stores_output`` of each), by figure name."""
     out: dict[str, Any] = {}
     for figure in LAYER_FIGURES:
@@ -138,7 +188,7 @@ def totals(rows: Any, batch: int, dtype: str, optimizer: str) -> dict[str, Any]:
         index = LAYER_INDEX[figure.name]
         out[figure.name] = sum(row.values[index] for row in rows if figure.total == "sum" or row.stores_output)
     for figure in TOTAL_ONLY_FIGURES:
-        out[figure.name] = figure.of_totals(out, batch, dtype, optimizer)
+        out[figure.name] = figure.of_totals(out, facts)
     return out
 
 

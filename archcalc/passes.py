@@ -13,9 +13,11 @@ from typing import Any
 from archcalc import figures, formulas
 from archcalc import paths as network_paths
 from archcalc.errors import RuleError, ShapeError, SpecError, check
-from archcalc.figures import LayerFacts
+from archcalc.figures import LayerFacts, NetworkFacts
 from archcalc.graph import Graph
 from archcalc.loading import load
+from archcalc.memory import MODELS as MEMORY_MODELS
+from archcalc.memory import peaks as memory_peaks
 from archcalc.ops import GLOBAL, POINTWISE, UNKNOWN, Cost, Layer, get_op
 from archcalc.report import Analysis, LayerReport, ReceptiveField, Totals, Uncounted
 
@@ -375,7 +377,8 @@ def _figures(node: Any, layer: Layer, batch: int, dtype: str) -> tuple[str, tupl
     return op.summary(layer), figures.layer_values(facts)
 
 
-def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd", paths: bool = False) -> Analysis:
+def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd", paths: bool = False,
+            memory_model: str = "pytorch") -> Analysis:
     """Run every pass and collect per-layer figures and totals for a batch.
 
     Args:
@@ -385,10 +388,14 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
         optimizer: ``sgd``, ``momentum`` or ``adam``, for the training-memory total.
         paths: also count the input-to-output paths and their lengths (:func:`archcalc.paths.paths`);
             the depth as papers count it is always there.
+        memory_model: what ``totals.training_bytes`` follows: ``pytorch`` (parameters, gradients and
+            optimizer state + the storages autograd keeps for backward + the largest transient,
+            :mod:`archcalc.memory`) or ``lecture`` (2 x the forward activations instead); the totals
+            carry both as ``pytorch_training_bytes`` and ``lecture_training_bytes``.
 
     Raises:
         ShapeError: at the first layer whose shapes do not work out.
-        ArchcalcError: for a bad batch, dtype or optimizer.
+        ArchcalcError: for a bad batch, dtype, optimizer or memory model.
     """
     check(
         isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1,
@@ -405,6 +412,8 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
         lambda: f"optimizer must be one of {', '.join(formulas.OPTIMIZER_SLOTS)}, got {optimizer!r}",
         SpecError,
     )
+    check(memory_model in MEMORY_MODELS,
+          lambda: f"memory model must be one of {', '.join(MEMORY_MODELS)}, got {memory_model!r}", SpecError)
     graph = load(model)
     layers = infer_shapes(graph)
     fields = receptive_fields(graph, layers)
@@ -422,10 +431,11 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
             field = marked.get(id(field)) or marked.setdefault(id(field), replace(field, resolution_dependent=True))
         rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores[node.name],
                                 field, values, resolution_dependent=node.name in layer_depends))
-    totals = Totals(figures.totals(rows, batch, dtype, optimizer))
+    peaks = memory_peaks(graph, layers, batch, dtype, stores)
+    totals = Totals(figures.totals(rows, NetworkFacts(batch, dtype, optimizer, memory_model, peaks)))
     return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description,
                     graph.warnings, network_paths.depth(graph, layers),
-                    network_paths.paths(graph, layers) if paths else None, uncounted(graph))
+                    network_paths.paths(graph, layers) if paths else None, uncounted(graph), memory_model, peaks)
 
 
 def uncounted(graph: Graph) -> tuple[Uncounted, ...]:

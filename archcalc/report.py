@@ -12,12 +12,15 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archcalc.figures import LAYER_INDEX, TOTAL_FIGURES, figures_for, fold_values
 from archcalc.formulas import Field
 from archcalc.ops import Shape
 from archcalc.paths import Depth, Paths
+
+if TYPE_CHECKING:
+    from archcalc.memory import Peaks
 
 #: Marks what was resolved for this input size and would differ at another (tables, CSV).
 RESOLUTION_MARK = "^"
@@ -245,6 +248,11 @@ class Analysis:
     paths: Paths | None = None
     #: The ops of a partial import that no rule counts (each layer's figures 0), by op.
     uncounted: tuple[Uncounted, ...] = ()
+    #: The model ``totals.training_bytes`` follows: ``pytorch`` (what autograd keeps) or ``lecture``.
+    memory_model: str = "pytorch"
+    #: The pytorch memory model's figures with where its peaks are (:class:`archcalc.memory.Peaks`);
+    #: None only for an Analysis built by hand.
+    memory: Peaks | None = None
 
     @property
     def status(self) -> str:
@@ -275,6 +283,7 @@ class Analysis:
             "batch": self.batch,
             "dtype": self.dtype,
             "optimizer": self.optimizer,
+            "memory_model": self.memory_model,
             "status": self.status,
         }
         if self.uncounted:
@@ -405,4 +414,4 @@ class Comparison:
 
     def to_dict(self) -> list[dict[str, Any]]:
         """JSON form: each network's name and totals."""
-        return [{"model": a.model, "totals": a.totals.to_dict()} for a in self.analyses]
+        return [{"model": a.model, "memory_model": a.memory_model, "totals": a.totals.to_dict()} for a in self.analyses]

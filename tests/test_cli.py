@@ -80,7 +80,8 @@ def test_report_stdin_and_dtype_optimizer():
     data = json.loads(out)
     params, acts = 2 * 9 + 2, 16 + 2 * 2 * 2
     assert data["totals"]["activation_bytes"] == acts * 2
-    assert data["totals"]["training_bytes"] == (params + params * 3 + acts * 2) * 2
+    assert data["totals"]["lecture_training_bytes"] == (params + params * 3 + acts * 2) * 2  # the lecture's rule
+    assert data["memory_model"] == "pytorch" and data["totals"]["training_bytes"] == data["totals"]["pytorch_training_bytes"]
 
 
 def test_list_and_compare():

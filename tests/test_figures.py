@@ -49,7 +49,7 @@ def test_params_are_pytorchs_and_buffers_their_own_figure(resnet18):
     assert (fc.params, fc.params_weights_only) == (512 * 1000 + 1000, 512 * 1000)
     # training memory stores the buffers too, but gives them no gradient (sgd: no optimizer state)
     stored = t.activations // 2
-    assert t.training_bytes == (t.params + t.buffers + t.params + 2 * 2 * stored) * 4
+    assert t.lecture_training_bytes == (t.params + t.buffers + t.params + 2 * 2 * stored) * 4
 
 
 @pytest.mark.parametrize("model, depth", [("resnet50", 1), ("resnet50", 2), ("googlenet", 1)])

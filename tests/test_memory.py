@@ -140,7 +140,8 @@ def torch_inference_peak(graph, batch, net=None):
             out = net.layers[oracle._key(node.name)](*inputs)
             if not get_op(node.type).view and not stores[node.name]:
                 others = {t.untyped_storage()._cdata for name, t in env.items() if remaining[name] > node.inputs.count(name)}
-                target = next(t for ref, t in zip(node.inputs, inputs) if remaining[ref] == 1 and t.shape == out.shape
+                target = next(t for ref, t in zip(node.inputs, inputs) if remaining[ref] == node.inputs.count(ref)
+                              and t.shape == out.shape
                               and t.untyped_storage()._cdata not in others)
                 out = target.copy_(out)
             env[node.name] = out
@@ -226,7 +227,7 @@ def test_shared_storages_count_once():
     from archcalc.passes import analyze
 
     for name, batch, optimizer in (("lenet5", 2, "sgd"), ("resnet18", 3, "adam"), ("googlenet", 1, "momentum")):
-        lecture = analyze(name, batch, optimizer=optimizer).totals.training_bytes
+        lecture = analyze(name, batch, optimizer=optimizer, memory_model="lecture").totals.training_bytes
         assert memory(name, batch, optimizer=optimizer).lecture_training_bytes == lecture
 
 
@@ -257,7 +258,7 @@ def test_fit_finds_the_largest_batch():
 def analyze_training(model, batch):
     from archcalc.passes import analyze
 
-    return analyze(model, batch, optimizer="adam").totals.training_bytes
+    return analyze(model, batch, optimizer="adam", memory_model="lecture").totals.training_bytes
 
 
 def test_bad_input():
@@ -346,6 +347,9 @@ def test_readme_memory_figures():
         assert f"{b(one.lecture_training_bytes)} / {b(many.lecture_training_bytes)}" in section
         assert f"{b(one.training_bytes)} / {b(many.training_bytes)}" in section
         assert f"{one.saved_bytes / forward:.2f}"[:4].rstrip("0") in ("1.2", "0.95")
+    full = text[text.index("a.totals.training_bytes"):]
+    assert full.startswith(f"a.totals.training_bytes                    # {analyze('vgg16').totals.training_bytes}: ")
+    assert f'memory_model="lecture": {analyze("vgg16", memory_model="lecture").totals.training_bytes})' in full
     f = fit("resnet50", 16 * 2**30, optimizer="adam")
     assert f"largest batch {f.training} ({b(f.training_bytes, 2)} of 16.00 GiB" in section
     assert f"largest batch {f.inference:,} ({b(f.inference_bytes, 2)} of 16.00 GiB" in section
@@ -457,3 +461,197 @@ def test_names_are_shown_literally():
     assert code == 0 and "[red]c[/red]" in out and "r[x]" in out and "[bold]net" in out
     code, out, _ = run_main("report", "-", "--training", input=spec)
     assert code == 0 and out.count("[red]c[/red]") >= 2
+
+
+# -- the pytorch model as analyze()'s default: totals, the report's footer, JSON, compare --------------------------
+
+
+def _residual():
+    """conv a -> relu r -> conv b, and add(b, r): a skip connection, every tensor 2x4x4 = 128 B."""
+    from archcalc.spec import from_dict
+
+    return from_dict({"name": "res", "input": [2, 4, 4], "layers": [
+        {"type": "conv", "filters": 2, "kernel": 1, "name": "a"}, {"type": "relu", "name": "r"},
+        {"type": "conv", "filters": 2, "kernel": 1, "name": "b"}, {"type": "add", "inputs": ["b", "r"], "name": "s"}]})
+
+
+def test_residual_totals_and_footer_by_hand():
+    from archcalc.passes import analyze
+    from archcalc.render.table import footer
+
+    t = 128  # bytes of each tensor
+    analysis = analyze(_residual())
+    totals = analysis.totals
+    # a keeps the input, r its output, b its input (r's output again: once), the add nothing
+    assert totals.saved_bytes == 2 * t
+    # the worst step is the add's backward: the two kept tensors + the gradients of s (the output),
+    # of b and of r (an add passes its gradient to both inputs: each counted as its own buffer)
+    assert (analysis.memory.activation_peak, analysis.memory.peak_layer, analysis.memory.peak_phase) == (5 * t, "s", "backward")
+    assert totals.transient_bytes == 3 * t
+    params = 2 * (2 * 2 + 2)  # two 1x1 convs, 2 -> 2 channels with bias
+    assert totals.pytorch_training_bytes == totals.training_bytes == params * 4 * 2 + 5 * t  # + gradients, sgd: no state
+    # the lecture: 2 x (the input, a, b: relu and add run in place)
+    assert totals.lecture_training_bytes == params * 4 * 2 + 2 * 3 * t
+    # inference: relu overwrites a, the add overwrites b; the peak is the input and a, at a
+    assert (totals.inference_peak_bytes, analysis.memory.inference_peak_layer) == (2 * t, "a")
+    lines = footer(analysis)
+    assert ("Training memory (sgd, batch 1): params + gradients + optimizer state + what backward keeps (256 B: the "
+            "storages PyTorch's autograd saves, each once) + the largest backward transient (384 B, at s's backward "
+            "step) = 736 B; the lecture's x2 rule: 864 B (--memory-model lecture).") in lines
+    assert any(line.startswith("Inference peak with buffer reuse: 256 B of activations (at a)") for line in lines)
+    lecture = analyze(_residual(), memory_model="lecture")
+    assert lecture.totals.training_bytes == 864 and lecture.memory_model == "lecture"
+    assert ("Training memory (sgd, batch 1), the lecture's x2 rule: params + gradients + optimizer state + 2 x "
+            "activations = 864 B; by what autograd keeps for backward: 736 B (--memory-model pytorch, the default).") in (
+        footer(lecture))
+    # and the torch oracle agrees on what is kept and on the inference peak
+    graph = _residual()
+    assert torch_kept_bytes(graph, 1) == 2 * t and torch_inference_peak(graph, 1) == (2 * t, "a")
+
+
+def test_lenet5_totals_by_hand():
+    from archcalc.passes import analyze
+    from archcalc.render.format import binary_bytes as b
+    from archcalc.render.table import footer
+
+    for batch in (1, 3):
+        analysis = analyze("lenet5", batch)
+        totals, n = analysis.totals, batch
+        conv1_in, conv1_out, pool1, conv2_out, pool2 = 3 * 32 * 32, 6 * 28 * 28, 6 * 14 * 14, 16 * 10 * 10, 16 * 5 * 5
+        # conv1 keeps the input, relu1/relu2 their outputs (which the pools keep too), the pools int64 indices,
+        # conv2 its input (pool1's output), fc1 pool2's output (through the flatten), relu3/relu4 their outputs
+        # (the next linear layers keep the same tensors)
+        kept = (conv1_in + conv1_out + conv2_out + pool1 + pool2 + 120 + 84) * 4 + (pool1 + pool2) * 8
+        assert totals.saved_bytes == kept * n == torch_kept_bytes(analysis_graph("lenet5"), n)
+        # the worst step is relu1's backward: the input and relu1's output still kept, the gradient of relu1's
+        # output (from pool1) and the one relu1 writes for conv1's output
+        peak = (conv1_in + conv1_out + 2 * conv1_out) * 4 * n
+        assert (analysis.memory.activation_peak, analysis.memory.peak_layer) == (peak, "relu1")
+        assert totals.transient_bytes == peak - kept * n
+        params = 62_006
+        assert totals.training_bytes == params * 4 * 2 + peak
+        stored = conv1_in + conv1_out + pool1 + conv2_out + pool2 + 120 + 84 + 10
+        assert totals.lecture_training_bytes == params * 4 * 2 + 2 * stored * 4 * n
+        # inference: the input and conv1's output at conv1 (relu1 then runs in place)
+        assert totals.inference_peak_bytes == (conv1_in + conv1_out) * 4 * n
+        assert (totals.inference_peak_bytes, analysis.memory.inference_peak_layer) == torch_inference_peak(
+            analysis_graph("lenet5"), n)
+        line = next(line for line in footer(analysis) if line.startswith("Training memory"))
+        assert (f"what backward keeps ({b(kept * n)}: the storages PyTorch's autograd saves, each once) + the largest "
+                f"backward transient ({b(peak - kept * n)}, at relu1's backward step) = {b(params * 8 + peak, 2)}; the "
+                f"lecture's x2 rule: {b(params * 8 + 2 * stored * 4 * n, 2)}") in line
+    assert analyze("lenet5").totals.training_bytes == 564_784  # 551.55 KiB, the README's example
+
+
+def analysis_graph(name):
+    from archcalc.loading import load
+
+    return load(name)
+
+
+@pytest.mark.parametrize(("name", "batch"), [("resnet18", 1), ("googlenet", 8), ("vgg16", 1), ("resnet50", 32)])
+def test_report_totals_are_the_memory_model_and_torch(name, batch):
+    """The totals of the golden and README reports: what is kept and the inference peak against torch, the
+    training total against the memory model's timeline (checked by hand above), the lecture's by its formula."""
+    from archcalc.memory import memory
+    from archcalc.passes import analyze
+
+    graph = analysis_graph(name)
+    for optimizer in ("sgd", "adam"):
+        analysis = analyze(graph, batch, optimizer=optimizer)
+        t, m = analysis.totals, memory(graph, batch, optimizer=optimizer)
+        assert (t.saved_bytes, t.transient_bytes, t.training_bytes, t.inference_peak_bytes) == (
+            m.saved_bytes, m.transient_bytes, m.training_bytes, m.inference_peak)
+        assert t.lecture_training_bytes == m.lecture_training_bytes == 4 * (
+            t.params + t.buffers + t.params * (1 + 2 * (optimizer == "adam")) + 2 * t.activations)
+        assert (analysis.memory.peak_layer, analysis.memory.inference_peak_layer) == (m.peak_layer, m.inference_peak_layer)
+    if batch <= 8:
+        net = _meta_net(graph)
+        assert t.saved_bytes == torch_kept_bytes(graph, batch, net)
+        assert (t.inference_peak_bytes, analysis.memory.inference_peak_layer) == torch_inference_peak(graph, batch, net)
+
+
+def test_report_training_columns_are_the_timeline():
+    """`report --training`: per layer the bytes first kept there, and the live bytes after its forward and
+    backward steps, as the timeline has them (by hand for the residual net: 128 B per tensor)."""
+    import json
+
+    from archcalc.memory import memory
+    from tests.helpers import run_main
+
+    spec = json.dumps(_residual().to_dict())
+    code, out, _ = run_main("report", "-", "--training", "--format", "markdown", input=spec)
+    assert code == 0
+    table = out[out.index("| Layer | Type | Kept for backward"):]
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                             for line in table.splitlines()[2:] if line.startswith("|"))}
+    assert rows["a"] == ["conv", "128 B", "input", "256 B", "0 B"]
+    assert rows["r"] == ["relu", "128 B", "output", "256 B", "256 B"]
+    assert rows["b"] == ["conv", "0 B", "input (shared)", "384 B", "384 B"]
+    assert rows["s"] == ["add", "0 B", "-", "384 B", "512 B"]
+    m = memory(_residual())
+    for step in m.timeline:
+        if step.layer != "input":
+            column = 3 if step.phase == "forward" else 4
+            assert rows[step.layer][column] == f"{step.live} B"
+
+
+def test_memory_model_option_and_json_contract():
+    import csv
+    import io
+    import json
+
+    from archcalc.errors import SpecError
+    from archcalc.passes import analyze
+    from tests.helpers import run_main
+
+    with pytest.raises(SpecError, match="memory model must be one of pytorch, lecture, got 'x2'"):
+        analyze("lenet5", memory_model="x2")
+    code, _, err = run_main("report", "lenet5", "--memory-model", "x2")
+    assert code == 2 and "x2" in err
+    for model in ("pytorch", "lecture"):
+        code, out, _ = run_main("report", "lenet5", "--format", "json", "--memory-model", model, "--batch", "2")
+        data = json.loads(out)
+        t = analyze("lenet5", 2, memory_model=model).totals
+        assert code == 0 and data["memory_model"] == model and data["totals"] == t.to_dict()
+        assert data["totals"]["training_bytes"] == data["totals"][f"{model}_training_bytes"]
+        assert {"saved_bytes", "transient_bytes", "inference_peak_bytes", "lecture_training_bytes"} <= set(data["totals"])
+        code, out, _ = run_main("report", "lenet5", "--format", "csv", "--memory-model", model)
+        assert code == 0 and len(list(csv.DictReader(io.StringIO(out)))) == 13
+        code, out, _ = run_main("compare", "lenet5", "alexnet", "--format", "json", "--memory-model", model)
+        assert code == 0 and [d["memory_model"] for d in json.loads(out)] == [model, model]
+        code, out, _ = run_main("compare", "lenet5", "alexnet", "--memory-model", model)
+        assert code == 0 and f"training memory by the {model} model" in out and "Kept for backward" in out
+    code, _, err = run_main("report", "lenet5", "--training", "--format", "csv")
+    assert code == 2 and "--training goes with --format table or markdown" in err
+    code, _, err = run_main("report", "lenet5", "--training", "--memory-model", "lecture")
+    assert code == 2 and "leave out --memory-model lecture" in err
+
+
+def test_an_add_of_a_tensor_to_itself_runs_in_place():
+    """add(c, c), c read by nothing else: the add may overwrite c (passes.stored_outputs says so), which the
+    inference walk follows (it used to find no tensor to overwrite and fail)."""
+    from archcalc.memory import memory
+    from archcalc.spec import from_dict
+
+    graph = from_dict({"name": "t", "input": [3, 4, 4], "layers": [
+        {"type": "conv", "filters": 4, "kernel": 1, "name": "c"}, {"type": "add", "inputs": ["c", "c"], "name": "a"},
+        {"type": "relu"}]})
+    m = memory(graph)
+    assert (m.inference_peak, m.inference_peak_layer) == (48 * 4 + 64 * 4, "c") == torch_inference_peak(graph, 1)
+    assert [s.live for s in m.inference_timeline] == [192, 256, 256, 256]
+    assert m.saved_bytes == 192 + 256 == torch_kept_bytes(graph, 1)
+
+
+def test_vgg16_footer_keeps_the_lectures_figure_beside_the_default():
+    """VGG16, whose table the lecture gives: its x2 rule from the lecture's own totals (138,357,544 params,
+    15,237,608 forward values), beside what autograd keeps (checked against torch above)."""
+    from tests.helpers import run_main
+
+    lecture = (138_357_544 * 2 + 15_237_608 * 2) * 4  # params + gradients (sgd) + 2 x activations, float32
+    assert lecture == 1_228_761_216
+    code, out, _ = run_main("report", "vgg16")
+    assert code == 0 and "the lecture's x2 rule: 1.14 GiB (--memory-model lecture)" in out
+    assert "what backward keeps (69.9 MiB" in out and "= 1.10 GiB;" in out  # 73,254,912 B kept (torch's figure)
+    code, out, _ = run_main("report", "vgg16", "--memory-model", "lecture")
+    assert code == 0 and "2 x activations = 1.14 GiB; by what autograd keeps for backward: 1.10 GiB" in out

@@ -265,3 +265,19 @@ def test_marking_a_field_keeps_it_shared_along_a_chain():
     analysis = archcalc.analyze({"name": "t", "input": [1, 16, 16], "layers": layers})
     fields = {id(row.receptive_field) for row in analysis.layers[1:]}
     assert len(fields) == 1 and analysis.layers[-1].receptive_field.resolution_dependent
+
+
+def test_readme_json_contract_lists_every_key():
+    """The README's JSON contract names every top-level key and every total the report writes."""
+    import re
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    contract = text[text.index("## JSON output (a stable contract)"):]
+    contract = contract[contract.index("```"):contract.index("```", contract.index("```") + 3)]
+    data = archcalc.analyze("resnet18", memory_model="lecture").to_dict()
+    for key in data:
+        assert f'"{key}"' in contract, key
+    totals = contract[contract.index('"totals": {'):contract.index("},", contract.index('"totals": {'))]
+    assert set(re.findall(r'"(\w+)"', totals)) - {"totals"} == set(data["totals"])
+    assert data["memory_model"] == "lecture" and data["totals"]["training_bytes"] == data["totals"]["lecture_training_bytes"]
