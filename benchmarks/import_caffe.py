@@ -16,23 +16,15 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from analyze import best_of  # benchmarks/analyze.py, beside this script
 
 import archcalc
 from archcalc.importers import caffe
 
 PROTOTXT = Path(__file__).resolve().parents[1] / "tests" / "data" / "caffe" / "resnet50.prototxt"
 
-
-def best_of(fn, repeat):
-    """Minimum wall time of ``repeat`` calls, in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def process_time(code: str, repeat: int) -> float:

@@ -25,6 +25,7 @@ import tempfile
 import time
 
 import numpy as np
+from analyze import best_of  # benchmarks/analyze.py, beside this script
 
 import archcalc
 from archcalc.passes import infer_shapes
@@ -99,15 +100,6 @@ def process_time(argv: list[str], repeat: int) -> float:
         best = min(best, time.perf_counter() - start)
     return best
 
-
-def best_of(fn, repeat: int) -> float:
-    """Minimum wall time of ``repeat`` calls, in seconds."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

@@ -16,20 +16,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
+
+from analyze import best_of  # benchmarks/analyze.py, beside this script
 
 import archcalc
 from archcalc.importers.torch import from_torch
-
-
-def best_of(fn, repeat):
-    """Minimum wall time of ``repeat`` calls, in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def process_time(code: str, repeat: int = 3) -> float:

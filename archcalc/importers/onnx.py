@@ -1076,17 +1076,25 @@ def _handles_settings(handler: Handler) -> Handler:
     return wrapped
 
 
-def _conv(imp: _Importer, node: Any) -> str | None:
-    """Conv: weight (f, c/groups, *k) and optional bias (f,) initializers."""
+def _conv_weights(imp: _Importer, node: Any) -> tuple[tuple[int, ...], bool] | str:
+    """Conv's and ConvTranspose's weight shape and whether a bias is given, both initializers; or
+    why the node cannot be mapped."""
     if len(node.input) < 2 or not imp.is_const(node.input[1]):
         return "a weight that is not an initializer"
     has_bias = len(node.input) > 2 and bool(node.input[2])
     if has_bias and not imp.is_const(node.input[2]):
         return "a bias that is not an initializer"
     w = tuple(imp.shape(node.input[1]) or ())
+    return (w, has_bias) if 1 <= len(w) - 2 <= 3 else f"a {len(w) - 2}D kernel"
+
+
+def _conv(imp: _Importer, node: Any) -> str | None:
+    """Conv: weight (f, c/groups, *k) and optional bias (f,) initializers."""
+    weights = _conv_weights(imp, node)
+    if isinstance(weights, str):
+        return weights
+    w, has_bias = weights
     n = len(w) - 2
-    if not 1 <= n <= 3:
-        return f"a {n}D kernel"
     a = _attrs(node)
     kernel = list(w[2:])
     if "kernel_shape" in a and list(a["kernel_shape"]) != kernel:
@@ -1105,15 +1113,11 @@ def _conv(imp: _Importer, node: Any) -> str | None:
 
 def _conv_transpose(imp: _Importer, node: Any) -> str | None:
     """ConvTranspose: weight (c, f/groups, *k); pads, output_padding or output_shape as PyTorch's padding."""
-    if len(node.input) < 2 or not imp.is_const(node.input[1]):
-        return "a weight that is not an initializer"
-    has_bias = len(node.input) > 2 and bool(node.input[2])
-    if has_bias and not imp.is_const(node.input[2]):
-        return "a bias that is not an initializer"
-    w = tuple(imp.shape(node.input[1]) or ())
+    weights = _conv_weights(imp, node)
+    if isinstance(weights, str):
+        return weights
+    w, has_bias = weights
     n = len(w) - 2
-    if not 1 <= n <= 3:
-        return f"a {n}D kernel"
     a = _attrs(node)
     groups = int(a.get("group", 1))
     kernel = list(w[2:])
