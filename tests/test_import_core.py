@@ -79,6 +79,9 @@ def test_partial_passes_ops_through_as_opaque_layers_counted_as_zero():
     assert row.receptive_field.is_global and not row.receptive_field.exact  # unknown: the whole input, an upper bound
     data = analysis.to_dict()
     assert data["status"] == "partial" and data["uncounted"] == [{"op": "aten.roi_align", "count": 1, "first": "heads.box.0"}]
+    # said by every command that loads it (compare, memory --fit), not only the report's footer
+    assert data["warnings"] == ["'det.onnx': partial import: aten.roi_align x1 passed through uncounted; every count is a "
+                                "lower bound (and a largest batch that fits, an upper bound)"]
     assert archcalc.analyze("lenet5").to_dict()["status"] == "complete"
 
 

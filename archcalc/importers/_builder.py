@@ -141,6 +141,10 @@ class Builder:
         """
         if self._blocked:
             raise UnsupportedOpsError(self._unsupported_text())
+        if self._unsupported:  # every command says so, not only the report's footer (compare, memory --fit, plots)
+            passed = ", ".join(f"{op} x{u.count}" for op, u in self._unsupported.items())
+            self.warn(f"{quote(self.source)}: partial import: {passed} passed through uncounted; every count is a lower "
+                      "bound (and a largest batch that fits, an upper bound)")
         spec = {"name": self.name, "input": list(self.input_shape), "layers": self.layers}
         graph = from_dict(spec, source=self.source, wheres=self.wheres, max_layers=self.max_layers)
         if self.warnings:
