@@ -222,11 +222,17 @@ def fused(graph: Graph, renames: dict[str, str] | None = None) -> Graph:
     from archcalc.passes import infer_shapes
 
     layers = infer_shapes(graph)
-    readers: dict[str, int] = {}
+    readers: dict[str, list[Any]] = {}
     for node in graph.nodes:
         for ref in node.inputs:
-            readers[ref] = readers.get(ref, 0) + 1
+            readers.setdefault(ref, []).append(node)
     by_name = {node.name: node for node in graph.nodes}
+    prefixes: dict[str, int] = {}  # each dotted prefix of a name (the name too): how many names start with it
+    for node in graph.nodes:
+        parts = node.name.split(".")
+        for k in range(1, len(parts) + 1):
+            key = ".".join(parts[:k])
+            prefixes[key] = prefixes.get(key, 0) + 1
     nodes = list(graph.nodes)
     renamed: dict[str, str] = {}
     dropped: set[str] = set()
@@ -236,12 +242,8 @@ def fused(graph: Graph, renames: dict[str, str] | None = None) -> Graph:
         """``start`` and the nodes after it, each the only reader of the one before."""
         found = [start]
         while len(found) < length:
-            last = found[-1]
-            if readers.get(last.name, 0) != 1 or last.name == graph.nodes[-1].name:
-                return None
-            index = position[last.name] + 1
-            following = [n for n in nodes[index:] if last.name in n.inputs][:1]
-            if not following or len(following[0].inputs) != 1:
+            following = readers.get(found[-1].name, [])
+            if len(following) != 1 or len(following[0].inputs) != 1:
                 return None
             found.append(following[0])
         return found
@@ -260,7 +262,7 @@ def fused(graph: Graph, renames: dict[str, str] | None = None) -> Graph:
         name, op_type, attrs = replacement
         keep = by_name[name]
         # named after the module the chain is the whole of (a LayerNorm2d's "features.0.1"), if any
-        prefix = _module_of([n.name for n in links], [n.name for n in graph.nodes if n not in links])
+        prefix = _module_of([n.name for n in links], prefixes)
         nodes[position[keep.name]] = replace(keep, name=prefix or keep.name, type=op_type, attrs=attrs, inputs=links[0].inputs)
         name = prefix or name
         for other in links:
@@ -276,9 +278,9 @@ def fused(graph: Graph, renames: dict[str, str] | None = None) -> Graph:
     return replace(graph, nodes=tuple(out))
 
 
-def _module_of(chain: list[str], others: list[str]) -> str:
+def _module_of(chain: list[str], prefixes: Mapping[str, int]) -> str:
     """The dotted prefix every name of ``chain`` shares and no other layer's name has (the module
-    the chain is the whole of), or ""."""
+    the chain is the whole of), or "". ``prefixes``: how many of all the names start with each."""
     parts = [name.split(".")[:-1] for name in chain]
     common: list[str] = []
     for column in zip(*parts):
@@ -286,9 +288,7 @@ def _module_of(chain: list[str], others: list[str]) -> str:
             break
         common.append(column[0])
     prefix = ".".join(common)
-    if not prefix or any(other == prefix or other.startswith(prefix + ".") for other in others):
-        return ""
-    return prefix
+    return prefix if prefix and prefixes.get(prefix, 0) == len(chain) else ""
 
 
 def _fused_layer(links: list[Any], layers: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
