@@ -71,6 +71,7 @@ class Builder:
     wheres: list[str] = field(default_factory=list, init=False)
     warnings: list[str] = field(default_factory=list, init=False)
     _names: set[str] = field(default_factory=lambda: {INPUT}, init=False)
+    _suffixes: dict[str, int] = field(default_factory=dict, init=False)
     _unsupported: dict[str, _Unsupported] = field(default_factory=dict, init=False)
     _blocked: dict[str, _Unsupported] = field(default_factory=dict, init=False)
     _expected: dict[str, _Expected] = field(default_factory=dict, init=False)
@@ -192,10 +193,11 @@ class Builder:
         raise KeyError(name)
 
     def _unique(self, name: str) -> str:
-        unique, suffix = name, 1
-        while unique in self._names:
+        unique, suffix = name, self._suffixes.get(name, 1)
+        while unique in self._names:  # from the last suffix given to this name: n repeats cost O(n), not O(n^2)
             suffix += 1
             unique = f"{name}_{suffix}"
+        self._suffixes[name] = suffix
         self._names.add(unique)
         return unique
 
