@@ -83,3 +83,14 @@ def test_a_forward_calling_sys_exit_is_an_import_error(tmp_path, monkeypatch, ca
     assert status.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "SystemExit: 0" in err
+
+
+def test_an_initializer_without_values_is_counted_from_its_shape_with_a_warning(tmp_path):
+    from onnx import TensorProto, helper
+
+    weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 3, 1, 1])  # dims, no data
+    path = _model(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"], name="c")], initializers=[weight],
+                  out_shape=(1, 4, 8, 8))
+    graph = archcalc.from_onnx(path)
+    assert archcalc.analyze(graph).totals.params == 12
+    assert any("initializer 'w' declares a shape but holds no values" in w for w in graph.warnings)

@@ -384,6 +384,11 @@ class _Importer:
                 for value in node.input[1:]:
                     if value in self.initializers and math.prod(self.initializers[value].dims) > 1:
                         users.setdefault(value, []).append(node.name or node.output[0])
+        empty = [value for value in users if not _has_values(self.initializers[value])]
+        if empty:
+            self.builder.warn(f"{self.shown}: initializer {empty[0]!r}"
+                              f"{f' (and {len(empty) - 1} more)' if len(empty) > 1 else ''} declares a shape but holds no "
+                              "values; its parameters are counted from the shape")
         shared = {value: names for value, names in users.items() if len(names) > 1}
         if shared:
             value, names = next(iter(shared.items()))
@@ -916,6 +921,14 @@ def _model_name(name: str, shown: str) -> str:
 #: ONNX ops whose initializer inputs are an archcalc layer's parameters.
 _WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "LayerNormalization",
                            "InstanceNormalization", "GroupNormalization", "PRelu"})
+
+
+def _has_values(tensor: Any) -> bool:
+    """Whether an initializer holds its values (inline, in one of the typed fields, or as external data)."""
+    if tensor.data_location == 1 or tensor.raw_data:  # TensorProto.EXTERNAL
+        return True
+    return any(len(getattr(tensor, field)) for field in
+               ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data"))
 
 
 def _node_name(node: Any, names: Mapping[str, str] | None = None) -> str:
