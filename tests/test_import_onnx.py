@@ -1011,6 +1011,7 @@ TORCHVISION = {  # model: (input size, zoo twin or None)
     "mobilenet_v3_small": (224, None),
     "efficientnet_b0": (224, None),
     "shufflenet_v2_x1_0": (224, None),
+    "regnet_y_400mf": (224, None),
     "convnext_tiny": (224, None),
     "googlenet": (224, None),
     "inception_v3": (299, "inception_v3"),
