@@ -151,15 +151,15 @@ class Builder:
         if self.warnings:
             graph = Graph(graph.name, graph.input_shape, graph.nodes, graph.description, graph.source,
                           (*graph.warnings, *self.warnings))
-        if self._expected:
-            self._check(graph)
-        return scoped(simplest(fused(graph, self.renamed)))
-
-    def _check(self, graph: Graph) -> None:
-        """Every expected shape and parameter shape against archcalc's rules."""
         from archcalc.passes import infer_shapes
 
-        layers = infer_shapes(graph)
+        layers = infer_shapes(graph)  # once, for the checks and the fusing
+        if self._expected:
+            self._check(graph, layers)
+        return scoped(simplest(fused(graph, self.renamed, layers)))
+
+    def _check(self, graph: Graph, layers: Mapping[str, Any]) -> None:
+        """Every expected shape and parameter shape against archcalc's rules (``layers``: the graph's inferred layers)."""
         for node in graph.nodes[1:]:
             expected = self._expected.get(node.name)
             if expected is None:
@@ -205,7 +205,7 @@ class Builder:
 _INVALID = re.compile(r"[^\w.\-:/+#@\[\]()]+")
 
 
-def fused(graph: Graph, renames: dict[str, str] | None = None) -> Graph:
+def fused(graph: Graph, renames: dict[str, str] | None = None, layers: Mapping[str, Any] | None = None) -> Graph:
     """``graph`` with the patterns exporters write for one layer made that layer again, whatever
     the source (the PyTorch source archcalc writes, torch.onnx, a hand-written forward):
 
@@ -214,7 +214,8 @@ def fused(graph: Graph, renames: dict[str, str] | None = None) -> Graph:
     - slices of every spatial axis (2D, 3D) with step 1, one after another: a crop (U-Net's);
     - reshape (C, ...) to (g, C/g, ...), swap the two, reshape back: a channel shuffle (ShuffleNet).
 
-    ``renames`` (when given) receives each fused layer's old name -> the name of the layer it is now.
+    ``layers``: the graph's inferred layers, when the caller has them. ``renames`` (when given)
+    receives each fused layer's old name -> the name of the layer it is now.
     Only a chain whose inner tensors nothing else reads is fused. The layernorm and the crop have
     the figures of their chains (the permutes and slices are views); the channel shuffle counts
     the copy PyTorch makes (a reshape of the transposed view copies), which the chain's views miss.
@@ -223,7 +224,7 @@ def fused(graph: Graph, renames: dict[str, str] | None = None) -> Graph:
 
     from archcalc.passes import infer_shapes
 
-    layers = infer_shapes(graph)
+    layers = infer_shapes(graph) if layers is None else layers
     readers: dict[str, list[Any]] = {}
     for node in graph.nodes:
         for ref in node.inputs:
