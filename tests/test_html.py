@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from archcalc.explain import explain_layer
 from archcalc.loading import load
@@ -329,6 +328,7 @@ def test_cli_unwritable_output_is_one_line(tmp_path, where, reason):
 
 
 def test_assets_ship_in_the_wheel():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert set(data["archcalc.render"]) == {"web/*.js", "web/*.css"}
     assert "selenium" in " ".join(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"])
