@@ -200,6 +200,12 @@ def test_budget_leaves_out_other_colours_with_a_hint():
     assert payload["hints"]["full/none"].startswith("left out to keep the page small: regenerate with archcalc html lenet5 --color none")
 
 
+def test_first_drawing_only_for_the_live_editor():
+    payload = report_html.payload("googlenet", depth=1, color="params", drawings="first")
+    assert list(payload["svg"]) == ["1/params"] and payload["hints"] == {}
+    assert payload["depths"] == ["1", "full"] and set(payload["boxes"]) == {"1", "full"}
+
+
 def test_windows_slide_as_the_output_shape_says():
     """Each 2D window's geometry gives the analyzer's output size by the conv arithmetic
     (Dumoulin and Visin 2016): o = floor((i' + p_before + p_after - d*(k-1) - 1) / s) + 1, with i' the
@@ -278,6 +284,7 @@ def test_without_graphviz_the_page_still_has_its_table(monkeypatch):
 @pytest.mark.parametrize("bad, message", [
     ({"color": "pink"}, "color must be one of none, macs, params, activations, got 'pink'"),
     ({"depth": 0}, "depth must be 1 or more (levels of blocks shown), got 0"),
+    ({"drawings": "some"}, "drawings must be all or first, got 'some'"),
 ])
 def test_bad_options_from_python(bad, message):
     from archcalc.errors import ArchcalcError

@@ -41,7 +41,8 @@ FULL = "full"
 
 
 def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch: int = 1, dtype: str = "float32",
-            optimizer: str = "sgd", memory_model: str = "pytorch", svg_budget: int = SVG_BUDGET) -> dict[str, Any]:
+            optimizer: str = "sgd", memory_model: str = "pytorch", svg_budget: int = SVG_BUDGET,
+            drawings: str = "all") -> dict[str, Any]:
     """Everything the report page shows, JSON-able (``json.dumps`` takes it as is).
 
     Args:
@@ -51,6 +52,10 @@ def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch:
         color: the fill shown first: ``none``, ``macs``, ``params`` or ``activations``.
         batch, dtype, optimizer, memory_model: as :func:`archcalc.analyze`.
         svg_budget: characters of SVG to embed at most beyond the first colour's drawings.
+        drawings: ``all`` (every depth in the first colour, the other colours within ``svg_budget``)
+            or ``first`` (the first depth and colour only, no hints: for the live editor, which asks
+            for another drawing when the user toggles, through ``ArchcalcView.render``'s
+            ``onMissingDrawing``). Each drawing runs Graphviz (about 0.1-0.2 s for resnet50).
 
     Returns:
         ``{"format", "model", "title", "description", "analysis": Analysis.to_dict() (full depth),
@@ -65,6 +70,8 @@ def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch:
     Raises:
         ArchcalcError: a bad model, option or figure too long to print (as ``archcalc report``).
     """
+    if drawings not in ("all", "first"):
+        raise ArchcalcError(f"drawings must be all or first, got {drawings!r}")
     if color not in COLORS:
         raise ArchcalcError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
@@ -98,7 +105,7 @@ def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch:
         "windows": _windows(graph, analysis),
         "fields": _fields(analysis),
     }
-    out.update(_drawings(graph, analysis, levels, first, color, svg_budget))
+    out.update(_drawings(graph, analysis, levels, first, color, svg_budget, drawings == "first"))
     return out
 
 
@@ -128,7 +135,7 @@ def _key(analysis: Analysis, levels: dict[str, int | None], depth: int | None) -
 
 
 def _drawings(graph: Any, analysis: Analysis, levels: dict[str, int | None], first: str, color: str,
-              budget: int) -> dict[str, Any]:
+              budget: int, first_only: bool = False) -> dict[str, Any]:
     """The SVG drawings (``render``'s, tidied), which drawn node holds which rows, and hints for
     the drawings left out."""
     nodes: dict[str, dict[str, str]] = {}
@@ -147,7 +154,7 @@ def _drawings(graph: Any, analysis: Analysis, levels: dict[str, int | None], fir
         out["graph_note"] = "the graphviz Python package is missing: pip install graphviz (a dependency of archcalc)"
         return out
     others = [c for c in COLORS if c != color]
-    order = [(key, color) for key in levels] + [(key, c) for c in others for key in levels]
+    order = [(first, color)] if first_only else [(key, color) for key in levels] + [(key, c) for c in others for key in levels]
     used = 0
     for key, fill in order:
         name = f"{key}/{fill}"

@@ -1,8 +1,8 @@
 /* archcalc's report view: the graph, the layer table, and a panel with one layer's arithmetic.
  *
  * ArchcalcView.render(root, payload) draws a payload of archcalc.render.html.payload() into root,
- * replacing what a previous call drew there (the live editor calls it on every valid edit; the
- * depth, colour, filter, sort and selection carry over when they still apply). Every figure comes
+ * replacing what a previous call drew there (the live editor calls it on every valid edit; for the
+ * same model the depth, colour, filter, sort and selection carry over when they still apply). Every figure comes
  * from the payload: this script sorts, filters, highlights and draws the geometry it is given.
  */
 (function () {
@@ -44,9 +44,10 @@
     return cell.toLowerCase();
   }
 
-  function View(root, payload, previous) {
+  function View(root, payload, previous, options) {
     this.root = root;
     this.payload = payload;
+    this.options = options || {};
     var keep = previous || {};
     this.depth = payload.depths.indexOf(keep.depth) >= 0 ? keep.depth : payload.depth;
     this.color = payload.colors.indexOf(keep.color) >= 0 ? keep.color : payload.color;
@@ -115,7 +116,9 @@
     this.graph.textContent = "";
     var svg = p.svg[key];
     if (!svg) {
-      var why = p.hints[key] || p.graph_note || "no drawing";
+      var ask = !p.hints[key] && !p.graph_note && this.options.onMissingDrawing;
+      if (ask) this.options.onMissingDrawing(this.depth, this.color); // the live editor fetches it
+      var why = p.hints[key] || p.graph_note || (ask ? "drawing\u2026" : "not drawn in this page");
       this.graph.appendChild(el("p", {"class": "ac-hint", "data-role": "hint", text: why}));
       return;
     }
@@ -430,12 +433,16 @@
 
   var api = {
     /* Draw `payload` into `root`, replacing an earlier view there; returns the view (select(name),
-     * setDepth(key), setColor(name), sortBy(column index) drive it). */
-    render: function (root, payload) {
+     * setDepth(key), setColor(name), sortBy(column index) drive it). options.onMissingDrawing(depth,
+     * colour), if given, is called when the user shows a drawing the payload lacks and has no hint
+     * for (a payload made with drawings="first"): fetch one with that depth and colour and render it. */
+    render: function (root, payload, options) {
       if (!payload || payload.format !== "archcalc-html 1") throw new Error("archcalc: not a report payload");
       var previous = root.archcalcView;
       if (previous) previous.destroy();
-      root.archcalcView = new View(root, payload, previous ? previous.state() : null);
+      // the same network again (an edit): keep what the user chose; another one starts afresh
+      var same = previous && previous.payload.model === payload.model;
+      root.archcalcView = new View(root, payload, same ? previous.state() : null, options);
       return root.archcalcView;
     },
   };
