@@ -340,3 +340,15 @@ def test_assets_ship_in_the_wheel():
     assert set(data["archcalc.render"]) == {"web/*.js", "web/*.css"}
     assert "selenium" in " ".join(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"])
     assert "ArchcalcView" in report_html.script() and ".ac-view" in report_html.style()
+
+
+def test_cli_takes_what_report_takes():
+    """An imported network (a Caffe prototxt) with report's options: the page's analysis is report's JSON."""
+    pytest.importorskip("google.protobuf")
+    source = str(ROOT / "tests" / "data" / "caffe" / "alexnet.prototxt")
+    options = ["--batch", "2", "--dtype", "float16", "--optimizer", "adam"]
+    status, page, _ = run_main("html", source, *options, "--depth", "1", "-o", "-")
+    assert status == 0
+    status, report, _ = run_main("report", source, *options, "--format", "json")
+    assert status == 0
+    assert _embedded(page)["analysis"] == json.loads(report)

@@ -230,7 +230,10 @@ def _pipe(graphviz: Any, dot: str) -> str:
 def _windows(graph: Any, analysis: Analysis) -> dict[str, dict[str, Any]]:
     """The sliding window of each layer that slides one over a 2D input (conv, pooling, transposed
     conv...): kernel, stride, dilation, padding (before, after), input dilation (a transposed
-    conv's zeros between inputs), per spatial axis, with its input and output sizes."""
+    conv's zeros between inputs), per spatial axis, with its input and output sizes, as the op
+    declares it for the receptive field (:meth:`archcalc.ops.base.Op.window`; an upsampling's is the
+    window its field follows). ``transposed``: the input is dilated (a window over zeros between
+    input values); ``uniform`` false: windows differ in size or spacing (the largest is given)."""
     from archcalc.ops import GLOBAL, POINTWISE, UNKNOWN, Layer, get_op
 
     rows_by_name = {row.name: row for row in analysis.layers}

@@ -93,6 +93,7 @@
       el("header", {"class": "ac-head"}, [
         el("h1", {text: p.title}),
         p.description ? el("p", {"class": "ac-desc", text: p.description}) : null,
+        el("div", {"class": "ac-warnings"}, (p.analysis.warnings || []).map(function (w) { return el("p", {text: "warning: " + w}); })),
         el("div", {"class": "ac-controls"}, [
           el("label", {}, ["Depth ", depthSelect]), el("label", {}, ["Colour by ", colorSelect]),
           el("label", {}, ["Filter ", filter]), this.count,
@@ -131,6 +132,7 @@
       var title = node.querySelector("title"), id = title ? title.textContent : "";
       if (!boxes[id]) return;
       node.setAttribute("data-node", id);
+      title.textContent = boxes[id].join(" + "); // the tooltip: the layers it draws, not Graphviz's id
       node.classList.add("ac-node");
       node.addEventListener("click", function () { self.select(boxes[id][0], true); });
     });
@@ -279,7 +281,12 @@
         return el("li", {}, [b]);
       })));
     }
-    if (p.fields[name]) this.panel.appendChild(fieldSection(p.fields[name]));
+    var fieldOf = p.fields[name] ? name : null;
+    if (row.type === "block") { // a block's field is its last layer's
+      var inside = p.analysis.layers.filter(function (layer) { return layer.name.indexOf(name + ".") === 0; });
+      if (inside.length && p.fields[inside[inside.length - 1].name]) fieldOf = inside[inside.length - 1].name;
+    }
+    if (fieldOf) this.panel.appendChild(fieldSection(p.fields[fieldOf]));
     if (p.windows[name]) this.panel.appendChild(this.windowSection(p.windows[name]));
     this.panel.hidden = false;
   };
@@ -332,8 +339,9 @@
         rows[0] + " to " + rows[1] + " and columns " + cols[0] + " to " + cols[1] + " of " + f.input[0] + "x" + f.input[1] +
         " (field " + f.size[0] + "x" + f.size[1] + "; outside 0.." + (f.input[0] - 1) + " is padding), centred on (" +
         rows[2] + ", " + cols[2] + "); effective stride " + f.stride[0] + "x" + f.stride[1] +
-        ": the next unit's field (dashed) starts that much further. Rows = i*" + f.stride[0] + " - " + f.padding[0] +
-        " .. + " + f.size[0] + " - 1; centre = " + f.centre[0] + " + i*" + f.stride[0] + "." +
+        ": the next unit's field (dashed) starts that much further. Unit i's rows: from i*" + f.stride[0] + plus(-f.padding[0]) +
+        " to i*" + f.stride[0] + plus(f.size[0] - 1 - f.padding[0]) + ", centred on i*" + f.stride[0] + plus(f.centre[0]) +
+        " (field " + f.size[0] + ", padding " + f.padding[0] + "; columns alike)." +
         (f.exact ? "" : " An upper bound (?).") + (f.aligned ? "" : " Merged branches' centres differ (!): the largest path's field.");
     }
     inputs.forEach(function (input) { input.addEventListener("input", draw); });
@@ -343,6 +351,10 @@
       el("div", {"class": "ac-pick"}, ["output unit row ", inputs[0], " column ", inputs[1]]),
       picture, text,
     ]);
+  }
+
+  function plus(value) { // " + 3", " - 3" or "" after a term
+    return value > 0 ? " + " + value : value < 0 ? " - " + (-value) : "";
   }
 
   function clamp(v, low, high) {
@@ -409,9 +421,9 @@
       caption.textContent = "Output (" + o[0] + ", " + o[1] + ") of " + w.output[0] + "x" + w.output[1] + ": kernel " +
         w.kernel.join("x") + ", stride " + w.stride.join("x") + ", dilation " + w.dilation.join("x") + ", padding " +
         w.padding.map(function (p) { return p.join("/"); }).join(", ") + " (before/after, rows then columns)" +
-        (w.transposed ? "; transposed: " + (w.input_dilation[0] - 1) + "x" + (w.input_dilation[1] - 1) +
-          " zeros inserted between input values (light, dashed), then a stride-1 window" : "") +
-        (w.uniform ? "" : "; the windows differ in size (adaptive): the largest is drawn") +
+        (w.transposed ? "; input dilation " + w.input_dilation.join("x") + ": " + (w.input_dilation[0] - 1) + "x" +
+          (w.input_dilation[1] - 1) + " zeros between input values (light, dashed) under a stride-1 window, as a transposed conv slides" : "") +
+        (w.uniform ? "" : "; the windows differ in size or spacing (adaptive): the largest is drawn") +
         ". Input " + w.input.join("x") + " (blue), padding (dashed), output (green)." + note;
     }
     function step(by) { position = (position + by + total) % total; draw(); }
