@@ -200,6 +200,27 @@ def test_budget_leaves_out_other_colours_with_a_hint():
     assert payload["hints"]["full/none"].startswith("left out to keep the page small: regenerate with archcalc html lenet5 --color none")
 
 
+def test_a_huge_network_is_refused_in_one_line():
+    """A small spec whose blocks expand past the bound is refused before any analysis or drawing."""
+    from archcalc.errors import ArchcalcError
+
+    spec = {"name": "long", "input": [2, 4, 4], "blocks": {"r": {"layers": [{"type": "relu"}]}},
+            "layers": [{"block": "r", "repeat": report_html.MAX_PAGE_LAYERS}]}
+    with pytest.raises(ArchcalcError) as error:
+        report_html.payload(spec)
+    assert str(error.value) == (f"model 'long': {report_html.MAX_PAGE_LAYERS + 1:,} layers, more than a web page shows (at most "
+                                f"{report_html.MAX_PAGE_LAYERS:,}); use archcalc report --format json or csv, or --depth with report")
+
+
+def test_deep_nesting_offers_the_shallowest_depths_and_the_one_asked():
+    spec = {"name": "deep", "input": [2, 4, 4], "blocks": {"b0": {"layers": [{"type": "relu"}, {"type": "relu"}]}}, "layers": []}
+    for level in range(1, 9):  # b8 holds b7 ... holds b0: 9 levels of blocks
+        spec["blocks"][f"b{level}"] = {"layers": [{"block": f"b{level - 1}", "repeat": 2}]}
+    spec["layers"] = [{"block": "b8"}]
+    payload = report_html.payload(spec, svg_budget=0, depth=8)
+    assert payload["depths"] == ["1", "2", "3", "4", "5", "6", "8", "full"] and payload["depth"] == "8"
+
+
 def test_first_drawing_only_for_the_live_editor():
     payload = report_html.payload("googlenet", depth=1, color="params", drawings="first")
     assert list(payload["svg"]) == ["1/params"] and payload["hints"] == {}

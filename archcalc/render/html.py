@@ -38,6 +38,10 @@ COLORS = ("none", *COLOR_METRICS)
 SVG_BUDGET = 450_000
 #: Key of the unfolded depth in the payload's per-depth maps.
 FULL = "full"
+#: The most layers a page shows (resnet152's 516 make a 1.8 MB page): beyond, ``report --format json`` or csv.
+MAX_PAGE_LAYERS = 5_000
+#: The most folded depths the toggle offers (the shallowest that fold differently, and the one asked for).
+MAX_DEPTHS = 6
 
 
 def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch: int = 1, dtype: str = "float32",
@@ -77,9 +81,12 @@ def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch:
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
         raise ArchcalcError(f"depth must be 1 or more (levels of blocks shown), got {depth!r}")
     graph = load(model)
+    if len(graph) > MAX_PAGE_LAYERS:
+        raise ArchcalcError(f"model {graph.name!r}: {len(graph):,} layers, more than a web page shows (at most "
+                            f"{MAX_PAGE_LAYERS:,}); use archcalc report --format json or csv, or --depth with report")
     analysis = analyze(graph, batch=batch, dtype=dtype, optimizer=optimizer, memory_model=memory_model)
     check_printable(analysis)
-    levels = _depths(analysis)
+    levels = _depths(analysis, depth)
     first = _key(analysis, levels, depth)
     out: dict[str, Any] = {
         "format": FORMAT,
@@ -109,12 +116,14 @@ def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch:
     return out
 
 
-def _depths(analysis: Analysis) -> dict[str, int | None]:
-    """The depths that fold differently, shallowest first, then the full one: key -> depth."""
+def _depths(analysis: Analysis, asked: int | None = None) -> dict[str, int | None]:
+    """The depths that fold differently (at most :data:`MAX_DEPTHS` of the shallowest, and ``asked``),
+    shallowest first, then the full one: key -> depth."""
     levels: dict[str, int | None] = {}
     seen: set[tuple[str, ...]] = set()
     deepest = max((len(row.scope) for row in analysis.layers), default=0)
-    for level in range(1, deepest + 1):
+    candidates = sorted({*range(1, min(deepest, MAX_DEPTHS) + 1), *([asked] if asked is not None and asked <= deepest else [])})
+    for level in candidates:
         names = tuple(row.name for row in rows(analysis, level))
         if names not in seen and len(names) != len(analysis.layers):
             seen.add(names)
