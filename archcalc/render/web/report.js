@@ -23,6 +23,14 @@
     return node;
   }
 
+  /* Scroll `container` (only it, not the page) to bring `target` to its middle. */
+  function centre(container, target) {
+    if (!container) return;
+    var c = container.getBoundingClientRect(), t = target.getBoundingClientRect();
+    container.scrollTop += t.top + t.height / 2 - (c.top + c.height / 2);
+    container.scrollLeft += t.left + t.width / 2 - (c.left + c.width / 2);
+  }
+
   function rowsAt(payload, depth) {
     return depth === "full" ? payload.analysis.layers : payload.folded[depth];
   }
@@ -177,10 +185,11 @@
     this.table.appendChild(el("thead", {}, [head]));
     this.body = el("tbody");
     this.rows = rows.map(function (row, index) {
-      var tr = el("tr", {"data-name": row.name, "data-index": String(index)}, cells[index].map(function (text, c) {
+      var tr = el("tr", {"data-name": row.name, "data-index": String(index), tabindex: "0"}, cells[index].map(function (text, c) {
         return el("td", {"class": p.columns[c].justify === "left" ? "ac-left" : "", text: text});
       }));
       tr.addEventListener("click", function () { self.select(row.name, true); });
+      tr.addEventListener("keydown", function (event) { if (event.key === "Enter") self.select(row.name, true); });
       return {tr: tr, row: row, cells: cells[index], index: index,
               search: (row.name + " " + cells[index][1]).toLowerCase()};
     });
@@ -244,12 +253,12 @@
     var held = node ? p.boxes[this.depth][node] : [name];
     this.rows.forEach(function (item) {
       if (held.indexOf(item.row.name) >= 0) item.tr.classList.add("ac-selected");
-      if (item.row.name === name && scroll) item.tr.scrollIntoView({block: "center"}); // clear of the sticky head and totals
+      if (item.row.name === name && scroll) centre(item.tr.closest(".ac-tablewrap"), item.tr); // clear of the sticky head and totals
     });
     var g = node ? this.graph.querySelector('g[data-node="' + node + '"]') : null;
     if (g) {
       g.classList.add("ac-selected");
-      if (scroll) g.scrollIntoView({block: "center", inline: "center"});
+      if (scroll) centre(this.graph, g);
     }
   };
 
