@@ -456,7 +456,8 @@
     /* Draw `payload` into `root`, replacing an earlier view there; returns the view (select(name),
      * setDepth(key), setColor(name), sortBy(column index) drive it). options.onMissingDrawing(depth,
      * colour), if given, is called when the user shows a drawing the payload lacks and has no hint
-     * for (a payload made with drawings="first"): fetch one with that depth and colour and render it. */
+     * for (a payload made with drawings="first"): fetch one with that depth (a key of payload.depths:
+     * "1", "2"... or "full" for every layer) and colour, and render it. */
     render: function (root, payload, options) {
       if (!payload || payload.format !== "archcalc-html 1") throw new Error("archcalc: not a report payload");
       var previous = root.archcalcView;
