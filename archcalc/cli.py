@@ -538,6 +538,34 @@ def render(model: Any, output: str | None, depth: int | None, color: str, rankdi
     click.echo(f"wrote {path}")
 
 
+@cli.command("html")
+@click.argument("model", type=MODEL)
+@_import_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="The .html file to write (-: standard output). Default: the model's name as a file name in the "
+                   "current directory, with .html.")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Show N levels of blocks first (the page's toggle offers the others): 1 folds each top-level block.")
+@click.option("--color", type=click.Choice(["none", "macs", "params", "activations"]), default="macs", show_default=True,
+              help="Fill the graph's nodes by their share of this total first (the page's toggle offers the others).")
+@_memory_model_option
+@_analysis_options
+def html_command(model: Any, output: str | None, depth: int | None, color: str, memory_model: str, batch: int, dtype: str,
+                 optimizer: str) -> None:
+    """One self-contained HTML page: the graph beside the layer table (sortable, filterable), totals and
+    footer; click a layer for its figures, its arithmetic, its receptive field and its sliding window.
+
+    The page needs no network: open it from disk in any browser.
+    """
+    from archcalc.render.dot import default_output
+    from archcalc.render.html import page, payload
+
+    if output is not None and output != "-" and not output.strip():
+        raise ArchcalcError("the output file name is empty; give one ending in .html (or - for standard output)")
+    data = payload(model, depth=depth, color=color, batch=batch, dtype=dtype, optimizer=optimizer, memory_model=memory_model)
+    _write_text(page(data, title=data["title"]), default_output(model.name, "html") if output is None else output)
+
+
 @cli.command()
 @click.argument("model", type=MODEL)
 @_import_options
