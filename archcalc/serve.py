@@ -315,6 +315,8 @@ _PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*")
 _STEP = re.compile(r"\.?([A-Za-z_]\w*)|\[(\d+)\]")
 _SOURCE_PREFIX = re.compile(r"^spec (?:'[^']*'|\"[^\"]*\"): ")
 _WORD = re.compile(r"[A-Za-z_]\w*")
+#: The words of a problem tried as keys of the object it names.
+MAX_WORDS = 40
 _SPACE = re.compile(r"\s*")
 _SCALAR = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null|NaN|-?Infinity")
 
@@ -324,8 +326,8 @@ def locate(text: str, problem: str) -> tuple[int, int] | None:
 
     A JSON syntax error says its line and column; a spec error names a JSON path
     (``layers[4] (instance ...) > blocks.bottleneck.layers[3] (name=...): kernel 300 ...``):
-    the innermost path found in the text is the place, refined to the attribute the problem
-    names first when the object has it (``kernel``).
+    the innermost path found in the text is the place, refined to the first word of the
+    problem that is a key of the object there (``kernel``, ``stride``, ``type``).
     """
     problem = _SOURCE_PREFIX.sub("", problem)
     match = _JSON_POSITION.search(problem)
@@ -339,8 +341,7 @@ def locate(text: str, problem: str) -> tuple[int, int] | None:
         steps = [key if key else int(index) for key, index in _STEP.findall(path_match.group(0))]
         rest = piece[path_match.end():]
         detail = rest.split(": ", 1)[1] if ": " in rest else ""
-        word = _WORD.match(detail.removeprefix("unknown attribute '"))
-        offset = _offset(text, steps, word.group(0) if word else None)
+        offset = _offset(text, steps, _WORD.findall(detail)[:MAX_WORDS])
         if offset is not None:
             found = offset
     if found is None:
@@ -349,19 +350,20 @@ def locate(text: str, problem: str) -> tuple[int, int] | None:
     return line, found - (text.rfind("\n", 0, found) + 1) + 1
 
 
-def _offset(text: str, steps: list[Any], attribute: str | None) -> int | None:
-    """Where the value at the JSON path ``steps`` starts in ``text`` (or its key ``attribute``
-    inside it, when it is an object holding one); None when the path is not there."""
+def _offset(text: str, steps: list[Any], words: list[str]) -> int | None:
+    """Where the value at the JSON path ``steps`` starts in ``text`` (or, when it is an object
+    with one of ``words`` as a key, the first such key); None when the path is not there."""
     try:
         position: int | None = _SPACE.match(text, 0).end()
         for step in steps:
             position = _child(text, position, step)[1]
             if position is None:
                 return None
-        if attribute is not None:
-            key_start = _child(text, position, attribute)[0]
-            if key_start is not None:
-                return key_start
+        if text[position] == "{":
+            for word in words:
+                key_start = _child(text, position, word)[0]
+                if key_start is not None:
+                    return key_start
     except (IndexError, ValueError):
         return None
     return position
