@@ -50,9 +50,11 @@ import json
 import os
 import re
 import secrets
+import sys
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -88,6 +90,10 @@ EXPORT_FORMATS = {
 EDITOR_SOURCE = "editor"
 #: The most a ``batch`` option from the page may be (as every size in a spec).
 MAX_BATCH = 2**31 - 1
+#: Pages whose latest request is remembered (each open tab of the editor is one).
+MAX_CLIENTS = 64
+#: Answers kept for edits that change nothing (each is the payload's JSON: ~0.5 MB for resnet50).
+CACHED_ANSWERS = 8
 #: The deepest ``depth`` a request may ask for (blocks nest at most 32 deep: archcalc.spec.MAX_BLOCK_DEPTH).
 MAX_DEPTH = 64
 
@@ -438,11 +444,47 @@ class EditorServer(ThreadingHTTPServer):
         self.document = document
         self.max_layers = max_layers
         self.token = secrets.token_urlsafe(32)
+        #: One analysis at a time (they hold the GIL: two at once only take twice as long each).
+        self.analysis_lock = threading.Lock()
+        #: The latest analyze request of each page (its ``client`` id): a request that waited for the
+        #: lock while its page sent a newer one is answered "superseded" without being computed.
+        self.latest: OrderedDict[str, int] = OrderedDict()
+        self.latest_lock = threading.Lock()
+        #: The last answers, by (expanded graph, options): an edit that changes nothing (white
+        #: space, an undo) is answered at once.
+        self.answers: OrderedDict[Any, bytes] = OrderedDict()
         super().__init__((HOST, port), EditorHandler)
         self.port = self.server_address[1]
         self.url = f"http://{HOST}:{self.port}/"
         self.allowed_hosts = {f"{HOST}:{self.port}", f"localhost:{self.port}"}
         self.allowed_origins = {f"http://{host}" for host in self.allowed_hosts}
+
+    def take_turn(self, client: Any) -> int:
+        """The number of this analyze request among its page's (``client``: the page's random id)."""
+        if not isinstance(client, str) or not 0 < len(client) <= 64:
+            return 0
+        with self.latest_lock:
+            turn = self.latest.pop(client, 0) + 1
+            self.latest[client] = turn
+            while len(self.latest) > MAX_CLIENTS:
+                self.latest.popitem(last=False)
+            return turn
+
+    def is_latest(self, client: Any, turn: int) -> bool:
+        """False when the page ``client`` has sent a newer analyze request than ``turn``."""
+        with self.latest_lock:
+            return turn == 0 or self.latest.get(client, turn) == turn
+
+    def remember(self, key: Any, answer: bytes) -> None:
+        """Keep ``answer`` for ``key``, dropping the oldest beyond :data:`CACHED_ANSWERS`."""
+        self.answers[key] = answer
+        while len(self.answers) > CACHED_ANSWERS:
+            self.answers.popitem(last=False)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection the browser dropped (a cancelled request) is no error; anything else is printed."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse DNS lookup of the address (socket.getfqdn can take seconds)."""
@@ -489,6 +531,8 @@ class EditorHandler(BaseHTTPRequestHandler):
                 raise RequestError(HTTPStatus.NOT_FOUND, f"no such page: {path[:200]}")
         except RequestError as error:
             self._json(error.status, {"ok": False, "error": str(error)})
+        except ConnectionError:  # the page cancelled a stale request (or closed): nobody is left to answer
+            self.close_connection = True
         except Exception as error:  # a bug: the browser gets a 500 with its one line, the terminal the traceback
             import traceback
 
@@ -577,14 +621,27 @@ class EditorHandler(BaseHTTPRequestHandler):
     def _analyze(self) -> None:
         body = self._body()
         options = Options.from_request(body)
-        started = time.perf_counter()
-        try:
-            graph, _ = self._spec(body)
-            result = analysis_payload(graph, options)
-        except ArchcalcError as error:
-            self._json(HTTPStatus.UNPROCESSABLE_ENTITY, error_body(error, body["spec"]))
-            return
-        self._json(HTTPStatus.OK, {"ok": True, "payload": result, "seconds": round(time.perf_counter() - started, 4)})
+        turn = self.server.take_turn(body.get("client"))
+        with self.server.analysis_lock:
+            if not self.server.is_latest(body.get("client"), turn):
+                self._json(HTTPStatus.CONFLICT, {"ok": False, "superseded": True, "error": "superseded by a newer edit"})
+                return
+            started = time.perf_counter()
+            try:
+                graph, _ = self._spec(body)
+                key = (graph.to_json(indent=None), graph.warnings, options)
+                data = self.server.answers.get(key)
+                if data is not None:
+                    self.server.answers.move_to_end(key)
+                else:
+                    result = analysis_payload(graph, options)
+                    data = json.dumps({"ok": True, "payload": result}).encode("utf-8")
+                    self.server.remember(key, data)
+            except ArchcalcError as error:
+                self._json(HTTPStatus.UNPROCESSABLE_ENTITY, error_body(error, body["spec"]))
+                return
+        seconds = f'{time.perf_counter() - started:.4f}'
+        self._send(HTTPStatus.OK, "application/json; charset=utf-8", data, {"Server-Timing": f"analyze;dur={float(seconds) * 1000:.1f}"})
 
     def _export(self) -> None:
         body = self._body()

@@ -546,3 +546,42 @@ def test_serve_on_a_busy_port_is_one_error_line():
 def test_serve_of_a_missing_file_is_one_error_line(tmp_path):
     code, _, err = run_main("serve", str(tmp_path / "nope.json"))
     assert code == 2 and err.startswith("error: spec file ") and "does not exist" in err and err.count("\n") == 1
+
+
+# --- stale requests and repeated answers ----------------------------------------------------------
+
+
+def test_a_request_its_page_has_replaced_is_not_computed(server):
+    import threading
+
+    answers = {}
+
+    def send(name):
+        answers[name] = post(server, "/api/analyze", {"spec": VGG16, "client": "page-1"})
+
+    with server.analysis_lock:  # an analysis is running: both requests wait
+        first = threading.Thread(target=send, args=("first",))
+        first.start()
+        deadline = time.monotonic() + 10
+        while server.latest.get("page-1") != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = threading.Thread(target=send, args=("second",))
+        second.start()
+        while server.latest.get("page-1") != 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    first.join(30)
+    second.join(30)
+    assert answers["first"] == (409, {"ok": False, "superseded": True, "error": "superseded by a newer edit"})
+    assert answers["second"][0] == 200
+    # another page's request is never superseded by this one's
+    assert post(server, "/api/analyze", {"spec": VGG16, "client": "page-2"})[0] == 200
+
+
+def test_an_edit_that_changes_nothing_is_answered_from_the_last_answers(server):
+    server.answers.clear()
+    first = call(server, "POST", "/api/analyze", {"spec": VGG16})
+    second = call(server, "POST", "/api/analyze", {"spec": VGG16.replace("\n", "\n  ")})  # white space only
+    assert first[0] == second[0] == 200 and first[2] == second[2]
+    assert len(server.answers) == 1
+    third = call(server, "POST", "/api/analyze", {"spec": VGG16, "batch": 2})
+    assert third[2] != first[2] and len(server.answers) == 2

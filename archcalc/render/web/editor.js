@@ -18,6 +18,9 @@
   var savedText = null;    // the document's text as on disk (opened or last saved)
   var timer = null, inflight = null, sequence = 0, shown = 0;
   var lastGood = null;
+  // this page's id: the server skips an analysis this page has already sent a newer one for
+  var client = Array.prototype.map.call(crypto.getRandomValues(new Uint8Array(12)),
+                                        function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
 
   function post(path, body, signal) {
     return fetch(path, {
@@ -120,10 +123,10 @@
     inflight = controller;
     var started = performance.now();
     status.classList.add("ae-busy");
-    post("/api/analyze", request({}), controller.signal)
+    post("/api/analyze", request({client: client}), controller.signal)
       .then(function (response) { return response.json(); })
       .then(function (answer) {
-        if (mine < shown) { return; }  // an older answer arriving late never replaces a newer one
+        if (answer.superseded || mine < shown) { return; }  // an older answer arriving late never replaces a newer one
         shown = mine;
         if (inflight === controller) { inflight = null; }
         if (answer.ok) {
