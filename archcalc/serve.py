@@ -542,8 +542,8 @@ class EditorHandler(BaseHTTPRequestHandler):
     # -- the checks every request passes --
 
     def _check_origin(self) -> None:
-        """403 unless the Host is this server (DNS rebinding) and any Origin or Fetch metadata is
-        this server's own (a page of another site)."""
+        """403 unless the Host is this server (DNS rebinding), any Origin is this server's, and
+        an API request's Fetch metadata does not say it comes from another site."""
         host = self.headers.get("Host", "")
         if host not in self.server.allowed_hosts:
             self.close_connection = True
@@ -554,7 +554,8 @@ class EditorHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise RequestError(HTTPStatus.FORBIDDEN, f"requests from {origin[:100]!r} are refused: only the editor "
                                                      f"page at {self.server.url} may use this server")
-        if self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        api = self.path.startswith("/api/")  # following a link to the page itself is harmless: it cannot be framed or read
+        if api and self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
             self.close_connection = True
             raise RequestError(HTTPStatus.FORBIDDEN, "cross-site requests are refused")
 

@@ -306,6 +306,12 @@ def test_cross_site_posts_are_403(server, headers, why):
     assert status == 403 and why in answer["error"]
 
 
+def test_a_link_from_another_site_opens_the_page_but_not_the_api(server):
+    cross = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    assert call(server, "GET", "/", headers=cross)[0] == 200  # it cannot be framed (X-Frame-Options) nor read
+    assert call(server, "GET", "/api/preset/vgg16", headers=cross)[0] == 403
+
+
 def test_a_form_post_is_refused(server):
     """An HTML form can post text/plain cross-site without a preflight: refused (and it lacks the token)."""
     status, answer = post(server, "/api/analyze", None, raw=b'{"spec": "x"}', headers={"Content-Type": "text/plain"})
@@ -507,12 +513,12 @@ def test_open_document_errors(tmp_path):
 
 def _run_serve(*args, cwd=None):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "archcalc", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "archcalc", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, cwd=cwd)
 
 
 def test_serve_prints_its_url_and_ctrl_c_stops_it_cleanly(tmp_path):
-    process = _run_serve(cwd=tmp_path)
+    process = _run_serve("--max-layers", "50", "serve", cwd=tmp_path)
     try:
         line = process.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -520,7 +526,14 @@ def test_serve_prints_its_url_and_ctrl_c_stops_it_cleanly(tmp_path):
         port = int(url.group(1))
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         connection.request("GET", "/")
-        assert connection.getresponse().status == 200
+        response = connection.getresponse()
+        assert response.status == 200
+        token = re.search(r'"token": "([^"]+)"', response.read().decode()).group(1)
+        body = json.dumps({"spec": serve.preset_text("resnet50")})
+        connection.request("POST", "/api/analyze", body, {"Content-Type": "application/json", "X-Archcalc-Token": token,
+                                                          "Origin": f"http://127.0.0.1:{port}"})
+        answer = json.loads(connection.getresponse().read())
+        assert "above the limit of 50" in answer["error"]  # the group's --max-layers reaches the editor
         connection.close()
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)
