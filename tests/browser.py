@@ -1,4 +1,7 @@
-"""A headless Chromium for the browser tests, driven by Selenium (``from tests.browser import browser``).
+"""A headless Chromium for the browser tests, driven by Selenium.
+
+A test module takes the fixture with ``from tests import browser as chromium`` and
+``browser = chromium.browser`` (one browser for the module), then ``def test_x(browser): ...``.
 
 Debian's ``chromium`` and ``chromium-driver`` packages are used, named explicitly
 (:data:`CHROMIUM`, :data:`CHROMEDRIVER`), so Selenium Manager never downloads a browser or a
@@ -42,7 +45,13 @@ def start_chromium(window: tuple[int, int] = WINDOW) -> Any:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                      f"--window-size={window[0]},{window[1]}", "--hide-scrollbars"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors, for console_errors()
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def console_errors(driver: Any) -> list[str]:
+    """The page's console errors since the last call (uncaught exceptions included)."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 def require_browser() -> None:

@@ -239,12 +239,12 @@
     var held = node ? p.boxes[this.depth][node] : [name];
     this.rows.forEach(function (item) {
       if (held.indexOf(item.row.name) >= 0) item.tr.classList.add("ac-selected");
-      if (item.row.name === name && scroll) item.tr.scrollIntoView({block: "nearest"});
+      if (item.row.name === name && scroll) item.tr.scrollIntoView({block: "center"}); // clear of the sticky head and totals
     });
     var g = node ? this.graph.querySelector('g[data-node="' + node + '"]') : null;
     if (g) {
       g.classList.add("ac-selected");
-      if (scroll) g.scrollIntoView({block: "nearest", inline: "nearest"});
+      if (scroll) g.scrollIntoView({block: "center", inline: "center"});
     }
   };
 
