@@ -514,6 +514,7 @@ class EditorHandler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
+        self._body_read = False
         try:
             self._check_origin()
             path = self.path.split("?", 1)[0]
@@ -530,6 +531,8 @@ class EditorHandler(BaseHTTPRequestHandler):
             else:
                 raise RequestError(HTTPStatus.NOT_FOUND, f"no such page: {path[:200]}")
         except RequestError as error:
+            if method == "POST" and not self._body_read:
+                self.close_connection = True  # the body was left unread: the connection cannot carry another request
             self._json(error.status, {"ok": False, "error": str(error)})
         except ConnectionError:  # the page cancelled a stale request (or closed): nobody is left to answer
             self.close_connection = True
@@ -584,6 +587,7 @@ class EditorHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
         data = self.rfile.read(length)
+        self._body_read = True
         if len(data) < length:
             self.close_connection = True
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body ended before its Content-Length")

@@ -135,3 +135,21 @@ def test_save_from_the_page_writes_the_opened_file(browser, tmp_path):  # noqa: 
         browser.get("about:blank")
         running.shutdown()
         running.server_close()
+
+
+def test_resnet50_edit_time_is_reported(browser, server):  # noqa: F811
+    """ResNet-50 (176 layers, three depths drawn): keystroke to new totals, printed (pytest -s)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server.url)
+    _wait(browser, lambda d: "alexnet: 24 layers" in _status(d), "the default preset's view")
+    Select(browser.find_element(By.ID, "ae-preset")).select_by_value("resnet50")
+    _wait(browser, lambda d: "25,557,032" in _totals(d), "resnet50's totals")  # torchvision's resnet50
+    # the stem conv 64 -> 65 filters: conv1 gains 3*7*7 = 147 weights, bn1 2 params, and layer1.0's
+    # conv1 (64 filters, 1x1) and downsample conv (256 filters, 1x1) one input channel each: 64 + 256
+    _select_text(browser, '"filters": 64')
+    started = time.perf_counter()
+    browser.find_element(By.ID, "ae-spec").send_keys('"filters": 65')
+    _wait(browser, lambda d: f"{25_557_032 + 147 + 2 + 64 + 256:,}" in _totals(d), "the totals after the edit")
+    print(f"\nserve: resnet50 edit to new totals in the browser: {time.perf_counter() - started:.3f} s (debounce 150 ms included)")

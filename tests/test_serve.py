@@ -263,6 +263,22 @@ def test_page_is_self_contained_with_nonce_scripts_and_no_framing(server):
     assert call(server, "GET", "/")[1]["Content-Security-Policy"] != policy  # a fresh nonce per page
 
 
+def test_a_refused_post_closes_its_connection_and_a_served_one_keeps_it(server):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        headers = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{server.port}", "X-Archcalc-Token": server.token}
+        connection.request("POST", "/api/analyze", json.dumps({"spec": VGG16}), headers)
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200 and first.getheader("Connection") is None
+        connection.request("POST", "/nowhere", "x" * 1000, headers)  # refused before its body was read
+        second = connection.getresponse()
+        second.read()
+        assert second.status == 404 and second.getheader("Connection") == "close"
+    finally:
+        connection.close()
+
+
 def test_unknown_paths_and_methods(server):
     assert call(server, "GET", "/etc/passwd")[0] == 404
     assert call(server, "GET", "/api/analyze")[0] == 405
