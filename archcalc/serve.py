@@ -13,7 +13,9 @@ framework would add a dependency (and its own security surface) for nothing. It 
     ``{"spec": text, "batch": 1, "dtype": ..., "optimizer": ..., "memory_model": ...}``:
     200 with ``{"ok": true, "payload": archcalc.render.html.payload(...)}``, or 422 with
     ``{"ok": false, "error": one line, "problems": [...], "line": L, "column": C}`` naming
-    where the spec is wrong (line and column in the text when they can be found).
+    where the spec is wrong (line and column in the text when they can be found). With a
+    ``"client"`` id (the page's), a request still waiting while its page sent a newer one is
+    answered 409 ``{"superseded": true}`` without being computed.
 ``POST /api/export``
     the same body plus ``"format"`` (json, csv, markdown, html): the report as
     ``archcalc report --format ...`` / ``archcalc html`` write it, as an attachment.
