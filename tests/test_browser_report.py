@@ -173,6 +173,18 @@ def test_render_replaces_the_view(browser, pages):
 
     Select(_css(browser, '[data-role="color"]')[0]).select_by_value("params")
     assert _css(browser, '[data-role="hint"]')[0].text.startswith("left out to keep the page small")
+    # a payload with the first drawing only asks the editor for another one when the user toggles
+    first = report_html.payload("googlenet", depth=1, drawings="first")
+    browser.execute_script("window.asked = []; ArchcalcView.render(document.getElementById('archcalc-view'), arguments[0], "
+                           "{onMissingDrawing: function (depth, color) { window.asked.push([depth, color]); }})", first)
+    assert len(_css(browser, ".ac-table tbody tr")) == len(first["folded"]["1"])
+    Select(_css(browser, '[data-role="depth"]')[0]).select_by_value("full")
+    assert browser.execute_script("return window.asked") == [["full", "macs"]]
+    # the same network again (the editor's next payload) keeps the depth and colour the user chose
+    Select(_css(browser, '[data-role="color"]')[0]).select_by_value("params")
+    browser.execute_script("ArchcalcView.render(document.getElementById('archcalc-view'), arguments[0])", first)
+    assert [Select(_css(browser, f'[data-role="{role}"]')[0]).first_selected_option.get_attribute("value")
+            for role in ("depth", "color")] == ["full", "params"]
     assert console_errors(browser) == []
 
 

@@ -200,6 +200,33 @@ def test_budget_leaves_out_other_colours_with_a_hint():
     assert payload["hints"]["full/none"].startswith("left out to keep the page small: regenerate with archcalc html lenet5 --color none")
 
 
+def test_a_huge_network_is_refused_in_one_line():
+    """A small spec whose blocks expand past the bound is refused before any analysis or drawing."""
+    from archcalc.errors import ArchcalcError
+
+    spec = {"name": "long", "input": [2, 4, 4], "blocks": {"r": {"layers": [{"type": "relu"}]}},
+            "layers": [{"block": "r", "repeat": report_html.MAX_PAGE_LAYERS}]}
+    with pytest.raises(ArchcalcError) as error:
+        report_html.payload(spec)
+    assert str(error.value) == (f"model 'long': {report_html.MAX_PAGE_LAYERS + 1:,} layers, more than a web page shows (at most "
+                                f"{report_html.MAX_PAGE_LAYERS:,}); use archcalc report --format json or csv, or --depth with report")
+
+
+def test_deep_nesting_offers_the_shallowest_depths_and_the_one_asked():
+    spec = {"name": "deep", "input": [2, 4, 4], "blocks": {"b0": {"layers": [{"type": "relu"}, {"type": "relu"}]}}, "layers": []}
+    for level in range(1, 9):  # b8 holds b7 ... holds b0: 9 levels of blocks
+        spec["blocks"][f"b{level}"] = {"layers": [{"block": f"b{level - 1}", "repeat": 2}]}
+    spec["layers"] = [{"block": "b8"}]
+    payload = report_html.payload(spec, svg_budget=0, depth=8)
+    assert payload["depths"] == ["1", "2", "3", "4", "5", "6", "8", "full"] and payload["depth"] == "8"
+
+
+def test_first_drawing_only_for_the_live_editor():
+    payload = report_html.payload("googlenet", depth=1, color="params", drawings="first")
+    assert list(payload["svg"]) == ["1/params"] and payload["hints"] == {}
+    assert payload["depths"] == ["1", "full"] and set(payload["boxes"]) == {"1", "full"}
+
+
 def test_windows_slide_as_the_output_shape_says():
     """Each 2D window's geometry gives the analyzer's output size by the conv arithmetic
     (Dumoulin and Visin 2016): o = floor((i' + p_before + p_after - d*(k-1) - 1) / s) + 1, with i' the
@@ -278,6 +305,7 @@ def test_without_graphviz_the_page_still_has_its_table(monkeypatch):
 @pytest.mark.parametrize("bad, message", [
     ({"color": "pink"}, "color must be one of none, macs, params, activations, got 'pink'"),
     ({"depth": 0}, "depth must be 1 or more (levels of blocks shown), got 0"),
+    ({"drawings": "some"}, "drawings must be all or first, got 'some'"),
 ])
 def test_bad_options_from_python(bad, message):
     from archcalc.errors import ArchcalcError
@@ -333,3 +361,15 @@ def test_assets_ship_in_the_wheel():
     assert set(data["archcalc.render"]) == {"web/*.js", "web/*.css"}
     assert "selenium" in " ".join(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"])
     assert "ArchcalcView" in report_html.script() and ".ac-view" in report_html.style()
+
+
+def test_cli_takes_what_report_takes():
+    """An imported network (a Caffe prototxt) with report's options: the page's analysis is report's JSON."""
+    pytest.importorskip("google.protobuf")
+    source = str(ROOT / "tests" / "data" / "caffe" / "alexnet.prototxt")
+    options = ["--batch", "2", "--dtype", "float16", "--optimizer", "adam"]
+    status, page, _ = run_main("html", source, *options, "--depth", "1", "-o", "-")
+    assert status == 0
+    status, report, _ = run_main("report", source, *options, "--format", "json")
+    assert status == 0
+    assert _embedded(page)["analysis"] == json.loads(report)

@@ -38,10 +38,15 @@ COLORS = ("none", *COLOR_METRICS)
 SVG_BUDGET = 450_000
 #: Key of the unfolded depth in the payload's per-depth maps.
 FULL = "full"
+#: The most layers a page shows (resnet152's 516 make a 1.8 MB page): beyond, ``report --format json`` or csv.
+MAX_PAGE_LAYERS = 5_000
+#: The most folded depths the toggle offers (the shallowest that fold differently, and the one asked for).
+MAX_DEPTHS = 6
 
 
 def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch: int = 1, dtype: str = "float32",
-            optimizer: str = "sgd", memory_model: str = "pytorch", svg_budget: int = SVG_BUDGET) -> dict[str, Any]:
+            optimizer: str = "sgd", memory_model: str = "pytorch", svg_budget: int = SVG_BUDGET,
+            drawings: str = "all") -> dict[str, Any]:
     """Everything the report page shows, JSON-able (``json.dumps`` takes it as is).
 
     Args:
@@ -51,6 +56,10 @@ def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch:
         color: the fill shown first: ``none``, ``macs``, ``params`` or ``activations``.
         batch, dtype, optimizer, memory_model: as :func:`archcalc.analyze`.
         svg_budget: characters of SVG to embed at most beyond the first colour's drawings.
+        drawings: ``all`` (every depth in the first colour, the other colours within ``svg_budget``)
+            or ``first`` (the first depth and colour only, no hints: for the live editor, which asks
+            for another drawing when the user toggles, through ``ArchcalcView.render``'s
+            ``onMissingDrawing``). Each drawing runs Graphviz (about 0.1-0.2 s for resnet50).
 
     Returns:
         ``{"format", "model", "title", "description", "analysis": Analysis.to_dict() (full depth),
@@ -65,14 +74,19 @@ def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch:
     Raises:
         ArchcalcError: a bad model, option or figure too long to print (as ``archcalc report``).
     """
+    if drawings not in ("all", "first"):
+        raise ArchcalcError(f"drawings must be all or first, got {drawings!r}")
     if color not in COLORS:
         raise ArchcalcError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
         raise ArchcalcError(f"depth must be 1 or more (levels of blocks shown), got {depth!r}")
     graph = load(model)
+    if len(graph) > MAX_PAGE_LAYERS:
+        raise ArchcalcError(f"model {graph.name!r}: {len(graph):,} layers, more than a web page shows (at most "
+                            f"{MAX_PAGE_LAYERS:,}); use archcalc report --format json or csv, or --depth with report")
     analysis = analyze(graph, batch=batch, dtype=dtype, optimizer=optimizer, memory_model=memory_model)
     check_printable(analysis)
-    levels = _depths(analysis)
+    levels = _depths(analysis, depth)
     first = _key(analysis, levels, depth)
     out: dict[str, Any] = {
         "format": FORMAT,
@@ -98,16 +112,18 @@ def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch:
         "windows": _windows(graph, analysis),
         "fields": _fields(analysis),
     }
-    out.update(_drawings(graph, analysis, levels, first, color, svg_budget))
+    out.update(_drawings(graph, analysis, levels, first, color, svg_budget, drawings == "first"))
     return out
 
 
-def _depths(analysis: Analysis) -> dict[str, int | None]:
-    """The depths that fold differently, shallowest first, then the full one: key -> depth."""
+def _depths(analysis: Analysis, asked: int | None = None) -> dict[str, int | None]:
+    """The depths that fold differently (at most :data:`MAX_DEPTHS` of the shallowest, and ``asked``),
+    shallowest first, then the full one: key -> depth."""
     levels: dict[str, int | None] = {}
     seen: set[tuple[str, ...]] = set()
     deepest = max((len(row.scope) for row in analysis.layers), default=0)
-    for level in range(1, deepest + 1):
+    candidates = sorted({*range(1, min(deepest, MAX_DEPTHS) + 1), *([asked] if asked is not None and asked <= deepest else [])})
+    for level in candidates:
         names = tuple(row.name for row in rows(analysis, level))
         if names not in seen and len(names) != len(analysis.layers):
             seen.add(names)
@@ -128,7 +144,7 @@ def _key(analysis: Analysis, levels: dict[str, int | None], depth: int | None) -
 
 
 def _drawings(graph: Any, analysis: Analysis, levels: dict[str, int | None], first: str, color: str,
-              budget: int) -> dict[str, Any]:
+              budget: int, first_only: bool = False) -> dict[str, Any]:
     """The SVG drawings (``render``'s, tidied), which drawn node holds which rows, and hints for
     the drawings left out."""
     nodes: dict[str, dict[str, str]] = {}
@@ -147,7 +163,7 @@ def _drawings(graph: Any, analysis: Analysis, levels: dict[str, int | None], fir
         out["graph_note"] = "the graphviz Python package is missing: pip install graphviz (a dependency of archcalc)"
         return out
     others = [c for c in COLORS if c != color]
-    order = [(key, color) for key in levels] + [(key, c) for c in others for key in levels]
+    order = [(first, color)] if first_only else [(key, color) for key in levels] + [(key, c) for c in others for key in levels]
     used = 0
     for key, fill in order:
         name = f"{key}/{fill}"
@@ -223,7 +239,10 @@ def _pipe(graphviz: Any, dot: str) -> str:
 def _windows(graph: Any, analysis: Analysis) -> dict[str, dict[str, Any]]:
     """The sliding window of each layer that slides one over a 2D input (conv, pooling, transposed
     conv...): kernel, stride, dilation, padding (before, after), input dilation (a transposed
-    conv's zeros between inputs), per spatial axis, with its input and output sizes."""
+    conv's zeros between inputs), per spatial axis, with its input and output sizes, as the op
+    declares it for the receptive field (:meth:`archcalc.ops.base.Op.window`; an upsampling's is the
+    window its field follows). ``transposed``: the input is dilated (a window over zeros between
+    input values); ``uniform`` false: windows differ in size or spacing (the largest is given)."""
     from archcalc.ops import GLOBAL, POINTWISE, UNKNOWN, Layer, get_op
 
     rows_by_name = {row.name: row for row in analysis.layers}

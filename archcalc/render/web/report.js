@@ -1,8 +1,8 @@
 /* archcalc's report view: the graph, the layer table, and a panel with one layer's arithmetic.
  *
  * ArchcalcView.render(root, payload) draws a payload of archcalc.render.html.payload() into root,
- * replacing what a previous call drew there (the live editor calls it on every valid edit; the
- * depth, colour, filter, sort and selection carry over when they still apply). Every figure comes
+ * replacing what a previous call drew there (the live editor calls it on every valid edit; for the
+ * same model the depth, colour, filter, sort and selection carry over when they still apply). Every figure comes
  * from the payload: this script sorts, filters, highlights and draws the geometry it is given.
  */
 (function () {
@@ -21,6 +21,14 @@
       if (child !== null && child !== undefined) node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
     });
     return node;
+  }
+
+  /* Scroll `container` (only it, not the page) to bring `target` to its middle. */
+  function centre(container, target) {
+    if (!container) return;
+    var c = container.getBoundingClientRect(), t = target.getBoundingClientRect();
+    container.scrollTop += t.top + t.height / 2 - (c.top + c.height / 2);
+    container.scrollLeft += t.left + t.width / 2 - (c.left + c.width / 2);
   }
 
   function rowsAt(payload, depth) {
@@ -44,9 +52,10 @@
     return cell.toLowerCase();
   }
 
-  function View(root, payload, previous) {
+  function View(root, payload, previous, options) {
     this.root = root;
     this.payload = payload;
+    this.options = options || {};
     var keep = previous || {};
     this.depth = payload.depths.indexOf(keep.depth) >= 0 ? keep.depth : payload.depth;
     this.color = payload.colors.indexOf(keep.color) >= 0 ? keep.color : payload.color;
@@ -92,6 +101,7 @@
       el("header", {"class": "ac-head"}, [
         el("h1", {text: p.title}),
         p.description ? el("p", {"class": "ac-desc", text: p.description}) : null,
+        el("div", {"class": "ac-warnings"}, (p.analysis.warnings || []).map(function (w) { return el("p", {text: "warning: " + w}); })),
         el("div", {"class": "ac-controls"}, [
           el("label", {}, ["Depth ", depthSelect]), el("label", {}, ["Colour by ", colorSelect]),
           el("label", {}, ["Filter ", filter]), this.count,
@@ -115,7 +125,9 @@
     this.graph.textContent = "";
     var svg = p.svg[key];
     if (!svg) {
-      var why = p.hints[key] || p.graph_note || "no drawing";
+      var ask = !p.hints[key] && !p.graph_note && this.options.onMissingDrawing;
+      if (ask) this.options.onMissingDrawing(this.depth, this.color); // the live editor fetches it
+      var why = p.hints[key] || p.graph_note || (ask ? "drawing\u2026" : "not drawn in this page");
       this.graph.appendChild(el("p", {"class": "ac-hint", "data-role": "hint", text: why}));
       return;
     }
@@ -128,6 +140,7 @@
       var title = node.querySelector("title"), id = title ? title.textContent : "";
       if (!boxes[id]) return;
       node.setAttribute("data-node", id);
+      title.textContent = boxes[id].join(" + "); // the tooltip: the layers it draws, not Graphviz's id
       node.classList.add("ac-node");
       node.addEventListener("click", function () { self.select(boxes[id][0], true); });
     });
@@ -172,10 +185,11 @@
     this.table.appendChild(el("thead", {}, [head]));
     this.body = el("tbody");
     this.rows = rows.map(function (row, index) {
-      var tr = el("tr", {"data-name": row.name, "data-index": String(index)}, cells[index].map(function (text, c) {
+      var tr = el("tr", {"data-name": row.name, "data-index": String(index), tabindex: "0"}, cells[index].map(function (text, c) {
         return el("td", {"class": p.columns[c].justify === "left" ? "ac-left" : "", text: text});
       }));
       tr.addEventListener("click", function () { self.select(row.name, true); });
+      tr.addEventListener("keydown", function (event) { if (event.key === "Enter") self.select(row.name, true); });
       return {tr: tr, row: row, cells: cells[index], index: index,
               search: (row.name + " " + cells[index][1]).toLowerCase()};
     });
@@ -239,12 +253,12 @@
     var held = node ? p.boxes[this.depth][node] : [name];
     this.rows.forEach(function (item) {
       if (held.indexOf(item.row.name) >= 0) item.tr.classList.add("ac-selected");
-      if (item.row.name === name && scroll) item.tr.scrollIntoView({block: "center"}); // clear of the sticky head and totals
+      if (item.row.name === name && scroll) centre(item.tr.closest(".ac-tablewrap"), item.tr); // clear of the sticky head and totals
     });
     var g = node ? this.graph.querySelector('g[data-node="' + node + '"]') : null;
     if (g) {
       g.classList.add("ac-selected");
-      if (scroll) g.scrollIntoView({block: "center", inline: "center"});
+      if (scroll) centre(this.graph, g);
     }
   };
 
@@ -276,7 +290,12 @@
         return el("li", {}, [b]);
       })));
     }
-    if (p.fields[name]) this.panel.appendChild(fieldSection(p.fields[name]));
+    var fieldOf = p.fields[name] ? name : null;
+    if (row.type === "block") { // a block's field is its last layer's
+      var inside = p.analysis.layers.filter(function (layer) { return layer.name.indexOf(name + ".") === 0; });
+      if (inside.length && p.fields[inside[inside.length - 1].name]) fieldOf = inside[inside.length - 1].name;
+    }
+    if (fieldOf) this.panel.appendChild(fieldSection(p.fields[fieldOf]));
     if (p.windows[name]) this.panel.appendChild(this.windowSection(p.windows[name]));
     this.panel.hidden = false;
   };
@@ -329,8 +348,9 @@
         rows[0] + " to " + rows[1] + " and columns " + cols[0] + " to " + cols[1] + " of " + f.input[0] + "x" + f.input[1] +
         " (field " + f.size[0] + "x" + f.size[1] + "; outside 0.." + (f.input[0] - 1) + " is padding), centred on (" +
         rows[2] + ", " + cols[2] + "); effective stride " + f.stride[0] + "x" + f.stride[1] +
-        ": the next unit's field (dashed) starts that much further. Rows = i*" + f.stride[0] + " - " + f.padding[0] +
-        " .. + " + f.size[0] + " - 1; centre = " + f.centre[0] + " + i*" + f.stride[0] + "." +
+        ": the next unit's field (dashed) starts that much further. Unit i's rows: from i*" + f.stride[0] + plus(-f.padding[0]) +
+        " to i*" + f.stride[0] + plus(f.size[0] - 1 - f.padding[0]) + ", centred on i*" + f.stride[0] + plus(f.centre[0]) +
+        " (field " + f.size[0] + ", padding " + f.padding[0] + "; columns alike)." +
         (f.exact ? "" : " An upper bound (?).") + (f.aligned ? "" : " Merged branches' centres differ (!): the largest path's field.");
     }
     inputs.forEach(function (input) { input.addEventListener("input", draw); });
@@ -340,6 +360,10 @@
       el("div", {"class": "ac-pick"}, ["output unit row ", inputs[0], " column ", inputs[1]]),
       picture, text,
     ]);
+  }
+
+  function plus(value) { // " + 3", " - 3" or "" after a term
+    return value > 0 ? " + " + value : value < 0 ? " - " + (-value) : "";
   }
 
   function clamp(v, low, high) {
@@ -406,9 +430,9 @@
       caption.textContent = "Output (" + o[0] + ", " + o[1] + ") of " + w.output[0] + "x" + w.output[1] + ": kernel " +
         w.kernel.join("x") + ", stride " + w.stride.join("x") + ", dilation " + w.dilation.join("x") + ", padding " +
         w.padding.map(function (p) { return p.join("/"); }).join(", ") + " (before/after, rows then columns)" +
-        (w.transposed ? "; transposed: " + (w.input_dilation[0] - 1) + "x" + (w.input_dilation[1] - 1) +
-          " zeros inserted between input values (light, dashed), then a stride-1 window" : "") +
-        (w.uniform ? "" : "; the windows differ in size (adaptive): the largest is drawn") +
+        (w.transposed ? "; input dilation " + w.input_dilation.join("x") + ": " + (w.input_dilation[0] - 1) + "x" +
+          (w.input_dilation[1] - 1) + " zeros between input values (light, dashed) under a stride-1 window, as a transposed conv slides" : "") +
+        (w.uniform ? "" : "; the windows differ in size or spacing (adaptive): the largest is drawn") +
         ". Input " + w.input.join("x") + " (blue), padding (dashed), output (green)." + note;
     }
     function step(by) { position = (position + by + total) % total; draw(); }
@@ -430,12 +454,17 @@
 
   var api = {
     /* Draw `payload` into `root`, replacing an earlier view there; returns the view (select(name),
-     * setDepth(key), setColor(name), sortBy(column index) drive it). */
-    render: function (root, payload) {
+     * setDepth(key), setColor(name), sortBy(column index) drive it). options.onMissingDrawing(depth,
+     * colour), if given, is called when the user shows a drawing the payload lacks and has no hint
+     * for (a payload made with drawings="first"): fetch one with that depth (a key of payload.depths:
+     * "1", "2"... or "full" for every layer) and colour, and render it. */
+    render: function (root, payload, options) {
       if (!payload || payload.format !== "archcalc-html 1") throw new Error("archcalc: not a report payload");
       var previous = root.archcalcView;
       if (previous) previous.destroy();
-      root.archcalcView = new View(root, payload, previous ? previous.state() : null);
+      // the same network again (an edit): keep what the user chose; another one starts afresh
+      var same = previous && previous.payload.model === payload.model;
+      root.archcalcView = new View(root, payload, same ? previous.state() : null, options);
       return root.archcalcView;
     },
   };
