@@ -258,21 +258,22 @@ def spec_graph(text: Any, source: str, max_layers: int) -> Any:
     return from_json(text, source, max_layers=max_layers)
 
 
-def analysis_payload(graph: Any, options: Options, svg_budget: int | None = 0) -> dict[str, Any]:
+def analysis_payload(graph: Any, options: Options, drawings: str = "first") -> dict[str, Any]:
     """html's :func:`archcalc.render.html.payload` for ``graph`` (what the report view draws).
 
-    The editor asks for the drawings in the view's colour only (``svg_budget=0``: one Graphviz
-    run per depth, about a quarter of the time of all four colours); choosing another colour
-    asks again. ``svg_budget=None``: html's default, as ``archcalc html`` writes its page.
+    The editor asks for the drawing the view shows only (``drawings="first"``: the view's depth
+    and colour, one Graphviz run, where ``archcalc html`` runs one per depth and colour); the
+    view asks again, through ``onMissingDrawing``, when the user toggles to another.
+    ``drawings="all"``: as ``archcalc html`` writes its page.
 
     Raises:
-        ArchcalcError: the shapes do not work out, or a figure is too long to write (a huge batch).
+        ArchcalcError: the shapes do not work out, a figure is too long to write (a huge batch),
+            or the network is larger than a page shows.
     """
-    from archcalc.render.html import SVG_BUDGET, payload
+    from archcalc.render.html import payload
 
     return payload(graph, depth=options.depth, color=options.color, batch=options.batch, dtype=options.dtype,
-                   optimizer=options.optimizer, memory_model=options.memory_model,
-                   svg_budget=SVG_BUDGET if svg_budget is None else svg_budget)
+                   optimizer=options.optimizer, memory_model=options.memory_model, drawings=drawings)
 
 
 def export(graph: Any, options: Options, fmt: str) -> str:
@@ -291,7 +292,7 @@ def export(graph: Any, options: Options, fmt: str) -> str:
     if fmt == "html":
         from archcalc.render.html import page
 
-        return page(analysis_payload(graph, options, svg_budget=None), title=graph.name)
+        return page(analysis_payload(graph, options, drawings="all"), title=graph.name)
     analysis = analyze(graph, batch=options.batch, dtype=options.dtype, optimizer=options.optimizer,
                        memory_model=options.memory_model)
     check_printable(analysis)

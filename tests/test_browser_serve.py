@@ -97,20 +97,31 @@ def test_edit_a_preset_and_see_the_totals_and_errors(browser, server):  # noqa: 
     assert "138,338,216" in _totals(browser)
 
 
-def test_another_colour_is_fetched_and_the_view_state_kept(browser, server):  # noqa: F811
+def _drawn(driver):
+    """(depth, colour) the view shows with a drawing, or None while it has none."""
+    return driver.execute_script("""
+        var v = document.getElementById('ae-view').archcalcView;
+        return v && document.querySelector('#ae-view .ac-svg svg') ? [v.depth, v.color] : null;""")
+
+
+def test_another_depth_or_colour_is_fetched_and_kept_across_edits(browser, server):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     browser.get(server.url)
-    _wait(browser, lambda d: "alexnet: 24 layers" in _status(d), "the default preset's view")
+    Select(browser.find_element(By.ID, "ae-preset")).select_by_value("googlenet")
+    _wait(browser, lambda d: "googlenet: " in _status(d) and _drawn(d) == ["full", "macs"], "googlenet drawn")
     Select(browser.find_element(By.CSS_SELECTOR, '#ae-view select[data-role="color"]')).select_by_value("params")
-    _wait(browser, lambda d: d.execute_script("return !!document.querySelector('#ae-view .ac-svg svg') && "
-                                              "document.getElementById('ae-view').archcalcView.payload.color === 'params';"),
-          "the params drawing")
-    browser.find_element(By.ID, "ae-spec").send_keys(" ")  # any edit: the view keeps its colour
-    time.sleep(0.5)
-    _wait(browser, lambda d: "alexnet: 24 layers" in _status(d), "the view after the edit")
-    assert Select(browser.find_element(By.CSS_SELECTOR, '#ae-view select[data-role="color"]')).first_selected_option.text == "params"
+    _wait(browser, lambda d: _drawn(d) == ["full", "params"], "the params drawing, fetched")
+    Select(browser.find_element(By.CSS_SELECTOR, '#ae-view select[data-role="depth"]')).select_by_value("1")
+    _wait(browser, lambda d: _drawn(d) == ["1", "params"], "depth 1 in params, fetched")
+    payload_before = browser.execute_script("return document.getElementById('ae-view').archcalcView.payload;")
+    assert list(payload_before["svg"]) == ["1/params"]
+    _select_text(browser, '"filters": 64')  # an edit: the view keeps its depth and colour
+    browser.find_element(By.ID, "ae-spec").send_keys('"filters": 63')
+    _wait(browser, lambda d: d.execute_script("return document.getElementById('ae-view').archcalcView.payload;")
+          ["analysis"]["totals"]["params"] != payload_before["analysis"]["totals"]["params"], "the edit's view")
+    assert _drawn(browser) == ["1", "params"]
 
 
 def test_save_from_the_page_writes_the_opened_file(browser, tmp_path):  # noqa: F811

@@ -18,6 +18,7 @@
   var savedText = null;    // the document's text as on disk (opened or last saved)
   var timer = null, inflight = null, sequence = 0, shown = 0;
   var lastGood = null;
+  var drawn = null;        // the depth/colour the last answer was asked to draw
   // this page's id: the server skips an analysis this page has already sent a newer one for
   var client = Array.prototype.map.call(crypto.getRandomValues(new Uint8Array(12)),
                                         function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
@@ -102,6 +103,13 @@
 
   // -- analysis --
 
+  // The server draws only what the view shows; the view calls this when the user shows another
+  // depth or colour. Asking again for the drawing just asked for would loop: the view then keeps
+  // its "drawing..." note until the next edit.
+  function missingDrawing(depth, color) {
+    if ((depth === "full" ? "null" : String(Number(depth))) + "/" + color !== drawn) { analyzeNow(); }
+  }
+
   function analyzeSoon() {
     clearTimeout(timer);
     timer = setTimeout(analyzeNow, DEBOUNCE_MS);
@@ -121,9 +129,9 @@
     }
     var controller = new AbortController(), mine = ++sequence;
     inflight = controller;
-    var started = performance.now();
+    var started = performance.now(), body = request({client: client});
     status.classList.add("ae-busy");
-    post("/api/analyze", request({client: client}), controller.signal)
+    post("/api/analyze", body, controller.signal)
       .then(function (response) { return response.json(); })
       .then(function (answer) {
         if (answer.superseded || mine < shown) { return; }  // an older answer arriving late never replaces a newer one
@@ -131,7 +139,8 @@
         if (inflight === controller) { inflight = null; }
         if (answer.ok) {
           lastGood = answer.payload;
-          window.ArchcalcView.render(view, answer.payload);
+          drawn = body.depth + "/" + body.color;
+          window.ArchcalcView.render(view, answer.payload, {onMissingDrawing: missingDrawing});
           var layers = answer.payload.analysis.layers.length;
           showStatus(answer.payload.model + ": " + layers + " layers, analysed in " +
                      Math.round(performance.now() - started) + " ms", "ok");
@@ -304,16 +313,6 @@
   fillChoices("ae-memory-model", config.options.memory_model);
   fillDownloads();
   $("ae-batch").addEventListener("input", analyzeSoon);
-  // The server draws the view's colour only: choosing another asks for its drawings (report.js's
-  // own listener on the select has already switched the view and shown a hint in their place).
-  view.addEventListener("change", function (event) {
-    var role = event.target.getAttribute("data-role");
-    if ((role === "color" || role === "depth") && lastGood !== null) {
-      var state = viewState();
-      var drawable = lastGood.svg[state.depth + "/" + lastGood.color];  // this depth is drawn, in another colour
-      if (!lastGood.svg[state.depth + "/" + state.color] && drawable) { analyzeNow(); }
-    }
-  });
   spec.addEventListener("input", function () { updateSave(); analyzeSoon(); });
   saveButton.addEventListener("click", save);
   document.addEventListener("keydown", function (event) {
