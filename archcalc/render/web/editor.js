@@ -140,10 +140,11 @@
         if (answer.ok) {
           lastGood = answer.payload;
           drawn = body.depth + "/" + body.color;
+          var answered = performance.now();
           window.ArchcalcView.render(view, answer.payload, {onMissingDrawing: missingDrawing});
           var layers = answer.payload.analysis.layers.length;
-          showStatus(answer.payload.model + ": " + layers + " layers, analysed in " +
-                     Math.round(performance.now() - started) + " ms", "ok");
+          showStatus(answer.payload.model + ": " + layers + " layers, analysed in " + Math.round(answered - started) +
+                     " ms, drawn in " + Math.round(performance.now() - answered) + " ms", "ok");
         } else {
           showError(answer);
         }
