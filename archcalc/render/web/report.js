@@ -23,12 +23,13 @@
     return node;
   }
 
-  /* Scroll `container` (only it, not the page) to bring `target` to its middle. */
-  function centre(container, target) {
+  /* Scroll `container` (only it, not the page) to bring `target` to its middle: up and down, and
+   * across too unless `verticalOnly` (a table row keeps its first columns in view). */
+  function centre(container, target, verticalOnly) {
     if (!container) return;
     var c = container.getBoundingClientRect(), t = target.getBoundingClientRect();
     container.scrollTop += t.top + t.height / 2 - (c.top + c.height / 2);
-    container.scrollLeft += t.left + t.width / 2 - (c.left + c.width / 2);
+    if (!verticalOnly) container.scrollLeft += t.left + t.width / 2 - (c.left + c.width / 2);
   }
 
   function rowsAt(payload, depth) {
@@ -242,8 +243,8 @@
   View.prototype.select = function (name, scroll) {
     this.selected = name;
     if (!name) { this.panel.hidden = true; this.highlight(null, false); return; }
+    this.showPanel(name); // first: the panel's height moves the table
     this.highlight(name, scroll);
-    this.showPanel(name);
   };
 
   View.prototype.highlight = function (name, scroll) {
@@ -253,7 +254,7 @@
     var held = node ? p.boxes[this.depth][node] : [name];
     this.rows.forEach(function (item) {
       if (held.indexOf(item.row.name) >= 0) item.tr.classList.add("ac-selected");
-      if (item.row.name === name && scroll) centre(item.tr.closest(".ac-tablewrap"), item.tr); // clear of the sticky head and totals
+      if (item.row.name === name && scroll) centre(item.tr.closest(".ac-tablewrap"), item.tr, true); // clear of the sticky head and totals
     });
     var g = node ? this.graph.querySelector('g[data-node="' + node + '"]') : null;
     if (g) {
