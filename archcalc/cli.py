@@ -823,6 +823,32 @@ def export_command(model: Any, target: str, output: str | None, weights: str, se
     click.echo(f"wrote {output}", err=True)
 
 
+@cli.command("serve")
+@click.argument("spec", required=False, metavar="[SPEC]")
+@_import_options
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port on 127.0.0.1 to listen on; 0: a free one (the URL is printed).")
+@click.option("--open", "open_browser", is_flag=True, help="Also open the editor in the default web browser.")
+def serve_command(spec: str | None, port: int, open_browser: bool) -> None:
+    """A local live editor at http://127.0.0.1:PORT: the JSON spec on the left, the report view
+    (as `archcalc html`) on the right, updated as you type; the zoo as presets; downloads of
+    the spec and the report (json, csv, markdown, html). Ctrl-C stops it.
+
+    SPEC: a .json file opens savable (the page's Save writes it back, and nothing else is ever
+    written); a zoo name, a .py spec or an imported network opens as JSON, read-only. The page
+    sends JSON only: a .py spec is never run from the browser.
+    """
+    from archcalc import serve
+    from archcalc.spec import MAX_LAYERS
+
+    ctx = click.get_current_context()
+    max_layers = ctx.find_root().params.get("max_layers") or MAX_LAYERS
+    input_shape, partial = ctx.meta.get("archcalc.input"), bool(ctx.meta.get("archcalc.partial"))
+    document = None if spec is None else serve.open_document(spec, max_layers, input_shape=input_shape, partial=partial)
+    server = serve.make_server(port, document, max_layers)
+    serve.serve(server, announce=lambda line: click.echo(line), open_browser=open_browser)
+
+
 @cli.command("memory")
 @click.argument("model", type=MODEL)
 @_import_options
