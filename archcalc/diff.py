@@ -5,9 +5,9 @@ over are aligned by position, within the stretch between the same two name-align
 each network (alike layers paired first: same type, attributes and output shape; the rest in
 order). ``by_name=False`` (``--align position``) aligns by position alone. A layer aligned
 with none is ``removed`` (only in A, the first network) or ``added`` (only in B). A pair of
-aligned layers *differs* when its type or attributes, its inputs (A's inputs, through the
-alignment, are not B's), or any per-layer figure (:data:`archcalc.figures.LAYER_FIGURES`:
-output shape, params, MACs, activations...) differs. Differences are B - A, ratios B / A.
+aligned layers *differs* when its name (aligned by position), its type or attributes, its
+inputs (A's inputs, through the alignment, are not B's), or any per-layer figure
+(:data:`archcalc.figures.LAYER_FIGURES`: output shape, params, MACs, activations...) differs. Differences are B - A, ratios B / A.
 
 One network under two conventions (:func:`diff_conventions`): the per-layer counts of
 :func:`archcalc.conventions.count` under conventions A and B, the layers whose counts differ
@@ -38,8 +38,9 @@ ALIGNMENTS = ("name", "position", "removed", "added")
 #: longer stretches are paired in order alone, so a huge network's diff stays linear.
 MAX_TYPE_ALIGNED = 2000
 
-#: What a row compares besides the figures: the op type and attributes, and the inputs.
-STRUCTURE = ("type", "inputs")
+#: What a row compares besides the figures: the name (of layers aligned by position), the op type
+#: and attributes, and the inputs.
+STRUCTURE = ("name", "type", "inputs")
 
 
 def align(a: Sequence[tuple[str, Hashable]], b: Sequence[tuple[str, Hashable]],
@@ -147,8 +148,8 @@ def _pair_stretch(a_types: list[Hashable], b_types: list[Hashable]) -> list[tupl
 class LayerDiff:
     """One row of a two-network diff: a layer of A, of B, or one of each aligned.
 
-    ``differs`` names what differs, in this order: ``type`` (the op type or its attributes, as
-    the report's Type column shows them), ``inputs`` (A's inputs, mapped through the alignment,
+    ``differs`` names what differs, in this order: ``name`` (layers aligned by position),
+    ``type`` (the op type or its attributes, as the report's Type column shows them), ``inputs`` (A's inputs, mapped through the alignment,
     are not B's), then each figure of :data:`~archcalc.figures.LAYER_FIGURES` whose values
     differ. Empty for an equal pair; every figure for an added or removed layer.
     """
@@ -333,8 +334,10 @@ def _layer_diff(aligned: str, a: LayerReport | None, b: LayerReport | None, a_in
                 b_inputs: tuple[str | None, ...] | None) -> LayerDiff:
     """A row of the diff, with what differs between its two layers (inputs as B's row names)."""
     if a is None or b is None:
-        return LayerDiff(aligned, a, b, a_inputs, ("type", "inputs", *(f.name for f in _COMPARED)))
+        return LayerDiff(aligned, a, b, a_inputs, (*STRUCTURE, *(f.name for f in _COMPARED)))
     differs = []
+    if a.name != b.name:
+        differs.append("name")
     if (a.type, a.summary) != (b.type, b.summary):
         differs.append("type")
     if a_inputs != b_inputs:

@@ -128,7 +128,7 @@ def model_footer(diff: ModelDiff, include_equal: bool) -> list[str]:
          "paired first: type, attributes, output shape)" if diff.by_name else
          "Layers are aligned by position alone (--align position): alike layers paired first (type, attributes, "
          "output shape), the rest in order")
-        + ". A row differs in its type or attributes, its inputs (A's, through the alignment, are not "
+        + ". A row differs in its name, its type or attributes, its inputs (A's, through the alignment, are not "
         "B's) or any figure. Differences are B - A, ratios B / A.",
         *(f"warning: A: {w}" for w in a.warnings), *(f"warning: B: {w}" for w in b.warnings),
     ]
