@@ -413,7 +413,8 @@ class CountDiff:
     ``; backward ...`` when backward is compared); for a folded block, the rules of its layers
     counted differently, each once with its op type (``batchnorm: 2 * outputs``). ``explained_*``:
     the rule with the layer's values in (per sample; empty for a folded block). ``note_*``: why
-    the convention counts the op so, where its preset says (empty for a folded block).
+    the convention counts the op so, where its preset says (empty for a folded block, whose
+    ``members`` hold its layers' rows).
     """
 
     name: str
@@ -429,6 +430,8 @@ class CountDiff:
     note_a: str = ""
     note_b: str = ""
     layers: int = 1
+    #: A folded block's layers (empty for a layer's own row).
+    members: tuple[CountDiff, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -604,5 +607,5 @@ def _folded_count(name: str, members: list[CountDiff]) -> CountDiff:
         sum(m.backward_a for m in members), sum(m.backward_b for m in members),
         "; ".join(dict.fromkeys(f"{m.type}: {m.rule_a}" for m in changed)),
         "; ".join(dict.fromkeys(f"{m.type}: {m.rule_b}" for m in changed)),
-        layers=len(members),
+        layers=len(members), members=tuple(members),
     )

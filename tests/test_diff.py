@@ -234,10 +234,11 @@ def test_diff_analyses_refuses_different_settings():
 # -- conventions ---------------------------------------------------------------------------------------
 
 #: A small preset defined here (the peers' presets arrive separately): conv without bias adds,
-#: batchnorm as 2 per element, linear as 2 per MAC, everything else 0.
+#: batchnorm as 2 per element, linear as 2 per MAC, an add as 1 per value, everything else 0.
 TINY = Convention("tiny", "a test preset", "flops", "conv and linear only, batchnorm 2 per value",
                   {"conv": Rule("macs - bias_adds", note="bias adds are not counted"),
-                   "batchnorm": Rule("2 * outputs"), "linear": Rule("2 * macs")}, default=Rule("0"))
+                   "batchnorm": Rule("2 * outputs"), "linear": Rule("2 * macs"),
+                   "add": Rule("outputs", note="an add as one op per value")}, default=Rule("0"))
 
 
 def test_conventions_rows_are_the_layers_counted_differently():
@@ -249,8 +250,11 @@ def test_conventions_rows_are_the_layers_counted_differently():
     for row in d.rows:
         assert (row.forward_a, row.forward_b) == (a.layers[row.name].forward, b.layers[row.name].forward)
     assert d.totals()[0] == ("forward", a.forward, b.forward)
-    # resnet18's convs have no bias: only batchnorm (0 MACs -> 2 per value) and fc (512x1000 -> twice) differ
-    assert {r.type for r in d.shown()} == {"batchnorm", "linear"}
+    # resnet18's convs have no bias: only batchnorm (0 MACs -> 2 per value), the residual adds (0 MACs
+    # -> 1 per value) and fc (512x1000 -> twice) differ
+    assert {r.type for r in d.shown()} == {"batchnorm", "add", "linear"}
+    add = next(r for r in d.rows if r.name == "layer1.0.add")
+    assert (add.forward_a, add.forward_b) == (0, 3 * 64 * 56 * 56)
     fc = next(r for r in d.rows if r.name == "fc")
     assert (fc.forward_a, fc.forward_b, fc.difference) == (3 * 512_000, 3 * 1_024_000, 3 * 512_000)
     assert (fc.rule_a, fc.rule_b) == ("macs", "2 * macs")
@@ -283,7 +287,7 @@ def test_conventions_depth_sums_blocks_and_names_their_rules():
     members = [r for r in flat.rows if r.name.startswith("layer1.")]
     assert layer1.layers == len(members) == 14
     assert layer1.forward_b == sum(r.forward_b for r in members)
-    assert layer1.rule_b == "batchnorm: 2 * outputs"  # the only op in the block counted differently
+    assert layer1.rule_b == "batchnorm: 2 * outputs; add: outputs"  # the ops of the block counted differently
     assert sum(r.forward_b for r in d.rows) == flat.totals()[0][2]
 
 
@@ -379,6 +383,8 @@ def test_conventions_depth_through_the_cli(tiny_preset):
     code, out, _ = run("diff", "resnet18", "--vs", "tiny", "--depth", "1", "--format", "json")
     names = [r["name"] for r in json.loads(out)["rows"]]
     assert code == 0 and names == ["bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
+    code, out, _ = run("diff", "resnet18", "--vs", "tiny", "--depth", "1")
+    assert code == 0 and "Note: tiny, add: an add as one op per value." in out  # adds are inside blocks only
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -416,3 +422,17 @@ def test_spec_files_and_names_are_shown_literally(tmp_path):
     b.write_text(json.dumps({"name": "b", "input": [3, 8, 8], "layers": [{**CONV1, "name": "[red]c", "filters": 5}]}))
     code, out, _ = run("diff", str(a), str(b))
     assert code == 0 and "[red]c" in out and "[bold]a -> b" in out
+
+
+def test_readme_example_is_the_real_output():
+    """The README's `archcalc diff alexnet alexnet-grouped` block is what the command prints (piped)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```console\n\$ archcalc diff alexnet alexnet-grouped\n(.*?)```", text, re.S)
+    assert block, "the README lost its diff example"
+    code, out, _ = run("diff", "alexnet", "alexnet-grouped")
+    assert code == 0 and block.group(1) == out
+    # the grouped convs halve params and MACs (2 groups), as Krizhevsky et al.'s two-GPU split
+    assert "614,656 -> 307,456 (-307,200)" in out and 614_656 - 256 == 2 * (307_456 - 256)

@@ -22,7 +22,8 @@ _INDEX = {figure.name: index for index, figure in enumerate(LAYER_FIGURES)}
 #: The figures the diff table shows a column for; the others that differ are named in "Also differs".
 TABLE_FIGURES = ("output_shape", "params", "macs", "activations")
 #: A figure that follows another (FLOPs = 2 x MACs): not named again when that one differs too.
-_FOLLOWS = {"flops": "macs", "activation_bytes": "activations", "params_trainable": "params"}
+_FOLLOWS = {"flops": "macs", "activation_bytes": "activations", "params_trainable": "params",
+            "params_weights_only": "params"}
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,18 @@ MODEL_COLUMNS = (
 )
 
 
+#: Columns left out when no row shown has anything in them.
+OPTIONAL_COLUMNS = ("Inputs", "Also differs")
+
+
+def model_cells(diff: ModelDiff, rows: tuple[LayerDiff, ...]) -> tuple[list[Column], list[list[str]]]:
+    """The columns to show and each row's cells: :data:`MODEL_COLUMNS`, less an optional column
+    that is empty in every row."""
+    cells = [[c.text(r, diff) for c in MODEL_COLUMNS] for r in rows]
+    keep = [k for k, c in enumerate(MODEL_COLUMNS) if c.header not in OPTIONAL_COLUMNS or any(row[k] for row in cells)]
+    return [MODEL_COLUMNS[k] for k in keep], [[row[k] for k in keep] for row in cells]
+
+
 def model_totals_rows(diff: ModelDiff) -> list[tuple[str, str, str, str, str]]:
     """The totals table's rows: figure, A, B, B - A, B / A (every figure ``archcalc compare`` shows)."""
     out = []
@@ -122,7 +135,7 @@ def model_footer(diff: ModelDiff, include_equal: bool) -> list[str]:
              else f"{c['equal']} equal (hidden; --all shows them)")
     return [
         f"A = {a.model} (input {shape(a.input_shape)}), B = {b.model} (input {shape(b.input_shape)}); {settings}.",
-        f"Aligned: {c['name']} rows by layer name, {c['position']} by position; {c['added']} added (only in B), "
+        f"Aligned: {_rows(c['name'])} by layer name, {c['position']} by position; {c['added']} added (only in B), "
         f"{c['removed']} removed (only in A). Of the aligned rows {c['differ']} differ, {equal}.",
         ("Layers are aligned by name, then the rest by position between the same name-aligned layers (alike layers "
          "paired first: type, attributes, output shape)" if diff.by_name else
@@ -134,14 +147,18 @@ def model_footer(diff: ModelDiff, include_equal: bool) -> list[str]:
     ]
 
 
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
 def model_diff_table(diff: ModelDiff, include_equal: bool = False) -> RenderableType:
     """A rich renderable: the rows that differ (all rows with ``include_equal``), the totals and the footer."""
     from rich.console import Group
     from rich.text import Text
 
     rows = diff.shown(include_equal)
-    table = _rich(f"diff: {diff.a.model} -> {diff.b.model}", MODEL_COLUMNS, [[c.text(r, diff) for c in MODEL_COLUMNS]
-                                                                           for r in rows])
+    columns, cells = model_cells(diff, rows)
+    table = _rich(f"diff: {diff.a.model} -> {diff.b.model}", columns, cells)
     totals = _rich("Totals", _TOTAL_COLUMNS, model_totals_rows(diff))
     parts = [table] if rows else [Text("No layer differs.")]
     return Group(*parts, totals, *(Text(line, style="dim") for line in model_footer(diff, include_equal)))
@@ -157,7 +174,7 @@ def model_diff_markdown(diff: ModelDiff, include_equal: bool = False) -> str:
     rows = diff.shown(include_equal)
     out = [f"**diff**: {diff.a.model} -> {diff.b.model}", ""]
     if rows:
-        out += _markdown(MODEL_COLUMNS, [[c.text(r, diff) for c in MODEL_COLUMNS] for r in rows]) + [""]
+        out += _markdown(*model_cells(diff, rows)) + [""]
     else:
         out += ["No layer differs.", ""]
     out += _markdown(_TOTAL_COLUMNS, model_totals_rows(diff)) + [""]
@@ -232,10 +249,11 @@ def convention_footer(diff: ConventionDiff, include_equal: bool) -> list[str]:
                                                                  or diff.counted_b.convention.counts_backward)
                         else "only one of the conventions counts one."))
     notes: dict[str, None] = {}
-    for row in diff.shown(include_equal):
-        for counted, note in ((diff.counted_a, row.note_a), (diff.counted_b, row.note_b)):
-            if note and row.changed:
-                notes[f"{counted.convention.name}, {row.type}: {note}"] = None
+    for shown in diff.shown(include_equal):
+        for row in shown.members or (shown,):
+            for counted, note in ((diff.counted_a, row.note_a), (diff.counted_b, row.note_b)):
+                if note and row.changed:
+                    notes[f"{counted.convention.name}, {row.type}: {note}"] = None
     lines += [f"Note: {note}." if not note.endswith(".") else f"Note: {note}" for note in notes]
     return lines
 
@@ -271,13 +289,14 @@ def convention_diff_markdown(diff: ConventionDiff, include_equal: bool = False, 
 # -- shared ------------------------------------------------------------------------------------
 
 def _rich(title: str, columns: Any, rows: Any) -> RenderableType:
-    """A rich table; every string (layer names from a spec) is shown literally."""
+    """A rich table; every string (layer names from a spec) is shown literally, and a narrow
+    terminal wraps a cell onto more lines rather than cutting a name or a number short."""
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=Text(title), header_style="bold")
     for column in columns:
-        table.add_column(Text(column.header), justify=column.justify)
+        table.add_column(Text(column.header), justify=column.justify, overflow="fold")
     for cells in rows:
         table.add_row(*(Text(cell) for cell in cells))
     return table
