@@ -436,3 +436,55 @@ def test_readme_example_is_the_real_output():
     assert code == 0 and block.group(1) == out
     # the grouped convs halve params and MACs (2 groups), as Krizhevsky et al.'s two-GPU split
     assert "614,656 -> 307,456 (-307,200)" in out and 614_656 - 256 == 2 * (307_456 - 256)
+
+
+@pytest.mark.parametrize("model", ["resnet18", "inception-reduced", "lenet5"])
+def test_a_network_and_its_torch_round_trip_differ_only_in_functional_ops_names(model):
+    """Exported to torch modules and traced back by torch.fx (an independent path to a graph):
+    every figure of every layer is equal; only the ops torch runs without a module (the residual
+    adds, the concat) come back under torch's names, aligned by position."""
+    pytest.importorskip("torch")
+    from archcalc.exporters.torch import to_torch
+    from archcalc.importers import from_torch
+
+    graph = archcalc.load(model)
+    d = diff_models(graph, from_torch(to_torch(graph), graph.input_shape))
+    assert {reason for row in d.rows for reason in row.differs} <= {"name"}
+    assert all(row.aligned in ("name", "position") for row in d.rows)
+    assert all(row.aligned == "name" or row.a.type in ("add", "concat") for row in d.rows)
+    assert all(t.a == t.b for t in d.totals())
+
+
+def test_the_zoo_resnet18_and_torchvision_s_differ_only_in_relu_names():
+    """torchvision's resnet18 (imported from its own code) against the zoo's spec: equal figures
+    layer by layer; torchvision's BasicBlock calls its one nn.ReLU twice (relu, relu_2 after fx)."""
+    pytest.importorskip("torchvision")
+    d = diff_models("resnet18", "torchvision:resnet18")
+    assert all(t.a == t.b for t in d.totals())
+    changed = d.shown()
+    assert len(changed) == 16 and all(r.differs == ("name",) and r.a.type == "relu" for r in changed)
+    assert ("layer1.0.relu1", "layer1.0.relu") in [(r.a.name, r.b.name) for r in changed]
+
+
+def test_a_partial_import_is_said_in_the_footer_and_json():
+    """A network imported with --partial (an op without a rule, counted as 0): its totals are lower bounds."""
+    torch = pytest.importorskip("torch")
+    from archcalc.importers import from_torch
+    from archcalc.render.diff import model_diff_markdown
+
+    class WithAbs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return torch.abs(self.conv(x))
+
+    partial = from_torch(WithAbs(), (3, 8, 8), name="net", partial=True)
+    whole = spec({"name": "conv", "type": "conv", "filters": 4, "kernel": 3}, {"name": "abs", "type": "relu"})
+    d = diff_models(whole, partial)
+    assert d.to_dict()["b"]["status"] == "partial" and d.to_dict()["a"]["status"] == "complete"
+    text = model_diff_markdown(d)
+    assert "- Partial: B = net has 1 layer(s) of ops archcalc has no rule for, counted as 0 (torch.abs x1" in text
+    row = next(r for r in d.rows if r.name == "abs")
+    assert row.aligned == "name" and "type" in row.differs and row.difference("other_ops") == -4 * 6 * 6

@@ -143,7 +143,9 @@ def model_footer(diff: ModelDiff, include_equal: bool) -> list[str]:
          "output shape), the rest in order")
         + ". A row differs in its name, its type or attributes, its inputs (A's, through the alignment, are not "
         "B's) or any figure. Differences are B - A, ratios B / A.",
-        *(f"warning: A: {w}" for w in a.warnings), *(f"warning: B: {w}" for w in b.warnings),
+        *(f"Partial: {side} = {x.model} has {sum(u.count for u in x.uncounted)} layer(s) of ops archcalc has no rule "
+          f"for, counted as 0 ({', '.join(u.text() for u in x.uncounted)}): its totals are lower bounds."
+          for side, x in (("A", a), ("B", b)) if x.uncounted),
     ]
 
 
