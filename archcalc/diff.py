@@ -20,7 +20,6 @@ presentation (:mod:`archcalc.render.diff`) formats these and computes nothing.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -33,10 +32,6 @@ from archcalc.report import Analysis, LayerReport
 #: How a row was aligned: by layer ``name``, by ``position``, or not at all (``removed``: only in
 #: A; ``added``: only in B).
 ALIGNMENTS = ("name", "position", "removed", "added")
-
-#: The longest stretch of unnamed-matched layers aligned type-aware (difflib, quadratic at worst);
-#: longer stretches are paired in order alone, so a huge network's diff stays linear.
-MAX_TYPE_ALIGNED = 2000
 
 #: What a row compares besides the figures: the name (of layers aligned by position), the op type
 #: and attributes, and the inputs.
@@ -58,9 +53,8 @@ def align(a: Sequence[tuple[str, Hashable]], b: Sequence[tuple[str, Hashable]],
     2. By position, for the rest: a left-over layer belongs to the stretch after the last
        name-aligned layer before it in its own network (the stretch before the first one at the
        start); the left-over layers of A and B in the same stretch pair in order, matching
-       layers of one kind first (the longest common subsequence of their kinds, as difflib
-       finds it), then those left between matches in order. Whatever remains in a stretch is
-       removed (A) or added (B).
+       layers of one kind first (a longest common subsequence of their kinds), then those left
+       between matches in order. Whatever remains in a stretch is removed (A) or added (B).
 
     ``by_name=False`` skips step 1: every layer is aligned by position (one stretch), for
     networks whose names mean different things (layers numbered in order, ``relu8`` after an
@@ -92,13 +86,10 @@ def align(a: Sequence[tuple[str, Hashable]], b: Sequence[tuple[str, Hashable]],
             anchor = a_of_b[j]
         else:
             b_stretches.setdefault(anchor, []).append(j)
-    added: set[int] = set()
     for key, b_rest in b_stretches.items():
         a_rest = a_stretches.get(key, [])
         for i, j in _pair_stretch([a[i][1] for i in a_rest], [b[j][1] for j in b_rest]):
-            if i is None:
-                added.add(b_rest[j])  # type: ignore[index]
-            elif j is not None:
+            if i is not None and j is not None:
                 pairs[a_rest[i]] = (b_rest[j], "position")
     b_paired = {j: i for i, (j, _) in pairs.items()}
     out: list[tuple[int | None, int | None, str]] = []
@@ -122,25 +113,67 @@ def align(a: Sequence[tuple[str, Hashable]], b: Sequence[tuple[str, Hashable]],
     return out
 
 
-def _pair_stretch(a_types: list[Hashable], b_types: list[Hashable]) -> list[tuple[int | None, int | None]]:
+def _pair_stretch(a_kinds: list[Hashable], b_kinds: list[Hashable]) -> list[tuple[int | None, int | None]]:
     """Pair the left-over layers of one stretch by position: equal kinds first, then in order.
 
-    Returns ``(a, b)`` index pairs within the stretch, ``(None, b)`` for a B layer left unpaired
-    (an A layer left unpaired appears in no pair).
+    The layers of equal kind paired are a longest common subsequence of the two kind lists (after
+    their common head and tail, found by dynamic programming, at most :data:`MAX_ALIGNED_CELLS`
+    cells; a larger middle is paired in order alone, so the work stays bounded). Between two
+    such pairs, the layers left are paired in order. Returns ``(a, b)`` index pairs within the
+    stretch, ``(None, b)`` for a B layer left unpaired (an A layer left unpaired is in no pair).
     """
-    if not b_types:
-        return []
-    if not a_types:
-        return [(None, j) for j in range(len(b_types))]
-    if len(a_types) == len(b_types) or max(len(a_types), len(b_types)) > MAX_TYPE_ALIGNED:
-        common = min(len(a_types), len(b_types))
-        return [(k, k) for k in range(common)] + [(None, j) for j in range(common, len(b_types))]
+    n, m = len(a_kinds), len(b_kinds)
+    head = 0
+    while head < min(n, m) and a_kinds[head] == b_kinds[head]:
+        head += 1
+    tail = 0
+    while tail < min(n, m) - head and a_kinds[n - 1 - tail] == b_kinds[m - 1 - tail]:
+        tail += 1
+    matches = [(k, k) for k in range(head)]
+    matches += [(head + i, head + j) for i, j in _common_subsequence(a_kinds[head:n - tail], b_kinds[head:m - tail])]
+    matches += [(n - tail + k, m - tail + k) for k in range(tail)]
     out: list[tuple[int | None, int | None]] = []
-    matcher = difflib.SequenceMatcher(None, a_types, b_types, autojunk=False)
-    for tag, a_start, a_end, b_start, b_end in matcher.get_opcodes():
-        common = min(a_end - a_start, b_end - b_start) if tag in ("equal", "replace") else 0
-        out += [(a_start + k, b_start + k) for k in range(common)]
-        out += [(None, j) for j in range(b_start + common, b_end)]
+    next_a = next_b = 0
+    for i, j in [*matches, (n, m)]:
+        common = min(i - next_a, j - next_b)  # the layers between two matches: in order
+        out += [(next_a + k, next_b + k) for k in range(common)]
+        out += [(None, k) for k in range(next_b + common, j)]
+        if i < n:
+            out.append((i, j))
+        next_a, next_b = i + 1, j + 1
+    return out
+
+
+#: The most cells the longest-common-subsequence table of one stretch may have (500 x 500 layers
+#: after the common head and tail, a fraction of a second of Python); a larger stretch's middle
+#: is paired in order, so the work stays bounded.
+MAX_ALIGNED_CELLS = 250_000
+
+
+def _common_subsequence(a: list[Hashable], b: list[Hashable]) -> list[tuple[int, int]]:
+    """Index pairs of a longest common subsequence of ``a`` and ``b`` (each match taken as early
+    as it can be); ``[]`` when the table would exceed :data:`MAX_ALIGNED_CELLS`."""
+    from array import array
+
+    n, m = len(a), len(b)
+    if not n or not m or (n + 1) * (m + 1) > MAX_ALIGNED_CELLS:
+        return []
+    # suffix table: rows[i][j] = the LCS length of a[i:] and b[j:]
+    rows = [array("l", bytes(8 * (m + 1))) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        row, below, kind = rows[i], rows[i + 1], a[i]
+        for j in range(m - 1, -1, -1):
+            row[j] = below[j + 1] + 1 if kind == b[j] else max(below[j], row[j + 1])
+    out = []
+    i = j = 0
+    while i < n and j < m:
+        if a[i] == b[j]:
+            out.append((i, j))
+            i, j = i + 1, j + 1
+        elif rows[i + 1][j] >= rows[i][j + 1]:
+            i += 1
+        else:
+            j += 1
     return out
 
 
@@ -149,8 +182,8 @@ class LayerDiff:
     """One row of a two-network diff: a layer of A, of B, or one of each aligned.
 
     ``differs`` names what differs, in this order: ``name`` (layers aligned by position),
-    ``type`` (the op type or its attributes, as the report's Type column shows them), ``inputs`` (A's inputs, mapped through the alignment,
-    are not B's), then each figure of :data:`~archcalc.figures.LAYER_FIGURES` whose values
+    ``type`` (the op type or its attributes, as the report's Type column shows them), ``inputs``
+    (A's inputs, mapped through the alignment, are not B's), then each figure of :data:`~archcalc.figures.LAYER_FIGURES` whose values
     differ. Empty for an equal pair; every figure for an added or removed layer.
     """
 

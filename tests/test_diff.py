@@ -149,11 +149,28 @@ def test_align_by_position_alone_ignores_names():
 
 
 def test_a_long_stretch_is_paired_in_order_without_quadratic_matching():
-    from archcalc.diff import MAX_TYPE_ALIGNED
+    from archcalc.diff import MAX_ALIGNED_CELLS
 
-    n = MAX_TYPE_ALIGNED + 1
+    n = math.isqrt(MAX_ALIGNED_CELLS) + 1
+    # past the common head (kinds 0, 1), the middle's table would be too large: paired in order
     pairs = align([(f"a{i}", i % 3) for i in range(n)], [(f"b{i}", i % 2) for i in range(n + 5)])
     assert pairs[:n] == [(i, i, "position") for i in range(n)] and len(pairs) == n + 5
+    # structured like two networks' layers (conv, relu repeated; conv, relu, batchnorm in B):
+    # 100,000 layers each are aligned in bounded (linear) work
+    a = [(f"a{i}", "cr"[i % 2]) for i in range(10**5)]
+    b = [(f"b{i}", "crb"[i % 3]) for i in range(10**5)]
+    pairs = align(a, b)
+    assert len(pairs) == 10**5 and pairs[:2] == [(0, 0, "position"), (1, 1, "position")]
+
+
+def test_inserted_layers_in_the_middle_of_long_networks_are_found():
+    """The common head and tail are matched before the table, so a few layers inserted into a long
+    network are found however long it is."""
+    a = [(f"l{i}", ("conv", i % 7)) for i in range(5000)]
+    b = [*a[:2500], ("x1", ("batchnorm", 0)), ("x2", ("relu", 0)), *a[2500:]]
+    pairs = align(a, b, by_name=False)
+    assert [(i, j) for i, j, how in pairs if how == "added"] == [(None, 2500), (None, 2501)]
+    assert sum(1 for *_, how in pairs if how == "position") == 5000
 
 
 def test_auto_numbered_names_after_an_insert_align_better_by_position():
