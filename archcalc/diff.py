@@ -116,9 +116,10 @@ def align(a: Sequence[tuple[str, Hashable]], b: Sequence[tuple[str, Hashable]],
 def _pair_stretch(a_kinds: list[Hashable], b_kinds: list[Hashable]) -> list[tuple[int | None, int | None]]:
     """Pair the left-over layers of one stretch by position: equal kinds first, then in order.
 
-    The layers of equal kind paired are a longest common subsequence of the two kind lists (after
-    their common head and tail, found by dynamic programming, at most :data:`MAX_ALIGNED_CELLS`
-    cells; a larger middle is paired in order alone, so the work stays bounded). Between two
+    The layers of equal kind paired are a longest common subsequence of the two kind lists, each
+    match as early as it can be: their common head, then (by dynamic programming, at most
+    :data:`MAX_ALIGNED_CELLS` cells, after setting aside as much of the common tail as that
+    needs) the rest; a middle still too large is paired in order alone, so the work stays bounded. Between two
     such pairs, the layers left are paired in order. Returns ``(a, b)`` index pairs within the
     stretch, ``(None, b)`` for a B layer left unpaired (an A layer left unpaired is in no pair).
     """
@@ -126,8 +127,9 @@ def _pair_stretch(a_kinds: list[Hashable], b_kinds: list[Hashable]) -> list[tupl
     head = 0
     while head < min(n, m) and a_kinds[head] == b_kinds[head]:
         head += 1
-    tail = 0
-    while tail < min(n, m) - head and a_kinds[n - 1 - tail] == b_kinds[m - 1 - tail]:
+    tail = 0  # the common tail is set aside only when the table would be too large without it
+    while (n - head - tail + 1) * (m - head - tail + 1) > MAX_ALIGNED_CELLS and tail < min(n, m) - head \
+            and a_kinds[n - 1 - tail] == b_kinds[m - 1 - tail]:
         tail += 1
     matches = [(k, k) for k in range(head)]
     matches += [(head + i, head + j) for i, j in _common_subsequence(a_kinds[head:n - tail], b_kinds[head:m - tail])]
