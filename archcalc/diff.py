@@ -478,16 +478,17 @@ class CountDiff:
         """Forward B - A."""
         return self.forward_b - self.forward_a
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form: exact integers, the rules, the rules with values and the notes."""
-        return {
-            "name": self.name, "type": self.type, "layers": self.layers,
-            "forward": {"a": self.forward_a, "b": self.forward_b, "diff": self.difference},
-            "backward": {"a": self.backward_a, "b": self.backward_b, "diff": self.backward_b - self.backward_a},
-            "rule": {"a": self.rule_a, "b": self.rule_b},
-            "explained": {"a": self.explained_a, "b": self.explained_b},
-            "note": {"a": self.note_a, "b": self.note_b},
-        }
+    def to_dict(self, backward: bool = False) -> dict[str, Any]:
+        """JSON form: exact integers (``backward`` too when ``backward``: both conventions count
+        it), the rules, the rules with values and the notes."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "layers": self.layers,
+                               "forward": {"a": self.forward_a, "b": self.forward_b, "diff": self.difference}}
+        if backward:
+            out["backward"] = {"a": self.backward_a, "b": self.backward_b, "diff": self.backward_b - self.backward_a}
+        out.update({"rule": {"a": self.rule_a, "b": self.rule_b},
+                    "explained": {"a": self.explained_a, "b": self.explained_b},
+                    "note": {"a": self.note_a, "b": self.note_b}})
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,8 +532,9 @@ class ConventionDiff:
         return tuple(out)
 
     def to_dict(self, include_equal: bool = False) -> dict[str, Any]:
-        """The JSON form: the model, both conventions, the rows shown and the totals (exact
-        integers, each with B - A and the ratio B / A as a float, null when A's is 0)."""
+        """The JSON form: the model, both conventions, whether backward counts are compared (both
+        conventions count them), the rows shown and the totals (exact integers, each with B - A
+        and the ratio B / A as a float, null when A's is 0)."""
         def convention(counted: Any) -> dict[str, Any]:
             c = counted.convention
             return {"name": c.name, "tool": c.tool, "unit": c.unit, "scale": c.scale, "doc": c.anchor}
@@ -542,15 +544,17 @@ class ConventionDiff:
         if self.depth is not None:
             out["depth"] = self.depth
         out["all"] = include_equal
+        out["backward_compared"] = self.counts_backward
         out["counts"] = {"rows": len(self.rows), "differ": sum(1 for r in self.rows if r.changed)}
-        out["rows"] = [row.to_dict() for row in self.shown(include_equal)]
+        out["rows"] = [row.to_dict(self.counts_backward) for row in self.shown(include_equal)]
         out["totals"] = {name: {"a": a, "b": b, "diff": b - a, "ratio": float(Fraction(b, a)) if a else None}
                          for name, a, b in self.totals()}
         return out
 
     def to_csv(self, include_equal: bool = False) -> str:
         """One line per row shown, then one ``total`` line: name, type, forward A, B and B - A,
-        backward A, B and B - A, each convention's rule and the rule with values (exact integers)."""
+        backward A, B and B - A (0 unless both conventions count backward), each convention's rule
+        and the rule with values (exact integers)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["name", "type", "layers", "forward_a", "forward_b", "forward_diff", "backward_a", "backward_b",

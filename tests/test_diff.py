@@ -309,12 +309,27 @@ def test_conventions_depth_sums_blocks_and_names_their_rules():
 
 
 def test_backward_is_compared_only_when_both_conventions_count_it():
-    both = Convention("bw", "test", "flops", "t", {}, default=Rule("macs", backward="2 * macs"))
-    d = diff_conventions("lenet5", both, both)
-    assert d.counts_backward and d.totals()[1][0] == "backward"
-    d = diff_conventions("lenet5", both, TINY)
+    from archcalc.render.diff import convention_diff_markdown
+
+    twice = Convention("bw2", "test", "flops", "t", {}, default=Rule("macs", backward="2 * macs"))
+    once = Convention("bw1", "test", "flops", "t", {}, default=Rule("macs", backward="macs"))
+    d = diff_conventions("lenet5", twice, once, batch=2)
+    assert d.counts_backward and d.totals()[1] == ("backward", 2 * 2 * 651_720, 2 * 651_720)
+    # forward counts are equal: the rows differ in their backward count alone (the layers with MACs)
+    assert [r.name for r in d.shown()] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    conv1 = d.rows[0]
+    assert (conv1.forward_a, conv1.forward_b) == (2 * 352_800, 2 * 352_800)
+    assert (conv1.backward_a, conv1.backward_b) == (2 * 2 * 352_800, 2 * 352_800)
+    assert conv1.rule_a == "macs; backward 2 * macs"
+    data = d.to_dict()
+    assert data["backward_compared"] and data["rows"][0]["backward"] == {"a": 1_411_200, "b": 705_600, "diff": -705_600}
+    assert "| Backward A | Backward B |" in convention_diff_markdown(d)
+
+    d = diff_conventions("lenet5", twice, TINY)
     assert not d.counts_backward and len(d.totals()) == 1 and all(r.backward_a == 0 for r in d.rows)
     assert "backward" not in next(r for r in d.rows if r.name == "conv1").rule_a
+    assert not d.to_dict()["backward_compared"] and "backward" not in d.to_dict()["rows"][0]
+    assert "Backward passes are not compared: only one of the conventions counts one." in convention_diff_markdown(d)
 
 
 # -- formats through the command line --------------------------------------------------------------------

@@ -196,14 +196,14 @@ def convention_columns(diff: ConventionDiff, explain: bool = False) -> tuple[Col
     ones when both count backward), each convention's rule (with the values, ``explain``)."""
     def rule(side: str) -> Callable[[CountDiff, Any], str]:
         def text(row: CountDiff, d: Any) -> str:
-            if explain and row.layers == 1:
+            if explain and not row.members:
                 return getattr(row, f"explained_{side}")
             return getattr(row, f"rule_{side}")
         return text
 
     columns = [
         Column("Layer", lambda r, d: r.name),
-        Column("Type", lambda r, d: r.type if r.layers == 1 else f"block of {r.layers}"),
+        Column("Type", lambda r, d: f"block of {r.layers}" if r.members else r.type),
         Column(_conv_header(diff, "a"), lambda r, d: grouped(r.forward_a), "right"),
         Column(_conv_header(diff, "b"), lambda r, d: grouped(r.forward_b), "right"),
         Column("B - A", lambda r, d: _signed(grouped(r.difference)) if r.difference else "0", "right"),
