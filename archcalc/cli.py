@@ -504,7 +504,8 @@ def compare(models: tuple[Any, ...], fmt: str, plot: str | None, y_figure: str |
 @click.argument("models", type=MODEL, nargs=-1, required=True)
 @_import_options
 @click.option("--convention", default=None, metavar="NAME",
-              help="One model: the convention A it is counted under (`archcalc conventions` lists them). [default: archcalc]")
+              help="One model: the convention A it is counted under; two models: also compare their counts under it "
+                   "(`archcalc conventions` lists them). [default: archcalc]")
 @click.option("--vs", "versus", default=None, metavar="NAME", help="One model: the convention B it is compared with.")
 @click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True, help="Output format.")
 @click.option("--all", "include_equal", is_flag=True, help="Show the rows that are equal too.")
@@ -525,8 +526,9 @@ def diff(ctx: click.Context, models: tuple[Any, ...], convention: str | None, ve
     """Two MODELS layer by layer, or one MODEL under two conventions (--convention A --vs B).
 
     Two models (zoo names, specs or imported networks): layers aligned by name, then by position;
-    the rows that differ (type, inputs, output shape, params, MACs, activations...), added and
-    removed layers, and the totals with their ratio. One model: the layers two conventions count
+    the rows that differ (type, inputs, output shape, params, MACs, activations...; with
+    --convention NAME the count under that convention too), added and removed layers, and the
+    totals with their ratio. One model: the layers two conventions count
     differently, each with both counts, the difference and each convention's rule. Differences
     are B - A; only the differing rows are shown unless --all.
     """
@@ -534,13 +536,13 @@ def diff(ctx: click.Context, models: tuple[Any, ...], convention: str | None, ve
         raise ArchcalcError(f"diff compares two models, or one model under two conventions; got {len(models)} models "
                             "(archcalc compare puts the totals of several side by side)")
     if len(models) == 2:
-        if versus is not None or convention is not None:
-            given = "--vs" if versus is not None else "--convention"
-            raise ArchcalcError(f"{given} goes with one model (archcalc diff MODEL --convention A --vs B); two models "
-                                "are compared by archcalc's own figures")
+        if versus is not None:
+            raise ArchcalcError("--vs goes with one model (archcalc diff MODEL --convention A --vs B); two models are "
+                                "compared by their figures, with --convention NAME the count under that convention too")
         if with_arithmetic:
             raise ArchcalcError("--explain shows the conventions' arithmetic: it goes with one model and --vs")
-        _diff_models(models, fmt, include_equal, depth, alignment != "position", memory_model, batch, dtype, optimizer)
+        _diff_models(models, fmt, include_equal, depth, alignment != "position", memory_model, batch, dtype, optimizer,
+                     convention or "archcalc")
         return
     if versus is None:
         raise ArchcalcError("one model is compared under two conventions: give --vs NAME (and --convention NAME, "
@@ -575,14 +577,17 @@ def diff(ctx: click.Context, models: tuple[Any, ...], convention: str | None, ve
 
 
 def _diff_models(models: tuple[Any, ...], fmt: str, include_equal: bool, depth: int | None, by_name: bool,
-                 memory_model: str, batch: int, dtype: str, optimizer: str) -> None:
+                 memory_model: str, batch: int, dtype: str, optimizer: str, convention: str) -> None:
     """`archcalc diff MODEL_A MODEL_B`: analyse both alike, align, print in the format asked."""
     from archcalc.diff import diff_analyses
     from archcalc.passes import analyze
 
     _check_imported_options()
-    a, b = (_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer, memory_model=memory_model))
-            for m in models)
+    from archcalc.conventions import get
+
+    convention = get(convention).name  # an unknown name is refused before any analysis
+    a, b = (_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer, memory_model=memory_model,
+                               convention=convention)) for m in models)
     result = diff_analyses(a, b, depth, by_name)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(include_equal), indent=2))

@@ -233,7 +233,8 @@ class LayerDiff:
 _FIGURE_INDEX = {figure.name: index for index, figure in enumerate(LAYER_FIGURES)}
 
 #: The per-layer figures a diff compares: every one JSON carries (the output shape, params,
-#: trainable, weights, buffers, MACs, FLOPs, other ops, activations, bytes).
+#: trainable, weights, buffers, MACs, FLOPs, other ops, activations, bytes, the count under the
+#: analyses' convention).
 _COMPARED: tuple[Figure, ...] = tuple(f for f in LAYER_FIGURES if "json" in f.formats)
 
 
@@ -311,6 +312,7 @@ class ModelDiff:
             "a": {"model": a.model, "input_shape": list(a.input_shape), "status": a.status},
             "b": {"model": b.model, "input_shape": list(b.input_shape), "status": b.status},
             "batch": a.batch, "dtype": a.dtype, "optimizer": a.optimizer, "memory_model": a.memory_model,
+            "convention": a.convention,
         }
         if self.depth is not None:
             out["depth"] = self.depth
@@ -399,9 +401,10 @@ def diff_analyses(a: Analysis, b: Analysis, depth: int | None = None, by_name: b
     Raises:
         ValueError: the analyses were made with different batch, dtype, optimizer or memory model.
     """
-    settings = ("batch", "dtype", "optimizer", "memory_model")
+    settings = ("batch", "dtype", "optimizer", "memory_model", "convention")
     if any(getattr(a, s) != getattr(b, s) for s in settings):
-        raise ValueError("a diff compares analyses made with the same batch, dtype, optimizer and memory model")
+        raise ValueError("a diff compares analyses made with the same batch, dtype, optimizer, memory model and "
+                         "convention")
     rows_a, rows_b = a.rows(depth), b.rows(depth)
     def kind(row: LayerReport) -> Hashable:
         return (row.type, row.summary, row.output_shape)
@@ -424,8 +427,10 @@ def diff_analyses(a: Analysis, b: Analysis, depth: int | None = None, by_name: b
 
 
 def diff_models(a: Any, b: Any, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd",
-                memory_model: str = "pytorch", depth: int | None = None, by_name: bool = True) -> ModelDiff:
-    """Two networks layer by layer: anything :func:`archcalc.load` takes, analysed alike.
+                memory_model: str = "pytorch", depth: int | None = None, by_name: bool = True,
+                convention: str = "archcalc") -> ModelDiff:
+    """Two networks layer by layer: anything :func:`archcalc.load` takes, analysed alike (with
+    ``convention``, each layer's ``convention_count`` is that preset's count, compared too).
 
     Raises:
         ArchcalcError: a network cannot be loaded or analysed (a spec error, a shape error).
@@ -433,7 +438,8 @@ def diff_models(a: Any, b: Any, batch: int = 1, dtype: str = "float32", optimize
     from archcalc.passes import analyze
 
     def analysis(model: Any) -> Analysis:
-        return analyze(model, batch=batch, dtype=dtype, optimizer=optimizer, memory_model=memory_model)
+        return analyze(model, batch=batch, dtype=dtype, optimizer=optimizer, memory_model=memory_model,
+                       convention=convention)
 
     return diff_analyses(analysis(a), analysis(b), depth, by_name)
 

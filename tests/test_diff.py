@@ -358,7 +358,7 @@ def test_models_json_csv_markdown_table_parse():
     assert code == 0 and len(rows) == 9 + 1 and rows[-1]["aligned"] == "total"
     conv3 = next(r for r in rows if r["name_a"] == "conv3x3")
     assert (conv3["params_a"], conv3["params_b"], conv3["params_diff"]) == ("442560", "110784", "-331776")
-    assert conv3["differs"] == "inputs;params;params_trainable;params_weights_only;macs;flops"
+    assert conv3["differs"] == "inputs;params;params_trainable;params_weights_only;macs;flops;convention_count"
     assert rows[-1]["macs_a"] == str(archcalc.analyze("inception-naive").totals.macs)
 
     code, out, _ = run("diff", "inception-naive", "inception-reduced", "--format", "markdown")
@@ -411,6 +411,28 @@ def test_conventions_every_format_parses(tiny_preset):
     assert "Note: tiny, conv: bias adds are not counted." in out
 
 
+def test_two_models_under_a_convention_compare_its_counts_too(tiny_preset):
+    """resnet18 -> resnet34 counted as TINY: each row's count is conventions.count's for that layer."""
+    code, out, _ = run("diff", "resnet18", "resnet34", "--convention", "tiny", "--format", "json", "--all")
+    data = json.loads(out)
+    a, b = conventions.count("resnet18", TINY), conventions.count("resnet34", TINY)
+    assert code == 0 and data["convention"] == "tiny"
+    assert data["totals"]["convention_count"] == {"a": a.forward, "b": b.forward, "diff": b.forward - a.forward,
+                                                  "ratio": b.forward / a.forward}
+    for row in data["rows"]:
+        for side, counted in (("a", a), ("b", b)):
+            if row[side] is not None and row[side]["name"] != "input":
+                assert row["figures"]["convention_count"][side] == counted.layers[row[side]["name"]].forward
+    code, out, _ = run("diff", "resnet18", "resnet34", "--convention", "tiny", "--format", "markdown")
+    lines = out.splitlines()
+    assert code == 0 and lines[2].startswith("| Layer | Aligned | Type | Inputs | Output shape | Params | MACs | tiny (flops) |")
+    assert f"| tiny (flops) | {a.forward:,} | {b.forward:,} |" in out
+    assert "counted as tiny too (a test preset: docs/conventions.md#convention-tiny)" in out
+    # under archcalc's own convention the count is the MACs: no column of its own, not named again
+    code, out, _ = run("diff", "resnet18", "resnet34", "--format", "markdown")
+    assert "| Also differs |" not in out and "(MACs)" not in out
+
+
 def test_conventions_depth_through_the_cli(tiny_preset):
     code, out, _ = run("diff", "resnet18", "--vs", "tiny", "--depth", "1", "--format", "json")
     names = [r["name"] for r in json.loads(out)["rows"]]
@@ -422,7 +444,7 @@ def test_conventions_depth_through_the_cli(tiny_preset):
 @pytest.mark.parametrize(("args", "message"), [
     (("lenet5",), "one model is compared under two conventions: give --vs NAME"),
     (("lenet5", "vgg16", "--vs", "archcalc"), "--vs goes with one model"),
-    (("lenet5", "vgg16", "--convention", "archcalc"), "--convention goes with one model"),
+    (("lenet5", "vgg16", "--convention", "fvcoer"), "unknown convention 'fvcoer'"),
     (("lenet5", "vgg16", "vgg11"), "diff compares two models, or one model under two conventions; got 3 models"),
     (("lenet5", "--vs", "archcalk"), "unknown convention 'archcalk'; did you mean 'archcalc'?"),
     (("lenet5", "--convention", "nope", "--vs", "archcalc"), "unknown convention 'nope'"),

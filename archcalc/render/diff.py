@@ -23,7 +23,10 @@ _INDEX = {figure.name: index for index, figure in enumerate(LAYER_FIGURES)}
 TABLE_FIGURES = ("output_shape", "params", "macs", "activations")
 #: A figure that follows another (FLOPs = 2 x MACs): not named again when that one differs too.
 _FOLLOWS = {"flops": "macs", "activation_bytes": "activations", "params_trainable": "params",
-            "params_weights_only": "params"}
+            "params_weights_only": "params", "convention_count": "macs"}
+#: Figures never named in "Also differs": the count under a peer's convention has a column of its own
+#: (under archcalc's it is the MACs).
+_OWN_COLUMN = ("convention_count",)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ def _also_cell(row: LayerDiff, diff: ModelDiff) -> str:
     if row.a is None or row.b is None:
         return ""
     return ", ".join(LAYER_FIGURES[_INDEX[name]].header.lower() for name in row.differs
-                     if name in _INDEX and name not in TABLE_FIGURES and _FOLLOWS.get(name) not in row.differs)
+                     if name in _INDEX and name not in TABLE_FIGURES and name not in _OWN_COLUMN
+                     and _FOLLOWS.get(name) not in row.differs)
 
 
 def _figure_column(name: str) -> Column:
@@ -102,21 +106,46 @@ MODEL_COLUMNS = (
 OPTIONAL_COLUMNS = ("Inputs", "Also differs")
 
 
+def _convention_header(name: str) -> str:
+    from archcalc.conventions import get
+
+    preset = get(name)
+    return f"{preset.name} ({preset.unit})"
+
+
+def model_columns(diff: ModelDiff) -> tuple[Column, ...]:
+    """:data:`MODEL_COLUMNS`, with the count under the analyses' convention after the MACs when it
+    is a peer's (under archcalc's own it is the MACs)."""
+    convention = diff.a.convention
+    if convention == "archcalc":
+        return MODEL_COLUMNS
+    column = _figure_column("convention_count")
+    column = Column(_convention_header(convention), column.text, column.justify)
+    at = [c.header for c in MODEL_COLUMNS].index(LAYER_FIGURES[_INDEX["macs"]].header) + 1
+    return (*MODEL_COLUMNS[:at], column, *MODEL_COLUMNS[at:])
+
+
 def model_cells(diff: ModelDiff, rows: tuple[LayerDiff, ...]) -> tuple[list[Column], list[list[str]]]:
-    """The columns to show and each row's cells: :data:`MODEL_COLUMNS`, less an optional column
+    """The columns to show and each row's cells: :func:`model_columns`, less an optional column
     that is empty in every row."""
-    cells = [[c.text(r, diff) for c in MODEL_COLUMNS] for r in rows]
-    keep = [k for k, c in enumerate(MODEL_COLUMNS) if c.header not in OPTIONAL_COLUMNS or any(row[k] for row in cells)]
-    return [MODEL_COLUMNS[k] for k in keep], [[row[k] for k in keep] for row in cells]
+    columns = model_columns(diff)
+    cells = [[c.text(r, diff) for c in columns] for r in rows]
+    keep = [k for k, c in enumerate(columns) if c.header not in OPTIONAL_COLUMNS or any(row[k] for row in cells)]
+    return [columns[k] for k in keep], [[row[k] for k in keep] for row in cells]
 
 
 def model_totals_rows(diff: ModelDiff) -> list[tuple[str, str, str, str, str]]:
     """The totals table's rows: figure, A, B, B - A, B / A (every figure ``archcalc compare`` shows)."""
     out = []
-    for total in diff.totals("compare"):
+    totals = list(diff.totals("compare"))
+    if diff.a.convention != "archcalc":  # the peer's count, after the MACs
+        at = next(k for k, t in enumerate(totals) if t.figure.name == "macs") + 1
+        totals.insert(at, next(t for t in diff.totals() if t.figure.name == "convention_count"))
+    for total in totals:
         figure = total.figure
         r = total.ratio
-        out.append((figure.header, _total_text(figure, total.a), _total_text(figure, total.b),
+        header = _convention_header(diff.a.convention) if figure.name == "convention_count" else figure.header
+        out.append((header, _total_text(figure, total.a), _total_text(figure, total.b),
                     _signed(_total_text(figure, total.difference)) if total.difference else "0",
                     "" if r is None else ratio(r)))
     return out
@@ -131,6 +160,11 @@ def model_footer(diff: ModelDiff, include_equal: bool) -> list[str]:
     """What the rows are and how they were aligned."""
     a, b, c = diff.a, diff.b, diff.counts()
     settings = f"batch {a.batch}, {a.dtype}" + (f", {diff.depth} level(s) of blocks shown" if diff.depth else "")
+    if a.convention != "archcalc":
+        from archcalc.conventions import get
+
+        preset = get(a.convention)
+        settings += f"; counted as {preset.name} too ({preset.tool}: {preset.anchor})"
     equal = (f"{c['equal']} equal (shown)" if include_equal
              else f"{c['equal']} equal (hidden; --all shows them)")
     return [
