@@ -542,3 +542,45 @@ def test_a_partial_import_is_said_in_the_footer_and_json():
     assert "- Partial: B = net has 1 layer(s) of ops archcalc has no rule for, counted as 0 (torch.abs x1" in text
     row = next(r for r in d.rows if r.name == "abs")
     assert row.aligned == "name" and "type" in row.differs and row.difference("other_ops") == -4 * 6 * 6
+
+
+def test_random_diff_command_lines_exit_0_or_2_without_a_traceback():
+    """Random models (zoo names, typos, random spec files, standard input) and options, as the CLI
+    fuzz test draws them for the other commands: exit 0 with output, or one error line per problem."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.test_cli_fuzz import model_args, numbers, run_cli
+
+    @settings(max_examples=int(os.environ.get("ARCHCALC_FUZZ_EXAMPLES", "40")), deadline=None,
+              derandomize=not os.environ.get("ARCHCALC_FUZZ_EXAMPLES"),
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(data=st.data())
+    def check(data):
+        with tempfile.TemporaryDirectory() as directory:
+            workdir = Path(directory)
+            first, stdin = data.draw(model_args(workdir), label="A")
+            second, stdin_b = data.draw(model_args(workdir), label="B")
+            models = data.draw(st.sampled_from([[first], [first, second], [first, second, "lenet5"]]), label="models")
+            argv = ["diff", *models]
+            argv += data.draw(st.sampled_from([[], ["--vs", "archcalc"], ["--convention", "archcalc"],
+                                               ["--vs", "archcalk"], ["--explain", "--vs", "archcalc"]]))
+            argv += data.draw(st.sampled_from([[], ["--format", "json"], ["--format", "csv"], ["--format", "markdown"],
+                                               ["--format", "yaml"], ["--all"], ["--align", "position"]]))
+            argv += data.draw(st.sampled_from([[], ["--depth", data.draw(numbers())],
+                                               ["--batch", data.draw(numbers())]]))
+            code, out, err, error = run_cli(argv, stdin if stdin is not None else stdin_b, workdir)
+        where = f"archcalc {' '.join(argv)!r}"
+        assert error is None and "Traceback" not in out + err, f"{where}: {error!r}\n{err}"
+        assert code in (0, 2), f"{where} exited {code}:\n{err}"
+        if code == 0:
+            assert out.strip(), f"{where} exited 0 with no output"
+        else:
+            lines = err.splitlines()
+            assert 1 <= len(lines) <= 21 and all(line.startswith("error: ") for line in lines), f"{where}:\n{err}"
+
+    check()
