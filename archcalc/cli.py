@@ -500,6 +500,127 @@ def compare(models: tuple[Any, ...], fmt: str, plot: str | None, y_figure: str |
         click.echo(f"wrote {path}", err=fmt == "json")
 
 
+@cli.command("diff")
+@click.argument("models", type=MODEL, nargs=-1, required=True)
+@_import_options
+@click.option("--convention", default=None, metavar="NAME",
+              help="One model: the convention A it is counted under; two models: also compare their counts under it "
+                   "(`archcalc conventions` lists them). [default: archcalc]")
+@click.option("--vs", "versus", default=None, metavar="NAME", help="One model: the convention B it is compared with.")
+@click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True, help="Output format.")
+@click.option("--all", "include_equal", is_flag=True, help="Show the rows that are equal too.")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Show N levels of blocks: 1 folds each top-level block into one row (as report's --depth).")
+@click.option("--align", "alignment", type=click.Choice(["name", "position"]), default=None,
+              help="Two models: align layers by name, then the rest by position (name), or by position alone "
+                   "(position: for layers numbered in order, relu8 naming another layer once a conv is inserted). "
+                   "[default: name]")
+@click.option("--explain", "with_arithmetic", is_flag=True,
+              help="Conventions: each rule with the layer's values in (table, markdown; JSON and CSV always carry it).")
+@_memory_model_option
+@_analysis_options
+@click.pass_context
+def diff(ctx: click.Context, models: tuple[Any, ...], convention: str | None, versus: str | None, fmt: str,
+         include_equal: bool, depth: int | None, alignment: str | None, with_arithmetic: bool, memory_model: str,
+         batch: int, dtype: str, optimizer: str) -> None:
+    """Two MODELS layer by layer, or one MODEL under two conventions (--convention A --vs B).
+
+    Two models (zoo names, specs or imported networks): layers aligned by name, then by position;
+    the rows that differ (type, inputs, output shape, params, MACs, activations...; with
+    --convention NAME the count under that convention too), added and removed layers, and the
+    totals with their ratio. One model: the layers two conventions count
+    differently, each with both counts, the difference and each convention's rule. Differences
+    are B - A; only the differing rows are shown unless --all.
+    """
+    if len(models) > 2:
+        raise ArchcalcError(f"diff compares two models, or one model under two conventions; got {len(models)} models "
+                            "(archcalc compare puts the totals of several side by side)")
+    if len(models) == 2:
+        if versus is not None:
+            raise ArchcalcError("--vs goes with one model (archcalc diff MODEL --convention A --vs B); two models are "
+                                "compared by their figures, with --convention NAME the count under that convention too")
+        if with_arithmetic:
+            raise ArchcalcError("--explain shows the conventions' arithmetic: it goes with one model and --vs")
+        _diff_models(models, fmt, include_equal, depth, alignment != "position", memory_model, batch, dtype, optimizer,
+                     convention or "archcalc")
+        return
+    if versus is None:
+        raise ArchcalcError("one model is compared under two conventions: give --vs NAME (and --convention NAME, "
+                            "archcalc by default), or give a second model")
+    if alignment is not None:
+        raise ArchcalcError("--align goes with two models; one model's conventions are compared layer by layer")
+    for option in ("memory_model", "dtype", "optimizer"):
+        if ctx.get_parameter_source(option) is not click.core.ParameterSource.DEFAULT:
+            raise ArchcalcError(f"--{option.replace('_', '-')} applies to a diff of two models; conventions count "
+                                "operations, not memory")
+    if with_arithmetic and fmt in ("json", "csv"):
+        raise ArchcalcError("--explain goes with --format table or markdown (JSON and CSV always carry the arithmetic)")
+    _check_imported_options()
+    from archcalc.conventions import get
+    from archcalc.diff import diff_conventions
+
+    preset_a, preset_b = get(convention or "archcalc"), get(versus)
+    result = diff_conventions(models[0], preset_a, preset_b, batch=batch, depth=depth)
+    _check_digits(result.model, batch, [value for _, a, b in result.totals() for value in (a, b)])
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(include_equal), indent=2))
+    elif fmt == "csv":
+        click.echo(result.to_csv(include_equal), nl=False)
+    elif fmt == "markdown":
+        from archcalc.render.diff import convention_diff_markdown
+
+        click.echo(convention_diff_markdown(result, include_equal, with_arithmetic), nl=False)
+    else:
+        from archcalc.render.diff import convention_diff_table
+
+        _console().print(convention_diff_table(result, include_equal, with_arithmetic))
+
+
+def _diff_models(models: tuple[Any, ...], fmt: str, include_equal: bool, depth: int | None, by_name: bool,
+                 memory_model: str, batch: int, dtype: str, optimizer: str, convention: str) -> None:
+    """`archcalc diff MODEL_A MODEL_B`: analyse both alike, align, print in the format asked."""
+    from archcalc.diff import diff_analyses
+    from archcalc.passes import analyze
+
+    _check_imported_options()
+    from archcalc.conventions import get
+
+    convention = get(convention).name  # an unknown name is refused before any analysis
+    a, b = (_printable(analyze(m, batch=batch, dtype=dtype, optimizer=optimizer, memory_model=memory_model,
+                               convention=convention)) for m in models)
+    result = diff_analyses(a, b, depth, by_name)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(include_equal), indent=2))
+    elif fmt == "csv":
+        click.echo(result.to_csv(include_equal), nl=False)
+    elif fmt == "markdown":
+        from archcalc.render.diff import model_diff_markdown
+
+        click.echo(model_diff_markdown(result, include_equal), nl=False)
+    else:
+        from archcalc.render.diff import model_diff_table
+
+        _console().print(model_diff_table(result, include_equal))
+
+
+def _check_imported_options() -> None:
+    """--input and --partial given when no model is imported: ArchcalcError (as compare)."""
+    meta = click.get_current_context().meta
+    if (meta.get("archcalc.input") is not None or meta.get("archcalc.partial")) and not meta.get("archcalc.imported"):
+        raise ArchcalcError("--input and --partial apply to imported networks (.onnx, .prototxt, torchvision:NAME, "
+                            "package.module:Name), and none of the models is one")
+
+
+def _check_digits(model: str, batch: int, values: list[int]) -> None:
+    """ArchcalcError when a count would have more digits than archcalc writes out (an absurd --batch)."""
+    from archcalc.render.format import MAX_DIGITS, si
+
+    digits = int(max((abs(v).bit_length() for v in values), default=0) * 0.30103) + 1
+    if digits > MAX_DIGITS:
+        raise ArchcalcError(f"model {model!r} at batch {si(batch)}: a count would have about {digits:,} digits, more "
+                            f"than archcalc writes out (at most {MAX_DIGITS:,}); use a smaller --batch")
+
+
 @cli.command()
 @click.argument("model", type=MODEL)
 @_import_options
