@@ -194,8 +194,9 @@ def test_ptflops_aten_preset_is_the_tools_total_and_per_child_figures(model):
     total, per_child = aten_zoo(model)
     counted = conventions.count(model, "ptflops-aten")
     assert counted.forward == total == sum(per_child["Global"].values())
+    # the direct children run as modules (none where every layer sits in a container the forward
+    # indexes, as in mobilenet_v2's features.N)
     children = {name: sum(ops.values()) for name, ops in per_child.items() if name != "Global"}
-    assert children, "the tool lists the direct children run as modules"
     assert {name: counted.layers[name].forward for name in children} == children
 
 
