@@ -124,6 +124,10 @@ PRESET = Convention(
         ("the count depends on how the model is written: F.relu(x) in forward is counted once, nn.ReLU twice; "
          "torch.add(a, b) is counted, a + b (and x += y) is not; nn.SiLU and nn.Softmax count only through F.*",
          "a network's cost does not depend on whether its code uses modules or functions"),
+        ("module types are looked up exactly (type(module) in its table): a subclass of a known module counts 0. "
+         "torchvision's r3d_18 builds its blocks' convs as Conv3DSimple(nn.Conv3d): ptflops gives it 1.59 GMac, "
+         "this preset (every conv an nn.Conv3d, as archcalc exports it) 40.78 GMac",
+         "a conv is a conv whatever its class is called: archcalc's r3d_18 is 40,696,553,472 MACs"),
         ("a residual add, an element-wise product and a concat count 0 when written with + and * (as "
          "torchvision and archcalc's export write them)",
          "an add or multiply of two tensors is one op per output: archcalc's other ops (resnet50's 16 residual adds: "
