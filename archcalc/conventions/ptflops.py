@@ -35,12 +35,11 @@ def _ptflops_string(value: int) -> str:
 
 
 #: Whether any axis of a pool is padded unequally before and after (the exported module then pads
-#: with F.pad first, and the pool's hook and F.*_pool*d see the padded input). Rules have no loops:
-#: the axes are spelled out (pools are 1D to 3D).
-_ASYMMETRIC = ("(attrs['padding'][0][0] != attrs['padding'][0][1]"
-               " or (len(in_shape) > 2 and attrs['padding'][1][0] != attrs['padding'][1][1])"
-               " or (len(in_shape) > 3 and attrs['padding'][2][0] != attrs['padding'][2][1]))")
-#: Values of one channel of the padded input.
+#: with F.pad first, and the pool's hook and F.*_pool*d see the padded input): the flattened
+#: padding's befores differ from its afters.
+_ASYMMETRIC = "sum(attrs['padding'], ())[::2] != sum(attrs['padding'], ())[1::2]"
+#: Values of one channel of the padded input (rules have no loops: the axes are spelled out, pools
+#: are 1D to 3D).
 _PADDED_POSITIONS = ("(in_shape[1] + sum(attrs['padding'][0]))"
                      " * (in_shape[2] + sum(attrs['padding'][1]) if len(in_shape) > 2 else 1)"
                      " * (in_shape[3] + sum(attrs['padding'][2]) if len(in_shape) > 3 else 1)")
