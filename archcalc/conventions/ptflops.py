@@ -34,21 +34,21 @@ def _ptflops_string(value: int) -> str:
     return f"{value} Mac"
 
 
-#: Whether any axis of a pool is padded unequally before and after (the exported module then pads
-#: with F.pad first, and the pool's hook and F.*_pool*d see the padded input): the flattened
-#: padding's befores differ from its afters.
-_ASYMMETRIC = "sum(attrs['padding'], ())[::2] != sum(attrs['padding'], ())[1::2]"
+#: Whether every axis of a pool is padded equally before and after (the flattened padding's befores
+#: are its afters); otherwise the exported module pads with F.pad first, and the pool's hook and
+#: F.*_pool*d see the padded input.
+_SYMMETRIC = "sum(attrs['padding'], ())[::2] == sum(attrs['padding'], ())[1::2]"
 #: Values of one channel of the padded input (rules have no loops: the axes are spelled out, pools
 #: are 1D to 3D).
 _PADDED_POSITIONS = ("(in_shape[1] + sum(attrs['padding'][0]))"
                      " * (in_shape[2] + sum(attrs['padding'][1]) if len(in_shape) > 2 else 1)"
                      " * (in_shape[3] + sum(attrs['padding'][2]) if len(in_shape) > 3 else 1)")
 #: The input the pool module receives: the layer's input, or its padded copy.
-_POOL_INPUT = f"(in_channels * {_PADDED_POSITIONS} if {_ASYMMETRIC} else inputs)"
+_POOL_INPUT = f"(inputs if {_SYMMETRIC} else in_channels * {_PADDED_POSITIONS})"
 #: An average over real inputs only with asymmetric padding runs the pool a second time, on the
 #: padded mask of real inputs (one channel): pool(pad(x)) / pool(pad(ones)).
-_MASK = (f"({_PADDED_POSITIONS} if {_ASYMMETRIC} and not attrs['count_include_pad']"
-         " and attrs['divisor_override'] is None else 0)")
+_MASK = (f"(0 if {_SYMMETRIC} or attrs['count_include_pad'] or attrs['divisor_override'] is not None"
+         f" else {_PADDED_POSITIONS})")
 #: F.interpolate's wrapper: outputs when called with a size; with a per-axis scale tuple the
 #: input times the product of the scales, each truncated to an int (np.prod(..., dtype=np.int64)).
 _INTERPOLATE = ("(outputs if attrs['size'] is not None else inputs * int(attrs['scale_factor'][0])"
