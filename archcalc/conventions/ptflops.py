@@ -19,6 +19,14 @@ instead of an ``nn.ReLU`` module is counted once there: these rules are for mode
 modules, as archcalc exports them (``archcalc export MODEL --to torch``) and as torchvision
 writes most layers. Per layer, a rule is the module's own ``__flops__`` plus the wrapped
 functions its ``forward`` called (which ptflops adds to the total but to no module).
+
+On torchvision's own models (tests/test_convention_ptflops.py, ptflops run on both): resnet18 to
+resnet152, squeezenet1_0/1_1 and vgg16-cifar give this preset's total exactly; the others differ
+by what their code does: vgg11-19 +50,176 (an ``AdaptiveAvgPool2d(7)`` on the 7x7 map, an identity
+archcalc's spec leaves out, counted twice its input), densenet121 -100,352 and mobilenet_v2
+-62,720 (``F.relu``/``F.adaptive_avg_pool2d`` in ``forward``: once, not twice), inception_v3
+-11,544,640 (``F.relu`` in every BasicConv2d, ``F.*_pool2d`` in the Mixed blocks),
+r3d_18 -39,190,265,856 (``Conv3DSimple`` is a subclass of ``nn.Conv3d``; ptflops finds no hook).
 """
 
 from __future__ import annotations
