@@ -18,8 +18,9 @@ import pytest
 
 import archcalc
 from archcalc import conventions
-from archcalc.errors import SpecError
+from archcalc.errors import ShapeError, SpecError
 from archcalc.ops import REGISTRY
+from archcalc.passes import infer_shapes
 from tests.helpers import single_op_graph
 
 peer_oracle = pytest.importorskip("tests.peer_oracle")
@@ -218,3 +219,46 @@ def test_thop_on_torchvision_models_differs_only_where_explained(name):
         expected += extra - sum(counted.layers[layer].forward for layer in missing)
     assert tv_total == expected
 
+
+
+def test_the_quirks_figures_are_the_counted_ones():
+    """The r3d_18 figures the preset's quirks quote: archcalc's MACs and thop on the export (thop on
+    torchvision's model, 1,591,637,504, is checked where torchvision is importable)."""
+    text = " ".join(" ".join(quirk) for quirk in PRESET.quirks)
+    assert f"{assert_reproduces('r3d_18').forward:,}" in text
+    assert f"{archcalc.analyze('r3d_18').totals.macs:,}" in text
+
+
+def test_thop_on_torchvisions_r3d_18_is_the_quirks_figure():
+    model = _torchvision_twin("r3d_18")
+    total, _ = thop_per_module(model, torch.empty(1, *archcalc.load("r3d_18").input_shape, device="meta"))
+    assert f"thop gives torchvision's r3d_18 {int(total):,}," in " ".join(" ".join(q) for q in PRESET.quirks)
+
+
+def test_random_adaptive_and_padded_average_pools():
+    """The two rules with arithmetic of their own, on random layers (fixed seed): the adaptive pool's
+    float64 (in/out + 1) truncated, in 1D, 2D and 3D; the average pool counted once or (asymmetric
+    padding, real-input divisor) twice."""
+    import random
+
+    rng = random.Random(13)
+    padded = 0
+    for _ in range(40):
+        rank = rng.choice((1, 2, 3))
+        shape = (rng.randint(1, 5), *(rng.randint(1, 12) for _ in range(rank)))
+        out = [rng.randint(1, 12) for _ in range(rank)]
+        assert_reproduces(_one({"type": "adaptive_avgpool", "output_size": out}, shape))
+        kernel = [rng.randint(1, 3) for _ in range(rank)]
+        padding = [[rng.randint(0, k // 2), rng.randint(0, k // 2)] for k in kernel]
+        pool = {"type": "avgpool", "kernel": kernel, "stride": rng.randint(1, 2), "padding": padding,
+                "count_include_pad": rng.random() < 0.3}
+        if rng.random() < 0.2:
+            pool["divisor_override"] = 2
+        graph = _one(pool, (shape[0], *(rng.randint(3, 9) for _ in range(rank))))
+        try:
+            infer_shapes(graph)
+        except ShapeError:  # a window wholly in the padding (archcalc refuses it, as PyTorch does)
+            continue
+        padded += 1
+        assert_reproduces(graph)
+    assert padded > 20

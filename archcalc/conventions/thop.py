@@ -100,8 +100,8 @@ PRESET = Convention(
          "nothing multiplies a learned weight (0 MACs); archcalc counts the taps' multiplies and adds as other ops "
          "(bilinear 7 per output)"),
         ("a module is counted only when its exact class is registered: a subclass (torchvision's Conv3DSimple, a "
-         "nn.Conv3d) counts 0, so torchvision's r3d_18 comes out 1.59 G instead of 40.70 G",
-         "archcalc counts by op type, whatever a framework calls the class"),
+         "nn.Conv3d) counts 0: thop gives torchvision's r3d_18 1,591,637,504, its export (plain nn.Conv3d) 40,781,903,360",
+         "archcalc counts by op type, whatever a framework calls the class: r3d_18 has 40,696,553,472 MACs"),
         ("the adaptive pool's figure is truncated once per call over the whole batch",
          "this preset counts per sample times the batch: for a batch of B the two may differ by less than B on a "
          "layer whose in/out is fractional"),
