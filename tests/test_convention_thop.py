@@ -11,6 +11,7 @@ checks that on real tensors (tests/peer_oracle.py's cached exports) thop counts 
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from fractions import Fraction
 
@@ -227,6 +228,19 @@ def test_the_quirks_figures_are_the_counted_ones():
     text = " ".join(" ".join(quirk) for quirk in PRESET.quirks)
     assert f"{assert_reproduces('r3d_18').forward:,}" in text
     assert f"{archcalc.analyze('r3d_18').totals.macs:,}" in text
+
+
+@pytest.mark.parametrize("model", ["resnet50", "mobilenet_v2"])
+def test_the_quirks_batchnorm_share_is_the_counted_one(model):
+    """The quirk's figures: thop's batchnorm total (4 per element of every batchnorm input) beside
+    archcalc's MACs."""
+    graph = archcalc.load(model)
+    layers = infer_shapes(graph)
+    batchnorm = sum(4 * math.prod(layers[node.name].in_shape) for node in graph.nodes[1:] if node.type == "batchnorm")
+    counted = assert_reproduces(model)
+    assert batchnorm == sum(counted.layers[node.name].forward for node in graph.nodes[1:] if node.type == "batchnorm")
+    text = " ".join(" ".join(quirk) for quirk in PRESET.quirks)
+    assert f"{batchnorm:,} to {model}'s {archcalc.analyze(graph).totals.macs:,}" in text
 
 
 def test_thop_on_torchvisions_r3d_18_is_the_quirks_figure():
