@@ -76,8 +76,7 @@ PRESET = Convention(
         "dropout": Rule("0", note="zero_ops"),
         "opaque": Rule("0", note="uncounted: an imported op archcalc has no rule for (no torch module to hook)"),
     },
-    default=Rule("0", note="no hook for the module's class (GELU, SiLU, Hardswish, Sigmoid, Tanh, ELU, Mish, LRN, "
-                           "Dropout2d, Flatten...), or no module at all (add, concat, mul, reshape, pad...)"),
+    default=Rule("0", note="not hooked: thop has no rule for the module's class, or the export runs it as a function"),
     quirks=(
         ("a transposed conv is counted with the ordinary conv's formula on its output: output values x "
          "in_channels/groups x kernel",
