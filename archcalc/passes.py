@@ -367,13 +367,13 @@ def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[
     return tuple(choose(axis, key=lambda field: field.size) for axis in zip(*paths))
 
 
-def _figures(node: Any, layer: Layer, batch: int, dtype: str) -> tuple[str, tuple[Any, ...]]:
-    """One node's summary and its figures for a batch."""
+def _figures(node: Any, layer: Layer, batch: int, dtype: str, needs_input_grad: bool) -> tuple[str, tuple[Any, ...]]:
+    """One node's summary and its figures for a batch (``needs_input_grad``: see :func:`input_grad_needed`)."""
     if not node.inputs:  # the network input: stored, no parameters, no cost
         facts = LayerFacts(layer, {}, Cost(), batch, dtype)
         return "", figures.layer_values(facts)
     op = get_op(node.type)
-    facts = LayerFacts(layer, op.params(layer), op.cost(layer), batch, dtype)
+    facts = LayerFacts(layer, op.params(layer), op.cost(layer), batch, dtype, op.backward_cost(layer), needs_input_grad)
     return op.summary(layer), figures.layer_values(facts)
 
 
@@ -420,12 +420,14 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     layer_depends, field_depends = resolution_dependence(graph, layers, fields)
     marked: dict[int, ReceptiveField] = {}  # one marked copy of a field shared by several nodes
     rows = []
-    # a Layer shared by several nodes (see infer_shapes) has its figures worked out once
-    known: dict[int, tuple[str, tuple[Any, ...]]] = {}
+    # a Layer shared by several nodes (see infer_shapes) has its figures worked out once (per input-gradient need)
+    known: dict[tuple[int, bool], tuple[str, tuple[Any, ...]]] = {}
     stores = stored_outputs(graph, layers)
+    needed = input_grad_needed(graph, layers)
     for node in graph:
         layer = layers[node.name]
-        summary, values = known.get(id(layer)) or known.setdefault(id(layer), _figures(node, layer, batch, dtype))
+        key = (id(layer), needed.get(node.name, False))
+        summary, values = known.get(key) or known.setdefault(key, _figures(node, layer, batch, dtype, key[1]))
         field = fields[node.name]
         if node.name in field_depends:
             field = marked.get(id(field)) or marked.setdefault(id(field), replace(field, resolution_dependent=True))
