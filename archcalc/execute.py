@@ -286,8 +286,9 @@ class Executor:
         self._refuse_above_limit(_estimate(self.graph, self.layers, self.dtype, batch))
         self.rng = np.random.default_rng(self.seed)
         self.training = True
-        #: Compute dJ/d(network input) in backward (:attr:`input_grad`). False saves the first
-        #: layers' input-gradient work when training, as frameworks skip it for inputs.
+        #: Compute dJ/d(network input) in backward (:attr:`input_grad`). False saves, when
+        #: training, the input-gradient work of every layer whose inputs depend on no learned
+        #: parameter (the first conv's, a pool's before it), as frameworks skip it.
         self.needs_input_grad = True
         self.params: dict[str, np.ndarray] = {}
         self.trainable: set[str] = set()
@@ -441,6 +442,10 @@ class Executor:
             self._needed = input_grad_needed(self.graph, self.layers)
         return self._needed
 
+    def _requires_grad(self, node: Any) -> bool:
+        """Whether the node's output depends on a learned parameter (its own or an input's)."""
+        return self._input_grad_needed()[node.name] or any(key in self.trainable for _, key in self._param_names[node.name])
+
     def check_backward_macs(self) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
         """Per node that multiplies in backward: ((input-gradient, weight-gradient) MACs performed
         in the last backward, the analyzer's).
@@ -493,6 +498,8 @@ class Executor:
         self.backward_macs_performed = {}
         for node in reversed(self.graph.nodes[1:]):
             d_out = grads_out.pop(node.name, None)
+            if d_out is None and not self.needs_input_grad and not self._requires_grad(node):
+                continue  # no learned parameter in it or before it: nothing of its backward is needed
             if d_out is None:  # nothing downstream reads this node
                 d_out = np.zeros((self._batch, *self.layers[node.name].out_shape), dtype=self.dtype)
             start = time.perf_counter()

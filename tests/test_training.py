@@ -286,3 +286,48 @@ def test_json_csv_and_report_training_carry_the_figures():
                                          if line.startswith("|"))}
     assert rows["conv1"][-2:] == ["0", "352.8K"] and rows["conv2"][-2:] == ["240K", "240K"]
     assert rows["relu1"][-2:] == ["0", "0"]
+
+
+def test_readme_training_step_and_torchs_grouped_rule_on_mobilenet_v2():
+    """The README's mobilenet_v2 figures: the training-step line as the report prints it, and
+    FlopCounterMode's forward + backward, which equals archcalc's count with every grouped weight
+    gradient multiplied by its groups (its one-group rule), 6.9x archcalc's."""
+    from pathlib import Path
+
+    from archcalc.render.format import si
+    from archcalc.render.table import training_step_line
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    analysis = archcalc.analyze("mobilenet_v2")
+    line = training_step_line(analysis)
+    assert line[:line.index("(2 per MAC).") + len("(2 per MAC).")] + " ..." in readme
+    pytest.importorskip("torch")
+    oracle = pytest.importorskip("tests.torch_oracle")
+    from archcalc.exporters.torch import to_torch
+
+    graph = archcalc.load("mobilenet_v2")
+    torchs_rule = sum(row.figure("macs") + row.figure("input_grad_macs")
+                      + row.attrs.get("groups", 1) * row.figure("weight_grad_macs") for row in analysis.layers[1:])
+    flops = _torch_training_flops(to_torch(graph).train(), [oracle.torch.rand((1, *graph.input_shape))], False)
+    assert flops == 2 * torchs_rule
+    ours = 2 * (analysis.totals.macs + analysis.totals.backward_macs)
+    assert f"{flops / 1e9:.2f} GFLOPs, {flops / ours:.1f}x archcalc's {si(ours, 2)}" in readme
+
+
+def test_layers_before_every_learned_parameter_run_no_backward_when_training():
+    """With the input needing no gradient, a pool between the input and the first conv gets no output
+    gradient and runs no backward: the input gradient stays None, as in frameworks, and every
+    parameter still gets its gradient."""
+    spec = {"name": "t", "input": [2, 8, 8], "layers": [{"type": "maxpool", "name": "pool", "kernel": 2},
+            {"type": "conv", "name": "conv", "filters": 3, "kernel": 3}, {"type": "flatten"}]}
+    executor = Executor(spec, dtype="float64")
+    executor.needs_input_grad = False
+    executor.forward(np.ones((2, 2, 8, 8)))
+    grads = executor.backward(np.ones((2, 12)))
+    assert executor.input_grad is None and set(grads) == executor.trainable
+    assert "pool" not in executor.backward_macs_performed
+    executor.needs_input_grad = True
+    executor.forward(np.ones((2, 2, 8, 8)))
+    executor.backward(np.ones((2, 12)))
+    assert executor.input_grad.shape == (2, 2, 8, 8)
+    assert executor.check_backward_macs()["conv"] == ((2 * 3 * 2 * 9 * 4,) * 2,) * 2
