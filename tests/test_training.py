@@ -331,3 +331,12 @@ def test_layers_before_every_learned_parameter_run_no_backward_when_training():
     executor.backward(np.ones((2, 12)))
     assert executor.input_grad.shape == (2, 2, 8, 8)
     assert executor.check_backward_macs()["conv"] == ((2 * 3 * 2 * 9 * 4,) * 2,) * 2
+
+
+def test_explain_gives_each_gradients_macs():
+    conv1 = dict(archcalc.explain("lenet5", "conv1"))
+    assert conv1["input-gradient MACs"].startswith("0: no input depends on a learned parameter")
+    assert conv1["weight-gradient MACs"] == "352,800 (the forward's MACs again)"
+    fc1 = dict(archcalc.explain("lenet5", "fc1", batch=3))
+    assert fc1["input-gradient MACs"] == fc1["weight-gradient MACs"] == "48,000 * 3 = 144,000 (the forward's MACs again)"
+    assert "input-gradient MACs" not in dict(archcalc.explain("lenet5", "relu1"))
