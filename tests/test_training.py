@@ -340,3 +340,21 @@ def test_explain_gives_each_gradients_macs():
     fc1 = dict(archcalc.explain("lenet5", "fc1", batch=3))
     assert fc1["input-gradient MACs"] == fc1["weight-gradient MACs"] == "48,000 * 3 = 144,000 (the forward's MACs again)"
     assert "input-gradient MACs" not in dict(archcalc.explain("lenet5", "relu1"))
+
+
+@pytest.mark.parametrize("name", ["lenet5", "mobilenet_v2", "inception-reduced", "unet"])
+def test_the_archcalc_convention_counts_the_reports_backward(name):
+    """The conventions core's default preset reads the same rules (backward_cost, input_grad_needed):
+    its per-layer backward equals the report's input- plus weight-gradient MACs, and so do the totals;
+    folded rows (--depth 1) sum them."""
+    from archcalc.conventions import count
+    from archcalc.report import fold
+
+    analysis = archcalc.analyze(name, batch=2)
+    counted = count(name, "archcalc", batch=2)
+    for row in analysis.layers[1:]:
+        assert counted.layers[row.name].backward == row.figure("input_grad_macs") + row.figure("weight_grad_macs")
+    assert counted.backward == analysis.totals.backward_macs
+    folded = fold(analysis.layers, 1)
+    assert sum(row.figure("input_grad_macs") for row in folded) == analysis.totals.input_grad_macs
+    assert sum(row.figure("weight_grad_macs") for row in folded) == analysis.totals.weight_grad_macs
