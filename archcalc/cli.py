@@ -149,7 +149,8 @@ def _memory_model_option(command: Any) -> Any:
 def _analysis_options(command: Any) -> Any:
     """--batch, --dtype and --optimizer, shared by the commands that analyse."""
     command = click.option("--optimizer", type=click.Choice(list(formulas.OPTIMIZER_SLOTS)), default="sgd", show_default=True,
-                           help="Optimizer whose state the training-memory total includes.")(command)
+                           help="Optimizer whose state the training-memory total includes (and whose update "
+                                "the training step's MACs count).")(command)
     command = click.option("--dtype", type=click.Choice(list(formulas.DTYPE_BYTES)), default="float32", show_default=True,
                            help="Value type for the byte counts.")(command)
     return click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,

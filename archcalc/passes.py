@@ -385,7 +385,8 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
         model: the network: a Graph from :func:`archcalc.load`, or anything it takes.
         batch: samples per batch; MACs and activations scale with it, parameters don't.
         dtype: one of ``float32``, ``float16``, ``bfloat16``, ``int8`` (bytes per value).
-        optimizer: ``sgd``, ``momentum`` or ``adam``, for the training-memory total.
+        optimizer: ``sgd``, ``momentum`` or ``adam``, for the training-memory total and the update's
+            MACs of the training step (``formulas.OPTIMIZER_UPDATE``).
         paths: also count the input-to-output paths and their lengths (:func:`archcalc.paths.paths`);
             the depth as papers count it is always there.
         memory_model: what ``totals.training_bytes`` follows: ``pytorch`` (parameters, gradients and
