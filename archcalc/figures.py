@@ -30,9 +30,10 @@ class LayerFacts:
 
     ``params`` holds parameter and buffer tensors by name (each with its role); ``cost`` and
     ``backward`` (:meth:`~archcalc.ops.base.Op.backward_cost`, the input gradient's as if needed)
-    are for one sample; ``input_grad_needed`` says whether some input of the layer depends on a
-    learned parameter (:func:`archcalc.passes.input_grad_needed`); ``batch`` and ``dtype`` are
-    the analysis'.
+    are for one sample; ``batch`` and ``dtype`` are the analysis'; ``convention`` is the layer's
+    forward count for one sample under the analysis' counting convention
+    (:mod:`archcalc.conventions`); ``input_grad_needed`` says whether some input of the layer
+    depends on a learned parameter (:func:`archcalc.passes.input_grad_needed`).
     """
 
     layer: Layer
@@ -40,6 +41,7 @@ class LayerFacts:
     cost: Cost
     batch: int
     dtype: str
+    convention: int = 0
     backward: BackwardCost = BackwardCost()
     input_grad_needed: bool = False
 
@@ -174,6 +176,9 @@ LAYER_FIGURES: tuple[Figure, ...] = (
     Figure("activation_bytes", "Memory", "bytes of the activations in the analysis' dtype", "bytes",
            lambda f: formulas.activation_bytes(math.prod(f.layer.out_shape) * f.batch, f.dtype), total="stored",
            fold="stored", aliases=("bytes", "memory_bytes")),
+    Figure("convention_count", "Convention", "the forward count under the analysis' counting convention "
+           "(--convention: a peer tool's 'FLOPs' or 'MACs', archcalc.conventions); MACs under the default archcalc",
+           "count", lambda f: f.convention * f.batch, formats=frozenset({"json", "csv"}), brief=True),
 )
 
 #: Figures that exist only for the whole network, after the per-layer ones in JSON, each worked out
