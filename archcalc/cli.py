@@ -165,7 +165,8 @@ def _check_convention(ctx: click.Context, param: click.Parameter, value: str) ->
 def _analysis_options(command: Any) -> Any:
     """--batch, --dtype and --optimizer, shared by the commands that analyse."""
     command = click.option("--optimizer", type=click.Choice(list(formulas.OPTIMIZER_SLOTS)), default="sgd", show_default=True,
-                           help="Optimizer whose state the training-memory total includes.")(command)
+                           help="Optimizer whose state the training-memory total includes (and whose update "
+                                "the training step's MACs count).")(command)
     command = click.option("--dtype", type=click.Choice(list(formulas.DTYPE_BYTES)), default="float32", show_default=True,
                            help="Value type for the byte counts.")(command)
     return click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
@@ -265,7 +266,9 @@ def cli(max_layers: int | None) -> None:
 @click.option("--paths", "with_paths", is_flag=True,
               help="Also count the input-to-output paths (2^k for k skip connections) and their lengths in layers with weights.")
 @click.option("--training", is_flag=True,
-              help="Also what backward keeps per layer (bytes, as PyTorch's autograd) and the training peak (table, markdown).")
+              help="Also per layer what backward keeps (bytes, as PyTorch's autograd) and computes (input- and "
+                   "weight-gradient MACs), the training peak and a training step's MACs (table, markdown; JSON always "
+                   "has the MACs).")
 @_convention_option
 @click.option("--explain", "explain_counts", is_flag=True,
               help="Also each layer's rule under the convention with its values (table, markdown).")
@@ -319,7 +322,7 @@ def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: 
 
             console.print(paths_table(analysis.paths))
     if training:
-        _training_memory(model, batch, dtype, optimizer, fmt)
+        _training(model, analysis, fmt)
     if explain_counts:
         _explain_counts(model, convention, fmt)
 
@@ -346,17 +349,19 @@ def _explain_counts(model: Any, convention: str, fmt: str) -> None:
     _console().print(table)
 
 
-def _training_memory(model: Any, batch: int, dtype: str, optimizer: str, fmt: str) -> None:
-    """After a report: the pytorch memory model's per-layer kept bytes and its totals."""
+def _training(model: Any, analysis: Any, fmt: str) -> None:
+    """After a report: per layer, the pytorch memory model's kept bytes and what backward computes
+    (input- and weight-gradient MACs); the memory totals and the training step's MACs."""
     from archcalc.memory import memory
     from archcalc.render.memory import kept_markdown, kept_table, summary_lines
+    from archcalc.render.table import training_step_line
 
-    m = memory(model, batch=batch, dtype=dtype, optimizer=optimizer)
+    m = memory(model, batch=analysis.batch, dtype=analysis.dtype, optimizer=analysis.optimizer)
     if fmt == "markdown":
-        click.echo("\n" + kept_markdown(m), nl=False)
+        click.echo("\n" + kept_markdown(m, analysis), nl=False)
     else:
-        _console().print(kept_table(m))
-    for line in summary_lines(m):
+        _console().print(kept_table(m, analysis))
+    for line in [*summary_lines(m), training_step_line(analysis)]:
         click.echo(line)
 
 

@@ -25,7 +25,7 @@ from archcalc.errors import ArchcalcError, check
 from archcalc.graph import Graph
 from archcalc.loading import load
 from archcalc.ops import Param, RunContext, Window, get_op
-from archcalc.passes import analyze, infer_shapes
+from archcalc.passes import analyze, infer_shapes, input_grad_needed
 from archcalc.render.format import binary_bytes
 
 DTYPES = ("float32", "float64")
@@ -286,8 +286,9 @@ class Executor:
         self._refuse_above_limit(_estimate(self.graph, self.layers, self.dtype, batch))
         self.rng = np.random.default_rng(self.seed)
         self.training = True
-        #: Compute dJ/d(network input) in backward (:attr:`input_grad`). False saves the first
-        #: layers' input-gradient work when training, as frameworks skip it for inputs.
+        #: Compute dJ/d(network input) in backward (:attr:`input_grad`). False saves, when
+        #: training, the input-gradient work of every layer whose inputs depend on no learned
+        #: parameter (the first conv's, a pool's before it), as frameworks skip it.
         self.needs_input_grad = True
         self.params: dict[str, np.ndarray] = {}
         self.trainable: set[str] = set()
@@ -305,6 +306,13 @@ class Executor:
         self.velocity: dict[str, np.ndarray] = {}
         self.timings: dict[str, LayerTiming] = {node.name: LayerTiming() for node in self.graph.nodes[1:]}
         self.macs_performed: dict[str, int] = {}
+        #: Per node, the (input-gradient, weight-gradient) MACs the last backward performed,
+        #: counted from the operand shapes of its products (see :meth:`check_backward_macs`).
+        self.backward_macs_performed: dict[str, tuple[int, int]] = {}
+        #: Per node, whether the last forward asked its backward for the input gradient.
+        self._input_grads: dict[str, bool] = {}
+        self._ctx: RunContext | None = None
+        self._needed: dict[str, bool] | None = None
         self.input_grad: np.ndarray | None = None
         self._caches: dict[str, Any] = {}
         self._outputs: dict[str, np.ndarray] = {}
@@ -385,14 +393,15 @@ class Executor:
     def _forward(self, x: np.ndarray, seed: int | None) -> np.ndarray:
         self._outputs, self._caches = {}, {}  # let the last batch's arrays go before this one's exist
         x = np.ascontiguousarray(x, dtype=self.dtype)
-        ctx = RunContext(self.training, self.rng if seed is None else np.random.default_rng(seed))
+        ctx = self._ctx = RunContext(self.training, self.rng if seed is None else np.random.default_rng(seed))
+        needed = self._input_grad_needed()
         outputs = {self.graph.nodes[0].name: x}
         self._caches = {}
         for node in self.graph.nodes[1:]:
             layer = self.layers[node.name]
             params = {name: self.params[key] for name, key in self._param_names[node.name]}
             before = ctx.macs
-            ctx.input_grads = self.needs_input_grad or any(ref != self.graph.nodes[0].name for ref in node.inputs)
+            ctx.input_grads = self._input_grads[node.name] = self.needs_input_grad or needed[node.name]
             start = time.perf_counter()
             y, self._caches[node.name] = get_op(node.type).forward(layer, [outputs[r] for r in node.inputs], params, ctx)
             self.timings[node.name].forward += time.perf_counter() - start
@@ -425,6 +434,47 @@ class Executor:
                 result[row.name] = (performed, row.macs)
         return result
 
+    def _input_grad_needed(self) -> dict[str, bool]:
+        """Per node, whether its backward must give its inputs' gradient when the network input
+        needs none (:attr:`needs_input_grad` False): some input depends on a learned parameter
+        (:func:`archcalc.passes.input_grad_needed`, as PyTorch's autograd decides)."""
+        if self._needed is None:
+            self._needed = input_grad_needed(self.graph, self.layers)
+        return self._needed
+
+    def _requires_grad(self, node: Any) -> bool:
+        """Whether the node's output depends on a learned parameter (its own or an input's)."""
+        return self._input_grad_needed()[node.name] or any(key in self.trainable for _, key in self._param_names[node.name])
+
+    def check_backward_macs(self) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
+        """Per node that multiplies in backward: ((input-gradient, weight-gradient) MACs performed
+        in the last backward, the analyzer's).
+
+        The analyzer's figures are ``input_grad_macs`` and ``weight_grad_macs`` of the report
+        (the input gradient's 0 where no input depends on a learned parameter); where this
+        executor computed an input gradient nobody needed (:attr:`needs_input_grad`), the op's
+        rule as if it were needed (:meth:`~archcalc.ops.base.Op.backward_cost`). Every node is
+        checked, whatever its op: a mismatch raises :class:`ExecutionMismatch`.
+        """
+        if not self.backward_macs_performed:
+            raise ArchcalcError("checking backward's MACs needs a backward pass first")
+        analysis = analyze(self.graph, batch=self._batch)
+        needed = self._input_grad_needed()
+        result = {}
+        for row in analysis.layers[1:]:
+            predicted_input, predicted_weight = row.figure("input_grad_macs"), row.figure("weight_grad_macs")
+            if self._input_grads[row.name] and not needed[row.name]:
+                layer = self.layers[row.name]
+                predicted_input = get_op(row.type).backward_cost(layer).input_grad_macs * self._batch
+            performed = self.backward_macs_performed.get(row.name, (0, 0))
+            if performed != (predicted_input, predicted_weight):
+                raise ExecutionMismatch(
+                    f"layer {row.name!r}: backward performed {performed[0]} input-gradient and {performed[1]} "
+                    f"weight-gradient MACs, the analyzer says {predicted_input} and {predicted_weight}")
+            if any(performed):
+                result[row.name] = (performed, (predicted_input, predicted_weight))
+        return result
+
     def backward(self, dy: np.ndarray) -> dict[str, np.ndarray]:
         """Gradients of every trainable parameter, by name, from ``dy`` = dJ/d(output).
 
@@ -444,13 +494,19 @@ class Executor:
         last = self.graph.nodes[-1]
         grads_out: dict[str, np.ndarray] = {last.name: np.asarray(dy, dtype=self.dtype)}
         grads: dict[str, np.ndarray] = {}
+        ctx = self._ctx
+        self.backward_macs_performed = {}
         for node in reversed(self.graph.nodes[1:]):
             d_out = grads_out.pop(node.name, None)
+            if d_out is None and not self.needs_input_grad and not self._requires_grad(node):
+                continue  # no learned parameter in it or before it: nothing of its backward is needed
             if d_out is None:  # nothing downstream reads this node
                 d_out = np.zeros((self._batch, *self.layers[node.name].out_shape), dtype=self.dtype)
             start = time.perf_counter()
+            before = ctx.input_grad_macs, ctx.weight_grad_macs
             d_inputs, d_params = get_op(node.type).backward(self.layers[node.name], d_out, self._caches[node.name])
             self.timings[node.name].backward += time.perf_counter() - start
+            self.backward_macs_performed[node.name] = (ctx.input_grad_macs - before[0], ctx.weight_grad_macs - before[1])
             for name, grad in d_params.items():
                 grads[f"{node.name}.{name}"] = grad
             for ref, d_in in zip(node.inputs, d_inputs):

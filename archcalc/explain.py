@@ -70,6 +70,7 @@ def explain_layer(graph: Graph, analysis: Analysis, layer: str, group_digits: bo
             lines.append(("MACs for the batch", f"{per_sample} * {batch} = {row.macs}"))
         if row.macs:
             lines.append(("FLOPs", f"2 * MACs = 2 * {row.macs} = {row.flops}"))
+        lines.extend(_explain_backward(op.backward_cost(resolved), row, batch))
         if any(q.startswith("other ops") for q, _ in lines):  # the op wrote its arithmetic (one sample)
             if batch != 1 and row.other_ops:
                 lines.append(("other ops for the batch", f"{row.other_ops // batch} * {batch} = {row.other_ops}"))
@@ -85,6 +86,24 @@ def explain_layer(graph: Graph, analysis: Analysis, layer: str, group_digits: bo
     if analysis.layer(node.name).receptive_field.resolution_dependent:
         lines.append(("receptive field", _field_dependence(graph, analysis, node.name)))
     return [(quantity, readable(text, group_digits)) for quantity, text in lines]
+
+
+def _explain_backward(cost: Any, row: Any, batch: int) -> list[tuple[str, str]]:
+    """The backward's MACs of an op that multiplies (its rule: "backward" in its docstring)."""
+    if not cost.macs:
+        return []
+    rule = "the forward's MACs again" if cost.input_grad_macs == cost.weight_grad_macs == row.macs // batch else "its rule"
+
+    def text(per_sample: int) -> str:
+        return f"{per_sample} ({rule})" if batch == 1 else f"{per_sample} * {batch} = {per_sample * batch} ({rule})"
+
+    if row.figure("input_grad_macs"):
+        input_text = text(cost.input_grad_macs)
+    else:
+        input_text = (f"0: no input depends on a learned parameter, so backward skips it as frameworks do "
+                      f"(it would cost {rule}: {cost.input_grad_macs * batch})")
+    weight_text = text(cost.weight_grad_macs) if row.figure("weight_grad_macs") else "0 (no learned parameters)"
+    return [("input-gradient MACs", input_text), ("weight-gradient MACs", weight_text)]
 
 
 #: A parenthesised group with a comma in it: a shape tuple or a remark, whose numbers stay as written.

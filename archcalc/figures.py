@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from archcalc import formulas
-from archcalc.ops.base import Cost, Layer, Param
+from archcalc.ops.base import BackwardCost, Cost, Layer, Param
 
 if TYPE_CHECKING:
     from archcalc.memory import Peaks
@@ -28,9 +28,12 @@ FORMATS = frozenset({"json", "csv", "table", "compare", "grade"})
 class LayerFacts:
     """What a layer's figures are computed from: the op's rules applied to one resolved layer.
 
-    ``params`` holds parameter and buffer tensors by name (each with its role); ``cost`` is for
-    one sample; ``batch`` and ``dtype`` are the analysis'; ``convention`` is the layer's forward
-    count for one sample under the analysis' counting convention (:mod:`archcalc.conventions`).
+    ``params`` holds parameter and buffer tensors by name (each with its role); ``cost`` and
+    ``backward`` (:meth:`~archcalc.ops.base.Op.backward_cost`, the input gradient's as if needed)
+    are for one sample; ``batch`` and ``dtype`` are the analysis'; ``convention`` is the layer's
+    forward count for one sample under the analysis' counting convention
+    (:mod:`archcalc.conventions`); ``input_grad_needed`` says whether some input of the layer
+    depends on a learned parameter (:func:`archcalc.passes.input_grad_needed`).
     """
 
     layer: Layer
@@ -39,6 +42,8 @@ class LayerFacts:
     batch: int
     dtype: str
     convention: int = 0
+    backward: BackwardCost = BackwardCost()
+    input_grad_needed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +118,27 @@ def _training_bytes(totals: Mapping[str, Any], facts: NetworkFacts) -> int:
     return totals[f"{facts.memory_model}_training_bytes"]
 
 
+def _input_grad_macs(facts: LayerFacts) -> int:
+    return facts.backward.input_grad_macs * facts.batch if facts.input_grad_needed else 0
+
+
+def _weight_grad_macs(facts: LayerFacts) -> int:
+    trained = any(p.trainable for p in facts.params.values())
+    return facts.backward.weight_grad_macs * facts.batch if trained else 0
+
+
+def _update_macs(totals: Mapping[str, Any], facts: NetworkFacts) -> int:
+    return formulas.OPTIMIZER_UPDATE[facts.optimizer].macs * totals["params_trainable"]
+
+
+def _update_other_ops(totals: Mapping[str, Any], facts: NetworkFacts) -> int:
+    return formulas.OPTIMIZER_UPDATE[facts.optimizer].other_ops * totals["params_trainable"]
+
+
+def _training_macs(totals: Mapping[str, Any], facts: NetworkFacts) -> int:
+    return totals["macs"] + totals["backward_macs"] + totals["update_macs"]
+
+
 #: Per-layer figures, in the order of JSON keys, CSV columns and tables.
 LAYER_FIGURES: tuple[Figure, ...] = (
     Figure("output_shape", "Output shape", "the output's shape, channels first, without the batch axis", "shape",
@@ -136,6 +162,14 @@ LAYER_FIGURES: tuple[Figure, ...] = (
     Figure("other_ops", "Other ops", "element-wise work for the batch: bias adds, activations, pooling, "
            "normalisation, softmax, adds (one per output value per elementary operation)", "count",
            lambda f: f.cost.other_ops * f.batch, formats=FORMATS - {"table", "grade"}),
+    Figure("input_grad_macs", "Input-grad MACs", "multiply-accumulates of the gradient with respect to the layer's "
+           "inputs for the batch (conv, transposed conv, linear: the forward MACs); 0 where no input depends on a "
+           "learned parameter, as frameworks skip it (the first conv's)", "count", _input_grad_macs,
+           formats=frozenset({"json", "csv"}), aliases=("input gradient macs",), brief=True),
+    Figure("weight_grad_macs", "Weight-grad MACs", "multiply-accumulates of the gradients of the layer's learned "
+           "parameters for the batch (conv, transposed conv, linear: the forward MACs); 0 without learned parameters",
+           "count", _weight_grad_macs, formats=frozenset({"json", "csv"}), aliases=("weight gradient macs",),
+           brief=True),
     Figure("activations", "Activations", "output values for the batch; the total counts the input and every output "
            "that needs new storage", "count", lambda f: math.prod(f.layer.out_shape) * f.batch, total="stored",
            fold="stored", aliases=("memory", "mem", "activation"), brief=True),
@@ -166,6 +200,21 @@ TOTAL_ONLY_FIGURES: tuple[Figure, ...] = (
     Figure("training_bytes", "Training memory", "memory to train on the batch by the analysis' memory model "
            "(memory_model: pytorch_training_bytes or lecture_training_bytes)", "bytes", None, total="", fold="",
            formats=frozenset({"json", "compare"}), of_totals=_training_bytes),
+    Figure("backward_macs", "Backward MACs", "multiply-accumulates of the backward pass for the batch: "
+           "input_grad_macs + weight_grad_macs", "count", None, total="", fold="", formats=frozenset({"json"}),
+           of_totals=lambda totals, facts: totals["input_grad_macs"] + totals["weight_grad_macs"]),
+    Figure("update_macs", "Update MACs", "multiply-accumulates of one optimizer step over the trainable parameters, "
+           "per parameter by the optimizer (formulas.OPTIMIZER_UPDATE: sgd 1, momentum 2, adam 3), whatever the batch",
+           "count", None, total="", fold="", formats=frozenset({"json"}), of_totals=_update_macs),
+    Figure("update_other_ops", "Update other ops", "the optimizer step's other element-wise ops (adam: 8 per "
+           "parameter: lone multiplies, divisions, a square root and an add)", "count", None, total="", fold="",
+           formats=frozenset({"json"}), of_totals=_update_other_ops),
+    Figure("training_macs", "Training MACs", "multiply-accumulates of one training step on the batch: macs (forward) "
+           "+ backward_macs + update_macs", "count", None, total="", fold="", formats=frozenset({"json"}),
+           of_totals=_training_macs),
+    Figure("training_flops", "Training FLOPs", "2 x training_macs (one multiply and one add each)", "count", None,
+           total="", fold="", formats=frozenset({"json"}),
+           of_totals=lambda totals, facts: formulas.flops(totals["training_macs"])),
     Figure("inference_peak_bytes", "Inference peak", "the forward pass alone with buffer reuse: the most activation "
            "bytes live at once (each tensor freed after its last reader; in-place layers and views allocate "
            "nothing); parameters not included", "bytes", None, total="", fold="", formats=frozenset({"json", "compare"}),

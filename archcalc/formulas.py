@@ -24,6 +24,34 @@ DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int8": 
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
 
 
+@dataclass(frozen=True, slots=True)
+class UpdateCost:
+    """One optimizer step's work per trainable parameter: ``macs`` multiply-adds (a multiply and
+    the add it feeds, ``a*b + c``, is one) and ``other_ops`` (the lone multiplies, divisions,
+    square roots and adds left), with the formula they count."""
+
+    macs: int
+    other_ops: int
+    formula: str
+
+
+#: Work of one step per trainable parameter, from the algorithms in PyTorch's torch.optim docs
+#: (SGD, https://pytorch.org/docs/stable/generated/torch.optim.SGD.html, and Adam,
+#: https://pytorch.org/docs/stable/generated/torch.optim.Adam.html), with their defaults: no
+#: weight decay (``g + lambda*theta`` would add one multiply-add), no dampening, no Nesterov, no
+#: amsgrad. Momentum's count is a step after the first (the first sets b = g). Adam's bias
+#: corrections are counted per parameter as written (m_hat = m / (1 - beta1^t)); PyTorch's
+#: implementation folds them into scalars, which saves two divisions per parameter.
+OPTIMIZER_UPDATE = {
+    "sgd": UpdateCost(1, 0, "theta = theta - lr * g"),
+    "momentum": UpdateCost(2, 0, "b = mu * b + g; theta = theta - lr * b"),
+    "adam": UpdateCost(3, 8, "m = beta1 * m + (1 - beta1) * g (1 multiply-add + 1 multiply); "
+                             "v = beta2 * v + (1 - beta2) * g^2 (1 + 2 multiplies); m_hat = m / (1 - beta1^t), "
+                             "v_hat = v / (1 - beta2^t) (2 divisions); theta = theta - lr * m_hat / (sqrt(v_hat) + eps) "
+                             "(1 multiply-add + a square root, an add and a division)"),
+}
+
+
 def _pair(padding: int | Sequence[int]) -> tuple[int, int]:
     """Padding on one axis as (before, after)."""
     if isinstance(padding, int):

@@ -405,6 +405,16 @@ def matmul_macs(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> int:
     return math.prod(batch) * a_shape[-2] * a_shape[-1] * b_shape[-1]
 
 
+@dataclass
+class BackwardMacs:
+    """Multiply-accumulates a backward kernel performed, counted like the forward's from the
+    operand shapes of each product it ran (:func:`matmul_macs`): the input gradient's and the
+    weight gradient's apart. Pass one to a ``*_backward_cached`` kernel and it adds to it."""
+
+    input_grad: int = 0
+    weight_grad: int = 0
+
+
 def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1, padding: Any = 0,
                         dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, ConvCache]:
     """:func:`conv_forward` and what :func:`conv_backward_cached` needs from it.
@@ -477,14 +487,17 @@ def conv_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: Any = 1,
     return conv_backward_cached(dy, ConvCache(x, w, geo, groups, _kept_cols(x, geo)))
 
 
-def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True) -> tuple[Any, np.ndarray, np.ndarray]:
+def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True,
+                         counted: BackwardMacs | None = None) -> tuple[Any, np.ndarray, np.ndarray]:
     """:func:`conv_backward` from :func:`conv_forward_cached`'s cache.
 
     ``dW = sum_n dY_n X_hat_n^T`` accumulated sample by sample (BLAS reads the transposed X_hat
     in place, with no copy), ``dX_hat = W^T dY``, then col2im sums the windows back. With
     ``need_dx=False`` (a first layer, whose input needs no gradient) dx is None and neither
-    ``W^T dY`` nor col2im runs.
+    ``W^T dY`` nor col2im runs. ``counted`` (a :class:`BackwardMacs`) gets the MACs of the
+    products run, from their operand shapes.
     """
+    counted = BackwardMacs() if counted is None else counted
     x, w, geo, groups = cache.x, cache.w, cache.geo, cache.groups
     dy = _array(dy, "dy")
     _expect_shape(dy, (x.shape[0], w.shape[0], *geo.out), "dy")
@@ -497,9 +510,11 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True)
         dy_t = np.ascontiguousarray(dy_g.transpose(1, 2, 0, 3)).reshape(groups, f // groups, n * geo.positions)
         cols_g = cache.cols.reshape(groups, -1, n * geo.positions)
         dw = np.matmul(dy_t, cols_g.transpose(0, 2, 1))
+        counted.weight_grad += matmul_macs(dy_t.shape, cols_g.transpose(0, 2, 1).shape)
         if not need_dx:
             return None, dw.reshape(w.shape), db
         dcols = np.matmul(w_t, dy_t)
+        counted.input_grad += matmul_macs(w_t.shape, dy_t.shape)
         dx = np.empty(x.shape, dtype=dcols.dtype)
         _C.col2im(dcols, dx, *geo.c_args(x.shape[1], n))
         return dx, dw.reshape(w.shape), db
@@ -508,9 +523,11 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True)
         dw = np.zeros((groups, f // groups, cols_g.shape[2]), dtype=np.result_type(dy, cache.cols))
         for sample in range(n):
             dw += np.matmul(dy_g[sample], cols_g[sample].transpose(0, 2, 1))
+            counted.weight_grad += matmul_macs(dy_g[sample].shape, cols_g[sample].transpose(0, 2, 1).shape)
         if not need_dx:
             return None, dw.reshape(w.shape), db
         dcols = np.matmul(w_t, dy_g)  # dX_hat = W^T dY
+        counted.input_grad += matmul_macs(w_t.shape, dy_g.shape)
         dx = _col2im(dcols.reshape(n, x.shape[1] * geo.taps, geo.positions), tuple(x.shape), geo)
         return dx, dw.reshape(w.shape), db
     c = x.shape[1]
@@ -523,10 +540,12 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True)
     for sample in range(n):
         cols = _sample_cols(x[sample], geo, buffer).reshape(groups, -1, geo.positions)
         np.matmul(dy_g[sample], cols.transpose(0, 2, 1), out=product)
+        counted.weight_grad += matmul_macs(dy_g[sample].shape, cols.transpose(0, 2, 1).shape)
         dw += product
         if not need_dx:
             continue
         np.matmul(w_t, dy_g[sample], out=dcols)
+        counted.input_grad += matmul_macs(w_t.shape, dy_g[sample].shape)
         if geo.pointwise:
             dx[sample] = dcols.reshape(x.shape[1:])
         else:
@@ -1042,14 +1061,16 @@ def conv_transpose_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = 
     return conv_transpose_forward_cached(x, w, b, stride, padding, output_padding, dilation, groups)[0]
 
 
-def conv_transpose_backward_cached(dy: np.ndarray, cache: ConvTransposeCache,
-                                   need_dx: bool = True) -> tuple[Any, np.ndarray, np.ndarray]:
+def conv_transpose_backward_cached(dy: np.ndarray, cache: ConvTransposeCache, need_dx: bool = True,
+                                   counted: BackwardMacs | None = None) -> tuple[Any, np.ndarray, np.ndarray]:
     """Gradients ``(dx, dw, db)`` of a transposed conv from dy (N, F, *out).
 
     Per chunk: ``dY_hat`` = im2col of dY over the adjoint conv's windows (F*prod(k) rows, one
     column per input position), ``dX = W dY_hat`` (the adjoint conv itself) and
     ``dW += X dY_hat^T``. With ``need_dx=False`` dx is None and that GEMM is skipped.
+    ``counted`` (a :class:`BackwardMacs`) gets the MACs of the products run, from their operand shapes.
     """
+    counted = BackwardMacs() if counted is None else counted
     x, w, geo, groups = cache.x, cache.w, cache.geo, cache.groups
     n, c = x.shape[:2]
     f = w.shape[1] * groups
@@ -1075,16 +1096,20 @@ def conv_transpose_backward_cached(dy: np.ndarray, cache: ConvTransposeCache,
             # (dY_hat X^T)^T, not X dY_hat^T: OpenBLAS runs the wide-output form several times
             # faster for few channels (benchmarks/README.md)
             dw += np.matmul(dcols, operand.transpose(0, 2, 1)).transpose(0, 2, 1)
+            counted.weight_grad += matmul_macs(dcols.shape, operand.transpose(0, 2, 1).shape)
             if need_dx:  # dX^T = dY_hat^T W^T, then back to (B, C, P)
                 grad = np.matmul(dcols.transpose(0, 2, 1), w_g.transpose(0, 2, 1))  # (g, B*P, C/g)
+                counted.input_grad += matmul_macs(dcols.transpose(0, 2, 1).shape, w_g.transpose(0, 2, 1).shape)
                 dx[start:stop] = grad.reshape(groups, count, positions, c // groups).transpose(1, 0, 3, 2).reshape(count, c, positions)
         else:
             dcols = _im2col(dy[start:stop], geo).reshape(count, groups, rows // groups, positions)
             operand = flat[start:stop].reshape(count, groups, c // groups, positions)
             for sample in range(count):
                 dw += np.matmul(dcols[sample], operand[sample].transpose(0, 2, 1)).transpose(0, 2, 1)
+                counted.weight_grad += matmul_macs(dcols[sample].shape, operand[sample].transpose(0, 2, 1).shape)
             if need_dx:
                 dx[start:stop] = np.matmul(w_g, dcols).reshape(count, c, positions)
+                counted.input_grad += matmul_macs(w_g.shape, dcols.shape)
     return (None if dx is None else dx.reshape(x.shape)), dw.reshape(w.shape), db
 
 

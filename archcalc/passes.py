@@ -368,16 +368,17 @@ def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[
     return tuple(choose(axis, key=lambda field: field.size) for axis in zip(*paths))
 
 
-def _figures(node: Any, layer: Layer, batch: int, dtype: str, convention: Counted | None) -> tuple[str, tuple[Any, ...]]:
+def _figures(node: Any, layer: Layer, batch: int, dtype: str, convention: Counted | None,
+             needs_input_grad: bool) -> tuple[str, tuple[Any, ...]]:
     """One node's summary and its figures for a batch (``convention``: the counts of a preset
-    other than archcalc's, whose count is the MACs)."""
+    other than archcalc's, whose count is the MACs; ``needs_input_grad``: see :func:`input_grad_needed`)."""
     if not node.inputs:  # the network input: stored, no parameters, no cost
         facts = LayerFacts(layer, {}, Cost(), batch, dtype)
         return "", figures.layer_values(facts)
     op = get_op(node.type)
     cost = op.cost(layer)
     count = cost.macs if convention is None else convention.layers[node.name].forward
-    facts = LayerFacts(layer, op.params(layer), cost, batch, dtype, count)
+    facts = LayerFacts(layer, op.params(layer), cost, batch, dtype, count, op.backward_cost(layer), needs_input_grad)
     return op.summary(layer), figures.layer_values(facts)
 
 
@@ -389,7 +390,8 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
         model: the network: a Graph from :func:`archcalc.load`, or anything it takes.
         batch: samples per batch; MACs and activations scale with it, parameters don't.
         dtype: one of ``float32``, ``float16``, ``bfloat16``, ``int8`` (bytes per value).
-        optimizer: ``sgd``, ``momentum`` or ``adam``, for the training-memory total.
+        optimizer: ``sgd``, ``momentum`` or ``adam``, for the training-memory total and the update's
+            MACs of the training step (``formulas.OPTIMIZER_UPDATE``).
         paths: also count the input-to-output paths and their lengths (:func:`archcalc.paths.paths`);
             the depth as papers count it is always there.
         memory_model: what ``totals.training_bytes`` follows: ``pytorch`` (parameters, gradients and
@@ -429,13 +431,14 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     layer_depends, field_depends = resolution_dependence(graph, layers, fields)
     marked: dict[int, ReceptiveField] = {}  # one marked copy of a field shared by several nodes
     rows = []
-    # a Layer shared by several nodes (see infer_shapes) has its figures worked out once
-    known: dict[int, tuple[str, tuple[Any, ...]]] = {}
+    # a Layer shared by several nodes (see infer_shapes) has its figures worked out once (per input-gradient need)
+    known: dict[tuple[int, bool], tuple[str, tuple[Any, ...]]] = {}
     stores = stored_outputs(graph, layers)
+    needed = input_grad_needed(graph, layers)
     for node in graph:
         layer = layers[node.name]
-        summary, values = (known.get(id(layer))
-                           or known.setdefault(id(layer), _figures(node, layer, batch, dtype, counted)))
+        key = (id(layer), needed.get(node.name, False))
+        summary, values = known.get(key) or known.setdefault(key, _figures(node, layer, batch, dtype, counted, key[1]))
         field = fields[node.name]
         if node.name in field_depends:
             field = marked.get(id(field)) or marked.setdefault(id(field), replace(field, resolution_dependent=True))

@@ -585,10 +585,10 @@ def test_report_training_columns_are_the_timeline():
     table = out[out.index("| Layer | Type | Kept for backward"):]
     rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")]
                                              for line in table.splitlines()[2:] if line.startswith("|"))}
-    assert rows["a"] == ["conv", "128 B", "input", "256 B", "0 B"]
-    assert rows["r"] == ["relu", "128 B", "output", "256 B", "256 B"]
-    assert rows["b"] == ["conv", "0 B", "input (shared)", "384 B", "384 B"]
-    assert rows["s"] == ["add", "0 B", "-", "384 B", "512 B"]
+    assert rows["a"][:5] == ["conv", "128 B", "input", "256 B", "0 B"]
+    assert rows["r"][:5] == ["relu", "128 B", "output", "256 B", "256 B"]
+    assert rows["b"][:5] == ["conv", "0 B", "input (shared)", "384 B", "384 B"]
+    assert rows["s"][:5] == ["add", "0 B", "-", "384 B", "512 B"]
     m = memory(_residual())
     for step in m.timeline:
         if step.layer != "input":

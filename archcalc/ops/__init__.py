@@ -11,6 +11,7 @@ from archcalc.ops.base import (
     POINTWISE,
     REGISTRY,
     UNKNOWN,
+    BackwardCost,
     Cost,
     Example,
     Layer,
@@ -26,7 +27,7 @@ from archcalc.ops.base import (
 )
 
 __all__ = [
-    "GLOBAL", "POINTWISE", "REGISTRY", "Cost", "Example", "Layer", "Op", "Param", "RunContext", "Saved", "Shape",
+    "BackwardCost", "GLOBAL", "POINTWISE", "REGISTRY", "Cost", "Example", "Layer", "Op", "Param", "RunContext", "Saved", "Shape",
     "UNKNOWN", "Window", "format_shape", "get_op", "register",
 ]
 

@@ -100,6 +100,27 @@ class Cost:
 
 
 @dataclass(frozen=True, slots=True)
+class BackwardCost:
+    """Work of one backward pass for one sample (:meth:`Op.backward_cost`), MACs by gradient.
+
+    ``input_grad_macs``: the multiply-accumulates of the gradient with respect to the layer's
+    inputs, as if they need one (whether they do is the graph's business:
+    :func:`archcalc.passes.input_grad_needed`; frameworks skip it for a first conv).
+    ``weight_grad_macs``: those of the gradients of its learned parameters. ``other_ops``: the
+    element-wise work of backward the op states (a bias gradient's sums), 0 where it states none.
+    """
+
+    input_grad_macs: int = 0
+    weight_grad_macs: int = 0
+    other_ops: int = 0
+
+    @property
+    def macs(self) -> int:
+        """Both gradients' MACs (the input gradient's counted as if needed)."""
+        return self.input_grad_macs + self.weight_grad_macs
+
+
+@dataclass(frozen=True, slots=True)
 class Window:
     """A sliding window per spatial axis, as the receptive-field pass needs it.
 
@@ -201,6 +222,12 @@ class RunContext:
     rng: Any
     #: Multiply-accumulates the ops actually performed (conv and linear count theirs).
     macs: int = 0
+    #: Multiply-accumulates the backward products performed, counted like :attr:`macs` from the
+    #: operands of the products run: an op that multiplies keeps this context in its forward
+    #: cache and its backward adds here (the executor's ``check_backward_macs`` compares them
+    #: with :meth:`Op.backward_cost`).
+    input_grad_macs: int = 0
+    weight_grad_macs: int = 0
     #: Whether backward must return the gradient of this node's inputs; when False (the node
     #: reads only the network input and nobody asked for its gradient) an op may return None.
     input_grads: bool = True
@@ -275,6 +302,18 @@ class Op:
     def cost(self, layer: Layer) -> Cost:
         """MACs and other ops of one forward pass for one sample."""
         raise NotImplementedError
+
+    def backward_cost(self, layer: Layer) -> BackwardCost:
+        """MACs of one backward pass for one sample: the input gradient's (as if the input needs
+        one) and the learned parameters' gradients', and the element-wise backward work the op
+        states as other ops.
+
+        The default, for ops without MACs: none, and no other ops: their element-wise backward
+        work (a ReLU's mask, a pool's scatter) is not counted. Every op whose forward has MACs
+        overrides it with the products its backward runs, the rule stated in its docstring
+        ("backward: ..."); tests/test_training.py checks each against the executor's backward.
+        """
+        return BackwardCost()
 
     def window(self, layer: Layer) -> Window | str:
         """The receptive-field window: a :class:`Window`, ``POINTWISE``, ``GLOBAL`` or ``UNKNOWN``."""

@@ -12,6 +12,7 @@ from archcalc.ops.attrs import Attr, boolean, ints, padding, positive_int
 from archcalc.ops.base import (
     BIAS,
     WEIGHT,
+    BackwardCost,
     Cost,
     Example,
     Layer,
@@ -39,6 +40,12 @@ class Conv(Op):
     receptive field: a window of k, s, d and the resolved padding per axis
     saved for backward: its input and weight; with asymmetric padding (PyTorch pads with F.pad first) the
     padded copy of the input instead
+    backward: input gradient = forward MACs (dX_hat = W^T dY per group: (c/groups)*prod(k) by f/groups
+    by prod(out), then col2im sums the windows back, the accumulation over the taps of those same MACs),
+    weight gradient = forward MACs (dW = dY X_hat^T per group), both divided by groups exactly as the
+    forward; other ops = f * prod(out) additions of the bias gradient (when bias). Frameworks skip the input
+    gradient when no input depends on a learned parameter (the first conv). Source: the im2col GEMMs of
+    cs231n's conv backward; Goyal et al. 2017 and Kaplan et al. 2020 ("backward = 2 x forward")
     """
 
     type = "conv"
@@ -93,6 +100,11 @@ class Conv(Op):
         macs = formulas.conv_macs(layer.in_shape[0], a["filters"], a["kernel"], spatial, a["groups"])
         return Cost(macs, a["filters"] * math.prod(spatial) if a["bias"] else 0)
 
+    def backward_cost(self, layer: Layer) -> BackwardCost:
+        """"backward" in the class docstring: each gradient's MACs equal the forward's."""
+        forward = self.cost(layer)
+        return BackwardCost(forward.macs, forward.macs, forward.other_ops)
+
     def window(self, layer: Layer) -> Window:
         return window_of(layer)
 
@@ -104,13 +116,16 @@ class Conv(Op):
             x, params["weight"], params.get("bias"), a["stride"], a["padding"], a["dilation"], a["groups"]
         )
         ctx.macs += cache.macs  # what the GEMMs the kernels ran multiplied, from their operands' shapes
-        return y, (cache, ctx.input_grads)
+        return y, (cache, ctx.input_grads, ctx)
 
     def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
         from archcalc import kernels
 
-        cache, input_grads = cache
-        dx, dw, db = kernels.conv_backward_cached(dy, cache, need_dx=input_grads)
+        cache, input_grads, ctx = cache
+        counted = kernels.BackwardMacs()
+        dx, dw, db = kernels.conv_backward_cached(dy, cache, need_dx=input_grads, counted=counted)
+        ctx.input_grad_macs += counted.input_grad  # from the operand shapes of the GEMMs run
+        ctx.weight_grad_macs += counted.weight_grad
         return [dx], ({"weight": dw, "bias": db} if layer.attrs["bias"] else {"weight": dw})
 
     def workspace(self, layer: Layer, batch: int, itemsize: int) -> int:

@@ -13,6 +13,7 @@ from archcalc.ops.base import (
     AXIS_NAMES,
     BIAS,
     WEIGHT,
+    BackwardCost,
     Cost,
     Example,
     Layer,
@@ -49,6 +50,11 @@ class ConvTranspose(Op):
     output_padding (< stride or < dilation, as torch requires) only lengthens the output's end;
     it chooses among the input sizes that a conv of the same k, s, p, d maps to ``in``.
     saved for backward: its input and weight
+    backward: input gradient = forward MACs (dX = W dY_hat per group, dY_hat the im2col of dY over the
+    adjoint conv's windows: the input gradient of a transposed conv is a conv), weight gradient = forward
+    MACs (dW = X dY_hat^T per group), both divided by groups exactly as the forward; other ops =
+    f * prod(out) additions of the bias gradient (when bias). Source: the adjoint relation of conv and
+    transposed conv (Dumoulin and Visin 2016, "A guide to convolution arithmetic", section 4)
     """
 
     type = "conv_transpose"
@@ -121,6 +127,11 @@ class ConvTranspose(Op):
         macs = formulas.conv_transpose_macs(layer.in_shape[0], a["filters"], a["kernel"], layer.in_shape[1:], a["groups"])
         return Cost(macs, a["filters"] * math.prod(layer.out_shape[1:]) if a["bias"] else 0)
 
+    def backward_cost(self, layer: Layer) -> BackwardCost:
+        """"backward" in the class docstring: each gradient's MACs equal the forward's."""
+        forward = self.cost(layer)
+        return BackwardCost(forward.macs, forward.macs, forward.other_ops)
+
     def window(self, layer: Layer) -> Window:
         """Stride insertion plus a stride-1 conv (JAX's lhs_dilation): padding counted on the dilated input."""
         a = layer.attrs
@@ -137,13 +148,16 @@ class ConvTranspose(Op):
             x, params["weight"], params.get("bias"), a["stride"], a["padding"], a["output_padding"], a["dilation"], a["groups"]
         )
         ctx.macs += cache.macs  # counted from the operand shapes of the GEMMs the kernels ran
-        return y, (cache, ctx.input_grads)
+        return y, (cache, ctx.input_grads, ctx)
 
     def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
         from archcalc import kernels
 
-        cache, input_grads = cache
-        dx, dw, db = kernels.conv_transpose_backward_cached(dy, cache, need_dx=input_grads)
+        cache, input_grads, ctx = cache
+        counted = kernels.BackwardMacs()
+        dx, dw, db = kernels.conv_transpose_backward_cached(dy, cache, need_dx=input_grads, counted=counted)
+        ctx.input_grad_macs += counted.input_grad  # from the operand shapes of the GEMMs run
+        ctx.weight_grad_macs += counted.weight_grad
         return [dx], ({"weight": dw, "bias": db} if layer.attrs["bias"] else {"weight": dw})
 
     def workspace(self, layer: Layer, batch: int, itemsize: int) -> int:

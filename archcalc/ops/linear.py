@@ -13,6 +13,7 @@ from archcalc.ops.base import (
     BIAS,
     GLOBAL,
     WEIGHT,
+    BackwardCost,
     Cost,
     Example,
     Layer,
@@ -45,6 +46,10 @@ class Linear(Op):
     receptive field: on a flat (in,) input global; otherwise global along the last axis (each
     unit sees all of it: a window as wide as the axis, stride 0) and unchanged on the others
     saved for backward: its input and weight
+    backward: input gradient = forward MACs (dX = dY W: positions by units by in), weight gradient =
+    forward MACs (dW = dY^T X: units by positions by in, summed over the positions); other ops = units
+    additions of the bias gradient per position (when bias). Source: the matrix calculus of y = x W^T
+    (cs231n's affine_backward)
     """
 
     type = "linear"
@@ -78,6 +83,11 @@ class Linear(Op):
         macs = formulas.linear_macs(layer.in_shape[-1], units) * positions
         return Cost(macs, units * positions if layer.attrs["bias"] else 0)
 
+    def backward_cost(self, layer: Layer) -> BackwardCost:
+        """"backward" in the class docstring: each gradient's MACs equal the forward's."""
+        forward = self.cost(layer)
+        return BackwardCost(forward.macs, forward.macs, forward.other_ops)
+
     def window(self, layer: Layer) -> Window | str:
         in_shape = layer.in_shape
         if len(in_shape) == 1:
@@ -105,14 +115,20 @@ class Linear(Op):
         if "bias" in params:
             y += params["bias"]
         ctx.macs += kernels.matmul_macs(rows.shape, weight.T.shape)  # from the operands of the product run
-        return y.reshape(*x.shape[:-1], weight.shape[0]), (rows, weight, x.shape)
+        return y.reshape(*x.shape[:-1], weight.shape[0]), (rows, weight, x.shape, ctx.input_grads, ctx)
 
     def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
-        rows, weight, x_shape = cache
+        from archcalc import kernels
+
+        rows, weight, x_shape, input_grads, ctx = cache
         dy_rows = dy.reshape(-1, dy.shape[-1])
         grads = {"weight": dy_rows.T @ rows}
+        ctx.weight_grad_macs += kernels.matmul_macs(dy_rows.T.shape, rows.shape)  # from the operands of the product
         if layer.attrs["bias"]:
             grads["bias"] = dy_rows.sum(axis=0)
+        if not input_grads:  # no input depends on a learned parameter: frameworks skip dX
+            return [None], grads
+        ctx.input_grad_macs += kernels.matmul_macs(dy_rows.shape, weight.shape)
         return [(dy_rows @ weight).reshape(x_shape)], grads
 
     def torch_module(self, layer: Layer) -> Any:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archcalc.errors import ArchcalcError
 from archcalc.memory import EXCLUDED, Memory
-from archcalc.render.format import binary_bytes
+from archcalc.render.format import binary_bytes, si
+
+if TYPE_CHECKING:
+    from archcalc.report import Analysis
 
 
 def summary_lines(m: Memory) -> list[str]:
@@ -104,6 +107,9 @@ def plot(m: Memory, path: str) -> str:
 KEPT_COLUMNS = (("Layer", "left"), ("Type", "left"), ("Kept for backward", "right"), ("Kept (what)", "left"),
                 ("Live after forward", "right"), ("Live after backward", "right"))
 
+#: The columns ``report --training`` adds to :data:`KEPT_COLUMNS`: what each layer's backward computes.
+GRADIENT_COLUMNS = (("Input-grad MACs", "right"), ("Weight-grad MACs", "right"))
+
 
 def kept_rows(m: Memory) -> list[tuple[str, ...]]:
     """Per layer: name, type, bytes first kept there (``?``: a stand-in, unknown), what it keeps
@@ -118,22 +124,42 @@ def kept_rows(m: Memory) -> list[tuple[str, ...]]:
     return rows
 
 
-def kept_table(m: Memory) -> Any:
-    """:func:`kept_rows` as a rich table."""
+def training_rows(m: Memory, analysis: Analysis) -> list[tuple[str, ...]]:
+    """:func:`kept_rows` with each layer's backward MACs from ``analysis`` (the same network, batch):
+    the input gradient's (0 where not computed) and the weight gradient's, with SI suffixes."""
+    by_name = {row.name: row for row in analysis.layers}
+    rows = []
+    for kept, layer in zip(kept_rows(m), m.layers):
+        report = by_name[layer.name]
+        rows.append((*kept, si(report.figure("input_grad_macs")), si(report.figure("weight_grad_macs"))))
+    return rows
+
+
+def _columns_and_rows(m: Memory, analysis: Analysis | None) -> tuple[tuple[tuple[str, str], ...], list[tuple[str, ...]]]:
+    if analysis is None:
+        return KEPT_COLUMNS, kept_rows(m)
+    return KEPT_COLUMNS + GRADIENT_COLUMNS, training_rows(m, analysis)
+
+
+def kept_table(m: Memory, analysis: Analysis | None = None) -> Any:
+    """:func:`kept_rows` as a rich table; with ``analysis``, :func:`training_rows`."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(f"{m.name}: what backward keeps, batch {m.batch}, {m.dtype}"))
-    for header, justify in KEPT_COLUMNS:
+    what = "what backward keeps" if analysis is None else "what backward keeps and computes"
+    table = Table(title=Text(f"{m.name}: {what}, batch {m.batch}, {m.dtype}"))
+    columns, rows = _columns_and_rows(m, analysis)
+    for header, justify in columns:
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
-    for row in kept_rows(m):
+    for row in rows:
         table.add_row(*(Text(cell) for cell in row))
     return table
 
 
-def kept_markdown(m: Memory) -> str:
-    """:func:`kept_rows` as a markdown table."""
-    lines = ["| " + " | ".join(h for h, _ in KEPT_COLUMNS) + " |",
-             "|" + "".join("---|" if j == "left" else "---:|" for _, j in KEPT_COLUMNS)]
-    lines += ["| " + " | ".join(row) + " |" for row in kept_rows(m)]
+def kept_markdown(m: Memory, analysis: Analysis | None = None) -> str:
+    """:func:`kept_rows` as a markdown table; with ``analysis``, :func:`training_rows`."""
+    columns, rows = _columns_and_rows(m, analysis)
+    lines = ["| " + " | ".join(h for h, _ in columns) + " |",
+             "|" + "".join("---|" if j == "left" else "---:|" for _, j in columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"

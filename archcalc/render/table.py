@@ -196,6 +196,22 @@ def training_line(analysis: Analysis) -> str:
     return f"{head}: {fixed} + {kept} = {pytorch}; the lecture's x2 rule: {lecture} (--memory-model lecture)."
 
 
+def training_step_line(analysis: Analysis) -> str:
+    """``report --training``'s line: the MACs of a training step, forward + backward + the optimizer update."""
+    from archcalc.formulas import OPTIMIZER_UPDATE
+
+    t, update = analysis.totals, OPTIMIZER_UPDATE[analysis.optimizer]
+    per = "one sample" if analysis.batch == 1 else f"a batch of {analysis.batch}"
+    other = f" and {update.other_ops} other ops" if update.other_ops else ""
+    return (f"Training step ({analysis.optimizer}, {per}): forward {grouped(t.macs)} + backward {grouped(t.backward_macs)} "
+            f"(input gradients {grouped(t.input_grad_macs)}, weight gradients {grouped(t.weight_grad_macs)}; the first "
+            "layer's input gradient is not computed, as frameworks skip it) + update "
+            f"{grouped(t.update_macs)} = {grouped(t.training_macs)} MACs = {si(t.training_flops, 2)} FLOPs (2 per MAC). "
+            "Conv, transposed conv and linear backward cost their forward MACs once for the input gradient and once for "
+            f"the weight gradient; the {analysis.optimizer} update is {update.macs} multiply-add{'s' if update.macs != 1 else ''}"
+            f"{other} per trainable parameter ({update.formula}).")
+
+
 #: Columns a narrow terminal hides first, in order; every figure stays in --format json/csv/markdown.
 DROP_ORDER = ("Memory", "Weights", "Type", "Receptive field")
 
