@@ -446,10 +446,13 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
                                 field, values, resolution_dependent=node.name in layer_depends))
     peaks = memory_peaks(graph, layers, batch, dtype, stores)
     totals = Totals(figures.totals(rows, NetworkFacts(batch, dtype, optimizer, memory_model, peaks)))
+    # archcalc's own backward count is the backward MACs; a peer's, its preset's backward rules (None: it counts none)
+    backward = totals.values["backward_macs"] if counted is None else (
+        counted.backward * batch if preset.counts_backward else None)
     return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description,
                     graph.warnings, network_paths.depth(graph, layers),
                     network_paths.paths(graph, layers) if paths else None, uncounted(graph), memory_model, peaks,
-                    preset.name, None if counted is None or not preset.counts_backward else counted.backward * batch)
+                    preset.name, backward)
 
 
 def input_grad_needed(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, bool]:

@@ -178,3 +178,12 @@ def test_conventions_command_lists_the_presets_and_one_presets_rules(tool_preset
     assert code == 2 and "unknown convention 'tol'; did you mean 'tool'?" in err
     code, out, err = run_main("report", "lenet5", "--convention", "tol")
     assert code == 2 and err.count("\n") == 1 and "unknown convention 'tol'; did you mean 'tool'?" in err
+
+
+@pytest.mark.parametrize("model", ["lenet5", "mobilenet_v2"])
+def test_archcalcs_backward_is_the_reports_backward_macs(model):
+    """The default convention's backward total (JSON) is the training figures' backward MACs,
+    and its per-layer backward rule sums to them."""
+    analysis = archcalc.analyze(model, batch=3)
+    assert analysis.to_dict()["convention"]["backward"] == analysis.totals.backward_macs
+    assert conventions.count(model, "archcalc", batch=3).backward == analysis.totals.backward_macs
