@@ -438,6 +438,28 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
                     network_paths.paths(graph, layers) if paths else None, uncounted(graph), memory_model, peaks)
 
 
+def input_grad_needed(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, bool]:
+    """Whether backward computes each layer's input gradient, by node name (the input node excluded).
+
+    A tensor needs a gradient when a learned parameter is upstream of it: the layer's own or an
+    input's. A layer's input gradient is computed when one of its inputs needs a gradient, so
+    the first conv's is not (the network input does not require one), nor that of a pool or
+    reshape between the input and the first layer with parameters: PyTorch's autograd skips
+    them (``needs_input_grad`` false), as every framework does.
+    """
+    requires: dict[str, bool] = {graph.nodes[0].name: False}
+    needed: dict[str, bool] = {}
+    # a Layer shared by several nodes has equal parameters: ask its op once
+    learned: dict[int, bool] = {}
+    for node in graph.nodes[1:]:
+        layer = layers[node.name]
+        if id(layer) not in learned:
+            learned[id(layer)] = any(p.role.learned for p in get_op(node.type).params(layer).values())
+        needed[node.name] = any(requires[ref] for ref in node.inputs)
+        requires[node.name] = needed[node.name] or learned[id(layer)]
+    return needed
+
+
 def uncounted(graph: Graph) -> tuple[Uncounted, ...]:
     """The stand-in layers of a partial import (ops no rule counts), by source op, in order of
     first appearance."""

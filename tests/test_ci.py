@@ -13,6 +13,13 @@ def test_ci_has_the_torch_oracle():
     assert importlib.util.find_spec("torch") is not None, "CI must install torch (.ci/run: torch==2.14.1 torchvision==0.29.1)"
 
 
+@pytest.mark.skipif(os.environ.get("CI") != "true", reason="only CI must have the oracle installed")
+@pytest.mark.parametrize("tool", ["fvcore", "ptflops", "thop", "torchinfo"])
+def test_ci_has_the_peer_tools(tool):
+    """The conventions' presets are checked against these tools (pyproject's oracle extra)."""
+    assert importlib.util.find_spec(tool) is not None, f"CI must install {tool} (pip install -e '.[test]')"
+
+
 def test_every_package_is_in_the_wheel():
     """A package missing from pyproject's list works in an editable install and is absent from the
     wheel (`pip install .`): every directory of archcalc with an __init__.py must be listed."""
