@@ -250,10 +250,13 @@ def cli(max_layers: int | None) -> None:
               help="Also count the input-to-output paths (2^k for k skip connections) and their lengths in layers with weights.")
 @click.option("--training", is_flag=True,
               help="Also what backward keeps per layer (bytes, as PyTorch's autograd) and the training peak (table, markdown).")
+@click.option("--cumulative", is_flag=True,
+              help="Show each layer's cumulative MACs: its own and those of every layer it depends on, each once "
+                   "(JSON and CSV always carry them as cumulative_macs).")
 @_memory_model_option
 @_analysis_options
-def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: bool, memory_model: str, batch: int,
-           dtype: str, optimizer: str) -> None:
+def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: bool, cumulative: bool,
+           memory_model: str, batch: int, dtype: str, optimizer: str) -> None:
     """Per-layer table of output shapes, params, MACs, activations and receptive fields, with totals."""
     from archcalc.passes import analyze
 
@@ -281,7 +284,7 @@ def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: 
     elif fmt == "markdown":
         from archcalc.render.table import markdown_table
 
-        click.echo(markdown_table(analysis, depth), nl=False)
+        click.echo(markdown_table(analysis, depth, cumulative), nl=False)
         if analysis.paths is not None:
             from archcalc.render.table import paths_markdown
 
@@ -290,7 +293,7 @@ def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: 
         from archcalc.render.table import rich_table
 
         console = _console()
-        console.print(rich_table(analysis, depth, _table_width(console)))
+        console.print(rich_table(analysis, depth, _table_width(console), cumulative))
         if analysis.paths is not None:
             from archcalc.render.table import paths_table
 

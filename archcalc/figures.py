@@ -140,6 +140,10 @@ LAYER_FIGURES: tuple[Figure, ...] = (
     Figure("activation_bytes", "Memory", "bytes of the activations in the analysis' dtype", "bytes",
            lambda f: formulas.activation_bytes(math.prod(f.layer.out_shape) * f.batch, f.dtype), total="stored",
            fold="stored", aliases=("bytes", "memory_bytes")),
+    Figure("cumulative_macs", "Cumulative MACs", "MACs for the batch of the layer and of everything it depends on, each "
+           "ancestor once: the cost up to this layer, as receptive-field tables quote it per end-point (worked out "
+           "over the graph by archcalc.cumulative; shown by report --cumulative)", "count", lambda f: None, total="",
+           fold="last", formats=frozenset({"json", "csv"}), aliases=("cumulative", "cumulative macs"), brief=True),
 )
 
 #: Figures that exist only for the whole network, after the per-layer ones in JSON, each worked out

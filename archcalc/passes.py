@@ -12,6 +12,7 @@ from typing import Any
 
 from archcalc import figures, formulas
 from archcalc import paths as network_paths
+from archcalc.cumulative import cumulative
 from archcalc.errors import RuleError, ShapeError, SpecError, check
 from archcalc.figures import LayerFacts, NetworkFacts
 from archcalc.graph import Graph
@@ -431,6 +432,7 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
             field = marked.get(id(field)) or marked.setdefault(id(field), replace(field, resolution_dependent=True))
         rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores[node.name],
                                 field, values, resolution_dependent=node.name in layer_depends))
+    rows = _with_cumulative(graph, rows)
     peaks = memory_peaks(graph, layers, batch, dtype, stores)
     totals = Totals(figures.totals(rows, NetworkFacts(batch, dtype, optimizer, memory_model, peaks)))
     return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description,
@@ -458,6 +460,14 @@ def input_grad_needed(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, bo
         needed[node.name] = any(requires[ref] for ref in node.inputs)
         requires[node.name] = needed[node.name] or learned[id(layer)]
     return needed
+
+
+def _with_cumulative(graph: Graph, rows: list[LayerReport]) -> list[LayerReport]:
+    """The rows with their ``cumulative_macs`` (:mod:`archcalc.cumulative`): a layer's MACs plus
+    its ancestors', each once; it needs the graph, so it is filled in here rather than per layer."""
+    totals = cumulative(graph, {row.name: row.macs for row in rows})
+    index = figures.LAYER_INDEX["cumulative_macs"]
+    return [replace(row, values=(*row.values[:index], totals[row.name], *row.values[index + 1:])) for row in rows]
 
 
 def uncounted(graph: Graph) -> tuple[Uncounted, ...]:

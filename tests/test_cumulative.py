@@ -165,3 +165,48 @@ def test_zoo_models_match_the_brute_force_walk(model):
     got = cumulative(graph, macs)
     assert got == _brute(graph, macs)
     assert got[graph.nodes[-1].name] == sum(macs.values())  # the output depends on every layer
+
+
+# ---- the per-layer figure: analysis, JSON, CSV, --depth, report --cumulative ----
+
+def test_analysis_carries_it_for_the_batch_and_folds_to_the_block_output():
+    analysis = analyze("resnet18", batch=3)
+    graph = zoo.load("resnet18")
+    per_sample = _brute(graph, {row.name: row.macs // 3 for row in analysis.layers})
+    assert {row.name: row.cumulative_macs for row in analysis.layers} == {k: 3 * v for k, v in per_sample.items()}
+    assert analysis.layers[-1].cumulative_macs == analysis.totals.macs
+    # layer1's first add: conv1 + the two 3x3 convs of the block, not the stem twice
+    add = analysis.layer("layer1.0.add")
+    assert add.cumulative_macs == analysis.layer("conv1").macs + analysis.layer("layer1.0.conv1").macs \
+        + analysis.layer("layer1.0.conv2").macs
+    from archcalc.report import fold
+    folded = {row.name: row for row in fold(analysis.layers, 1)}
+    assert folded["layer2"].cumulative_macs == analysis.layer("layer2.1.relu2").cumulative_macs
+    assert "cumulative_macs" not in analysis.totals.to_dict()  # no network total: the output's row has it
+
+
+def test_json_csv_and_the_table_option():
+    import csv
+    import io
+    import json
+
+    from click.testing import CliRunner
+
+    from archcalc.cli import cli
+
+    runner = CliRunner()
+    data = json.loads(runner.invoke(cli, ["report", "lenet5", "--format", "json"]).output)
+    # a chain: the running sum of MACs (conv1 352,800; conv2 240,000; fc1 48,000; fc2 10,080; fc3 840)
+    assert [layer["cumulative_macs"] for layer in data["layers"] if layer["macs"]] == \
+        [352_800, 592_800, 640_800, 650_880, 651_720]
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(cli, ["report", "lenet5", "--format", "csv"]).output)))
+    assert rows[-1]["cumulative_macs"] == "651720"
+    plain = runner.invoke(cli, ["report", "lenet5"]).output
+    shown = runner.invoke(cli, ["report", "lenet5", "--cumulative"]).output
+    assert "Cumulative MACs" not in plain and "Cumulative MACs" in shown
+    header = next(line for line in shown.splitlines() if "Cumulative MACs" in line)
+    assert header.index("MACs") < header.index("Cumulative MACs") < header.index("Activations")
+    fc3 = next(line for line in shown.splitlines() if line.startswith("│ fc3"))
+    assert "651.7K" in fc3
+    markdown = runner.invoke(cli, ["report", "lenet5", "--cumulative", "--format", "markdown"]).output
+    assert "| Cumulative MACs |" in markdown and "| 651.7K |" in markdown

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from archcalc.figures import Figure, figures_for
+from archcalc.figures import LAYER_FIGURES, Figure, figures_for
 from archcalc.paths import Paths
 from archcalc.render.format import binary_bytes, figure_text, grouped, ratio, shape, short_description, si
 from archcalc.report import RESOLUTION_MARK, Analysis, Comparison, LayerReport, fold
@@ -66,17 +66,26 @@ COLUMNS = (
 )
 
 
+def columns(cumulative: bool = False) -> tuple[Column, ...]:
+    """:data:`COLUMNS`, with the cumulative MACs after the MACs when asked (``report --cumulative``)."""
+    if not cumulative:
+        return COLUMNS
+    at = next(i for i, c in enumerate(COLUMNS) if c.figure is not None and c.figure.name == "macs") + 1
+    figure = next(f for f in LAYER_FIGURES if f.name == "cumulative_macs")
+    return (*COLUMNS[:at], _figure_column(figure), *COLUMNS[at:])
+
+
 def rows(analysis: Analysis, depth: int | None = None) -> tuple[LayerReport, ...]:
     """The rows to show: every layer, or ``depth`` levels of blocks (see :func:`fold`)."""
     return analysis.layers if depth is None else fold(analysis.layers, depth)
 
 
-def totals_cells(analysis: Analysis) -> list[str]:
-    """The totals row, aligned with :data:`COLUMNS`."""
+def totals_cells(analysis: Analysis, shown: tuple[Column, ...] = COLUMNS) -> list[str]:
+    """The totals row, aligned with ``shown`` (:data:`COLUMNS` by default)."""
     cells = []
-    for column in COLUMNS:
+    for column in shown:
         figure = column.figure
-        if column is COLUMNS[0]:
+        if column is shown[0]:
             cells.append("Total")
         elif figure is None or not figure.total:
             cells.append("")
@@ -159,20 +168,22 @@ def training_line(analysis: Analysis) -> str:
 DROP_ORDER = ("Memory", "Weights", "Type", "Receptive field")
 
 
-def rich_table(analysis: Analysis, depth: int | None = None, width: int | None = None) -> RenderableType:
+def rich_table(analysis: Analysis, depth: int | None = None, width: int | None = None,
+               cumulative: bool = False) -> RenderableType:
     """A rich renderable: title, the table with a totals row, the description and the conventions footer.
 
     The description and footer are lines of their own, as wide as the console (a table caption
     would wrap them at the table's width).
 
     With ``width`` (a terminal's), columns are hidden in :data:`DROP_ORDER` until the table fits,
-    rather than cutting names and numbers short; a line says which.
+    rather than cutting names and numbers short; a line says which. ``cumulative`` adds the
+    cumulative MACs column.
     """
     from rich.console import Console, Group
     from rich.measure import Measurement
     from rich.text import Text
 
-    shown = list(COLUMNS)
+    shown = list(columns(cumulative))
     table = _table(analysis, depth, shown)
     hidden = []
     if width is not None:
@@ -199,7 +210,7 @@ def _table(analysis: Analysis, depth: int | None, columns: list[Column]) -> Rend
         show_footer=True,
         header_style="bold",
     )
-    totals = dict(zip((c.header for c in COLUMNS), totals_cells(analysis)))
+    totals = dict(zip((c.header for c in columns), totals_cells(analysis, tuple(columns))))
     for column in columns:
         table.add_column(Text(column.header), justify=column.justify, footer=Text(totals[column.header]), no_wrap=True)
     for row in rows(analysis, depth):
@@ -207,16 +218,17 @@ def _table(analysis: Analysis, depth: int | None, columns: list[Column]) -> Rend
     return table
 
 
-def markdown_table(analysis: Analysis, depth: int | None = None) -> str:
-    """The same table as GitHub markdown, with the footer as a list."""
+def markdown_table(analysis: Analysis, depth: int | None = None, cumulative: bool = False) -> str:
+    """The same table as GitHub markdown, with the footer as a list (``cumulative``: as :func:`rich_table`)."""
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
+    shown = columns(cumulative)
     out = [f"**{analysis.model}**: input {shape(analysis.input_shape, _batch(analysis))}, {analysis.dtype}", ""]
-    out.append(line([c.header for c in COLUMNS]))
-    out.append("|" + "|".join(":---" if c.justify == "left" else "---:" for c in COLUMNS) + "|")
-    out.extend(line([c.text(row, analysis) for c in COLUMNS]) for row in rows(analysis, depth))
-    out.append(line([f"**{cell}**" if cell else "" for cell in totals_cells(analysis)]))
+    out.append(line([c.header for c in shown]))
+    out.append("|" + "|".join(":---" if c.justify == "left" else "---:" for c in shown) + "|")
+    out.extend(line([c.text(row, analysis) for c in shown]) for row in rows(analysis, depth))
+    out.append(line([f"**{cell}**" if cell else "" for cell in totals_cells(analysis, shown)]))
     out.append("")
     out.extend(f"- {text}" for text in footer(analysis))
     return "\n".join(out) + "\n"
