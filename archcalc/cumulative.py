@@ -79,48 +79,74 @@ def cumulative(graph: _GraphLike, per_layer: Mapping[str, Any]) -> dict[str, Any
         raise ArchcalcError(f"cumulative figure: no figure for layer {missing[0]!r}"
                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     weight = [per_layer[node.name] for node in nodes]
-    preds = [sorted({index[ref] for ref in node.inputs}) for node in nodes]
-    cuts = _cuts(preds)
+    preds: list[tuple[int, ...]] = []
+    for node in nodes:
+        refs = node.inputs
+        preds.append((index[refs[0]],) if len(refs) == 1 else tuple(sorted({index[ref] for ref in refs})))
+    cuts, merged = _cuts(preds)
 
-    total = [weight[0]] * count
-    state = _Segment(weight)
+    state = _Segment(weight, merged)
+    total = state.total
+    parent = state.parent
+    base, base_total = -1, 0
     for i in range(count):
-        state.add(i, preds[i])
-        total[i] = state.total[i]
+        inputs = preds[i]
+        if len(inputs) == 1 and inputs[0] != base:  # the common case: one input after the cut
+            p = inputs[0]
+            parent[i] = p
+            total[i] = total[p] + weight[i]
+        else:
+            inside = [p for p in inputs if p != base]
+            if not inside:  # reads only the cut (or nothing: a source, before any cut)
+                parent[i] = -2
+                total[i] = base_total + weight[i]
+            elif len(inside) == 1:
+                parent[i] = inside[0]
+                total[i] = total[inside[0]] + weight[i]
+            else:
+                state.merge(i, inside)
         if cuts[i]:
+            base, base_total = i, total[i]
             state.restart(i)
     return {node.name: total[i] for i, node in enumerate(nodes)}
 
 
-def _cuts(preds: list[list[int]]) -> list[bool]:
-    """Whether each position is a cut: every earlier node is last read at or before it, and no
-    later node is a source (a node without inputs depends on nothing before it)."""
+def _cuts(preds: list[tuple[int, ...]]) -> tuple[list[bool], list[bool]]:
+    """Whether each position is a cut (every earlier node is last read at or before it, and no
+    later node is a source: a node without inputs depends on nothing before it), and whether a
+    node is read by some merge (a node of two or more distinct inputs)."""
     count = len(preds)
     last_use = list(range(count))
+    merged = [False] * count
     last_source = 0
     for i, inputs in enumerate(preds):
         for p in inputs:
             last_use[p] = i
-        if not inputs:
+        if len(inputs) > 1:
+            for p in inputs:
+                merged[p] = True
+        elif not inputs:
             last_source = i
     cuts = [False] * count
     reach = -1  # the furthest last use of the nodes before position i
     for i in range(count):
         cuts[i] = reach <= i and i >= last_source
-        reach = max(reach, last_use[i])
-    return cuts
+        if last_use[i] > reach:
+            reach = last_use[i]
+    return cuts, merged
 
 
 class _Segment:
-    """The running state: the current cut (``base``), each node's total, and the ancestor sets
-    of the segment's nodes (lazy pointers or materialised bits)."""
+    """The running state: each node's total, and the ancestor sets of the current segment's
+    nodes (lazy pointers or materialised bits), positions counted from the cut (``base``)."""
 
-    def __init__(self, weight: list[Any]) -> None:
+    def __init__(self, weight: list[Any], merged: list[bool]) -> None:
         self.weight = weight
+        self.merged = merged
         self.total: list[Any] = [None] * len(weight)
-        self.base = -1  # the current cut; -1: none yet (totals start from 0)
-        #: node -> its one non-cut input whose set it extends by itself (lazy), or -1: a set of
-        #: its own (``bits``), or -2: the node alone
+        self.base = -1  # the current cut; -1: none yet
+        #: node -> its one input after the cut, whose set it extends by itself (lazy), or -1: a
+        #: set of its own (``bits``), or -2: the node alone
         self.parent: dict[int, int] = {}
         self.bits: dict[int, tuple[int, int]] = {}  # node -> (lowest position, bits from it)
         self.work = 0
@@ -131,19 +157,9 @@ class _Segment:
         self.parent.clear()
         self.bits.clear()
 
-    def add(self, i: int, inputs: list[int]) -> None:
-        """Work out node ``i``'s total from its inputs' (all earlier)."""
+    def merge(self, i: int, inside: list[int]) -> None:
+        """Node ``i`` reads two or more nodes after the cut: its total from the union of their sets."""
         own = self.weight[i]
-        inside = [p for p in inputs if p != self.base]
-        base_total = self.total[self.base] if self.base >= 0 else 0
-        if not inside:
-            self.parent[i] = -2
-            self.total[i] = (base_total + own) if self.base >= 0 else own
-            return
-        if len(inside) == 1:
-            self.parent[i] = inside[0]
-            self.total[i] = self.total[inside[0]] + own
-            return
         sets = [self._materialise(p) for p in inside]
         largest = max(range(len(inside)), key=lambda k: sets[k][1].bit_count())
         low, union = _union(sets)
@@ -153,13 +169,14 @@ class _Segment:
         start = self.base + 1
         added = sum((self.weight[start + low + k] for k in _positions(extra)), start=0 * own)
         self.total[i] = self.total[inside[largest]] + added + own
-        position = i - start
-        self.bits[i] = (low, union | (1 << (position - low)))
+        self.bits[i] = (low, union | (1 << (i - start - low)))
         self.parent[i] = -1
 
     def _materialise(self, i: int) -> tuple[int, int]:
-        """Node ``i``'s ancestor set after the cut, built from the nearest materialised
-        ancestor along its lazy chain and kept for later merges."""
+        """Node ``i``'s ancestor set after the cut, built from the nearest materialised ancestor
+        along its lazy chain; kept, as are the sets of the chain's nodes that a merge reads (a
+        U-Net's decoder reads its encoder's chain at several places: each walk then stops at the
+        last one kept)."""
         found = self.bits.get(i)
         if found is not None:
             return found
@@ -169,15 +186,16 @@ class _Segment:
             chain.append(j)
             j = self.parent[j]
         start = self.base + 1
-        if j in self.bits:
-            low, bits = self.bits[j]
-        else:  # a node alone (no input after the cut)
-            low, bits = j - start, 1
-        if chain:
-            chain_low, chain_bits = _from_positions([c - start for c in chain])
-            low, bits = _union([(low, bits), (chain_low, chain_bits)])
-        self._charge(bits)
-        self.bits[i] = (low, bits)
+        low, bits = self.bits[j] if j in self.bits else (j - start, 1)  # else: a node alone
+        pending: list[int] = []
+        for node in reversed(chain):  # from the end nearest j, ascending positions (all above low)
+            pending.append(node - start)
+            if node == i or self.merged[node]:
+                chain_low, chain_bits = _from_positions(pending)
+                bits |= chain_bits << (chain_low - low)
+                pending = []
+                self._charge(bits)
+                self.bits[node] = (low, bits)
         return low, bits
 
     def _charge(self, bits: int) -> None:
