@@ -257,3 +257,26 @@ def _positions(bits: int) -> list[int]:
             bits ^= low
         return out
     return np.flatnonzero(_unpack(bits)).tolist()
+
+
+def under_convention(model: Any, convention: Any = "archcalc", batch: int = 1) -> dict[str, int]:
+    """Each layer's count under a counting convention (:mod:`archcalc.conventions`), summed over
+    the layer and everything it depends on, each once; the input node counts 0.
+
+    This is the figure of receptive_field's table with ``convention="tf-profiler"``: the FLOPs up
+    to each end-point.
+
+    Args:
+        model: a Graph, or anything :func:`archcalc.load` takes.
+        convention: a preset's name or a :class:`archcalc.conventions.Convention`.
+        batch: samples (every count scales with it).
+
+    Raises:
+        ArchcalcError: an unknown convention (with the presets' names); ShapeError from the shapes.
+    """
+    from archcalc import conventions
+    from archcalc.loading import load
+
+    graph = load(model)
+    counted = conventions.count(graph, convention, batch)
+    return cumulative(graph, {graph.nodes[0].name: 0, **counted.per_layer()})

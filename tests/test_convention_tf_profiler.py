@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from archcalc import conventions
-from archcalc.cumulative import cumulative
+from archcalc.cumulative import cumulative, under_convention
 from archcalc.spec import from_dict
 from tests import tf_slim_nets as nets
 
@@ -206,3 +206,11 @@ def test_transposed_conv_is_conv2d_backprop_inputs_formula():
     graph = from_dict({"name": "t", "input": [3, 5, 5], "layers": [
         {"name": "up", "type": "conv_transpose", "filters": 4, "kernel": 4, "stride": 2, "padding": 1}]})
     assert conventions.count(graph, "tf-profiler").per_layer() == {"up": 2 * 400 * (16 * 4 * 3) // (4 * 4) + 400}
+
+
+def test_under_convention_is_the_cumulative_of_the_presets_counts():
+    graph, end_points = nets.alexnet_v2(224)
+    totals = under_convention(graph, "tf-profiler", batch=2)
+    # the table's alexnet_v2/conv2 at 224 (0.552 billion per image), for a batch of 2
+    assert f"{totals[end_points['alexnet_v2/conv2']] / 2e9:.3f}" == "0.552"
+    assert totals["input"] == 0
