@@ -29,7 +29,8 @@ class LayerFacts:
     """What a layer's figures are computed from: the op's rules applied to one resolved layer.
 
     ``params`` holds parameter and buffer tensors by name (each with its role); ``cost`` is for
-    one sample; ``batch`` and ``dtype`` are the analysis'.
+    one sample; ``batch`` and ``dtype`` are the analysis'; ``convention`` is the layer's forward
+    count for one sample under the analysis' counting convention (:mod:`archcalc.conventions`).
     """
 
     layer: Layer
@@ -37,6 +38,7 @@ class LayerFacts:
     cost: Cost
     batch: int
     dtype: str
+    convention: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +142,17 @@ LAYER_FIGURES: tuple[Figure, ...] = (
     Figure("activation_bytes", "Memory", "bytes of the activations in the analysis' dtype", "bytes",
            lambda f: formulas.activation_bytes(math.prod(f.layer.out_shape) * f.batch, f.dtype), total="stored",
            fold="stored", aliases=("bytes", "memory_bytes")),
+    Figure("convention_count", "Convention", "the forward count under the analysis' counting convention "
+           "(--convention: a peer tool's 'FLOPs' or 'MACs', archcalc.conventions); MACs under the default archcalc",
+           "count", lambda f: f.convention * f.batch, formats=frozenset({"json", "csv"}), brief=True),
+    # the two cumulative figures need the graph: passes.analyze fills them in (archcalc.cumulative)
     Figure("cumulative_macs", "Cumulative MACs", "MACs for the batch of the layer and of everything it depends on, each "
-           "ancestor once: the cost up to this layer, as receptive-field tables quote it per end-point (worked out "
-           "over the graph by archcalc.cumulative; shown by report --cumulative)", "count", lambda f: None, total="",
-           fold="last", formats=frozenset({"json", "csv"}), aliases=("cumulative", "cumulative macs"), brief=True),
+           "ancestor once: the cost up to this layer, as receptive-field tables quote it per end-point "
+           "(report --cumulative)", "count", lambda f: None, total="", fold="last", formats=frozenset({"json", "csv"}),
+           aliases=("cumulative", "cumulative macs"), brief=True),
+    Figure("cumulative_count", "Cumulative", "convention_count summed the same way: the layer's and its ancestors', "
+           "each once (google-research/receptive_field's 'FLOPs up to an end-point' under --convention tf-profiler)",
+           "count", lambda f: None, total="", fold="last", formats=frozenset({"json", "csv"}), brief=True),
 )
 
 #: Figures that exist only for the whole network, after the per-layer ones in JSON, each worked out

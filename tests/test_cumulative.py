@@ -211,3 +211,26 @@ def test_json_csv_and_the_table_option():
     assert "651.7K" in fc3
     markdown = runner.invoke(cli, ["report", "lenet5", "--cumulative", "--format", "markdown"]).output
     assert "| Cumulative MACs |" in markdown and "| 651.7K |" in markdown
+
+
+def test_under_a_convention_the_cumulative_count_sums_the_presets_counts():
+    import json
+
+    from click.testing import CliRunner
+
+    from archcalc.cli import cli
+    from archcalc.cumulative import under_convention
+
+    analysis = analyze("resnet18", batch=2, convention="tf-profiler")
+    expected = under_convention("resnet18", "tf-profiler", batch=2)
+    assert {row.name: row.cumulative_count for row in analysis.layers} == expected
+    assert analysis.layers[-1].cumulative_count == sum(row.convention_count for row in analysis.layers)
+    # tf-profiler counts the stem's max pool (9 per output) where MACs count none
+    assert analysis.layer("maxpool").cumulative_count == analysis.layer("conv1").convention_count + 9 * 64 * 56 * 56 * 2
+    assert analysis.layer("maxpool").cumulative_macs == analysis.layer("conv1").macs
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["report", "resnet18", "--convention", "tf-profiler", "--cumulative"]).output
+    header = next(line for line in shown.splitlines() if "Cumulative" in line)
+    assert "Cumulative tf-profiler flops" in header and "Cumulative MACs" not in header
+    data = json.loads(runner.invoke(cli, ["report", "resnet18", "--convention", "darknet", "--format", "json"]).output)
+    assert data["layers"][-1]["cumulative_count"] == data["convention"]["forward"]

@@ -53,8 +53,8 @@ PRESET = Convention(
         ("[deconvolutional] (transposed conv) layers add 0",
          "archcalc: every input value times the kernel's k^d x f/groups weights"),
         ("the total is summed in a C float (single precision)",
-         "past about 2^24 the float sum rounds: big networks' totals can differ from the exact sum in the third "
-         "decimal of BFLOPS; archcalc sums exactly (the printed form here rounds the exact total once)"),
+         "a float keeps about 7 significant digits, so a total of tens of BFLOPS gathers rounding near 1e-5 and "
+         "its printed third decimal can differ from the exact sum's; archcalc sums exactly and rounds once"),
     ),
     per_layer=True,
     display=bflops,

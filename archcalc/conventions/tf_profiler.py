@@ -29,8 +29,7 @@ from archcalc.conventions import Convention, Rule
 
 PRESET = Convention(
     name="tf-profiler",
-    tool="tf.profiler.profile(graph, ProfileOptionBuilder.float_operation()).total_float_ops (TensorFlow 1.x), "
-         "as google-research/receptive_field's RECEPTIVE_FIELD_TABLE.md (rf_benchmark.py, f12ae8e) uses it",
+    tool="TensorFlow 1.x tf.profiler total_float_ops, as google-research/receptive_field's table (f12ae8e) uses it",
     unit="flops",
     summary="2 per multiply-add of conv and linear layers, 1 per bias add, the window area per output of every max "
             "or average pool, 1 per input of a global mean; nothing for ReLU, batch norm, concat or residual adds; "

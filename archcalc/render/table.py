@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from archcalc.figures import LAYER_FIGURES, Figure, figures_for
+from archcalc.figures import Figure, figures_for
 from archcalc.paths import Paths
 from archcalc.render.format import binary_bytes, figure_text, grouped, ratio, shape, short_description, si
 from archcalc.report import RESOLUTION_MARK, Analysis, Comparison, LayerReport, fold
@@ -66,13 +67,32 @@ COLUMNS = (
 )
 
 
-def columns(cumulative: bool = False) -> tuple[Column, ...]:
-    """:data:`COLUMNS`, with the cumulative MACs after the MACs when asked (``report --cumulative``)."""
-    if not cumulative:
-        return COLUMNS
+def _convention_header(analysis: Analysis) -> str:
+    from archcalc.conventions import get
+
+    preset = get(analysis.convention)
+    return f"{preset.name} {preset.unit}"
+
+
+def columns_of(analysis: Analysis, cumulative: bool = False) -> tuple[Column, ...]:
+    """:data:`COLUMNS`, with the count under the analysis' convention after the MACs when it is
+    not archcalc's (whose count is the MACs), and with ``cumulative`` (``report --cumulative``)
+    the cumulative count after them: the MACs', or the convention's."""
+    from archcalc.figures import LAYER_FIGURES
+
+    by_name = {f.name: f for f in LAYER_FIGURES}
+    added = []
+    if analysis.convention != "archcalc":
+        column = _figure_column(by_name["convention_count"])
+        added.append(Column(_convention_header(analysis), column.text, figure=column.figure))
+    if cumulative:
+        if analysis.convention == "archcalc":
+            added.append(_figure_column(by_name["cumulative_macs"]))
+        else:
+            column = _figure_column(by_name["cumulative_count"])
+            added.append(Column(f"Cumulative {_convention_header(analysis)}", column.text, figure=column.figure))
     at = next(i for i, c in enumerate(COLUMNS) if c.figure is not None and c.figure.name == "macs") + 1
-    figure = next(f for f in LAYER_FIGURES if f.name == "cumulative_macs")
-    return (*COLUMNS[:at], _figure_column(figure), *COLUMNS[at:])
+    return (*COLUMNS[:at], *added, *COLUMNS[at:])
 
 
 def rows(analysis: Analysis, depth: int | None = None) -> tuple[LayerReport, ...]:
@@ -80,12 +100,12 @@ def rows(analysis: Analysis, depth: int | None = None) -> tuple[LayerReport, ...
     return analysis.layers if depth is None else fold(analysis.layers, depth)
 
 
-def totals_cells(analysis: Analysis, shown: tuple[Column, ...] = COLUMNS) -> list[str]:
-    """The totals row, aligned with ``shown`` (:data:`COLUMNS` by default)."""
+def totals_cells(analysis: Analysis, cumulative: bool = False) -> list[str]:
+    """The totals row, aligned with :func:`columns_of`."""
     cells = []
-    for column in shown:
+    for index, column in enumerate(columns_of(analysis, cumulative)):
         figure = column.figure
-        if column is shown[0]:
+        if index == 0:
             cells.append("Total")
         elif figure is None or not figure.total:
             cells.append("")
@@ -119,6 +139,7 @@ def footer(analysis: Analysis) -> list[str]:
         count = sum(u.count for u in analysis.uncounted)
         lines.insert(0, f"Partial: {count} layer(s) of ops archcalc has no rule for are counted as 0 (params, MACs, other "
                      f"ops) and every total is a lower bound: {', '.join(u.text() for u in analysis.uncounted)}.")
+    lines.append(convention_line(analysis))
     if analysis.network_depth is not None:
         d = analysis.network_depth
         lines.append(f"Depth: {d.weighted} layer{'' if d.weighted == 1 else 's'} with weights (conv, transposed conv, linear) "
@@ -144,6 +165,24 @@ def footer(analysis: Analysis) -> list[str]:
             "shows the arithmetic."
         )
     return lines
+
+
+def convention_line(analysis: Analysis) -> str:
+    """The counting convention in force, its total beside archcalc's MACs, and where its rules are."""
+    from archcalc.conventions import get
+
+    preset = get(analysis.convention)
+    t = analysis.totals
+    if preset.name == "archcalc":
+        return (f"Convention: archcalc's own (MACs as CONVENTIONS.md counts them: {preset.anchor}); --convention NAME "
+                "counts as a peer tool does (`archcalc conventions` lists them).")
+    value = t.convention_count
+    versus = (f"{ratio(Fraction(value, t.macs))} archcalc's {grouped(t.macs)} MACs" if t.macs
+              else f"archcalc's MACs: {grouped(t.macs)}")
+    backward = ("" if analysis.convention_backward is None
+                else f"; forward + backward {preset.format(value + analysis.convention_backward)}")
+    return (f"Convention: {preset.name}, as {preset.tool} counts ({preset.summary}): {preset.format(value)}{backward}, "
+            f"{versus}; its rules: {preset.anchor}.")
 
 
 def training_line(analysis: Analysis) -> str:
@@ -177,13 +216,13 @@ def rich_table(analysis: Analysis, depth: int | None = None, width: int | None =
 
     With ``width`` (a terminal's), columns are hidden in :data:`DROP_ORDER` until the table fits,
     rather than cutting names and numbers short; a line says which. ``cumulative`` adds the
-    cumulative MACs column.
+    cumulative count column (:func:`columns_of`).
     """
     from rich.console import Console, Group
     from rich.measure import Measurement
     from rich.text import Text
 
-    shown = list(columns(cumulative))
+    shown = list(columns_of(analysis, cumulative))
     table = _table(analysis, depth, shown)
     hidden = []
     if width is not None:
@@ -210,7 +249,8 @@ def _table(analysis: Analysis, depth: int | None, columns: list[Column]) -> Rend
         show_footer=True,
         header_style="bold",
     )
-    totals = dict(zip((c.header for c in columns), totals_cells(analysis, tuple(columns))))
+    cumulative = any(c.figure is not None and c.figure.name.startswith("cumulative_") for c in columns)
+    totals = dict(zip((c.header for c in columns_of(analysis, cumulative)), totals_cells(analysis, cumulative)))
     for column in columns:
         table.add_column(Text(column.header), justify=column.justify, footer=Text(totals[column.header]), no_wrap=True)
     for row in rows(analysis, depth):
@@ -223,12 +263,12 @@ def markdown_table(analysis: Analysis, depth: int | None = None, cumulative: boo
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
-    shown = columns(cumulative)
     out = [f"**{analysis.model}**: input {shape(analysis.input_shape, _batch(analysis))}, {analysis.dtype}", ""]
+    shown = columns_of(analysis, cumulative)
     out.append(line([c.header for c in shown]))
     out.append("|" + "|".join(":---" if c.justify == "left" else "---:" for c in shown) + "|")
     out.extend(line([c.text(row, analysis) for c in shown]) for row in rows(analysis, depth))
-    out.append(line([f"**{cell}**" if cell else "" for cell in totals_cells(analysis, shown)]))
+    out.append(line([f"**{cell}**" if cell else "" for cell in totals_cells(analysis, cumulative)]))
     out.append("")
     out.extend(f"- {text}" for text in footer(analysis))
     return "\n".join(out) + "\n"
