@@ -6,7 +6,8 @@ networks gives "FLOPs up to each end-point", the operations of the subgraph that
 end-point (``tf.graph_util.convert_variables_to_constants`` keeps the end-point's ancestors,
 then ``tf.profiler`` counts them). In a chain it is the running sum; in a DAG a layer that two
 branches share is counted once (a residual block's input is not counted twice at its add), so
-it is not the sum of the inputs' cumulative figures.
+it is not the sum of the inputs' cumulative figures. A layer depends on the inputs whose values
+reach its output (:func:`value_dependencies`: a crop's second input gives only its size).
 
 Algorithm (exact integers, any numeric type that adds):
 
@@ -31,6 +32,7 @@ bits built and held are bounded by :data:`MAX_WORK_BITS`; past it, :class:`Archc
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -259,6 +261,34 @@ def _positions(bits: int) -> list[int]:
     return np.flatnonzero(_unpack(bits)).tolist()
 
 
+@dataclass(frozen=True, slots=True)
+class _ValueNode:
+    name: str
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _ValueGraph:
+    nodes: tuple[Any, ...]
+
+
+def value_dependencies(graph: _GraphLike) -> _GraphLike:
+    """The graph with each node's inputs cut to those whose values reach its output: an op's
+    ``field_inputs`` (a crop's second input gives only its size, so a U-Net's crop does not depend
+    on the decoder layer beside it). Nodes without such a declaration are kept as they are.
+
+    Raises:
+        RuleError: a node of an unknown op type (from :func:`archcalc.ops.get_op`; a loaded graph has none).
+    """
+    from archcalc.ops import get_op
+
+    nodes = []
+    for node in graph.nodes:
+        keep = get_op(node.type).field_inputs if node.inputs else None
+        nodes.append(node if keep is None or keep >= len(node.inputs) else _ValueNode(node.name, node.inputs[:keep]))
+    return _ValueGraph(tuple(nodes))
+
+
 def under_convention(model: Any, convention: Any = "archcalc", batch: int = 1) -> dict[str, int]:
     """Each layer's count under a counting convention (:mod:`archcalc.conventions`), summed over
     the layer and everything it depends on, each once; the input node counts 0.
@@ -279,4 +309,4 @@ def under_convention(model: Any, convention: Any = "archcalc", batch: int = 1) -
 
     graph = load(model)
     counted = conventions.count(graph, convention, batch)
-    return cumulative(graph, {graph.nodes[0].name: 0, **counted.per_layer()})
+    return cumulative(value_dependencies(graph), {graph.nodes[0].name: 0, **counted.per_layer()})

@@ -13,7 +13,7 @@ from typing import Any
 from archcalc import conventions, figures, formulas
 from archcalc import paths as network_paths
 from archcalc.conventions import Counted
-from archcalc.cumulative import cumulative
+from archcalc.cumulative import cumulative, value_dependencies
 from archcalc.errors import RuleError, ShapeError, SpecError, check
 from archcalc.figures import LayerFacts, NetworkFacts
 from archcalc.graph import Graph
@@ -475,10 +475,12 @@ def input_grad_needed(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, bo
 
 def _with_cumulative(graph: Graph, rows: list[LayerReport], convention: bool) -> list[LayerReport]:
     """The rows with their ``cumulative_macs`` and ``cumulative_count`` (:mod:`archcalc.cumulative`):
-    a layer's figure plus its ancestors', each once. They need the graph, so they are filled in
+    a layer's figure plus its ancestors' (through the inputs whose values reach it), each once.
+    They need the graph, so they are filled in
     here rather than per layer; without a ``convention`` other than archcalc's the count is the MACs."""
-    macs = cumulative(graph, {row.name: row.macs for row in rows})
-    counts = cumulative(graph, {row.name: row.convention_count for row in rows}) if convention else macs
+    values = value_dependencies(graph)
+    macs = cumulative(values, {row.name: row.macs for row in rows})
+    counts = cumulative(values, {row.name: row.convention_count for row in rows}) if convention else macs
     at_macs, at_count = figures.LAYER_INDEX["cumulative_macs"], figures.LAYER_INDEX["cumulative_count"]
     out = []
     for row in rows:

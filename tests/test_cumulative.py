@@ -234,3 +234,17 @@ def test_under_a_convention_the_cumulative_count_sums_the_presets_counts():
     assert "Cumulative tf-profiler flops" in header and "Cumulative MACs" not in header
     data = json.loads(runner.invoke(cli, ["report", "resnet18", "--convention", "darknet", "--format", "json"]).output)
     assert data["layers"][-1]["cumulative_count"] == data["convention"]["forward"]
+
+
+def test_a_crop_depends_on_the_values_it_cuts_not_on_its_size_reference():
+    # U-Net's crop reads (encoder output, decoder upconv) but only the first one's values reach it
+    # (Crop.field_inputs = 1): exported to PyTorch it is a slice of the encoder output alone
+    analysis = analyze("unet")
+    graph = zoo.load("unet")
+    crop = graph.node("dec4.crop")
+    assert crop.inputs == ("enc4.convs.relu2", "dec4.upconv")
+    assert analysis.layer("dec4.crop").cumulative_macs == analysis.layer("enc4.convs.relu2").cumulative_macs
+    # the concat after it reads both: from there on the decoder's layers count
+    concat = next(n for n in graph.nodes if n.type == "concat" and "dec4.crop" in n.inputs)
+    macs = {row.name: row.macs for row in analysis.layers}
+    assert analysis.layer(concat.name).cumulative_macs == _brute(graph, macs)[concat.name]
