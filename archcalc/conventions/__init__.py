@@ -7,6 +7,7 @@ peer tool live in this package, one module each defining ``PRESET``; adding a pr
 tool is one module. :func:`count` applies a convention to every layer of a network;
 :func:`explain` shows one layer's rule with its values.
 
+    >>> import archcalc
     >>> count("lenet5", "archcalc").forward == archcalc.analyze("lenet5").totals.macs
     True
 """

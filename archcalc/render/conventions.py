@@ -61,8 +61,9 @@ def preset_rules(preset: Convention) -> list[tuple[str, str, str, str]]:
 def preset_markdown(preset: Convention, heading: str = "###") -> str:
     """One preset's section: what it reproduces, its quirks (with archcalc's view) and its rules."""
     lines = [f'{heading} <a id="convention-{preset.name}"></a>Convention `{preset.name}`', "",
-             f"Reproduces {preset.tool}; its number is called {preset.unit}. {preset.summary}.",
-             "" if preset.per_layer else "\nThe tool gives a total only (no per-module breakdown).", ""]
+             f"Reproduces {preset.tool}; its number is called {preset.unit}. "
+             f"{preset.summary[:1].upper()}{preset.summary[1:]}."
+             + ("" if preset.per_layer else " The tool gives a total only (no per-module breakdown)."), ""]
     if preset.quirks:
         lines.append("Where archcalc disagrees:")
         lines.extend(f"- {what}: {why}" for what, why in preset.quirks)
@@ -71,7 +72,7 @@ def preset_markdown(preset: Convention, heading: str = "###") -> str:
     lines.append("|---|---|---|---|")
     for op_type, forward, backward, note in preset_rules(preset):
         lines.append(f"| `{op_type}` | `{forward}` | {_code(backward) if backward else ''} | {note.replace('|', '/')} |")
-    return "\n".join(line for line in lines if line is not None)
+    return "\n".join(lines)
 
 
 def overview_table() -> Any:
