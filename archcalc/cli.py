@@ -269,12 +269,16 @@ def cli(max_layers: int | None) -> None:
               help="Also per layer what backward keeps (bytes, as PyTorch's autograd) and computes (input- and "
                    "weight-gradient MACs), the training peak and a training step's MACs (table, markdown; JSON always "
                    "has the MACs).")
+@click.option("--cumulative", is_flag=True,
+              help="Show each layer's cumulative count: its own and that of every layer it depends on, each once "
+                   "(MACs; the convention's count with --convention). JSON and CSV always carry cumulative_macs and "
+                   "cumulative_count.")
 @_convention_option
 @click.option("--explain", "explain_counts", is_flag=True,
               help="Also each layer's rule under the convention with its values (table, markdown).")
 @_memory_model_option
 @_analysis_options
-def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: bool, convention: str,
+def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: bool, cumulative: bool, convention: str,
            explain_counts: bool, memory_model: str, batch: int, dtype: str, optimizer: str) -> None:
     """Per-layer table of output shapes, params, MACs, activations and receptive fields, with totals."""
     from archcalc.passes import analyze
@@ -307,7 +311,7 @@ def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: 
     elif fmt == "markdown":
         from archcalc.render.table import markdown_table
 
-        click.echo(markdown_table(analysis, depth), nl=False)
+        click.echo(markdown_table(analysis, depth, cumulative), nl=False)
         if analysis.paths is not None:
             from archcalc.render.table import paths_markdown
 
@@ -316,7 +320,7 @@ def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: 
         from archcalc.render.table import rich_table
 
         console = _console()
-        console.print(rich_table(analysis, depth, _table_width(console)))
+        console.print(rich_table(analysis, depth, _table_width(console), cumulative))
         if analysis.paths is not None:
             from archcalc.render.table import paths_table
 

@@ -179,6 +179,14 @@ LAYER_FIGURES: tuple[Figure, ...] = (
     Figure("convention_count", "Convention", "the forward count under the analysis' counting convention "
            "(--convention: a peer tool's 'FLOPs' or 'MACs', archcalc.conventions); MACs under the default archcalc",
            "count", lambda f: f.convention * f.batch, formats=frozenset({"json", "csv"}), brief=True),
+    # the two cumulative figures need the graph: passes.analyze fills them in (archcalc.cumulative)
+    Figure("cumulative_macs", "Cumulative MACs", "MACs for the batch of the layer and of everything it depends on, each "
+           "ancestor once: the cost up to this layer, as receptive-field tables quote it per end-point "
+           "(report --cumulative)", "count", lambda f: None, total="", fold="last", formats=frozenset({"json", "csv"}),
+           aliases=("cumulative", "cumulative macs"), brief=True),
+    Figure("cumulative_count", "Cumulative", "convention_count summed the same way: the layer's and its ancestors', "
+           "each once (google-research/receptive_field's 'FLOPs up to an end-point' under --convention tf-profiler)",
+           "count", lambda f: None, total="", fold="last", formats=frozenset({"json", "csv"}), brief=True),
 )
 
 #: Figures that exist only for the whole network, after the per-layer ones in JSON, each worked out

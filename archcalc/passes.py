@@ -13,6 +13,7 @@ from typing import Any
 from archcalc import conventions, figures, formulas
 from archcalc import paths as network_paths
 from archcalc.conventions import Counted
+from archcalc.cumulative import cumulative, value_dependencies
 from archcalc.errors import RuleError, ShapeError, SpecError, check
 from archcalc.figures import LayerFacts, NetworkFacts
 from archcalc.graph import Graph
@@ -444,6 +445,7 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
             field = marked.get(id(field)) or marked.setdefault(id(field), replace(field, resolution_dependent=True))
         rows.append(LayerReport(node.name, node.type, node.inputs, node.scope, summary, layer.attrs, stores[node.name],
                                 field, values, resolution_dependent=node.name in layer_depends))
+    rows = _with_cumulative(graph, rows, counted is not None)
     peaks = memory_peaks(graph, layers, batch, dtype, stores)
     totals = Totals(figures.totals(rows, NetworkFacts(batch, dtype, optimizer, memory_model, peaks)))
     # archcalc's own backward count is the backward MACs; a peer's, its preset's backward rules (None: it counts none)
@@ -475,6 +477,23 @@ def input_grad_needed(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, bo
         needed[node.name] = any(requires[ref] for ref in node.inputs)
         requires[node.name] = needed[node.name] or learned[id(layer)]
     return needed
+
+
+def _with_cumulative(graph: Graph, rows: list[LayerReport], convention: bool) -> list[LayerReport]:
+    """The rows with their ``cumulative_macs`` and ``cumulative_count`` (:mod:`archcalc.cumulative`):
+    a layer's figure plus its ancestors' (through the inputs whose values reach it), each once.
+    They need the graph, so they are filled in
+    here rather than per layer; without a ``convention`` other than archcalc's the count is the MACs."""
+    values = value_dependencies(graph)
+    macs = cumulative(values, {row.name: row.macs for row in rows})
+    counts = cumulative(values, {row.name: row.convention_count for row in rows}) if convention else macs
+    at_macs, at_count = figures.LAYER_INDEX["cumulative_macs"], figures.LAYER_INDEX["cumulative_count"]
+    out = []
+    for row in rows:
+        values = list(row.values)
+        values[at_macs], values[at_count] = macs[row.name], counts[row.name]
+        out.append(replace(row, values=tuple(values)))
+    return out
 
 
 def uncounted(graph: Graph) -> tuple[Uncounted, ...]:

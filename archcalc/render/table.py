@@ -74,18 +74,25 @@ def _convention_header(analysis: Analysis) -> str:
     return f"{preset.name} {preset.unit}"
 
 
-def columns_of(analysis: Analysis) -> tuple[Column, ...]:
+def columns_of(analysis: Analysis, cumulative: bool = False) -> tuple[Column, ...]:
     """:data:`COLUMNS`, with the count under the analysis' convention after the MACs when it is
-    not archcalc's (whose count is the MACs)."""
-    if analysis.convention == "archcalc":
-        return COLUMNS
+    not archcalc's (whose count is the MACs), and with ``cumulative`` (``report --cumulative``)
+    the cumulative count after them: the MACs', or the convention's."""
     from archcalc.figures import LAYER_FIGURES
 
-    figure = next(f for f in LAYER_FIGURES if f.name == "convention_count")
-    column = _figure_column(figure)
-    column = Column(_convention_header(analysis), column.text, figure=figure)
+    by_name = {f.name: f for f in LAYER_FIGURES}
+    added = []
+    if analysis.convention != "archcalc":
+        column = _figure_column(by_name["convention_count"])
+        added.append(Column(_convention_header(analysis), column.text, figure=column.figure))
+    if cumulative:
+        if analysis.convention == "archcalc":
+            added.append(_figure_column(by_name["cumulative_macs"]))
+        else:
+            column = _figure_column(by_name["cumulative_count"])
+            added.append(Column(f"Cumulative {_convention_header(analysis)}", column.text, figure=column.figure))
     at = next(i for i, c in enumerate(COLUMNS) if c.figure is not None and c.figure.name == "macs") + 1
-    return (*COLUMNS[:at], column, *COLUMNS[at:])
+    return (*COLUMNS[:at], *added, *COLUMNS[at:])
 
 
 def rows(analysis: Analysis, depth: int | None = None) -> tuple[LayerReport, ...]:
@@ -93,10 +100,10 @@ def rows(analysis: Analysis, depth: int | None = None) -> tuple[LayerReport, ...
     return analysis.layers if depth is None else fold(analysis.layers, depth)
 
 
-def totals_cells(analysis: Analysis) -> list[str]:
-    """The totals row, aligned with :func:`columns`."""
+def totals_cells(analysis: Analysis, cumulative: bool = False) -> list[str]:
+    """The totals row, aligned with :func:`columns_of`."""
     cells = []
-    for index, column in enumerate(columns_of(analysis)):
+    for index, column in enumerate(columns_of(analysis, cumulative)):
         figure = column.figure
         if index == 0:
             cells.append("Total")
@@ -216,20 +223,22 @@ def training_step_line(analysis: Analysis) -> str:
 DROP_ORDER = ("Memory", "Weights", "Type", "Receptive field")
 
 
-def rich_table(analysis: Analysis, depth: int | None = None, width: int | None = None) -> RenderableType:
+def rich_table(analysis: Analysis, depth: int | None = None, width: int | None = None,
+               cumulative: bool = False) -> RenderableType:
     """A rich renderable: title, the table with a totals row, the description and the conventions footer.
 
     The description and footer are lines of their own, as wide as the console (a table caption
     would wrap them at the table's width).
 
     With ``width`` (a terminal's), columns are hidden in :data:`DROP_ORDER` until the table fits,
-    rather than cutting names and numbers short; a line says which.
+    rather than cutting names and numbers short; a line says which. ``cumulative`` adds the
+    cumulative count column (:func:`columns_of`).
     """
     from rich.console import Console, Group
     from rich.measure import Measurement
     from rich.text import Text
 
-    shown = list(columns_of(analysis))
+    shown = list(columns_of(analysis, cumulative))
     table = _table(analysis, depth, shown)
     hidden = []
     if width is not None:
@@ -256,7 +265,8 @@ def _table(analysis: Analysis, depth: int | None, columns: list[Column]) -> Rend
         show_footer=True,
         header_style="bold",
     )
-    totals = dict(zip((c.header for c in columns_of(analysis)), totals_cells(analysis)))
+    cumulative = any(c.figure is not None and c.figure.name.startswith("cumulative_") for c in columns)
+    totals = dict(zip((c.header for c in columns_of(analysis, cumulative)), totals_cells(analysis, cumulative)))
     for column in columns:
         table.add_column(Text(column.header), justify=column.justify, footer=Text(totals[column.header]), no_wrap=True)
     for row in rows(analysis, depth):
@@ -264,17 +274,17 @@ def _table(analysis: Analysis, depth: int | None, columns: list[Column]) -> Rend
     return table
 
 
-def markdown_table(analysis: Analysis, depth: int | None = None) -> str:
-    """The same table as GitHub markdown, with the footer as a list."""
+def markdown_table(analysis: Analysis, depth: int | None = None, cumulative: bool = False) -> str:
+    """The same table as GitHub markdown, with the footer as a list (``cumulative``: as :func:`rich_table`)."""
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
     out = [f"**{analysis.model}**: input {shape(analysis.input_shape, _batch(analysis))}, {analysis.dtype}", ""]
-    shown = columns_of(analysis)
+    shown = columns_of(analysis, cumulative)
     out.append(line([c.header for c in shown]))
     out.append("|" + "|".join(":---" if c.justify == "left" else "---:" for c in shown) + "|")
     out.extend(line([c.text(row, analysis) for c in shown]) for row in rows(analysis, depth))
-    out.append(line([f"**{cell}**" if cell else "" for cell in totals_cells(analysis)]))
+    out.append(line([f"**{cell}**" if cell else "" for cell in totals_cells(analysis, cumulative)]))
     out.append("")
     out.extend(f"- {text}" for text in footer(analysis))
     return "\n".join(out) + "\n"
