@@ -88,10 +88,40 @@ def preset_sections() -> str:
     return "\n".join(lines) + "\n\n" + "\n\n".join(preset_markdown(p) for p in presets().values())
 
 
+#: The marker before the worked example: each preset's total for two zoo models.
+EXAMPLE_BEGIN = "<!-- generated from the presets and the zoo by `python -m archcalc.docs`: each preset's count -->"
+
+#: The models of the worked example.
+EXAMPLE_MODELS = ("resnet50", "mobilenet_v2")
+
+
+def presets_example() -> str:
+    """The README's worked example: each preset's forward total for :data:`EXAMPLE_MODELS` (batch
+    1), as the tool prints it and against archcalc's MACs; the tools' own runs check each total
+    (tests/test_convention_*.py)."""
+    from fractions import Fraction
+
+    from archcalc.conventions import count, presets
+    from archcalc.passes import analyze
+    from archcalc.render.format import ratio
+
+    macs = {model: analyze(model).totals.macs for model in EXAMPLE_MODELS}
+    header = ["preset"] + [f"{model} ({name})" for model in EXAMPLE_MODELS for name in ("count", "as printed", "/ MACs")]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for name, preset in presets().items():
+        cells = [f"`{name}`"]
+        for model in EXAMPLE_MODELS:
+            total = count(model, preset).forward
+            cells += [f"{total:,}", preset.format(total), ratio(Fraction(total, macs[model]))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 #: Each generated part: its file, the marker before it, and the function writing it.
 PARTS = (
     ("README.md", BEGIN, layer_table),
     ("README.md", PRESETS_BEGIN, presets_table),
+    ("README.md", EXAMPLE_BEGIN, presets_example),
     ("docs/conventions.md", BEGIN, op_formulas),
     ("docs/conventions.md", PRESETS_BEGIN, preset_sections),
 )
