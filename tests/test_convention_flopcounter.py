@@ -193,3 +193,24 @@ def test_the_ops_left_out_cannot_be_exported(op_type):
     for example in REGISTRY[op_type].examples:
         with pytest.raises(ArchcalcError, match="cannot export to PyTorch"):
             _module(single_op_graph(op_type, example), "cpu")
+
+
+def _twins():
+    try:
+        from tests.torchvision_oracle import TWINS
+    except ImportError:
+        return []
+    return sorted(TWINS)
+
+
+@pytest.mark.parametrize("model", _twins() or [pytest.param("none", marks=pytest.mark.skip(reason="torchvision is not importable"))])
+def test_torchvision_twins_equal_flopcounter(model):
+    """FlopCounterMode on torchvision's own model (on the meta device), forward and forward + backward."""
+    oracle = pytest.importorskip("tests.torchvision_oracle")
+    graph = archcalc.load(model)
+    with torch.device("meta"):
+        module = oracle.TWINS[model]().eval()
+    x = torch.randn(1, *graph.input_shape, device="meta")
+    counted = conventions.count(graph, PRESET)
+    assert _run(module, x, False)[0] == counted.forward
+    assert _run(module, x, True)[0] == counted.forward + counted.backward

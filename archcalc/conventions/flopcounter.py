@@ -30,7 +30,7 @@ _CONV = Rule("macs", backward="needs_input_grad * macs + groups * macs",
 
 PRESET = Convention(
     name="flopcounter",
-    tool="torch 2.13 torch.utils.flop_counter.FlopCounterMode: get_total_flops() of model(x) and of "
+    tool="torch 2.13 (2.14.1: the same rules) torch.utils.flop_counter.FlopCounterMode: get_total_flops() of model(x) and of "
          "model(x).sum().backward(), get_flop_counts() per module (x not requiring a gradient)",
     unit="FLOPs",
     summary="2 per multiply-add of conv, transposed conv and linear (matmul), no bias; everything else 0. Backward: "
@@ -51,10 +51,12 @@ PRESET = Convention(
          "channels x): mobilenet_v2's forward + backward comes out 12,279,700,992 FLOPs, 6.9x the 1,782,969,600 it runs",
          "the weight gradient of a conv takes as many multiply-adds as its forward (each weight meets the same "
          "input values once per output position): archcalc's weight_grad_macs = macs, divided by groups as the forward"),
-        ("charges a module whose inputs need no gradient (the first conv; every branch reading the network input, as "
-         "in inception-naive) every backward FLOP that runs after its own: ModuleTracker registers a module's exit "
-         "from backward on its inputs' gradients, which are never computed",
-         "the totals are right; archcalc gives each layer its own backward count"),
+        ("per module, charges a module every backward FLOP run between its entry (its output's gradient) and its exit "
+         "(its inputs' gradients all complete, so after the backward of every other layer reading the same input: a "
+         "ResNet shortcut conv is charged its block's first convs); a module whose inputs need no gradient (the first "
+         "conv, every branch reading the network input) or that returns its input tensor itself (nn.Dropout, "
+         "nn.Identity in eval) is never left and is charged all the backward that runs after its own",
+         "ModuleTracker's hooks, not the counting: the totals are right; archcalc gives each layer its own backward"),
         ("calls 2 x MACs 'FLOPs' and counts nothing else: bias adds, batch norm, pooling, activations, residual adds "
          "and interpolation are 0",
          "those are archcalc's other ops (bias adds 1 per output value, batch norm 4 per value, ...): FLOPs of the "
