@@ -146,6 +146,22 @@ def _memory_model_option(command: Any) -> Any:
                              "the lecture's rule of thumb).")(command)
 
 
+def _convention_option(command: Any) -> Any:
+    """--convention, for the commands that count the forward pass (a preset's name, checked when given)."""
+    return click.option("--convention", default="archcalc", show_default=True, callback=_check_convention,
+                        help="Also count as a peer tool does (its 'FLOPs' or 'MACs'): a column, its total and rules "
+                             "(`archcalc conventions` lists the presets).")(command)
+
+
+def _check_convention(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from archcalc.conventions import get
+
+    try:
+        return get(value).name
+    except ArchcalcError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 def _analysis_options(command: Any) -> Any:
     """--batch, --dtype and --optimizer, shared by the commands that analyse."""
     command = click.option("--optimizer", type=click.Choice(list(formulas.OPTIMIZER_SLOTS)), default="sgd", show_default=True,
@@ -250,12 +266,19 @@ def cli(max_layers: int | None) -> None:
               help="Also count the input-to-output paths (2^k for k skip connections) and their lengths in layers with weights.")
 @click.option("--training", is_flag=True,
               help="Also what backward keeps per layer (bytes, as PyTorch's autograd) and the training peak (table, markdown).")
+@_convention_option
+@click.option("--explain", "explain_counts", is_flag=True,
+              help="Also each layer's rule under the convention with its values (table, markdown).")
 @_memory_model_option
 @_analysis_options
-def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: bool, memory_model: str, batch: int,
-           dtype: str, optimizer: str) -> None:
+def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: bool, convention: str,
+           explain_counts: bool, memory_model: str, batch: int, dtype: str, optimizer: str) -> None:
     """Per-layer table of output shapes, params, MACs, activations and receptive fields, with totals."""
     from archcalc.passes import analyze
+
+    if explain_counts and fmt in ("json", "csv"):
+        raise ArchcalcError("--explain goes with --format table or markdown (JSON and CSV carry each layer's "
+                            "convention_count; `archcalc explain MODEL LAYER --convention NAME` one layer's rule)")
 
     if training and fmt in ("json", "csv"):
         raise ArchcalcError("--training goes with --format table or markdown (for JSON: archcalc memory MODEL --format json)")
@@ -264,7 +287,7 @@ def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: 
     if with_paths and fmt == "csv":
         raise ArchcalcError("--paths goes with --format table, markdown or json (CSV holds the layer rows only)")
     analysis = _printable(analyze(model, batch=batch, dtype=dtype, optimizer=optimizer, paths=with_paths,
-                                  memory_model=memory_model))
+                                  memory_model=memory_model, convention=convention))
     if analysis.paths is not None:
         from archcalc.render.format import MAX_DIGITS
 
@@ -297,6 +320,30 @@ def report(model: Any, fmt: str, depth: int | None, with_paths: bool, training: 
             console.print(paths_table(analysis.paths))
     if training:
         _training_memory(model, batch, dtype, optimizer, fmt)
+    if explain_counts:
+        _explain_counts(model, convention, fmt)
+
+
+def _explain_counts(model: Any, convention: str, fmt: str) -> None:
+    """Each layer's rule under the convention with its values, per sample (report --explain)."""
+    from archcalc.conventions import count
+
+    counted = count(model, convention)
+    title = f"Counting as {counted.convention.name} ({counted.convention.tool}), per sample:"
+    if fmt == "markdown":
+        click.echo("\n" + title + "\n")
+        for name, layer in counted.layers.items():
+            click.echo(f"- `{name}` {layer.rule.split(':', 1)[0]}: {layer.explained}")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title), header_style="bold")
+    for header in ("Layer", "Type", "Rule with its values"):
+        table.add_column(header, overflow="fold")
+    for name, layer in counted.layers.items():
+        table.add_row(Text(name), Text(layer.rule.split(":", 1)[0]), Text(layer.explained))
+    _console().print(table)
 
 
 def _training_memory(model: Any, batch: int, dtype: str, optimizer: str, fmt: str) -> None:
@@ -335,6 +382,40 @@ def list_models(fmt: str) -> None:
     _console().print(zoo_table(entries))
 
 
+@cli.command("conventions")
+@click.argument("name", required=False, default=None)
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True,
+              help="Output format.")
+def conventions_command(name: str | None, fmt: str) -> None:
+    """The counting conventions (presets): what each peer tool counts, and how; NAME: one preset's rules in full."""
+    from archcalc.conventions import get, presets
+    from archcalc.render import conventions as render
+
+    chosen = [get(name)] if name is not None else list(presets().values())
+    if fmt == "json":
+        click.echo(json.dumps([_convention_json(p) for p in chosen], indent=2))
+    elif fmt == "markdown":
+        click.echo(render.preset_markdown(chosen[0]) if name is not None else render.overview_markdown())
+    else:
+        console = _console()
+        console.print(render.preset_table(chosen[0]) if name is not None else render.overview_table())
+        if name is None:
+            click.echo("Each rule is per sample, over a layer's quantities (macs, bias_adds, outputs, ...: "
+                       "docs/conventions.md); `archcalc conventions NAME` shows every op type's rule.")
+        else:
+            for what, why in chosen[0].quirks:
+                click.echo(f"- {what}: {why}")
+
+
+def _convention_json(preset: Any) -> dict[str, Any]:
+    from archcalc.render.conventions import preset_rules
+
+    return {"name": preset.name, "tool": preset.tool, "unit": preset.unit, "summary": preset.summary,
+            "per_layer": preset.per_layer, "scale": preset.scale, "doc": preset.anchor,
+            "quirks": [{"what": what, "why": why} for what, why in preset.quirks],
+            "rules": {op: {"forward": f, "backward": b or None, "note": n} for op, f, b, n in preset_rules(preset)}}
+
+
 def _printable(analysis: Any) -> Any:
     """``analysis``, unless a figure is too long to write out (a huge --batch): ArchcalcError."""
     from archcalc.render.format import check_printable
@@ -349,13 +430,21 @@ def _printable(analysis: Any) -> Any:
 @click.argument("layer")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per batch.")
 @click.option("--dtype", type=click.Choice(list(formulas.DTYPE_BYTES)), default="float32", show_default=True, help="Value type.")
-def explain(model: Any, layer: str, batch: int, dtype: str) -> None:
+@_convention_option
+def explain(model: Any, layer: str, batch: int, dtype: str, convention: str) -> None:
     """The arithmetic behind every number of one LAYER, written out step by step."""
     from archcalc.explain import explain_layer
     from archcalc.passes import analyze
 
     node = model.node(layer)
     lines = explain_layer(model, _printable(analyze(model, batch=batch, dtype=dtype)), node.name, group_digits=True)
+    if convention != "archcalc":
+        from archcalc.conventions import count
+
+        counted = count(model, convention, batch)
+        found = counted.layers[node.name]
+        lines.append((f"{convention} {counted.convention.unit}", f"{found.explained} (per sample)"
+                      + (f" x batch {batch} = {found.forward:,}" if batch != 1 else "")))
     click.echo(f"{model.name} / {node.name} ({node.type})")
     width = max(len(quantity) for quantity, _ in lines)
     for quantity, text in lines:

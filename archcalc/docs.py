@@ -66,17 +66,55 @@ def op_formulas() -> str:
     return "\n\n".join(out)
 
 
-#: Each generated file and the text between its markers.
-TARGETS = {"README.md": layer_table, "docs/conventions.md": op_formulas}
+#: The marker before the text generated from the counting conventions' presets.
+PRESETS_BEGIN = "<!-- generated from the presets (archcalc/conventions/) by `python -m archcalc.docs`: edit them, not this -->"
 
 
-def regenerate(text: str, generated: str, path: str) -> str:
-    """``text`` with the part between the markers replaced by ``generated``."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1:
-        raise ValueError(f"{path}: needs exactly one pair of generated-text markers")
-    before, rest = text.split(BEGIN)
-    _, after = rest.split(END)
-    return f"{before}{BEGIN}\n{generated}\n{END}{after}"
+def presets_table() -> str:
+    """The README's presets table: each preset's tool and its rule for the ops where tools differ."""
+    from archcalc.render.conventions import overview_markdown
+
+    return overview_markdown()
+
+
+def preset_sections() -> str:
+    """``docs/conventions.md``'s counting-conventions section: every preset's rules and quirks."""
+    from archcalc.conventions import QUANTITIES, presets
+    from archcalc.render.conventions import preset_markdown
+
+    lines = ["A rule is an expression evaluated for each layer, per sample, over these quantities "
+             "(the tool's count for a batch is that times the batch):", ""]
+    lines.extend(f"- `{name}`: {meaning}" for name, meaning in QUANTITIES.items())
+    return "\n".join(lines) + "\n\n" + "\n\n".join(preset_markdown(p) for p in presets().values())
+
+
+#: Each generated part: its file, the marker before it, and the function writing it.
+PARTS = (
+    ("README.md", BEGIN, layer_table),
+    ("README.md", PRESETS_BEGIN, presets_table),
+    ("docs/conventions.md", BEGIN, op_formulas),
+    ("docs/conventions.md", PRESETS_BEGIN, preset_sections),
+)
+
+#: Each generated file and the text of its first generated part (the op registry's).
+TARGETS = {path: make for path, begin, make in PARTS if begin == BEGIN}
+
+
+def regenerate(text: str, generated: str, path: str, begin: str = BEGIN) -> str:
+    """``text`` with the part between the marker ``begin`` and the next end marker replaced by ``generated``."""
+    if text.count(begin) != 1 or END not in text.split(begin, 1)[1]:
+        raise ValueError(f"{path}: needs exactly one pair of generated-text markers {begin[:40]}...")
+    before, rest = text.split(begin)
+    _, after = rest.split(END, 1)
+    return f"{before}{begin}\n{generated}\n{END}{after}"
+
+
+def regenerate_all(path: str, text: str) -> str:
+    """Every generated part of one file, rewritten."""
+    for name, begin, make in PARTS:
+        if name == path:
+            text = regenerate(text, make(), path, begin)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a generated part is out of date")
     args = parser.parse_args(argv)
     stale = []
-    for name, make in TARGETS.items():
+    for name in TARGETS:
         path = ROOT / name
         text = path.read_text(encoding="utf-8")
-        new = regenerate(text, make(), name)
+        new = regenerate_all(name, text)
         if new != text:
             stale.append(name)
             if not args.check:

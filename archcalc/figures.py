@@ -29,7 +29,8 @@ class LayerFacts:
     """What a layer's figures are computed from: the op's rules applied to one resolved layer.
 
     ``params`` holds parameter and buffer tensors by name (each with its role); ``cost`` is for
-    one sample; ``batch`` and ``dtype`` are the analysis'.
+    one sample; ``batch`` and ``dtype`` are the analysis'; ``convention`` is the layer's forward
+    count for one sample under the analysis' counting convention (:mod:`archcalc.conventions`).
     """
 
     layer: Layer
@@ -37,6 +38,7 @@ class LayerFacts:
     cost: Cost
     batch: int
     dtype: str
+    convention: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,9 @@ LAYER_FIGURES: tuple[Figure, ...] = (
     Figure("activation_bytes", "Memory", "bytes of the activations in the analysis' dtype", "bytes",
            lambda f: formulas.activation_bytes(math.prod(f.layer.out_shape) * f.batch, f.dtype), total="stored",
            fold="stored", aliases=("bytes", "memory_bytes")),
+    Figure("convention_count", "Convention", "the forward count under the analysis' counting convention "
+           "(--convention: a peer tool's 'FLOPs' or 'MACs', archcalc.conventions); MACs under the default archcalc",
+           "count", lambda f: f.convention * f.batch, formats=frozenset({"json", "csv"}), brief=True),
 )
 
 #: Figures that exist only for the whole network, after the per-layer ones in JSON, each worked out

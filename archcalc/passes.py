@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from archcalc import figures, formulas
+from archcalc import conventions, figures, formulas
 from archcalc import paths as network_paths
+from archcalc.conventions import Counted
 from archcalc.errors import RuleError, ShapeError, SpecError, check
 from archcalc.figures import LayerFacts, NetworkFacts
 from archcalc.graph import Graph
@@ -367,18 +368,21 @@ def _pick(inputs: list[ReceptiveField], choose: type[max] | type[min]) -> tuple[
     return tuple(choose(axis, key=lambda field: field.size) for axis in zip(*paths))
 
 
-def _figures(node: Any, layer: Layer, batch: int, dtype: str) -> tuple[str, tuple[Any, ...]]:
-    """One node's summary and its figures for a batch."""
+def _figures(node: Any, layer: Layer, batch: int, dtype: str, convention: Counted | None) -> tuple[str, tuple[Any, ...]]:
+    """One node's summary and its figures for a batch (``convention``: the counts of a preset
+    other than archcalc's, whose count is the MACs)."""
     if not node.inputs:  # the network input: stored, no parameters, no cost
         facts = LayerFacts(layer, {}, Cost(), batch, dtype)
         return "", figures.layer_values(facts)
     op = get_op(node.type)
-    facts = LayerFacts(layer, op.params(layer), op.cost(layer), batch, dtype)
+    cost = op.cost(layer)
+    count = cost.macs if convention is None else convention.layers[node.name].forward
+    facts = LayerFacts(layer, op.params(layer), cost, batch, dtype, count)
     return op.summary(layer), figures.layer_values(facts)
 
 
 def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str = "sgd", paths: bool = False,
-            memory_model: str = "pytorch") -> Analysis:
+            memory_model: str = "pytorch", convention: str = "archcalc") -> Analysis:
     """Run every pass and collect per-layer figures and totals for a batch.
 
     Args:
@@ -392,10 +396,12 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
             optimizer state + the storages autograd keeps for backward + the largest transient,
             :mod:`archcalc.memory`) or ``lecture`` (2 x the forward activations instead); the totals
             carry both as ``pytorch_training_bytes`` and ``lecture_training_bytes``.
+        convention: the counting convention of the ``convention_count`` figure: ``archcalc``
+            (MACs, CONVENTIONS.md) or a peer tool's preset (:mod:`archcalc.conventions`).
 
     Raises:
         ShapeError: at the first layer whose shapes do not work out.
-        ArchcalcError: for a bad batch, dtype, optimizer or memory model.
+        ArchcalcError: for a bad batch, dtype, optimizer, memory model or convention.
     """
     check(
         isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1,
@@ -414,8 +420,11 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     )
     check(memory_model in MEMORY_MODELS,
           lambda: f"memory model must be one of {', '.join(MEMORY_MODELS)}, got {memory_model!r}", SpecError)
+    preset = conventions.get(convention)
     graph = load(model)
     layers = infer_shapes(graph)
+    # archcalc's own count is the MACs; another preset's, with its backward, is counted per node
+    counted = None if preset.name == "archcalc" else conventions.count_layers(preset, graph, layers, 1)
     fields = receptive_fields(graph, layers)
     layer_depends, field_depends = resolution_dependence(graph, layers, fields)
     marked: dict[int, ReceptiveField] = {}  # one marked copy of a field shared by several nodes
@@ -425,7 +434,8 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     stores = stored_outputs(graph, layers)
     for node in graph:
         layer = layers[node.name]
-        summary, values = known.get(id(layer)) or known.setdefault(id(layer), _figures(node, layer, batch, dtype))
+        summary, values = (known.get(id(layer))
+                           or known.setdefault(id(layer), _figures(node, layer, batch, dtype, counted)))
         field = fields[node.name]
         if node.name in field_depends:
             field = marked.get(id(field)) or marked.setdefault(id(field), replace(field, resolution_dependent=True))
@@ -435,7 +445,8 @@ def analyze(model: Any, batch: int = 1, dtype: str = "float32", optimizer: str =
     totals = Totals(figures.totals(rows, NetworkFacts(batch, dtype, optimizer, memory_model, peaks)))
     return Analysis(graph.name, graph.input_shape, batch, dtype, optimizer, tuple(rows), totals, graph.description,
                     graph.warnings, network_paths.depth(graph, layers),
-                    network_paths.paths(graph, layers) if paths else None, uncounted(graph), memory_model, peaks)
+                    network_paths.paths(graph, layers) if paths else None, uncounted(graph), memory_model, peaks,
+                    preset.name, None if counted is None or not preset.counts_backward else counted.backward * batch)
 
 
 def input_grad_needed(graph: Graph, layers: Mapping[str, Layer]) -> dict[str, bool]:

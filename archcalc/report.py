@@ -253,6 +253,21 @@ class Analysis:
     #: The pytorch memory model's figures with where its peaks are (:class:`archcalc.memory.Peaks`);
     #: None only for an Analysis built by hand.
     memory: Peaks | None = None
+    #: The counting convention of the ``convention_count`` figure (:mod:`archcalc.conventions`).
+    convention: str = "archcalc"
+    #: The convention's backward total for the batch, for a preset that counts backward (else None).
+    convention_backward: int | None = None
+
+    def convention_dict(self) -> dict[str, Any]:
+        """The counting convention in force (JSON): name, tool, unit, its forward total (the
+        ``convention_count`` figure's), its backward total (null for a tool counting none) and
+        where its rules are documented."""
+        from archcalc.conventions import get
+
+        preset = get(self.convention)
+        return {"name": preset.name, "tool": preset.tool, "unit": preset.unit,
+                "forward": self.totals.values.get("convention_count"), "backward": self.convention_backward,
+                "doc": preset.anchor}
 
     @property
     def status(self) -> str:
@@ -284,6 +299,7 @@ class Analysis:
             "dtype": self.dtype,
             "optimizer": self.optimizer,
             "memory_model": self.memory_model,
+            "convention": self.convention_dict(),
             "status": self.status,
         }
         if self.uncounted:

@@ -94,3 +94,87 @@ def test_a_rule_giving_a_fraction_is_a_preset_bug_named():
 def test_an_unknown_convention_names_the_presets():
     with pytest.raises(ArchcalcError, match="unknown convention 'archcalk'; did you mean 'archcalc'.*the presets: archcalc"):
         conventions.get("archcalk")
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+@pytest.fixture
+def tool_preset(monkeypatch):
+    """A preset as a peer tool's: conv and linear without bias, batchnorm 2 per value, a backward."""
+    preset = Convention("tool", "a tool 1.0 profile()", "flops", "conv and linear MACs, batchnorm 2 a value",
+                        {"conv": Rule("macs - 0", backward="2 * macs"), "linear": Rule("macs"),
+                         "batchnorm": Rule("2 * outputs")})
+    conventions.get("archcalc")
+    monkeypatch.setitem(conventions.PRESETS, "tool", preset)
+    return preset
+
+
+def test_report_json_carries_each_layers_count_and_the_convention(tool_preset):
+    """Computed here from the layers: resnet18's convs and fc are its MACs; its 20 batchnorms 2 a value."""
+    analysis = archcalc.analyze("resnet18", batch=2, convention="tool")
+    rows = analysis.layers[1:]
+    bn_values = sum(2 * row.activations for row in rows if row.type == "batchnorm")
+    conv_linear = sum(row.macs for row in rows if row.type in ("conv", "linear"))
+    backward = 2 * sum(row.macs for row in rows if row.type == "conv")
+    doc = analysis.to_dict()
+    assert doc["convention"] == {"name": "tool", "tool": "a tool 1.0 profile()", "unit": "flops",
+                                 "forward": conv_linear + bn_values, "backward": backward,
+                                 "doc": "docs/conventions.md#convention-tool"}
+    assert sum(layer["convention_count"] for layer in doc["layers"]) == conv_linear + bn_values
+    folded = analysis.to_dict(depth=1)["layers"]
+    assert sum(layer["convention_count"] for layer in folded) == conv_linear + bn_values
+    assert "convention_count" in analysis.to_csv().splitlines()[0].split(",")
+
+
+def test_report_table_shows_the_column_and_the_footer_names_the_convention(tool_preset, capsys):
+    from tests.helpers import run_main
+
+    code, out, err = run_main("report", "lenet5", "--convention", "tool", "--format", "markdown")
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("| Layer"))
+    assert "| MACs | tool flops |" in header
+    # lenet5: conv 352,800 + 240,000 and fc 48,000 + 10,080 + 840 MACs, no batchnorm; backward 2 x the convs
+    assert ("Convention: tool, as a tool 1.0 profile() counts (conv and linear MACs, batchnorm 2 a value): "
+            "651,720 flops; forward + backward 1,837,320 flops, 1.00x archcalc's 651,720 MACs; "
+            "its rules: docs/conventions.md#convention-tool.") in out
+    code, out, err = run_main("report", "lenet5", "--format", "markdown")
+    assert "Convention: archcalc" in out and "| MACs | Activations |" in out
+
+
+def test_report_explain_writes_each_layers_rule_with_its_values(tool_preset):
+    from tests.helpers import run_main
+
+    code, out, err = run_main("report", "lenet5", "--convention", "tool", "--explain", "--format", "markdown")
+    assert code == 0, err
+    assert "- `conv2` conv: macs - 0 = 240,000 - 0 = 240,000; backward 2 * macs = 2 * 240,000 = 480,000" in out
+    assert "- `relu1` relu: 0" in out
+    code, out, err = run_main("report", "lenet5", "--explain", "--format", "json")
+    assert code == 2 and err.count("\n") == 1 and "--explain goes with --format table or markdown" in err
+
+
+def test_explain_adds_the_layers_count_under_a_convention(tool_preset):
+    from tests.helpers import run_main
+
+    code, out, err = run_main("explain", "lenet5", "fc1", "--convention", "tool", "--batch", "3")
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.strip().startswith("tool flops"))
+    assert line.split("tool flops", 1)[1].strip() == "macs = 48,000 (per sample) x batch 3 = 144,000"
+
+
+def test_conventions_command_lists_the_presets_and_one_presets_rules(tool_preset):
+    import json
+
+    from tests.helpers import run_main
+
+    code, out, err = run_main("conventions", "--format", "json")
+    assert code == 0, err
+    listed = {p["name"]: p for p in json.loads(out)}
+    assert set(listed) == set(conventions.PRESETS)
+    assert listed["tool"]["rules"]["batchnorm"]["forward"] == "2 * outputs"
+    assert listed["tool"]["rules"]["relu"] == {"forward": "0", "backward": None, "note": "(default)"}
+    code, out, err = run_main("conventions", "tool", "--format", "markdown")
+    assert code == 0 and "| `conv` | `macs - 0` | `2 * macs` |" in out
+    code, out, err = run_main("conventions", "tol")
+    assert code == 2 and "unknown convention 'tol'; did you mean 'tool'?" in err
+    code, out, err = run_main("report", "lenet5", "--convention", "tol")
+    assert code == 2 and err.count("\n") == 1 and "unknown convention 'tol'; did you mean 'tool'?" in err

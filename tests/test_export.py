@@ -345,7 +345,11 @@ def check_onnx_export(graph, tmp_path, batch=2, tolerance=1e-5):
     for key, value in weights.items():
         executor.params[key][...] = value
     x = np.random.default_rng(3).normal(size=(batch, *graph.input_shape)).astype(np.float32)
-    got, model = onnx_outputs(graph, tmp_path, x, weights)
+    try:
+        got, model = onnx_outputs(graph, tmp_path, x, weights)
+    finally:  # a zoo model's file is up to ~130 MB: pytest keeps tmp_path after the run
+        for written in tmp_path.glob("*.onnx*"):
+            written.unlink()
     expected = executor.forward(x if big else x.astype(np.float64))
     assert got.shape == expected.shape
     scale = max(1.0, float(np.abs(expected).max()))

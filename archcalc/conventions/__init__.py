@@ -7,6 +7,7 @@ peer tool live in this package, one module each defining ``PRESET``; adding a pr
 tool is one module. :func:`count` applies a convention to every layer of a network;
 :func:`explain` shows one layer's rule with its values.
 
+    >>> import archcalc
     >>> count("lenet5", "archcalc").forward == archcalc.analyze("lenet5").totals.macs
     True
 """
@@ -309,11 +310,16 @@ def count(model: Any, convention: str | Convention = "archcalc", batch: int = 1)
     Raises:
         ArchcalcError: an unknown convention; ShapeError from the shape pass.
     """
-    from archcalc.passes import infer_shapes, input_grad_needed
+    from archcalc.passes import infer_shapes
 
-    preset = get(convention)
     graph: Graph = load(model)
-    layers = infer_shapes(graph)
+    return count_layers(get(convention), graph, infer_shapes(graph), batch)
+
+
+def count_layers(preset: Convention, graph: Graph, layers: Mapping[str, Layer], batch: int) -> Counted:
+    """:func:`count` on a graph whose shapes are inferred (``layers``, by node name)."""
+    from archcalc.passes import input_grad_needed
+
     needed = input_grad_needed(graph, layers)
     known: dict[tuple[int, bool], LayerCount] = {}
     out: dict[str, LayerCount] = {}

@@ -6,7 +6,7 @@ from archcalc.conventions import Convention, Rule
 
 PRESET = Convention(
     name="archcalc",
-    tool="archcalc (CONVENTIONS.md)",
+    tool="archcalc's own rules (CONVENTIONS.md)",
     unit="MACs",
     summary="multiply-accumulates of every op that multiplies (conv, transposed conv, linear, ...), bias adds and "
             "element-wise work apart as other ops; FLOPs = 2 x MACs",

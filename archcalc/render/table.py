@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from archcalc.figures import Figure, figures_for
@@ -66,17 +67,38 @@ COLUMNS = (
 )
 
 
+def _convention_header(analysis: Analysis) -> str:
+    from archcalc.conventions import get
+
+    preset = get(analysis.convention)
+    return f"{preset.name} {preset.unit}"
+
+
+def columns_of(analysis: Analysis) -> tuple[Column, ...]:
+    """:data:`COLUMNS`, with the count under the analysis' convention after the MACs when it is
+    not archcalc's (whose count is the MACs)."""
+    if analysis.convention == "archcalc":
+        return COLUMNS
+    from archcalc.figures import LAYER_FIGURES
+
+    figure = next(f for f in LAYER_FIGURES if f.name == "convention_count")
+    column = _figure_column(figure)
+    column = Column(_convention_header(analysis), column.text, figure=figure)
+    at = next(i for i, c in enumerate(COLUMNS) if c.figure is not None and c.figure.name == "macs") + 1
+    return (*COLUMNS[:at], column, *COLUMNS[at:])
+
+
 def rows(analysis: Analysis, depth: int | None = None) -> tuple[LayerReport, ...]:
     """The rows to show: every layer, or ``depth`` levels of blocks (see :func:`fold`)."""
     return analysis.layers if depth is None else fold(analysis.layers, depth)
 
 
 def totals_cells(analysis: Analysis) -> list[str]:
-    """The totals row, aligned with :data:`COLUMNS`."""
+    """The totals row, aligned with :func:`columns`."""
     cells = []
-    for column in COLUMNS:
+    for index, column in enumerate(columns_of(analysis)):
         figure = column.figure
-        if column is COLUMNS[0]:
+        if index == 0:
             cells.append("Total")
         elif figure is None or not figure.total:
             cells.append("")
@@ -110,6 +132,7 @@ def footer(analysis: Analysis) -> list[str]:
         count = sum(u.count for u in analysis.uncounted)
         lines.insert(0, f"Partial: {count} layer(s) of ops archcalc has no rule for are counted as 0 (params, MACs, other "
                      f"ops) and every total is a lower bound: {', '.join(u.text() for u in analysis.uncounted)}.")
+    lines.append(convention_line(analysis))
     if analysis.network_depth is not None:
         d = analysis.network_depth
         lines.append(f"Depth: {d.weighted} layer{'' if d.weighted == 1 else 's'} with weights (conv, transposed conv, linear) "
@@ -135,6 +158,24 @@ def footer(analysis: Analysis) -> list[str]:
             "shows the arithmetic."
         )
     return lines
+
+
+def convention_line(analysis: Analysis) -> str:
+    """The counting convention in force, its total beside archcalc's MACs, and where its rules are."""
+    from archcalc.conventions import get
+
+    preset = get(analysis.convention)
+    t = analysis.totals
+    if preset.name == "archcalc":
+        return (f"Convention: archcalc's own (MACs as CONVENTIONS.md counts them: {preset.anchor}); --convention NAME "
+                "counts as a peer tool does (`archcalc conventions` lists them).")
+    value = t.convention_count
+    versus = (f"{ratio(Fraction(value, t.macs))} archcalc's {grouped(t.macs)} MACs" if t.macs
+              else f"archcalc's MACs: {grouped(t.macs)}")
+    backward = ("" if analysis.convention_backward is None
+                else f"; forward + backward {preset.format(value + analysis.convention_backward)}")
+    return (f"Convention: {preset.name}, as {preset.tool} counts ({preset.summary}): {preset.format(value)}{backward}, "
+            f"{versus}; its rules: {preset.anchor}.")
 
 
 def training_line(analysis: Analysis) -> str:
@@ -172,7 +213,7 @@ def rich_table(analysis: Analysis, depth: int | None = None, width: int | None =
     from rich.measure import Measurement
     from rich.text import Text
 
-    shown = list(COLUMNS)
+    shown = list(columns_of(analysis))
     table = _table(analysis, depth, shown)
     hidden = []
     if width is not None:
@@ -199,7 +240,7 @@ def _table(analysis: Analysis, depth: int | None, columns: list[Column]) -> Rend
         show_footer=True,
         header_style="bold",
     )
-    totals = dict(zip((c.header for c in COLUMNS), totals_cells(analysis)))
+    totals = dict(zip((c.header for c in columns_of(analysis)), totals_cells(analysis)))
     for column in columns:
         table.add_column(Text(column.header), justify=column.justify, footer=Text(totals[column.header]), no_wrap=True)
     for row in rows(analysis, depth):
@@ -213,9 +254,10 @@ def markdown_table(analysis: Analysis, depth: int | None = None) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
     out = [f"**{analysis.model}**: input {shape(analysis.input_shape, _batch(analysis))}, {analysis.dtype}", ""]
-    out.append(line([c.header for c in COLUMNS]))
-    out.append("|" + "|".join(":---" if c.justify == "left" else "---:" for c in COLUMNS) + "|")
-    out.extend(line([c.text(row, analysis) for c in COLUMNS]) for row in rows(analysis, depth))
+    shown = columns_of(analysis)
+    out.append(line([c.header for c in shown]))
+    out.append("|" + "|".join(":---" if c.justify == "left" else "---:" for c in shown) + "|")
+    out.extend(line([c.text(row, analysis) for c in shown]) for row in rows(analysis, depth))
     out.append(line([f"**{cell}**" if cell else "" for cell in totals_cells(analysis)]))
     out.append("")
     out.extend(f"- {text}" for text in footer(analysis))
