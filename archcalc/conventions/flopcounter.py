@@ -30,8 +30,8 @@ _CONV = Rule("macs", backward="needs_input_grad * macs + groups * macs",
 
 PRESET = Convention(
     name="flopcounter",
-    tool="torch 2.13 (2.14.1: the same rules) torch.utils.flop_counter.FlopCounterMode: get_total_flops() of model(x) and of "
-         "model(x).sum().backward(), get_flop_counts() per module (x not requiring a gradient)",
+    tool="torch 2.13 (2.14.1 has the same rules) torch.utils.flop_counter.FlopCounterMode, get_total_flops() of "
+         "model(x) and of model(x).sum().backward() with x not requiring a gradient, get_flop_counts() per module",
     unit="FLOPs",
     summary="2 per multiply-add of conv, transposed conv and linear (matmul), no bias; everything else 0. Backward: "
             "input gradient (when needed) and weight gradient each as the forward, except a grouped conv's weight "
@@ -42,25 +42,25 @@ PRESET = Convention(
         "linear": Rule("macs", backward="needs_input_grad * macs + macs",
                        note="addmm/mm forward; backward one mm for the input gradient (when needed), one for the weight"),
     },
-    default=Rule("macs", backward="0",
-                 note="no flop formula but for mm/conv/attention aten ops: the op's MACs are 0 (element-wise work), forward "
-                      "and backward"),
+    default=Rule("0", backward="0",
+                 note="no flop formula: FlopCounterMode counts mm, addmm, bmm, baddbmm, convolutions and attention only"),
     quirks=(
-        ("counts a grouped conv's weight gradient as an ungrouped conv's: conv_backward_flop calls conv_flop_count("
-         "x.T, grad_out.T, grad_weight.T), which has no groups, so groups x the true count (a depthwise conv's: "
-         "channels x): mobilenet_v2's forward + backward comes out 12,279,700,992 FLOPs, 6.9x the 1,782,969,600 it runs",
-         "the weight gradient of a conv takes as many multiply-adds as its forward (each weight meets the same "
-         "input values once per output position): archcalc's weight_grad_macs = macs, divided by groups as the forward"),
-        ("per module, charges a module every backward FLOP run between its entry (its output's gradient) and its exit "
-         "(its inputs' gradients all complete, so after the backward of every other layer reading the same input: a "
-         "ResNet shortcut conv is charged its block's first convs); a module whose inputs need no gradient (the first "
-         "conv, every branch reading the network input) or that returns its input tensor itself (nn.Dropout, "
-         "nn.Identity in eval) is never left and is charged all the backward that runs after its own",
-         "ModuleTracker's hooks, not the counting: the totals are right; archcalc gives each layer its own backward"),
-        ("calls 2 x MACs 'FLOPs' and counts nothing else: bias adds, batch norm, pooling, activations, residual adds "
-         "and interpolation are 0",
-         "those are archcalc's other ops (bias adds 1 per output value, batch norm 4 per value, ...): FLOPs of the "
-         "multiply-adds alone"),
+        ("it counts a grouped conv's weight gradient as an ungrouped conv's, groups times the true count (a "
+         "depthwise conv's, channels times), as conv_backward_flop calls conv_flop_count(x.T, grad_out.T, "
+         "grad_weight.T), which knows no groups; mobilenet_v2's forward + backward comes out 12,279,700,992 FLOPs, "
+         "6.9x the 1,782,969,600 it runs",
+         "a conv's weight gradient takes as many multiply-adds as its forward (each weight meets each of its input "
+         "values once per output position), so archcalc's weight_grad_macs = macs, divided by groups as the forward"),
+        ("per module (not in total), it charges a module every backward FLOP run between its entry (its output's "
+         "gradient) and its exit (its inputs' gradients all complete, after every other layer reading the same input "
+         "has run its backward, so a ResNet shortcut conv is charged its block's first convs); a module whose inputs "
+         "need no gradient (the first conv, every branch reading the network input) or that returns its input tensor "
+         "itself (nn.Dropout and nn.Identity in eval) is never left, and is charged all the backward after its own",
+         "these are ModuleTracker's hooks, not the counting; archcalc gives each layer its own backward"),
+        ("it calls 2 x MACs 'FLOPs' and counts nothing else (bias adds, batch norm, pooling, activations, residual "
+         "adds and interpolation are 0)",
+         "archcalc counts those as other ops (a bias add 1 per output value, batch norm 4 per value...); this is the "
+         "FLOPs of the multiply-adds alone"),
     ),
     per_layer=True,
     scale=2,

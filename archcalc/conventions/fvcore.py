@@ -53,21 +53,21 @@ PRESET = Convention(
     },
     default=Rule("0", note="no handle: fvcore skips the op (a warning) and counts 0"),
     quirks=(
-        ("calls a multiply-add one 'flop' (its docstring: 'We count one fused multiply-add as one flop')",
-         "the number is MACs, not FLOPs: archcalc's macs for conv and linear, FLOPs = 2 x macs"),
-        ("adds element-wise counts to the multiply-adds: eval batchnorm 2 per value, norms 5 per value, 2D adaptive "
-         "average pool 1 per input value, bilinear upsample 4 per output value",
-         "a MAC count mixed with element-wise ops is neither MACs nor FLOPs: archcalc counts these layers 0 MACs and "
-         "their arithmetic apart as other ops (batchnorm 4 per value, norms 5-7 per value, global average pool 1 per "
-         "input value, bilinear upsample 7 per output value)"),
-        ("skips ops without a handle: max and average pooling, activations, residual adds, the 1D/3D adaptive "
-         "average pools (r3d_18's final pool counts 0 while resnet18's counts 25,088) and every upsampling mode "
-         "but 2D nearest and bilinear",
-         "the same layer counts differently with its rank; archcalc counts each as other ops whatever the rank"),
-        ("counts a 2D nearest upsample 1 per output value",
-         "nearest upsampling copies values and computes nothing: archcalc 0 MACs, 0 other ops"),
-        ("counts batchnorm 5 per value in training mode and 2 in eval (the same layer)",
-         "archcalc: 0 MACs, 4 other ops per value, whatever the mode"),
+        ("it calls a multiply-add one 'flop' (its docstring says 'We count one fused multiply-add as one flop')",
+         "the number is MACs, not FLOPs; archcalc's macs for conv and linear, FLOPs = 2 x macs"),
+        ("it adds element-wise counts to the multiply-adds (eval batchnorm 2 per value, norms 5 per value, 2D "
+         "adaptive average pool 1 per input value, bilinear upsample 4 per output value)",
+         "a MAC count mixed with element-wise ops is neither MACs nor FLOPs; archcalc counts these layers 0 MACs and "
+         "their arithmetic apart as other ops (batchnorm 4 per value, norms 5 to 7 per value, global average pool 1 "
+         "per input value, bilinear upsample 7 per output value)"),
+        ("it skips ops without a handle (max and average pooling, activations, residual adds, every upsampling mode "
+         "but 2D nearest and bilinear, and the 1D and 3D adaptive average pools, so r3d_18's final pool counts 0 "
+         "where resnet18's counts 25,088)",
+         "the same layer then counts differently with its rank; archcalc counts each as other ops whatever the rank"),
+        ("it counts a 2D nearest upsample 1 per output value",
+         "nearest upsampling copies values and computes nothing; archcalc counts 0 MACs and 0 other ops"),
+        ("it counts a batchnorm 5 per value in training mode and 2 in eval (this preset is the eval count)",
+         "archcalc counts 0 MACs and 4 other ops per value, whatever the mode"),
     ),
     per_layer=True,
 )
