@@ -15,8 +15,10 @@ registry's tests check it op by op). Backward:
   grad_weight.T)``, a convolution of all input channels with all output channels: ``groups`` times
   the multiply-adds of a grouped conv's weight gradient (a depthwise conv's: ``channels`` times).
 
+The preset is ``get_total_flops()`` of ``model(x)`` (forward) and of ``model(x).sum().backward()``
+(forward + backward) with ``x`` not requiring a gradient, and ``get_flop_counts()`` per module.
 Checked on every zoo model (forward; forward + backward with the input requiring a gradient or not;
-per module) by tests/test_convention_flopcounter.py.
+per module) and on torchvision's own models by tests/test_convention_flopcounter.py.
 """
 
 from __future__ import annotations
@@ -30,8 +32,7 @@ _CONV = Rule("macs", backward="needs_input_grad * macs + groups * macs",
 
 PRESET = Convention(
     name="flopcounter",
-    tool="torch 2.13 (2.14.1 has the same rules) torch.utils.flop_counter.FlopCounterMode, get_total_flops() of "
-         "model(x) and of model(x).sum().backward() with x not requiring a gradient, get_flop_counts() per module",
+    tool="torch 2.13 FlopCounterMode().get_total_flops() (torch.utils.flop_counter; 2.14.1 has the same rules)",
     unit="FLOPs",
     summary="2 per multiply-add of conv, transposed conv and linear (matmul), no bias; everything else 0. Backward: "
             "input gradient (when needed) and weight gradient each as the forward, except a grouped conv's weight "

@@ -6,7 +6,7 @@ every other op (``aten::max_pool2d``, ``aten::avg_pool2d``, ``aten::add``, ``ate
 is skipped with a warning and counts 0. It calls one multiply-add one "flop". The rules below were
 found by running fvcore on every example of every op archcalc registers (exported with
 ``archcalc.exporters.torch.to_torch``) and are checked against it on every zoo model, in total and
-per module (``by_module()``), by tests/test_convention_fvcore.py.
+per module (``by_module()``), and on torchvision's own models, by tests/test_convention_fvcore.py.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _ADAPTIVE_AVG = Rule("inputs if len(in_shape) == 3 else 0",
 
 PRESET = Convention(
     name="fvcore",
-    tool="fvcore 0.1.5 FlopCountAnalysis(model, inputs).total() and .by_module() (model.eval())",
+    tool="fvcore 0.1.5 FlopCountAnalysis(model.eval(), inputs).total()",
     unit="flops",
     summary="one 'flop' per multiply-add of conv, transposed conv and linear (no bias); eval batchnorm 2 per value, "
             "group/layer/instance norm 5 per value (4 without affine), 2D adaptive/global average pool 1 per input "
