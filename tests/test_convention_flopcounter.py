@@ -5,9 +5,9 @@ are the layer names) and run under ``FlopCounterMode``: ``model(x)`` for the for
 ``model(x).sum().backward()`` for forward + backward, with ``x`` not requiring a gradient (as a
 training step's input: the preset's ``needs_input_grad``) and requiring one. The module is built
 on the ``meta`` device: FlopCounterMode counts from the shapes of the aten ops it sees, which are
-the same on the CPU (checked on a few models below) and cost nothing there, so the whole zoo runs
-forward and backward in seconds. Per module, ``get_flop_counts()`` is keyed by the model's class
-name and the module's name (``Resnet18.layer1.0.conv1``).
+the same on the CPU (checked on a few models below), and the meta device computes nothing, so the
+whole zoo runs forward and backward without the arithmetic. Per module, ``get_flop_counts()`` is
+keyed by the model's class name and the module's name (``Resnet18.layer1.0.conv1``).
 """
 
 from __future__ import annotations
