@@ -232,10 +232,14 @@ class LayerDiff:
 
 _FIGURE_INDEX = {figure.name: index for index, figure in enumerate(LAYER_FIGURES)}
 
+#: Figures of everything upstream of a layer (a cumulative count changes below any changed layer,
+#: as the receptive field does): a diff of the layers themselves leaves them out.
+_UPSTREAM = frozenset({"cumulative_macs", "cumulative_count"})
+
 #: The per-layer figures a diff compares: every one JSON carries (the output shape, params,
-#: trainable, weights, buffers, MACs, FLOPs, other ops, activations, bytes, the count under the
-#: analyses' convention).
-_COMPARED: tuple[Figure, ...] = tuple(f for f in LAYER_FIGURES if "json" in f.formats)
+#: trainable, weights, buffers, MACs, FLOPs, other ops, gradient MACs, activations, bytes, the
+#: count under the analyses' convention) but the cumulative ones.
+_COMPARED: tuple[Figure, ...] = tuple(f for f in LAYER_FIGURES if "json" in f.formats and f.name not in _UPSTREAM)
 
 
 def _json_value(figure: Figure, row: LayerReport | None) -> Any:
