@@ -358,7 +358,8 @@ def test_models_json_csv_markdown_table_parse():
     assert code == 0 and len(rows) == 9 + 1 and rows[-1]["aligned"] == "total"
     conv3 = next(r for r in rows if r["name_a"] == "conv3x3")
     assert (conv3["params_a"], conv3["params_b"], conv3["params_diff"]) == ("442560", "110784", "-331776")
-    assert conv3["differs"] == "inputs;params;params_trainable;params_weights_only;macs;flops;input_grad_macs;weight_grad_macs;convention_count"
+    assert conv3["differs"] == ("inputs;params;params_trainable;params_weights_only;macs;flops;input_grad_macs;"
+                               "weight_grad_macs;convention_count")
     assert rows[-1]["macs_a"] == str(archcalc.analyze("inception-naive").totals.macs)
 
     code, out, _ = run("diff", "inception-naive", "inception-reduced", "--format", "markdown")
