@@ -15,9 +15,10 @@ encoder every 1,000 layers.
 from __future__ import annotations
 
 import argparse
-import time
 import tracemalloc
 from types import SimpleNamespace
+
+from analyze import best_of  # benchmarks/analyze.py, beside this script
 
 from archcalc.cumulative import cumulative
 
@@ -82,15 +83,6 @@ def plain_pass(graph: SimpleNamespace, figure: dict[str, int]) -> dict[str, int]
     return totals
 
 
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=100_000)
@@ -99,8 +91,8 @@ def main() -> None:
     for make in (chain, skip_to_input, resnet, wide_concat, densenet, unet):
         graph = make(n)
         figure = {node.name: 1_000_003 for node in graph.nodes}
-        plain = best_of(lambda: plain_pass(graph, figure))  # noqa: B023
-        mine = best_of(lambda: cumulative(graph, figure))  # noqa: B023
+        plain = best_of(lambda: plain_pass(graph, figure), repeat=3)  # noqa: B023
+        mine = best_of(lambda: cumulative(graph, figure), repeat=3)  # noqa: B023
         tracemalloc.start()
         cumulative(graph, figure)
         peak = tracemalloc.get_traced_memory()[1]

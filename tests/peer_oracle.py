@@ -28,3 +28,32 @@ def exported(name: str, batch: int = 1):
 def module_names(module) -> dict[str, object]:
     """Every submodule by its dotted name (the layer names of an exported model)."""
     return dict(module.named_modules())
+
+
+def per_layer(graph, per_module):
+    """A tool's per-module figures by archcalc layer (0 for a layer the export runs without a module).
+    Every module that counted something must be a layer's."""
+    from archcalc.exporters.torch import plan
+
+    paths = {node: ".".join(path) for node, path in plan(graph).paths.items() if path is not None}
+    assert not {name for name, figure in per_module.items() if figure} - set(paths.values())
+    return {node.name: per_module.get(paths.get(node.name), 0) for node in graph.nodes[1:]}
+
+
+def on_meta(model, batch=1):
+    """(graph, exported module, input) on the meta device (shapes only: for the tools that count
+    from shapes); ``model`` a zoo name (cached) or a Graph."""
+    if isinstance(model, str):
+        return _zoo_on_meta(model, batch)
+    return _export_on_meta(model, batch)
+
+
+@functools.cache
+def _zoo_on_meta(model, batch):
+    return _export_on_meta(archcalc.load(model), batch)
+
+
+def _export_on_meta(graph, batch):
+    with torch.device("meta"):
+        module = to_torch(graph)
+    return graph, module, torch.empty(batch, *graph.input_shape, device="meta")

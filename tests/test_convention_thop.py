@@ -10,7 +10,6 @@ checks that on real tensors (tests/peer_oracle.py's cached exports) thop counts 
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from fractions import Fraction
@@ -23,6 +22,7 @@ from archcalc.errors import ShapeError, SpecError
 from archcalc.ops import REGISTRY
 from archcalc.passes import infer_shapes
 from tests.helpers import single_op_graph
+from tests.peer_oracle import on_meta, per_layer
 
 peer_oracle = pytest.importorskip("tests.peer_oracle")
 thop = pytest.importorskip("thop")
@@ -50,36 +50,6 @@ def thop_per_module(module, x) -> tuple[float, dict[str, float]]:
 
     walk(info, ())
     return total, per_module
-
-
-def per_layer(graph, per_module: dict[str, float]) -> dict[str, float]:
-    """A tool's per-module figures by archcalc layer (0 for a layer the export runs without a module).
-    Every module that counted something must be a layer's."""
-    from archcalc.exporters.torch import plan
-
-    paths = {node: ".".join(path) for node, path in plan(graph).paths.items() if path is not None}
-    assert not {name for name, ops in per_module.items() if ops} - set(paths.values())
-    return {node.name: per_module.get(paths.get(node.name), 0) for node in graph.nodes[1:]}
-
-
-def on_meta(model, batch=1):
-    """(graph, exported module, input) on the meta device; ``model`` a zoo name (cached) or a Graph."""
-    if isinstance(model, str):
-        return _zoo_on_meta(model, batch)
-    return _export_on_meta(model, batch)
-
-
-@functools.cache
-def _zoo_on_meta(model, batch):
-    return _export_on_meta(archcalc.load(model), batch)
-
-
-def _export_on_meta(graph, batch):
-    from archcalc.exporters.torch import to_torch
-
-    with torch.device("meta"):
-        module = to_torch(graph)
-    return graph, module, torch.empty(batch, *graph.input_shape, device="meta")
 
 
 def assert_reproduces(model, batch=1):

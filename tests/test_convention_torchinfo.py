@@ -11,8 +11,6 @@ cached exports) torchinfo counts the same.
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 
 import archcalc
@@ -20,6 +18,7 @@ from archcalc import conventions
 from archcalc.errors import SpecError
 from archcalc.ops import REGISTRY
 from tests.helpers import single_op_graph
+from tests.peer_oracle import on_meta, per_layer
 
 peer_oracle = pytest.importorskip("tests.peer_oracle")
 torchinfo = pytest.importorskip("torchinfo")
@@ -41,36 +40,6 @@ def torchinfo_per_module(module, x) -> tuple[int, dict[str, int]]:
             name = names[id(info.module)]
             per_module[name] = per_module.get(name, 0) + info.macs
     return summary.total_mult_adds, per_module
-
-
-def per_layer(graph, per_module: dict[str, int]) -> dict[str, int]:
-    """A tool's per-module figures by archcalc layer (0 for a layer the export runs without a module).
-    Every module that counted something must be a layer's."""
-    from archcalc.exporters.torch import plan
-
-    paths = {node: ".".join(path) for node, path in plan(graph).paths.items() if path is not None}
-    assert not {name for name, macs in per_module.items() if macs} - set(paths.values())
-    return {node.name: per_module.get(paths.get(node.name), 0) for node in graph.nodes[1:]}
-
-
-def on_meta(model, batch=1):
-    """(graph, exported module, input) on the meta device; ``model`` a zoo name (cached) or a Graph."""
-    if isinstance(model, str):
-        return _zoo_on_meta(model, batch)
-    return _export_on_meta(model, batch)
-
-
-@functools.cache
-def _zoo_on_meta(model, batch):
-    return _export_on_meta(archcalc.load(model), batch)
-
-
-def _export_on_meta(graph, batch):
-    from archcalc.exporters.torch import to_torch
-
-    with torch.device("meta"):
-        module = to_torch(graph)
-    return graph, module, torch.empty(batch, *graph.input_shape, device="meta")
 
 
 def assert_reproduces(model, batch=1):
