@@ -251,11 +251,23 @@ def spec_graph(text: Any, source: str, max_layers: int) -> Any:
         RequestError: ``text`` is not a string (400).
         SpecError: the spec is invalid, with where (as the CLI says it).
     """
+    from archcalc.errors import SpecError
+    from archcalc.render.html import MAX_PAGE_LAYERS
     from archcalc.spec import from_json
 
     if not isinstance(text, str):
         raise RequestError(HTTPStatus.BAD_REQUEST, f"spec must be the spec's JSON text (a string), got {type(text).__name__}")
-    return from_json(text, source, max_layers=max_layers)
+    # the page shows at most MAX_PAGE_LAYERS layers: a spec above that is refused from its block
+    # structure, before expanding (a 200-byte spec could ask for a million layers)
+    limit = min(max_layers, MAX_PAGE_LAYERS)
+    try:
+        return from_json(text, source, max_layers=limit)
+    except SpecError as error:
+        if limit == max_layers:
+            raise
+        page = f"the most layers a web page shows; `archcalc report` counts up to {max_layers:,}"
+        raise SpecError(*(p.replace("raise it with load(..., max_layers=N) or `archcalc --max-layers N`", page)
+                          for p in error.problems), omitted=error.omitted) from None
 
 
 def analysis_payload(graph: Any, options: Options, drawings: str = "first") -> dict[str, Any]:

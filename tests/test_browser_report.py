@@ -132,6 +132,26 @@ def test_vgg16_window_and_field_drawings(browser, pages):
     # pool1: field 6, jump 2, padding 2: unit 0 sees rows -2..3, centred on 0.5
     text = _css(browser, '[data-role="field-text"]')[0].text
     assert "sees input rows -2 to 3 and columns -2 to 3 of 224x224" in text and "centred on (0.5, 0.5)" in text
+    assert "(columns alike)" in text  # field 6, jump 2, padding 2 on both axes
+    assert console_errors(browser) == []
+
+
+def test_a_field_unlike_along_rows_and_columns_states_each_axis(browser, tmp_path):
+    """A 3x1 conv of stride 2x1 after a 3x3 conv: rows see 3 + (3-1)*1 = 5 values with jump 2,
+    columns 3 with jump 1 (each axis's own arithmetic, by hand)."""
+    spec = tmp_path / "axes.json"
+    spec.write_text(json.dumps({"name": "axes", "input": [1, 9, 9], "layers": [
+        {"name": "a", "type": "conv", "filters": 2, "kernel": 3},
+        {"name": "g", "type": "conv", "filters": 2, "kernel": [3, 1], "stride": [2, 1]}]}), encoding="utf-8")
+    path = tmp_path / "axes.html"
+    status, _, stderr = run_main("html", str(spec), "-o", str(path))
+    assert status == 0, stderr
+    _open(browser, path)
+    _click(browser, _css(browser, '.ac-table tr[data-name="g"]')[0])
+    text = _css(browser, '[data-role="field-text"]')[0].text
+    assert "Unit i's rows: from i*2 to i*2 + 4" in text and "(field 5, padding 0)" in text
+    assert "unit j's columns: from j*1 to j*1 + 2" in text and "(field 3, padding 0)" in text
+    assert "alike" not in text
     assert console_errors(browser) == []
 
 
@@ -200,4 +220,23 @@ def test_resnet50_opens(browser, tmp_path):
     rows = len(_css(browser, ".ac-table tbody tr"))
     print(f"\nresnet50 page: {path.stat().st_size:,} bytes; opened in {loaded:.0f} ms (load event), {wall:.2f} s (driver)")
     assert rows == len(_payload_of(path)["analysis"]["layers"])
+    assert console_errors(browser) == []
+
+
+def test_a_crop_draws_the_whole_input_with_the_window_at_its_offset(browser, tmp_path):
+    """crop 4 at offset (2, 3) of an 8x8 input: the window of output (0, 0) covers input rows 2
+    (and columns 3) on: the grid holds all 8x8 input cells, the 4x4 reached by no window pale."""
+    spec = tmp_path / "crop.json"
+    spec.write_text(json.dumps({"name": "crop", "input": [1, 8, 8], "layers": [
+        {"name": "cr", "type": "crop", "size": 4, "offset": [2, 3]}]}), encoding="utf-8")
+    path = tmp_path / "crop.html"
+    status, _, stderr = run_main("html", str(spec), "-o", str(path))
+    assert status == 0, stderr
+    _open(browser, path)
+    _click(browser, _css(browser, '.ac-table tr[data-name="cr"]')[0])
+    caption = _css(browser, '[data-role="window-text"]')[0].text
+    assert "padding -2/-2, -3/-1" in caption and "Negative padding crops" in caption
+    (canvas,) = _css(browser, '[data-role="window"] canvas')
+    assert canvas.get_attribute("data-grid") == "8x8"  # the whole input, not the 4x4 the windows reach
+    assert canvas.get_attribute("data-window-at") == "2,3"
     assert console_errors(browser) == []

@@ -216,6 +216,22 @@ def test_the_clis_max_layers_bound_applies(tmp_path):
     assert code == 2 and err.splitlines()[0] == "error: " + answer["problems"][0].replace("'editor'", f"'{path}'")
 
 
+def test_a_spec_above_the_page_limit_is_refused_before_it_is_expanded(server):
+    """A 200-byte spec asking for 800,000 layers: refused from its block structure (under a
+    second, no expansion), naming the page's limit rather than the CLI's --max-layers."""
+    import time
+
+    spec = json.dumps({"name": "huge", "input": [3, 8, 8], "blocks": {"b": {"layers": [
+                           {"type": "conv", "filters": 3, "kernel": 1}, {"type": "relu"}]}},
+                       "layers": [{"block": "b", "repeat": 400_000}]})
+    start_time = time.perf_counter()
+    status, answer = post(server, "/api/analyze", {"spec": spec})
+    assert time.perf_counter() - start_time < 5  # measured ~0.01 s; expanding and analysing took 74 s
+    assert status == 422
+    assert "expands to 800,000 layers, above the limit of 5,000; the most layers a web page shows" in answer["error"]
+    assert "--max-layers" not in answer["error"]
+
+
 @pytest.mark.parametrize("body, message", [
     ({"spec": VGG16, "batch": 0}, "batch must be an int from 1"),
     ({"spec": VGG16, "batch": True}, "batch must be an int from 1"),

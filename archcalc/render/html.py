@@ -83,7 +83,7 @@ def payload(model: Any, *, depth: int | None = None, color: str = "macs", batch:
     graph = load(model)
     if len(graph) > MAX_PAGE_LAYERS:
         raise ArchcalcError(f"model {graph.name!r}: {len(graph):,} layers, more than a web page shows (at most "
-                            f"{MAX_PAGE_LAYERS:,}); use archcalc report --format json or csv, or --depth with report")
+                            f"{MAX_PAGE_LAYERS:,}); archcalc report MODEL (--depth N, --format json or csv) has no such bound")
     analysis = analyze(graph, batch=batch, dtype=dtype, optimizer=optimizer, memory_model=memory_model)
     check_printable(analysis)
     levels = _depths(analysis, depth)

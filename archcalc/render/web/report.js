@@ -345,13 +345,22 @@
       ctx.strokeRect(x(cols[0]), y(rows[0]), (cols[1] - cols[0] + 1) * scale, (rows[1] - rows[0] + 1) * scale);
       ctx.fillStyle = "#c0392b";
       ctx.beginPath(); ctx.arc(x(cols[2] + 0.5), y(rows[2] + 0.5), 3, 0, 2 * Math.PI); ctx.fill();
+      function axisText(label, a) { // where the units along one axis look, from the field's numbers on that axis
+        var v = a === 0 ? "i" : "j";
+        return label + ": from " + v + "*" + f.stride[a] + plus(-f.padding[a]) + " to " + v + "*" + f.stride[a] +
+          plus(f.size[a] - 1 - f.padding[a]) + ", centred on " + v + "*" + f.stride[a] + plus(f.centre[a]) +
+          " (field " + f.size[a] + ", padding " + f.padding[a] + ")";
+      }
+      function sameAxes() {
+        return f.size[0] === f.size[1] && f.stride[0] === f.stride[1] && f.padding[0] === f.padding[1] &&
+          f.centre[0] === f.centre[1];
+      }
       text.textContent = "Output unit (" + i + ", " + j + ") of " + f.output[0] + "x" + f.output[1] + " sees input rows " +
         rows[0] + " to " + rows[1] + " and columns " + cols[0] + " to " + cols[1] + " of " + f.input[0] + "x" + f.input[1] +
         " (field " + f.size[0] + "x" + f.size[1] + "; outside 0.." + (f.input[0] - 1) + " is padding), centred on (" +
         rows[2] + ", " + cols[2] + "); effective stride " + f.stride[0] + "x" + f.stride[1] +
-        ": the next unit's field (dashed) starts that much further. Unit i's rows: from i*" + f.stride[0] + plus(-f.padding[0]) +
-        " to i*" + f.stride[0] + plus(f.size[0] - 1 - f.padding[0]) + ", centred on i*" + f.stride[0] + plus(f.centre[0]) +
-        " (field " + f.size[0] + ", padding " + f.padding[0] + "; columns alike)." +
+        ": the next unit's field (dashed) starts that much further. " + axisText("Unit i's rows", 0) +
+        (sameAxes() ? " (columns alike)." : "; " + axisText("unit j's columns", 1) + ".") +
         (f.exact ? "" : " An upper bound (?).") + (f.aligned ? "" : " Merged branches' centres differ (!): the largest path's field.");
     }
     inputs.forEach(function (input) { input.addEventListener("input", draw); });
@@ -380,8 +389,12 @@
     var axes = [0, 1].map(function (a) {
       var D = w.input_dilation[a], dilated = (w.input[a] - 1) * D + 1;
       var before = w.padding[a][0], after = w.padding[a][1];
-      return {D: D, before: before, length: dilated + before + after, k: w.kernel[a], s: w.stride[a], d: w.dilation[a],
-              out: w.output[a], span: w.dilation[a] * (w.kernel[a] - 1) + 1, dilated: dilated};
+      // grid cell g is position g + lo of the padded input, where windows start at 0; a negative
+      // padding (a crop) leaves input values outside every window, drawn too (lo < 0)
+      var lo = Math.min(0, before), hi = Math.max(dilated + before + after, before + dilated);
+      return {D: D, before: before, lo: lo, windows: dilated + before + after, length: hi - lo, k: w.kernel[a],
+              s: w.stride[a], d: w.dilation[a], out: w.output[a], span: w.dilation[a] * (w.kernel[a] - 1) + 1,
+              dilated: dilated};
     });
     var total = axes[0].out * axes[1].out, position = 0;
     var picture = canvas(2 * (view + 2) * cell + 40, (view + 2) * cell + 10);
@@ -394,18 +407,22 @@
       var o = [Math.floor(position / axes[1].out), position % axes[1].out];
       var ctx = picture.getContext("2d");
       ctx.clearRect(0, 0, picture.width, picture.height);
-      var origin = axes.map(function (a, i) { return shown(a, o[i] * a.s, a.span); });
+      var origin = axes.map(function (a, i) { return shown(a, o[i] * a.s - a.lo, a.span); });
       var count = axes.map(function (a) { return Math.min(a.length, view); });
+      // what is drawn, for tests and tools: the grid's cells and the input position of the window's first tap
+      picture.dataset.grid = count.join("x");
+      picture.dataset.windowAt = axes.map(function (a, i) { return o[i] * a.s - a.before; }).join(",");
       var left = 5, top = 5;
       for (var r = 0; r < count[0]; r++) for (var c = 0; c < count[1]; c++) {
-        var g = [origin[0] + r, origin[1] + c], kind = axes.map(function (a, i) {
+        var g = [axes[0].lo + origin[0] + r, axes[1].lo + origin[1] + c], kind = axes.map(function (a, i) {
           var x = g[i] - a.before; // position in the (zero-inserted) input
-          return x < 0 || x >= a.dilated ? "pad" : x % a.D ? "zero" : "in";
+          return x < 0 || x >= a.dilated ? "pad" : x % a.D ? "zero" : g[i] < 0 || g[i] >= a.windows ? "cut" : "in";
         });
         var px = left + c * cell, py = top + r * cell;
         var isPad = kind[0] === "pad" || kind[1] === "pad", isZero = !isPad && (kind[0] === "zero" || kind[1] === "zero");
+        var isCut = !isPad && !isZero && (kind[0] === "cut" || kind[1] === "cut"); // no window reaches it (a crop)
         ctx.setLineDash(isPad || isZero ? [2, 2] : []);
-        ctx.fillStyle = isPad ? "#ffffff" : isZero ? "#f4f8fc" : "#8fb8de";
+        ctx.fillStyle = isPad ? "#ffffff" : isZero ? "#f4f8fc" : isCut ? "#d9e7f4" : "#8fb8de";
         ctx.fillRect(px, py, cell - 1, cell - 1);
         ctx.strokeStyle = isPad ? "#999" : "#2b5d8a";
         ctx.strokeRect(px + 0.5, py + 0.5, cell - 2, cell - 2);
@@ -417,7 +434,7 @@
       }
       ctx.setLineDash([]);
       ctx.strokeStyle = "#14325a"; ctx.lineWidth = 2;
-      ctx.strokeRect(left + (o[1] * axes[1].s - origin[1]) * cell, top + (o[0] * axes[0].s - origin[0]) * cell,
+      ctx.strokeRect(left + (o[1] * axes[1].s - axes[1].lo - origin[1]) * cell, top + (o[0] * axes[0].s - axes[0].lo - origin[0]) * cell,
         axes[1].span * cell - 1, axes[0].span * cell - 1);
       ctx.lineWidth = 1;
       var outLeft = left + (view + 2) * cell + 20;
@@ -434,7 +451,9 @@
         (w.transposed ? "; input dilation " + w.input_dilation.join("x") + ": " + (w.input_dilation[0] - 1) + "x" +
           (w.input_dilation[1] - 1) + " zeros between input values (light, dashed) under a stride-1 window, as a transposed conv slides" : "") +
         (w.uniform ? "" : "; the windows differ in size or spacing (adaptive): the largest is drawn") +
-        ". Input " + w.input.join("x") + " (blue), padding (dashed), output (green)." + note;
+        ". Input " + w.input.join("x") + " (blue), padding (dashed), output (green)." +
+        (axes.some(function (a) { return a.lo < 0 || a.length > a.windows - a.lo; }) ?
+          " Negative padding crops: the pale input values are outside every window." : "") + note;
     }
     function step(by) { position = (position + by + total) % total; draw(); }
     var back = el("button", {type: "button", text: "\u25c0", "aria-label": "previous position"});
