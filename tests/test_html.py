@@ -209,7 +209,8 @@ def test_a_huge_network_is_refused_in_one_line():
     with pytest.raises(ArchcalcError) as error:
         report_html.payload(spec)
     assert str(error.value) == (f"model 'long': {report_html.MAX_PAGE_LAYERS + 1:,} layers, more than a web page shows (at most "
-                                f"{report_html.MAX_PAGE_LAYERS:,}); archcalc report MODEL (--depth N, --format json or csv) has no such bound")
+                                f"{report_html.MAX_PAGE_LAYERS:,}); archcalc report MODEL (--depth N, --format json or csv) "
+                                "has no such bound")
 
 
 def test_deep_nesting_offers_the_shallowest_depths_and_the_one_asked():
