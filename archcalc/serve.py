@@ -518,6 +518,10 @@ class EditorHandler(BaseHTTPRequestHandler):
     server_version = "archcalc-serve"
     sys_version = ""
 
+    def version_string(self) -> str:
+        """The Server header: ``archcalc-serve`` (http.server would add " " and Python's version)."""
+        return self.server_version
+
     # -- dispatch --
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)

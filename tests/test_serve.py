@@ -216,6 +216,11 @@ def test_the_clis_max_layers_bound_applies(tmp_path):
     assert code == 2 and err.splitlines()[0] == "error: " + answer["problems"][0].replace("'editor'", f"'{path}'")
 
 
+def test_the_server_header_names_archcalc_alone(server):
+    status, headers, _ = call(server, "GET", "/")
+    assert status == 200 and headers["Server"] == "archcalc-serve"  # no trailing space, no Python version
+
+
 def test_a_spec_above_the_page_limit_is_refused_before_it_is_expanded(server):
     """A 200-byte spec asking for 800,000 layers: refused from its block structure (under a
     second, no expansion), naming the page's limit rather than the CLI's --max-layers."""
