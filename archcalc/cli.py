@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -692,6 +693,9 @@ def html_command(model: Any, output: str | None, depth: int | None, color: str, 
 
     if output is not None and output != "-" and not output.strip():
         raise ArchcalcError("the output file name is empty; give one ending in .html (or - for standard output)")
+    if (output is not None and output != "-" and not Path(output).is_dir()
+            and not output.lower().endswith((".html", ".htm"))):
+        raise ArchcalcError(f"-o {output}: the page is HTML; give a file name ending in .html (or - for standard output)")
     data = payload(model, depth=depth, color=color, batch=batch, dtype=dtype, optimizer=optimizer, memory_model=memory_model)
     _write_text(page(data, title=data["title"]), default_output(model.name, "html") if output is None else output)
 

@@ -349,6 +349,14 @@ def test_cli_bad_input_is_report_s_one_line(tmp_path):
     assert not (tmp_path / "x.html").exists()
 
 
+@pytest.mark.parametrize("name", ["x.png", "x.svg", "x"])
+def test_cli_output_must_be_an_html_file(tmp_path, name):
+    status, _, stderr = run_main("html", "lenet5", "-o", str(tmp_path / name))
+    assert status == 2 and stderr == f"error: -o {tmp_path / name}: the page is HTML; give a file name ending in .html " \
+                                     "(or - for standard output)\n"
+    assert not (tmp_path / name).exists()
+
+
 @pytest.mark.parametrize("where, reason", [("missing/x.html", "no such file or directory"), (".", "is a directory")])
 def test_cli_unwritable_output_is_one_line(tmp_path, where, reason):
     status, _, stderr = run_main("html", "lenet5", "-o", str(tmp_path / where))
