@@ -133,6 +133,12 @@ def test_vgg16_window_and_field_drawings(browser, pages):
     text = _css(browser, '[data-role="field-text"]')[0].text
     assert "sees input rows -2 to 3 and columns -2 to 3 of 224x224" in text and "centred on (0.5, 0.5)" in text
     assert "(columns alike)" in text  # field 6, jump 2, padding 2 on both axes
+    for typed, shown in (("999", "111"), ("-3", "0")):  # pool1's output is 112x112
+        row_input.clear()
+        row_input.send_keys(typed)
+        column_input.click()  # leaving the box ends the edit
+        assert row_input.get_attribute("value") == shown
+        assert f"Output unit ({shown}, 0) of 112x112" in _css(browser, '[data-role="field-text"]')[0].text
     assert console_errors(browser) == []
 
 

@@ -363,7 +363,11 @@
         (sameAxes() ? " (columns alike)." : "; " + axisText("unit j's columns", 1) + ".") +
         (f.exact ? "" : " An upper bound (?).") + (f.aligned ? "" : " Merged branches' centres differ (!): the largest path's field.");
     }
-    inputs.forEach(function (input) { input.addEventListener("input", draw); });
+    inputs.forEach(function (input, a) {
+      input.addEventListener("input", draw);
+      // once typing ends, the box shows the unit drawn (999 -> the last unit, "abc" -> 0)
+      input.addEventListener("change", function () { input.value = clamp(Number(input.value), 0, f.output[a] - 1); draw(); });
+    });
     draw();
     return el("section", {"class": "ac-field", "data-role": "field"}, [
       el("h3", {text: "Receptive field on the input"}),
