@@ -15,7 +15,7 @@ flags = ["-O1" if sanitized else "-O3", "-std=c99", "-Wall", "-Wextra", *(SANITI
 
 setup(
     ext_modules=[
-        Extension("archcalc._kernels", ["archcalc/_kernels.c"], extra_compile_args=flags,
-                  extra_link_args=SANITIZE if sanitized else [])
+        Extension("archcalc._kernels", ["archcalc/_kernels.c"], depends=["archcalc/_direct.h"],
+                  extra_compile_args=[*flags, "-pthread"], extra_link_args=[*(SANITIZE if sanitized else []), "-pthread"])
     ]
 )

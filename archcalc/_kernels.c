@@ -25,6 +25,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -714,6 +717,342 @@ avgpool(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ direct convolution */
+
+enum { DIRECT_FORWARD = 0, DIRECT_INPUT_GRAD = 1, DIRECT_WEIGHT_GRAD = 2 };
+
+/* At most this many threads share one call (more are clamped). */
+#define MAX_THREADS 64
+
+typedef struct {
+    Geometry g;
+    Py_ssize_t groups, filters, cg, fg; /* channels and filters per group */
+    const void *a, *b;                  /* forward: x, w; input grad: dy, w; weight grad: x, dy */
+    void *out;                          /* y, dx or dw */
+    int which;
+    int pads;                           /* whether any padding is read (then the input is copied padded) */
+    Py_ssize_t padded[3];               /* each axis padded so that every window lies inside */
+    Py_ssize_t flat, slack;             /* flat sums (stride 1 on the last two axes): see _direct.h */
+} DirectJob;
+
+typedef float vf32 __attribute__((vector_size(32)));
+typedef double vf64 __attribute__((vector_size(32)));
+
+/* The kernels, once per dtype for any x86-64 (or other) CPU, and again for AVX2 with FMA; the
+ * faster pair is chosen once, at import, from what the CPU reports (never -march=native). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
+#endif
+#define T float
+#define V vf32
+#define VW 8
+#define UINT uint32_t
+#define EXPONENT 0x7f800000u
+#define SUF(name) name##_f32
+#include "_direct.h"
+#undef T
+#undef V
+#undef VW
+#undef SUF
+#undef UINT
+#undef EXPONENT
+#define T double
+#define V vf64
+#define VW 4
+#define UINT uint64_t
+#define EXPONENT 0x7ff0000000000000u
+#define SUF(name) name##_f64
+#include "_direct.h"
+#undef T
+#undef V
+#undef VW
+#undef SUF
+#undef UINT
+#undef EXPONENT
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define HAVE_AVX2_KERNELS 1
+#pragma GCC target("avx2,fma")
+#define T float
+#define V vf32
+#define VW 8
+#define UINT uint32_t
+#define EXPONENT 0x7f800000u
+#define SUF(name) name##_f32_avx2
+#include "_direct.h"
+#undef T
+#undef V
+#undef VW
+#undef SUF
+#undef UINT
+#undef EXPONENT
+#define T double
+#define V vf64
+#define VW 4
+#define UINT uint64_t
+#define EXPONENT 0x7ff0000000000000u
+#define SUF(name) name##_f64_avx2
+#include "_direct.h"
+#undef T
+#undef V
+#undef VW
+#undef SUF
+#undef UINT
+#undef EXPONENT
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+typedef void (*ItemsFn)(const DirectJob *, Py_ssize_t, Py_ssize_t, void *);
+static ItemsFn direct_f32 = run_items_f32, direct_f64 = run_items_f64;
+static const char *direct_isa = "baseline";
+
+/* Called once at import: the AVX2+FMA kernels when the CPU has both, unless
+ * ARCHCALC_KERNELS_ISA=baseline asks for the baseline ones (the tests run both). */
+static void
+choose_direct_kernels(void)
+{
+#ifdef HAVE_AVX2_KERNELS
+    const char *wanted = getenv("ARCHCALC_KERNELS_ISA");
+    if (wanted != NULL && strcmp(wanted, "baseline") == 0) {
+        return;
+    }
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        direct_f32 = run_items_f32_avx2;
+        direct_f64 = run_items_f64_avx2;
+        direct_isa = "avx2";
+    }
+#endif
+}
+
+typedef struct {
+    ItemsFn fn;
+    const DirectJob *job;
+    Py_ssize_t begin, end;
+    void *scratch;
+} Slice;
+
+static void *
+slice_main(void *arg)
+{
+    Slice *s = (Slice *)arg;
+    s->fn(s->job, s->begin, s->end, s->scratch);
+    return NULL;
+}
+
+/* Items [0, items) in `threads` contiguous slices (threads <= items, <= MAX_THREADS), the first on
+ * this thread, slice t with the scratch at scratch + t*stride bytes; a thread that cannot be
+ * started leaves its slice to this one. The items of a job never write one value twice. */
+static void
+run_parallel(ItemsFn fn, const DirectJob *job, Py_ssize_t items, Py_ssize_t threads, char *scratch, Py_ssize_t stride)
+{
+    if (threads <= 1) {
+        fn(job, 0, items, scratch);
+        return;
+    }
+    Slice slices[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS];
+    Py_ssize_t share = items / threads, extra = items % threads, begin = 0;
+    for (Py_ssize_t t = 0; t < threads; t++) {
+        Py_ssize_t count = share + (t < extra ? 1 : 0);
+        slices[t] = (Slice){fn, job, begin, begin + count, scratch + t * stride};
+        begin += count;
+    }
+    for (Py_ssize_t t = 1; t < threads; t++) {
+        started[t] = pthread_create(&ids[t], NULL, slice_main, &slices[t]) == 0;
+    }
+    fn(job, slices[0].begin, slices[0].end, slices[0].scratch);
+    for (Py_ssize_t t = 1; t < threads; t++) {
+        if (started[t]) pthread_join(ids[t], NULL);
+        else fn(job, slices[t].begin, slices[t].end, slices[t].scratch);
+    }
+}
+
+/*
+ * Fill job->padded and job->pads, and return the bytes of scratch one thread needs (a multiple of
+ * 64): forward, the padded planes of one group's channels; weight gradient, one sum vector per tap
+ * and one padded plane; input gradient, none. -1 with MemoryError when they do not fit.
+ */
+static Py_ssize_t
+direct_scratch(DirectJob *job, Py_ssize_t itemsize)
+{
+    const Geometry *g = &job->g;
+    job->pads = 0;
+    Py_ssize_t plane = 1;
+    for (int i = 0; i < 3; i++) {
+        /* the last window's end, (out-1)*stride + (kernel-1)*dilation + 1, and size + pad fit (bound_axis) */
+        Py_ssize_t end = (g->out[i] - 1) * g->stride[i] + (g->kernel[i] - 1) * g->dilation[i] + 1;
+        Py_ssize_t before = g->size[i] + g->pad[i];
+        job->padded[i] = end > before ? end : before;
+        job->pads |= g->pad[i] != 0 || job->padded[i] != g->size[i];
+        if ((plane = checked_mul(plane, job->padded[i])) < 0) return -1;
+    }
+    Py_ssize_t values = 0, vectors = 0, lanes = 32 / itemsize;
+    job->flat = job->slack = 0;
+    if (job->which != DIRECT_INPUT_GRAD && g->stride[1] == 1 && g->stride[2] == 1) {
+        /* a slice's O1 rows of pitch P2, rounded up to whole vectors; the sums read past a plane's
+         * end by at most (K2-1)*d2 + a vector (P1 >= O1 + (K1-1)*d1 and the slices' starts fit P0) */
+        Py_ssize_t rows = checked_mul(g->out[1], job->padded[2]);
+        if (rows < 0 || rows > PY_SSIZE_T_MAX - lanes) return -1;
+        job->flat = (rows + lanes - 1) / lanes * lanes;
+        job->slack = (g->kernel[2] - 1) * g->dilation[2] + lanes;
+    }
+    if (job->which == DIRECT_FORWARD) {
+        /* the group's padded planes, then 4 filters' flat slice */
+        if (job->pads || job->flat) {
+            if ((values = checked_mul(plane, job->cg)) < 0) return -1;
+        }
+        Py_ssize_t out = checked_mul(job->flat, 4);
+        if (out < 0 || values > PY_SSIZE_T_MAX - job->slack - out) {
+            if (!PyErr_Occurred()) PyErr_NoMemory();
+            return -1;
+        }
+        values += job->slack + out;
+    } else if (job->which == DIRECT_WEIGHT_GRAD) {
+        /* dY's flat slice, then the padded plane */
+        vectors = g->taps;
+        if (plane > PY_SSIZE_T_MAX - job->slack - job->flat) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        values = job->pads || job->flat ? plane + job->slack + job->flat : 0;
+    }
+    Py_ssize_t bytes = checked_mul(values, itemsize), vector_bytes = checked_mul(vectors, 32);
+    if (bytes < 0 || vector_bytes < 0 || bytes > PY_SSIZE_T_MAX - vector_bytes - 64) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return -1;
+    }
+    return (vector_bytes + bytes + 63) / 64 * 64;
+}
+
+static int
+overlaps(const Py_buffer *p, const Py_buffer *q)
+{
+    const char *a = (const char *)p->buf, *b = (const char *)q->buf;
+    return a < b + q->len && b < a + p->len;
+}
+
+/*
+ * conv_direct(which, a, b, out, channels, size, kernel, stride, dilation, pad, out_size, batch,
+ *             groups, filters, threads)
+ */
+static PyObject *
+conv_direct(PyObject *self, PyObject *args)
+{
+    (void)self;
+    DirectJob job;
+    Py_ssize_t threads;
+    PyObject *a_obj, *b_obj, *out_obj, *geometry;
+    if (PyTuple_GET_SIZE(args) != 15) {
+        PyErr_Format(PyExc_TypeError, "conv_direct expected 15 arguments, got %zd", PyTuple_GET_SIZE(args));
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "iOOOnOOOOOOnnnn", &job.which, &a_obj, &b_obj, &out_obj, &job.g.channels,
+                          &geometry, &geometry, &geometry, &geometry, &geometry, &geometry, &job.g.batch,
+                          &job.groups, &job.filters, &threads)) {
+        return NULL;
+    }
+    PyObject *rest = PyTuple_GetSlice(args, 4, 12);
+    if (rest == NULL) {
+        return NULL;
+    }
+    int bad = read_geometry(rest, &job.g);
+    Py_DECREF(rest);
+    if (bad) {
+        return NULL;
+    }
+    if (job.which < DIRECT_FORWARD || job.which > DIRECT_WEIGHT_GRAD) {
+        PyErr_Format(PyExc_ValueError, "which must be 0 (forward), 1 (input grad) or 2 (weight grad), got %d", job.which);
+        return NULL;
+    }
+    if (job.groups < 1 || job.filters < 1 || job.g.channels % job.groups || job.filters % job.groups) {
+        PyErr_Format(PyExc_ValueError, "channels %zd and filters %zd must divide by groups %zd (all >= 1)",
+                     job.g.channels, job.filters, job.groups);
+        return NULL;
+    }
+    if (threads < 1) {
+        PyErr_Format(PyExc_ValueError, "threads must be >= 1, got %zd", threads);
+        return NULL;
+    }
+    job.cg = job.g.channels / job.groups;
+    job.fg = job.filters / job.groups;
+    Py_ssize_t x_len = job.g.input_len * job.g.batch; /* read_geometry checked the product */
+    Py_ssize_t w_len = checked_mul(job.filters, job.cg), y_len = checked_mul(job.g.batch, job.filters);
+    if (w_len < 0 || y_len < 0 || (w_len = checked_mul(w_len, job.g.taps)) < 0
+        || (y_len = checked_mul(y_len, job.g.positions)) < 0) {
+        return NULL;
+    }
+    Py_ssize_t lens[3][3] = {{x_len, w_len, y_len}, {y_len, w_len, x_len}, {x_len, y_len, w_len}};
+    const char *names[3][3] = {{"x", "w", "y"}, {"dy", "w", "dx"}, {"x", "dy", "dw"}};
+    Py_buffer a, b, out;
+    char kind, kind_b;
+    if (get_buffers(a_obj, out_obj, &a, &out, &kind) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(b_obj, &b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyBuffer_Release(&a);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    kind_b = buffer_kind(&b);
+    const Py_buffer *views[3] = {&a, &b, &out};
+    int failed = 0;
+    if (kind_b != kind) {
+        PyErr_SetString(PyExc_TypeError, "the three arrays must have one dtype, float32 or float64");
+        failed = 1;
+    }
+    for (int i = 0; i < 3 && !failed; i++) {
+        failed = check_len(views[i], lens[job.which][i], names[job.which][i]);
+    }
+    if (!failed && (overlaps(&out, &a) || overlaps(&out, &b))) {
+        PyErr_SetString(PyExc_ValueError, "the result must not share memory with an operand");
+        failed = 1;
+    }
+    char *scratch = NULL;
+    if (!failed) {
+        job.a = a.buf;
+        job.b = b.buf;
+        job.out = out.buf;
+        Py_ssize_t items = job.which == DIRECT_FORWARD ? job.g.batch * job.groups
+                         : job.which == DIRECT_INPUT_GRAD ? job.g.batch * job.g.channels : job.filters;
+        if (threads > items) threads = items;
+        if (threads > MAX_THREADS) threads = MAX_THREADS;
+        Py_ssize_t stride = direct_scratch(&job, a.itemsize);
+        /* one scratch per thread, each 64-byte aligned for the vectors (+ 64 to align the first) */
+        if (stride < 0 || (stride > 0 && checked_mul(stride, threads) < 0)
+            || (stride > 0 && (scratch = PyMem_RawMalloc((size_t)(stride * threads + 64))) == NULL)) {
+            if (!PyErr_Occurred()) PyErr_NoMemory();
+            failed = 1;
+        }
+        else {
+            char *aligned = scratch ? scratch + (64 - (uintptr_t)scratch % 64) % 64 : NULL;
+            ItemsFn fn = kind == 'f' ? direct_f32 : direct_f64;
+            Py_BEGIN_ALLOW_THREADS
+            run_parallel(fn, &job, items, threads, aligned, stride);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    PyMem_RawFree(scratch);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&out);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+direct_instruction_set(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyUnicode_FromString(direct_isa);
+}
+
 /* erf(src, dst): dst[i] = erf(src[i]), the C library's erf (erff for float32), element by element. */
 static PyObject *
 erf_values(PyObject *self, PyObject *args)
@@ -775,6 +1114,14 @@ PyDoc_STRVAR(col2im_doc,
 "col2im(cols, x, channels, size, kernel, stride, dilation, pad, out, batch)\n\n"
 "The adjoint of im2col: x is zeroed, then every column value is added back to its input pixel.");
 
+PyDoc_STRVAR(conv_direct_doc,
+"conv_direct(which, a, b, out, channels, size, kernel, stride, dilation, pad, out_size, batch, groups, filters, threads)\n\n"
+"Direct (no im2col) grouped convolution, on `threads` threads. which 0: out = y (batch, filters, *out_size)\n"
+"from a = x (batch, channels, *size) and b = w (filters, channels/groups, *kernel); 1: out = dx from\n"
+"a = dy and b = w; 2: out = dw from a = x and b = dy. One dtype (float32 or float64), C-contiguous.");
+PyDoc_STRVAR(instruction_set_doc,
+"instruction_set()\n\nThe direct kernels in use: 'avx2' (AVX2 with FMA, when the CPU has both) or 'baseline'.");
+
 static PyMethodDef methods[] = {
     {"im2col", im2col, METH_VARARGS, im2col_doc},
     {"col2im", col2im, METH_VARARGS, col2im_doc},
@@ -782,6 +1129,8 @@ static PyMethodDef methods[] = {
     {"maxpool_backward", maxpool_backward, METH_VARARGS, maxpool_backward_doc},
     {"avgpool", avgpool, METH_VARARGS, avgpool_doc},
     {"erf", erf_values, METH_VARARGS, erf_doc},
+    {"conv_direct", conv_direct, METH_VARARGS, conv_direct_doc},
+    {"instruction_set", direct_instruction_set, METH_NOARGS, instruction_set_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -793,5 +1142,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__kernels(void)
 {
+    choose_direct_kernels();
     return PyModule_Create(&module);
 }

@@ -356,7 +356,7 @@ class ConvCache:
 
     ``cols`` is (N, C*prod(k), prod(out)) on the NumPy path; (C*prod(k), N*prod(out)), one matrix
     for the batch, for small layers on the C path; None for large layers on the C path, whose
-    backward rebuilds each sample's matrix.
+    backward rebuilds each sample's matrix, and for the direct kernels (``direct``).
     """
 
     x: np.ndarray
@@ -366,6 +366,8 @@ class ConvCache:
     cols: np.ndarray | None
     #: Multiply-accumulates the forward products performed (:func:`matmul_macs` of each).
     macs: int = 0
+    #: The C path's direct kernels ran forward and run backward (no im2col matrix at all).
+    direct: bool = False
 
 
 #: On the C path, layers whose batch im2col matrix is at most this many bytes run as one GEMM
@@ -373,14 +375,81 @@ class ConvCache:
 BATCHED_BYTES = 32 * 2**20
 
 
-def conv_workspace(batch: int, channels: int, taps: int, positions: int, itemsize: int = 4) -> int:
+def conv_workspace(batch: int, channels: int, taps: int, positions: int, itemsize: int = 4, filters: int = 0,
+                   groups: int = 1) -> int:
     """Values of im2col buffers one conv layer needs: the batch's matrices kept for backward
-    (NumPy path and small layers on the C path), or one sample's matrix and its gradient at a
-    time (large layers on the C path)."""
+    (NumPy path and small layers on the C path), one sample's matrix and its gradient at a time
+    (large layers on the C path), or none (the C path's direct kernels: ``filters`` and
+    ``groups`` given and :func:`direct_conv` true)."""
     whole = batch * channels * taps * positions
-    if BACKEND == "numpy" or whole * itemsize <= BATCHED_BYTES:
+    if BACKEND == "numpy":
+        return whole
+    if filters and direct_conv(channels // groups, filters // groups, itemsize):
+        return 0
+    if whole * itemsize <= BATCHED_BYTES:
         return whole
     return 2 * channels * taps * positions  # (a pointwise layer needs only the gradient's; an upper bound)
+
+
+#: When the C path convolves directly (no im2col, no GEMM): "auto" (:func:`direct_conv`'s rule),
+#: "always" or "never" (tests and benchmarks set it to compare the two).
+DIRECT_CONV = "auto"
+
+#: Filters per group up to which "auto" convolves directly: below it BLAS runs the GEMM's few rows
+#: at a fraction of its rate while im2col moves prod(k) times the input (benchmarks/conv.py).
+DIRECT_MAX_FILTERS = 8
+
+
+def direct_conv(channels_per_group: int, filters_per_group: int, itemsize: int = 4) -> bool:
+    """Whether the C path convolves directly: a depthwise layer (one input channel per group) or one
+    with at most :data:`DIRECT_MAX_FILTERS` filters per group (:data:`DIRECT_CONV` overrides)."""
+    if BACKEND != "c" or DIRECT_CONV == "never":
+        return False
+    return DIRECT_CONV == "always" or channels_per_group == 1 or filters_per_group <= DIRECT_MAX_FILTERS
+
+
+def _thread_count() -> int:
+    """Threads for the direct kernels: OMP_NUM_THREADS when set to a positive int (as OpenBLAS and
+    torch read it), else the CPUs this process may run on."""
+    try:
+        wanted = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        wanted = 0
+    if wanted > 0:
+        return wanted
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+#: Threads the direct conv kernels share a call between (:func:`_thread_count`).
+THREADS = _thread_count()
+
+#: Multiply-adds below which a direct kernel call stays on one thread (starting a thread costs
+#: tens of microseconds).
+THREAD_MIN_MACS = 200_000
+
+
+def _direct(which: int, a: np.ndarray, b: np.ndarray, out: np.ndarray, geo: Geometry, channels: int, batch: int,
+            groups: int, filters: int, macs: int) -> None:
+    """One call of the C direct kernel (``which``: 0 forward, 1 input gradient, 2 weight gradient)."""
+    threads = max(1, min(THREADS, macs // THREAD_MIN_MACS))
+    _C.conv_direct(which, a, b, out, *geo.c_args(channels, batch), groups, filters, threads)
+
+
+def _padded(geo: Geometry) -> bool:
+    return any(before or after for before, after in geo.padding)
+
+
+def _copy_is_small(geo: Geometry) -> bool:
+    """Whether the direct kernels' zero-padded copy of an input plane (each axis extended so that
+    every window lies inside it) stays within a few times the plane: a padding or window far
+    beyond the input (2**31 - 1 is taken) is left to im2col, which copies nothing."""
+    padded = math.prod(max(size + before, (out - 1) * step + (k - 1) * d + 1)
+                       for size, (before, _), out, step, k, d in zip(geo.size, geo.padding, geo.out, geo.steps,
+                                                                    geo.kernel, geo.dilation))
+    return padded <= 4 * math.prod(geo.size) + 4096
 
 
 def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, stride: Any = 1, padding: Any = 0,
@@ -428,8 +497,10 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
     x = np.ascontiguousarray(x)
     n, f = x.shape[0], w.shape[0]
     w_g = w.reshape(groups, f // groups, -1)
+    if _direct_forward(x, w, geo, groups):
+        return _direct_forward_run(x, w, b, geo, groups)
     cols = _kept_cols(x, geo)
-    macs = 0  # counted from the operands of each product run, not from the conv's formula
+    macs = 0  # counted from the operand shapes of each product run, not from the conv's formula
     if cols is None:
         y = np.empty((n, f, geo.positions), dtype=np.result_type(x, w))
         buffer = None if geo.pointwise else np.empty((x.shape[1] * geo.taps, geo.positions), dtype=x.dtype)
@@ -451,6 +522,76 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
     if b is not None:
         y += b.reshape(1, f, *([1] * len(geo.out)))
     return y, cache
+
+
+def _direct_forward(x: np.ndarray, w: np.ndarray, geo: Geometry, groups: int) -> bool:
+    """Whether forward runs the direct kernel: :func:`direct_conv`, a non-empty batch and a small
+    padded copy (:func:`_copy_is_small`); with padding, finite weights too (im2col's GEMM multiplies them by the padding's zeros, so an
+    infinite weight gives NaN at the border, and the direct kernel, which skips the padding, must
+    give the same)."""
+    if x.shape[0] == 0 or not direct_conv(x.shape[1] // groups, w.shape[0] // groups, x.itemsize):
+        return False
+    return _copy_is_small(geo) and (not _padded(geo) or bool(np.isfinite(w).all()))
+
+
+def _direct_forward_run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, geo: Geometry,
+                        groups: int) -> tuple[np.ndarray, ConvCache]:
+    """Forward through the direct kernel. Its multiply-adds are those of im2col's products,
+    ``W_g`` (F/g, C/g*prod(k)) by each sample's and group's window matrix (C/g*prod(k), prod(out)),
+    which it computes without building the matrix (the padding's zero products skipped)."""
+    dtype = np.result_type(x, w)
+    x, w = np.ascontiguousarray(x, dtype), np.ascontiguousarray(w, dtype)
+    n, c, f = x.shape[0], x.shape[1], w.shape[0]
+    y = np.empty((n, f, *geo.out), dtype=dtype)
+    macs = matmul_macs((groups, f // groups, c // groups * geo.taps), (n, groups, c // groups * geo.taps, geo.positions))
+    _direct(0, x, w, y, geo, c, n, groups, f, macs)
+    if b is not None:
+        y += b.reshape(1, f, *([1] * len(geo.out)))
+    return y, ConvCache(x, w, geo, groups, None, macs, direct=True)
+
+
+def _direct_backward(dy: np.ndarray, cache: ConvCache, need_dx: bool,
+                     counted: BackwardMacs) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Backward through the direct kernels: ``dW`` and (``need_dx``) ``dX``, counted as the GEMMs of
+    the im2col path that they replace (``dY X_hat^T`` and ``W^T dY``)."""
+    x, w, geo, groups = cache.x, cache.w, cache.geo, cache.groups
+    n, c, f = x.shape[0], x.shape[1], w.shape[0]
+    rows, columns = c // groups * geo.taps, n * geo.positions
+    db = dy.sum(axis=(0, *range(2, dy.ndim)))
+    dw = np.empty(w.shape, dtype=dy.dtype)
+    weight_macs = matmul_macs((groups, f // groups, columns), (groups, columns, rows))
+    _direct(2, x, dy, dw, geo, c, n, groups, f, weight_macs)
+    counted.weight_grad += weight_macs
+    if not need_dx:
+        return None, dw, db
+    dx = np.empty(x.shape, dtype=dy.dtype)
+    input_macs = matmul_macs((groups, rows, f // groups), (groups, f // groups, columns))
+    # the flipped kernels read dY through zero padding: exact only for finite weights (0 * inf is NaN)
+    flipped = _input_grad_geometry(geo) if np.isfinite(w).all() else None
+    flipped = flipped if flipped is not None and _copy_is_small(flipped) else None
+    if flipped is None:  # strided: each dY value scattered into the windows that read it
+        _direct(1, dy, w, dx, geo, c, n, groups, f, input_macs)
+    else:  # stride 1: dX is dY correlated with the flipped kernels, the forward kernel's job
+        k = len(geo.kernel)
+        w_flipped = w.reshape(groups, f // groups, c // groups, *geo.kernel)[(..., *[slice(None, None, -1)] * k)]
+        w_flipped = np.ascontiguousarray(w_flipped.swapaxes(1, 2)).reshape(c, f // groups, *geo.kernel)
+        _direct(0, dy, w_flipped, dx, flipped, f, n, groups, c, input_macs)
+    counted.input_grad += input_macs
+    return dx, dw, db
+
+
+def _input_grad_geometry(geo: Geometry) -> Geometry | None:
+    """For a stride-1 conv, the window of the forward kernel that gives dX from dY: over dY's
+    positions, the same kernel and dilation, padding ``(k-1)*d - p`` before (the input index
+    ``i`` reads ``dY`` at ``i + p - t*d`` for tap ``t``, the flipped kernel's tap ``k-1-t``), and
+    dX's size as the output; None when a stride is above 1 or a padding above ``(k-1)*d``."""
+    if any(s != 1 for s in geo.steps):
+        return None
+    before = tuple((k - 1) * d - p for k, d, (p, _) in zip(geo.kernel, geo.dilation, geo.padding))
+    if min(before) < 0:
+        return None
+    ones = (1,) * len(geo.kernel)
+    return Geometry(geo.kernel, ones, geo.dilation, tuple((b, 0) for b in before), geo.size, (0,) * len(ones), geo.out)
 
 
 def _kept_cols(x: np.ndarray, geo: Geometry) -> np.ndarray | None:
@@ -502,6 +643,8 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True,
     dy = _array(dy, "dy")
     _expect_shape(dy, (x.shape[0], w.shape[0], *geo.out), "dy")
     dy = dy.astype(np.result_type(x, w, dy), copy=False)  # every product below in one dtype, on both backends
+    if cache.direct and dy.dtype == x.dtype and (not _padded(geo) or np.isfinite(dy).all()):
+        return _direct_backward(np.ascontiguousarray(dy), cache, need_dx, counted)
     n, f = dy.shape[:2]
     dy_g = np.ascontiguousarray(dy).reshape(n, groups, f // groups, geo.positions)
     w_t = w.reshape(groups, f // groups, -1).transpose(0, 2, 1)

@@ -38,4 +38,4 @@ python -c "import archcalc._kernels as c, archcalc.kernels as k; assert k.BACKEN
 # the torch-oracle tests must run here, not skip: fail early if torch does not load
 python -c "import torch; print('torch', torch.__version__, 'under', '$asan')"
 python -m pytest -q -p no:cacheprovider -o addopts="" -o pythonpath="" -rs "$repo/tests/test_kernels.py" \
-    "$repo/tests/test_kernels_fuzz.py" "$repo/tests/test_execute.py" "$@"
+    "$repo/tests/test_kernels_fuzz.py" "$repo/tests/test_direct_conv.py" "$repo/tests/test_execute.py" "$@"

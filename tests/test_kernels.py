@@ -300,22 +300,26 @@ def test_c_conv_equals_numpy_to_rounding(case, dtype):
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((n, c, *size), w_shape, (w_shape[0],)))
     results = {}
     default = kernels.BATCHED_BYTES
-    # the C path's two ways: one GEMM over the batch (small layers) and sample by sample (large ones)
-    for name, batched_bytes in (("c", default), ("c", 0), ("numpy", default)):
-        kernels.BATCHED_BYTES = batched_bytes
+    # the C path's three ways: one GEMM over the batch (small layers), sample by sample (large ones),
+    # and the direct kernels (depthwise and few-filter layers)
+    modes = (("c", default, "never"), ("c", 0, "never"), ("c", default, "always"), ("numpy", default, "auto"))
+    for name, batched_bytes, direct in modes:
+        kernels.BATCHED_BYTES, kernels.DIRECT_CONV = batched_bytes, direct
         try:
             with kernels.backend(name):
                 y, cache = kernels.conv_forward_cached(x, w, b, stride, padding, dilation, groups)
                 pointwise = cache.geo.pointwise and name == "c"
-                assert (cache.cols is None) == (name == "c" and (batched_bytes == 0 or pointwise))
+                assert cache.direct == (direct == "always")
+                assert (cache.cols is None) == (name == "c" and (batched_bytes == 0 or pointwise or cache.direct))
                 dy = np.random.default_rng(5).standard_normal(y.shape).astype(dtype)
                 grads = kernels.conv_backward_cached(dy, cache)
-                results[name, batched_bytes] = (y, *grads, *kernels.conv_backward(dy, x, w, stride, padding, dilation, groups))
+                results[name, batched_bytes, direct] = (y, *grads,
+                                                        *kernels.conv_backward(dy, x, w, stride, padding, dilation, groups))
         finally:
-            kernels.BATCHED_BYTES = default
+            kernels.BATCHED_BYTES, kernels.DIRECT_CONV = default, "auto"
     tol = {"rtol": 2e-5, "atol": 2e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
-    for mode in (("c", default), ("c", 0)):
-        for ours, reference in zip(results[mode], results["numpy", default]):
+    for mode in modes[:3]:
+        for ours, reference in zip(results[mode], results["numpy", default, "auto"]):
             assert ours.dtype == reference.dtype == np.dtype(dtype)
             np.testing.assert_allclose(ours, reference, **tol)
 

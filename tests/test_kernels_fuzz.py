@@ -312,6 +312,11 @@ def test_raw_extension_never_touches_memory_it_does_not_own(data):
         lambda: c.avgpool(src, dst, data.draw(st.booleans()), data.draw(st.booleans()), channels, size, kernel, stride, pad,
                           pad_after, out, data.draw(_ints(0, 5))),
     ]
+    weights = np.random.default_rng(1).standard_normal(data.draw(st.integers(0, 200))).astype(dtype)
+    groups, filters, threads = data.draw(_ints(0, 3)), data.draw(_ints(0, 6)), data.draw(_ints(0, 4))
+    for which in (0, 1, 2):  # the direct conv kernels: forward, input gradient, weight gradient
+        calls.append(lambda which=which: c.conv_direct(which, src, weights, dst, channels, size, kernel, stride, dilation,
+                                                       pad, out, batch, groups, filters, threads))
     for call in calls:
         _outcome(call)
     backward_index = np.full(src.size, data.draw(st.sampled_from([-1, 0, 3, 2**40])), dtype=np.int64)

@@ -1,0 +1,194 @@
+"""The C path's direct convolution kernels (archcalc/_direct.h) against the NumPy reference.
+
+The direct kernels serve depthwise and few-filter layers without im2col. Here they run on
+shapes wide enough to reach their vector blocks (rows of 8 to 40 values, so full blocks,
+overlapping last blocks and rows narrower than a vector all occur), with every stride,
+dilation, padding (per side), groups and channel multiplier, in 1D, 2D and 3D, float32 and
+float64, and on values with infinities and NaN; forward, input and weight gradients, and the
+multiply-adds counted, all equal to the NumPy reference's. scripts/sanitize.sh runs this file
+under AddressSanitizer and UndefinedBehaviorSanitizer.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from archcalc import kernels
+
+pytestmark = pytest.mark.skipif(kernels._C is None, reason="the C extension is not built")
+
+SETTINGS = settings(max_examples=150, derandomize=True, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture
+def direct(monkeypatch):
+    """Every C conv runs the direct kernels."""
+    monkeypatch.setattr(kernels, "DIRECT_CONV", "always")
+
+
+@st.composite
+def conv_cases(draw, finite: bool = True):
+    rank = draw(st.integers(1, 3))
+    largest = {1: 40, 2: 20, 3: 8}[rank]
+    size = tuple(draw(st.integers(1, largest)) for _ in range(rank))
+    kernel = tuple(draw(st.integers(1, 5)) for _ in range(rank))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    padding = [(draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(rank)]
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    per_group = draw(st.sampled_from([1, 1, 2, 3]))  # channels per group: 1 is depthwise
+    filters = groups * draw(st.sampled_from([1, 2, 3, 4, 5, 9]))
+    batch = draw(st.integers(1, 3))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    try:
+        kernels.geometry((batch, groups * per_group, *size), kernel, stride, padding, dilation)
+    except ValueError:
+        padding = [(0, 0)] * rank
+        kernel = (1,) * rank
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((batch, groups * per_group, *size)).astype(dtype)
+    w = rng.standard_normal((filters, per_group, *kernel)).astype(dtype)
+    b = rng.standard_normal(filters).astype(dtype)
+    if not finite:
+        for array in (x, w):
+            spots = rng.integers(0, array.size, draw(st.integers(1, 3)))
+            array.reshape(-1)[spots] = draw(st.sampled_from([np.inf, -np.inf, np.nan]))
+    return x, w, b, dict(stride=stride, padding=padding, dilation=dilation, groups=groups), rng
+
+
+def _run(x, w, b, args, dy_seed, backend):
+    with kernels.backend(backend):
+        y, cache = kernels.conv_forward_cached(x, w, b, **args)
+        dy = np.random.default_rng(dy_seed).standard_normal(y.shape).astype(y.dtype)
+        counted = kernels.BackwardMacs()
+        dx, dw, db = kernels.conv_backward_cached(dy, cache, counted=counted)
+    return (y, dx, dw, db), (cache.macs, counted.input_grad, counted.weight_grad), cache
+
+
+def _assert_close(ours, reference):
+    for got, want, name in zip(ours, reference, ("y", "dx", "dw", "db")):
+        assert got.shape == want.shape and got.dtype == want.dtype, name
+        tol = 2e-4 if got.dtype == np.float32 else 1e-10
+        scale = max(1.0, float(np.nanmax(np.abs(np.where(np.isfinite(want), want, 0)), initial=0)))
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, equal_nan=True, err_msg=name)
+
+
+@SETTINGS
+@given(case=conv_cases())
+def test_direct_kernels_equal_the_numpy_reference(case, direct):
+    x, w, b, args, rng = case
+    seed = int(rng.integers(2**16))
+    ours, our_macs, cache = _run(x, w, b, args, seed, "c")
+    assert cache.direct
+    reference, reference_macs, _ = _run(x, w, b, args, seed, "numpy")
+    _assert_close(ours, reference)
+    assert our_macs == reference_macs  # the products of im2col's GEMMs, which the kernels compute without the matrix
+
+
+@SETTINGS
+@given(case=conv_cases(finite=False))
+def test_infinities_and_nan_land_where_the_reference_puts_them(case, direct):
+    """0 * inf is NaN: where im2col's GEMM multiplies a padding zero by an infinite weight (or dY),
+    the direct path must give the same NaN; where no window reads an infinity, no NaN."""
+    x, w, b, args, rng = case
+    seed = int(rng.integers(2**16))
+    ours, _, _ = _run(x, w, b, args, seed, "c")
+    reference, _, _ = _run(x, w, b, args, seed, "numpy")
+    for got, want in zip(ours, reference):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    _assert_close(ours, reference)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 7, 64, 1000])
+def test_any_thread_count_gives_the_same_bits(threads, direct, monkeypatch):
+    """Each work item is computed by one thread in one order, so the split cannot change a bit."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 6, 19, 23)).astype(np.float32)
+    w = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    monkeypatch.setattr(kernels, "THREAD_MIN_MACS", 1)
+    monkeypatch.setattr(kernels, "THREADS", 1)
+    base, _, _ = _run(x, w, None, dict(stride=1, padding=1, groups=6), 1, "c")
+    monkeypatch.setattr(kernels, "THREADS", threads)
+    split, _, _ = _run(x, w, None, dict(stride=1, padding=1, groups=6), 1, "c")
+    for one, many in zip(base, split):
+        np.testing.assert_array_equal(one, many)
+
+
+def test_auto_picks_direct_for_depthwise_and_few_filters_only():
+    x = np.zeros((2, 16, 12, 12), np.float32)
+    depthwise = kernels.conv_forward_cached(x, np.zeros((32, 1, 3, 3), np.float32), groups=16)[1]
+    few = kernels.conv_forward_cached(x, np.zeros((kernels.DIRECT_MAX_FILTERS, 16, 3, 3), np.float32))[1]
+    many = kernels.conv_forward_cached(x, np.zeros((kernels.DIRECT_MAX_FILTERS + 1, 16, 3, 3), np.float32))[1]
+    assert (depthwise.direct, few.direct, many.direct) == (True, True, False)
+    with kernels.backend("numpy"):
+        assert not kernels.conv_forward_cached(x, np.zeros((32, 1, 3, 3), np.float32), groups=16)[1].direct
+
+
+def test_the_direct_path_keeps_no_im2col_workspace():
+    assert kernels.conv_workspace(8, 144, 9, 56 * 56, 4, filters=144, groups=144) == 0
+    assert kernels.conv_workspace(8, 128, 9, 56 * 56, 4, filters=256, groups=1) > 0
+
+
+def test_the_baseline_kernels_agree_too():
+    """The kernels for CPUs without AVX2 (chosen at import by ARCHCALC_KERNELS_ISA=baseline) in a fresh
+    process: the same checks on a few shapes."""
+    script = (
+        "import numpy as np; from archcalc import kernels, _kernels\n"
+        "assert _kernels.instruction_set() == 'baseline', _kernels.instruction_set()\n"
+        "kernels.DIRECT_CONV = 'always'\n"
+        "rng = np.random.default_rng(0)\n"
+        "for shape, w_shape, g, s, p, d, dtype in [((2, 4, 17, 21), (8, 1, 3, 3), 4, 1, 1, 1, 'float32'),\n"
+        "        ((3, 2, 30), (3, 2, 5), 1, 2, (2, 1), 2, 'float64'), ((1, 3, 6, 7, 9), (6, 1, 2, 3, 3), 3, 1, 1, 1, 'float32')]:\n"
+        "    x = rng.standard_normal(shape).astype(dtype); w = rng.standard_normal(w_shape).astype(dtype)\n"
+        "    out = []\n"
+        "    for name in ('c', 'numpy'):\n"
+        "        with kernels.backend(name):\n"
+        "            y, cache = kernels.conv_forward_cached(x, w, None, s, p, d, g)\n"
+        "            out.append((y, *kernels.conv_backward_cached(np.ones_like(y), cache)[:2]))\n"
+        "    for a, b in zip(*out): np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "ARCHCALC_KERNELS_ISA": "baseline", "ARCHCALC_KERNELS": "c"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_raw_direct_kernel_refuses_bad_buffers(which):
+    from archcalc import _kernels as c
+
+    x = np.zeros((2, 4, 6, 6), np.float32)
+    w = np.zeros((4, 1, 3, 3), np.float32)
+    y = np.zeros((2, 4, 4, 4), np.float32)
+    geometry = (4, (6, 6), (3, 3), (1, 1), (1, 1), (0, 0), (4, 4), 2)
+    operands = {0: (x, w, y), 1: (y, w, x), 2: (x, y, w)}[which]
+    c.conv_direct(which, *operands, *geometry, 4, 4, 2)  # the right buffers run
+    a, b, out = operands
+    with pytest.raises(ValueError, match="holds"):
+        c.conv_direct(which, a[:1].copy(), b, out, *geometry, 4, 4, 2)
+    with pytest.raises(ValueError, match="holds"):
+        c.conv_direct(which, a, b, out.reshape(-1)[1:].copy(), *geometry, 4, 4, 2)
+    with pytest.raises(TypeError, match="one dtype"):
+        c.conv_direct(which, a, b.astype(np.float64), out, *geometry, 4, 4, 2)
+    shared = np.zeros(a.size + out.size, np.float32)  # the result's first value is the operand's last
+    with pytest.raises(ValueError, match="share memory"):
+        c.conv_direct(which, shared[:a.size], b, shared[a.size - 1:-1], *geometry, 4, 4, 2)
+    with pytest.raises(ValueError, match="divide by groups"):
+        c.conv_direct(which, a, b, out, *geometry, 3, 4, 2)
+    with pytest.raises(ValueError, match="threads"):
+        c.conv_direct(which, a, b, out, *geometry, 4, 4, 0)
+    with pytest.raises(ValueError, match="which"):
+        c.conv_direct(3, a, b, out, *geometry, 4, 4, 2)
+    with pytest.raises(TypeError):
+        c.conv_direct(which, a, b, out, *geometry, 4, 4)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        c.conv_direct(which, a, b, np.zeros_like(out)[..., ::-1], *geometry, 4, 4, 2)
