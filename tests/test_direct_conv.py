@@ -127,8 +127,9 @@ def test_auto_picks_direct_for_depthwise_and_few_filters_only():
     x = np.zeros((2, 16, 12, 12), np.float32)
     depthwise = kernels.conv_forward_cached(x, np.zeros((32, 1, 3, 3), np.float32), groups=16)[1]
     few = kernels.conv_forward_cached(x, np.zeros((kernels.DIRECT_MAX_FILTERS, 16, 3, 3), np.float32))[1]
+    pointwise = kernels.conv_forward_cached(x, np.zeros((kernels.DIRECT_MAX_FILTERS, 16, 1, 1), np.float32))[1]
     many = kernels.conv_forward_cached(x, np.zeros((kernels.DIRECT_MAX_FILTERS + 1, 16, 3, 3), np.float32))[1]
-    assert (depthwise.direct, few.direct, many.direct) == (True, True, False)
+    assert (depthwise.direct, few.direct, many.direct, pointwise.direct) == (True, True, False, False)
     with kernels.backend("numpy"):
         assert not kernels.conv_forward_cached(x, np.zeros((32, 1, 3, 3), np.float32), groups=16)[1].direct
 

@@ -125,8 +125,11 @@ def test_the_estimate_covers_what_training_holds(model, dtype, backend):
 
         peak = _peak(train)
         estimate = holder["executor"].memory_estimate(16)
-    assert peak <= estimate.total <= 4 * peak, f"peak {binary_bytes(peak)}, estimate {binary_bytes(estimate.total)}"
-    assert estimate == estimate_memory(model, 16, dtype)
+        assert estimate == estimate_memory(model, 16, dtype)  # the workspace is the active kernels'
+    # an upper bound, and not a loose one: within 5x (the temporaries' allowance, 32 B a value of the
+    # largest layer's inputs and output, dominates these small networks; the C path's direct kernels
+    # keep no im2col matrix, so its peak is the lowest)
+    assert peak <= estimate.total <= 5 * peak, f"peak {binary_bytes(peak)}, estimate {binary_bytes(estimate.total)}"
 
 
 def test_running_out_of_memory_anyway_is_a_clear_error(monkeypatch):

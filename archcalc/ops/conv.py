@@ -133,7 +133,8 @@ class Conv(Op):
         from archcalc import kernels
 
         taps, positions = math.prod(layer.attrs["kernel"]), math.prod(layer.out_shape[1:])
-        return kernels.conv_workspace(batch, layer.in_shape[0], taps, positions, itemsize)
+        return kernels.conv_workspace(batch, layer.in_shape[0], taps, positions, itemsize, filters=layer.out_shape[0],
+                                      groups=layer.attrs["groups"])
 
     def torch_module(self, layer: Layer) -> Any:
         from archcalc.ops import _torch
