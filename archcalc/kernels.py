@@ -681,7 +681,7 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True,
     dtype = np.result_type(dy, w)
     dw = np.zeros((groups, f // groups, c // groups * geo.taps), dtype=dtype)
     product = np.empty_like(dw)
-    dcols = np.empty((groups, c // groups * geo.taps, geo.positions), dtype=dtype)
+    dcols = np.empty((groups, c // groups * geo.taps, geo.positions), dtype=dtype) if not geo.pointwise else None
     dx = np.empty(x.shape, dtype=dtype) if need_dx else None
     for sample in range(n):
         cols = _sample_cols(x[sample], geo, buffer).reshape(groups, -1, geo.positions)
@@ -690,11 +690,10 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True,
         dw += product
         if not need_dx:
             continue
-        np.matmul(w_t, dy_g[sample], out=dcols)
+        # a pointwise window's dX_hat is dX itself: written in place, no copy
+        np.matmul(w_t, dy_g[sample], out=dx[sample].reshape(groups, c // groups, geo.positions) if geo.pointwise else dcols)
         counted.input_grad += matmul_macs(w_t.shape, dy_g[sample].shape)
-        if geo.pointwise:
-            dx[sample] = dcols.reshape(x.shape[1:])
-        else:
+        if not geo.pointwise:
             _C.col2im(dcols, dx[sample], *geo.c_args(c))
     return dx, dw.reshape(w.shape), db
 
