@@ -38,24 +38,39 @@ SUF(load_part)(V *v, const T *p, Py_ssize_t s, Py_ssize_t count)
 }
 
 /* The planes of one sample's channels with each axis padded to P (the padded extents): x's own
- * planes when nothing is padded and the sums are not flat, else a copy in `scratch` with zeros
- * around and DirectJob.slack zeros after. */
+ * planes when nothing is padded, the sums are not flat and the stride along the last axis is 1,
+ * else a copy in `scratch` with zeros around and DirectJob.slack zeros after. Its rows are
+ * DirectJob.pitch long: with a stride s2 > 1 along the last axis, each row holds its columns by
+ * phase (column j at (j % s2)*phase + j/s2), so that output column o reads tap column
+ * o*s2 + off at (off % s2)*phase + off/s2 + o: consecutive outputs, consecutive values. */
 static const T *
 SUF(padded_planes)(const DirectJob *job, const T *x, Py_ssize_t channels, T *scratch)
 {
     const Geometry *g = &job->g;
     const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];
-    const Py_ssize_t P0 = job->padded[0], P1 = job->padded[1], P2 = job->padded[2];
+    const Py_ssize_t P0 = job->padded[0], P1 = job->padded[1], pitch = job->pitch, s2 = g->stride[2];
     if (!job->pads && !job->flat) {
         return x;
     }
     /* flat sums read up to job->slack values past the last plane (zeros) */
-    memset(scratch, 0, (size_t)(channels * P0 * P1 * P2 + job->slack) * sizeof(T));
+    memset(scratch, 0, (size_t)(channels * P0 * P1 * pitch + job->slack) * sizeof(T));
     for (Py_ssize_t c = 0; c < channels; c++)
     for (Py_ssize_t i0 = 0; i0 < S0; i0++)
     for (Py_ssize_t i1 = 0; i1 < S1; i1++) {
-        memcpy(scratch + ((c * P0 + i0 + g->pad[0]) * P1 + i1 + g->pad[1]) * P2 + g->pad[2],
-               x + ((c * S0 + i0) * S1 + i1) * S2, (size_t)S2 * sizeof(T));
+        T *dst = scratch + ((c * P0 + i0 + g->pad[0]) * P1 + i1 + g->pad[1]) * pitch;
+        const T *src = x + ((c * S0 + i0) * S1 + i1) * S2;
+        if (s2 == 1) {
+            memcpy(dst + g->pad[2], src, (size_t)S2 * sizeof(T));
+        } else { /* column j to phase j % s2, position j / s2: a strided row read becomes contiguous */
+            Py_ssize_t r = g->pad[2] % s2, q = g->pad[2] / s2;
+            for (Py_ssize_t i2 = 0; i2 < S2; i2++) {
+                dst[r * job->phase + q] = src[i2];
+                if (++r == s2) {
+                    r = 0;
+                    q++;
+                }
+            }
+        }
     }
     return scratch;
 }
@@ -84,9 +99,9 @@ SUF(forward_block)(const DirectJob *job, const T *x, const T *w, T *y, Py_ssize_
                    const int FB, const int VB)
 {
     const Geometry *g = &job->g;
-    const Py_ssize_t P0 = job->padded[0], P1 = job->padded[1], P2 = job->padded[2];
+    const Py_ssize_t P0 = job->padded[0], P1 = job->padded[1], pitch = job->pitch;
     const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2];
-    const Py_ssize_t s2 = g->stride[2], d2 = g->dilation[2], taps = g->taps, wstride = job->cg * taps;
+    const Py_ssize_t s2 = g->stride[2], taps = g->taps, wstride = job->cg * taps;
     V acc[4][4];
     for (int fb = 0; fb < FB; fb++)
         for (int vb = 0; vb < VB; vb++) acc[fb][vb] = (V){0};
@@ -94,12 +109,20 @@ SUF(forward_block)(const DirectJob *job, const T *x, const T *w, T *y, Py_ssize_
     for (Py_ssize_t k0 = 0; k0 < K0; k0++)
     for (Py_ssize_t k1 = 0; k1 < K1; k1++) {
         Py_ssize_t i0 = o0 * g->stride[0] + k0 * g->dilation[0], i1 = o1 * g->stride[1] + k1 * g->dilation[1];
-        const T *row = x + ((c * P0 + i0) * P1 + i1) * P2 + a * s2;
+        const T *row = x + ((c * P0 + i0) * P1 + i1) * pitch + a;
         const T *wt = w + c * taps + (k0 * K1 + k1) * K2;
+        Py_ssize_t r = 0, q = 0; /* tap k2's column offset k2*d2 = q*s2 + r */
         for (Py_ssize_t k2 = 0; k2 < K2; k2++) {
+            const T *p = row + r * job->phase + q;
+            r += job->step_r;
+            q += job->step_q;
+            if (r >= s2) {
+                r -= s2;
+                q++;
+            }
             for (int vb = 0; vb < VB; vb++) {
                 V xv;
-                SUF(load)(&xv, row + k2 * d2 + vb * VW * s2, s2);
+                SUF(load)(&xv, p + vb * VW, 1);
                 for (int fb = 0; fb < FB; fb++) acc[fb][vb] += wt[fb * wstride + k2] * xv;
             }
         }
@@ -115,7 +138,7 @@ SUF(forward_values)(const DirectJob *job, const T *x, const T *w, T *y, Py_ssize
                     Py_ssize_t o1, Py_ssize_t from, Py_ssize_t to)
 {
     const Geometry *g = &job->g;
-    const Py_ssize_t P0 = job->padded[0], P1 = job->padded[1], P2 = job->padded[2];
+    const Py_ssize_t P0 = job->padded[0], P1 = job->padded[1], pitch = job->pitch, s2 = g->stride[2];
     const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2], taps = g->taps;
     for (Py_ssize_t o2 = from; o2 < to; o2++)
     for (Py_ssize_t f = 0; f < nf; f++) {
@@ -125,8 +148,11 @@ SUF(forward_values)(const DirectJob *job, const T *x, const T *w, T *y, Py_ssize
         for (Py_ssize_t k0 = 0; k0 < K0; k0++)
         for (Py_ssize_t k1 = 0; k1 < K1; k1++) {
             Py_ssize_t i0 = o0 * g->stride[0] + k0 * g->dilation[0], i1 = o1 * g->stride[1] + k1 * g->dilation[1];
-            const T *row = x + ((c * P0 + i0) * P1 + i1) * P2 + o2 * g->stride[2];
-            for (Py_ssize_t k2 = 0; k2 < K2; k2++) sum += wf[c * taps + (k0 * K1 + k1) * K2 + k2] * row[k2 * g->dilation[2]];
+            const T *row = x + ((c * P0 + i0) * P1 + i1) * pitch + o2;
+            for (Py_ssize_t k2 = 0; k2 < K2; k2++) {
+                Py_ssize_t off = k2 * g->dilation[2];
+                sum += wf[c * taps + (k0 * K1 + k1) * K2 + k2] * row[off % s2 * job->phase + off / s2];
+            }
         }
         y[f * g->positions + (o0 * g->out[1] + o1) * g->out[2] + o2] = sum;
     }
@@ -159,7 +185,7 @@ static inline __attribute__((always_inline)) void
 SUF(flat_block)(const DirectJob *job, const T *xs, const T *w, T *out, Py_ssize_t j, const int FB, const int VB)
 {
     const Geometry *g = &job->g;
-    const Py_ssize_t P0 = job->padded[0], P1 = job->padded[1], P2 = job->padded[2];
+    const Py_ssize_t P0 = job->padded[0], P1 = job->padded[1], P2 = job->pitch; /* the stride is 1 */
     const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2];
     const Py_ssize_t d2 = g->dilation[2], taps = g->taps, wstride = job->cg * taps;
     V acc[4][4];
@@ -188,13 +214,13 @@ static inline __attribute__((always_inline)) void
 SUF(forward_flat)(const DirectJob *job, const T *xg, const T *w, T *y, T *out, Py_ssize_t o0, const int FB, const int VB)
 {
     const Geometry *g = &job->g;
-    const T *xs = xg + o0 * g->stride[0] * job->padded[1] * job->padded[2];
+    const T *xs = xg + o0 * g->stride[0] * job->padded[1] * job->pitch;
     Py_ssize_t j = 0;
     for (; j + VB * VW <= job->flat; j += VB * VW) SUF(flat_block)(job, xs, w, out, j, FB, VB);
     for (; j < job->flat; j += VW) SUF(flat_block)(job, xs, w, out, j, FB, 1); /* flat: whole vectors */
     for (int fb = 0; fb < FB; fb++)
         for (Py_ssize_t o1 = 0; o1 < g->out[1]; o1++) {
-            memcpy(y + fb * g->positions + (o0 * g->out[1] + o1) * g->out[2], out + fb * job->flat + o1 * job->padded[2],
+            memcpy(y + fb * g->positions + (o0 * g->out[1] + o1) * g->out[2], out + fb * job->flat + o1 * job->pitch,
                    (size_t)g->out[2] * sizeof(T));
         }
 }
@@ -209,7 +235,7 @@ SUF(forward_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, void 
     for (Py_ssize_t item = begin; item < end; item++) {
         Py_ssize_t n = item / job->groups, group = item % job->groups;
         const T *xg = SUF(padded_planes)(job, x + (n * g->channels + group * cg) * plane, cg, (T *)scratch);
-        T *out = (T *)scratch + cg * job->padded[0] * job->padded[1] * job->padded[2] + job->slack;
+        T *out = (T *)scratch + cg * job->padded[0] * job->padded[1] * job->pitch + job->slack;
         for (Py_ssize_t f0 = 0; f0 < fg;) {
             Py_ssize_t f = group * fg + f0, left = fg - f0;
             const T *wf = w + f * cg * g->taps;
@@ -321,7 +347,7 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
     const T *x = (const T *)job->a, *dy = (const T *)job->b;
     T *dw = (T *)job->out;
     const Py_ssize_t cg = job->cg, fg = job->fg, plane = g->input_len / g->channels, taps = g->taps;
-    const Py_ssize_t P1 = job->padded[1], P2 = job->padded[2];
+    const Py_ssize_t P1 = job->padded[1], P2 = job->pitch; /* the padded copy's row length */
     const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2];
     const Py_ssize_t O0 = g->out[0], O1 = g->out[1], O2 = g->out[2], s2 = g->stride[2];
     V *sums = (V *)scratch; /* taps vectors, then dY's slice with pitch P2 (flat), then x's padded plane */
@@ -366,18 +392,20 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
                             continue;
                         }
                         V acc = {0}, dv, xv;
+                        Py_ssize_t off = k2 * g->dilation[2], column = off % s2 * job->phase + off / s2;
                         for (Py_ssize_t o1 = 0; o1 < O1; o1++) {
                             const T *d = dslice + o1 * O2;
-                            const T *r = xs + (o1 * g->stride[1] + k1 * g->dilation[1]) * P2 + k2 * g->dilation[2];
+                            /* output column o2 reads r[o2] (rows by phase) */
+                            const T *r = xs + (o1 * g->stride[1] + k1 * g->dilation[1]) * P2 + column;
                             Py_ssize_t o2 = 0;
                             for (; o2 + VW <= O2; o2 += VW) {
                                 SUF(load)(&dv, d + o2, 1);
-                                SUF(load)(&xv, r + o2 * s2, s2);
+                                SUF(load)(&xv, r + o2, 1);
                                 acc += dv * xv;
                             }
                             if (o2 < O2) {
                                 SUF(load_part)(&dv, d + o2, 1, O2 - o2);
-                                SUF(load_part)(&xv, r + o2 * s2, s2, O2 - o2);
+                                SUF(load_part)(&xv, r + o2, 1, O2 - o2);
                                 acc += dv * xv;
                             }
                         }

@@ -730,8 +730,11 @@ typedef struct {
     const void *a, *b;                  /* forward: x, w; input grad: dy, w; weight grad: x, dy */
     void *out;                          /* y, dx or dw */
     int which;
-    int pads;                           /* whether any padding is read (then the input is copied padded) */
+    int pads;                           /* whether the input is read through a padded copy (padding, or a
+                                           stride along the last axis: rows by phase) */
     Py_ssize_t padded[3];               /* each axis padded so that every window lies inside */
+    Py_ssize_t pitch, phase;            /* the copy's row length; with stride s2 > 1 its phases' length */
+    Py_ssize_t step_q, step_r;          /* d2 = step_q*s2 + step_r: one tap further along the last axis */
     Py_ssize_t flat, slack;             /* flat sums (stride 1 on the last two axes): see _direct.h */
 } DirectJob;
 
@@ -888,14 +891,23 @@ direct_scratch(DirectJob *job, Py_ssize_t itemsize)
         Py_ssize_t before = g->size[i] + g->pad[i];
         job->padded[i] = end > before ? end : before;
         job->pads |= g->pad[i] != 0 || job->padded[i] != g->size[i];
-        if ((plane = checked_mul(plane, job->padded[i])) < 0) return -1;
+    }
+    /* rows by phase for a stride along the last axis: ceil(P2 / s2) values a phase */
+    Py_ssize_t s2 = g->stride[2];
+    job->phase = job->padded[2] / s2 + (job->padded[2] % s2 != 0);
+    if ((job->pitch = checked_mul(job->phase, s2)) < 0) return -1;
+    job->pads |= s2 > 1;
+    job->step_q = g->dilation[2] / s2;
+    job->step_r = g->dilation[2] % s2;
+    if ((plane = checked_mul(job->padded[0], job->padded[1])) < 0 || (plane = checked_mul(plane, job->pitch)) < 0) {
+        return -1;
     }
     Py_ssize_t values = 0, vectors = 0, lanes = 32 / itemsize;
     job->flat = job->slack = 0;
     if (job->which != DIRECT_INPUT_GRAD && g->stride[1] == 1 && g->stride[2] == 1) {
         /* a slice's O1 rows of pitch P2, rounded up to whole vectors; the sums read past a plane's
          * end by at most (K2-1)*d2 + a vector (P1 >= O1 + (K1-1)*d1 and the slices' starts fit P0) */
-        Py_ssize_t rows = checked_mul(g->out[1], job->padded[2]);
+        Py_ssize_t rows = checked_mul(g->out[1], job->pitch);
         if (rows < 0 || rows > PY_SSIZE_T_MAX - lanes) return -1;
         job->flat = (rows + lanes - 1) / lanes * lanes;
         job->slack = (g->kernel[2] - 1) * g->dilation[2] + lanes;
