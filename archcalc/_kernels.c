@@ -833,21 +833,28 @@ choose_direct_kernels(void)
 typedef struct {
     ItemsFn fn;
     const DirectJob *job;
-    Py_ssize_t begin, end;
+    Py_ssize_t items, chunk, *next; /* the shared counter of items handed out */
     void *scratch;
-} Slice;
+} Worker;
 
+/* Take chunks of items from the shared counter until none are left. */
 static void *
-slice_main(void *arg)
+worker_main(void *arg)
 {
-    Slice *s = (Slice *)arg;
-    s->fn(s->job, s->begin, s->end, s->scratch);
+    Worker *w = (Worker *)arg;
+    for (;;) {
+        Py_ssize_t begin = __atomic_fetch_add(w->next, w->chunk, __ATOMIC_RELAXED);
+        if (begin >= w->items) break;
+        w->fn(w->job, begin, begin + w->chunk < w->items ? begin + w->chunk : w->items, w->scratch);
+    }
     return NULL;
 }
 
-/* Items [0, items) in `threads` contiguous slices (threads <= items, <= MAX_THREADS), the first on
- * this thread, slice t with the scratch at scratch + t*stride bytes; a thread that cannot be
- * started leaves its slice to this one. The items of a job never write one value twice. */
+/* Items [0, items) on `threads` threads (threads <= items, <= MAX_THREADS), this one included, each
+ * taking chunks of about an eighth of its share as it finishes the last (so that a core busy with
+ * other work slows the call by its share, not by a whole slice), thread t with the scratch at
+ * scratch + t*stride bytes; a thread that cannot be started leaves its part to the others. Each
+ * item is computed whole by one thread, so the split never changes a bit of the result. */
 static void
 run_parallel(ItemsFn fn, const DirectJob *job, Py_ssize_t items, Py_ssize_t threads, char *scratch, Py_ssize_t stride)
 {
@@ -855,22 +862,19 @@ run_parallel(ItemsFn fn, const DirectJob *job, Py_ssize_t items, Py_ssize_t thre
         fn(job, 0, items, scratch);
         return;
     }
-    Slice slices[MAX_THREADS];
+    Py_ssize_t next = 0, chunk = items / (threads * 8);
+    Worker workers[MAX_THREADS];
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS];
-    Py_ssize_t share = items / threads, extra = items % threads, begin = 0;
     for (Py_ssize_t t = 0; t < threads; t++) {
-        Py_ssize_t count = share + (t < extra ? 1 : 0);
-        slices[t] = (Slice){fn, job, begin, begin + count, scratch + t * stride};
-        begin += count;
+        workers[t] = (Worker){fn, job, items, chunk > 0 ? chunk : 1, &next, scratch + t * stride};
     }
     for (Py_ssize_t t = 1; t < threads; t++) {
-        started[t] = pthread_create(&ids[t], NULL, slice_main, &slices[t]) == 0;
+        started[t] = pthread_create(&ids[t], NULL, worker_main, &workers[t]) == 0;
     }
-    fn(job, slices[0].begin, slices[0].end, slices[0].scratch);
+    worker_main(&workers[0]);
     for (Py_ssize_t t = 1; t < threads; t++) {
         if (started[t]) pthread_join(ids[t], NULL);
-        else fn(job, slices[t].begin, slices[t].end, slices[t].scratch);
     }
 }
 
