@@ -309,27 +309,20 @@ SUF(input_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, vo
     }
 }
 
-/* *sum += the dot product of a and b over n values (n a multiple of VW), in two vector
- * accumulators. */
+/* sums[t] += the dot product of a and b + t*shift over n values (n a multiple of VW), for the G
+ * taps t < G (always inlined with a constant G: one load of a serves them all). */
 static inline __attribute__((always_inline)) void
-SUF(dot)(V *sum, const T *a, const T *b, Py_ssize_t n)
+SUF(dot)(V *sums, const T *a, const T *b, Py_ssize_t shift, Py_ssize_t n, const int G)
 {
-    V acc0 = {0}, acc1 = {0}, a0, a1, b0, b1;
-    Py_ssize_t j = 0;
-    for (; j + 2 * VW <= n; j += 2 * VW) {
-        SUF(load)(&a0, a + j, 1);
-        SUF(load)(&a1, a + j + VW, 1);
-        SUF(load)(&b0, b + j, 1);
-        SUF(load)(&b1, b + j + VW, 1);
-        acc0 += a0 * b0;
-        acc1 += a1 * b1;
+    V acc[3] = {{0}}, av, bv;
+    for (Py_ssize_t j = 0; j < n; j += VW) {
+        SUF(load)(&av, a + j, 1);
+        for (int t = 0; t < G; t++) {
+            SUF(load)(&bv, b + t * shift + j, 1);
+            acc[t] += av * bv;
+        }
     }
-    if (j < n) {
-        SUF(load)(&a0, a + j, 1);
-        SUF(load)(&b0, b + j, 1);
-        acc0 += a0 * b0;
-    }
-    *sum += acc0 + acc1;
+    for (int t = 0; t < G; t++) sums[t] += acc[t];
 }
 
 /*
@@ -382,15 +375,23 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
                         memset(flat_dy, 0, (size_t)job->flat * sizeof(T));
                         for (Py_ssize_t o1 = 0; o1 < O1; o1++) memcpy(flat_dy + o1 * P2, dslice + o1 * O2, (size_t)O2 * sizeof(T));
                     }
+                    if (flat) { /* three taps along the last axis share each load of dY */
+                        for (Py_ssize_t k0 = 0; k0 < K0; k0++)
+                        for (Py_ssize_t k1 = 0; k1 < K1; k1++) {
+                            const T *xs = xc + ((o0 * g->stride[0] + k0 * g->dilation[0]) * P1 + k1 * g->dilation[1]) * P2;
+                            V *sum = &sums[(k0 * K1 + k1) * K2];
+                            const Py_ssize_t d2 = g->dilation[2];
+                            Py_ssize_t k2 = 0;
+                            for (; k2 + 3 <= K2; k2 += 3) SUF(dot)(sum + k2, flat_dy, xs + k2 * d2, d2, job->flat, 3);
+                            for (; k2 < K2; k2++) SUF(dot)(sum + k2, flat_dy, xs + k2 * d2, d2, job->flat, 1);
+                        }
+                        continue;
+                    }
                     for (Py_ssize_t k0 = 0; k0 < K0; k0++)
                     for (Py_ssize_t k1 = 0; k1 < K1; k1++)
                     for (Py_ssize_t k2 = 0; k2 < K2; k2++) {
                         const T *xs = xc + (o0 * g->stride[0] + k0 * g->dilation[0]) * P1 * P2;
                         V *sum = &sums[(k0 * K1 + k1) * K2 + k2];
-                        if (flat) {
-                            SUF(dot)(sum, flat_dy, xs + k1 * g->dilation[1] * P2 + k2 * g->dilation[2], job->flat);
-                            continue;
-                        }
                         V acc = {0}, dv, xv;
                         Py_ssize_t off = k2 * g->dilation[2], column = off % s2 * job->phase + off / s2;
                         for (Py_ssize_t o1 = 0; o1 < O1; o1++) {
