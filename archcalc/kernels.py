@@ -412,14 +412,15 @@ def direct_conv(channels_per_group: int, filters_per_group: int, itemsize: int =
 
 
 def _thread_count() -> int:
-    """Threads for the direct kernels: OMP_NUM_THREADS when set to a positive int (as OpenBLAS and
-    torch read it), else the CPUs this process may run on."""
-    try:
-        wanted = int(os.environ.get("OMP_NUM_THREADS", ""))
-    except ValueError:
-        wanted = 0
-    if wanted > 0:
-        return wanted
+    """Threads for the C kernels: ARCHCALC_THREADS, else OMP_NUM_THREADS (as OpenBLAS and torch read
+    it), when set to a positive int; else the CPUs this process may run on."""
+    for name in ("ARCHCALC_THREADS", "OMP_NUM_THREADS"):
+        try:
+            wanted = int(os.environ.get(name, ""))
+        except ValueError:
+            continue
+        if wanted > 0:
+            return wanted
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -193,3 +193,14 @@ def test_raw_direct_kernel_refuses_bad_buffers(which):
         c.conv_direct(which, a, b, out, *geometry, 4, 4)
     with pytest.raises(ValueError, match="C-contiguous"):
         c.conv_direct(which, a, b, np.zeros_like(out)[..., ::-1], *geometry, 4, 4, 2)
+
+
+@pytest.mark.parametrize("env, expected", [({"ARCHCALC_THREADS": "3"}, 3), ({"OMP_NUM_THREADS": "5"}, 5),
+                                           ({"ARCHCALC_THREADS": "2", "OMP_NUM_THREADS": "5"}, 2),
+                                           ({"ARCHCALC_THREADS": "zero", "OMP_NUM_THREADS": "0"}, None)])
+def test_the_thread_count_comes_from_the_environment(env, expected, monkeypatch):
+    for name in ("ARCHCALC_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert kernels._thread_count() == (expected or len(os.sched_getaffinity(0)))
