@@ -340,19 +340,29 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
     const T *x = (const T *)job->a, *dy = (const T *)job->b;
     T *dw = (T *)job->out;
     const Py_ssize_t cg = job->cg, fg = job->fg, plane = g->input_len / g->channels, taps = g->taps;
-    const Py_ssize_t P1 = job->padded[1], P2 = job->pitch; /* the padded copy's row length */
-    const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2];
+    const Py_ssize_t P0 = job->padded[0], P1 = job->padded[1], P2 = job->pitch; /* the padded copy's row length */
+    const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];
+    const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2], d2 = g->dilation[2];
     const Py_ssize_t O0 = g->out[0], O1 = g->out[1], O2 = g->out[2], s2 = g->stride[2];
-    V *sums = (V *)scratch; /* taps vectors, then dY's slice with pitch P2 (flat), then x's padded plane */
-    T *flat_dy = (T *)(sums + taps);
-    T *padded = flat_dy + job->flat;
-    const Py_ssize_t P0 = job->padded[0], S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];
+    /* the scratch: cg*taps sum vectors, dY's O0 slices with pitch P2 (flat), x's padded plane */
+    V *sums = (V *)scratch;
+    T *flat_dy = (T *)(sums + cg * taps);
+    T *padded = flat_dy + O0 * job->flat;
     for (Py_ssize_t f = begin; f < end; f++) {
         Py_ssize_t group = f / fg;
-        for (Py_ssize_t ci = 0; ci < cg; ci++) {
-            for (Py_ssize_t t = 0; t < taps; t++) sums[t] = (V){0};
-            for (Py_ssize_t n = 0; n < g->batch; n++) {
+        for (Py_ssize_t t = 0; t < cg * taps; t++) sums[t] = (V){0};
+        for (Py_ssize_t n = 0; n < g->batch; n++) {
+            const T *dyf = dy + (n * job->filters + f) * g->positions;
+            if (job->flat) { /* dY(n, f) laid out once for all the group's channels */
+                memset(flat_dy, 0, (size_t)(O0 * job->flat) * sizeof(T));
+                for (Py_ssize_t o0 = 0; o0 < O0; o0++)
+                for (Py_ssize_t o1 = 0; o1 < O1; o1++) {
+                    memcpy(flat_dy + o0 * job->flat + o1 * P2, dyf + (o0 * O1 + o1) * O2, (size_t)O2 * sizeof(T));
+                }
+            }
+            for (Py_ssize_t ci = 0; ci < cg; ci++) {
                 const T *xn = x + (n * g->channels + group * cg + ci) * plane;
+                V *sum = sums + ci * taps;
                 /* the flat sums multiply dY's zeros with x values no window of that tap reads: exact
                  * only when those are finite (0 * inf is NaN), so a plane with any is summed by rows */
                 int flat = job->flat > 0 && SUF(all_finite)(xn, plane);
@@ -368,36 +378,25 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
                 } else {
                     xc = SUF(padded_planes)(job, xn, 1, padded);
                 }
-                const T *dyf = dy + (n * job->filters + f) * g->positions;
-                for (Py_ssize_t o0 = 0; o0 < O0; o0++) {
-                    const T *dslice = dyf + o0 * O1 * O2;
-                    if (flat) {
-                        memset(flat_dy, 0, (size_t)job->flat * sizeof(T));
-                        for (Py_ssize_t o1 = 0; o1 < O1; o1++) memcpy(flat_dy + o1 * P2, dslice + o1 * O2, (size_t)O2 * sizeof(T));
-                    }
+                for (Py_ssize_t o0 = 0; o0 < O0; o0++)
+                for (Py_ssize_t k0 = 0; k0 < K0; k0++)
+                for (Py_ssize_t k1 = 0; k1 < K1; k1++) {
+                    const T *xs = xc + ((o0 * g->stride[0] + k0 * g->dilation[0]) * P1 + k1 * g->dilation[1]) * P2;
+                    V *tap = sum + (k0 * K1 + k1) * K2;
                     if (flat) { /* three taps along the last axis share each load of dY */
-                        for (Py_ssize_t k0 = 0; k0 < K0; k0++)
-                        for (Py_ssize_t k1 = 0; k1 < K1; k1++) {
-                            const T *xs = xc + ((o0 * g->stride[0] + k0 * g->dilation[0]) * P1 + k1 * g->dilation[1]) * P2;
-                            V *sum = &sums[(k0 * K1 + k1) * K2];
-                            const Py_ssize_t d2 = g->dilation[2];
-                            Py_ssize_t k2 = 0;
-                            for (; k2 + 3 <= K2; k2 += 3) SUF(dot)(sum + k2, flat_dy, xs + k2 * d2, d2, job->flat, 3);
-                            for (; k2 < K2; k2++) SUF(dot)(sum + k2, flat_dy, xs + k2 * d2, d2, job->flat, 1);
-                        }
+                        const T *d = flat_dy + o0 * job->flat;
+                        Py_ssize_t k2 = 0;
+                        for (; k2 + 3 <= K2; k2 += 3) SUF(dot)(tap + k2, d, xs + k2 * d2, d2, job->flat, 3);
+                        for (; k2 < K2; k2++) SUF(dot)(tap + k2, d, xs + k2 * d2, d2, job->flat, 1);
                         continue;
                     }
-                    for (Py_ssize_t k0 = 0; k0 < K0; k0++)
-                    for (Py_ssize_t k1 = 0; k1 < K1; k1++)
                     for (Py_ssize_t k2 = 0; k2 < K2; k2++) {
-                        const T *xs = xc + (o0 * g->stride[0] + k0 * g->dilation[0]) * P1 * P2;
-                        V *sum = &sums[(k0 * K1 + k1) * K2 + k2];
                         V acc = {0}, dv, xv;
-                        Py_ssize_t off = k2 * g->dilation[2], column = off % s2 * job->phase + off / s2;
+                        Py_ssize_t off = k2 * d2, column = off % s2 * job->phase + off / s2;
                         for (Py_ssize_t o1 = 0; o1 < O1; o1++) {
-                            const T *d = dslice + o1 * O2;
+                            const T *d = dyf + (o0 * O1 + o1) * O2;
                             /* output column o2 reads r[o2] (rows by phase) */
-                            const T *r = xs + (o1 * g->stride[1] + k1 * g->dilation[1]) * P2 + column;
+                            const T *r = xs + o1 * g->stride[1] * P2 + column;
                             Py_ssize_t o2 = 0;
                             for (; o2 + VW <= O2; o2 += VW) {
                                 SUF(load)(&dv, d + o2, 1);
@@ -410,15 +409,15 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
                                 acc += dv * xv;
                             }
                         }
-                        *sum += acc;
+                        tap[k2] += acc;
                     }
                 }
             }
-            for (Py_ssize_t t = 0; t < taps; t++) {
-                T total = 0;
-                for (int j = 0; j < VW; j++) total += sums[t][j];
-                dw[(f * cg + ci) * taps + t] = total;
-            }
+        }
+        for (Py_ssize_t t = 0; t < cg * taps; t++) {
+            T total = 0;
+            for (int j = 0; j < VW; j++) total += sums[t][j];
+            dw[f * cg * taps + t] = total;
         }
     }
 }

@@ -880,7 +880,7 @@ run_parallel(ItemsFn fn, const DirectJob *job, Py_ssize_t items, Py_ssize_t thre
 
 /*
  * Fill job->padded and job->pads, and return the bytes of scratch one thread needs (a multiple of
- * 64): forward, the padded planes of one group's channels; weight gradient, one sum vector per tap
+ * 64): forward, the padded planes of one group's channels; weight gradient, one sum vector per channel of a group and tap, dY's flat slices
  * and one padded plane; input gradient, none. -1 with MemoryError when they do not fit.
  */
 static Py_ssize_t
@@ -928,13 +928,13 @@ direct_scratch(DirectJob *job, Py_ssize_t itemsize)
         }
         values += job->slack + out;
     } else if (job->which == DIRECT_WEIGHT_GRAD) {
-        /* dY's flat slice, then the padded plane */
-        vectors = g->taps;
-        if (plane > PY_SSIZE_T_MAX - job->slack - job->flat) {
-            PyErr_NoMemory();
+        /* a sum vector per channel of the group and tap, dY's flat slices, then the padded plane */
+        Py_ssize_t slices = checked_mul(g->out[0], job->flat);
+        if ((vectors = checked_mul(g->taps, job->cg)) < 0 || slices < 0 || plane > PY_SSIZE_T_MAX - job->slack - slices) {
+            if (!PyErr_Occurred()) PyErr_NoMemory();
             return -1;
         }
-        values = job->pads || job->flat ? plane + job->slack + job->flat : 0;
+        values = job->pads || job->flat ? plane + job->slack + slices : 0;
     }
     Py_ssize_t bytes = checked_mul(values, itemsize), vector_bytes = checked_mul(vectors, 32);
     if (bytes < 0 || vector_bytes < 0 || bytes > PY_SSIZE_T_MAX - vector_bytes - 64) {
