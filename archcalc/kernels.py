@@ -430,15 +430,15 @@ def _thread_count() -> int:
 #: Threads the direct conv kernels share a call between (:func:`_thread_count`).
 THREADS = _thread_count()
 
-#: Multiply-adds below which a direct kernel call stays on one thread (starting a thread costs
-#: tens of microseconds).
-THREAD_MIN_MACS = 200_000
+#: Multiply-adds a direct kernel call gives each of its threads at least (starting one costs tens
+#: of microseconds, about 100 thousand multiply-adds here).
+THREAD_MIN_MACS = 1_000_000
 
 
 def _direct(which: int, a: np.ndarray, b: np.ndarray, out: np.ndarray, geo: Geometry, channels: int, batch: int,
             groups: int, filters: int, macs: int) -> None:
     """One call of the C direct kernel (``which``: 0 forward, 1 input gradient, 2 weight gradient)."""
-    threads = max(1, min(THREADS, macs // THREAD_MIN_MACS))
+    threads = max(1, min(THREADS, macs // THREAD_MIN_MACS))  # each thread at least THREAD_MIN_MACS
     _C.conv_direct(which, a, b, out, *geo.c_args(channels, batch), groups, filters, threads)
 
 
