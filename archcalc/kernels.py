@@ -384,7 +384,7 @@ def conv_workspace(batch: int, channels: int, taps: int, positions: int, itemsiz
     whole = batch * channels * taps * positions
     if BACKEND == "numpy":
         return whole
-    if filters and direct_conv(channels // groups, filters // groups, itemsize, pointwise=taps == 1):
+    if filters and direct_conv(channels // groups, filters // groups, pointwise=taps == 1):
         return 0
     if whole * itemsize <= BATCHED_BYTES:
         return whole
@@ -400,7 +400,7 @@ DIRECT_CONV = "auto"
 DIRECT_MAX_FILTERS = 8
 
 
-def direct_conv(channels_per_group: int, filters_per_group: int, itemsize: int = 4, pointwise: bool = False) -> bool:
+def direct_conv(channels_per_group: int, filters_per_group: int, pointwise: bool = False) -> bool:
     """Whether the C path convolves directly: a depthwise layer (one input channel per group) or one
     with at most :data:`DIRECT_MAX_FILTERS` filters per group, unless it is ``pointwise`` (a 1x1
     window at stride 1, whose GEMM reads the input in place); :data:`DIRECT_CONV` overrides."""
@@ -530,10 +530,10 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
 
 def _direct_forward(x: np.ndarray, w: np.ndarray, geo: Geometry, groups: int) -> bool:
     """Whether forward runs the direct kernel: :func:`direct_conv`, a non-empty batch and a small
-    padded copy (:func:`_copy_is_small`); with padding, finite weights too (im2col's GEMM multiplies them by the padding's zeros, so an
-    infinite weight gives NaN at the border, and the direct kernel, which skips the padding, must
-    give the same)."""
-    if x.shape[0] == 0 or not direct_conv(x.shape[1] // groups, w.shape[0] // groups, x.itemsize, geo.pointwise):
+    padded copy (:func:`_copy_is_small`); with padding, finite weights too (im2col's GEMM multiplies
+    them by the padding's zeros, so an infinite weight gives NaN at the border, and the direct
+    kernel, which skips the padding, must give the same)."""
+    if x.shape[0] == 0 or not direct_conv(x.shape[1] // groups, w.shape[0] // groups, geo.pointwise):
         return False
     return _copy_is_small(geo) and (not _padded(geo) or bool(np.isfinite(w).all()))
 
