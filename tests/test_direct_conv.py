@@ -204,3 +204,41 @@ def test_the_thread_count_comes_from_the_environment(env, expected, monkeypatch)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert kernels._thread_count() == (expected or len(os.sched_getaffinity(0)))
+
+
+#: A MobileNetV2-style block and a LeNet-style conv: every conv but the 1x1 expansion runs direct.
+INVERTED = {"name": "inverted", "input": [3, 23, 19], "layers": [
+    {"type": "conv", "name": "stem", "filters": 6, "kernel": 5, "padding": 2},
+    {"type": "conv", "name": "expand", "filters": 24, "kernel": 1, "bias": False}, {"type": "batchnorm"}, {"type": "relu6"},
+    {"type": "conv", "name": "depthwise", "filters": 24, "kernel": 3, "stride": 2, "padding": 1, "groups": 24, "bias": False},
+    {"type": "batchnorm"}, {"type": "relu6"},
+    {"type": "conv", "name": "project", "filters": 8, "kernel": 1, "bias": False}, {"type": "batchnorm", "name": "bn_project"},
+    {"type": "conv", "name": "dilated", "filters": 8, "kernel": 3, "dilation": 2, "padding": 2, "groups": 8},
+    {"type": "add", "inputs": ["bn_project", "dilated"]},
+    {"type": "global_avgpool"}, {"type": "flatten"}, {"type": "linear", "name": "fc", "units": 5},
+]}
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-10), ("float32", 2e-4)])
+def test_a_network_of_direct_convs_trains_as_torch(dtype, rtol):
+    from archcalc.execute import Executor, loss_and_grad
+
+    oracle = pytest.importorskip("tests.torch_oracle")
+    executor = Executor(INVERTED, seed=1, dtype=dtype)
+    params = {k: v.copy() for k, v in executor.params.items()}
+    x = np.random.default_rng(2).standard_normal((4, *executor.graph.input_shape)).astype(dtype)
+    logits = executor.forward(x)
+    caches = {name: cache[0] for name, cache in executor._caches.items() if executor.graph.node(name).type == "conv"}
+    assert {name for name, cache in caches.items() if cache.direct} == {"stem", "depthwise", "dilated"}
+    labels = np.arange(4) % 5
+    _, dlogits = loss_and_grad(executor, logits, labels)
+    grads = executor.backward(dlogits)
+    executor.check_macs()
+    executor.check_backward_macs()
+    outputs, dx, torch_grads, _ = oracle.run_torch(executor.graph, params, x, dlogits, True, getattr(oracle.torch, dtype))
+    reference = outputs[executor.graph.nodes[-1].name]
+    np.testing.assert_allclose(logits, reference, rtol=rtol, atol=rtol * np.abs(reference).max())
+    scale = max(np.abs(g).max() for g in torch_grads.values())  # some are ~0 (a bias before a batchnorm)
+    for name, grad in grads.items():
+        np.testing.assert_allclose(grad, torch_grads[name], rtol=rtol * 10, atol=rtol * scale, err_msg=name)
+    np.testing.assert_allclose(executor.input_grad, dx, rtol=rtol * 10, atol=rtol * np.abs(dx).max())
