@@ -356,7 +356,7 @@ class ConvCache:
 
     ``cols`` is (N, C*prod(k), prod(out)) on the NumPy path; (C*prod(k), N*prod(out)), one matrix
     for the batch, for small layers on the C path; None for large layers on the C path, whose
-    backward rebuilds each sample's matrix, and for the direct kernels (``direct``).
+    backward rebuilds each chunk's matrix, and for the direct kernels (``direct``).
     """
 
     x: np.ndarray
@@ -388,7 +388,8 @@ def conv_workspace(batch: int, channels: int, taps: int, positions: int, itemsiz
         return 0
     if whole * itemsize <= BATCHED_BYTES:
         return whole
-    return 2 * channels * taps * positions  # (a pointwise layer needs only the gradient's; an upper bound)
+    # a chunk's matrix and its gradient (a pointwise layer needs neither; an upper bound)
+    return 2 * min(batch, _chunk(channels * taps, positions, itemsize)) * channels * taps * positions
 
 
 #: When the C path convolves directly (no im2col, no GEMM): "auto" (:func:`direct_conv`'s rule),
@@ -494,8 +495,10 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
 
     The im2col matrices kept (:func:`_kept_cols`) decide the computation: the NumPy path's batch
     of matrices, one batched GEMM; the C path's one matrix for a small layer's batch, one GEMM
-    per group; or, for a large layer on the C path, none kept: each sample's ``X_hat`` is built
-    into one reused buffer and ``Y_n = W X_hat_n`` lands in NCHW directly.
+    per group; or, for a large layer on the C path, none kept: a chunk of samples at a time
+    (:class:`_Chunks`, each within :data:`BATCHED_BYTES`) has its ``X_hat`` built into one reused
+    buffer, one GEMM per chunk and group (a chunk of one sample lands in NCHW directly). The C
+    path's direct kernels take depthwise and few-filter layers (:func:`direct_conv`).
     """
     x, w, b, geo, groups = _conv_arguments(x, w, b, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
@@ -507,11 +510,14 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
     macs = 0  # counted from the operand shapes of each product run, not from the conv's formula
     if cols is None:
         y = np.empty((n, f, geo.positions), dtype=np.result_type(x, w))
-        buffer = None if geo.pointwise else np.empty((x.shape[1] * geo.taps, geo.positions), dtype=x.dtype)
-        for sample in range(n):
-            sample_cols = _sample_cols(x[sample], geo, buffer).reshape(groups, -1, geo.positions)
-            np.matmul(w_g, sample_cols, out=y[sample].reshape(groups, f // groups, geo.positions))
-            macs += matmul_macs(w_g.shape, sample_cols.shape)
+        chunks = _Chunks(x, geo)
+        for start, stop, chunk_cols in chunks:
+            operand = chunk_cols.reshape(groups, -1, (stop - start) * geo.positions)
+            if stop - start == 1:  # Y_n = W X_hat_n lands in NCHW directly
+                np.matmul(w_g, operand, out=y[start].reshape(groups, f // groups, geo.positions))
+            else:
+                y[start:stop] = np.matmul(w_g, operand).reshape(f, stop - start, geo.positions).transpose(1, 0, 2)
+            macs += matmul_macs(w_g.shape, operand.shape)
     elif cols.ndim == 2:  # (C*prod(k), N*prod(out)): one GEMM for the batch
         operand = cols.reshape(groups, -1, n * geo.positions)
         y = np.matmul(w_g, operand).reshape(f, n, geo.positions).transpose(1, 0, 2)
@@ -616,12 +622,34 @@ def _batch_cols(x: np.ndarray, geo: Geometry) -> np.ndarray:
     return cols
 
 
-def _sample_cols(x: np.ndarray, geo: Geometry, buffer: np.ndarray | None) -> np.ndarray:
-    """One sample's X_hat (C*prod(k), prod(out)): a view for a pointwise window, else built in C."""
-    if buffer is None:
-        return x.reshape(x.shape[0], geo.positions)
-    _C.im2col(x, buffer, *geo.c_args(x.shape[0]))
-    return buffer
+def _side_by_side(array: np.ndarray) -> np.ndarray:
+    """(N, groups, rows, P) as (groups, rows, N*P), samples side by side (a copy)."""
+    n, groups, rows, positions = array.shape
+    return np.ascontiguousarray(array.transpose(1, 2, 0, 3)).reshape(groups, rows, n * positions)
+
+
+class _Chunks:
+    """The C path's im2col matrices of a large layer, a chunk of samples at a time: iterating gives
+    ``(start, stop, X_hat)`` for samples [start, stop), X_hat (C*prod(k), (stop-start)*prod(out)),
+    samples side by side as in the batch's matrix, each chunk within :data:`BATCHED_BYTES` (one
+    sample at least) and built into one reused buffer. A pointwise window reads each sample in place."""
+
+    def __init__(self, x: np.ndarray, geo: Geometry):
+        self.x, self.geo = x, geo
+        self.rows = x.shape[1] * geo.taps
+        self.size = 1 if geo.pointwise else min(x.shape[0], _chunk(self.rows, geo.positions, x.itemsize))
+        self.buffer = None if geo.pointwise else np.empty(self.size * self.rows * geo.positions, dtype=x.dtype)
+
+    def __iter__(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        x, geo = self.x, self.geo
+        for start in range(0, x.shape[0], self.size):
+            stop = min(start + self.size, x.shape[0])
+            if self.buffer is None:
+                yield start, stop, x[start].reshape(self.rows, geo.positions)
+                continue
+            cols = self.buffer[:self.rows * (stop - start) * geo.positions].reshape(self.rows, -1)
+            _C.im2col(x[start:stop], cols, *geo.c_args(x.shape[1], stop - start))
+            yield start, stop, cols
 
 
 def conv_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
@@ -636,8 +664,9 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True,
                          counted: BackwardMacs | None = None) -> tuple[Any, np.ndarray, np.ndarray]:
     """:func:`conv_backward` from :func:`conv_forward_cached`'s cache.
 
-    ``dW = sum_n dY_n X_hat_n^T`` accumulated sample by sample (BLAS reads the transposed X_hat
-    in place, with no copy), ``dX_hat = W^T dY``, then col2im sums the windows back. With
+    ``dW = sum_n dY_n X_hat_n^T`` accumulated sample by sample on the NumPy path, chunk by chunk of
+    samples on the C path (BLAS reads the transposed X_hat in place, with no copy), ``dX_hat =
+    W^T dY``, then col2im sums the windows back; the direct kernels' layers run them instead. With
     ``need_dx=False`` (a first layer, whose input needs no gradient) dx is None and neither
     ``W^T dY`` nor col2im runs. ``counted`` (a :class:`BackwardMacs`) gets the MACs of the
     products run, from their operand shapes.
@@ -678,24 +707,28 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True,
         dx = _col2im(dcols.reshape(n, x.shape[1] * geo.taps, geo.positions), tuple(x.shape), geo)
         return dx, dw.reshape(w.shape), db
     c = x.shape[1]
-    buffer = None if geo.pointwise else np.empty((c * geo.taps, geo.positions), dtype=x.dtype)
     dtype = np.result_type(dy, w)
     dw = np.zeros((groups, f // groups, c // groups * geo.taps), dtype=dtype)
     product = np.empty_like(dw)
-    dcols = np.empty((groups, c // groups * geo.taps, geo.positions), dtype=dtype) if not geo.pointwise else None
+    chunks = _Chunks(x, geo)
+    dcols_buffer = None if geo.pointwise or not need_dx else np.empty(chunks.buffer.size, dtype=dtype)
     dx = np.empty(x.shape, dtype=dtype) if need_dx else None
-    for sample in range(n):
-        cols = _sample_cols(x[sample], geo, buffer).reshape(groups, -1, geo.positions)
-        np.matmul(dy_g[sample], cols.transpose(0, 2, 1), out=product)
-        counted.weight_grad += matmul_macs(dy_g[sample].shape, cols.transpose(0, 2, 1).shape)
+    for start, stop, cols in chunks:
+        count, cols = stop - start, cols.reshape(groups, -1, (stop - start) * geo.positions)
+        # the chunk's dY side by side, as its X_hat: (groups, F/g, count*prod(out))
+        dy_t = dy_g[start] if count == 1 else _side_by_side(dy_g[start:stop])
+        np.matmul(dy_t, cols.transpose(0, 2, 1), out=product)
+        counted.weight_grad += matmul_macs(dy_t.shape, cols.transpose(0, 2, 1).shape)
         dw += product
         if not need_dx:
             continue
-        # a pointwise window's dX_hat is dX itself: written in place, no copy
-        np.matmul(w_t, dy_g[sample], out=dx[sample].reshape(groups, c // groups, geo.positions) if geo.pointwise else dcols)
-        counted.input_grad += matmul_macs(w_t.shape, dy_g[sample].shape)
-        if not geo.pointwise:
-            _C.col2im(dcols, dx[sample], *geo.c_args(c))
+        if geo.pointwise:  # a pointwise window's dX_hat is dX itself: written in place, no copy
+            np.matmul(w_t, dy_t, out=dx[start].reshape(groups, c // groups, geo.positions))
+        else:
+            dcols = dcols_buffer[:cols.size].reshape(groups, c // groups * geo.taps, -1)
+            np.matmul(w_t, dy_t, out=dcols)
+            _C.col2im(dcols, dx[start:stop], *geo.c_args(c, count))
+        counted.input_grad += matmul_macs(w_t.shape, dy_t.shape)
     return dx, dw.reshape(w.shape), db
 
 

@@ -325,6 +325,33 @@ def test_c_conv_equals_numpy_to_rounding(case, dtype):
 
 
 @needs_c
+@settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=conv_cases(), batch=st.integers(3, 6), per_chunk=st.integers(1, 4), dtype=st.sampled_from(["float32", "float64"]))
+def test_c_conv_in_chunks_of_samples_equals_numpy(case, batch, per_chunk, dtype, monkeypatch):
+    """A layer whose batch matrix is above BATCHED_BYTES runs in chunks of samples (the last one
+    shorter), each chunk's X_hat one matrix: the same numbers and MACs as the NumPy reference."""
+    (_, c, size), w_shape, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((batch, c, *size)).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    geo = kernels.geometry(x.shape, w_shape[2:], stride, padding, dilation)
+    sample_bytes = c * geo.taps * geo.positions * x.itemsize
+    monkeypatch.setattr(kernels, "DIRECT_CONV", "never")
+    results = []
+    for name, limit in (("c", per_chunk * sample_bytes), ("numpy", kernels.BATCHED_BYTES)):
+        monkeypatch.setattr(kernels, "BATCHED_BYTES", limit)
+        with kernels.backend(name):
+            y, cache = kernels.conv_forward_cached(x, w, None, stride, padding, dilation, groups)
+            assert (cache.cols is None) == (name == "c" and (per_chunk < batch or geo.pointwise))
+            counted = kernels.BackwardMacs()
+            grads = kernels.conv_backward_cached(np.ones_like(y), cache, counted=counted)
+            results.append(((y, *grads), (cache.macs, counted.input_grad, counted.weight_grad)))
+    tol = {"rtol": 2e-5, "atol": 2e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
+    for ours, reference in zip(*(r[0] for r in results)):
+        np.testing.assert_allclose(ours, reference, **tol)
+    assert results[0][1] == results[1][1]
+
+
+@needs_c
 def test_c_kernels_reject_bad_arguments_without_touching_memory():
     from archcalc import _kernels as c_kernels
 
