@@ -750,6 +750,250 @@ erf_values(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ batch normalisation */
+
+/*
+ * Arrays (batch, channels, spatial...) C-contiguous: channel c of sample b is the run of
+ * `spatial` values at (b*channels + c)*spatial. The per-channel arrays hold `channels` values.
+ * Sums run in double whatever the dtype; the element-wise arithmetic is the NumPy reference's,
+ * in the dtype and in its order: x_hat = (x - mean) * inv_std, y = x_hat * weight + bias.
+ */
+#define DEFINE_BATCHNORM(T, SUFFIX)                                                                    \
+    static void bn_stats_##SUFFIX(const T *x, T *mean, T *var, Py_ssize_t batch, Py_ssize_t channels,  \
+                                  Py_ssize_t spatial)                                                  \
+    {                                                                                                  \
+        double count = (double)batch * (double)spatial;                                                \
+        for (Py_ssize_t c = 0; c < channels; c++) {                                                    \
+            double total = 0;                                                                          \
+            for (Py_ssize_t b = 0; b < batch; b++) {                                                   \
+                const T *run = x + (b * channels + c) * spatial;                                       \
+                double p0 = 0, p1 = 0, p2 = 0, p3 = 0; /* four chains: the adds overlap */             \
+                Py_ssize_t i = 0;                                                                      \
+                for (; i + 4 <= spatial; i += 4) {                                                     \
+                    p0 += run[i]; p1 += run[i + 1]; p2 += run[i + 2]; p3 += run[i + 3];                \
+                }                                                                                      \
+                for (; i < spatial; i++) p0 += run[i];                                                 \
+                total += (p0 + p1) + (p2 + p3);                                                        \
+            }                                                                                          \
+            double m = total / count, squares = 0;                                                     \
+            for (Py_ssize_t b = 0; b < batch; b++) {                                                   \
+                const T *run = x + (b * channels + c) * spatial;                                       \
+                double p0 = 0, p1 = 0, p2 = 0, p3 = 0;                                                 \
+                Py_ssize_t i = 0;                                                                      \
+                for (; i + 4 <= spatial; i += 4) {                                                     \
+                    double d0 = run[i] - m, d1 = run[i + 1] - m, d2 = run[i + 2] - m, d3 = run[i + 3] - m; \
+                    p0 += d0 * d0; p1 += d1 * d1; p2 += d2 * d2; p3 += d3 * d3;                        \
+                }                                                                                      \
+                for (; i < spatial; i++) {                                                             \
+                    double d = run[i] - m;                                                             \
+                    p0 += d * d;                                                                       \
+                }                                                                                      \
+                squares += (p0 + p1) + (p2 + p3);                                                      \
+            }                                                                                          \
+            mean[c] = (T)m;                                                                            \
+            var[c] = (T)(squares / count);                                                             \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    static void bn_forward_##SUFFIX(const T *x, T *y, const T *mean, const T *inv_std, const T *weight, \
+                                    const T *bias, Py_ssize_t batch, Py_ssize_t channels,              \
+                                    Py_ssize_t spatial)                                                \
+    {                                                                                                  \
+        for (Py_ssize_t b = 0; b < batch; b++)                                                         \
+        for (Py_ssize_t c = 0; c < channels; c++) {                                                    \
+            const T m = mean[c], s = inv_std[c], w = weight[c], h = bias[c];                           \
+            const T *run = x + (b * channels + c) * spatial;                                           \
+            T *out = y + (b * channels + c) * spatial;                                                 \
+            for (Py_ssize_t i = 0; i < spatial; i++) {                                                 \
+                T x_hat = (run[i] - m) * s;                                                            \
+                out[i] = x_hat * w + h;                                                                \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    static void bn_backward_##SUFFIX(const T *x, const T *dy, T *dx, const T *mean, const T *inv_std,  \
+                                     const T *weight, T *d_weight, T *d_bias, Py_ssize_t batch,        \
+                                     Py_ssize_t channels, Py_ssize_t spatial, int training)            \
+    {                                                                                                  \
+        double count = (double)batch * (double)spatial;                                                \
+        for (Py_ssize_t c = 0; c < channels; c++) {                                                    \
+            const T m = mean[c], s = inv_std[c], w = weight[c];                                        \
+            double sum_dy = 0, sum_dy_hat = 0;                                                         \
+            for (Py_ssize_t b = 0; b < batch; b++) {                                                   \
+                const T *run = x + (b * channels + c) * spatial, *g = dy + (b * channels + c) * spatial; \
+                double a0 = 0, a1 = 0, h0 = 0, h1 = 0; /* two chains of each sum */                   \
+                Py_ssize_t i = 0;                                                                      \
+                for (; i + 2 <= spatial; i += 2) {                                                     \
+                    T x0 = (run[i] - m) * s, x1 = (run[i + 1] - m) * s;                                \
+                    a0 += g[i]; a1 += g[i + 1];                                                        \
+                    h0 += (double)g[i] * x0; h1 += (double)g[i + 1] * x1;                              \
+                }                                                                                      \
+                for (; i < spatial; i++) {                                                             \
+                    a0 += g[i];                                                                        \
+                    h0 += (double)g[i] * ((run[i] - m) * s);                                           \
+                }                                                                                      \
+                sum_dy += a0 + a1;                                                                     \
+                sum_dy_hat += h0 + h1;                                                                 \
+            }                                                                                          \
+            d_weight[c] = (T)sum_dy_hat;                                                               \
+            d_bias[c] = (T)sum_dy;                                                                     \
+            /* dx = (d_hat - mean(d_hat) - x_hat * mean(d_hat * x_hat)) * inv_std, d_hat = dy * w */   \
+            const T shift = training ? (T)(w * sum_dy / count) : 0;                                    \
+            const T slope = training ? (T)(w * sum_dy_hat / count) : 0;                                \
+            for (Py_ssize_t b = 0; b < batch; b++) {                                                   \
+                const T *run = x + (b * channels + c) * spatial, *g = dy + (b * channels + c) * spatial; \
+                T *out = dx + (b * channels + c) * spatial;                                            \
+                if (training) {                                                                        \
+                    for (Py_ssize_t i = 0; i < spatial; i++) {                                         \
+                        T x_hat = (run[i] - m) * s;                                                    \
+                        out[i] = (g[i] * w - shift - x_hat * slope) * s;                               \
+                    }                                                                                  \
+                } else {                                                                               \
+                    for (Py_ssize_t i = 0; i < spatial; i++) out[i] = g[i] * w * s;                    \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+DEFINE_BATCHNORM(float, f32)
+DEFINE_BATCHNORM(double, f64)
+
+/* Get `count` buffers, C-contiguous, all float32 or all float64, those flagged in `writable` writable. */
+static int
+get_same_kind(PyObject *const *objs, Py_buffer *views, int count, unsigned writable, char *kind)
+{
+    for (int i = 0; i < count; i++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | ((writable >> i) & 1 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objs[i], &views[i], flags) < 0) {
+            for (int j = 0; j < i; j++) PyBuffer_Release(&views[j]);
+            return -1;
+        }
+        char this_kind = buffer_kind(&views[i]);
+        if (i == 0) *kind = this_kind;
+        if (this_kind == 0 || this_kind != *kind) {
+            PyErr_SetString(PyExc_TypeError, "the arrays must all be float32, or all float64");
+            for (int j = 0; j <= i; j++) PyBuffer_Release(&views[j]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The shape (batch, channels, spatial) from batch, channels and the big buffers' lengths: every
+ * big buffer holds batch*channels*spatial values and every per-channel one `channels` values.
+ */
+static int
+bn_shape(const Py_buffer *views, int big, int count, Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t *spatial)
+{
+    if (batch < 1 || channels < 1) {
+        PyErr_Format(PyExc_ValueError, "batch and channels must be >= 1, got %zd and %zd", batch, channels);
+        return -1;
+    }
+    Py_ssize_t planes = checked_mul(batch, channels);
+    if (planes < 0) {
+        return -1;
+    }
+    Py_ssize_t values = views[0].len / views[0].itemsize;
+    if (values % planes != 0 || values == 0) {
+        PyErr_Format(PyExc_ValueError, "x holds %zd values, not a positive multiple of batch*channels = %zd", values, planes);
+        return -1;
+    }
+    *spatial = values / planes;
+    for (int i = 1; i < count; i++) {
+        if (check_len(&views[i], i < big ? values : channels, i < big ? "an input-sized array" : "a per-channel array") < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* batchnorm_stats(x, mean, var, batch, channels): per channel the mean and the biased variance. */
+static PyObject *
+batchnorm_stats(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[3];
+    Py_buffer views[3];
+    Py_ssize_t batch, channels, spatial;
+    char kind = 0;
+    if (!PyArg_ParseTuple(args, "OOOnn", &objs[0], &objs[1], &objs[2], &batch, &channels)
+        || get_same_kind(objs, views, 3, 0x6, &kind) < 0) {
+        return NULL;
+    }
+    if (bn_shape(views, 1, 3, batch, channels, &spatial) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') bn_stats_f32(views[0].buf, views[1].buf, views[2].buf, batch, channels, spatial);
+        else bn_stats_f64(views[0].buf, views[1].buf, views[2].buf, batch, channels, spatial);
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < 3; i++) PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* batchnorm_forward(x, y, mean, inv_std, weight, bias, batch, channels) */
+static PyObject *
+batchnorm_forward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[6];
+    Py_buffer views[6];
+    Py_ssize_t batch, channels, spatial;
+    char kind = 0;
+    if (!PyArg_ParseTuple(args, "OOOOOOnn", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &batch, &channels)
+        || get_same_kind(objs, views, 6, 0x2, &kind) < 0) {
+        return NULL;
+    }
+    if (bn_shape(views, 2, 6, batch, channels, &spatial) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') bn_forward_f32(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
+                                        batch, channels, spatial);
+        else bn_forward_f64(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
+                            batch, channels, spatial);
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < 6; i++) PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* batchnorm_backward(x, dy, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels, training) */
+static PyObject *
+batchnorm_backward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[8], *training_obj;
+    Py_buffer views[8];
+    Py_ssize_t batch, channels, spatial;
+    char kind = 0;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOnnO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &objs[6],
+                          &objs[7], &batch, &channels, &training_obj)) {
+        return NULL;
+    }
+    int training = PyObject_IsTrue(training_obj);
+    if (training < 0 || get_same_kind(objs, views, 8, 0xC4, &kind) < 0) {
+        return NULL;
+    }
+    if (bn_shape(views, 3, 8, batch, channels, &spatial) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') bn_backward_f32(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
+                                         views[6].buf, views[7].buf, batch, channels, spatial, training);
+        else bn_backward_f64(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
+                             views[6].buf, views[7].buf, batch, channels, spatial, training);
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < 8; i++) PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(erf_doc,
 "erf(src, dst)\n\n"
 "dst = erf(src) value by value (the C library's erf, erff for float32); both C-contiguous,\n"
@@ -775,6 +1019,18 @@ PyDoc_STRVAR(col2im_doc,
 "col2im(cols, x, channels, size, kernel, stride, dilation, pad, out, batch)\n\n"
 "The adjoint of im2col: x is zeroed, then every column value is added back to its input pixel.");
 
+PyDoc_STRVAR(batchnorm_stats_doc,
+"batchnorm_stats(x, mean, var, batch, channels)\n\n"
+"Per channel of x (batch, channels, *spatial) the mean and the biased variance (two passes,\n"
+"summed in double).");
+PyDoc_STRVAR(batchnorm_forward_doc,
+"batchnorm_forward(x, y, mean, inv_std, weight, bias, batch, channels)\n\n"
+"y = (x - mean) * inv_std * weight + bias per channel, in the dtype and in that order.");
+PyDoc_STRVAR(batchnorm_backward_doc,
+"batchnorm_backward(x, dy, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels, training)\n\n"
+"d_weight = sum(dy * x_hat), d_bias = sum(dy) per channel (x_hat recomputed from x); dx of the\n"
+"batch statistics (training) or of fixed ones.");
+
 static PyMethodDef methods[] = {
     {"im2col", im2col, METH_VARARGS, im2col_doc},
     {"col2im", col2im, METH_VARARGS, col2im_doc},
@@ -782,6 +1038,9 @@ static PyMethodDef methods[] = {
     {"maxpool_backward", maxpool_backward, METH_VARARGS, maxpool_backward_doc},
     {"avgpool", avgpool, METH_VARARGS, avgpool_doc},
     {"erf", erf_values, METH_VARARGS, erf_doc},
+    {"batchnorm_stats", batchnorm_stats, METH_VARARGS, batchnorm_stats_doc},
+    {"batchnorm_forward", batchnorm_forward, METH_VARARGS, batchnorm_forward_doc},
+    {"batchnorm_backward", batchnorm_backward, METH_VARARGS, batchnorm_backward_doc},
     {NULL, NULL, 0, NULL},
 };
 

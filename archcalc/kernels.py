@@ -862,6 +862,74 @@ def adaptive_maxpool_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple
     return dx.astype(dy.dtype).reshape(x_shape)
 
 
+# ---------------------------------------------------------------------------------------- batch normalisation
+# Channels-first (N, C, *spatial): statistics over N and the spatial axes, per channel. The C path
+# sums in double in two passes (mean, then squared deviations); its element-wise arithmetic is the
+# NumPy path's, in the dtype and in the same order, so forward outputs differ only by the statistics'
+# rounding. Backward keeps nothing but the input and per-channel figures: x_hat is recomputed.
+
+
+def _bn_axes(x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The reduced axes (N and the spatial ones) and the broadcast shape of a per-channel array."""
+    return (0, *range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)
+
+
+def batchnorm_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel of x (N, C, *spatial): the mean and the biased variance, in x's dtype."""
+    if _c_runs(x) and x.ndim >= 2 and x.flags.c_contiguous:
+        mean, var = np.empty(x.shape[1], dtype=x.dtype), np.empty(x.shape[1], dtype=x.dtype)
+        _C.batchnorm_stats(x, mean, var, x.shape[0], x.shape[1])
+        return mean, var
+    axes, _ = _bn_axes(x)
+    return x.mean(axis=axes), x.var(axis=axes)
+
+
+def batchnorm_forward(x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray,
+                      bias: np.ndarray) -> np.ndarray:
+    """``(x - mean) * inv_std * weight + bias`` per channel of x (N, C, *spatial); all of one dtype."""
+    if _c_runs(x) and x.flags.c_contiguous and _same_dtype(x, mean, inv_std, weight, bias):
+        y = np.empty_like(x)
+        _C.batchnorm_forward(x, y, _contiguous(mean), _contiguous(inv_std), _contiguous(weight), _contiguous(bias),
+                             x.shape[0], x.shape[1])
+        return y
+    _, shape = _bn_axes(x)
+    x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+    return x_hat * weight.reshape(shape) + bias.reshape(shape)
+
+
+def batchnorm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray,
+                       training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, d_weight, d_bias) of :func:`batchnorm_forward`, with x_hat = (x - mean) * inv_std recomputed.
+
+    ``training``: mean and inv_std are the batch's own statistics (dx includes their gradient);
+    otherwise they are fixed (the running averages).
+    """
+    dy = np.ascontiguousarray(dy)
+    if _c_runs(x) and x.flags.c_contiguous and _same_dtype(x, dy, mean, inv_std, weight):
+        dx = np.empty_like(x)
+        d_weight, d_bias = np.empty(x.shape[1], dtype=x.dtype), np.empty(x.shape[1], dtype=x.dtype)
+        _C.batchnorm_backward(x, dy, dx, _contiguous(mean), _contiguous(inv_std), _contiguous(weight), d_weight, d_bias,
+                              x.shape[0], x.shape[1], bool(training))
+        return dx, d_weight, d_bias
+    axes, shape = _bn_axes(x)
+    x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+    d_weight, d_bias = (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
+    d_hat = dy * weight.reshape(shape)
+    if not training:
+        return d_hat * inv_std.reshape(shape), d_weight, d_bias
+    count = dy.size // dy.shape[1]
+    dx = (d_hat - d_hat.mean(axis=axes, keepdims=True) - x_hat * (d_hat * x_hat).sum(axis=axes, keepdims=True) / count)
+    return dx * inv_std.reshape(shape), d_weight, d_bias
+
+
+def _same_dtype(first: np.ndarray, *others: np.ndarray) -> bool:
+    return first.dtype in (np.float32, np.float64) and all(other.dtype == first.dtype for other in others)
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array).reshape(-1)
+
+
 def erf(x: np.ndarray) -> np.ndarray:
     """The error function value by value, in x's dtype: the C library's ``erf`` in float64 (then
     rounded once to float32 for float32 input), as ``math.erf`` gives it, on the C path; per value

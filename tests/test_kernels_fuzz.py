@@ -317,3 +317,62 @@ def test_raw_extension_never_touches_memory_it_does_not_own(data):
     backward_index = np.full(src.size, data.draw(st.sampled_from([-1, 0, 3, 2**40])), dtype=np.int64)
     _outcome(lambda: c.maxpool_backward(src, backward_index, dst, channels, size, kernel, stride, pad, pad_after, out))
     _outcome(lambda: c.maxpool_backward(src, backward_index, dst, channels, size, kernel, stride, pad, pad_after, out, dilation))
+
+
+# ------------------------------------------------------------------ batch normalisation
+
+@st.composite
+def batchnorm_cases(draw: Any) -> dict[str, Any]:
+    """x (N, C, *spatial) with 0 to 3 spatial axes in a random layout, its dtype's per-channel arrays."""
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), *(draw(st.integers(1, 7)) for _ in range(draw(st.integers(0, 3)))))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    channels = shape[1]
+    return {
+        "x": draw(arrays(shape, dtype)) * draw(st.sampled_from([1.0, 1e-3, 50.0])) + draw(st.sampled_from([0.0, 3.0])),
+        "dy": draw(arrays(shape, dtype)),
+        "weight": rng.standard_normal(channels).astype(dtype),
+        "bias": rng.standard_normal(channels).astype(dtype),
+        "training": draw(st.booleans()),
+    }
+
+
+@needs_c
+@FUZZ
+@given(case=batchnorm_cases())
+def test_batchnorm_kernels_c_equal_numpy(case):
+    """The C batchnorm (statistics summed in double) equals the NumPy reference within rounding, every
+    layout (non-contiguous arrays take the NumPy path) and special value; the forward's element-wise
+    arithmetic is the reference's own, so given the same statistics it is equal bit for bit."""
+    x, dy, weight, bias = case["x"].astype(case["dy"].dtype, copy=False), case["dy"], case["weight"], case["bias"]
+    (c_mean, c_var), (numpy_mean, numpy_var) = _on_both(lambda: kernels.batchnorm_stats(x))
+    _assert_agree((c_mean, c_var), (numpy_mean, numpy_var))
+    inv_std = (1 / np.sqrt(numpy_var + 1e-5)).astype(x.dtype)
+    c_y, numpy_y = _on_both(lambda: kernels.batchnorm_forward(x, numpy_mean, inv_std, weight, bias))
+    _assert_agree(c_y, numpy_y, exact=True)
+    c_grads, numpy_grads = _on_both(lambda: kernels.batchnorm_backward(dy, x, numpy_mean, inv_std, weight, case["training"]))
+    for ours, reference in zip(c_grads, numpy_grads):
+        assert ours.shape == reference.shape and ours.dtype == reference.dtype
+        # dx's terms cancel (their sum over a channel is 0): compare against the terms' size
+        scale = np.max(np.abs(reference[np.isfinite(reference)]), initial=1.0)
+        tol = 1e-4 if x.dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(ours, reference, rtol=tol, atol=tol * scale, equal_nan=True)
+
+
+@needs_c
+@settings(max_examples=200, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_raw_batchnorm_never_touches_memory_it_does_not_own(data):
+    """Any batch, channel count and buffer lengths: the C batchnorm runs or raises a clean exception."""
+    from archcalc import _kernels as c
+
+    batch, channels = data.draw(_ints(0, 3)), data.draw(_ints(0, 4))
+    dtype = data.draw(st.sampled_from(["float32", "float64"]))
+    lengths = [data.draw(st.integers(0, 40)) for _ in range(8)]
+    arrays_ = [np.ones(n, dtype=data.draw(st.sampled_from([dtype, dtype, dtype, "float16"]))) for n in lengths]
+    x, y, dx, mean, inv_std, weight, d_weight, d_bias = arrays_
+    for call in (lambda: c.batchnorm_stats(x, mean, inv_std, batch, channels),
+                 lambda: c.batchnorm_forward(x, y, mean, inv_std, weight, d_bias, batch, channels),
+                 lambda: c.batchnorm_backward(x, y, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels,
+                                              data.draw(st.booleans()))):
+        _outcome(call)
