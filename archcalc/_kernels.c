@@ -994,6 +994,100 @@ batchnorm_backward(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ clamp (ReLU, ReLU6, HardTanh) */
+
+/*
+ * forward:  y = min(max(x, low), high), NaN staying NaN (NumPy's clip, PyTorch's clamp);
+ * backward: dx = dy * (low < y < high) from the output y (the same values as the mask of x:
+ * y equals x exactly there), without a high bound when has_high is 0.
+ */
+#define DEFINE_CLAMP(T, SUFFIX)                                                                        \
+    static void clamp_forward_##SUFFIX(const T *x, T *y, Py_ssize_t n, T low, T high, int has_high)    \
+    {                                                                                                  \
+        if (has_high) {                                                                                \
+            for (Py_ssize_t i = 0; i < n; i++) {                                                       \
+                T v = x[i];                                                                            \
+                y[i] = v < low ? low : (v > high ? high : v);                                          \
+            }                                                                                          \
+        } else {                                                                                       \
+            for (Py_ssize_t i = 0; i < n; i++) {                                                       \
+                T v = x[i];                                                                            \
+                y[i] = v < low ? low : v;                                                              \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    static void clamp_backward_##SUFFIX(const T *y, const T *dy, T *dx, Py_ssize_t n, T low, T high,   \
+                                        int has_high)                                                  \
+    {                                                                                                  \
+        if (has_high) {                                                                                \
+            for (Py_ssize_t i = 0; i < n; i++) dx[i] = dy[i] * (T)((y[i] > low) & (y[i] < high));         \
+        } else {                                                                                       \
+            /* the second test is always true where the first is; with it GCC vectorises the loop */        \
+            for (Py_ssize_t i = 0; i < n; i++) dx[i] = dy[i] * (T)((y[i] > low) & (y[i] == y[i]));          \
+        }                                                                                              \
+    }
+
+DEFINE_CLAMP(float, f32)
+DEFINE_CLAMP(double, f64)
+
+/* clamp_forward(x, y, low, high) and clamp_backward(y, dy, dx, low, high); high None: no upper bound. */
+static PyObject *
+clamp(PyObject *args, int forward)
+{
+    PyObject *objs[3], *high_obj;
+    Py_buffer views[3];
+    double low, high = 0;
+    char kind = 0;
+    int count = forward ? 2 : 3;
+    if (forward ? !PyArg_ParseTuple(args, "OOdO", &objs[0], &objs[1], &low, &high_obj)
+                : !PyArg_ParseTuple(args, "OOOdO", &objs[0], &objs[1], &objs[2], &low, &high_obj)) {
+        return NULL;
+    }
+    int has_high = high_obj != Py_None;
+    if (has_high && (high = PyFloat_AsDouble(high_obj)) == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (get_same_kind(objs, views, count, forward ? 0x2 : 0x4, &kind) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = views[0].len / views[0].itemsize;
+    int ok = 1;
+    for (int i = 1; i < count && ok; i++) {
+        ok = check_len(&views[i], n, "every array") == 0;
+    }
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') {
+            if (forward) clamp_forward_f32(views[0].buf, views[1].buf, n, (float)low, (float)high, has_high);
+            else clamp_backward_f32(views[0].buf, views[1].buf, views[2].buf, n, (float)low, (float)high, has_high);
+        } else {
+            if (forward) clamp_forward_f64(views[0].buf, views[1].buf, n, low, high, has_high);
+            else clamp_backward_f64(views[0].buf, views[1].buf, views[2].buf, n, low, high, has_high);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < count; i++) PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clamp_forward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return clamp(args, 1);
+}
+
+static PyObject *
+clamp_backward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return clamp(args, 0);
+}
+
 PyDoc_STRVAR(erf_doc,
 "erf(src, dst)\n\n"
 "dst = erf(src) value by value (the C library's erf, erff for float32); both C-contiguous,\n"
@@ -1030,6 +1124,12 @@ PyDoc_STRVAR(batchnorm_backward_doc,
 "batchnorm_backward(x, dy, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels, training)\n\n"
 "d_weight = sum(dy * x_hat), d_bias = sum(dy) per channel (x_hat recomputed from x); dx of the\n"
 "batch statistics (training) or of fixed ones.");
+PyDoc_STRVAR(clamp_forward_doc,
+"clamp_forward(x, y, low, high)\n\n"
+"y = min(max(x, low), high) value by value (high None: no upper bound); NaN stays NaN.");
+PyDoc_STRVAR(clamp_backward_doc,
+"clamp_backward(y, dy, dx, low, high)\n\n"
+"dx = dy * (low < y < high) from the clamp's output y (high None: no upper bound).");
 
 static PyMethodDef methods[] = {
     {"im2col", im2col, METH_VARARGS, im2col_doc},
@@ -1041,6 +1141,8 @@ static PyMethodDef methods[] = {
     {"batchnorm_stats", batchnorm_stats, METH_VARARGS, batchnorm_stats_doc},
     {"batchnorm_forward", batchnorm_forward, METH_VARARGS, batchnorm_forward_doc},
     {"batchnorm_backward", batchnorm_backward, METH_VARARGS, batchnorm_backward_doc},
+    {"clamp_forward", clamp_forward, METH_VARARGS, clamp_forward_doc},
+    {"clamp_backward", clamp_backward, METH_VARARGS, clamp_backward_doc},
     {NULL, NULL, 0, NULL},
 };
 

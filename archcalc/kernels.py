@@ -930,6 +930,30 @@ def _contiguous(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array).reshape(-1)
 
 
+# ---------------------------------------------------------------------------------------- clamp
+# ReLU (low 0, no high), ReLU6 and HardTanh. Backward reads the output: low < y < high holds exactly
+# where low < x < high (the clamp is the identity there), so no mask is kept besides the output.
+
+
+def clamp_forward(x: np.ndarray, low: float, high: float | None = None) -> np.ndarray:
+    """``min(max(x, low), high)`` value by value (``high`` None: no upper bound), in x's dtype; NaN stays NaN."""
+    if _c_runs(x) and x.flags.c_contiguous and x.dtype in (np.float32, np.float64):
+        y = np.empty_like(x)
+        _C.clamp_forward(x, y, float(low), None if high is None else float(high))
+        return y
+    return np.maximum(x, x.dtype.type(low)) if high is None else np.clip(x, x.dtype.type(low), x.dtype.type(high))
+
+
+def clamp_backward(dy: np.ndarray, y: np.ndarray, low: float, high: float | None = None) -> np.ndarray:
+    """The gradient of :func:`clamp_forward` from its output ``y``: ``dy * (low < y < high)``."""
+    if _c_runs(y) and y.flags.c_contiguous and dy.flags.c_contiguous and _same_dtype(y, dy) and dy.shape == y.shape:
+        dx = np.empty_like(y)
+        _C.clamp_backward(y, dy, dx, float(low), None if high is None else float(high))
+        return dx
+    mask = y > low if high is None else (y > low) & (y < high)
+    return dy * mask
+
+
 def erf(x: np.ndarray) -> np.ndarray:
     """The error function value by value, in x's dtype: the C library's ``erf`` in float64 (then
     rounded once to float32 for float32 input), as ``math.erf`` gives it, on the C path; per value

@@ -362,8 +362,8 @@ def test_batchnorm_kernels_c_equal_numpy(case):
 @needs_c
 @settings(max_examples=200, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_raw_batchnorm_never_touches_memory_it_does_not_own(data):
-    """Any batch, channel count and buffer lengths: the C batchnorm runs or raises a clean exception."""
+def test_raw_batchnorm_and_clamp_never_touch_memory_they_do_not_own(data):
+    """Any batch, channel count and buffer lengths: the C batchnorm and clamp run or raise a clean exception."""
     from archcalc import _kernels as c
 
     batch, channels = data.draw(_ints(0, 3)), data.draw(_ints(0, 4))
@@ -374,5 +374,26 @@ def test_raw_batchnorm_never_touches_memory_it_does_not_own(data):
     for call in (lambda: c.batchnorm_stats(x, mean, inv_std, batch, channels),
                  lambda: c.batchnorm_forward(x, y, mean, inv_std, weight, d_bias, batch, channels),
                  lambda: c.batchnorm_backward(x, y, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels,
-                                              data.draw(st.booleans()))):
+                                              data.draw(st.booleans())),
+                 lambda: c.clamp_forward(x, y, 0.0, data.draw(st.sampled_from([None, 6.0, "6"]))),
+                 lambda: c.clamp_backward(x, y, dx, -1.0, data.draw(st.sampled_from([None, 1.0])))):
         _outcome(call)
+
+
+@needs_c
+@FUZZ
+@given(data=st.data())
+def test_clamp_kernels_c_equal_numpy(data):
+    """ReLU's, ReLU6's and HardTanh's clamp and its gradient from the output: C == NumPy exactly,
+    NaN and infinities included, in every layout (non-contiguous arrays take the NumPy path)."""
+    shape = tuple(data.draw(st.integers(0, 5)) for _ in range(data.draw(st.integers(1, 4))))
+    dtype = data.draw(st.sampled_from(["float32", "float64"]))
+    x, dy = data.draw(arrays(shape, dtype)), data.draw(arrays(shape, dtype))
+    low, high = data.draw(st.sampled_from([(0.0, None), (0.0, 6.0), (-1.0, 1.0), (-0.5, 0.25), (0.1, 0.3)]))
+    c_y, numpy_y = _on_both(lambda: kernels.clamp_forward(x, low, high))
+    _assert_agree(c_y, numpy_y, exact=True)
+    _assert_agree(*_on_both(lambda: kernels.clamp_backward(dy, numpy_y, low, high)), exact=True)
+    # the mask of the output is the mask of the input (PyTorch's rule: 0 at the bounds)
+    f32 = x.dtype.type
+    mask = x > f32(low) if high is None else (x > f32(low)) & (x < f32(high))
+    np.testing.assert_array_equal(kernels.clamp_backward(dy, numpy_y, low, high), dy * mask)
