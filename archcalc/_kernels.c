@@ -25,6 +25,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 
@@ -472,9 +473,73 @@ pool_count(const PoolGeometry *g, int i, Py_ssize_t o, int include_pad)
     return b > a ? b - a : 0;
 }
 
-#define DEFINE_POOLS(T, SUFFIX)                                                                        \
+/* Whether the 2D fast path runs: no window along the first axis, dilation 1 (1D and 2D max-pools). */
+static int
+maxpool_planar(const PoolGeometry *g)
+{
+    return g->size[0] == 1 && g->kernel[0] == 1 && g->pad[0] == 0 && g->out[0] == 1 && g->dilation[1] == 1
+           && g->dilation[2] == 1;
+}
+
+#define DEFINE_POOLS(T, U, SUFFIX)                                                                      \
+    /* maxpool_forward's loop for maxpool_planar geometries: the same windows in the same order, with  \
+       the geometry in locals (the stores through y and index cannot alias them) and the window's      \
+       clipping by subtraction (dilation 1) */                                                         \
+    static void maxpool_planar_##SUFFIX(const PoolGeometry *g, const T *x, T *y, long long *index)     \
+    {                                                                                                  \
+        const Py_ssize_t height = g->size[1], width = g->size[2], kh = g->kernel[1], kw = g->kernel[2]; \
+        const Py_ssize_t sh = g->stride[1], sw = g->stride[2], ph = g->pad[1], pw = g->pad[2];         \
+        const Py_ssize_t out_h = g->out[1], out_w = g->out[2], planes = g->planes;                    \
+        for (Py_ssize_t p = 0; p < planes; p++) {                                                      \
+            const T *plane = x + p * height * width;                                                   \
+            T *y_row = y + p * out_h * out_w;                                                          \
+            long long *index_row = index + p * out_h * out_w;                                          \
+            for (Py_ssize_t o1 = 0; o1 < out_h; o1++, y_row += out_w, index_row += out_w) {            \
+                Py_ssize_t top_row = o1 * sh - ph;                                                     \
+                Py_ssize_t r0 = top_row < 0 ? 0 : top_row;                                             \
+                Py_ssize_t r1 = top_row + kh < height ? top_row + kh : height;                         \
+                /* the first tap inside each window takes it (best -1 and 0 for a window outside) */   \
+                for (Py_ssize_t o2 = 0; o2 < out_w; o2++) {                                            \
+                    Py_ssize_t left = o2 * sw - pw, c0 = left < 0 ? 0 : left;                          \
+                    Py_ssize_t c1 = left + kw < width ? left + kw : width;                             \
+                    index_row[o2] = r0 < r1 && c0 < c1 ? r0 * width + c0 : -1;                         \
+                    y_row[o2] = index_row[o2] < 0 ? 0 : plane[index_row[o2]];                          \
+                }                                                                                      \
+                /* then tap by tap, row-major over the window, every output at once: each output sees  \
+                   its taps in the row-major order, and the outputs' chains are independent */         \
+                for (Py_ssize_t r = r0; r < r1; r++) {                                                 \
+                    const T *row = plane + r * width;                                                  \
+                    for (Py_ssize_t kc = 0; kc < kw; kc++) {                                           \
+                        Py_ssize_t lo = pw - kc > 0 ? (pw - kc + sw - 1) / sw : 0;                     \
+                        Py_ssize_t last = width - 1 + pw - kc;                                         \
+                        Py_ssize_t hi = last < 0 ? 0 : last / sw + 1;                                  \
+                        if (hi > out_w) hi = out_w;                                                    \
+                        for (Py_ssize_t o2 = lo; o2 < hi; o2++) {                                      \
+                            /* branch-free (which value wins is data, which a branch mispredicts):    \
+                               the winner's bits are blended in under an all-ones mask */              \
+                            Py_ssize_t c = o2 * sw - pw + kc;                                          \
+                            T value = row[c], top = y_row[o2];                                         \
+                            U takes = (U)0 - (U)((value > top) | (value != value)), value_bits, top_bits; \
+                            memcpy(&value_bits, &value, sizeof(T));                                    \
+                            memcpy(&top_bits, &top, sizeof(T));                                        \
+                            top_bits = (value_bits & takes) | (top_bits & ~takes);                     \
+                            memcpy(&y_row[o2], &top_bits, sizeof(T));                                  \
+                            unsigned long long wins = (unsigned long long)0 - (unsigned long long)(takes & 1); \
+                            index_row[o2] = (long long)(((unsigned long long)(r * width + c) & wins)    \
+                                                        | ((unsigned long long)index_row[o2] & ~wins)); \
+                        }                                                                              \
+                    }                                                                                  \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
     static void maxpool_forward_##SUFFIX(const PoolGeometry *g, const T *x, T *y, long long *index)    \
     {                                                                                                  \
+        if (maxpool_planar(g)) {                                                                       \
+            maxpool_planar_##SUFFIX(g, x, y, index);                                                   \
+            return;                                                                                    \
+        }                                                                                              \
         for (Py_ssize_t p = 0; p < g->planes; p++) {                                                   \
             const T *plane = x + p * g->plane_len;                                                     \
             Py_ssize_t at = p * g->out_len;                                                            \
@@ -555,8 +620,8 @@ pool_count(const PoolGeometry *g, int i, Py_ssize_t o, int include_pad)
         }                                                                                              \
     }
 
-DEFINE_POOLS(float, f32)
-DEFINE_POOLS(double, f64)
+DEFINE_POOLS(float, uint32_t, f32)
+DEFINE_POOLS(double, uint64_t, f64)
 
 static int
 check_len(const Py_buffer *view, Py_ssize_t values, const char *name)

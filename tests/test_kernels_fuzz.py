@@ -397,3 +397,38 @@ def test_clamp_kernels_c_equal_numpy(data):
     f32 = x.dtype.type
     mask = x > f32(low) if high is None else (x > f32(low)) & (x < f32(high))
     np.testing.assert_array_equal(kernels.clamp_backward(dy, numpy_y, low, high), dy * mask)
+
+
+@needs_c
+@FUZZ
+@given(data=st.data())
+def test_planar_maxpool_fast_path_equals_numpy(data):
+    """1D and 2D max-pools of dilation 1 (the C fast path: tap by tap over a row of outputs, branch-free)
+    equal the NumPy reference exactly, arg-max included: ties (the first maximum wins), NaN (the last
+    NaN wins), infinities, windows clipped by padding and by ceil mode, rows wider than a vector."""
+    rank = data.draw(st.integers(1, 2))
+    shape = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 3)), *(data.draw(st.integers(1, 40)) for _ in range(rank)))
+    dtype = data.draw(st.sampled_from(["float32", "float64"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.integers(-3, 4, size=shape).astype(dtype) if data.draw(st.booleans()) else rng.standard_normal(shape).astype(dtype)
+    if data.draw(st.booleans()):
+        spots = rng.integers(0, x.size, 5)
+        x.reshape(-1)[spots] = rng.choice([np.nan, np.inf, -np.inf], 5)
+    kernel = tuple(data.draw(st.integers(1, 4)) for _ in range(rank))
+    stride = tuple(data.draw(st.integers(1, 4)) for _ in range(rank))
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)
+    ceil_mode = data.draw(st.booleans())
+    from hypothesis import assume
+
+    try:
+        kernels.geometry(x.shape, kernel, stride, padding, 1, ceil_mode, pooling=True)
+    except CLEAN:
+        assume(False)
+    results = []
+    for name in ("c", "numpy"):
+        with kernels.backend(name):
+            y, argmax, geo = kernels.maxpool_forward_argmax(x, kernel, stride, padding, ceil_mode)
+            dy = np.arange(y.size, dtype=dtype).reshape(y.shape)
+            results.append((y, kernels.maxpool_backward_argmax(dy, argmax, x.shape, geo)))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
