@@ -1155,6 +1155,65 @@ clamp_backward(PyObject *self, PyObject *args)
     return clamp(args, 0);
 }
 
+/* ------------------------------------------------------------------ SGD */
+
+/*
+ * One tensor's SGD step in one pass, the NumPy reference's arithmetic in the dtype and in its
+ * order (PyTorch's form): u = g + weight_decay * w (when weight_decay); with momentum,
+ * v = u on the first step, else v = momentum * v + u, and u = v; then w = w - lr * u.
+ */
+#define DEFINE_SGD(T, SUFFIX)                                                                          \
+    static void sgd_##SUFFIX(T *w, const T *g, T *v, Py_ssize_t n, T lr, T momentum, T weight_decay,    \
+                             int decay, int use_velocity, int first)                                   \
+    {                                                                                                  \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                           \
+            T u = decay ? g[i] + weight_decay * w[i] : g[i];                                           \
+            if (use_velocity) {                                                                        \
+                u = first ? u : v[i] * momentum + u;                                                   \
+                v[i] = u;                                                                              \
+            }                                                                                          \
+            w[i] = w[i] - lr * u;                                                                      \
+        }                                                                                              \
+    }
+
+DEFINE_SGD(float, f32)
+DEFINE_SGD(double, f64)
+
+/* sgd(weight, grad, velocity, lr, momentum, weight_decay, first); velocity None: no momentum. */
+static PyObject *
+sgd(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[3], *velocity_obj;
+    Py_buffer views[3];
+    double lr, momentum, weight_decay;
+    int first;
+    char kind = 0;
+    if (!PyArg_ParseTuple(args, "OOOdddp", &objs[0], &objs[1], &velocity_obj, &lr, &momentum, &weight_decay, &first)) {
+        return NULL;
+    }
+    int use_velocity = velocity_obj != Py_None, count = use_velocity ? 3 : 2;
+    objs[2] = velocity_obj;
+    if (get_same_kind(objs, views, count, 0x5, &kind) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = views[0].len / views[0].itemsize;
+    if (check_len(&views[1], n, "grad") == 0 && (!use_velocity || check_len(&views[2], n, "velocity") == 0)) {
+        int decay = weight_decay != 0;
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') sgd_f32(views[0].buf, views[1].buf, use_velocity ? views[2].buf : NULL, n, (float)lr, (float)momentum,
+                                 (float)weight_decay, decay, use_velocity, first);
+        else sgd_f64(views[0].buf, views[1].buf, use_velocity ? views[2].buf : NULL, n, lr, momentum, weight_decay, decay,
+                     use_velocity, first);
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < count; i++) PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(erf_doc,
 "erf(src, dst)\n\n"
 "dst = erf(src) value by value (the C library's erf, erff for float32); both C-contiguous,\n"
@@ -1197,6 +1256,11 @@ PyDoc_STRVAR(clamp_forward_doc,
 PyDoc_STRVAR(clamp_backward_doc,
 "clamp_backward(y, dy, dx, low, high)\n\n"
 "dx = dy * (low < y < high) from the clamp's output y (high None: no upper bound).");
+PyDoc_STRVAR(sgd_doc,
+"sgd(weight, grad, velocity, lr, momentum, weight_decay, first)\n\n"
+"One SGD step in place, PyTorch's form: u = grad + weight_decay * weight; with a velocity (not\n"
+"None) velocity = u on the first step, else momentum * velocity + u, and u = velocity; then\n"
+"weight -= lr * u.");
 
 static PyMethodDef methods[] = {
     {"im2col", im2col, METH_VARARGS, im2col_doc},
@@ -1210,6 +1274,7 @@ static PyMethodDef methods[] = {
     {"batchnorm_backward", batchnorm_backward, METH_VARARGS, batchnorm_backward_doc},
     {"clamp_forward", clamp_forward, METH_VARARGS, clamp_forward_doc},
     {"clamp_backward", clamp_backward, METH_VARARGS, clamp_backward_doc},
+    {"sgd", sgd, METH_VARARGS, sgd_doc},
     {NULL, NULL, 0, NULL},
 };
 

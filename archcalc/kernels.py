@@ -954,6 +954,30 @@ def clamp_backward(dy: np.ndarray, y: np.ndarray, low: float, high: float | None
     return dy * mask
 
 
+# ---------------------------------------------------------------------------------------- SGD
+
+
+def sgd_step(weight: np.ndarray, grad: np.ndarray, velocity: np.ndarray | None, lr: float, momentum: float = 0.0,
+             weight_decay: float = 0.0, first: bool = False) -> None:
+    """One SGD step on ``weight`` in place, PyTorch's form: ``u = grad + weight_decay * weight``; with a
+    ``velocity`` (momentum), ``velocity = u`` when ``first``, else ``momentum * velocity + u``, in place,
+    and ``u = velocity``; then ``weight -= lr * u``. The C path runs it in one pass with the same
+    arithmetic, in the dtype and in the same order; it holds no temporaries."""
+    arrays = (weight, grad) if velocity is None else (weight, grad, velocity)
+    if _c_runs(weight) and all(a.flags.c_contiguous and a.shape == weight.shape for a in arrays) and _same_dtype(*arrays):
+        _C.sgd(weight, grad, velocity, float(lr), float(momentum), float(weight_decay), bool(first))
+        return
+    update = grad + weight_decay * weight if weight_decay else grad
+    if velocity is not None:
+        if first:
+            np.copyto(velocity, update)
+        else:
+            velocity *= momentum
+            velocity += update
+        update = velocity
+    weight -= lr * update
+
+
 def erf(x: np.ndarray) -> np.ndarray:
     """The error function value by value, in x's dtype: the C library's ``erf`` in float64 (then
     rounded once to float32 for float32 input), as ``math.erf`` gives it, on the C path; per value
