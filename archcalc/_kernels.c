@@ -825,10 +825,10 @@ erf_values(PyObject *self, PyObject *args)
  */
 #define DEFINE_BATCHNORM(T, SUFFIX)                                                                    \
     static void bn_stats_##SUFFIX(const T *x, T *mean, T *var, Py_ssize_t batch, Py_ssize_t channels,  \
-                                  Py_ssize_t spatial)                                                  \
+                                  Py_ssize_t spatial, Py_ssize_t first, Py_ssize_t last)               \
     {                                                                                                  \
         double count = (double)batch * (double)spatial;                                                \
-        for (Py_ssize_t c = 0; c < channels; c++) {                                                    \
+        for (Py_ssize_t c = first; c < last; c++) {                                                    \
             double total = 0;                                                                          \
             for (Py_ssize_t b = 0; b < batch; b++) {                                                   \
                 const T *run = x + (b * channels + c) * spatial;                                       \
@@ -864,10 +864,10 @@ erf_values(PyObject *self, PyObject *args)
                                                                                                        \
     static void bn_forward_##SUFFIX(const T *x, T *y, const T *mean, const T *inv_std, const T *weight, \
                                     const T *bias, Py_ssize_t batch, Py_ssize_t channels,              \
-                                    Py_ssize_t spatial)                                                \
+                                    Py_ssize_t spatial, Py_ssize_t first, Py_ssize_t last)             \
     {                                                                                                  \
         for (Py_ssize_t b = 0; b < batch; b++)                                                         \
-        for (Py_ssize_t c = 0; c < channels; c++) {                                                    \
+        for (Py_ssize_t c = first; c < last; c++) {                                                    \
             const T m = mean[c], s = inv_std[c], w = weight[c], h = bias[c];                           \
             const T *run = x + (b * channels + c) * spatial;                                           \
             T *out = y + (b * channels + c) * spatial;                                                 \
@@ -880,10 +880,11 @@ erf_values(PyObject *self, PyObject *args)
                                                                                                        \
     static void bn_backward_##SUFFIX(const T *x, const T *dy, T *dx, const T *mean, const T *inv_std,  \
                                      const T *weight, T *d_weight, T *d_bias, Py_ssize_t batch,        \
-                                     Py_ssize_t channels, Py_ssize_t spatial, int training)            \
+                                     Py_ssize_t channels, Py_ssize_t spatial, int training,            \
+                                     Py_ssize_t first, Py_ssize_t last)                                \
     {                                                                                                  \
         double count = (double)batch * (double)spatial;                                                \
-        for (Py_ssize_t c = 0; c < channels; c++) {                                                    \
+        for (Py_ssize_t c = first; c < last; c++) {                                                    \
             const T m = mean[c], s = inv_std[c], w = weight[c];                                        \
             double sum_dy = 0, sum_dy_hat = 0;                                                         \
             for (Py_ssize_t b = 0; b < batch; b++) {                                                   \
@@ -975,7 +976,21 @@ bn_shape(const Py_buffer *views, int big, int count, Py_ssize_t batch, Py_ssize_
     return 0;
 }
 
-/* batchnorm_stats(x, mean, var, batch, channels): per channel the mean and the biased variance. */
+/* The channels [first, last) to run (last -1: to the end): a caller may split the channels over threads. */
+static int
+bn_range(Py_ssize_t channels, Py_ssize_t *first, Py_ssize_t *last)
+{
+    if (*last == -1) {
+        *last = channels;
+    }
+    if (*first < 0 || *first > *last || *last > channels) {
+        PyErr_Format(PyExc_ValueError, "the channel range [%zd, %zd) must lie within [0, %zd]", *first, *last, channels);
+        return -1;
+    }
+    return 0;
+}
+
+/* batchnorm_stats(x, mean, var, batch, channels[, first, last]): per channel the mean and the biased variance. */
 static PyObject *
 batchnorm_stats(PyObject *self, PyObject *args)
 {
@@ -984,14 +999,15 @@ batchnorm_stats(PyObject *self, PyObject *args)
     Py_buffer views[3];
     Py_ssize_t batch, channels, spatial;
     char kind = 0;
-    if (!PyArg_ParseTuple(args, "OOOnn", &objs[0], &objs[1], &objs[2], &batch, &channels)
+    Py_ssize_t first = 0, last = -1;
+    if (!PyArg_ParseTuple(args, "OOOnn|nn", &objs[0], &objs[1], &objs[2], &batch, &channels, &first, &last)
         || get_same_kind(objs, views, 3, 0x6, &kind) < 0) {
         return NULL;
     }
-    if (bn_shape(views, 1, 3, batch, channels, &spatial) == 0) {
+    if (bn_shape(views, 1, 3, batch, channels, &spatial) == 0 && bn_range(channels, &first, &last) == 0) {
         Py_BEGIN_ALLOW_THREADS
-        if (kind == 'f') bn_stats_f32(views[0].buf, views[1].buf, views[2].buf, batch, channels, spatial);
-        else bn_stats_f64(views[0].buf, views[1].buf, views[2].buf, batch, channels, spatial);
+        if (kind == 'f') bn_stats_f32(views[0].buf, views[1].buf, views[2].buf, batch, channels, spatial, first, last);
+        else bn_stats_f64(views[0].buf, views[1].buf, views[2].buf, batch, channels, spatial, first, last);
         Py_END_ALLOW_THREADS
     }
     for (int i = 0; i < 3; i++) PyBuffer_Release(&views[i]);
@@ -1001,7 +1017,7 @@ batchnorm_stats(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* batchnorm_forward(x, y, mean, inv_std, weight, bias, batch, channels) */
+/* batchnorm_forward(x, y, mean, inv_std, weight, bias, batch, channels[, first, last]) */
 static PyObject *
 batchnorm_forward(PyObject *self, PyObject *args)
 {
@@ -1010,16 +1026,18 @@ batchnorm_forward(PyObject *self, PyObject *args)
     Py_buffer views[6];
     Py_ssize_t batch, channels, spatial;
     char kind = 0;
-    if (!PyArg_ParseTuple(args, "OOOOOOnn", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &batch, &channels)
+    Py_ssize_t first = 0, last = -1;
+    if (!PyArg_ParseTuple(args, "OOOOOOnn|nn", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &batch,
+                          &channels, &first, &last)
         || get_same_kind(objs, views, 6, 0x2, &kind) < 0) {
         return NULL;
     }
-    if (bn_shape(views, 2, 6, batch, channels, &spatial) == 0) {
+    if (bn_shape(views, 2, 6, batch, channels, &spatial) == 0 && bn_range(channels, &first, &last) == 0) {
         Py_BEGIN_ALLOW_THREADS
         if (kind == 'f') bn_forward_f32(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
-                                        batch, channels, spatial);
+                                        batch, channels, spatial, first, last);
         else bn_forward_f64(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
-                            batch, channels, spatial);
+                            batch, channels, spatial, first, last);
         Py_END_ALLOW_THREADS
     }
     for (int i = 0; i < 6; i++) PyBuffer_Release(&views[i]);
@@ -1029,7 +1047,7 @@ batchnorm_forward(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* batchnorm_backward(x, dy, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels, training) */
+/* batchnorm_backward(x, dy, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels, training[, first, last]) */
 static PyObject *
 batchnorm_backward(PyObject *self, PyObject *args)
 {
@@ -1038,20 +1056,21 @@ batchnorm_backward(PyObject *self, PyObject *args)
     Py_buffer views[8];
     Py_ssize_t batch, channels, spatial;
     char kind = 0;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOnnO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &objs[6],
-                          &objs[7], &batch, &channels, &training_obj)) {
+    Py_ssize_t first = 0, last = -1;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOnnO|nn", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &objs[6],
+                          &objs[7], &batch, &channels, &training_obj, &first, &last)) {
         return NULL;
     }
     int training = PyObject_IsTrue(training_obj);
     if (training < 0 || get_same_kind(objs, views, 8, 0xC4, &kind) < 0) {
         return NULL;
     }
-    if (bn_shape(views, 3, 8, batch, channels, &spatial) == 0) {
+    if (bn_shape(views, 3, 8, batch, channels, &spatial) == 0 && bn_range(channels, &first, &last) == 0) {
         Py_BEGIN_ALLOW_THREADS
         if (kind == 'f') bn_backward_f32(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
-                                         views[6].buf, views[7].buf, batch, channels, spatial, training);
+                                         views[6].buf, views[7].buf, batch, channels, spatial, training, first, last);
         else bn_backward_f64(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
-                             views[6].buf, views[7].buf, batch, channels, spatial, training);
+                             views[6].buf, views[7].buf, batch, channels, spatial, training, first, last);
         Py_END_ALLOW_THREADS
     }
     for (int i = 0; i < 8; i++) PyBuffer_Release(&views[i]);
@@ -1240,16 +1259,17 @@ PyDoc_STRVAR(col2im_doc,
 "The adjoint of im2col: x is zeroed, then every column value is added back to its input pixel.");
 
 PyDoc_STRVAR(batchnorm_stats_doc,
-"batchnorm_stats(x, mean, var, batch, channels)\n\n"
+"batchnorm_stats(x, mean, var, batch, channels[, first, last])\n\n"
 "Per channel of x (batch, channels, *spatial) the mean and the biased variance (two passes,\n"
 "summed in double).");
 PyDoc_STRVAR(batchnorm_forward_doc,
-"batchnorm_forward(x, y, mean, inv_std, weight, bias, batch, channels)\n\n"
+"batchnorm_forward(x, y, mean, inv_std, weight, bias, batch, channels[, first, last])\n\n"
 "y = (x - mean) * inv_std * weight + bias per channel, in the dtype and in that order.");
 PyDoc_STRVAR(batchnorm_backward_doc,
-"batchnorm_backward(x, dy, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels, training)\n\n"
+"batchnorm_backward(x, dy, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels, training[, first, last])\n\n"
 "d_weight = sum(dy * x_hat), d_bias = sum(dy) per channel (x_hat recomputed from x); dx of the\n"
-"batch statistics (training) or of fixed ones.");
+"batch statistics (training) or of fixed ones. first and last: only the channels [first, last) (last -1:\n"
+"to the end), so that callers can split the channels over threads.");
 PyDoc_STRVAR(clamp_forward_doc,
 "clamp_forward(x, y, low, high)\n\n"
 "y = min(max(x, low), high) value by value (high None: no upper bound); NaN stays NaN.");

@@ -862,6 +862,49 @@ def adaptive_maxpool_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple
     return dx.astype(dy.dtype).reshape(x_shape)
 
 
+# ---------------------------------------------------------------------------------------- two threads
+# The element-wise C kernels (batchnorm, clamp) are memory-bound and release the GIL: a large array
+# is split in two, one half on a helper thread, the other on the caller's, as PyTorch runs such
+# ops on its intra-op threads. The helper waits on a queue (it never spins), so it does not fight
+# BLAS's threads between calls. Every split computes exactly what one call would (per value, or
+# per channel).
+
+#: Threads the element-wise C kernels use: ARCHCALC_THREADS (1 or 2), else 2 on a machine with 2 or
+#: more cores.
+THREADS = 2 if (os.environ.get("ARCHCALC_THREADS", "") or str(min(2, os.cpu_count() or 1))) == "2" else 1
+#: Arrays below this many values run on one thread (a thread hand-off costs tens of microseconds).
+PARALLEL_VALUES = 1 << 19
+_helper: Any = None
+
+
+def _forget_helper() -> None:
+    global _helper
+    _helper = None  # a forked child has no helper thread: it makes its own
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helper)
+
+
+def _split(run: Callable[[int, int], None], count: int, values: int) -> None:
+    """``run(first, last)`` over [0, count): in two halves on two threads when ``values`` (the data's size)
+    is large, else at once. An exception from either half is raised here."""
+    global _helper
+    if THREADS < 2 or count < 2 or values < PARALLEL_VALUES:
+        run(0, count)
+        return
+    if _helper is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _helper = ThreadPoolExecutor(1, thread_name_prefix="archcalc-kernels")
+    half = count // 2
+    future = _helper.submit(run, 0, half)
+    try:
+        run(half, count)
+    finally:
+        future.result()
+
+
 # ---------------------------------------------------------------------------------------- batch normalisation
 # Channels-first (N, C, *spatial): statistics over N and the spatial axes, per channel. The C path
 # sums in double in two passes (mean, then squared deviations); its element-wise arithmetic is the
@@ -878,7 +921,7 @@ def batchnorm_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per channel of x (N, C, *spatial): the mean and the biased variance, in x's dtype."""
     if _c_runs(x) and x.ndim >= 2 and x.flags.c_contiguous:
         mean, var = np.empty(x.shape[1], dtype=x.dtype), np.empty(x.shape[1], dtype=x.dtype)
-        _C.batchnorm_stats(x, mean, var, x.shape[0], x.shape[1])
+        _split(lambda first, last: _C.batchnorm_stats(x, mean, var, x.shape[0], x.shape[1], first, last), x.shape[1], x.size)
         return mean, var
     axes, _ = _bn_axes(x)
     return x.mean(axis=axes), x.var(axis=axes)
@@ -889,8 +932,8 @@ def batchnorm_forward(x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weig
     """``(x - mean) * inv_std * weight + bias`` per channel of x (N, C, *spatial); all of one dtype."""
     if _c_runs(x) and x.flags.c_contiguous and _same_dtype(x, mean, inv_std, weight, bias):
         y = np.empty_like(x)
-        _C.batchnorm_forward(x, y, _contiguous(mean), _contiguous(inv_std), _contiguous(weight), _contiguous(bias),
-                             x.shape[0], x.shape[1])
+        args = (x, y, _contiguous(mean), _contiguous(inv_std), _contiguous(weight), _contiguous(bias), x.shape[0], x.shape[1])
+        _split(lambda first, last: _C.batchnorm_forward(*args, first, last), x.shape[1], x.size)
         return y
     _, shape = _bn_axes(x)
     x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
@@ -908,8 +951,9 @@ def batchnorm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std:
     if _c_runs(x) and x.flags.c_contiguous and _same_dtype(x, dy, mean, inv_std, weight):
         dx = np.empty_like(x)
         d_weight, d_bias = np.empty(x.shape[1], dtype=x.dtype), np.empty(x.shape[1], dtype=x.dtype)
-        _C.batchnorm_backward(x, dy, dx, _contiguous(mean), _contiguous(inv_std), _contiguous(weight), d_weight, d_bias,
-                              x.shape[0], x.shape[1], bool(training))
+        args = (x, dy, dx, _contiguous(mean), _contiguous(inv_std), _contiguous(weight), d_weight, d_bias, x.shape[0],
+                x.shape[1], bool(training))
+        _split(lambda first, last: _C.batchnorm_backward(*args, first, last), x.shape[1], x.size)
         return dx, d_weight, d_bias
     axes, shape = _bn_axes(x)
     x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
@@ -939,7 +983,8 @@ def clamp_forward(x: np.ndarray, low: float, high: float | None = None) -> np.nd
     """``min(max(x, low), high)`` value by value (``high`` None: no upper bound), in x's dtype; NaN stays NaN."""
     if _c_runs(x) and x.flags.c_contiguous and x.dtype in (np.float32, np.float64):
         y = np.empty_like(x)
-        _C.clamp_forward(x, y, float(low), None if high is None else float(high))
+        flat_x, flat_y, bounds = x.reshape(-1), y.reshape(-1), (float(low), None if high is None else float(high))
+        _split(lambda first, last: _C.clamp_forward(flat_x[first:last], flat_y[first:last], *bounds), x.size, x.size)
         return y
     return np.maximum(x, x.dtype.type(low)) if high is None else np.clip(x, x.dtype.type(low), x.dtype.type(high))
 
@@ -948,7 +993,10 @@ def clamp_backward(dy: np.ndarray, y: np.ndarray, low: float, high: float | None
     """The gradient of :func:`clamp_forward` from its output ``y``: ``dy * (low < y < high)``."""
     if _c_runs(y) and y.flags.c_contiguous and dy.flags.c_contiguous and _same_dtype(y, dy) and dy.shape == y.shape:
         dx = np.empty_like(y)
-        _C.clamp_backward(y, dy, dx, float(low), None if high is None else float(high))
+        flat_y, flat_dy, flat_dx = y.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+        bounds = (float(low), None if high is None else float(high))
+        _split(lambda first, last: _C.clamp_backward(flat_y[first:last], flat_dy[first:last], flat_dx[first:last], *bounds),
+               y.size, y.size)
         return dx
     mask = y > low if high is None else (y > low) & (y < high)
     return dy * mask

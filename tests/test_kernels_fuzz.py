@@ -337,6 +337,21 @@ def batchnorm_cases(draw: Any) -> dict[str, Any]:
     }
 
 
+def _assert_same_on_two_threads(call: Any) -> None:
+    """The call gives the same arrays, bit for bit, split over two threads (every array split: the
+    smallest size made large) as on one."""
+    saved = kernels.THREADS, kernels.PARALLEL_VALUES
+    try:
+        kernels.THREADS, kernels.PARALLEL_VALUES = 1, 1
+        one = call()
+        kernels.THREADS = 2
+        two = call()
+    finally:
+        kernels.THREADS, kernels.PARALLEL_VALUES = saved
+    for ours, reference in zip(two, one):
+        np.testing.assert_array_equal(ours, reference)
+
+
 @needs_c
 @FUZZ
 @given(case=batchnorm_cases())
@@ -345,6 +360,8 @@ def test_batchnorm_kernels_c_equal_numpy(case):
     layout (non-contiguous arrays take the NumPy path) and special value; the forward's element-wise
     arithmetic is the reference's own, so given the same statistics it is equal bit for bit."""
     x, dy, weight, bias = case["x"].astype(case["dy"].dtype, copy=False), case["dy"], case["weight"], case["bias"]
+    _assert_same_on_two_threads(lambda: (*kernels.batchnorm_stats(x), *kernels.batchnorm_backward(dy, x, weight, bias, weight,
+                                                                                                  case["training"])))
     (c_mean, c_var), (numpy_mean, numpy_var) = _on_both(lambda: kernels.batchnorm_stats(x))
     _assert_agree((c_mean, c_var), (numpy_mean, numpy_var))
     inv_std = (1 / np.sqrt(numpy_var + 1e-5)).astype(x.dtype)
@@ -371,7 +388,12 @@ def test_raw_batchnorm_and_clamp_never_touch_memory_they_do_not_own(data):
     lengths = [data.draw(st.integers(0, 40)) for _ in range(8)]
     arrays_ = [np.ones(n, dtype=data.draw(st.sampled_from([dtype, dtype, dtype, "float16"]))) for n in lengths]
     x, y, dx, mean, inv_std, weight, d_weight, d_bias = arrays_
+    first, last = data.draw(_ints(-1, 5)), data.draw(_ints(-2, 5))
     for call in (lambda: c.batchnorm_stats(x, mean, inv_std, batch, channels),
+                 lambda: c.batchnorm_stats(x, mean, inv_std, batch, channels, first, last),
+                 lambda: c.batchnorm_forward(x, y, mean, inv_std, weight, d_bias, batch, channels, first, last),
+                 lambda: c.batchnorm_backward(x, y, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels, True, first,
+                                              last),
                  lambda: c.batchnorm_forward(x, y, mean, inv_std, weight, d_bias, batch, channels),
                  lambda: c.batchnorm_backward(x, y, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels,
                                               data.draw(st.booleans())),
@@ -390,6 +412,8 @@ def test_clamp_kernels_c_equal_numpy(data):
     dtype = data.draw(st.sampled_from(["float32", "float64"]))
     x, dy = data.draw(arrays(shape, dtype)), data.draw(arrays(shape, dtype))
     low, high = data.draw(st.sampled_from([(0.0, None), (0.0, 6.0), (-1.0, 1.0), (-0.5, 0.25), (0.1, 0.3)]))
+    _assert_same_on_two_threads(lambda: (kernels.clamp_forward(x, low, high),
+                                         kernels.clamp_backward(dy, np.ascontiguousarray(x), low, high)))
     c_y, numpy_y = _on_both(lambda: kernels.clamp_forward(x, low, high))
     _assert_agree(c_y, numpy_y, exact=True)
     _assert_agree(*_on_both(lambda: kernels.clamp_backward(dy, numpy_y, low, high)), exact=True)
