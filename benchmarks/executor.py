@@ -12,7 +12,8 @@ The input needs no gradient in either (``executor.needs_input_grad = False``).
 
 Per run and case: one warm-up step of each, then ``repeat`` steps with archcalc and torch called
 alternately (so that both see the same machine load); printed: min and median of each, and the
-ratios archcalc/torch of the medians and of the mins. With ``--runs K`` (K fresh executors and
+ratios archcalc/torch of the medians and of the mins, and the 1-minute load average after the case
+(the machine is shared: a load above 2 on 2 cores means another process competed for them). With ``--runs K`` (K fresh executors and
 torch nets, in this process), a summary gives each case's ratio of medians and ratio of mins over
 the runs as min / median. Shapes and MACs are checked against the analyzer on the way.
 
@@ -25,6 +26,7 @@ model is benchmarks/executor_memory.py.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -132,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
                 by_min = min(ours) / min(theirs)
                 ratios.setdefault(f"{name} batch {batch}", []).append((by_median, by_min))
                 line += f"; torch {_ms(theirs)}; archcalc/torch: medians {by_median:.2f}x, mins {by_min:.2f}x"
-            print(f"{line}; im2col buffers {binary_bytes(result['workspace'])}", flush=True)
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            print(f"{line}; im2col buffers {binary_bytes(result['workspace'])}; load average {load:.1f}", flush=True)
     if args.runs > 1 and ratios:
         print(f"over {args.runs} runs, archcalc/torch (min / median of the runs):")
         for case, pairs in ratios.items():
