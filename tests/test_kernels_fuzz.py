@@ -352,6 +352,7 @@ def _assert_same_on_two_threads(call: Any) -> None:
         np.testing.assert_array_equal(ours, reference)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN and infinities on purpose
 @needs_c
 @FUZZ
 @given(case=batchnorm_cases())
@@ -402,6 +403,7 @@ def test_raw_batchnorm_and_clamp_never_touch_memory_they_do_not_own(data):
         _outcome(call)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN and infinities on purpose
 @needs_c
 @FUZZ
 @given(data=st.data())
@@ -474,7 +476,7 @@ def test_sgd_step_c_equals_numpy(data):
     weight_decay = data.draw(st.sampled_from([0.0, 1e-4, 0.5]))
     results = []
     for name in ("c", "numpy"):
-        with kernels.backend(name):
+        with kernels.backend(name), np.errstate(all="ignore"):  # infinities overflow on purpose
             weight = np.array(weight0)
             velocity = np.empty_like(weight) if momentum else None
             for step, grad in enumerate(grads):
