@@ -113,13 +113,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=1, help="runs of every case (fresh executor and torch net each)")
     parser.add_argument("--repeat", type=int, default=0, help="timed steps per run (default: per case, at least 5)")
     parser.add_argument("--quick", action="store_true", help="fewer cases and steps (a smoke test)")
-    parser.add_argument("--cases", default="", help="comma-separated networks to run (default: all)")
+    parser.add_argument("--cases", default="", help="comma-separated networks to run (default: all; with --quick, "
+                        "of the quick ones: lenet5, resnet18, mobilenet_v2)")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc memory section")
     args = parser.parse_args(argv)
     cases = QUICK_CASES if args.quick else CASES
     if args.cases:
         wanted = args.cases.split(",")
-        cases = [case for case in CASES if case[0] in wanted]
+        cases = [case for case in cases if case[0] in wanted]
     print(f"training step = forward + cross-entropy + backward + SGD(momentum {MOMENTUM}); torch on "
           f"{TORCH_THREADS} threads; {kernels.BACKEND} kernels")
     ratios: dict[str, list[tuple[float, float]]] = {}
