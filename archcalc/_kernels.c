@@ -1,6 +1,8 @@
 /*
- * archcalc._kernels: im2col, col2im and pooling for channels-first arrays, float32 and float64,
- * and the C library's erf for GELU (NumPy has no vectorised erf).
+ * archcalc._kernels: im2col, col2im, pooling and direct convolution (depthwise and few-filter
+ * layers, _direct.h) for channels-first arrays, float32 and float64; batchnorm, the clamp behind
+ * ReLU/ReLU6/HardTanh and the SGD update; and the C library's erf for GELU (NumPy has no
+ * vectorised erf).
  *
  * The data movement of convolution, in C; the GEMMs stay in NumPy's BLAS. Arrays come through
  * the buffer protocol (C-contiguous, format 'f' or 'd'), so building needs no NumPy headers.
@@ -18,9 +20,11 @@
  * (B, C, *size) shares one matrix of B*prod(out) columns, sample b in columns
  * [b*prod(out), (b+1)*prod(out)), so that one GEMM serves the batch.
  *
- * One thread: an OpenMP version over channels gained nothing measurable on two cores once its
- * idle threads stopped spinning against OpenBLAS's, and lost 2x while they did
- * (benchmarks/README.md).
+ * im2col and col2im run on one thread: an OpenMP version over channels gained nothing measurable
+ * on two cores once its idle threads stopped spinning against OpenBLAS's, and lost 2x while they
+ * did (benchmarks/README.md). The direct convolutions start their own threads per call (pthreads
+ * that never spin, taking chunks of work items from a shared counter); batchnorm and the clamp
+ * are split in two by the caller (archcalc.kernels).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -475,9 +479,73 @@ pool_count(const PoolGeometry *g, int i, Py_ssize_t o, int include_pad)
     return b > a ? b - a : 0;
 }
 
-#define DEFINE_POOLS(T, SUFFIX)                                                                        \
+/* Whether the 2D fast path runs: no window along the first axis, dilation 1 (1D and 2D max-pools). */
+static int
+maxpool_planar(const PoolGeometry *g)
+{
+    return g->size[0] == 1 && g->kernel[0] == 1 && g->pad[0] == 0 && g->out[0] == 1 && g->dilation[1] == 1
+           && g->dilation[2] == 1;
+}
+
+#define DEFINE_POOLS(T, U, SUFFIX)                                                                      \
+    /* maxpool_forward's loop for maxpool_planar geometries: the same windows in the same order, with  \
+       the geometry in locals (the stores through y and index cannot alias them) and the window's      \
+       clipping by subtraction (dilation 1) */                                                         \
+    static void maxpool_planar_##SUFFIX(const PoolGeometry *g, const T *x, T *y, long long *index)     \
+    {                                                                                                  \
+        const Py_ssize_t height = g->size[1], width = g->size[2], kh = g->kernel[1], kw = g->kernel[2]; \
+        const Py_ssize_t sh = g->stride[1], sw = g->stride[2], ph = g->pad[1], pw = g->pad[2];         \
+        const Py_ssize_t out_h = g->out[1], out_w = g->out[2], planes = g->planes;                    \
+        for (Py_ssize_t p = 0; p < planes; p++) {                                                      \
+            const T *plane = x + p * height * width;                                                   \
+            T *y_row = y + p * out_h * out_w;                                                          \
+            long long *index_row = index + p * out_h * out_w;                                          \
+            for (Py_ssize_t o1 = 0; o1 < out_h; o1++, y_row += out_w, index_row += out_w) {            \
+                Py_ssize_t top_row = o1 * sh - ph;                                                     \
+                Py_ssize_t r0 = top_row < 0 ? 0 : top_row;                                             \
+                Py_ssize_t r1 = top_row + kh < height ? top_row + kh : height;                         \
+                /* the first tap inside each window takes it (best -1 and 0 for a window outside) */   \
+                for (Py_ssize_t o2 = 0; o2 < out_w; o2++) {                                            \
+                    Py_ssize_t left = o2 * sw - pw, c0 = left < 0 ? 0 : left;                          \
+                    Py_ssize_t c1 = left + kw < width ? left + kw : width;                             \
+                    index_row[o2] = r0 < r1 && c0 < c1 ? r0 * width + c0 : -1;                         \
+                    y_row[o2] = index_row[o2] < 0 ? 0 : plane[index_row[o2]];                          \
+                }                                                                                      \
+                /* then tap by tap, row-major over the window, every output at once: each output sees  \
+                   its taps in the row-major order, and the outputs' chains are independent */         \
+                for (Py_ssize_t r = r0; r < r1; r++) {                                                 \
+                    const T *row = plane + r * width;                                                  \
+                    for (Py_ssize_t kc = 0; kc < kw; kc++) {                                           \
+                        Py_ssize_t lo = pw - kc > 0 ? (pw - kc + sw - 1) / sw : 0;                     \
+                        Py_ssize_t last = width - 1 + pw - kc;                                         \
+                        Py_ssize_t hi = last < 0 ? 0 : last / sw + 1;                                  \
+                        if (hi > out_w) hi = out_w;                                                    \
+                        for (Py_ssize_t o2 = lo; o2 < hi; o2++) {                                      \
+                            /* branch-free (which value wins is data, which a branch mispredicts):    \
+                               the winner's bits are blended in under an all-ones mask */              \
+                            Py_ssize_t c = o2 * sw - pw + kc;                                          \
+                            T value = row[c], top = y_row[o2];                                         \
+                            U takes = (U)0 - (U)((value > top) | (value != value)), value_bits, top_bits; \
+                            memcpy(&value_bits, &value, sizeof(T));                                    \
+                            memcpy(&top_bits, &top, sizeof(T));                                        \
+                            top_bits = (value_bits & takes) | (top_bits & ~takes);                     \
+                            memcpy(&y_row[o2], &top_bits, sizeof(T));                                  \
+                            unsigned long long wins = (unsigned long long)0 - (unsigned long long)(takes & 1); \
+                            index_row[o2] = (long long)(((unsigned long long)(r * width + c) & wins)    \
+                                                        | ((unsigned long long)index_row[o2] & ~wins)); \
+                        }                                                                              \
+                    }                                                                                  \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
     static void maxpool_forward_##SUFFIX(const PoolGeometry *g, const T *x, T *y, long long *index)    \
     {                                                                                                  \
+        if (maxpool_planar(g)) {                                                                       \
+            maxpool_planar_##SUFFIX(g, x, y, index);                                                   \
+            return;                                                                                    \
+        }                                                                                              \
         for (Py_ssize_t p = 0; p < g->planes; p++) {                                                   \
             const T *plane = x + p * g->plane_len;                                                     \
             Py_ssize_t at = p * g->out_len;                                                            \
@@ -558,8 +626,8 @@ pool_count(const PoolGeometry *g, int i, Py_ssize_t o, int include_pad)
         }                                                                                              \
     }
 
-DEFINE_POOLS(float, f32)
-DEFINE_POOLS(double, f64)
+DEFINE_POOLS(float, uint32_t, f32)
+DEFINE_POOLS(double, uint64_t, f64)
 
 static int
 check_len(const Py_buffer *view, Py_ssize_t values, const char *name)
@@ -1105,6 +1173,424 @@ erf_values(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ batch normalisation */
+
+/*
+ * Arrays (batch, channels, spatial...) C-contiguous: channel c of sample b is the run of
+ * `spatial` values at (b*channels + c)*spatial. The per-channel arrays hold `channels` values.
+ * Sums run in double whatever the dtype; the element-wise arithmetic is the NumPy reference's,
+ * in the dtype and in its order: x_hat = (x - mean) * inv_std, y = x_hat * weight + bias.
+ */
+#define DEFINE_BATCHNORM(T, SUFFIX)                                                                    \
+    static void bn_stats_##SUFFIX(const T *x, T *mean, T *var, Py_ssize_t batch, Py_ssize_t channels,  \
+                                  Py_ssize_t spatial, Py_ssize_t first, Py_ssize_t last)               \
+    {                                                                                                  \
+        double count = (double)batch * (double)spatial;                                                \
+        for (Py_ssize_t c = first; c < last; c++) {                                                    \
+            double total = 0;                                                                          \
+            for (Py_ssize_t b = 0; b < batch; b++) {                                                   \
+                const T *run = x + (b * channels + c) * spatial;                                       \
+                double p[8] = {0}; /* eight chains: the adds overlap, and vectorise */                 \
+                Py_ssize_t i = 0;                                                                      \
+                for (; i + 8 <= spatial; i += 8) {                                                     \
+                    for (int j = 0; j < 8; j++) p[j] += run[i + j];                                    \
+                }                                                                                      \
+                for (; i < spatial; i++) p[0] += run[i];                                               \
+                total += ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));            \
+            }                                                                                          \
+            double m = total / count, squares = 0;                                                     \
+            for (Py_ssize_t b = 0; b < batch; b++) {                                                   \
+                const T *run = x + (b * channels + c) * spatial;                                       \
+                double p[8] = {0};                                                                     \
+                Py_ssize_t i = 0;                                                                      \
+                for (; i + 8 <= spatial; i += 8) {                                                     \
+                    for (int j = 0; j < 8; j++) {                                                      \
+                        double d = run[i + j] - m;                                                     \
+                        p[j] += d * d;                                                                 \
+                    }                                                                                  \
+                }                                                                                      \
+                for (; i < spatial; i++) {                                                             \
+                    double d = run[i] - m;                                                             \
+                    p[0] += d * d;                                                                     \
+                }                                                                                      \
+                squares += ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));          \
+            }                                                                                          \
+            mean[c] = (T)m;                                                                            \
+            var[c] = (T)(squares / count);                                                             \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    static void bn_forward_##SUFFIX(const T *x, T *y, const T *mean, const T *inv_std, const T *weight, \
+                                    const T *bias, Py_ssize_t batch, Py_ssize_t channels,              \
+                                    Py_ssize_t spatial, Py_ssize_t first, Py_ssize_t last)             \
+    {                                                                                                  \
+        for (Py_ssize_t b = 0; b < batch; b++)                                                         \
+        for (Py_ssize_t c = first; c < last; c++) {                                                    \
+            const T m = mean[c], s = inv_std[c], w = weight[c], h = bias[c];                           \
+            const T *run = x + (b * channels + c) * spatial;                                           \
+            T *out = y + (b * channels + c) * spatial;                                                 \
+            for (Py_ssize_t i = 0; i < spatial; i++) {                                                 \
+                T x_hat = (run[i] - m) * s;                                                            \
+                out[i] = x_hat * w + h;                                                                \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    static void bn_backward_##SUFFIX(const T *x, const T *dy, T *dx, const T *mean, const T *inv_std,  \
+                                     const T *weight, T *d_weight, T *d_bias, Py_ssize_t batch,        \
+                                     Py_ssize_t channels, Py_ssize_t spatial, int training,            \
+                                     Py_ssize_t first, Py_ssize_t last)                                \
+    {                                                                                                  \
+        double count = (double)batch * (double)spatial;                                                \
+        for (Py_ssize_t c = first; c < last; c++) {                                                    \
+            const T m = mean[c], s = inv_std[c], w = weight[c];                                        \
+            double sum_dy = 0, sum_dy_hat = 0;                                                         \
+            for (Py_ssize_t b = 0; b < batch; b++) {                                                   \
+                const T *run = x + (b * channels + c) * spatial, *g = dy + (b * channels + c) * spatial; \
+                double a0 = 0, a1 = 0, h0 = 0, h1 = 0; /* two chains of each sum */                   \
+                Py_ssize_t i = 0;                                                                      \
+                for (; i + 2 <= spatial; i += 2) {                                                     \
+                    T x0 = (run[i] - m) * s, x1 = (run[i + 1] - m) * s;                                \
+                    a0 += g[i]; a1 += g[i + 1];                                                        \
+                    h0 += (double)g[i] * x0; h1 += (double)g[i + 1] * x1;                              \
+                }                                                                                      \
+                for (; i < spatial; i++) {                                                             \
+                    a0 += g[i];                                                                        \
+                    h0 += (double)g[i] * ((run[i] - m) * s);                                           \
+                }                                                                                      \
+                sum_dy += a0 + a1;                                                                     \
+                sum_dy_hat += h0 + h1;                                                                 \
+            }                                                                                          \
+            d_weight[c] = (T)sum_dy_hat;                                                               \
+            d_bias[c] = (T)sum_dy;                                                                     \
+            /* dx = (d_hat - mean(d_hat) - x_hat * mean(d_hat * x_hat)) * inv_std, d_hat = dy * w */   \
+            const T shift = training ? (T)(w * sum_dy / count) : 0;                                    \
+            const T slope = training ? (T)(w * sum_dy_hat / count) : 0;                                \
+            for (Py_ssize_t b = 0; b < batch; b++) {                                                   \
+                const T *run = x + (b * channels + c) * spatial, *g = dy + (b * channels + c) * spatial; \
+                T *out = dx + (b * channels + c) * spatial;                                            \
+                if (training) {                                                                        \
+                    for (Py_ssize_t i = 0; i < spatial; i++) {                                         \
+                        T x_hat = (run[i] - m) * s;                                                    \
+                        out[i] = (g[i] * w - shift - x_hat * slope) * s;                               \
+                    }                                                                                  \
+                } else {                                                                               \
+                    for (Py_ssize_t i = 0; i < spatial; i++) out[i] = g[i] * w * s;                    \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+DEFINE_BATCHNORM(float, f32)
+DEFINE_BATCHNORM(double, f64)
+
+/* Get `count` buffers, C-contiguous, all float32 or all float64, those flagged in `writable` writable. */
+static int
+get_same_kind(PyObject *const *objs, Py_buffer *views, int count, unsigned writable, char *kind)
+{
+    for (int i = 0; i < count; i++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | ((writable >> i) & 1 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objs[i], &views[i], flags) < 0) {
+            for (int j = 0; j < i; j++) PyBuffer_Release(&views[j]);
+            return -1;
+        }
+        char this_kind = buffer_kind(&views[i]);
+        if (i == 0) *kind = this_kind;
+        if (this_kind == 0 || this_kind != *kind) {
+            PyErr_SetString(PyExc_TypeError, "the arrays must all be float32, or all float64");
+            for (int j = 0; j <= i; j++) PyBuffer_Release(&views[j]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The shape (batch, channels, spatial) from batch, channels and the big buffers' lengths: every
+ * big buffer holds batch*channels*spatial values and every per-channel one `channels` values.
+ */
+static int
+bn_shape(const Py_buffer *views, int big, int count, Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t *spatial)
+{
+    if (batch < 1 || channels < 1) {
+        PyErr_Format(PyExc_ValueError, "batch and channels must be >= 1, got %zd and %zd", batch, channels);
+        return -1;
+    }
+    Py_ssize_t planes = checked_mul(batch, channels);
+    if (planes < 0) {
+        return -1;
+    }
+    Py_ssize_t values = views[0].len / views[0].itemsize;
+    if (values % planes != 0 || values == 0) {
+        PyErr_Format(PyExc_ValueError, "x holds %zd values, not a positive multiple of batch*channels = %zd", values, planes);
+        return -1;
+    }
+    *spatial = values / planes;
+    for (int i = 1; i < count; i++) {
+        if (check_len(&views[i], i < big ? values : channels, i < big ? "an input-sized array" : "a per-channel array") < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The channels [first, last) to run (last -1: to the end): a caller may split the channels over threads. */
+static int
+bn_range(Py_ssize_t channels, Py_ssize_t *first, Py_ssize_t *last)
+{
+    if (*last == -1) {
+        *last = channels;
+    }
+    if (*first < 0 || *first > *last || *last > channels) {
+        PyErr_Format(PyExc_ValueError, "the channel range [%zd, %zd) must lie within [0, %zd]", *first, *last, channels);
+        return -1;
+    }
+    return 0;
+}
+
+/* batchnorm_stats(x, mean, var, batch, channels[, first, last]): per channel the mean and the biased variance. */
+static PyObject *
+batchnorm_stats(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[3];
+    Py_buffer views[3];
+    Py_ssize_t batch, channels, spatial;
+    char kind = 0;
+    Py_ssize_t first = 0, last = -1;
+    if (!PyArg_ParseTuple(args, "OOOnn|nn", &objs[0], &objs[1], &objs[2], &batch, &channels, &first, &last)
+        || get_same_kind(objs, views, 3, 0x6, &kind) < 0) {
+        return NULL;
+    }
+    if (bn_shape(views, 1, 3, batch, channels, &spatial) == 0 && bn_range(channels, &first, &last) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') bn_stats_f32(views[0].buf, views[1].buf, views[2].buf, batch, channels, spatial, first, last);
+        else bn_stats_f64(views[0].buf, views[1].buf, views[2].buf, batch, channels, spatial, first, last);
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < 3; i++) PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* batchnorm_forward(x, y, mean, inv_std, weight, bias, batch, channels[, first, last]) */
+static PyObject *
+batchnorm_forward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[6];
+    Py_buffer views[6];
+    Py_ssize_t batch, channels, spatial;
+    char kind = 0;
+    Py_ssize_t first = 0, last = -1;
+    if (!PyArg_ParseTuple(args, "OOOOOOnn|nn", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &batch,
+                          &channels, &first, &last)
+        || get_same_kind(objs, views, 6, 0x2, &kind) < 0) {
+        return NULL;
+    }
+    if (bn_shape(views, 2, 6, batch, channels, &spatial) == 0 && bn_range(channels, &first, &last) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') bn_forward_f32(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
+                                        batch, channels, spatial, first, last);
+        else bn_forward_f64(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
+                            batch, channels, spatial, first, last);
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < 6; i++) PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* batchnorm_backward(x, dy, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels, training[, first, last]) */
+static PyObject *
+batchnorm_backward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[8], *training_obj;
+    Py_buffer views[8];
+    Py_ssize_t batch, channels, spatial;
+    char kind = 0;
+    Py_ssize_t first = 0, last = -1;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOnnO|nn", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &objs[6],
+                          &objs[7], &batch, &channels, &training_obj, &first, &last)) {
+        return NULL;
+    }
+    int training = PyObject_IsTrue(training_obj);
+    if (training < 0 || get_same_kind(objs, views, 8, 0xC4, &kind) < 0) {
+        return NULL;
+    }
+    if (bn_shape(views, 3, 8, batch, channels, &spatial) == 0 && bn_range(channels, &first, &last) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') bn_backward_f32(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
+                                         views[6].buf, views[7].buf, batch, channels, spatial, training, first, last);
+        else bn_backward_f64(views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf, views[5].buf,
+                             views[6].buf, views[7].buf, batch, channels, spatial, training, first, last);
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < 8; i++) PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ clamp (ReLU, ReLU6, HardTanh) */
+
+/*
+ * forward:  y = min(max(x, low), high), NaN staying NaN (NumPy's clip, PyTorch's clamp);
+ * backward: dx = dy * (low < y < high) from the output y (the same values as the mask of x:
+ * y equals x exactly there), without a high bound when has_high is 0.
+ */
+#define DEFINE_CLAMP(T, SUFFIX)                                                                        \
+    static void clamp_forward_##SUFFIX(const T *x, T *y, Py_ssize_t n, T low, T high, int has_high)    \
+    {                                                                                                  \
+        if (has_high) {                                                                                \
+            for (Py_ssize_t i = 0; i < n; i++) {                                                       \
+                T v = x[i];                                                                            \
+                y[i] = v < low ? low : (v > high ? high : v);                                          \
+            }                                                                                          \
+        } else {                                                                                       \
+            for (Py_ssize_t i = 0; i < n; i++) {                                                       \
+                T v = x[i];                                                                            \
+                y[i] = v < low ? low : v;                                                              \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    static void clamp_backward_##SUFFIX(const T *y, const T *dy, T *dx, Py_ssize_t n, T low, T high,   \
+                                        int has_high)                                                  \
+    {                                                                                                  \
+        if (has_high) {                                                                                \
+            for (Py_ssize_t i = 0; i < n; i++) dx[i] = dy[i] * (T)((y[i] > low) & (y[i] < high));         \
+        } else {                                                                                       \
+            /* the second test is always true where the first is; with it GCC vectorises the loop */        \
+            for (Py_ssize_t i = 0; i < n; i++) dx[i] = dy[i] * (T)((y[i] > low) & (y[i] == y[i]));          \
+        }                                                                                              \
+    }
+
+DEFINE_CLAMP(float, f32)
+DEFINE_CLAMP(double, f64)
+
+/* clamp_forward(x, y, low, high) and clamp_backward(y, dy, dx, low, high); high None: no upper bound. */
+static PyObject *
+clamp(PyObject *args, int forward)
+{
+    PyObject *objs[3], *high_obj;
+    Py_buffer views[3];
+    double low, high = 0;
+    char kind = 0;
+    int count = forward ? 2 : 3;
+    if (forward ? !PyArg_ParseTuple(args, "OOdO", &objs[0], &objs[1], &low, &high_obj)
+                : !PyArg_ParseTuple(args, "OOOdO", &objs[0], &objs[1], &objs[2], &low, &high_obj)) {
+        return NULL;
+    }
+    int has_high = high_obj != Py_None;
+    if (has_high && (high = PyFloat_AsDouble(high_obj)) == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (get_same_kind(objs, views, count, forward ? 0x2 : 0x4, &kind) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = views[0].len / views[0].itemsize;
+    int ok = 1;
+    for (int i = 1; i < count && ok; i++) {
+        ok = check_len(&views[i], n, "every array") == 0;
+    }
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') {
+            if (forward) clamp_forward_f32(views[0].buf, views[1].buf, n, (float)low, (float)high, has_high);
+            else clamp_backward_f32(views[0].buf, views[1].buf, views[2].buf, n, (float)low, (float)high, has_high);
+        } else {
+            if (forward) clamp_forward_f64(views[0].buf, views[1].buf, n, low, high, has_high);
+            else clamp_backward_f64(views[0].buf, views[1].buf, views[2].buf, n, low, high, has_high);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < count; i++) PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clamp_forward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return clamp(args, 1);
+}
+
+static PyObject *
+clamp_backward(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return clamp(args, 0);
+}
+
+/* ------------------------------------------------------------------ SGD */
+
+/*
+ * One tensor's SGD step in one pass, the NumPy reference's arithmetic in the dtype and in its
+ * order (PyTorch's form): u = g + weight_decay * w (when weight_decay); with momentum,
+ * v = u on the first step, else v = momentum * v + u, and u = v; then w = w - lr * u.
+ */
+#define DEFINE_SGD(T, SUFFIX)                                                                          \
+    static void sgd_##SUFFIX(T *w, const T *g, T *v, Py_ssize_t n, T lr, T momentum, T weight_decay,    \
+                             int decay, int use_velocity, int first)                                   \
+    {                                                                                                  \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                           \
+            T u = decay ? g[i] + weight_decay * w[i] : g[i];                                           \
+            if (use_velocity) {                                                                        \
+                u = first ? u : v[i] * momentum + u;                                                   \
+                v[i] = u;                                                                              \
+            }                                                                                          \
+            w[i] = w[i] - lr * u;                                                                      \
+        }                                                                                              \
+    }
+
+DEFINE_SGD(float, f32)
+DEFINE_SGD(double, f64)
+
+/* sgd(weight, grad, velocity, lr, momentum, weight_decay, first); velocity None: no momentum. */
+static PyObject *
+sgd(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objs[3], *velocity_obj;
+    Py_buffer views[3];
+    double lr, momentum, weight_decay;
+    int first;
+    char kind = 0;
+    if (!PyArg_ParseTuple(args, "OOOdddp", &objs[0], &objs[1], &velocity_obj, &lr, &momentum, &weight_decay, &first)) {
+        return NULL;
+    }
+    int use_velocity = velocity_obj != Py_None, count = use_velocity ? 3 : 2;
+    objs[2] = velocity_obj;
+    if (get_same_kind(objs, views, count, 0x5, &kind) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = views[0].len / views[0].itemsize;
+    if (check_len(&views[1], n, "grad") == 0 && (!use_velocity || check_len(&views[2], n, "velocity") == 0)) {
+        int decay = weight_decay != 0;
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 'f') sgd_f32(views[0].buf, views[1].buf, use_velocity ? views[2].buf : NULL, n, (float)lr, (float)momentum,
+                                 (float)weight_decay, decay, use_velocity, first);
+        else sgd_f64(views[0].buf, views[1].buf, use_velocity ? views[2].buf : NULL, n, lr, momentum, weight_decay, decay,
+                     use_velocity, first);
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < count; i++) PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(erf_doc,
 "erf(src, dst)\n\n"
 "dst = erf(src) value by value (the C library's erf, erff for float32); both C-contiguous,\n"
@@ -1137,6 +1623,29 @@ PyDoc_STRVAR(conv_direct_doc,
 "a = dy and b = w; 2: out = dw from a = x and b = dy. One dtype (float32 or float64), C-contiguous.");
 PyDoc_STRVAR(instruction_set_doc,
 "instruction_set()\n\nThe direct kernels in use: 'avx2' (AVX2 with FMA, when the CPU has both) or 'baseline'.");
+PyDoc_STRVAR(batchnorm_stats_doc,
+"batchnorm_stats(x, mean, var, batch, channels[, first, last])\n\n"
+"Per channel of x (batch, channels, *spatial) the mean and the biased variance (two passes,\n"
+"summed in double).");
+PyDoc_STRVAR(batchnorm_forward_doc,
+"batchnorm_forward(x, y, mean, inv_std, weight, bias, batch, channels[, first, last])\n\n"
+"y = (x - mean) * inv_std * weight + bias per channel, in the dtype and in that order.");
+PyDoc_STRVAR(batchnorm_backward_doc,
+"batchnorm_backward(x, dy, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels, training[, first, last])\n\n"
+"d_weight = sum(dy * x_hat), d_bias = sum(dy) per channel (x_hat recomputed from x); dx of the\n"
+"batch statistics (training) or of fixed ones. first and last: only the channels [first, last) (last -1:\n"
+"to the end), so that callers can split the channels over threads.");
+PyDoc_STRVAR(clamp_forward_doc,
+"clamp_forward(x, y, low, high)\n\n"
+"y = min(max(x, low), high) value by value (high None: no upper bound); NaN stays NaN.");
+PyDoc_STRVAR(clamp_backward_doc,
+"clamp_backward(y, dy, dx, low, high)\n\n"
+"dx = dy * (low < y < high) from the clamp's output y (high None: no upper bound).");
+PyDoc_STRVAR(sgd_doc,
+"sgd(weight, grad, velocity, lr, momentum, weight_decay, first)\n\n"
+"One SGD step in place, PyTorch's form: u = grad + weight_decay * weight; with a velocity (not\n"
+"None) velocity = u on the first step, else momentum * velocity + u, and u = velocity; then\n"
+"weight -= lr * u.");
 
 static PyMethodDef methods[] = {
     {"im2col", im2col, METH_VARARGS, im2col_doc},
@@ -1147,11 +1656,17 @@ static PyMethodDef methods[] = {
     {"erf", erf_values, METH_VARARGS, erf_doc},
     {"conv_direct", conv_direct, METH_VARARGS, conv_direct_doc},
     {"instruction_set", direct_instruction_set, METH_NOARGS, instruction_set_doc},
+    {"batchnorm_stats", batchnorm_stats, METH_VARARGS, batchnorm_stats_doc},
+    {"batchnorm_forward", batchnorm_forward, METH_VARARGS, batchnorm_forward_doc},
+    {"batchnorm_backward", batchnorm_backward, METH_VARARGS, batchnorm_backward_doc},
+    {"clamp_forward", clamp_forward, METH_VARARGS, clamp_forward_doc},
+    {"clamp_backward", clamp_backward, METH_VARARGS, clamp_backward_doc},
+    {"sgd", sgd, METH_VARARGS, sgd_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "archcalc._kernels", "im2col, col2im, pooling and erf in C for archcalc.kernels.", -1, methods,
+    PyModuleDef_HEAD_INIT, "archcalc._kernels", "im2col, col2im, pooling, direct convolution, batchnorm, clamp, SGD and erf in C for archcalc.kernels.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

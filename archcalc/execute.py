@@ -525,21 +525,20 @@ class Executor:
         """
         lr, momentum = _finite("lr", lr), _finite("momentum", momentum, high=1.0)
         weight_decay = _finite("weight_decay", weight_decay)
-        # in place, so that a step holds at most two temporaries of one tensor (the estimate's share)
+        from archcalc import kernels
+
+        # in place, so that a step holds at most two temporaries of one tensor (the estimate's share;
+        # the C path holds none)
         for name, grad in grads.items():
             if name not in self.trainable:
                 continue
-            param = self.params[name]
-            update = grad + weight_decay * param if weight_decay else grad
+            param, velocity, first = self.params[name], None, False
             if momentum:
                 velocity = self.velocity.get(name)
                 if velocity is None:
-                    velocity = self.velocity[name] = np.array(update, dtype=self.dtype)
-                else:
-                    velocity *= momentum
-                    velocity += update
-                update = velocity
-            param -= lr * update
+                    velocity = self.velocity[name] = np.empty_like(param)
+                    first = True
+            kernels.sgd_step(param, grad, velocity, lr, momentum, weight_decay, first)
 
 
 #: The loss chosen with ``loss="bce"``: sigmoid binary cross-entropy from a one-unit logit.

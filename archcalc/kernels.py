@@ -428,7 +428,8 @@ def _thread_count() -> int:
         return os.cpu_count() or 1
 
 
-#: Threads the direct conv kernels share a call between (:func:`_thread_count`).
+#: Threads the C kernels use (:func:`_thread_count`): the direct conv kernels share a call between
+#: them; batchnorm and the clamp split a large array in two when it is 2 or more.
 THREADS = _thread_count()
 
 #: Multiply-adds a direct kernel call gives each of its threads at least (starting one costs tens
@@ -1039,6 +1040,168 @@ def adaptive_maxpool_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple
     at = (np.arange(planes, dtype=np.int64) * plane)[:, None] + argmax.reshape(planes, math.prod(argmax.shape[2:]))
     dx = np.bincount(at.ravel(), weights=dy.reshape(-1).astype(np.float64), minlength=planes * plane)
     return dx.astype(dy.dtype).reshape(x_shape)
+
+
+# ---------------------------------------------------------------------------------------- two threads
+# The element-wise C kernels (batchnorm, clamp) are memory-bound and release the GIL: a large array
+# is split in two, one half on a helper thread, the other on the caller's, as PyTorch runs such
+# ops on its intra-op threads. The helper waits on a queue (it never spins), so it does not fight
+# BLAS's threads between calls. Every split computes exactly what one call would (per value, or
+# per channel).
+
+# (:data:`THREADS` above: 1 keeps them on the caller's thread; 2 or more splits them in two.)
+#: Arrays below this many values run on one thread (a thread hand-off costs tens of microseconds).
+PARALLEL_VALUES = 1 << 19
+_helper: Any = None
+
+
+def _forget_helper() -> None:
+    global _helper
+    _helper = None  # a forked child has no helper thread: it makes its own
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helper)
+
+
+def _split(run: Callable[[int, int], None], count: int, values: int) -> None:
+    """``run(first, last)`` over [0, count): in two halves on two threads when ``values`` (the data's size)
+    is large, else at once. An exception from either half is raised here."""
+    global _helper
+    if THREADS < 2 or count < 2 or values < PARALLEL_VALUES:
+        run(0, count)
+        return
+    if _helper is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _helper = ThreadPoolExecutor(1, thread_name_prefix="archcalc-kernels")
+    half = count // 2
+    future = _helper.submit(run, 0, half)
+    try:
+        run(half, count)
+    finally:
+        future.result()
+
+
+# ---------------------------------------------------------------------------------------- batch normalisation
+# Channels-first (N, C, *spatial): statistics over N and the spatial axes, per channel. The C path
+# sums in double in two passes (mean, then squared deviations); its element-wise arithmetic is the
+# NumPy path's, in the dtype and in the same order, so forward outputs differ only by the statistics'
+# rounding. Backward keeps nothing but the input and per-channel figures: x_hat is recomputed.
+
+
+def _bn_axes(x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The reduced axes (N and the spatial ones) and the broadcast shape of a per-channel array."""
+    return (0, *range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)
+
+
+def batchnorm_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel of x (N, C, *spatial): the mean and the biased variance, in x's dtype."""
+    if _c_runs(x) and x.ndim >= 2 and x.flags.c_contiguous:
+        mean, var = np.empty(x.shape[1], dtype=x.dtype), np.empty(x.shape[1], dtype=x.dtype)
+        _split(lambda first, last: _C.batchnorm_stats(x, mean, var, x.shape[0], x.shape[1], first, last), x.shape[1], x.size)
+        return mean, var
+    axes, _ = _bn_axes(x)
+    return x.mean(axis=axes), x.var(axis=axes)
+
+
+def batchnorm_forward(x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray,
+                      bias: np.ndarray) -> np.ndarray:
+    """``(x - mean) * inv_std * weight + bias`` per channel of x (N, C, *spatial); all of one dtype."""
+    if _c_runs(x) and x.flags.c_contiguous and _same_dtype(x, mean, inv_std, weight, bias):
+        y = np.empty_like(x)
+        args = (x, y, _contiguous(mean), _contiguous(inv_std), _contiguous(weight), _contiguous(bias), x.shape[0], x.shape[1])
+        _split(lambda first, last: _C.batchnorm_forward(*args, first, last), x.shape[1], x.size)
+        return y
+    _, shape = _bn_axes(x)
+    x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+    return x_hat * weight.reshape(shape) + bias.reshape(shape)
+
+
+def batchnorm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray,
+                       training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, d_weight, d_bias) of :func:`batchnorm_forward`, with x_hat = (x - mean) * inv_std recomputed.
+
+    ``training``: mean and inv_std are the batch's own statistics (dx includes their gradient);
+    otherwise they are fixed (the running averages).
+    """
+    dy = np.ascontiguousarray(dy)
+    if _c_runs(x) and x.flags.c_contiguous and _same_dtype(x, dy, mean, inv_std, weight):
+        dx = np.empty_like(x)
+        d_weight, d_bias = np.empty(x.shape[1], dtype=x.dtype), np.empty(x.shape[1], dtype=x.dtype)
+        args = (x, dy, dx, _contiguous(mean), _contiguous(inv_std), _contiguous(weight), d_weight, d_bias, x.shape[0],
+                x.shape[1], bool(training))
+        _split(lambda first, last: _C.batchnorm_backward(*args, first, last), x.shape[1], x.size)
+        return dx, d_weight, d_bias
+    axes, shape = _bn_axes(x)
+    x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+    d_weight, d_bias = (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
+    d_hat = dy * weight.reshape(shape)
+    if not training:
+        return d_hat * inv_std.reshape(shape), d_weight, d_bias
+    count = dy.size // dy.shape[1]
+    dx = (d_hat - d_hat.mean(axis=axes, keepdims=True) - x_hat * (d_hat * x_hat).sum(axis=axes, keepdims=True) / count)
+    return dx * inv_std.reshape(shape), d_weight, d_bias
+
+
+def _same_dtype(first: np.ndarray, *others: np.ndarray) -> bool:
+    return first.dtype in (np.float32, np.float64) and all(other.dtype == first.dtype for other in others)
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array).reshape(-1)
+
+
+# ---------------------------------------------------------------------------------------- clamp
+# ReLU (low 0, no high), ReLU6 and HardTanh. Backward reads the output: low < y < high holds exactly
+# where low < x < high (the clamp is the identity there), so no mask is kept besides the output.
+
+
+def clamp_forward(x: np.ndarray, low: float, high: float | None = None) -> np.ndarray:
+    """``min(max(x, low), high)`` value by value (``high`` None: no upper bound), in x's dtype; NaN stays NaN."""
+    if _c_runs(x) and x.flags.c_contiguous and x.dtype in (np.float32, np.float64):
+        y = np.empty_like(x)
+        flat_x, flat_y, bounds = x.reshape(-1), y.reshape(-1), (float(low), None if high is None else float(high))
+        _split(lambda first, last: _C.clamp_forward(flat_x[first:last], flat_y[first:last], *bounds), x.size, x.size)
+        return y
+    return np.maximum(x, x.dtype.type(low)) if high is None else np.clip(x, x.dtype.type(low), x.dtype.type(high))
+
+
+def clamp_backward(dy: np.ndarray, y: np.ndarray, low: float, high: float | None = None) -> np.ndarray:
+    """The gradient of :func:`clamp_forward` from its output ``y``: ``dy * (low < y < high)``."""
+    if _c_runs(y) and y.flags.c_contiguous and dy.flags.c_contiguous and _same_dtype(y, dy) and dy.shape == y.shape:
+        dx = np.empty_like(y)
+        flat_y, flat_dy, flat_dx = y.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+        bounds = (float(low), None if high is None else float(high))
+        _split(lambda first, last: _C.clamp_backward(flat_y[first:last], flat_dy[first:last], flat_dx[first:last], *bounds),
+               y.size, y.size)
+        return dx
+    mask = y > low if high is None else (y > low) & (y < high)
+    return dy * mask
+
+
+# ---------------------------------------------------------------------------------------- SGD
+
+
+def sgd_step(weight: np.ndarray, grad: np.ndarray, velocity: np.ndarray | None, lr: float, momentum: float = 0.0,
+             weight_decay: float = 0.0, first: bool = False) -> None:
+    """One SGD step on ``weight`` in place, PyTorch's form: ``u = grad + weight_decay * weight``; with a
+    ``velocity`` (momentum), ``velocity = u`` when ``first``, else ``momentum * velocity + u``, in place,
+    and ``u = velocity``; then ``weight -= lr * u``. The C path runs it in one pass with the same
+    arithmetic, in the dtype and in the same order; it holds no temporaries."""
+    arrays = (weight, grad) if velocity is None else (weight, grad, velocity)
+    if _c_runs(weight) and all(a.flags.c_contiguous and a.shape == weight.shape for a in arrays) and _same_dtype(*arrays):
+        _C.sgd(weight, grad, velocity, float(lr), float(momentum), float(weight_decay), bool(first))
+        return
+    update = grad + weight_decay * weight if weight_decay else grad
+    if velocity is not None:
+        if first:
+            np.copyto(velocity, update)
+        else:
+            velocity *= momentum
+            velocity += update
+        update = velocity
+    weight -= lr * update
 
 
 def erf(x: np.ndarray) -> np.ndarray:

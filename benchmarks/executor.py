@@ -1,19 +1,37 @@
-"""Speed of the NumPy executor: one training step (forward + backward) of whole networks.
+"""Speed of the executor: whole training steps of whole networks, against torch doing the same.
 
-Run: python benchmarks/executor.py
-Prints, per network, the median time of a forward+backward step, the im2col buffers the
-active kernels need (ARCHCALC_KERNELS=numpy for the NumPy reference), and (when PyTorch is
-installed) the same network's step in torch in the same run, as a ratio. Shapes and MACs are
-checked against the analyzer on the way. Then, per network, the executor's memory estimate
-beside the peak tracemalloc sees (NumPy reports its arrays to it) over two SGD steps with
-momentum: the estimate must be an upper bound, and not a loose one.
+Run: python benchmarks/executor.py [--runs K] [--repeat R] [--quick] [--cases lenet5,resnet18]
+     [--no-memory]
+
+A training step is forward + loss (softmax cross-entropy) + backward + an SGD update with
+momentum 0.9 (PyTorch's form, as ``torch.optim.SGD(momentum=0.9)``). torch runs the same network
+(tests/torch_oracle.py's TorchNet, loaded with the executor's parameters): forward,
+``cross_entropy``, ``backward``, ``optimizer.step()``, ``zero_grad()``, float32, on 2 threads
+(``torch.set_num_threads(2)``: the machine's 2 cores; NumPy's BLAS takes its own default).
+The input needs no gradient in either (``executor.needs_input_grad = False``).
+
+Per run and case: one warm-up step of each, then ``repeat`` steps with archcalc and torch called
+alternately (so that both see the same machine load); printed: min and median of each, and the
+ratios archcalc/torch of the medians and of the mins, and the 1-minute load average after the case
+(the machine is shared: a load above 2 on 2 cores means another process competed for them). With ``--runs K`` (K fresh executors and
+torch nets, in this process), a summary gives each case's ratio of medians and ratio of mins over
+the runs as min / median. Shapes and MACs are checked against the analyzer on the way.
+
+Then (unless ``--no-memory``), per network, the executor's memory estimate beside the peak
+tracemalloc sees (NumPy reports its arrays to it) over two SGD steps with momentum: the estimate
+must be an upper bound, and not a loose one. The process's peak RSS against the analyzer's memory
+model is benchmarks/executor_memory.py.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
@@ -21,59 +39,115 @@ from archcalc import kernels
 from archcalc.execute import Executor, loss_and_grad, train_step, training_batch
 from archcalc.render.format import binary_bytes
 
-CASES = (("lenet5", 64, 5), ("resnet18", 8, 2), ("vgg16", 1, 2))
+#: (network, batch, timed steps per run).
+CASES = (("lenet5", 64, 20), ("resnet18", 8, 5), ("mobilenet_v2", 8, 5), ("vgg16", 1, 5))
+QUICK_CASES = (("lenet5", 64, 5), ("resnet18", 8, 2), ("mobilenet_v2", 8, 2))
+LR, MOMENTUM = 1e-3, 0.9
+TORCH_THREADS = 2
 
 
-def step_time(executor, x, labels, repeat):
-    """Median seconds of forward + loss + backward."""
-    times = []
-    for _ in range(repeat + 1):
-        start = time.perf_counter()
-        loss, grad = loss_and_grad(executor, executor.forward(x), labels)
-        executor.backward(grad)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])  # the first run warms caches and allocators
+def archcalc_step(executor: Executor, x: np.ndarray, labels: np.ndarray) -> float:
+    """Seconds of one training step: forward, loss, backward, SGD with momentum."""
+    start = time.perf_counter()
+    _, grad = loss_and_grad(executor, executor.forward(x), labels)
+    executor.step(executor.backward(grad), lr=LR, momentum=MOMENTUM)
+    return time.perf_counter() - start
 
 
-def torch_step_time(executor, x, labels, repeat):
-    """The same network and batch in torch (float32, its default threads), or None without torch."""
+def torch_stepper(executor: Executor, x: np.ndarray, labels: np.ndarray):
+    """A function running one torch training step of the same network and returning its seconds, or
+    None without torch."""
     try:
         import torch
     except ImportError:
         return None
-    import sys
-    from pathlib import Path
-
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.torch_oracle import TorchNet, load_params
 
+    torch.set_num_threads(TORCH_THREADS)
     net = TorchNet(executor.graph)
     load_params(net, executor.params)
+    net.train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
     xt, yt = torch.tensor(x), torch.tensor(labels)
     last = executor.graph.nodes[-1].name
-    times = []
-    for _ in range(repeat + 1):
+
+    def step() -> float:
         start = time.perf_counter()
-        net.zero_grad()
-        torch.nn.functional.cross_entropy(net(xt)[last], yt).backward()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+        loss = torch.nn.functional.cross_entropy(net(xt)[last], yt)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        return time.perf_counter() - start
+
+    return step
 
 
-def main() -> None:
-    for name, batch, repeat in CASES:
-        executor = Executor(name, seed=0)
-        executor.needs_input_grad = False  # as torch: the input does not require a gradient
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((batch, *executor.graph.input_shape)).astype("float32")
-        labels = rng.integers(0, 1000 if name != "lenet5" else 10, size=batch)
-        ours = step_time(executor, x, labels, repeat)
-        executor.check_macs()
-        workspace = executor.memory_estimate(batch).im2col
-        theirs = torch_step_time(executor, x, labels, repeat)
-        versus = f"; torch {theirs * 1e3:.0f} ms, archcalc/torch = {ours / theirs:.2f}x" if theirs else ""
-        print(f"{name} batch {batch}: forward+backward {ours * 1e3:.0f} ms{versus}; im2col buffers "
-              f"({kernels.BACKEND} kernels): {binary_bytes(workspace)}")
+def run_case(name: str, batch: int, repeat: int) -> dict:
+    """One run of a case: per-step seconds of archcalc and torch (alternating), checked MACs."""
+    executor = Executor(name, seed=0)
+    executor.needs_input_grad = False  # as torch: the input does not require a gradient
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, *executor.graph.input_shape)).astype("float32")
+    classes = executor.layers[executor.graph.nodes[-1].name].out_shape[0]
+    labels = rng.integers(0, classes, size=batch)
+    torch_step = torch_stepper(executor, x, labels)
+    ours, theirs = [], []
+    archcalc_step(executor, x, labels)  # warm-up: page faults, allocator, BLAS buffers
+    executor.check_macs()
+    if torch_step:
+        torch_step()
+    for _ in range(repeat):
+        ours.append(archcalc_step(executor, x, labels))
+        if torch_step:
+            theirs.append(torch_step())
+    return {"ours": ours, "theirs": theirs, "workspace": executor.memory_estimate(batch).im2col}
+
+
+def _ms(values: list[float]) -> str:
+    return f"min {min(values) * 1e3:.1f} ms, median {statistics.median(values) * 1e3:.1f} ms"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=1, help="runs of every case (fresh executor and torch net each)")
+    parser.add_argument("--repeat", type=int, default=0, help="timed steps per run (default: per case, at least 5)")
+    parser.add_argument("--quick", action="store_true", help="fewer cases and steps (a smoke test)")
+    parser.add_argument("--cases", default="", help="comma-separated networks to run (default: all; with --quick, "
+                        "of the quick ones: lenet5, resnet18, mobilenet_v2)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc memory section")
+    args = parser.parse_args(argv)
+    cases = QUICK_CASES if args.quick else CASES
+    if args.cases:
+        wanted = args.cases.split(",")
+        cases = [case for case in cases if case[0] in wanted]
+    print(f"training step = forward + cross-entropy + backward + SGD(momentum {MOMENTUM}); torch on "
+          f"{TORCH_THREADS} threads; {kernels.BACKEND} kernels")
+    ratios: dict[str, list[tuple[float, float]]] = {}
+    for run in range(args.runs):
+        for name, batch, repeat in cases:
+            repeat = args.repeat or repeat
+            result = run_case(name, batch, repeat)
+            ours, theirs = result["ours"], result["theirs"]
+            line = f"run {run + 1} {name} batch {batch} ({repeat} steps): archcalc {_ms(ours)}"
+            if theirs:
+                by_median = statistics.median(ours) / statistics.median(theirs)
+                by_min = min(ours) / min(theirs)
+                ratios.setdefault(f"{name} batch {batch}", []).append((by_median, by_min))
+                line += f"; torch {_ms(theirs)}; archcalc/torch: medians {by_median:.2f}x, mins {by_min:.2f}x"
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            print(f"{line}; im2col buffers {binary_bytes(result['workspace'])}; load average {load:.1f}", flush=True)
+    if args.runs > 1 and ratios:
+        print(f"over {args.runs} runs, archcalc/torch (min / median of the runs):")
+        for case, pairs in ratios.items():
+            medians, mins = [m for m, _ in pairs], [m for _, m in pairs]
+            print(f"  {case}: ratio of medians {min(medians):.2f} / {statistics.median(medians):.2f}x, "
+                  f"ratio of mins {min(mins):.2f} / {statistics.median(mins):.2f}x")
+    if not args.no_memory:
+        for name, batch in (("lenet5", 64), ("resnet18", 2), ("vgg11", 1), ("alexnet", 2)):
+            estimate, peak = memory_peak(name, batch)
+            print(f"{name} batch {batch}: memory estimate {binary_bytes(estimate)}, traced peak {binary_bytes(peak)} "
+                  f"(estimate / peak = {estimate / peak:.2f})")
 
 
 def memory_peak(name: str, batch: int) -> tuple[int, int]:
@@ -90,7 +164,3 @@ def memory_peak(name: str, batch: int) -> tuple[int, int]:
 
 if __name__ == "__main__":
     main()
-    for name, batch in (("lenet5", 64), ("resnet18", 2), ("vgg11", 1), ("alexnet", 2)):
-        estimate, peak = memory_peak(name, batch)
-        print(f"{name} batch {batch}: memory estimate {binary_bytes(estimate)}, traced peak {binary_bytes(peak)} "
-              f"(estimate / peak = {estimate / peak:.2f})")

@@ -720,3 +720,35 @@ def test_raw_erf_checks_dtypes_and_sizes():
         c.erf(np.zeros(3), np.zeros(2))
     with pytest.raises(TypeError):
         c.erf(np.zeros(3))
+
+
+@pytest.mark.skipif(kernels._C is None or not hasattr(os, "fork"), reason="needs the C extension and fork")
+def test_two_thread_split_survives_fork_and_reports_errors():
+    """The helper thread of the two-thread kernels: a forked child (which has no threads but its
+    parent's objects) makes its own instead of waiting forever on the parent's; a kernel's refusal
+    on the helper's half is raised to the caller; results equal the one-thread ones."""
+    import multiprocessing
+
+    saved = kernels.THREADS, kernels.PARALLEL_VALUES
+    try:
+        kernels.THREADS, kernels.PARALLEL_VALUES = 2, 1
+        x = np.linspace(-8, 8, 1001, dtype=np.float32)
+        np.testing.assert_array_equal(kernels.clamp_forward(x, 0.0, 6.0), np.clip(x, 0, 6))  # the helper now exists
+        child = multiprocessing.get_context("fork").Process(target=_clamp_in_child)
+        child.start()
+        child.join(60)
+        alive = child.is_alive()
+        if alive:
+            child.kill()
+        assert not alive and child.exitcode == 0, "the forked child hung or failed in a two-thread kernel"
+        with pytest.raises(ValueError, match="the channel range"):  # only run(0, half), on the helper thread, raises
+            kernels._split(lambda first, last: kernels._C.batchnorm_stats(
+                np.ones((2, 4), np.float32), np.ones(4, np.float32), np.ones(4, np.float32), 2, 4, first,
+                last if first else 9), 4, 8)
+    finally:
+        kernels.THREADS, kernels.PARALLEL_VALUES = saved
+
+
+def _clamp_in_child() -> None:
+    x = np.linspace(-8, 8, 1001, dtype=np.float32)
+    np.testing.assert_array_equal(kernels.clamp_forward(x, 0.0, 6.0), np.clip(x, 0, 6))

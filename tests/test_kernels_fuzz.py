@@ -322,3 +322,171 @@ def test_raw_extension_never_touches_memory_it_does_not_own(data):
     backward_index = np.full(src.size, data.draw(st.sampled_from([-1, 0, 3, 2**40])), dtype=np.int64)
     _outcome(lambda: c.maxpool_backward(src, backward_index, dst, channels, size, kernel, stride, pad, pad_after, out))
     _outcome(lambda: c.maxpool_backward(src, backward_index, dst, channels, size, kernel, stride, pad, pad_after, out, dilation))
+
+
+# ------------------------------------------------------------------ batch normalisation
+
+@st.composite
+def batchnorm_cases(draw: Any) -> dict[str, Any]:
+    """x (N, C, *spatial) with 0 to 3 spatial axes in a random layout, its dtype's per-channel arrays."""
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), *(draw(st.integers(1, 7)) for _ in range(draw(st.integers(0, 3)))))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    channels = shape[1]
+    return {
+        "x": draw(arrays(shape, dtype)) * draw(st.sampled_from([1.0, 1e-3, 50.0])) + draw(st.sampled_from([0.0, 3.0])),
+        "dy": draw(arrays(shape, dtype)),
+        "weight": rng.standard_normal(channels).astype(dtype),
+        "bias": rng.standard_normal(channels).astype(dtype),
+        "training": draw(st.booleans()),
+    }
+
+
+def _assert_same_on_two_threads(call: Any) -> None:
+    """The call gives the same arrays, bit for bit, split over two threads (every array split: the
+    smallest size made large) as on one."""
+    saved = kernels.THREADS, kernels.PARALLEL_VALUES
+    try:
+        kernels.THREADS, kernels.PARALLEL_VALUES = 1, 1
+        one = call()
+        kernels.THREADS = 2
+        two = call()
+    finally:
+        kernels.THREADS, kernels.PARALLEL_VALUES = saved
+    for ours, reference in zip(two, one):
+        np.testing.assert_array_equal(ours, reference)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN and infinities on purpose
+@needs_c
+@FUZZ
+@given(case=batchnorm_cases())
+def test_batchnorm_kernels_c_equal_numpy(case):
+    """The C batchnorm (statistics summed in double) equals the NumPy reference within rounding, every
+    layout (non-contiguous arrays take the NumPy path) and special value; the forward's element-wise
+    arithmetic is the reference's own, so given the same statistics it is equal bit for bit."""
+    x, dy, weight, bias = case["x"].astype(case["dy"].dtype, copy=False), case["dy"], case["weight"], case["bias"]
+    _assert_same_on_two_threads(lambda: (*kernels.batchnorm_stats(x), *kernels.batchnorm_backward(dy, x, weight, bias, weight,
+                                                                                                  case["training"])))
+    (c_mean, c_var), (numpy_mean, numpy_var) = _on_both(lambda: kernels.batchnorm_stats(x))
+    _assert_agree((c_mean, c_var), (numpy_mean, numpy_var))
+    inv_std = (1 / np.sqrt(numpy_var + 1e-5)).astype(x.dtype)
+    c_y, numpy_y = _on_both(lambda: kernels.batchnorm_forward(x, numpy_mean, inv_std, weight, bias))
+    _assert_agree(c_y, numpy_y, exact=True)
+    c_grads, numpy_grads = _on_both(lambda: kernels.batchnorm_backward(dy, x, numpy_mean, inv_std, weight, case["training"]))
+    for ours, reference in zip(c_grads, numpy_grads):
+        assert ours.shape == reference.shape and ours.dtype == reference.dtype
+        # dx's terms cancel (their sum over a channel is 0): compare against the terms' size
+        scale = np.max(np.abs(reference[np.isfinite(reference)]), initial=1.0)
+        tol = 1e-4 if x.dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(ours, reference, rtol=tol, atol=tol * scale, equal_nan=True)
+
+
+@needs_c
+@settings(max_examples=200, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_raw_batchnorm_and_clamp_never_touch_memory_they_do_not_own(data):
+    """Any batch, channel count and buffer lengths: the C batchnorm and clamp run or raise a clean exception."""
+    from archcalc import _kernels as c
+
+    batch, channels = data.draw(_ints(0, 3)), data.draw(_ints(0, 4))
+    dtype = data.draw(st.sampled_from(["float32", "float64"]))
+    lengths = [data.draw(st.integers(0, 40)) for _ in range(8)]
+    arrays_ = [np.ones(n, dtype=data.draw(st.sampled_from([dtype, dtype, dtype, "float16"]))) for n in lengths]
+    x, y, dx, mean, inv_std, weight, d_weight, d_bias = arrays_
+    first, last = data.draw(_ints(-1, 5)), data.draw(_ints(-2, 5))
+    for call in (lambda: c.batchnorm_stats(x, mean, inv_std, batch, channels),
+                 lambda: c.batchnorm_stats(x, mean, inv_std, batch, channels, first, last),
+                 lambda: c.batchnorm_forward(x, y, mean, inv_std, weight, d_bias, batch, channels, first, last),
+                 lambda: c.batchnorm_backward(x, y, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels, True, first,
+                                              last),
+                 lambda: c.batchnorm_forward(x, y, mean, inv_std, weight, d_bias, batch, channels),
+                 lambda: c.batchnorm_backward(x, y, dx, mean, inv_std, weight, d_weight, d_bias, batch, channels,
+                                              data.draw(st.booleans())),
+                 lambda: c.clamp_forward(x, y, 0.0, data.draw(st.sampled_from([None, 6.0, "6"]))),
+                 lambda: c.clamp_backward(x, y, dx, -1.0, data.draw(st.sampled_from([None, 1.0])))):
+        _outcome(call)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN and infinities on purpose
+@needs_c
+@FUZZ
+@given(data=st.data())
+def test_clamp_kernels_c_equal_numpy(data):
+    """ReLU's, ReLU6's and HardTanh's clamp and its gradient from the output: C == NumPy exactly,
+    NaN and infinities included, in every layout (non-contiguous arrays take the NumPy path)."""
+    shape = tuple(data.draw(st.integers(0, 5)) for _ in range(data.draw(st.integers(1, 4))))
+    dtype = data.draw(st.sampled_from(["float32", "float64"]))
+    x, dy = data.draw(arrays(shape, dtype)), data.draw(arrays(shape, dtype))
+    low, high = data.draw(st.sampled_from([(0.0, None), (0.0, 6.0), (-1.0, 1.0), (-0.5, 0.25), (0.1, 0.3)]))
+    _assert_same_on_two_threads(lambda: (kernels.clamp_forward(x, low, high),
+                                         kernels.clamp_backward(dy, np.ascontiguousarray(x), low, high)))
+    c_y, numpy_y = _on_both(lambda: kernels.clamp_forward(x, low, high))
+    _assert_agree(c_y, numpy_y, exact=True)
+    _assert_agree(*_on_both(lambda: kernels.clamp_backward(dy, numpy_y, low, high)), exact=True)
+    # the mask of the output is the mask of the input (PyTorch's rule: 0 at the bounds)
+    f32 = x.dtype.type
+    mask = x > f32(low) if high is None else (x > f32(low)) & (x < f32(high))
+    np.testing.assert_array_equal(kernels.clamp_backward(dy, numpy_y, low, high), dy * mask)
+
+
+@needs_c
+@FUZZ
+@given(data=st.data())
+def test_planar_maxpool_fast_path_equals_numpy(data):
+    """1D and 2D max-pools of dilation 1 (the C fast path: tap by tap over a row of outputs, branch-free)
+    equal the NumPy reference exactly, arg-max included: ties (the first maximum wins), NaN (the last
+    NaN wins), infinities, windows clipped by padding and by ceil mode, rows wider than a vector."""
+    rank = data.draw(st.integers(1, 2))
+    shape = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 3)), *(data.draw(st.integers(1, 40)) for _ in range(rank)))
+    dtype = data.draw(st.sampled_from(["float32", "float64"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.integers(-3, 4, size=shape).astype(dtype) if data.draw(st.booleans()) else rng.standard_normal(shape).astype(dtype)
+    if data.draw(st.booleans()):
+        spots = rng.integers(0, x.size, 5)
+        x.reshape(-1)[spots] = rng.choice([np.nan, np.inf, -np.inf], 5)
+    kernel = tuple(data.draw(st.integers(1, 4)) for _ in range(rank))
+    stride = tuple(data.draw(st.integers(1, 4)) for _ in range(rank))
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)
+    ceil_mode = data.draw(st.booleans())
+    from hypothesis import assume
+
+    try:
+        kernels.geometry(x.shape, kernel, stride, padding, 1, ceil_mode, pooling=True)
+    except CLEAN:
+        assume(False)
+    results = []
+    for name in ("c", "numpy"):
+        with kernels.backend(name):
+            y, argmax, geo = kernels.maxpool_forward_argmax(x, kernel, stride, padding, ceil_mode)
+            dy = np.arange(y.size, dtype=dtype).reshape(y.shape)
+            results.append((y, kernels.maxpool_backward_argmax(dy, argmax, x.shape, geo)))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@needs_c
+@FUZZ
+@given(data=st.data())
+def test_sgd_step_c_equals_numpy(data):
+    """The one-pass C SGD step equals the NumPy reference bit for bit over two steps (the first sets the
+    velocity), with and without momentum and weight decay, NaN and infinities included; arrays in another
+    layout or dtype take the NumPy path."""
+    shape = tuple(data.draw(st.integers(1, 6)) for _ in range(data.draw(st.integers(1, 3))))
+    dtype = data.draw(st.sampled_from(["float32", "float64"]))
+    weight0 = data.draw(arrays(shape, dtype))
+    grads = [data.draw(arrays(shape, dtype)), data.draw(arrays(shape, dtype))]
+    lr = data.draw(st.sampled_from([0.1, 1e-3, 0.0]))
+    momentum = data.draw(st.sampled_from([0.0, 0.9, 0.5]))
+    weight_decay = data.draw(st.sampled_from([0.0, 1e-4, 0.5]))
+    results = []
+    for name in ("c", "numpy"):
+        with kernels.backend(name), np.errstate(all="ignore"):  # infinities overflow on purpose
+            weight = np.array(weight0)
+            velocity = np.empty_like(weight) if momentum else None
+            for step, grad in enumerate(grads):
+                kernels.sgd_step(weight, grad, velocity, lr, momentum, weight_decay, first=step == 0)
+            results.append((weight, velocity))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    if momentum:
+        np.testing.assert_array_equal(results[0][1], results[1][1])

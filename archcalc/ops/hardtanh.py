@@ -67,13 +67,19 @@ class HardTanh(Op):
         return f"[{layer.attrs['min_val']:g}, {layer.attrs['max_val']:g}]"
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
-        import numpy as np
+        from archcalc import kernels
 
-        x, low, high = inputs[0], layer.attrs["min_val"], layer.attrs["max_val"]
-        return np.clip(x, low, high), (x > low) & (x < high)
+        y = kernels.clamp_forward(inputs[0], *self.bounds(layer))
+        return y, y  # backward's mask is min_val < y < max_val, the same as of x: no mask kept
 
     def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
-        return [dy * cache], {}
+        from archcalc import kernels
+
+        return [kernels.clamp_backward(dy, cache, *self.bounds(layer))], {}
+
+    def bounds(self, layer: Layer) -> tuple[float, float]:
+        """(min_val, max_val) of the layer."""
+        return layer.attrs["min_val"], layer.attrs["max_val"]
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn

@@ -82,37 +82,32 @@ class BatchNorm(Op):
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         """Training: normalise by the batch's mean and (biased) variance over N and the spatial
         axes, and move the running averages towards them (the variance unbiased), as PyTorch.
-        Inference: normalise by the running averages."""
+        Inference: normalise by the running averages. Keeps for backward what PyTorch keeps: the
+        input (an earlier layer's output, so nothing new) and the per-channel mean and 1/std."""
         import numpy as np
 
+        from archcalc import kernels
+
         x, eps, momentum = inputs[0], layer.attrs["eps"], layer.attrs["momentum"]
-        axes = (0, *range(2, x.ndim))
-        shape = (1, -1) + (1,) * (x.ndim - 2)
         if ctx.training:
-            mean, var = x.mean(axis=axes), x.var(axis=axes)
+            mean, var = kernels.batchnorm_stats(x)
             count = x.size // x.shape[1]
             params["running_mean"] *= 1 - momentum
             params["running_mean"] += momentum * mean
             params["running_var"] *= 1 - momentum
             params["running_var"] += momentum * var * count / max(count - 1, 1)
         else:
-            mean, var = params["running_mean"], params["running_var"]
+            mean, var = params["running_mean"].copy(), params["running_var"]
         inv_std = 1 / np.sqrt(var + eps)
-        x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
-        y = x_hat * params["weight"].reshape(shape) + params["bias"].reshape(shape)
-        return y, (x_hat, inv_std, params["weight"], ctx.training)
+        y = kernels.batchnorm_forward(x, mean, inv_std, params["weight"], params["bias"])
+        return y, (x, mean, inv_std, params["weight"], ctx.training)
 
     def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
-        x_hat, inv_std, weight, training = cache
-        axes = (0, *range(2, dy.ndim))
-        shape = (1, -1) + (1,) * (dy.ndim - 2)
-        grads = {"weight": (dy * x_hat).sum(axis=axes), "bias": dy.sum(axis=axes)}
-        d_hat = dy * weight.reshape(shape)
-        if not training:
-            return [d_hat * inv_std.reshape(shape)], grads
-        count = dy.size // dy.shape[1]
-        dx = (d_hat - d_hat.mean(axis=axes, keepdims=True) - x_hat * (d_hat * x_hat).sum(axis=axes, keepdims=True) / count)
-        return [dx * inv_std.reshape(shape)], grads
+        from archcalc import kernels
+
+        x, mean, inv_std, weight, training = cache
+        dx, d_weight, d_bias = kernels.batchnorm_backward(dy, x, mean, inv_std, weight, training)
+        return [dx], {"weight": d_weight, "bias": d_bias}
 
     def explain(self, layer: Layer) -> list[tuple[str, str]]:
         c = layer.in_shape[0]

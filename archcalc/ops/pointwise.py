@@ -77,11 +77,15 @@ class ReLU(_Elementwise):
         return nn.ReLU()
 
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
-        x = inputs[0]
-        return x * (x > 0), x > 0
+        from archcalc import kernels
+
+        y = kernels.clamp_forward(inputs[0], 0.0)
+        return y, y  # backward's mask is y > 0: the output, kept anyway, instead of a mask
 
     def backward(self, layer: Layer, dy: Any, cache: Any) -> tuple[list[Any], dict[str, Any]]:
-        return [dy * cache], {}
+        from archcalc import kernels
+
+        return [kernels.clamp_backward(dy, cache, 0.0)], {}
 
 
 @register
