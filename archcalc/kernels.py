@@ -396,9 +396,11 @@ def conv_workspace(batch: int, channels: int, taps: int, positions: int, itemsiz
 #: "always" or "never" (tests and benchmarks set it to compare the two).
 DIRECT_CONV = "auto"
 
-#: Filters per group up to which "auto" convolves directly: below it BLAS runs the GEMM's few rows
-#: at a fraction of its rate while im2col moves prod(k) times the input (benchmarks/conv.py).
-DIRECT_MAX_FILTERS = 8
+#: Filters per group up to which "auto" convolves directly: with so few, BLAS runs the GEMM's few
+#: rows at a fraction of its rate while im2col moves prod(k) times the input (at 16 filters the two
+#: paths tie on LeNet's conv2 and the direct one is 2x faster on 64 channels at 56x56; at 32 they
+#: tie; benchmarks/README.md).
+DIRECT_MAX_FILTERS = 16
 
 
 def direct_conv(channels_per_group: int, filters_per_group: int, pointwise: bool = False) -> bool:
