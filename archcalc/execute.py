@@ -97,8 +97,8 @@ class MemoryEstimate:
     with the batch: ``activations`` (the input and every layer's output, kept for backward,
     and the gradients flowing back through them), ``saved`` (what ops keep for backward besides
     their outputs: masks, argmax indices, normalised values), ``im2col`` (the matrices conv
-    layers keep for backward) and ``temporaries`` (the most any one layer or SGD step holds
-    while it runs).
+    layers keep for backward, plus the largest of the chunk buffers a large layer streams through
+    while it runs) and ``temporaries`` (the most any one layer or SGD step holds while it runs).
     """
 
     model: str
@@ -154,7 +154,7 @@ def _estimate(graph: Graph, layers: dict[str, Any], dtype: np.dtype, batch: int)
             largest_param = max(largest_param, param.size)
             trainable += param.size if param.trainable else 0
     values = math.prod(graph.input_shape)  # per sample: the input and every output
-    kept_cols = largest_transient = 0  # im2col values for the whole batch
+    kept_cols = largest_stream = largest_transient = 0  # im2col values for the whole batch
     for node in graph.nodes[1:]:
         layer = layers[node.name]
         out = math.prod(layer.out_shape)
@@ -165,6 +165,8 @@ def _estimate(graph: Graph, layers: dict[str, Any], dtype: np.dtype, batch: int)
         if cols:
             kept_cols += cols
             transient += cols * itemsize  # backward's W^T dY, the size of the matrices kept
+        # a streamed layer's chunk buffers live while it runs: the largest counts, once
+        largest_stream = max(largest_stream, get_op(node.type).stream_workspace(layer, batch, itemsize) if batch else 0)
         largest_transient = max(largest_transient, transient)
     # an SGD step's temporaries (weight decay's term, lr * update) are two of the largest tensor
     if batch:
@@ -174,7 +176,7 @@ def _estimate(graph: Graph, layers: dict[str, Any], dtype: np.dtype, batch: int)
         parameters=params * itemsize, gradients=trainable * itemsize, momentum=trainable * itemsize,
         activations=2 * values * batch * itemsize,
         saved=(values - math.prod(graph.input_shape)) * batch * SAVED_BYTES_PER_VALUE,
-        im2col=kept_cols * itemsize,
+        im2col=(kept_cols + largest_stream) * itemsize,
         temporaries=largest_transient,
     )
 

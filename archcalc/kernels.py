@@ -377,18 +377,28 @@ BATCHED_BYTES = 32 * 2**20
 
 def conv_workspace(batch: int, channels: int, taps: int, positions: int, itemsize: int = 4, filters: int = 0,
                    groups: int = 1) -> int:
-    """Values of im2col buffers one conv layer needs: the batch's matrices kept for backward
-    (NumPy path and small layers on the C path), one sample's matrix and its gradient at a time
-    (large layers on the C path), or none (the C path's direct kernels: ``filters`` and
-    ``groups`` given and :func:`direct_conv` true)."""
+    """Values of the im2col matrices one conv layer keeps from forward to backward: the batch's
+    (NumPy path, and small layers on the C path); none for large layers on the C path (they stream:
+    :func:`conv_stream_workspace`) and for the direct kernels (``filters`` and ``groups`` given and
+    :func:`direct_conv` true)."""
     whole = batch * channels * taps * positions
     if BACKEND == "numpy":
         return whole
     if filters and direct_conv(channels // groups, filters // groups, pointwise=taps == 1):
         return 0
-    if whole * itemsize <= BATCHED_BYTES:
-        return whole
-    # a chunk's matrix and its gradient (a pointwise layer needs neither; an upper bound)
+    return whole if whole * itemsize <= BATCHED_BYTES else 0
+
+
+def conv_stream_workspace(batch: int, channels: int, taps: int, positions: int, itemsize: int = 4, filters: int = 0,
+                          groups: int = 1) -> int:
+    """Values a large conv layer on the C path allocates while it runs and frees after: a chunk's
+    im2col matrix and its gradient (a pointwise layer needs neither: an upper bound); 0 for the
+    layers :func:`conv_workspace` counts and for the direct kernels."""
+    whole = batch * channels * taps * positions
+    if BACKEND == "numpy" or whole * itemsize <= BATCHED_BYTES:
+        return 0
+    if filters and direct_conv(channels // groups, filters // groups, pointwise=taps == 1):
+        return 0
     return 2 * min(batch, _chunk(channels * taps, positions, itemsize)) * channels * taps * positions
 
 

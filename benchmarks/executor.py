@@ -11,7 +11,9 @@ momentum 0.9 (PyTorch's form, as ``torch.optim.SGD(momentum=0.9)``). torch runs 
 The input needs no gradient in either (``executor.needs_input_grad = False``).
 
 Per run and case: one warm-up step of each, then ``repeat`` steps with archcalc and torch called
-alternately (so that both see the same machine load); printed: min and median of each, and the
+alternately (so that both see the same machine load), or with ``--separate`` each side alone in a
+fresh process (so that neither library's idle thread pool sits beside the other's work: in one
+process torch's depthwise conv ran up to 15x slower once NumPy's BLAS had started its threads); printed: min and median of each, and the
 ratios archcalc/torch of the medians and of the mins, and the 1-minute load average after the case
 (the machine is shared: a load above 2 on 2 cores means another process competed for them). With ``--runs K`` (K fresh executors and
 torch nets, in this process), a summary gives each case's ratio of medians and ratio of mins over
@@ -26,8 +28,10 @@ model is benchmarks/executor_memory.py.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -83,14 +87,43 @@ def torch_stepper(executor: Executor, x: np.ndarray, labels: np.ndarray):
     return step
 
 
-def run_case(name: str, batch: int, repeat: int) -> dict:
-    """One run of a case: per-step seconds of archcalc and torch (alternating), checked MACs."""
+def _setup(name: str, batch: int) -> tuple[Executor, np.ndarray, np.ndarray]:
     executor = Executor(name, seed=0)
     executor.needs_input_grad = False  # as torch: the input does not require a gradient
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, *executor.graph.input_shape)).astype("float32")
     classes = executor.layers[executor.graph.nodes[-1].name].out_shape[0]
-    labels = rng.integers(0, classes, size=batch)
+    return executor, x, rng.integers(0, classes, size=batch)
+
+
+def worker(side: str, name: str, batch: int, repeat: int) -> None:
+    """Print (JSON) the step seconds of one side alone in this process: a warm-up, then ``repeat`` steps."""
+    executor, x, labels = _setup(name, batch)
+    if side == "archcalc":
+        archcalc_step(executor, x, labels)
+        executor.check_macs()
+        times = [archcalc_step(executor, x, labels) for _ in range(repeat)]
+    else:
+        step = torch_stepper(executor, x, labels)
+        step()
+        times = [step() for _ in range(repeat)]
+    print(json.dumps(times))
+
+
+def _alone(side: str, name: str, batch: int, repeat: int) -> list[float]:
+    command = [sys.executable, __file__, "--worker", side, "--cases", name, "--batch", str(batch), "--repeat", str(repeat)]
+    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+
+
+def run_case(name: str, batch: int, repeat: int, separate: bool = False) -> dict:
+    """One run of a case: per-step seconds of archcalc and torch, checked MACs. ``separate``: each
+    in a fresh process of its own, one after the other (no library's idle threads beside the other's
+    work); else alternating in this process."""
+    if separate:
+        ours = _alone("archcalc", name, batch, repeat)
+        theirs = _alone("torch", name, batch, repeat)
+        return {"ours": ours, "theirs": theirs, "workspace": Executor(name).memory_estimate(batch).im2col}
+    executor, x, labels = _setup(name, batch)
     torch_step = torch_stepper(executor, x, labels)
     ours, theirs = [], []
     archcalc_step(executor, x, labels)  # warm-up: page faults, allocator, BLAS buffers
@@ -116,18 +149,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", default="", help="comma-separated networks to run (default: all; with --quick, "
                         "of the quick ones: lenet5, resnet18, mobilenet_v2)")
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc memory section")
+    parser.add_argument("--separate", action="store_true",
+                        help="time archcalc and torch each in a fresh process of its own (one after the other)")
+    parser.add_argument("--worker", choices=("archcalc", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.cases, args.batch, args.repeat)
+        return
     cases = QUICK_CASES if args.quick else CASES
     if args.cases:
         wanted = args.cases.split(",")
         cases = [case for case in cases if case[0] in wanted]
     print(f"training step = forward + cross-entropy + backward + SGD(momentum {MOMENTUM}); torch on "
-          f"{TORCH_THREADS} threads; {kernels.BACKEND} kernels")
+          f"{TORCH_THREADS} threads; {kernels.BACKEND} kernels, {kernels.THREADS} threads; "
+          f"{'each in a process of its own' if args.separate else 'alternating in one process'}")
     ratios: dict[str, list[tuple[float, float]]] = {}
     for run in range(args.runs):
         for name, batch, repeat in cases:
             repeat = args.repeat or repeat
-            result = run_case(name, batch, repeat)
+            result = run_case(name, batch, repeat, args.separate)
             ours, theirs = result["ours"], result["theirs"]
             line = f"run {run + 1} {name} batch {batch} ({repeat} steps): archcalc {_ms(ours)}"
             if theirs:

@@ -136,7 +136,11 @@ def test_auto_picks_direct_for_depthwise_and_few_filters_only():
 
 def test_the_direct_path_keeps_no_im2col_workspace():
     assert kernels.conv_workspace(8, 144, 9, 56 * 56, 4, filters=144, groups=144) == 0
-    assert kernels.conv_workspace(8, 128, 9, 56 * 56, 4, filters=256, groups=1) > 0
+    assert kernels.conv_stream_workspace(8, 144, 9, 56 * 56, 4, filters=144, groups=144) == 0
+    assert kernels.conv_workspace(8, 64, 9, 28 * 28, 4, filters=128, groups=1) == 8 * 64 * 9 * 28 * 28  # kept: 14 MiB
+    # streamed (115 MiB for the batch): two chunks of 2 samples' 14 MiB matrices, while the layer runs
+    assert kernels.conv_workspace(8, 128, 9, 56 * 56, 4, filters=256, groups=1) == 0
+    assert kernels.conv_stream_workspace(8, 128, 9, 56 * 56, 4, filters=256, groups=1) == 2 * 2 * 128 * 9 * 56 * 56
 
 
 def test_the_baseline_kernels_agree_too():

@@ -365,6 +365,11 @@ class Op:
         (im2col matrices kept for backward); 0 for ops that need none."""
         return 0
 
+    def stream_workspace(self, layer: Layer, batch: int, itemsize: int) -> int:
+        """Values of scratch buffers the executor's kernels allocate while this layer runs (forward
+        or backward) and free after it; 0 for ops that need none."""
+        return 0
+
     def forward(self, layer: Layer, inputs: list[Any], params: dict[str, Any], ctx: RunContext) -> tuple[Any, Any]:
         """``(y, cache)`` for a batch: the cs231n protocol, arrays shaped (N, *shape)."""
         raise NotImplementedError

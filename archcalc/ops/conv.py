@@ -136,6 +136,14 @@ class Conv(Op):
         return kernels.conv_workspace(batch, layer.in_shape[0], taps, positions, itemsize, filters=layer.out_shape[0],
                                       groups=layer.attrs["groups"])
 
+    def stream_workspace(self, layer: Layer, batch: int, itemsize: int) -> int:
+        """A large layer's chunk buffers on the C path (:func:`archcalc.kernels.conv_stream_workspace`)."""
+        from archcalc import kernels
+
+        taps, positions = math.prod(layer.attrs["kernel"]), math.prod(layer.out_shape[1:])
+        return kernels.conv_stream_workspace(batch, layer.in_shape[0], taps, positions, itemsize,
+                                             filters=layer.out_shape[0], groups=layer.attrs["groups"])
+
     def torch_module(self, layer: Layer) -> Any:
         from archcalc.ops import _torch
 
