@@ -62,13 +62,10 @@ SUF(padded_planes)(const DirectJob *job, const T *x, Py_ssize_t channels, T *scr
         if (s2 == 1) {
             memcpy(dst + g->pad[2], src, (size_t)S2 * sizeof(T));
         } else { /* column j to phase j % s2, position j / s2: a strided row read becomes contiguous */
-            Py_ssize_t r = g->pad[2] % s2, q = g->pad[2] / s2;
-            for (Py_ssize_t i2 = 0; i2 < S2; i2++) {
-                dst[r * job->phase + q] = src[i2];
-                if (++r == s2) {
-                    r = 0;
-                    q++;
-                }
+            for (Py_ssize_t r = 0; r < s2; r++) { /* the input columns i2 with (i2 + pad) % s2 == r */
+                Py_ssize_t first = ((r - g->pad[2]) % s2 + s2) % s2;
+                T *d = dst + r * job->phase + (first + g->pad[2]) / s2;
+                for (Py_ssize_t i2 = first, q = 0; i2 < S2; i2 += s2, q++) d[q] = src[i2];
             }
         }
     }
