@@ -798,12 +798,13 @@ typedef struct {
     const void *a, *b;                  /* forward: x, w; input grad: dy, w; weight grad: x, dy */
     void *out;                          /* y, dx or dw */
     int which;
-    int pads;                           /* whether the input is read through a padded copy (padding, or a
-                                           stride along the last axis: rows by phase) */
+    /* forward and weight grad: the input's padded copy, by phase (see _direct.h) */
     Py_ssize_t padded[3];               /* each axis padded so that every window lies inside */
-    Py_ssize_t pitch, phase;            /* the copy's row length; with stride s2 > 1 its phases' length */
-    Py_ssize_t step_q, step_r;          /* d2 = step_q*s2 + step_r: one tap further along the last axis */
-    Py_ssize_t flat, slack;             /* flat sums (stride 1 on the last two axes): see _direct.h */
+    Py_ssize_t row_phase, rows;         /* axis 1: rows a phase (ceil(P1/s1)), rows a plane (s1 times it) */
+    Py_ssize_t phase, pitch;            /* axis 2: values a phase (ceil(P2/s2)), a row's length (s2 times it) */
+    Py_ssize_t plane;                   /* values of one channel's copy: P0 * rows * pitch */
+    Py_ssize_t flat, slack;             /* a slice's flat length (O1*pitch, whole vectors); zeros after a copy */
+    const Py_ssize_t *offset;           /* each tap's offset in the copy: its row and column, by phase */
 } DirectJob;
 
 typedef float vf32 __attribute__((vector_size(32)));
@@ -946,63 +947,60 @@ run_parallel(ItemsFn fn, const DirectJob *job, Py_ssize_t items, Py_ssize_t thre
     }
 }
 
+/* ceil(a / b) for a >= 0, b >= 1, without overflow. */
+static Py_ssize_t
+ceil_div(Py_ssize_t a, Py_ssize_t b)
+{
+    return a / b + (a % b != 0);
+}
+
 /*
- * Fill job->padded and job->pads, and return the bytes of scratch one thread needs (a multiple of
- * 64): forward, the padded planes of one group's channels; weight gradient, one sum vector per channel of a group and tap, dY's flat slices
- * and one padded plane; input gradient, none. -1 with MemoryError when they do not fit.
+ * Fill the job's copy geometry (padded extents, phases, pitch, plane, flat, slack) and return the
+ * bytes of scratch one thread needs (a multiple of 64): forward, the copy of one group's channel
+ * planes and 4 filters' flat slice; weight gradient, one sum vector per channel of a group and
+ * tap, dY's flat slices and the copy of one plane; input gradient, one plane laid out as the
+ * copy. -1 with MemoryError when they do not fit a Py_ssize_t.
  */
 static Py_ssize_t
 direct_scratch(DirectJob *job, Py_ssize_t itemsize)
 {
     const Geometry *g = &job->g;
-    job->pads = 0;
-    Py_ssize_t plane = 1;
     for (int i = 0; i < 3; i++) {
         /* the last window's end, (out-1)*stride + (kernel-1)*dilation + 1, and size + pad fit (bound_axis) */
         Py_ssize_t end = (g->out[i] - 1) * g->stride[i] + (g->kernel[i] - 1) * g->dilation[i] + 1;
         Py_ssize_t before = g->size[i] + g->pad[i];
         job->padded[i] = end > before ? end : before;
-        job->pads |= g->pad[i] != 0 || job->padded[i] != g->size[i];
     }
-    /* rows by phase for a stride along the last axis: ceil(P2 / s2) values a phase */
-    Py_ssize_t s2 = g->stride[2];
-    job->phase = job->padded[2] / s2 + (job->padded[2] % s2 != 0);
-    if ((job->pitch = checked_mul(job->phase, s2)) < 0) return -1;
-    job->pads |= s2 > 1;
-    job->step_q = g->dilation[2] / s2;
-    job->step_r = g->dilation[2] % s2;
-    if ((plane = checked_mul(job->padded[0], job->padded[1])) < 0 || (plane = checked_mul(plane, job->pitch)) < 0) {
+    Py_ssize_t lanes = 32 / itemsize, values = 0, vectors = 0;
+    job->row_phase = ceil_div(job->padded[1], g->stride[1]);
+    job->phase = ceil_div(job->padded[2], g->stride[2]);
+    if ((job->rows = checked_mul(job->row_phase, g->stride[1])) < 0 || (job->pitch = checked_mul(job->phase, g->stride[2])) < 0
+        || (job->plane = checked_mul(job->padded[0], job->rows)) < 0 || (job->plane = checked_mul(job->plane, job->pitch)) < 0
+        || (job->flat = checked_mul(g->out[1], job->pitch)) < 0 || job->flat > PY_SSIZE_T_MAX - lanes
+        || job->pitch > PY_SSIZE_T_MAX - lanes) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
         return -1;
     }
-    Py_ssize_t values = 0, vectors = 0, lanes = 32 / itemsize;
-    job->flat = job->slack = 0;
-    if (job->which != DIRECT_INPUT_GRAD && g->stride[1] == 1 && g->stride[2] == 1) {
-        /* a slice's O1 rows of pitch P2, rounded up to whole vectors; the sums read past a plane's
-         * end by at most (K2-1)*d2 + a vector (P1 >= O1 + (K1-1)*d1 and the slices' starts fit P0) */
-        Py_ssize_t rows = checked_mul(g->out[1], job->pitch);
-        if (rows < 0 || rows > PY_SSIZE_T_MAX - lanes) return -1;
-        job->flat = (rows + lanes - 1) / lanes * lanes;
-        job->slack = (g->kernel[2] - 1) * g->dilation[2] + lanes;
-    }
+    /* the flat sums read a slice from its rows' start to past its last row by a row and a vector */
+    job->flat = (job->flat + lanes - 1) / lanes * lanes;
+    job->slack = job->pitch + lanes;
     if (job->which == DIRECT_FORWARD) {
-        /* the group's padded planes, then 4 filters' flat slice */
-        if (job->pads || job->flat) {
-            if ((values = checked_mul(plane, job->cg)) < 0) return -1;
-        }
-        Py_ssize_t out = checked_mul(job->flat, 4);
-        if (out < 0 || values > PY_SSIZE_T_MAX - job->slack - out) {
+        Py_ssize_t copy = checked_mul(job->plane, job->cg), out = checked_mul(job->flat, 4);
+        if (copy < 0 || out < 0 || copy > PY_SSIZE_T_MAX - job->slack - out) {
             if (!PyErr_Occurred()) PyErr_NoMemory();
             return -1;
         }
-        values += job->slack + out;
-    } else if (job->which == DIRECT_WEIGHT_GRAD) {
-        /* a sum vector per channel of the group and tap, dY's flat slices, then the padded plane */
+        values = copy + job->slack + out;
+    } else if (job->which == DIRECT_INPUT_GRAD) {
+        values = job->plane; /* one channel's gradient, laid out as the copy */
+    } else {
         Py_ssize_t slices = checked_mul(g->out[0], job->flat);
-        if ((vectors = checked_mul(g->taps, job->cg)) < 0 || slices < 0 || plane > PY_SSIZE_T_MAX - job->slack - slices) {
+        if ((vectors = checked_mul(g->taps, job->cg)) < 0 || slices < 0
+            || job->plane > PY_SSIZE_T_MAX - job->slack - slices) {
             if (!PyErr_Occurred()) PyErr_NoMemory();
             return -1;
         }
-        values = job->pads || job->flat ? plane + job->slack + slices : 0;
+        values = slices + job->plane + job->slack;
     }
     Py_ssize_t bytes = checked_mul(values, itemsize), vector_bytes = checked_mul(vectors, 32);
     if (bytes < 0 || vector_bytes < 0 || bytes > PY_SSIZE_T_MAX - vector_bytes - 64) {
@@ -1010,6 +1008,22 @@ direct_scratch(DirectJob *job, Py_ssize_t itemsize)
         return -1;
     }
     return (vector_bytes + bytes + 63) / 64 * 64;
+}
+
+/* offset[t] for each tap t = (k0, k1, k2): its place in a channel's copy relative to the output
+ * position's, k0*d0 planes' rows and the row and column of k1*d1 and k2*d2 by phase. */
+static void
+tap_offsets(const DirectJob *job, Py_ssize_t *offset)
+{
+    const Geometry *g = &job->g;
+    Py_ssize_t t = 0;
+    for (Py_ssize_t k0 = 0; k0 < g->kernel[0]; k0++)
+    for (Py_ssize_t k1 = 0; k1 < g->kernel[1]; k1++)
+    for (Py_ssize_t k2 = 0; k2 < g->kernel[2]; k2++) {
+        Py_ssize_t row = k1 * g->dilation[1], column = k2 * g->dilation[2];
+        offset[t++] = ((k0 * g->dilation[0]) * job->rows + row % g->stride[1] * job->row_phase + row / g->stride[1]) * job->pitch
+                      + column % g->stride[2] * job->phase + column / g->stride[2];
+    }
 }
 
 static int
@@ -1096,6 +1110,8 @@ conv_direct(PyObject *self, PyObject *args)
         failed = 1;
     }
     char *scratch = NULL;
+    Py_ssize_t *offsets = NULL;
+    job.offset = NULL;
     if (!failed) {
         job.a = a.buf;
         job.b = b.buf;
@@ -1107,12 +1123,16 @@ conv_direct(PyObject *self, PyObject *args)
         Py_ssize_t stride = direct_scratch(&job, a.itemsize);
         /* one scratch per thread, each 64-byte aligned for the vectors (+ 64 to align the first) */
         if (stride < 0 || (stride > 0 && checked_mul(stride, threads) < 0)
-            || (stride > 0 && (scratch = PyMem_RawMalloc((size_t)(stride * threads + 64))) == NULL)) {
+            || (stride > 0 && (scratch = PyMem_RawMalloc((size_t)(stride * threads + 64))) == NULL)
+            || checked_mul(job.g.taps, (Py_ssize_t)sizeof(Py_ssize_t)) < 0
+            || (offsets = PyMem_RawMalloc((size_t)job.g.taps * sizeof(Py_ssize_t))) == NULL) {
             if (!PyErr_Occurred()) PyErr_NoMemory();
             failed = 1;
         }
         else {
             char *aligned = scratch ? scratch + (64 - (uintptr_t)scratch % 64) % 64 : NULL;
+            tap_offsets(&job, offsets);
+            job.offset = offsets;
             ItemsFn fn = kind == 'f' ? direct_f32 : direct_f64;
             Py_BEGIN_ALLOW_THREADS
             run_parallel(fn, &job, items, threads, aligned, stride);
@@ -1120,6 +1140,7 @@ conv_direct(PyObject *self, PyObject *args)
         }
     }
     PyMem_RawFree(scratch);
+    PyMem_RawFree(offsets);
     PyBuffer_Release(&a);
     PyBuffer_Release(&b);
     PyBuffer_Release(&out);
