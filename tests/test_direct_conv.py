@@ -94,6 +94,7 @@ def test_direct_kernels_equal_the_numpy_reference(case, direct):
     assert our_macs == reference_macs  # the products of im2col's GEMMs, which the kernels compute without the matrix
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning", "ignore:overflow:RuntimeWarning")  # on purpose
 @SETTINGS
 @given(case=conv_cases(finite=False))
 def test_infinities_and_nan_land_where_the_reference_puts_them(case, direct):
