@@ -981,6 +981,13 @@ direct_scratch(DirectJob *job, Py_ssize_t itemsize)
         if (!PyErr_Occurred()) PyErr_NoMemory();
         return -1;
     }
+    /* the copy stays within a few times the input's plane: a padding or window far beyond the input
+     * (the Python layer sends those to im2col, which copies nothing) is refused, not allocated */
+    if (job->plane / 16 > g->input_len / g->channels + (1 << 20)) {
+        PyErr_Format(PyExc_ValueError, "the padded copy of a plane (%zd values) is far larger than the plane (%zd)",
+                     job->plane, g->input_len / g->channels);
+        return -1;
+    }
     /* the flat sums read a slice from its rows' start to past its last row by a row and a vector */
     job->flat = (job->flat + lanes - 1) / lanes * lanes;
     job->slack = job->pitch + lanes;

@@ -247,3 +247,12 @@ def test_a_network_of_direct_convs_trains_as_torch(dtype, rtol):
     for name, grad in grads.items():
         np.testing.assert_allclose(grad, torch_grads[name], rtol=rtol * 10, atol=rtol * scale, err_msg=name)
     np.testing.assert_allclose(executor.input_grad, dx, rtol=rtol * 10, atol=rtol * np.abs(dx).max())
+
+
+def test_raw_direct_kernel_refuses_a_padding_far_beyond_the_input():
+    """A small input with a huge padding would need a huge padded copy: refused before any allocation."""
+    from archcalc import _kernels as c
+
+    x, w, y = np.zeros((1, 1, 4), np.float32), np.zeros((1, 1, 3), np.float32), np.zeros((1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="far larger than the plane"):
+        c.conv_direct(0, x, w, y, 1, (4,), (3,), (1,), (1,), (2**31 - 1,), (1,), 1, 1, 1, 1)
