@@ -8,9 +8,10 @@ the gradients of overlapping windows back into the input. 1D, 2D and 3D follow f
 of the kernel. Padding takes every CONVENTIONS form (int, per axis, per side, pairs, "same",
 "valid").
 
-The compiled extension ``archcalc._kernels`` (``BACKEND == "c"``) does im2col, col2im and
-pooling in C; ``ARCHCALC_KERNELS=numpy`` forces the NumPy code, ``ARCHCALC_KERNELS=c`` requires
-the extension.
+The compiled extension ``archcalc._kernels`` (``BACKEND == "c"``) does im2col, col2im, pooling,
+batchnorm, the clamp behind ReLU/ReLU6/HardTanh and the SGD update in C, and convolves depthwise
+and few-filter layers directly, with no im2col (:func:`direct_conv`; :data:`THREADS` threads);
+``ARCHCALC_KERNELS=numpy`` forces the NumPy code, ``ARCHCALC_KERNELS=c`` requires the extension.
 
 Rules (both backends follow them; PyTorch's behaviour unless said otherwise). Every public
 function checks its arguments once, through :func:`geometry` and the checks beside it, before
