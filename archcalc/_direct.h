@@ -25,24 +25,20 @@
  * _kernels.c's, checked there (every padded extent, product and index fits a Py_ssize_t).
  */
 
-/* *v = VW values from p, p + s, ..., p + (VW-1)*s (through a pointer: a vector return value
- * would change the ABI of the baseline build). */
+/* *v = the VW values from p (through a pointer: a vector return value would change the ABI of the
+ * baseline build). */
 static inline __attribute__((always_inline)) void
-SUF(load)(V *v, const T *p, Py_ssize_t s)
+SUF(load)(V *v, const T *p)
 {
-    if (s == 1) {
-        memcpy(v, p, sizeof *v);
-    } else {
-        for (int j = 0; j < VW; j++) (*v)[j] = p[j * s];
-    }
+    memcpy(v, p, sizeof *v);
 }
 
-/* *v = the first `count` (< VW) of those values, zeros after them. */
+/* *v = the first `count` (< VW) values from p, zeros after them. */
 static inline void
-SUF(load_part)(V *v, const T *p, Py_ssize_t s, Py_ssize_t count)
+SUF(load_part)(V *v, const T *p, Py_ssize_t count)
 {
     *v = (V){0};
-    for (Py_ssize_t j = 0; j < count; j++) (*v)[j] = p[j * s];
+    for (Py_ssize_t j = 0; j < count; j++) (*v)[j] = p[j];
 }
 
 /* Whether none of n values is infinite or NaN (their exponent bits all set), in a loop the
@@ -110,7 +106,7 @@ SUF(flat_block)(const DirectJob *job, const T *xs, const T *w, T *out, Py_ssize_
             const T *p = plane + offset[t];
             for (int vb = 0; vb < VB; vb++) {
                 V xv;
-                SUF(load)(&xv, p + vb * VW, 1);
+                SUF(load)(&xv, p + vb * VW);
                 for (int fb = 0; fb < FB; fb++) acc[fb][vb] += wc[fb * wstride + t] * xv;
             }
         }
@@ -226,9 +222,9 @@ SUF(dot)(V *sums, const T *a, const T *const *b, Py_ssize_t n, const int G)
 {
     V acc[3] = {{0}}, av, bv;
     for (Py_ssize_t j = 0; j < n; j += VW) {
-        SUF(load)(&av, a + j, 1);
+        SUF(load)(&av, a + j);
         for (int t = 0; t < G; t++) {
-            SUF(load)(&bv, b[t] + j, 1);
+            SUF(load)(&bv, b[t] + j);
             acc[t] += av * bv;
         }
     }
@@ -291,13 +287,13 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
                             const T *drow = d + o1 * pitch, *xrow = xs + offset[t] + o1 * pitch;
                             Py_ssize_t o2 = 0;
                             for (; o2 + VW <= O2; o2 += VW) {
-                                SUF(load)(&dv, drow + o2, 1);
-                                SUF(load)(&xv, xrow + o2, 1);
+                                SUF(load)(&dv, drow + o2);
+                                SUF(load)(&xv, xrow + o2);
                                 acc += dv * xv;
                             }
                             if (o2 < O2) {
-                                SUF(load_part)(&dv, drow + o2, 1, O2 - o2);
-                                SUF(load_part)(&xv, xrow + o2, 1, O2 - o2);
+                                SUF(load_part)(&dv, drow + o2, O2 - o2);
+                                SUF(load_part)(&xv, xrow + o2, O2 - o2);
                                 acc += dv * xv;
                             }
                         }
