@@ -55,34 +55,51 @@ SUF(all_finite)(const T *p, Py_ssize_t n)
     return bad == 0;
 }
 
+/* The offset in a channel's copy of input row (i0, i1): padded, and by phase of s1 on axis 1. */
+static inline Py_ssize_t
+SUF(copy_row)(const DirectJob *job, Py_ssize_t i0, Py_ssize_t i1)
+{
+    const Geometry *g = &job->g;
+    Py_ssize_t row = i1 + g->pad[1];
+    return ((i0 + g->pad[0]) * job->rows + row % g->stride[1] * job->row_phase + row / g->stride[1]) * job->pitch;
+}
+
+/* One input row's S2 values to (into_copy) or from its row of the copy: column i2 at the padded
+ * column j = i2 + pad2, held by phase of s2 (at (j % s2)*phase + j/s2). */
+static void
+SUF(copy_columns)(const DirectJob *job, T *input, T *copy, int into_copy)
+{
+    const Geometry *g = &job->g;
+    const Py_ssize_t S2 = g->size[2], s2 = g->stride[2];
+    if (s2 == 1) {
+        if (into_copy) memcpy(copy + g->pad[2], input, (size_t)S2 * sizeof(T));
+        else memcpy(input, copy + g->pad[2], (size_t)S2 * sizeof(T));
+        return;
+    }
+    for (Py_ssize_t r = 0; r < s2; r++) { /* the input columns i2 with (i2 + pad) % s2 == r */
+        Py_ssize_t first = ((r - g->pad[2]) % s2 + s2) % s2;
+        T *d = copy + r * job->phase + (first + g->pad[2]) / s2;
+        for (Py_ssize_t i2 = first, q = 0; i2 < S2; q++) {
+            if (into_copy) d[q] = input[i2];
+            else input[i2] = d[q];
+            if (s2 >= S2 - i2) break;
+            i2 += s2;
+        }
+    }
+}
+
 /* The padded copy (see the top of this file) of `channels` planes of x into `copy`, zeros around,
  * DirectJob.slack zeros after the last (the flat sums read that far past it). */
 static void
 SUF(padded_planes)(const DirectJob *job, const T *x, Py_ssize_t channels, T *copy)
 {
     const Geometry *g = &job->g;
-    const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2], s1 = g->stride[1], s2 = g->stride[2];
-    const Py_ssize_t pitch = job->pitch, plane = job->plane;
-    memset(copy, 0, (size_t)(channels * plane + job->slack) * sizeof(T));
+    const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];
+    memset(copy, 0, (size_t)(channels * job->plane + job->slack) * sizeof(T));
     for (Py_ssize_t c = 0; c < channels; c++)
     for (Py_ssize_t i0 = 0; i0 < S0; i0++)
     for (Py_ssize_t i1 = 0; i1 < S1; i1++) {
-        Py_ssize_t row = i1 + g->pad[1]; /* by phase of s1 */
-        T *dst = copy + c * plane + ((i0 + g->pad[0]) * job->rows + row % s1 * job->row_phase + row / s1) * pitch;
-        const T *src = x + ((c * S0 + i0) * S1 + i1) * S2;
-        if (s2 == 1) {
-            memcpy(dst + g->pad[2], src, (size_t)S2 * sizeof(T));
-            continue;
-        }
-        for (Py_ssize_t r = 0; r < s2; r++) { /* the input columns i2 with (i2 + pad) % s2 == r */
-            Py_ssize_t first = ((r - g->pad[2]) % s2 + s2) % s2;
-            T *d = dst + r * job->phase + (first + g->pad[2]) / s2;
-            for (Py_ssize_t i2 = first, q = 0; i2 < S2; q++) {
-                d[q] = src[i2];
-                if (s2 >= S2 - i2) break;
-                i2 += s2;
-            }
-        }
+        SUF(copy_columns)(job, (T *)(x + ((c * S0 + i0) * S1 + i1) * S2), copy + c * job->plane + SUF(copy_row)(job, i0, i1), 1);
     }
 }
 
@@ -171,7 +188,7 @@ SUF(input_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, vo
     const T *dy = (const T *)job->a, *w = (const T *)job->b;
     T *dx = (T *)job->out, *acc = (T *)scratch;
     const Py_ssize_t cg = job->cg, fg = job->fg, plane = g->input_len / g->channels, taps = g->taps;
-    const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2], s1 = g->stride[1], s2 = g->stride[2];
+    const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];
     const Py_ssize_t O0 = g->out[0], O1 = g->out[1], O2 = g->out[2], pitch = job->pitch;
     const Py_ssize_t *offset = job->offset;
     for (Py_ssize_t item = begin; item < end; item++) {
@@ -195,22 +212,7 @@ SUF(input_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, vo
         T *dxc = dx + item * plane; /* the input's values: rows and columns by phase, as the copy */
         for (Py_ssize_t i0 = 0; i0 < S0; i0++)
         for (Py_ssize_t i1 = 0; i1 < S1; i1++) {
-            Py_ssize_t row = i1 + g->pad[1];
-            const T *from = acc + ((i0 + g->pad[0]) * job->rows + row % s1 * job->row_phase + row / s1) * pitch;
-            T *to = dxc + (i0 * S1 + i1) * S2;
-            if (s2 == 1) {
-                memcpy(to, from + g->pad[2], (size_t)S2 * sizeof(T));
-                continue;
-            }
-            for (Py_ssize_t r = 0; r < s2; r++) {
-                Py_ssize_t first = ((r - g->pad[2]) % s2 + s2) % s2;
-                const T *f2 = from + r * job->phase + (first + g->pad[2]) / s2;
-                for (Py_ssize_t i2 = first, q = 0; i2 < S2; q++) {
-                    to[i2] = f2[q];
-                    if (s2 >= S2 - i2) break;
-                    i2 += s2;
-                }
-            }
+            SUF(copy_columns)(job, dxc + (i0 * S1 + i1) * S2, acc + SUF(copy_row)(job, i0, i1), 0);
         }
     }
 }
