@@ -493,6 +493,52 @@ def matmul_macs(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> int:
     return math.prod(batch) * a_shape[-2] * a_shape[-1] * b_shape[-1]
 
 
+# ---------------------------------------------------------------------------------------- BLAS threads
+# After a GEMM on several threads, OpenBLAS's idle threads spin for up to about 0.1 s (2**28 cycles)
+# before they sleep, each holding a core: the C kernels' threads and batchnorm's helper that run next
+# get half the machine (a lenet5 step at batch 64: 20 ms, 13 ms with its small GEMMs on one thread;
+# benchmarks/README.md). So a GEMM whose matrices are small, where a second thread saves less than
+# the spinning costs, runs on one BLAS thread; the BLAS's own setting is restored after it.
+
+#: Multiply-adds per matrix product below which :func:`matmul` keeps BLAS on one thread (one such
+#: product takes about a millisecond on one core here; benchmarks/executor.py chose the figure).
+BLAS_THREAD_MIN_MACS = 32_000_000
+_blas_libraries: list[Any] | None = None
+
+
+def _blas() -> list[Any]:
+    """threadpoolctl's controllers of the BLAS libraries NumPy loaded (found once; none without them)."""
+    global _blas_libraries
+    if _blas_libraries is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas_libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive: BLAS decides alone
+            _blas_libraries = []
+    return _blas_libraries
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(a, b, out=out)``, on one BLAS thread when each matrix product in it is under
+    :data:`BLAS_THREAD_MIN_MACS` multiply-adds (``m * k * n`` of ``(..., m, k) @ (..., k, n)``).
+    The decision depends on the shapes alone, so a product gets the same bits every time (OpenBLAS
+    rounds differently on one thread and on two: up to a few units in the last place)."""
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-2] * a.shape[-1] * b.shape[-1] >= BLAS_THREAD_MIN_MACS:
+        return np.matmul(a, b, out=out)
+    libraries = _blas()
+    before = [library.get_num_threads() for library in libraries]
+    for library, threads in zip(libraries, before):
+        if threads > 1:
+            library.set_num_threads(1)
+    try:
+        return np.matmul(a, b, out=out)
+    finally:
+        for library, threads in zip(libraries, before):
+            if threads > 1:
+                library.set_num_threads(threads)
+
+
 @dataclass
 class BackwardMacs:
     """Multiply-accumulates a backward kernel performed, counted like the forward's from the
@@ -528,18 +574,18 @@ def conv_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = Non
         for start, stop, chunk_cols in chunks:
             operand = chunk_cols.reshape(groups, -1, (stop - start) * geo.positions)
             if stop - start == 1:  # Y_n = W X_hat_n lands in NCHW directly
-                np.matmul(w_g, operand, out=y[start].reshape(groups, f // groups, geo.positions))
+                matmul(w_g, operand, out=y[start].reshape(groups, f // groups, geo.positions))
             else:
-                y[start:stop] = np.matmul(w_g, operand).reshape(f, stop - start, geo.positions).transpose(1, 0, 2)
+                y[start:stop] = matmul(w_g, operand).reshape(f, stop - start, geo.positions).transpose(1, 0, 2)
             macs += matmul_macs(w_g.shape, operand.shape)
     elif cols.ndim == 2:  # (C*prod(k), N*prod(out)): one GEMM for the batch
         operand = cols.reshape(groups, -1, n * geo.positions)
-        y = np.matmul(w_g, operand).reshape(f, n, geo.positions).transpose(1, 0, 2)
+        y = matmul(w_g, operand).reshape(f, n, geo.positions).transpose(1, 0, 2)
         y = np.ascontiguousarray(y)
         macs = matmul_macs(w_g.shape, operand.shape)
     else:
         operand = cols.reshape(n, groups, cols.shape[1] // groups, geo.positions)
-        y = np.matmul(w_g, operand)
+        y = matmul(w_g, operand)
         macs = matmul_macs(w_g.shape, operand.shape)
     cache = ConvCache(x, w, geo, groups, cols, macs)
     y = y.reshape(n, f, *geo.out)
@@ -699,11 +745,11 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True,
     if cache.cols is not None and cache.cols.ndim == 2:  # the C path's one matrix for the batch
         dy_t = np.ascontiguousarray(dy_g.transpose(1, 2, 0, 3)).reshape(groups, f // groups, n * geo.positions)
         cols_g = cache.cols.reshape(groups, -1, n * geo.positions)
-        dw = np.matmul(dy_t, cols_g.transpose(0, 2, 1))
+        dw = matmul(dy_t, cols_g.transpose(0, 2, 1))
         counted.weight_grad += matmul_macs(dy_t.shape, cols_g.transpose(0, 2, 1).shape)
         if not need_dx:
             return None, dw.reshape(w.shape), db
-        dcols = np.matmul(w_t, dy_t)
+        dcols = matmul(w_t, dy_t)
         counted.input_grad += matmul_macs(w_t.shape, dy_t.shape)
         dx = np.empty(x.shape, dtype=dcols.dtype)
         _C.col2im(dcols, dx, *geo.c_args(x.shape[1], n))
@@ -712,11 +758,11 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True,
         cols_g = cache.cols.reshape(n, groups, cache.cols.shape[1] // groups, geo.positions)
         dw = np.zeros((groups, f // groups, cols_g.shape[2]), dtype=np.result_type(dy, cache.cols))
         for sample in range(n):
-            dw += np.matmul(dy_g[sample], cols_g[sample].transpose(0, 2, 1))
+            dw += matmul(dy_g[sample], cols_g[sample].transpose(0, 2, 1))
             counted.weight_grad += matmul_macs(dy_g[sample].shape, cols_g[sample].transpose(0, 2, 1).shape)
         if not need_dx:
             return None, dw.reshape(w.shape), db
-        dcols = np.matmul(w_t, dy_g)  # dX_hat = W^T dY
+        dcols = matmul(w_t, dy_g)  # dX_hat = W^T dY
         counted.input_grad += matmul_macs(w_t.shape, dy_g.shape)
         dx = _col2im(dcols.reshape(n, x.shape[1] * geo.taps, geo.positions), tuple(x.shape), geo)
         return dx, dw.reshape(w.shape), db
@@ -731,16 +777,16 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True,
         count, cols = stop - start, cols.reshape(groups, -1, (stop - start) * geo.positions)
         # the chunk's dY side by side, as its X_hat: (groups, F/g, count*prod(out))
         dy_t = dy_g[start] if count == 1 else _side_by_side(dy_g[start:stop])
-        np.matmul(dy_t, cols.transpose(0, 2, 1), out=product)
+        matmul(dy_t, cols.transpose(0, 2, 1), out=product)
         counted.weight_grad += matmul_macs(dy_t.shape, cols.transpose(0, 2, 1).shape)
         dw += product
         if not need_dx:
             continue
         if geo.pointwise:  # a pointwise window's dX_hat is dX itself: written in place, no copy
-            np.matmul(w_t, dy_t, out=dx[start].reshape(groups, c // groups, geo.positions))
+            matmul(w_t, dy_t, out=dx[start].reshape(groups, c // groups, geo.positions))
         else:
             dcols = dcols_buffer[:cols.size].reshape(groups, c // groups * geo.taps, -1)
-            np.matmul(w_t, dy_t, out=dcols)
+            matmul(w_t, dy_t, out=dcols)
             _C.col2im(dcols, dx[start:stop], *geo.c_args(c, count))
         counted.input_grad += matmul_macs(w_t.shape, dy_t.shape)
     return dx, dw.reshape(w.shape), db
@@ -1397,12 +1443,12 @@ def conv_transpose_forward_cached(x: np.ndarray, w: np.ndarray, b: np.ndarray | 
         stop = min(n, start + step)
         if _c_runs(x):
             operand = _channels_major(flat[start:stop], groups)
-            cols = np.matmul(w_t, operand)  # (g, F/g*taps, B*P): (F*taps, B*P)
+            cols = matmul(w_t, operand)  # (g, F/g*taps, B*P): (F*taps, B*P)
             macs += matmul_macs(w_t.shape, operand.shape)
             _C.col2im(cols.astype(dtype, copy=False), y[start:stop], *geo.c_args(f, stop - start))
         else:
             operand = flat[start:stop].reshape(stop - start, groups, c // groups, geo.positions)
-            cols = np.matmul(w_t, operand)
+            cols = matmul(w_t, operand)
             macs += matmul_macs(w_t.shape, operand.shape)
             y[start:stop] = _col2im(cols.reshape(stop - start, f * geo.taps, geo.positions), (stop - start, f, *geo.size), geo)
     if b is not None:
@@ -1450,20 +1496,20 @@ def conv_transpose_backward_cached(dy: np.ndarray, cache: ConvTransposeCache, ne
             operand = _channels_major(flat[start:stop], groups)
             # (dY_hat X^T)^T, not X dY_hat^T: OpenBLAS runs the wide-output form several times
             # faster for few channels (benchmarks/README.md)
-            dw += np.matmul(dcols, operand.transpose(0, 2, 1)).transpose(0, 2, 1)
+            dw += matmul(dcols, operand.transpose(0, 2, 1)).transpose(0, 2, 1)
             counted.weight_grad += matmul_macs(dcols.shape, operand.transpose(0, 2, 1).shape)
             if need_dx:  # dX^T = dY_hat^T W^T, then back to (B, C, P)
-                grad = np.matmul(dcols.transpose(0, 2, 1), w_g.transpose(0, 2, 1))  # (g, B*P, C/g)
+                grad = matmul(dcols.transpose(0, 2, 1), w_g.transpose(0, 2, 1))  # (g, B*P, C/g)
                 counted.input_grad += matmul_macs(dcols.transpose(0, 2, 1).shape, w_g.transpose(0, 2, 1).shape)
                 dx[start:stop] = grad.reshape(groups, count, positions, c // groups).transpose(1, 0, 3, 2).reshape(count, c, positions)
         else:
             dcols = _im2col(dy[start:stop], geo).reshape(count, groups, rows // groups, positions)
             operand = flat[start:stop].reshape(count, groups, c // groups, positions)
             for sample in range(count):
-                dw += np.matmul(dcols[sample], operand[sample].transpose(0, 2, 1)).transpose(0, 2, 1)
+                dw += matmul(dcols[sample], operand[sample].transpose(0, 2, 1)).transpose(0, 2, 1)
                 counted.weight_grad += matmul_macs(dcols[sample].shape, operand[sample].transpose(0, 2, 1).shape)
             if need_dx:
-                dx[start:stop] = np.matmul(w_g, dcols).reshape(count, c, positions)
+                dx[start:stop] = matmul(w_g, dcols).reshape(count, c, positions)
                 counted.input_grad += matmul_macs(w_g.shape, dcols.shape)
     return (None if dx is None else dx.reshape(x.shape)), dw.reshape(w.shape), db
 

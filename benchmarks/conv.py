@@ -5,7 +5,7 @@ Float32. Each implementation is checked against torch before it is timed. Prints
 (2 FLOPs per MAC; fwd+bwd does 3 GEMMs' worth), the machine's float32 GEMM GFLOP/s from
 numpy.matmul as the ceiling, and ratios from this one run. OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE,
 which these machines may set and which slow a current numpy, are unset for this command alone
-(the script re-runs itself without them); the BLAS in use is printed (threadpoolctl, if installed).
+(the script re-runs itself without them); the BLAS in use is printed (threadpoolctl).
 """
 
 from __future__ import annotations
@@ -110,14 +110,10 @@ def rerun_without_openblas_overrides():
 
 def main(quick: bool) -> None:
     import torch
+    from threadpoolctl import threadpool_info
 
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = "; ".join(f"{i['internal_api']} {i.get('version')} {i.get('architecture', '')} {i['num_threads']} threads"
-                         for i in threadpool_info())
-    except ImportError:
-        blas = "threadpoolctl not installed"
+    blas = "; ".join(f"{i['internal_api']} {i.get('version')} {i.get('architecture', '')} {i['num_threads']} threads"
+                     for i in threadpool_info())
     print(f"BLAS: {blas}; torch {torch.__version__}, {torch.get_num_threads()} threads; archcalc kernels built: "
           f"{'c' if kernels._C else 'numpy only'}")
     ceiling = gemm_gflops()

@@ -752,3 +752,60 @@ def test_two_thread_split_survives_fork_and_reports_errors():
 def _clamp_in_child() -> None:
     x = np.linspace(-8, 8, 1001, dtype=np.float32)
     np.testing.assert_array_equal(kernels.clamp_forward(x, 0.0, 6.0), np.clip(x, 0, 6))
+
+
+class _FakeBlas:
+    """A BLAS controller that records the thread counts it is given (threadpoolctl's interface)."""
+
+    def __init__(self, threads: int):
+        self.threads, self.calls, self.during = threads, [], []
+
+    def get_num_threads(self) -> int:
+        return self.threads
+
+    def set_num_threads(self, threads: int) -> None:
+        self.calls.append(threads)
+        self.threads = threads
+
+
+def test_matmul_keeps_small_products_on_one_blas_thread(monkeypatch):
+    """kernels.matmul: a product under BLAS_THREAD_MIN_MACS per matrix runs with the BLAS on one
+    thread and the BLAS's own count restored after (also when the product raises); a larger one,
+    or a BLAS already on one thread, is left alone; the result is np.matmul's."""
+    fake = _FakeBlas(4)
+    monkeypatch.setattr(kernels, "_blas_libraries", [fake])
+    monkeypatch.setattr(kernels, "BLAS_THREAD_MIN_MACS", 1000)
+    real_matmul = np.matmul
+
+    def spy(a, b, out=None):
+        fake.during.append(fake.threads)
+        return real_matmul(a, b, out=out)
+
+    monkeypatch.setattr(kernels.np, "matmul", spy)
+    rng = np.random.default_rng(0)
+    small, big = rng.standard_normal((2, 9, 10)), rng.standard_normal((10, 11))  # 9*10*11 = 990 per matrix
+    np.testing.assert_array_equal(kernels.matmul(small, big), real_matmul(small, big))
+    assert fake.during == [1] and fake.calls == [1, 4] and fake.threads == 4
+    wide = rng.standard_normal((10, 12))  # 9*10*12 = 1080: BLAS keeps its threads
+    out = np.empty((2, 9, 12))
+    assert kernels.matmul(small, wide, out=out) is out
+    np.testing.assert_array_equal(out, real_matmul(small, wide))
+    assert fake.during == [1, 4] and fake.calls == [1, 4]
+    with pytest.raises(ValueError):  # mismatched inner dimensions: the count is still restored
+        kernels.matmul(small, rng.standard_normal((3, 2)))
+    assert fake.threads == 4 and fake.calls == [1, 4, 1, 4]
+    fake.threads = 1
+    kernels.matmul(small, big)
+    assert fake.calls == [1, 4, 1, 4]  # one thread already: nothing to set
+
+
+def test_matmul_restores_the_real_blas_thread_count():
+    """Against NumPy's own BLAS (through threadpoolctl): its thread count is the same after a small
+    product as before, and the product is np.matmul's to rounding."""
+    from threadpoolctl import threadpool_info
+
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((30, 40)), rng.standard_normal((40, 50))
+    np.testing.assert_allclose(kernels.matmul(a, b), a @ b, rtol=1e-12)
+    assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before

@@ -111,7 +111,7 @@ class Linear(Op):
 
         x, weight = inputs[0], params["weight"]
         rows = x.reshape(-1, x.shape[-1])  # every position of every sample: one GEMM
-        y = rows @ weight.T
+        y = kernels.matmul(rows, weight.T)
         if "bias" in params:
             y += params["bias"]
         ctx.macs += kernels.matmul_macs(rows.shape, weight.T.shape)  # from the operands of the product run
@@ -122,14 +122,14 @@ class Linear(Op):
 
         rows, weight, x_shape, input_grads, ctx = cache
         dy_rows = dy.reshape(-1, dy.shape[-1])
-        grads = {"weight": dy_rows.T @ rows}
+        grads = {"weight": kernels.matmul(dy_rows.T, rows)}
         ctx.weight_grad_macs += kernels.matmul_macs(dy_rows.T.shape, rows.shape)  # from the operands of the product
         if layer.attrs["bias"]:
             grads["bias"] = dy_rows.sum(axis=0)
         if not input_grads:  # no input depends on a learned parameter: frameworks skip dX
             return [None], grads
         ctx.input_grad_macs += kernels.matmul_macs(dy_rows.shape, weight.shape)
-        return [(dy_rows @ weight).reshape(x_shape)], grads
+        return [kernels.matmul(dy_rows, weight).reshape(x_shape)], grads
 
     def torch_module(self, layer: Layer) -> Any:
         from torch import nn
