@@ -11,7 +11,7 @@
  * writing one value:
  *   forward      item (n, group):  y[n, filters of the group] = sum over its channels and taps
  *   input grad   item (n, c):      dx[n, c] = sum over the group's filters and taps (scattered)
- *   weight grad  item f:           dw[f] = sum over samples and positions
+ *   weight grad  item (group, chunk of its filters): their dw, summed over samples and positions
  *
  * Forward and the weight gradient read the input through a copy of its planes in the slice's
  * scratch (padded_planes): each axis padded with zeros so that every window lies inside, and the
@@ -217,29 +217,60 @@ SUF(input_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, vo
     }
 }
 
-/* sums[t] += the dot product of a and b[t] over n values (n a multiple of VW), for the G < 4 taps
- * t (always inlined with a constant G: one load of a serves them all). */
+/* For the FB filters' dY slices d, d + d_stride, ... and the G <= 3 taps' copies b[t], over n values
+ * (a multiple of VW): sums[fb * sum_stride + t] += the dot product of filter fb's slice with tap t's.
+ * Always inlined with constant FB and G: FB*G accumulators in registers, FB + G loads per FB*G
+ * multiply-adds; each sum's products are added in the same order whatever FB and G. */
 static inline __attribute__((always_inline)) void
-SUF(dot)(V *sums, const T *a, const T *const *b, Py_ssize_t n, const int G)
+SUF(dot_block)(V *sums, Py_ssize_t sum_stride, const T *d, Py_ssize_t d_stride, const T *const *b, Py_ssize_t n,
+               const int FB, const int G)
 {
-    V acc[3] = {{0}}, av, bv;
+    V acc[4][3], x0, x1 = {0}, x2 = {0}, dv;
+    const T *b0 = b[0], *b1 = b[G > 1 ? 1 : 0], *b2 = b[G > 2 ? 2 : 0];
+    for (int fb = 0; fb < FB; fb++)
+        for (int t = 0; t < G; t++) acc[fb][t] = (V){0};
     for (Py_ssize_t j = 0; j < n; j += VW) {
-        SUF(load)(&av, a + j);
-        for (int t = 0; t < G; t++) {
-            SUF(load)(&bv, b[t] + j);
-            acc[t] += av * bv;
+        /* named, not an array: GCC copied an array of loaded vectors through the stack */
+        SUF(load)(&x0, b0 + j);
+        if (G > 1) SUF(load)(&x1, b1 + j);
+        if (G > 2) SUF(load)(&x2, b2 + j);
+        for (int fb = 0; fb < FB; fb++) {
+            SUF(load)(&dv, d + fb * d_stride + j);
+            acc[fb][0] += dv * x0;
+            if (G > 1) acc[fb][1] += dv * x1;
+            if (G > 2) acc[fb][2] += dv * x2;
         }
     }
-    for (int t = 0; t < G; t++) sums[t] += acc[t];
+    for (int fb = 0; fb < FB; fb++)
+        for (int t = 0; t < G; t++) sums[fb * sum_stride + t] += acc[fb][t];
+}
+
+/* dot_block for every tap, three at a time (FB constant; filter fb's slice at d + fb * O0 * flat). */
+static inline __attribute__((always_inline)) void
+SUF(dot_taps)(const DirectJob *job, V *sums, Py_ssize_t sum_stride, const T *d, const T *xs, const int FB)
+{
+    const Py_ssize_t taps = job->g.taps, flat = job->flat, d_stride = job->g.out[0] * flat, *offset = job->offset;
+    Py_ssize_t t = 0;
+    for (; t + 3 <= taps; t += 3) {
+        const T *b[3] = {xs + offset[t], xs + offset[t + 1], xs + offset[t + 2]};
+        SUF(dot_block)(sums + t, sum_stride, d, d_stride, b, flat, FB, 3);
+    }
+    for (; t < taps; t++) {
+        const T *b[1] = {xs + offset[t]};
+        SUF(dot_block)(sums + t, sum_stride, d, d_stride, b, flat, FB, 1);
+    }
 }
 
 /*
- * dw[f, c, tap] = sum over samples and output positions of dy[n, f, o] * x[n, c, o*s + tap*d - p]:
- * per sample and slice o0, dY's slice laid out as the flat output (pitch DirectJob.pitch, zeros
- * past each row's O2 values; once per sample for all the group's channels) makes each tap's sum
- * one contiguous dot product with the copy at the tap's offset, three taps per load of dY. A plane
- * holding an infinity or NaN is summed row by row instead (the flat sums would multiply it by
- * dY's zeros). Each channel's and tap's sum is a vector in `sums`, added to sample after sample.
+ * dw[f, c, tap] = sum over samples and output positions of dy[n, f, o] * x[n, c, o*s + tap*d - p].
+ * An item is a chunk of DirectJob.fchunk filters of one group (the last chunk of a group may be
+ * shorter). Per sample, the chunk's dY slices are laid out as the flat output (pitch
+ * DirectJob.pitch, zeros past each row's O2 values), then each of the group's channel planes is
+ * copied once and every tap's sum is one contiguous dot product of a filter's slice with the copy
+ * at the tap's offset: four filters by three taps per pass over the values. A plane holding an
+ * infinity or NaN is summed row by row instead (the flat sums would multiply it by dY's zeros).
+ * Each filter's, channel's and tap's sum is a vector in `sums`, added to sample after sample, so
+ * that neither the chunking nor the thread count changes a bit of dw.
  */
 static void
 SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, void *scratch)
@@ -249,44 +280,51 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
     T *dw = (T *)job->out;
     const Py_ssize_t cg = job->cg, fg = job->fg, plane = g->input_len / g->channels, taps = g->taps;
     const Py_ssize_t O0 = g->out[0], O1 = g->out[1], O2 = g->out[2], pitch = job->pitch, flat = job->flat;
-    const Py_ssize_t *offset = job->offset;
-    /* the scratch: cg*taps sum vectors, dY's O0 flat slices, the copy of one plane */
+    const Py_ssize_t chunks = (fg + job->fchunk - 1) / job->fchunk, per_filter = cg * taps;
+    /* the scratch: fchunk*cg*taps sum vectors, the chunk's dY laid out, the copy of one plane */
     V *sums = (V *)scratch;
-    T *flat_dy = (T *)(sums + cg * taps);
-    T *copy = flat_dy + O0 * flat;
-    for (Py_ssize_t f = begin; f < end; f++) {
-        Py_ssize_t group = f / fg;
-        for (Py_ssize_t t = 0; t < cg * taps; t++) sums[t] = (V){0};
+    T *flat_dy = (T *)(sums + job->fchunk * per_filter);
+    T *copy = flat_dy + job->fchunk * O0 * flat;
+    for (Py_ssize_t item = begin; item < end; item++) {
+        Py_ssize_t group = item / chunks, first = group * fg + item % chunks * job->fchunk;
+        Py_ssize_t count = fg - item % chunks * job->fchunk < job->fchunk ? fg - item % chunks * job->fchunk : job->fchunk;
+        for (Py_ssize_t t = 0; t < count * per_filter; t++) sums[t] = (V){0};
         for (Py_ssize_t n = 0; n < g->batch; n++) {
-            const T *dyf = dy + (n * job->filters + f) * g->positions;
-            memset(flat_dy, 0, (size_t)(O0 * flat) * sizeof(T));
+            memset(flat_dy, 0, (size_t)(count * O0 * flat) * sizeof(T));
+            for (Py_ssize_t fi = 0; fi < count; fi++)
             for (Py_ssize_t o0 = 0; o0 < O0; o0++)
             for (Py_ssize_t o1 = 0; o1 < O1; o1++) {
-                memcpy(flat_dy + o0 * flat + o1 * pitch, dyf + (o0 * O1 + o1) * O2, (size_t)O2 * sizeof(T));
+                memcpy(flat_dy + (fi * O0 + o0) * flat + o1 * pitch,
+                       dy + (((n * job->filters + first + fi) * O0 + o0) * O1 + o1) * O2, (size_t)O2 * sizeof(T));
             }
             for (Py_ssize_t ci = 0; ci < cg; ci++) {
                 const T *xn = x + (n * g->channels + group * cg + ci) * plane;
-                V *sum = sums + ci * taps;
                 int finite = SUF(all_finite)(xn, plane);
                 SUF(padded_planes)(job, xn, 1, copy);
                 for (Py_ssize_t o0 = 0; o0 < O0; o0++) {
-                    const T *xs = copy + o0 * g->stride[0] * job->rows * pitch, *d = flat_dy + o0 * flat;
+                    const T *xs = copy + o0 * g->stride[0] * job->rows * pitch;
                     if (finite) {
-                        Py_ssize_t t = 0;
-                        for (; t + 3 <= taps; t += 3) {
-                            const T *b[3] = {xs + offset[t], xs + offset[t + 1], xs + offset[t + 2]};
-                            SUF(dot)(sum + t, d, b, flat, 3);
+                        Py_ssize_t fi = 0;
+                        for (; fi + 4 <= count; fi += 4) {
+                            SUF(dot_taps)(job, sums + fi * per_filter + ci * taps, per_filter, flat_dy + (fi * O0 + o0) * flat,
+                                          xs, 4);
                         }
-                        for (; t < taps; t++) {
-                            const T *b[1] = {xs + offset[t]};
-                            SUF(dot)(sum + t, d, b, flat, 1);
+                        for (; fi + 2 <= count; fi += 2) {
+                            SUF(dot_taps)(job, sums + fi * per_filter + ci * taps, per_filter, flat_dy + (fi * O0 + o0) * flat,
+                                          xs, 2);
+                        }
+                        for (; fi < count; fi++) {
+                            SUF(dot_taps)(job, sums + fi * per_filter + ci * taps, per_filter, flat_dy + (fi * O0 + o0) * flat,
+                                          xs, 1);
                         }
                         continue;
                     }
+                    for (Py_ssize_t fi = 0; fi < count; fi++)
                     for (Py_ssize_t t = 0; t < taps; t++) { /* row by row: only the windows' values */
+                        const T *d = flat_dy + (fi * O0 + o0) * flat;
                         V acc = {0}, dv, xv;
                         for (Py_ssize_t o1 = 0; o1 < O1; o1++) {
-                            const T *drow = d + o1 * pitch, *xrow = xs + offset[t] + o1 * pitch;
+                            const T *drow = d + o1 * pitch, *xrow = xs + job->offset[t] + o1 * pitch;
                             Py_ssize_t o2 = 0;
                             for (; o2 + VW <= O2; o2 += VW) {
                                 SUF(load)(&dv, drow + o2);
@@ -299,15 +337,15 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
                                 acc += dv * xv;
                             }
                         }
-                        sum[t] += acc;
+                        sums[fi * per_filter + ci * taps + t] += acc;
                     }
                 }
             }
         }
-        for (Py_ssize_t t = 0; t < cg * taps; t++) {
+        for (Py_ssize_t t = 0; t < count * per_filter; t++) {
             T total = 0;
             for (int j = 0; j < VW; j++) total += sums[t][j];
-            dw[f * cg * taps + t] = total;
+            dw[first * per_filter + t] = total;
         }
     }
 }

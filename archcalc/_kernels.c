@@ -805,6 +805,7 @@ typedef struct {
     Py_ssize_t plane;                   /* values of one channel's copy: P0 * rows * pitch */
     Py_ssize_t flat, slack;             /* a slice's flat length (O1*pitch, whole vectors); zeros after a copy */
     const Py_ssize_t *offset;           /* each tap's offset in the copy: its row and column, by phase */
+    Py_ssize_t fchunk;                  /* weight grad: filters an item (a group's last chunk may have fewer) */
 } DirectJob;
 
 typedef float vf32 __attribute__((vector_size(32)));
@@ -957,9 +958,9 @@ ceil_div(Py_ssize_t a, Py_ssize_t b)
 /*
  * Fill the job's copy geometry (padded extents, phases, pitch, plane, flat, slack) and return the
  * bytes of scratch one thread needs (a multiple of 64): forward, the copy of one group's channel
- * planes and 4 filters' flat slice; weight gradient, one sum vector per channel of a group and
- * tap, dY's flat slices and the copy of one plane; input gradient, one plane laid out as the
- * copy. -1 with MemoryError when they do not fit a Py_ssize_t.
+ * planes and 4 filters' flat slice; weight gradient, one sum vector per filter of a chunk, channel
+ * of a group and tap, the chunk's dY flat slices and the copy of one plane; input gradient, one
+ * plane laid out as the copy. -1 with MemoryError when they do not fit a Py_ssize_t.
  */
 static Py_ssize_t
 direct_scratch(DirectJob *job, Py_ssize_t itemsize)
@@ -1002,7 +1003,8 @@ direct_scratch(DirectJob *job, Py_ssize_t itemsize)
         values = job->plane; /* one channel's gradient, laid out as the copy */
     } else {
         Py_ssize_t slices = checked_mul(g->out[0], job->flat);
-        if ((vectors = checked_mul(g->taps, job->cg)) < 0 || slices < 0
+        if (slices >= 0) slices = checked_mul(slices, job->fchunk);
+        if ((vectors = checked_mul(g->taps, job->cg)) < 0 || (vectors = checked_mul(vectors, job->fchunk)) < 0 || slices < 0
             || job->plane > PY_SSIZE_T_MAX - job->slack - slices) {
             if (!PyErr_Occurred()) PyErr_NoMemory();
             return -1;
@@ -1123,8 +1125,13 @@ conv_direct(PyObject *self, PyObject *args)
         job.a = a.buf;
         job.b = b.buf;
         job.out = out.buf;
+        /* weight grad: chunks of at most 4 filters (the kernel's register block), as even as they can
+         * be, smaller while there are fewer items than threads */
+        job.fchunk = ceil_div(job.fg, ceil_div(job.fg, 4));
+        while (job.fchunk > 1 && job.groups * ceil_div(job.fg, job.fchunk) < threads) job.fchunk--;
         Py_ssize_t items = job.which == DIRECT_FORWARD ? job.g.batch * job.groups
-                         : job.which == DIRECT_INPUT_GRAD ? job.g.batch * job.g.channels : job.filters;
+                         : job.which == DIRECT_INPUT_GRAD ? job.g.batch * job.g.channels
+                         : job.groups * ceil_div(job.fg, job.fchunk);
         if (threads > items) threads = items;
         if (threads > MAX_THREADS) threads = MAX_THREADS;
         Py_ssize_t stride = direct_scratch(&job, a.itemsize);

@@ -110,16 +110,19 @@ def test_infinities_and_nan_land_where_the_reference_puts_them(case, direct):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 7, 64, 1000])
-def test_any_thread_count_gives_the_same_bits(threads, direct, monkeypatch):
-    """Each work item is computed by one thread in one order, so the split cannot change a bit."""
+@pytest.mark.parametrize("filters, groups", [(6, 6), (18, 2), (7, 1)])
+def test_any_thread_count_gives_the_same_bits(threads, filters, groups, direct, monkeypatch):
+    """Each work item is computed by one thread in one order, so the split cannot change a bit; nor
+    can the weight gradient's chunks of filters, which get smaller as the threads get more (9
+    filters a group: chunks of 3, then down to 1; 7 filters: 4 and 3, then smaller)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 6, 19, 23)).astype(np.float32)
-    w = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((filters, 6 // groups, 3, 3)).astype(np.float32)
     monkeypatch.setattr(kernels, "THREAD_MIN_MACS", 1)
     monkeypatch.setattr(kernels, "THREADS", 1)
-    base, _, _ = _run(x, w, None, dict(stride=1, padding=1, groups=6), 1, "c")
+    base, _, _ = _run(x, w, None, dict(stride=1, padding=1, groups=groups), 1, "c")
     monkeypatch.setattr(kernels, "THREADS", threads)
-    split, _, _ = _run(x, w, None, dict(stride=1, padding=1, groups=6), 1, "c")
+    split, _, _ = _run(x, w, None, dict(stride=1, padding=1, groups=groups), 1, "c")
     for one, many in zip(base, split):
         np.testing.assert_array_equal(one, many)
 
