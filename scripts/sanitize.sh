@@ -10,7 +10,7 @@ trap 'rm -rf "$venv"' EXIT
 python3 -m venv "$venv"
 . "$venv/bin/activate"
 python -m pip install -q --upgrade pip
-python -m pip install -q pytest hypothesis numpy click rich graphviz setuptools
+python -m pip install -q pytest hypothesis numpy click rich graphviz threadpoolctl setuptools
 # PyTorch, the tests' oracle: without it most kernel tests skip. 2.13.0 is the CPU build on this
 # machine's disk (any other version downloads gigabytes).
 python -m pip install -q torch==2.13.0
