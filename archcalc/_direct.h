@@ -156,7 +156,7 @@ SUF(forward_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, void 
     const T *x = (const T *)job->a, *w = (const T *)job->b;
     T *y = (T *)job->out;
     const Py_ssize_t cg = job->cg, fg = job->fg, plane = g->input_len / g->channels;
-    T *copy = (T *)scratch, *out = copy + cg * job->plane + job->slack; /* 4 filters' flat slice */
+    T *copy = (T *)scratch, *out = copy + cg * job->plane + job->slack; /* up to 4 filters' flat slice */
     for (Py_ssize_t item = begin; item < end; item++) {
         Py_ssize_t n = item / job->groups, group = item % job->groups;
         SUF(padded_planes)(job, x + (n * g->channels + group * cg) * plane, cg, copy);
@@ -164,12 +164,13 @@ SUF(forward_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, void 
             Py_ssize_t f = group * fg + f0, left = fg - f0;
             const T *wf = w + f * cg * g->taps;
             T *yf = y + (n * job->filters + f) * g->positions;
+            /* 3 filters by 4 vectors a block: 12 accumulators, 3 weights and a load fill AVX2's 16 registers */
             for (Py_ssize_t o0 = 0; o0 < g->out[0]; o0++) {
-                if (left >= 4) SUF(forward_slice)(job, copy, wf, yf, out, o0, 4, 2);
-                else if (left >= 2) SUF(forward_slice)(job, copy, wf, yf, out, o0, 2, 2);
+                if (left >= 3) SUF(forward_slice)(job, copy, wf, yf, out, o0, 3, 4);
+                else if (left >= 2) SUF(forward_slice)(job, copy, wf, yf, out, o0, 2, 4);
                 else SUF(forward_slice)(job, copy, wf, yf, out, o0, 1, 4);
             }
-            f0 += left >= 4 ? 4 : left >= 2 ? 2 : 1;
+            f0 += left >= 3 ? 3 : left >= 2 ? 2 : 1;
         }
     }
 }
