@@ -238,23 +238,69 @@ valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py
     }
 }
 
+/*
+ * A stride s2 > 1 along the last axis, up to the axis's size, goes through a copy of the channel's
+ * plane held by phase (phased_row): row values at columns r, r + s2, r + 2*s2, ... side by side, so
+ * that every tap reads (im2col) or adds to (col2im) a contiguous run instead of every s2-th value.
+ * Column i = q*s2 + r of a row is at r*phase + q; phase = ceil(S2 / s2) values a phase.
+ */
+static int
+phased(const Geometry *g)
+{
+    return g->stride[2] > 1 && g->stride[2] <= g->size[2];
+}
+
+/* Values of one channel's plane held by phase (s2 rows of `phase` values a row), or -1 when that
+ * does not fit a Py_ssize_t; 0 when the stride needs no such copy. */
+static Py_ssize_t
+phased_len(const Geometry *g)
+{
+    if (!phased(g)) {
+        return 0;
+    }
+    Py_ssize_t phase = (g->size[2] - 1) / g->stride[2] + 1, rows = checked_mul(g->size[0], g->size[1]);
+    Py_ssize_t row = checked_mul(phase, g->stride[2]); /* < 2 * S2 when s2 <= S2 */
+    return rows < 0 || row < 0 ? -1 : checked_mul(rows, row);
+}
+
+/* For tap offset `off` (= k*d - p) along a phased axis of stride s: the phase r = off mod s and the
+ * shift floor(off / s), so that column o*s + off is at r*phase + o + shift. */
+static void
+phase_of(Py_ssize_t off, Py_ssize_t s, Py_ssize_t phase, Py_ssize_t *start)
+{
+    Py_ssize_t shift = off >= 0 ? off / s : -((-off + s - 1) / s);
+    *start = (off - shift * s) * phase + shift;
+}
+
 #define DEFINE_KERNELS(T, SUFFIX)                                                                      \
-    static void im2col_##SUFFIX(const Geometry *g, const T *x, T *cols)                                \
+    /* `scratch` holds a channel's plane by phase when phased(g) */                                  \
+    static void im2col_##SUFFIX(const Geometry *g, const T *x, T *cols, T *scratch)                    \
     {                                                                                                  \
         const Py_ssize_t width = g->batch * g->positions; /* columns of the matrix */                 \
         const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2];                      \
         const Py_ssize_t O0 = g->out[0], O1 = g->out[1], O2 = g->out[2];                               \
         const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];                            \
-        const Py_ssize_t s2 = g->stride[2];                                                            \
-        for (Py_ssize_t b = 0; b < g->batch; b++)                                                      \
-        for (Py_ssize_t c = 0; c < g->channels; c++) {                                                 \
+        const Py_ssize_t s2 = g->stride[2], by_phase = phased(g);                                      \
+        const Py_ssize_t phase = by_phase ? (S2 - 1) / s2 + 1 : 0, pitch = phase * s2;                 \
+        for (Py_ssize_t c = 0; c < g->channels; c++)                                                   \
+        for (Py_ssize_t b = 0; b < g->batch; b++) {                                                    \
             const T *image = x + (b * g->channels + c) * S0 * S1 * S2;                                 \
+            if (by_phase) { /* the plane's rows by phase, each row `pitch` values */                 \
+                for (Py_ssize_t row = 0; row < S0 * S1; row++)                                         \
+                for (Py_ssize_t r = 0; r < s2; r++) {                                                  \
+                    T *to = scratch + row * pitch + r * phase;                                         \
+                    const T *from = image + row * S2 + r;                                              \
+                    Py_ssize_t count = r < S2 ? (S2 - 1 - r) / s2 + 1 : 0;                             \
+                    for (Py_ssize_t q = 0; q < count; q++) to[q] = from[q * s2];                       \
+                }                                                                                      \
+            }                                                                                          \
             for (Py_ssize_t k0 = 0; k0 < K0; k0++)                                                     \
             for (Py_ssize_t k1 = 0; k1 < K1; k1++)                                                     \
             for (Py_ssize_t k2 = 0; k2 < K2; k2++) {                                                   \
                 T *row = cols + (((c * K0 + k0) * K1 + k1) * K2 + k2) * width + b * g->positions;      \
-                Py_ssize_t off2 = k2 * g->dilation[2] - g->pad[2], lo, hi;                             \
+                Py_ssize_t off2 = k2 * g->dilation[2] - g->pad[2], lo, hi, start = 0;                  \
                 valid_range(S2, O2, s2, off2, &lo, &hi);                                               \
+                if (by_phase) phase_of(off2, s2, phase, &start);                                       \
                 for (Py_ssize_t o0 = 0; o0 < O0; o0++) {                                               \
                     Py_ssize_t i0 = o0 * g->stride[0] + k0 * g->dilation[0] - g->pad[0];               \
                     for (Py_ssize_t o1 = 0; o1 < O1; o1++) {                                           \
@@ -269,6 +315,9 @@ valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py
                         if (lo > 0) memset(dst, 0, (size_t)lo * sizeof(T));                            \
                         if (s2 == 1) {                                                                 \
                             if (hi > lo) memcpy(dst + lo, src + lo + off2, (size_t)(hi - lo) * sizeof(T)); \
+                        } else if (by_phase) { /* column o2*s2 + off2 at start + o2 of the row */     \
+                            const T *from = scratch + (i0 * S1 + i1) * pitch + start;                  \
+                            if (hi > lo) memcpy(dst + lo, from + lo, (size_t)(hi - lo) * sizeof(T));   \
                         } else {                                                                       \
                             for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2] = src[o2 * s2 + off2];     \
                         }                                                                              \
@@ -279,23 +328,28 @@ valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py
         }                                                                                              \
     }                                                                                                  \
                                                                                                        \
-    static void col2im_##SUFFIX(const Geometry *g, const T *cols, T *x)                                \
+    /* the sums of col2im run in the same order either way: into the channel (zeroed), or into       \
+       `scratch`'s plane by phase (zeroed), then copied to the channel */                             \
+    static void col2im_##SUFFIX(const Geometry *g, const T *cols, T *x, T *scratch)                    \
     {                                                                                                  \
         const Py_ssize_t width = g->batch * g->positions;                                              \
         const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2];                      \
         const Py_ssize_t O0 = g->out[0], O1 = g->out[1], O2 = g->out[2];                               \
         const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];                            \
-        const Py_ssize_t s2 = g->stride[2];                                                            \
-        for (Py_ssize_t b = 0; b < g->batch; b++)                                                      \
-        for (Py_ssize_t c = 0; c < g->channels; c++) {                                                 \
+        const Py_ssize_t s2 = g->stride[2], by_phase = phased(g);                                      \
+        const Py_ssize_t phase = by_phase ? (S2 - 1) / s2 + 1 : 0, pitch = phase * s2;                 \
+        for (Py_ssize_t c = 0; c < g->channels; c++)                                                   \
+        for (Py_ssize_t b = 0; b < g->batch; b++) {                                                    \
             T *channel = x + (b * g->channels + c) * S0 * S1 * S2;                                     \
-            memset(channel, 0, (size_t)(S0 * S1 * S2) * sizeof(T));                                    \
+            if (by_phase) memset(scratch, 0, (size_t)(S0 * S1 * pitch) * sizeof(T));                   \
+            else memset(channel, 0, (size_t)(S0 * S1 * S2) * sizeof(T));                               \
             for (Py_ssize_t k0 = 0; k0 < K0; k0++)                                                     \
             for (Py_ssize_t k1 = 0; k1 < K1; k1++)                                                     \
             for (Py_ssize_t k2 = 0; k2 < K2; k2++) {                                                   \
                 const T *row = cols + (((c * K0 + k0) * K1 + k1) * K2 + k2) * width + b * g->positions; \
-                Py_ssize_t off2 = k2 * g->dilation[2] - g->pad[2], lo, hi;                             \
+                Py_ssize_t off2 = k2 * g->dilation[2] - g->pad[2], lo, hi, start = 0;                  \
                 valid_range(S2, O2, s2, off2, &lo, &hi);                                               \
+                if (by_phase) phase_of(off2, s2, phase, &start);                                       \
                 for (Py_ssize_t o0 = 0; o0 < O0; o0++) {                                               \
                     Py_ssize_t i0 = o0 * g->stride[0] + k0 * g->dilation[0] - g->pad[0];               \
                     if (i0 < 0 || i0 >= S0) continue;                                                  \
@@ -303,9 +357,23 @@ valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py
                         Py_ssize_t i1 = o1 * g->stride[1] + k1 * g->dilation[1] - g->pad[1];           \
                         if (i1 < 0 || i1 >= S1) continue;                                              \
                         const T *src = row + (o0 * O1 + o1) * O2;                                      \
+                        if (by_phase) {                                                                \
+                            T *dst = scratch + (i0 * S1 + i1) * pitch + start;                         \
+                            for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2] += src[o2];                \
+                            continue;                                                                  \
+                        }                                                                              \
                         T *dst = channel + (i0 * S1 + i1) * S2;                                        \
                         for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2 * s2 + off2] += src[o2];        \
                     }                                                                                  \
+                }                                                                                      \
+            }                                                                                          \
+            if (by_phase) {                                                                            \
+                for (Py_ssize_t r0 = 0; r0 < S0 * S1; r0++)                                            \
+                for (Py_ssize_t r = 0; r < s2; r++) {                                                  \
+                    const T *from = scratch + r0 * pitch + r * phase;                                  \
+                    T *to = channel + r0 * S2 + r;                                                     \
+                    Py_ssize_t count = r < S2 ? (S2 - 1 - r) / s2 + 1 : 0;                             \
+                    for (Py_ssize_t q = 0; q < count; q++) to[q * s2] = from[q];                       \
                 }                                                                                      \
             }                                                                                          \
         }                                                                                              \
@@ -357,15 +425,26 @@ run(PyObject *args, int forward)
         PyBuffer_Release(&dst);
         return NULL;
     }
+    /* a plane held by phase, for a stride along the last axis (phased) */
+    Py_ssize_t scratch_len = phased_len(&g);
+    void *scratch = NULL;
+    if (scratch_len < 0 || (scratch_len > 0 && checked_mul(scratch_len, src.itemsize) < 0)
+        || (scratch_len > 0 && (scratch = PyMem_RawMalloc((size_t)(scratch_len * src.itemsize))) == NULL)) {
+        PyErr_NoMemory();
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&dst);
+        return NULL;
+    }
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f') {
-        if (forward) im2col_f32(&g, (const float *)src.buf, (float *)dst.buf);
-        else col2im_f32(&g, (const float *)src.buf, (float *)dst.buf);
+        if (forward) im2col_f32(&g, (const float *)src.buf, (float *)dst.buf, (float *)scratch);
+        else col2im_f32(&g, (const float *)src.buf, (float *)dst.buf, (float *)scratch);
     } else {
-        if (forward) im2col_f64(&g, (const double *)src.buf, (double *)dst.buf);
-        else col2im_f64(&g, (const double *)src.buf, (double *)dst.buf);
+        if (forward) im2col_f64(&g, (const double *)src.buf, (double *)dst.buf, (double *)scratch);
+        else col2im_f64(&g, (const double *)src.buf, (double *)dst.buf, (double *)scratch);
     }
     Py_END_ALLOW_THREADS
+    PyMem_RawFree(scratch);
     PyBuffer_Release(&src);
     PyBuffer_Release(&dst);
     Py_RETURN_NONE;
