@@ -22,9 +22,11 @@
  *
  * im2col and col2im run on one thread: an OpenMP version over channels gained nothing measurable
  * on two cores once its idle threads stopped spinning against OpenBLAS's, and lost 2x while they
- * did (benchmarks/README.md). The direct convolutions start their own threads per call (pthreads
- * that never spin, taking chunks of work items from a shared counter); batchnorm and the clamp
- * are split in two by the caller (archcalc.kernels).
+ * did; two threads right after a multi-threaded GEMM gained nothing either, OpenBLAS's idle
+ * threads spinning on the other core (benchmarks/README.md). The direct convolutions share each
+ * call's work items (taken in chunks from a shared counter) with a pool of worker threads kept
+ * between calls (run_parallel); batchnorm and the clamp are split in two by the caller
+ * (archcalc.kernels).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -33,6 +35,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 
 typedef struct {
@@ -999,11 +1003,129 @@ worker_main(void *arg)
     return NULL;
 }
 
+/*
+ * The pool: threads started once and kept, so that a call hands its items to running threads
+ * instead of starting new ones (on a VM, a thread started on an idle CPU took up to a millisecond
+ * to run, longer than a small layer's whole call). Between calls a worker polls for the next job
+ * for about POOL_SPIN_NS, then sleeps on a condition variable: a training step's calls, back to
+ * back, find their workers awake, and an idle process holds no core. One call owns the pool at a
+ * time; a call that finds it taken (another Python thread's, the GIL being released) starts
+ * threads of its own as before. A forked child, which has none of its parent's threads, starts a
+ * pool of its own.
+ */
+#define POOL_SPIN_NS 1000000
+
+static struct {
+    pthread_mutex_t owner;    /* held by the call using the pool */
+    pthread_mutex_t lock;     /* with wake: sleeping workers wait for a new call */
+    pthread_cond_t wake;
+    Worker job[MAX_THREADS];  /* the current call's share for each worker */
+    /* the current call: its number times 256 plus the workers it uses (< MAX_THREADS), read and
+     * written whole (atomically), so that a worker's part is decided by the call it saw */
+    unsigned long long call;
+    Py_ssize_t done;          /* workers done with the current call (atomic) */
+    Py_ssize_t started;       /* workers started (in this process) */
+    unsigned long long started_at[MAX_THREADS]; /* each worker's: the call before the one that started it */
+    int ready;                /* the fork handlers are registered: the pool may be used */
+} pool = {.owner = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static long long
+now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static inline void
+spin_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void *
+pool_main(void *arg)
+{
+    unsigned long long index = (unsigned long long)(uintptr_t)arg;
+    /* the call before the one that started it: unchanged since (its starter owns the pool) */
+    unsigned long long seen = pool.started_at[index], current;
+    for (;;) {
+        long long until = now_ns() + POOL_SPIN_NS;
+        while ((current = __atomic_load_n(&pool.call, __ATOMIC_ACQUIRE)) == seen && now_ns() < until) {
+            spin_pause();
+        }
+        if (current == seen) {
+            pthread_mutex_lock(&pool.lock);
+            while ((current = __atomic_load_n(&pool.call, __ATOMIC_ACQUIRE)) == seen) {
+                pthread_cond_wait(&pool.wake, &pool.lock);
+            }
+            pthread_mutex_unlock(&pool.lock);
+        }
+        seen = current;
+        if (index < (current & 255)) { /* a part of this call: it waits for us before the next */
+            worker_main(&pool.job[index]);
+            __atomic_add_fetch(&pool.done, 1, __ATOMIC_ACQ_REL);
+        }
+    }
+    return NULL;
+}
+
+/* fork: the child has none of the parent's workers, and no call of the parent's is running in it */
+static void
+pool_prepare(void)
+{
+    pthread_mutex_lock(&pool.owner);
+    pthread_mutex_lock(&pool.lock);
+}
+
+static void
+pool_parent(void)
+{
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.owner);
+}
+
+static void
+pool_child(void)
+{
+    /* fresh: the condition variable still counts the parent's sleeping workers as its waiters */
+    pool.started = 0;
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.owner);
+}
+
+/* Workers 0 .. wanted-1 running, started when missing. Returns how many there are, fewer when a
+ * thread cannot be started. The caller owns the pool. */
+static Py_ssize_t
+pool_workers(Py_ssize_t wanted)
+{
+    while (pool.started < wanted) {
+        pthread_t id;
+        pthread_attr_t attr;
+        if (pthread_attr_init(&attr) != 0) {
+            break;
+        }
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pool.started_at[pool.started] = __atomic_load_n(&pool.call, __ATOMIC_RELAXED);
+        int failed = pthread_create(&id, &attr, pool_main, (void *)(uintptr_t)pool.started);
+        pthread_attr_destroy(&attr);
+        if (failed) {
+            break;
+        }
+        pool.started++;
+    }
+    return pool.started < wanted ? pool.started : wanted;
+}
+
 /* Items [0, items) on `threads` threads (threads <= items, <= MAX_THREADS), this one included, each
  * taking chunks of about an eighth of its share as it finishes the last (so that a core busy with
  * other work slows the call by its share, not by a whole slice), thread t with the scratch at
- * scratch + t*stride bytes; a thread that cannot be started leaves its part to the others. Each
- * item is computed whole by one thread, so the split never changes a bit of the result. */
+ * scratch + t*stride bytes; the pool's workers when it is free, else threads started for the call
+ * (one that cannot be started leaves its part to the others). Each item is computed whole by one
+ * thread, so the split never changes a bit of the result. */
 static void
 run_parallel(ItemsFn fn, const DirectJob *job, Py_ssize_t items, Py_ssize_t threads, char *scratch, Py_ssize_t stride)
 {
@@ -1012,16 +1134,34 @@ run_parallel(ItemsFn fn, const DirectJob *job, Py_ssize_t items, Py_ssize_t thre
         return;
     }
     Py_ssize_t next = 0, chunk = items / (threads * 8);
+    chunk = chunk > 0 ? chunk : 1;
+    Worker mine = {fn, job, items, chunk, &next, scratch};
+    if (pool.ready && pthread_mutex_trylock(&pool.owner) == 0) {
+        Py_ssize_t helpers = pool_workers(threads - 1);
+        for (Py_ssize_t t = 0; t < helpers; t++) {
+            pool.job[t] = (Worker){fn, job, items, chunk, &next, scratch + (t + 1) * stride};
+        }
+        __atomic_store_n(&pool.done, 0, __ATOMIC_RELAXED);
+        pthread_mutex_lock(&pool.lock);
+        unsigned long long call = ((__atomic_load_n(&pool.call, __ATOMIC_RELAXED) >> 8) + 1) << 8 | (unsigned long long)helpers;
+        __atomic_store_n(&pool.call, call, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
+        worker_main(&mine);
+        while (__atomic_load_n(&pool.done, __ATOMIC_ACQUIRE) < helpers) {
+            spin_pause();
+        }
+        pthread_mutex_unlock(&pool.owner);
+        return;
+    }
     Worker workers[MAX_THREADS];
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS];
-    for (Py_ssize_t t = 0; t < threads; t++) {
-        workers[t] = (Worker){fn, job, items, chunk > 0 ? chunk : 1, &next, scratch + t * stride};
-    }
     for (Py_ssize_t t = 1; t < threads; t++) {
+        workers[t] = (Worker){fn, job, items, chunk, &next, scratch + t * stride};
         started[t] = pthread_create(&ids[t], NULL, worker_main, &workers[t]) == 0;
     }
-    worker_main(&workers[0]);
+    worker_main(&mine);
     for (Py_ssize_t t = 1; t < threads; t++) {
         if (started[t]) pthread_join(ids[t], NULL);
     }
@@ -1787,6 +1927,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__kernels(void)
 {
+    if (!pool.ready && pthread_atfork(pool_prepare, pool_parent, pool_child) == 0) {
+        pool.ready = 1;
+    }
     choose_direct_kernels();
     return PyModule_Create(&module);
 }

@@ -7,7 +7,8 @@ runs in its own fresh worker process (archcalc's C path, its NumPy reference, to
 threads, default 2), so that no library's thread pool is idle-spinning while another's works
 (one process holding both OpenBLAS's and torch's OpenMP pools slowed torch's depthwise layer up
 to 15x here). A worker times each layer R times (default 5) after a warm-up and reports the
-median; the whole set of workers runs K times (default 3), in turn, so that a change in the
+median, each layer after 0.3 s idle (so that no library's threads still spin from the layer
+before); the whole set of workers runs K times (default 3), in turn, so that a change in the
 machine's load hits every implementation alike. Printed per layer: min and median over the
 runs of each implementation's time, the ratios archcalc/torch and numpy/archcalc of those, and
 for the big layers the C path's rate against numpy.matmul's float32 GEMM rate (2048^3) measured
@@ -133,6 +134,9 @@ def worker(impl, names, repeat, threads):
     for layer in LAYERS:
         if layer[0] not in names:
             continue
+        # every layer starts from idle threads: OpenBLAS's spin for about 0.1 s after a multi-threaded
+        # GEMM, and a small layer timed right after VGG's shared its cores with them (2-3x slower)
+        time.sleep(0.3)
         run = torch_step(layer, threads) if impl == "torch" else archcalc_step(layer, "c" if impl == "archcalc" else "numpy")
         got = run()  # the warm-up
         if impl != "numpy":

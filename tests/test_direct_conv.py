@@ -127,6 +127,42 @@ def test_any_thread_count_gives_the_same_bits(threads, filters, groups, direct, 
         np.testing.assert_array_equal(one, many)
 
 
+def _pooled_conv(threads: int) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((8, 6, 20, 20)).astype(np.float32), rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    geo = kernels.geometry(x.shape, (3, 3), 1, 1)
+    y = np.empty((8, 6, 20, 20), np.float32)
+    kernels._C.conv_direct(0, x, w, y, *geo.c_args(6, 8), 6, 6, threads)
+    return y
+
+
+def _pool_in_child(queue) -> None:
+    queue.put([_pooled_conv(threads).tobytes() for threads in (2, 5, 1)])
+
+
+@pytest.mark.skipif(kernels._C is None or not hasattr(os, "fork"), reason="needs the C extension and fork")
+def test_the_thread_pool_serves_concurrent_callers_and_forked_children():
+    """The kernels' worker pool: calls from several Python threads at once (one owns the pool, the
+    others start threads of their own) and calls in a forked child (which starts its own workers:
+    the parent's do not exist there) all finish, with the bits of a one-thread call."""
+    import multiprocessing
+    from concurrent.futures import ThreadPoolExecutor
+
+    want = _pooled_conv(1)
+    np.testing.assert_array_equal(_pooled_conv(4), want)  # the pool now has workers
+    with ThreadPoolExecutor(4) as callers:
+        for got in callers.map(_pooled_conv, [2, 3, 4, 7] * 25):
+            np.testing.assert_array_equal(got, want)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_pool_in_child, args=(queue,))
+    child.start()
+    results = queue.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0, "the forked child failed or hung in a pooled kernel"
+    assert all(got == want.tobytes() for got in results)
+
+
 def test_auto_picks_direct_for_depthwise_and_few_filters_only():
     x = np.zeros((2, 16, 12, 12), np.float32)
     depthwise = kernels.conv_forward_cached(x, np.zeros((32, 1, 3, 3), np.float32), groups=16)[1]
