@@ -12,6 +12,7 @@ The compiled extension ``archcalc._kernels`` (``BACKEND == "c"``) does im2col, c
 batchnorm, the clamp behind ReLU/ReLU6/HardTanh and the SGD update in C, and convolves depthwise
 and few-filter layers directly, with no im2col (:func:`direct_conv`; :data:`THREADS` threads);
 ``ARCHCALC_KERNELS=numpy`` forces the NumPy code, ``ARCHCALC_KERNELS=c`` requires the extension.
+Every GEMM goes through :func:`matmul`, which keeps the small ones on one BLAS thread.
 
 Rules (both backends follow them; PyTorch's behaviour unless said otherwise). Every public
 function checks its arguments once, through :func:`geometry` and the checks beside it, before
