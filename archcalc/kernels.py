@@ -504,40 +504,41 @@ def matmul_macs(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> int:
 #: Multiply-adds per matrix product below which :func:`matmul` keeps BLAS on one thread (one such
 #: product takes about a millisecond on one core here; benchmarks/executor.py chose the figure).
 BLAS_THREAD_MIN_MACS = 32_000_000
-_blas_libraries: list[Any] | None = None
+_blas_controller: Any = None  # threadpoolctl's controller of the BLAS NumPy loaded; False: none
 
 
-def _blas() -> list[Any]:
-    """threadpoolctl's controllers of the BLAS libraries NumPy loaded (found once; none without them)."""
-    global _blas_libraries
-    if _blas_libraries is None:
+def _blas() -> Any:
+    """threadpoolctl's controller of the BLAS libraries NumPy loaded (found once), or None."""
+    global _blas_controller
+    if _blas_controller is None:
         try:
             from threadpoolctl import ThreadpoolController
 
-            _blas_libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+            controller = ThreadpoolController().select(user_api="blas")
+            _blas_controller = controller if controller.lib_controllers else False
         except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive: BLAS decides alone
-            _blas_libraries = []
-    return _blas_libraries
+            _blas_controller = False
+    return _blas_controller or None
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(a, b, out=out)``, on one BLAS thread when each matrix product in it is under
     :data:`BLAS_THREAD_MIN_MACS` multiply-adds (``m * k * n`` of ``(..., m, k) @ (..., k, n)``).
-    The decision depends on the shapes alone, so a product gets the same bits every time (OpenBLAS
-    rounds differently on one thread and on two: up to a few units in the last place)."""
+
+    Through threadpoolctl's ``limit`` (about 30 microseconds), which restores the BLAS's own count
+    after, also on an error. OpenBLAS's thread count is process-wide: while another Python thread
+    holds threadpoolctl's control of it (a ``threadpool_limits`` block), a small product runs with
+    that thread's setting. Otherwise the decision depends on the shapes alone, so a product gets
+    the same bits every time (OpenBLAS rounds differently on one thread and on two: up to a few
+    units in the last place)."""
     if a.ndim < 2 or b.ndim < 2 or a.shape[-2] * a.shape[-1] * b.shape[-1] >= BLAS_THREAD_MIN_MACS:
         return np.matmul(a, b, out=out)
-    libraries = _blas()
-    before = [library.get_num_threads() for library in libraries]
-    for library, threads in zip(libraries, before):
-        if threads > 1:
-            library.set_num_threads(1)
-    try:
+    controller = _blas()
+    if controller is None or not any(isinstance(threads := lib.get_num_threads(), int) and threads > 1
+                                     for lib in controller.lib_controllers):
         return np.matmul(a, b, out=out)
-    finally:
-        for library, threads in zip(libraries, before):
-            if threads > 1:
-                library.set_num_threads(threads)
+    with controller.limit(limits=1, user_api="blas"):
+        return np.matmul(a, b, out=out)
 
 
 @dataclass

@@ -6,6 +6,8 @@ import math
 import os
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -755,25 +757,31 @@ def _clamp_in_child() -> None:
 
 
 class _FakeBlas:
-    """A BLAS controller that records the thread counts it is given (threadpoolctl's interface)."""
+    """A BLAS controller with threadpoolctl's interface that records the limits it is given."""
 
-    def __init__(self, threads: int):
-        self.threads, self.calls, self.during = threads, [], []
+    def __init__(self, threads):
+        self.lib_controllers = [self]
+        self.threads, self.limits, self.during = threads, [], []
 
-    def get_num_threads(self) -> int:
+    def get_num_threads(self):
         return self.threads
 
-    def set_num_threads(self, threads: int) -> None:
-        self.calls.append(threads)
-        self.threads = threads
+    @contextmanager
+    def limit(self, limits, user_api):
+        self.limits.append((limits, user_api))
+        saved, self.threads = self.threads, limits
+        try:
+            yield
+        finally:
+            self.threads = saved
 
 
 def test_matmul_keeps_small_products_on_one_blas_thread(monkeypatch):
-    """kernels.matmul: a product under BLAS_THREAD_MIN_MACS per matrix runs with the BLAS on one
-    thread and the BLAS's own count restored after (also when the product raises); a larger one,
-    or a BLAS already on one thread, is left alone; the result is np.matmul's."""
+    """kernels.matmul: a product under BLAS_THREAD_MIN_MACS per matrix runs inside a one-thread limit
+    of the BLAS (restored after, also when the product raises); a larger one, or a BLAS already on
+    one thread or that cannot say, is left alone; the result is np.matmul's."""
     fake = _FakeBlas(4)
-    monkeypatch.setattr(kernels, "_blas_libraries", [fake])
+    monkeypatch.setattr(kernels, "_blas_controller", fake)
     monkeypatch.setattr(kernels, "BLAS_THREAD_MIN_MACS", 1000)
     real_matmul = np.matmul
 
@@ -785,27 +793,52 @@ def test_matmul_keeps_small_products_on_one_blas_thread(monkeypatch):
     rng = np.random.default_rng(0)
     small, big = rng.standard_normal((2, 9, 10)), rng.standard_normal((10, 11))  # 9*10*11 = 990 per matrix
     np.testing.assert_array_equal(kernels.matmul(small, big), real_matmul(small, big))
-    assert fake.during == [1] and fake.calls == [1, 4] and fake.threads == 4
+    assert fake.during == [1] and fake.limits == [(1, "blas")] and fake.threads == 4
     wide = rng.standard_normal((10, 12))  # 9*10*12 = 1080: BLAS keeps its threads
     out = np.empty((2, 9, 12))
     assert kernels.matmul(small, wide, out=out) is out
     np.testing.assert_array_equal(out, real_matmul(small, wide))
-    assert fake.during == [1, 4] and fake.calls == [1, 4]
+    assert fake.during == [1, 4] and len(fake.limits) == 1
     with pytest.raises(ValueError):  # mismatched inner dimensions: the count is still restored
         kernels.matmul(small, rng.standard_normal((3, 2)))
-    assert fake.threads == 4 and fake.calls == [1, 4, 1, 4]
-    fake.threads = 1
-    kernels.matmul(small, big)
-    assert fake.calls == [1, 4, 1, 4]  # one thread already: nothing to set
+    assert fake.threads == 4 and len(fake.limits) == 2
+    for threads in (1, None):  # one thread already, or a BLAS that cannot say: nothing to limit
+        fake.threads = threads
+        kernels.matmul(small, big)
+        assert len(fake.limits) == 2
 
 
-def test_matmul_restores_the_real_blas_thread_count():
-    """Against NumPy's own BLAS (through threadpoolctl): its thread count is the same after a small
-    product as before, and the product is np.matmul's to rounding."""
-    from threadpoolctl import threadpool_info
+def test_matmul_limits_the_real_blas_from_any_thread_and_leaves_it_as_it_was(monkeypatch):
+    """Against NumPy's own BLAS (through threadpoolctl): a small product runs on one BLAS thread
+    whichever Python thread runs it (OpenBLAS lets one thread at a time control it: each call gives
+    the control back), the count is the same after as before, and a user's own limit in another
+    thread still works after."""
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    def counts():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = counts()
+    if not before or max(before) < 2:
+        pytest.skip("the BLAS runs on one thread here: nothing to limit")
+    seen = []
+    real_matmul = np.matmul
+
+    def spy(a, b, out=None):
+        seen.append(counts())
+        return real_matmul(a, b, out=out)
+
+    monkeypatch.setattr(kernels.np, "matmul", spy)
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((30, 40)), rng.standard_normal((40, 50))
     np.testing.assert_allclose(kernels.matmul(a, b), a @ b, rtol=1e-12)
-    assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before
+
+    def elsewhere():
+        kernels.matmul(a, b)
+        with threadpool_limits(limits=1, user_api="blas"):
+            seen.append(counts())
+
+    worker = threading.Thread(target=elsewhere)
+    worker.start()
+    worker.join()
+    assert seen == [[1] * len(before)] * 3 and counts() == before
