@@ -32,6 +32,7 @@
 #include <Python.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1037,12 +1038,17 @@ now_ns(void)
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+/* One turn of a polling loop: a pause, and every 256th turn the CPU offered to another thread (with
+ * more threads than CPUs, a poller must not keep the one that has work waiting). */
 static inline void
-spin_pause(void)
+spin_pause(unsigned *turns)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+    if (++*turns % 256 == 0) {
+        sched_yield();
+    }
 }
 
 static void *
@@ -1053,8 +1059,9 @@ pool_main(void *arg)
     unsigned long long seen = pool.started_at[index], current;
     for (;;) {
         long long until = now_ns() + POOL_SPIN_NS;
+        unsigned turns = 0;
         while ((current = __atomic_load_n(&pool.call, __ATOMIC_ACQUIRE)) == seen && now_ns() < until) {
-            spin_pause();
+            spin_pause(&turns);
         }
         if (current == seen) {
             pthread_mutex_lock(&pool.lock);
@@ -1148,8 +1155,9 @@ run_parallel(ItemsFn fn, const DirectJob *job, Py_ssize_t items, Py_ssize_t thre
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.lock);
         worker_main(&mine);
+        unsigned turns = 0;
         while (__atomic_load_n(&pool.done, __ATOMIC_ACQUIRE) < helpers) {
-            spin_pause();
+            spin_pause(&turns);
         }
         pthread_mutex_unlock(&pool.owner);
         return;
