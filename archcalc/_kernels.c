@@ -245,7 +245,7 @@ valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py
 
 /*
  * A stride s2 > 1 along the last axis, up to the axis's size, goes through a copy of the channel's
- * plane held by phase (phased_row): row values at columns r, r + s2, r + 2*s2, ... side by side, so
+ * plane held by phase (phased): row values at columns r, r + s2, r + 2*s2, ... side by side, so
  * that every tap reads (im2col) or adds to (col2im) a contiguous run instead of every s2-th value.
  * Column i = q*s2 + r of a row is at r*phase + q; phase = ceil(S2 / s2) values a phase.
  */
@@ -321,8 +321,8 @@ phase_of(Py_ssize_t off, Py_ssize_t s, Py_ssize_t phase, Py_ssize_t *start)
                         if (s2 == 1) {                                                                 \
                             if (hi > lo) memcpy(dst + lo, src + lo + off2, (size_t)(hi - lo) * sizeof(T)); \
                         } else if (by_phase) { /* column o2*s2 + off2 at start + o2 of the row */     \
-                            const T *from = scratch + (i0 * S1 + i1) * pitch + start;                  \
-                            if (hi > lo) memcpy(dst + lo, from + lo, (size_t)(hi - lo) * sizeof(T));   \
+                            const T *from = scratch + ((i0 * S1 + i1) * pitch + start + lo);           \
+                            if (hi > lo) memcpy(dst + lo, from, (size_t)(hi - lo) * sizeof(T));        \
                         } else {                                                                       \
                             for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2] = src[o2 * s2 + off2];     \
                         }                                                                              \
@@ -362,9 +362,9 @@ phase_of(Py_ssize_t off, Py_ssize_t s, Py_ssize_t phase, Py_ssize_t *start)
                         Py_ssize_t i1 = o1 * g->stride[1] + k1 * g->dilation[1] - g->pad[1];           \
                         if (i1 < 0 || i1 >= S1) continue;                                              \
                         const T *src = row + (o0 * O1 + o1) * O2;                                      \
-                        if (by_phase) {                                                                \
-                            T *dst = scratch + (i0 * S1 + i1) * pitch + start;                         \
-                            for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2] += src[o2];                \
+                        if (by_phase) { /* the index first: start alone may be negative */            \
+                            T *dst = scratch + ((i0 * S1 + i1) * pitch + start + lo);                  \
+                            for (Py_ssize_t o2 = 0; o2 < hi - lo; o2++) dst[o2] += src[lo + o2];       \
                             continue;                                                                  \
                         }                                                                              \
                         T *dst = channel + (i0 * S1 + i1) * S2;                                        \
@@ -1008,7 +1008,7 @@ worker_main(void *arg)
  * The pool: threads started once and kept, so that a call hands its items to running threads
  * instead of starting new ones (on a VM, a thread started on an idle CPU took up to a millisecond
  * to run, longer than a small layer's whole call). Between calls a worker polls for the next job
- * for about POOL_SPIN_NS, then sleeps on a condition variable: a training step's calls, back to
+ * for POOL_SPIN_NS (1 ms), then sleeps on a condition variable: a training step's calls, back to
  * back, find their workers awake, and an idle process holds no core. One call owns the pool at a
  * time; a call that finds it taken (another Python thread's, the GIL being released) starts
  * threads of its own as before. A forked child, which has none of its parent's threads, starts a
