@@ -49,7 +49,7 @@ import itertools
 import math
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -521,23 +521,32 @@ def _blas() -> Any:
     return _blas_controller or None
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``np.matmul(a, b, out=out)``, on one BLAS thread when each matrix product in it is under
-    :data:`BLAS_THREAD_MIN_MACS` multiply-adds (``m * k * n`` of ``(..., m, k) @ (..., k, n)``).
-
-    Through threadpoolctl's ``limit`` (about 30 microseconds), which restores the BLAS's own count
-    after, also on an error. OpenBLAS's thread count is process-wide: while another Python thread
-    holds threadpoolctl's control of it (a ``threadpool_limits`` block), a small product runs with
-    that thread's setting. Otherwise the decision depends on the shapes alone, so a product gets
-    the same bits every time (OpenBLAS rounds differently on one thread and on two: up to a few
-    units in the last place)."""
-    if a.ndim < 2 or b.ndim < 2 or a.shape[-2] * a.shape[-1] * b.shape[-1] >= BLAS_THREAD_MIN_MACS:
-        return np.matmul(a, b, out=out)
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """The block's GEMMs on one BLAS thread (threadpoolctl's ``limit``, about 30 microseconds, which
+    restores the BLAS's own count after, also on an error); nothing to do when the BLAS has one
+    already or cannot say. OpenBLAS's count is process-wide: while another Python thread holds
+    threadpoolctl's control of it (a ``threadpool_limits`` block), the block runs with that
+    thread's setting."""
     controller = _blas()
     if controller is None or not any(isinstance(threads := lib.get_num_threads(), int) and threads > 1
                                      for lib in controller.lib_controllers):
-        return np.matmul(a, b, out=out)
+        yield
+        return
     with controller.limit(limits=1, user_api="blas"):
+        yield
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(a, b, out=out)``, on one BLAS thread (:func:`one_blas_thread`) when each matrix
+    product in it is under :data:`BLAS_THREAD_MIN_MACS` multiply-adds (``m * k * n`` of
+    ``(..., m, k) @ (..., k, n)``). The decision depends on the shapes alone, so a product gets the
+    same bits every time (OpenBLAS rounds differently on one thread and on two: up to a few units
+    in the last place). A loop of small products runs inside one :func:`one_blas_thread` block
+    instead of paying for a limit each."""
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-2] * a.shape[-1] * b.shape[-1] >= BLAS_THREAD_MIN_MACS:
+        return np.matmul(a, b, out=out)
+    with one_blas_thread():
         return np.matmul(a, b, out=out)
 
 
@@ -759,9 +768,11 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True,
     if cache.cols is not None:
         cols_g = cache.cols.reshape(n, groups, cache.cols.shape[1] // groups, geo.positions)
         dw = np.zeros((groups, f // groups, cols_g.shape[2]), dtype=np.result_type(dy, cache.cols))
-        for sample in range(n):
-            dw += matmul(dy_g[sample], cols_g[sample].transpose(0, 2, 1))
-            counted.weight_grad += matmul_macs(dy_g[sample].shape, cols_g[sample].transpose(0, 2, 1).shape)
+        small = f // groups * geo.positions * cols_g.shape[2] < BLAS_THREAD_MIN_MACS
+        with one_blas_thread() if small else nullcontext():  # one limit for the loop
+            for sample in range(n):
+                dw += matmul(dy_g[sample], cols_g[sample].transpose(0, 2, 1))
+                counted.weight_grad += matmul_macs(dy_g[sample].shape, cols_g[sample].transpose(0, 2, 1).shape)
         if not need_dx:
             return None, dw.reshape(w.shape), db
         dcols = matmul(w_t, dy_g)  # dX_hat = W^T dY
@@ -1507,9 +1518,11 @@ def conv_transpose_backward_cached(dy: np.ndarray, cache: ConvTransposeCache, ne
         else:
             dcols = _im2col(dy[start:stop], geo).reshape(count, groups, rows // groups, positions)
             operand = flat[start:stop].reshape(count, groups, c // groups, positions)
-            for sample in range(count):
-                dw += matmul(dcols[sample], operand[sample].transpose(0, 2, 1)).transpose(0, 2, 1)
-                counted.weight_grad += matmul_macs(dcols[sample].shape, operand[sample].transpose(0, 2, 1).shape)
+            small = dcols.shape[2] * positions * operand.shape[2] < BLAS_THREAD_MIN_MACS
+            with one_blas_thread() if small else nullcontext():  # one limit for the loop
+                for sample in range(count):
+                    dw += matmul(dcols[sample], operand[sample].transpose(0, 2, 1)).transpose(0, 2, 1)
+                    counted.weight_grad += matmul_macs(dcols[sample].shape, operand[sample].transpose(0, 2, 1).shape)
             if need_dx:
                 dx[start:stop] = matmul(w_g, dcols).reshape(count, c, positions)
                 counted.input_grad += matmul_macs(w_g.shape, dcols.shape)

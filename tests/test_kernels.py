@@ -808,6 +808,20 @@ def test_matmul_keeps_small_products_on_one_blas_thread(monkeypatch):
         assert len(fake.limits) == 2
 
 
+def test_a_loop_of_small_products_takes_one_blas_limit(monkeypatch):
+    """The NumPy path's weight gradient, a product per sample: one limit for the loop, not one per
+    sample (a limit costs about 30 microseconds, more than such a product)."""
+    fake = _FakeBlas(2)
+    monkeypatch.setattr(kernels, "_blas_controller", fake)
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((16, 2, 8, 8)), rng.standard_normal((3, 2, 3, 3))
+    with kernels.backend("numpy"):
+        y, cache = kernels.conv_forward_cached(x, w)
+        fake.limits.clear()
+        kernels.conv_backward_cached(np.ones_like(y), cache, need_dx=False)
+    assert fake.limits == [(1, "blas")]
+
+
 def test_matmul_limits_the_real_blas_from_any_thread_and_leaves_it_as_it_was(monkeypatch):
     """Against NumPy's own BLAS (through threadpoolctl): a small product runs on one BLAS thread
     whichever Python thread runs it (OpenBLAS lets one thread at a time control it: each call gives
