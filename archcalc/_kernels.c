@@ -278,6 +278,20 @@ phase_of(Py_ssize_t off, Py_ssize_t s, Py_ssize_t phase, Py_ssize_t *start)
 }
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                      \
+    /* a plane's S0*S1 rows into (into_phases) or out of `phased`, each row held by phase of s2:      \
+       column q*s2 + r of a row at r*phase + q of its `phase * s2` values */                          \
+    static void phase_rows_##SUFFIX(const Geometry *g, T *plane, T *phased, int into_phases)           \
+    {                                                                                                  \
+        const Py_ssize_t S2 = g->size[2], s2 = g->stride[2], phase = (S2 - 1) / s2 + 1;                \
+        for (Py_ssize_t row = 0; row < g->size[0] * g->size[1]; row++)                                \
+        for (Py_ssize_t r = 0; r < s2; r++) { /* r < s2 <= S2 (phased) */                             \
+            T *values = plane + row * S2 + r, *held = phased + row * phase * s2 + r * phase;          \
+            Py_ssize_t count = (S2 - 1 - r) / s2 + 1;                                                  \
+            if (into_phases) for (Py_ssize_t q = 0; q < count; q++) held[q] = values[q * s2];          \
+            else for (Py_ssize_t q = 0; q < count; q++) values[q * s2] = held[q];                      \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
     /* `scratch` holds a channel's plane by phase when phased(g) */                                  \
     static void im2col_##SUFFIX(const Geometry *g, const T *x, T *cols, T *scratch)                    \
     {                                                                                                  \
@@ -290,15 +304,7 @@ phase_of(Py_ssize_t off, Py_ssize_t s, Py_ssize_t phase, Py_ssize_t *start)
         for (Py_ssize_t c = 0; c < g->channels; c++)                                                   \
         for (Py_ssize_t b = 0; b < g->batch; b++) {                                                    \
             const T *image = x + (b * g->channels + c) * S0 * S1 * S2;                                 \
-            if (by_phase) { /* the plane's rows by phase, each row `pitch` values */                 \
-                for (Py_ssize_t row = 0; row < S0 * S1; row++)                                         \
-                for (Py_ssize_t r = 0; r < s2; r++) {                                                  \
-                    T *to = scratch + row * pitch + r * phase;                                         \
-                    const T *from = image + row * S2 + r;                                              \
-                    Py_ssize_t count = r < S2 ? (S2 - 1 - r) / s2 + 1 : 0;                             \
-                    for (Py_ssize_t q = 0; q < count; q++) to[q] = from[q * s2];                       \
-                }                                                                                      \
-            }                                                                                          \
+            if (by_phase) phase_rows_##SUFFIX(g, (T *)image, scratch, 1);                              \
             for (Py_ssize_t k0 = 0; k0 < K0; k0++)                                                     \
             for (Py_ssize_t k1 = 0; k1 < K1; k1++)                                                     \
             for (Py_ssize_t k2 = 0; k2 < K2; k2++) {                                                   \
@@ -372,15 +378,7 @@ phase_of(Py_ssize_t off, Py_ssize_t s, Py_ssize_t phase, Py_ssize_t *start)
                     }                                                                                  \
                 }                                                                                      \
             }                                                                                          \
-            if (by_phase) {                                                                            \
-                for (Py_ssize_t r0 = 0; r0 < S0 * S1; r0++)                                            \
-                for (Py_ssize_t r = 0; r < s2; r++) {                                                  \
-                    const T *from = scratch + r0 * pitch + r * phase;                                  \
-                    T *to = channel + r0 * S2 + r;                                                     \
-                    Py_ssize_t count = r < S2 ? (S2 - 1 - r) / s2 + 1 : 0;                             \
-                    for (Py_ssize_t q = 0; q < count; q++) to[q * s2] = from[q];                       \
-                }                                                                                      \
-            }                                                                                          \
+            if (by_phase) phase_rows_##SUFFIX(g, channel, scratch, 0);                                 \
         }                                                                                              \
     }
 
