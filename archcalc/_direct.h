@@ -287,8 +287,8 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
     T *flat_dy = (T *)(sums + job->fchunk * per_filter);
     T *copy = flat_dy + job->fchunk * O0 * flat;
     for (Py_ssize_t item = begin; item < end; item++) {
-        Py_ssize_t group = item / chunks, first = group * fg + item % chunks * job->fchunk;
-        Py_ssize_t count = fg - item % chunks * job->fchunk < job->fchunk ? fg - item % chunks * job->fchunk : job->fchunk;
+        Py_ssize_t group = item / chunks, within = item % chunks * job->fchunk; /* the chunk's first filter in its group */
+        Py_ssize_t first = group * fg + within, count = fg - within < job->fchunk ? fg - within : job->fchunk;
         for (Py_ssize_t t = 0; t < count * per_filter; t++) sums[t] = (V){0};
         for (Py_ssize_t n = 0; n < g->batch; n++) {
             memset(flat_dy, 0, (size_t)(count * O0 * flat) * sizeof(T));
@@ -304,19 +304,14 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
                 SUF(padded_planes)(job, xn, 1, copy);
                 for (Py_ssize_t o0 = 0; o0 < O0; o0++) {
                     const T *xs = copy + o0 * g->stride[0] * job->rows * pitch;
-                    if (finite) {
-                        Py_ssize_t fi = 0;
-                        for (; fi + 4 <= count; fi += 4) {
-                            SUF(dot_taps)(job, sums + fi * per_filter + ci * taps, per_filter, flat_dy + (fi * O0 + o0) * flat,
-                                          xs, 4);
-                        }
-                        for (; fi + 2 <= count; fi += 2) {
-                            SUF(dot_taps)(job, sums + fi * per_filter + ci * taps, per_filter, flat_dy + (fi * O0 + o0) * flat,
-                                          xs, 2);
-                        }
-                        for (; fi < count; fi++) {
-                            SUF(dot_taps)(job, sums + fi * per_filter + ci * taps, per_filter, flat_dy + (fi * O0 + o0) * flat,
-                                          xs, 1);
+                    if (finite) { /* count <= 4 filters: 4, or 2 then 2 or 1, or 1 */
+                        for (Py_ssize_t fi = 0, block; fi < count; fi += block) {
+                            V *sum = sums + fi * per_filter + ci * taps;
+                            const T *d = flat_dy + (fi * O0 + o0) * flat;
+                            block = count - fi >= 4 ? 4 : count - fi >= 2 ? 2 : 1;
+                            if (block == 4) SUF(dot_taps)(job, sum, per_filter, d, xs, 4);
+                            else if (block == 2) SUF(dot_taps)(job, sum, per_filter, d, xs, 2);
+                            else SUF(dot_taps)(job, sum, per_filter, d, xs, 1);
                         }
                         continue;
                     }
