@@ -521,6 +521,11 @@ def _blas() -> Any:
     return _blas_controller or None
 
 
+def _small_product(m: int, k: int, n: int) -> bool:
+    """Whether an (m, k) by (k, n) product runs on one BLAS thread (:data:`BLAS_THREAD_MIN_MACS`)."""
+    return m * k * n < BLAS_THREAD_MIN_MACS
+
+
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
     """The block's GEMMs on one BLAS thread (threadpoolctl's ``limit``, about 30 microseconds, which
@@ -544,7 +549,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     same bits every time (OpenBLAS rounds differently on one thread and on two: up to a few units
     in the last place). A loop of small products runs inside one :func:`one_blas_thread` block
     instead of paying for a limit each."""
-    if a.ndim < 2 or b.ndim < 2 or a.shape[-2] * a.shape[-1] * b.shape[-1] >= BLAS_THREAD_MIN_MACS:
+    if a.ndim < 2 or b.ndim < 2 or not _small_product(a.shape[-2], a.shape[-1], b.shape[-1]):
         return np.matmul(a, b, out=out)
     with one_blas_thread():
         return np.matmul(a, b, out=out)
@@ -768,7 +773,7 @@ def conv_backward_cached(dy: np.ndarray, cache: ConvCache, need_dx: bool = True,
     if cache.cols is not None:
         cols_g = cache.cols.reshape(n, groups, cache.cols.shape[1] // groups, geo.positions)
         dw = np.zeros((groups, f // groups, cols_g.shape[2]), dtype=np.result_type(dy, cache.cols))
-        small = f // groups * geo.positions * cols_g.shape[2] < BLAS_THREAD_MIN_MACS
+        small = _small_product(f // groups, geo.positions, cols_g.shape[2])
         with one_blas_thread() if small else nullcontext():  # one limit for the loop
             for sample in range(n):
                 dw += matmul(dy_g[sample], cols_g[sample].transpose(0, 2, 1))
@@ -1518,7 +1523,7 @@ def conv_transpose_backward_cached(dy: np.ndarray, cache: ConvTransposeCache, ne
         else:
             dcols = _im2col(dy[start:stop], geo).reshape(count, groups, rows // groups, positions)
             operand = flat[start:stop].reshape(count, groups, c // groups, positions)
-            small = dcols.shape[2] * positions * operand.shape[2] < BLAS_THREAD_MIN_MACS
+            small = _small_product(dcols.shape[2], positions, operand.shape[2])
             with one_blas_thread() if small else nullcontext():  # one limit for the loop
                 for sample in range(count):
                     dw += matmul(dcols[sample], operand[sample].transpose(0, 2, 1)).transpose(0, 2, 1)
