@@ -55,35 +55,29 @@ SUF(all_finite)(const T *p, Py_ssize_t n)
     return bad == 0;
 }
 
-/* The offset in a channel's copy of input row (i0, i1): padded, and by phase of s1 on axis 1. */
-static inline Py_ssize_t
-SUF(copy_row)(const DirectJob *job, Py_ssize_t i0, Py_ssize_t i1)
-{
-    const Geometry *g = &job->g;
-    Py_ssize_t row = i1 + g->pad[1];
-    return ((i0 + g->pad[0]) * job->rows + row % g->stride[1] * job->row_phase + row / g->stride[1]) * job->pitch;
-}
-
-/* One input row's S2 values to (into_copy) or from its row of the copy: column i2 at the padded
- * column j = i2 + pad2, held by phase of s2 (at (j % s2)*phase + j/s2). */
+/* Every input value of one channel's plane to (into_copy) or from its place in the copy: padded
+ * row j1 = i1 + pad1 and column j2 = i2 + pad2 of padded index i0 + pad0 at
+ * (i0 + pad0)*slab + ((j2 % s2)*rows + (j1 % s1)*row_phase + j1/s1)*pitch + j2/s2. The loops run
+ * over the phases, then the rows and columns of each, so that no division is left inside them. */
 static void
-SUF(copy_columns)(const DirectJob *job, T *input, T *copy, int into_copy)
+SUF(move_plane)(const DirectJob *job, T *input, T *copy, int into_copy)
 {
     const Geometry *g = &job->g;
-    const Py_ssize_t S2 = g->size[2], s2 = g->stride[2];
-    if (s2 == 1) {
-        if (into_copy) memcpy(copy + g->pad[2], input, (size_t)S2 * sizeof(T));
-        else memcpy(input, copy + g->pad[2], (size_t)S2 * sizeof(T));
-        return;
-    }
-    for (Py_ssize_t r = 0; r < s2; r++) { /* the input columns i2 with (i2 + pad) % s2 == r */
-        Py_ssize_t first = ((r - g->pad[2]) % s2 + s2) % s2;
-        T *d = copy + r * job->phase + (first + g->pad[2]) / s2;
-        for (Py_ssize_t i2 = first, q = 0; i2 < S2; q++) {
-            if (into_copy) d[q] = input[i2];
-            else input[i2] = d[q];
-            if (s2 >= S2 - i2) break;
-            i2 += s2;
+    const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2], s1 = g->stride[1], s2 = g->stride[2];
+    const Py_ssize_t p1 = g->pad[1], p2 = g->pad[2], pitch = job->pitch;
+    for (Py_ssize_t f1 = 0; f1 < s1 && f1 < S1; f1++) { /* input rows f1, f1 + s1, ...: one phase */
+        Py_ssize_t rows = (S1 - 1 - f1) / s1 + 1, j1 = f1 + p1, row0 = j1 % s1 * job->row_phase + j1 / s1;
+        for (Py_ssize_t f2 = 0; f2 < s2 && f2 < S2; f2++) { /* input columns f2, f2 + s2, ...: one phase */
+            Py_ssize_t count = (S2 - 1 - f2) / s2 + 1, j2 = f2 + p2;
+            Py_ssize_t first = (j2 % s2 * job->rows + row0) * pitch + j2 / s2; /* in its slab */
+            for (Py_ssize_t i0 = 0; i0 < S0; i0++)
+            for (Py_ssize_t m = 0; m < rows; m++) {
+                T *in = input + (i0 * S1 + f1 + m * s1) * S2 + f2;
+                T *cp = copy + (i0 + g->pad[0]) * job->slab + first + m * pitch;
+                if (s2 == 1) memcpy(into_copy ? cp : in, into_copy ? in : cp, (size_t)count * sizeof(T));
+                else if (into_copy) for (Py_ssize_t q = 0; q < count; q++) cp[q] = in[q * s2];
+                else for (Py_ssize_t q = 0; q < count; q++) in[q * s2] = cp[q];
+            }
         }
     }
 }
@@ -93,14 +87,9 @@ SUF(copy_columns)(const DirectJob *job, T *input, T *copy, int into_copy)
 static void
 SUF(padded_planes)(const DirectJob *job, const T *x, Py_ssize_t channels, T *copy)
 {
-    const Geometry *g = &job->g;
-    const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];
+    const Py_ssize_t plane = job->g.input_len / job->g.channels;
     memset(copy, 0, (size_t)(channels * job->plane + job->slack) * sizeof(T));
-    for (Py_ssize_t c = 0; c < channels; c++)
-    for (Py_ssize_t i0 = 0; i0 < S0; i0++)
-    for (Py_ssize_t i1 = 0; i1 < S1; i1++) {
-        SUF(copy_columns)(job, (T *)(x + ((c * S0 + i0) * S1 + i1) * S2), copy + c * job->plane + SUF(copy_row)(job, i0, i1), 1);
-    }
+    for (Py_ssize_t c = 0; c < channels; c++) SUF(move_plane)(job, (T *)(x + c * plane), copy + c * job->plane, 1);
 }
 
 /*
@@ -138,7 +127,7 @@ static inline __attribute__((always_inline)) void
 SUF(forward_slice)(const DirectJob *job, const T *xg, const T *w, T *y, T *out, Py_ssize_t o0, const int FB, const int VB)
 {
     const Geometry *g = &job->g;
-    const T *xs = xg + o0 * g->stride[0] * job->rows * job->pitch;
+    const T *xs = xg + o0 * g->stride[0] * job->slab;
     Py_ssize_t j = 0;
     for (; j + VB * VW <= job->flat; j += VB * VW) SUF(flat_block)(job, xs, w, out, j, FB, VB);
     for (; j < job->flat; j += VW) SUF(flat_block)(job, xs, w, out, j, FB, 1); /* flat: whole vectors */
@@ -178,31 +167,57 @@ SUF(forward_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, void 
 /*
  * dx[n, c] = sum over the group's filters f and taps t of w[f, c, t] * dy[n, f, o], scattered to
  * the input position each output position's window reads at that tap: added into a zeroed plane
- * laid out as the padded copy (so output row (o0, o1) at tap t lands at o0*s0 planes' rows + o1
- * rows + offset[t], its O2 values contiguous whatever the stride), then the input's part of that
- * plane copied out to dx (the padding's share dropped, as col2im drops it).
+ * laid out as the padded copy (output position j = o1*pitch + o2 of slice o0, at tap t, lands at
+ * o0*s0 slabs + offset[t] + j, whatever the stride), then the input's part of that plane copied
+ * out to dx (the padding's share dropped, as col2im drops it). A filter's dY is laid out flat as
+ * the forward's output (zeros past each row's O2 values), so that each tap is one contiguous
+ * multiply-add over the slice; the zeros land, times the weight, on values no window of that tap
+ * reads, which leaves them unchanged for a finite weight: a filter with an infinite or NaN weight
+ * is scattered row by row instead (0 * inf is NaN).
  */
 static void
 SUF(input_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, void *scratch)
 {
     const Geometry *g = &job->g;
     const T *dy = (const T *)job->a, *w = (const T *)job->b;
-    T *dx = (T *)job->out, *acc = (T *)scratch;
+    T *dx = (T *)job->out, *acc = (T *)scratch, *flat_dy = acc + job->plane + job->slack;
     const Py_ssize_t cg = job->cg, fg = job->fg, plane = g->input_len / g->channels, taps = g->taps;
-    const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];
-    const Py_ssize_t O0 = g->out[0], O1 = g->out[1], O2 = g->out[2], pitch = job->pitch;
+    const Py_ssize_t O0 = g->out[0], O1 = g->out[1], O2 = g->out[2], pitch = job->pitch, flat = job->flat;
     const Py_ssize_t *offset = job->offset;
     for (Py_ssize_t item = begin; item < end; item++) {
         Py_ssize_t n = item / g->channels, c = item % g->channels, group = c / cg;
-        memset(acc, 0, (size_t)job->plane * sizeof(T));
+        memset(acc, 0, (size_t)(job->plane + job->slack) * sizeof(T));
         for (Py_ssize_t fi = 0; fi < fg; fi++) {
             Py_ssize_t f = group * fg + fi;
             const T *dyf = dy + (n * job->filters + f) * g->positions;
             const T *wf = w + (f * cg + c % cg) * taps;
+            if (SUF(all_finite)(wf, taps)) {
+                memset(flat_dy, 0, (size_t)(O0 * flat) * sizeof(T));
+                for (Py_ssize_t o0 = 0; o0 < O0; o0++)
+                for (Py_ssize_t o1 = 0; o1 < O1; o1++) {
+                    memcpy(flat_dy + o0 * flat + o1 * pitch, dyf + (o0 * O1 + o1) * O2, (size_t)O2 * sizeof(T));
+                }
+                for (Py_ssize_t o0 = 0; o0 < O0; o0++) {
+                    const T *d = flat_dy + o0 * flat;
+                    T *base = acc + o0 * g->stride[0] * job->slab;
+                    for (Py_ssize_t t = 0; t < taps; t++) {
+                        const V wv = (V){0} + wf[t];
+                        T *a = base + offset[t];
+                        for (Py_ssize_t j = 0; j < flat; j += VW) {
+                            V av, dv;
+                            SUF(load)(&av, a + j);
+                            SUF(load)(&dv, d + j);
+                            av += wv * dv;
+                            memcpy(a + j, &av, sizeof av);
+                        }
+                    }
+                }
+                continue;
+            }
             for (Py_ssize_t o0 = 0; o0 < O0; o0++)
             for (Py_ssize_t o1 = 0; o1 < O1; o1++) {
                 const T *restrict src = dyf + (o0 * O1 + o1) * O2;
-                T *base = acc + (o0 * g->stride[0] * job->rows + o1) * pitch;
+                T *base = acc + o0 * g->stride[0] * job->slab + o1 * pitch;
                 for (Py_ssize_t t = 0; t < taps; t++) {
                     const T wv = wf[t];
                     T *restrict d = base + offset[t];
@@ -210,11 +225,7 @@ SUF(input_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, vo
                 }
             }
         }
-        T *dxc = dx + item * plane; /* the input's values: rows and columns by phase, as the copy */
-        for (Py_ssize_t i0 = 0; i0 < S0; i0++)
-        for (Py_ssize_t i1 = 0; i1 < S1; i1++) {
-            SUF(copy_columns)(job, dxc + (i0 * S1 + i1) * S2, acc + SUF(copy_row)(job, i0, i1), 0);
-        }
+        SUF(move_plane)(job, dx + item * plane, acc, 0); /* the input's values, laid out as the copy */
     }
 }
 
@@ -303,7 +314,7 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
                 int finite = SUF(all_finite)(xn, plane);
                 SUF(padded_planes)(job, xn, 1, copy);
                 for (Py_ssize_t o0 = 0; o0 < O0; o0++) {
-                    const T *xs = copy + o0 * g->stride[0] * job->rows * pitch;
+                    const T *xs = copy + o0 * g->stride[0] * job->slab;
                     if (finite) { /* count <= 4 filters: 4, or 2 then 2 or 1, or 1 */
                         for (Py_ssize_t fi = 0, block; fi < count; fi += block) {
                             V *sum = sums + fi * per_filter + ci * taps;

@@ -882,9 +882,10 @@ typedef struct {
     int which;
     /* forward and weight grad: the input's padded copy, by phase (see _direct.h) */
     Py_ssize_t padded[3];               /* each axis padded so that every window lies inside */
-    Py_ssize_t row_phase, rows;         /* axis 1: rows a phase (ceil(P1/s1)), rows a plane (s1 times it) */
-    Py_ssize_t phase, pitch;            /* axis 2: values a phase (ceil(P2/s2)), a row's length (s2 times it) */
-    Py_ssize_t plane;                   /* values of one channel's copy: P0 * rows * pitch */
+    Py_ssize_t row_phase, rows;         /* axis 1: rows a phase (ceil(P1/s1)), rows a column phase (s1 times it) */
+    Py_ssize_t pitch;                   /* axis 2: values a row of the copy, one phase of s2 (ceil(P2/s2)) */
+    Py_ssize_t slab;                    /* values of one padded index of axis 0: s2 column phases of `rows` rows */
+    Py_ssize_t plane;                   /* values of one channel's copy: P0 * slab */
     Py_ssize_t flat, slack;             /* a slice's flat length (O1*pitch, whole vectors); zeros after a copy */
     const Py_ssize_t *offset;           /* each tap's offset in the copy: its row and column, by phase */
     Py_ssize_t fchunk;                  /* weight grad: filters an item (a group's last chunk may have fewer) */
@@ -1181,11 +1182,12 @@ ceil_div(Py_ssize_t a, Py_ssize_t b)
 }
 
 /*
- * Fill the job's copy geometry (padded extents, phases, pitch, plane, flat, slack) and return the
+ * Fill the job's copy geometry (padded extents, phases, pitch, slab, plane, flat, slack) and return the
  * bytes of scratch one thread needs (a multiple of 64): forward, the copy of one group's channel
  * planes and 4 filters' flat slice; weight gradient, one sum vector per filter of a chunk, channel
  * of a group and tap, the chunk's dY flat slices and the copy of one plane; input gradient, one
- * plane laid out as the copy. -1 with MemoryError when they do not fit a Py_ssize_t.
+ * plane laid out as the copy and a filter's dY flat slices. -1 with MemoryError when they do not
+ * fit a Py_ssize_t.
  */
 static Py_ssize_t
 direct_scratch(DirectJob *job, Py_ssize_t itemsize)
@@ -1199,9 +1201,9 @@ direct_scratch(DirectJob *job, Py_ssize_t itemsize)
     }
     Py_ssize_t lanes = 32 / itemsize, values = 0, vectors = 0;
     job->row_phase = ceil_div(job->padded[1], g->stride[1]);
-    job->phase = ceil_div(job->padded[2], g->stride[2]);
-    if ((job->rows = checked_mul(job->row_phase, g->stride[1])) < 0 || (job->pitch = checked_mul(job->phase, g->stride[2])) < 0
-        || (job->plane = checked_mul(job->padded[0], job->rows)) < 0 || (job->plane = checked_mul(job->plane, job->pitch)) < 0
+    job->pitch = ceil_div(job->padded[2], g->stride[2]);
+    if ((job->rows = checked_mul(job->row_phase, g->stride[1])) < 0 || (job->slab = checked_mul(job->rows, g->stride[2])) < 0
+        || (job->slab = checked_mul(job->slab, job->pitch)) < 0 || (job->plane = checked_mul(job->padded[0], job->slab)) < 0
         || (job->flat = checked_mul(g->out[1], job->pitch)) < 0 || job->flat > PY_SSIZE_T_MAX - lanes
         || job->pitch > PY_SSIZE_T_MAX - lanes) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
@@ -1225,7 +1227,13 @@ direct_scratch(DirectJob *job, Py_ssize_t itemsize)
         }
         values = copy + job->slack + out;
     } else if (job->which == DIRECT_INPUT_GRAD) {
-        values = job->plane; /* one channel's gradient, laid out as the copy */
+        /* one channel's gradient laid out as the copy (and the slack the flat sums reach), a filter's dY flat */
+        Py_ssize_t slices = checked_mul(g->out[0], job->flat);
+        if (slices < 0 || job->plane > PY_SSIZE_T_MAX - job->slack - slices) {
+            if (!PyErr_Occurred()) PyErr_NoMemory();
+            return -1;
+        }
+        values = job->plane + job->slack + slices;
     } else {
         Py_ssize_t slices = checked_mul(g->out[0], job->flat);
         if (slices >= 0) slices = checked_mul(slices, job->fchunk);
@@ -1245,7 +1253,7 @@ direct_scratch(DirectJob *job, Py_ssize_t itemsize)
 }
 
 /* offset[t] for each tap t = (k0, k1, k2): its place in a channel's copy relative to the output
- * position's, k0*d0 planes' rows and the row and column of k1*d1 and k2*d2 by phase. */
+ * position's: k0*d0 slabs, the column phase and the row by phase of k1*d1, the column of k2*d2. */
 static void
 tap_offsets(const DirectJob *job, Py_ssize_t *offset)
 {
@@ -1255,8 +1263,8 @@ tap_offsets(const DirectJob *job, Py_ssize_t *offset)
     for (Py_ssize_t k1 = 0; k1 < g->kernel[1]; k1++)
     for (Py_ssize_t k2 = 0; k2 < g->kernel[2]; k2++) {
         Py_ssize_t row = k1 * g->dilation[1], column = k2 * g->dilation[2];
-        offset[t++] = ((k0 * g->dilation[0]) * job->rows + row % g->stride[1] * job->row_phase + row / g->stride[1]) * job->pitch
-                      + column % g->stride[2] * job->phase + column / g->stride[2];
+        offset[t++] = k0 * g->dilation[0] * job->slab + (column % g->stride[2] * job->rows + row % g->stride[1] * job->row_phase
+                      + row / g->stride[1]) * job->pitch + column / g->stride[2];
     }
 }
 
