@@ -277,23 +277,58 @@ phase_of(Py_ssize_t off, Py_ssize_t s, Py_ssize_t phase, Py_ssize_t *start)
     *start = (off - shift * s) * phase + shift;
 }
 
+/* For each tap k2 of the last axis: the output columns [lo, hi) whose input column o2*s2 + off2
+ * lies inside the row (valid_range), and where column o2 is in the phased copy (start + o2,
+ * phase_of); the same for every channel, sample and row, so computed once per call. */
+typedef struct {
+    Py_ssize_t lo, hi, start;
+} Run;
+
+static void
+last_axis_runs(const Geometry *g, Run *runs)
+{
+    const Py_ssize_t S2 = g->size[2], s2 = g->stride[2], phase = (S2 - 1) / s2 + 1;
+    for (Py_ssize_t k2 = 0; k2 < g->kernel[2]; k2++) {
+        Py_ssize_t off2 = k2 * g->dilation[2] - g->pad[2];
+        valid_range(S2, g->out[2], s2, off2, &runs[k2].lo, &runs[k2].hi);
+        runs[k2].start = 0;
+        if (phased(g)) phase_of(off2, s2, phase, &runs[k2].start);
+    }
+}
+
 #define DEFINE_KERNELS(T, SUFFIX)                                                                      \
+    /* n values copied, added or zeroed: loops the compiler inlines and vectorises (the rows here are \
+       often a few dozen values, where a call to memcpy costs as much as the copy) */                 \
+    static inline void copy_run_##SUFFIX(T *restrict dst, const T *restrict src, Py_ssize_t n)          \
+    {                                                                                                  \
+        for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[j];                                            \
+    }                                                                                                  \
+    static inline void add_run_##SUFFIX(T *restrict dst, const T *restrict src, Py_ssize_t n)           \
+    {                                                                                                  \
+        for (Py_ssize_t j = 0; j < n; j++) dst[j] += src[j];                                           \
+    }                                                                                                  \
+    static inline void zero_run_##SUFFIX(T *dst, Py_ssize_t n)                                          \
+    {                                                                                                  \
+        for (Py_ssize_t j = 0; j < n; j++) dst[j] = 0;                                                 \
+    }                                                                                                  \
+                                                                                                       \
     /* a plane's S0*S1 rows into (into_phases) or out of `phased`, each row held by phase of s2:      \
        column q*s2 + r of a row at r*phase + q of its `phase * s2` values */                          \
     static void phase_rows_##SUFFIX(const Geometry *g, T *plane, T *phased, int into_phases)           \
     {                                                                                                  \
         const Py_ssize_t S2 = g->size[2], s2 = g->stride[2], phase = (S2 - 1) / s2 + 1;                \
-        for (Py_ssize_t row = 0; row < g->size[0] * g->size[1]; row++)                                \
         for (Py_ssize_t r = 0; r < s2; r++) { /* r < s2 <= S2 (phased) */                             \
-            T *values = plane + row * S2 + r, *held = phased + row * phase * s2 + r * phase;          \
-            Py_ssize_t count = (S2 - 1 - r) / s2 + 1;                                                  \
-            if (into_phases) for (Py_ssize_t q = 0; q < count; q++) held[q] = values[q * s2];          \
-            else for (Py_ssize_t q = 0; q < count; q++) values[q * s2] = held[q];                      \
+            const Py_ssize_t count = (S2 - 1 - r) / s2 + 1;                                            \
+            for (Py_ssize_t row = 0; row < g->size[0] * g->size[1]; row++) {                           \
+                T *values = plane + row * S2 + r, *held = phased + row * phase * s2 + r * phase;       \
+                if (into_phases) for (Py_ssize_t q = 0; q < count; q++) held[q] = values[q * s2];      \
+                else for (Py_ssize_t q = 0; q < count; q++) values[q * s2] = held[q];                  \
+            }                                                                                          \
         }                                                                                              \
     }                                                                                                  \
                                                                                                        \
-    /* `scratch` holds a channel's plane by phase when phased(g) */                                  \
-    static void im2col_##SUFFIX(const Geometry *g, const T *x, T *cols, T *scratch)                    \
+    /* `scratch` holds a channel's plane by phase when phased(g); runs[k2] as last_axis_runs */       \
+    static void im2col_##SUFFIX(const Geometry *g, const T *x, T *cols, T *scratch, const Run *runs)   \
     {                                                                                                  \
         const Py_ssize_t width = g->batch * g->positions; /* columns of the matrix */                 \
         const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2];                      \
@@ -301,38 +336,38 @@ phase_of(Py_ssize_t off, Py_ssize_t s, Py_ssize_t phase, Py_ssize_t *start)
         const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];                            \
         const Py_ssize_t s2 = g->stride[2], by_phase = phased(g);                                      \
         const Py_ssize_t phase = by_phase ? (S2 - 1) / s2 + 1 : 0, pitch = phase * s2;                 \
-        for (Py_ssize_t c = 0; c < g->channels; c++)                                                   \
-        for (Py_ssize_t b = 0; b < g->batch; b++) {                                                    \
-            const T *image = x + (b * g->channels + c) * S0 * S1 * S2;                                 \
-            if (by_phase) phase_rows_##SUFFIX(g, (T *)image, scratch, 1);                              \
+        const Py_ssize_t held = S0 * S1 * pitch; /* a sample's plane by phase in `scratch` */        \
+        for (Py_ssize_t c = 0; c < g->channels; c++) {                                                 \
+            if (by_phase)                                                                              \
+                for (Py_ssize_t b = 0; b < g->batch; b++)                                              \
+                    phase_rows_##SUFFIX(g, (T *)(x + (b * g->channels + c) * S0 * S1 * S2), scratch + b * held, 1); \
             for (Py_ssize_t k0 = 0; k0 < K0; k0++)                                                     \
             for (Py_ssize_t k1 = 0; k1 < K1; k1++)                                                     \
-            for (Py_ssize_t k2 = 0; k2 < K2; k2++) {                                                   \
+            for (Py_ssize_t k2 = 0; k2 < K2; k2++)                                                     \
+            for (Py_ssize_t b = 0; b < g->batch; b++) { /* along the matrix's row */                  \
+                const T *image = x + (b * g->channels + c) * S0 * S1 * S2, *phases = scratch + b * held; \
                 T *row = cols + (((c * K0 + k0) * K1 + k1) * K2 + k2) * width + b * g->positions;      \
-                Py_ssize_t off2 = k2 * g->dilation[2] - g->pad[2], lo, hi, start = 0;                  \
-                valid_range(S2, O2, s2, off2, &lo, &hi);                                               \
-                if (by_phase) phase_of(off2, s2, phase, &start);                                       \
+                const Py_ssize_t off2 = k2 * g->dilation[2] - g->pad[2], lo = runs[k2].lo, hi = runs[k2].hi; \
                 for (Py_ssize_t o0 = 0; o0 < O0; o0++) {                                               \
                     Py_ssize_t i0 = o0 * g->stride[0] + k0 * g->dilation[0] - g->pad[0];               \
                     for (Py_ssize_t o1 = 0; o1 < O1; o1++) {                                           \
                         Py_ssize_t i1 = o1 * g->stride[1] + k1 * g->dilation[1] - g->pad[1];           \
                         T *dst = row + (o0 * O1 + o1) * O2;                                            \
                         if (i0 < 0 || i0 >= S0 || i1 < 0 || i1 >= S1) {                                \
-                            memset(dst, 0, (size_t)O2 * sizeof(T));                                    \
+                            zero_run_##SUFFIX(dst, O2);                                                \
                             continue;                                                                  \
                         }                                                                              \
                         /* o2 in [lo, hi): o2*s2 + off2 in [0, S2) */                                  \
                         const T *src = image + (i0 * S1 + i1) * S2;                                    \
-                        if (lo > 0) memset(dst, 0, (size_t)lo * sizeof(T));                            \
+                        zero_run_##SUFFIX(dst, lo);                                                    \
                         if (s2 == 1) {                                                                 \
-                            if (hi > lo) memcpy(dst + lo, src + lo + off2, (size_t)(hi - lo) * sizeof(T)); \
+                            copy_run_##SUFFIX(dst + lo, src + lo + off2, hi - lo);                     \
                         } else if (by_phase) { /* column o2*s2 + off2 at start + o2 of the row */     \
-                            const T *from = scratch + ((i0 * S1 + i1) * pitch + start + lo);           \
-                            if (hi > lo) memcpy(dst + lo, from, (size_t)(hi - lo) * sizeof(T));        \
+                            copy_run_##SUFFIX(dst + lo, phases + ((i0 * S1 + i1) * pitch + runs[k2].start + lo), hi - lo); \
                         } else {                                                                       \
                             for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2] = src[o2 * s2 + off2];     \
                         }                                                                              \
-                        if (hi < O2) memset(dst + hi, 0, (size_t)(O2 - hi) * sizeof(T));               \
+                        zero_run_##SUFFIX(dst + hi, O2 - hi);                                          \
                     }                                                                                  \
                 }                                                                                      \
             }                                                                                          \
@@ -341,7 +376,7 @@ phase_of(Py_ssize_t off, Py_ssize_t s, Py_ssize_t phase, Py_ssize_t *start)
                                                                                                        \
     /* the sums of col2im run in the same order either way: into the channel (zeroed), or into       \
        `scratch`'s plane by phase (zeroed), then copied to the channel */                             \
-    static void col2im_##SUFFIX(const Geometry *g, const T *cols, T *x, T *scratch)                    \
+    static void col2im_##SUFFIX(const Geometry *g, const T *cols, T *x, T *scratch, const Run *runs)   \
     {                                                                                                  \
         const Py_ssize_t width = g->batch * g->positions;                                              \
         const Py_ssize_t K0 = g->kernel[0], K1 = g->kernel[1], K2 = g->kernel[2];                      \
@@ -349,18 +384,19 @@ phase_of(Py_ssize_t off, Py_ssize_t s, Py_ssize_t phase, Py_ssize_t *start)
         const Py_ssize_t S0 = g->size[0], S1 = g->size[1], S2 = g->size[2];                            \
         const Py_ssize_t s2 = g->stride[2], by_phase = phased(g);                                      \
         const Py_ssize_t phase = by_phase ? (S2 - 1) / s2 + 1 : 0, pitch = phase * s2;                 \
-        for (Py_ssize_t c = 0; c < g->channels; c++)                                                   \
-        for (Py_ssize_t b = 0; b < g->batch; b++) {                                                    \
-            T *channel = x + (b * g->channels + c) * S0 * S1 * S2;                                     \
-            if (by_phase) memset(scratch, 0, (size_t)(S0 * S1 * pitch) * sizeof(T));                   \
-            else memset(channel, 0, (size_t)(S0 * S1 * S2) * sizeof(T));                               \
+        const Py_ssize_t held = S0 * S1 * pitch; /* a sample's plane by phase in `scratch` */        \
+        for (Py_ssize_t c = 0; c < g->channels; c++) {                                                 \
+            if (by_phase) memset(scratch, 0, (size_t)(g->batch * held) * sizeof(T));                   \
+            else                                                                                       \
+                for (Py_ssize_t b = 0; b < g->batch; b++)                                              \
+                    memset(x + (b * g->channels + c) * S0 * S1 * S2, 0, (size_t)(S0 * S1 * S2) * sizeof(T)); \
             for (Py_ssize_t k0 = 0; k0 < K0; k0++)                                                     \
             for (Py_ssize_t k1 = 0; k1 < K1; k1++)                                                     \
-            for (Py_ssize_t k2 = 0; k2 < K2; k2++) {                                                   \
+            for (Py_ssize_t k2 = 0; k2 < K2; k2++)                                                     \
+            for (Py_ssize_t b = 0; b < g->batch; b++) { /* along the matrix's row */                  \
+                T *channel = x + (b * g->channels + c) * S0 * S1 * S2, *phases = scratch + b * held;   \
                 const T *row = cols + (((c * K0 + k0) * K1 + k1) * K2 + k2) * width + b * g->positions; \
-                Py_ssize_t off2 = k2 * g->dilation[2] - g->pad[2], lo, hi, start = 0;                  \
-                valid_range(S2, O2, s2, off2, &lo, &hi);                                               \
-                if (by_phase) phase_of(off2, s2, phase, &start);                                       \
+                const Py_ssize_t off2 = k2 * g->dilation[2] - g->pad[2], lo = runs[k2].lo, hi = runs[k2].hi; \
                 for (Py_ssize_t o0 = 0; o0 < O0; o0++) {                                               \
                     Py_ssize_t i0 = o0 * g->stride[0] + k0 * g->dilation[0] - g->pad[0];               \
                     if (i0 < 0 || i0 >= S0) continue;                                                  \
@@ -369,16 +405,19 @@ phase_of(Py_ssize_t off, Py_ssize_t s, Py_ssize_t phase, Py_ssize_t *start)
                         if (i1 < 0 || i1 >= S1) continue;                                              \
                         const T *src = row + (o0 * O1 + o1) * O2;                                      \
                         if (by_phase) { /* the index first: start alone may be negative */            \
-                            T *dst = scratch + ((i0 * S1 + i1) * pitch + start + lo);                  \
-                            for (Py_ssize_t o2 = 0; o2 < hi - lo; o2++) dst[o2] += src[lo + o2];       \
-                            continue;                                                                  \
+                            add_run_##SUFFIX(phases + ((i0 * S1 + i1) * pitch + runs[k2].start + lo), src + lo, hi - lo); \
+                        } else if (s2 == 1) {                                                          \
+                            add_run_##SUFFIX(channel + (i0 * S1 + i1) * S2 + off2 + lo, src + lo, hi - lo); \
+                        } else {                                                                       \
+                            T *dst = channel + (i0 * S1 + i1) * S2;                                    \
+                            for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2 * s2 + off2] += src[o2];    \
                         }                                                                              \
-                        T *dst = channel + (i0 * S1 + i1) * S2;                                        \
-                        for (Py_ssize_t o2 = lo; o2 < hi; o2++) dst[o2 * s2 + off2] += src[o2];        \
                     }                                                                                  \
                 }                                                                                      \
             }                                                                                          \
-            if (by_phase) phase_rows_##SUFFIX(g, channel, scratch, 0);                                 \
+            if (by_phase)                                                                              \
+                for (Py_ssize_t b = 0; b < g->batch; b++)                                              \
+                    phase_rows_##SUFFIX(g, x + (b * g->channels + c) * S0 * S1 * S2, scratch + b * held, 0); \
         }                                                                                              \
     }
 
@@ -428,8 +467,9 @@ run(PyObject *args, int forward)
         PyBuffer_Release(&dst);
         return NULL;
     }
-    /* a plane held by phase, for a stride along the last axis (phased) */
+    /* each sample's plane of one channel held by phase, for a stride along the last axis (phased) */
     Py_ssize_t scratch_len = phased_len(&g);
+    if (scratch_len > 0) scratch_len = checked_mul(scratch_len, g.batch);
     void *scratch = NULL;
     if (scratch_len < 0 || (scratch_len > 0 && checked_mul(scratch_len, src.itemsize) < 0)
         || (scratch_len > 0 && (scratch = PyMem_RawMalloc((size_t)(scratch_len * src.itemsize))) == NULL)) {
@@ -438,15 +478,25 @@ run(PyObject *args, int forward)
         PyBuffer_Release(&dst);
         return NULL;
     }
+    Run *runs = PyMem_RawMalloc((size_t)g.kernel[2] * sizeof(Run)); /* kernel[2] <= its padded axis: fits */
+    if (runs == NULL) {
+        PyMem_RawFree(scratch);
+        PyErr_NoMemory();
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&dst);
+        return NULL;
+    }
+    last_axis_runs(&g, runs);
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f') {
-        if (forward) im2col_f32(&g, (const float *)src.buf, (float *)dst.buf, (float *)scratch);
-        else col2im_f32(&g, (const float *)src.buf, (float *)dst.buf, (float *)scratch);
+        if (forward) im2col_f32(&g, (const float *)src.buf, (float *)dst.buf, (float *)scratch, runs);
+        else col2im_f32(&g, (const float *)src.buf, (float *)dst.buf, (float *)scratch, runs);
     } else {
-        if (forward) im2col_f64(&g, (const double *)src.buf, (double *)dst.buf, (double *)scratch);
-        else col2im_f64(&g, (const double *)src.buf, (double *)dst.buf, (double *)scratch);
+        if (forward) im2col_f64(&g, (const double *)src.buf, (double *)dst.buf, (double *)scratch, runs);
+        else col2im_f64(&g, (const double *)src.buf, (double *)dst.buf, (double *)scratch, runs);
     }
     Py_END_ALLOW_THREADS
+    PyMem_RawFree(runs);
     PyMem_RawFree(scratch);
     PyBuffer_Release(&src);
     PyBuffer_Release(&dst);
