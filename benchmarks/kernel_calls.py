@@ -8,7 +8,9 @@ Run: python benchmarks/kernel_calls.py [--repeat R]
 - LeNet's grey conv1 forward (64 x 1@32x32, 6 filters) on 2 threads: back to back, after a 50 ms
   pause (the threads idle), and right after a multi-threaded 1024^3 GEMM (OpenBLAS's threads
   spinning); and on 1 thread.
-- im2col and col2im of DCGAN 128->64's transposed conv (16 x 64@32x32, 4x4 windows, stride 2).
+- im2col and col2im of DCGAN 128->64's transposed conv (16 x 64@32x32, 4x4 windows, stride 2),
+  and of VGG16 conv3_1's chunk of 2 samples (128@56x56, 3x3, padding 1).
+- MobileNetV2's stride-2 depthwise 576@14 (batch 8) through the direct kernels on 2 threads.
 - resnet18 layer1's GEMM (64x576 by 576x12544, a chunk of 4 samples) on OpenBLAS's own threads,
   and split in two by rows between two Python threads with BLAS on one thread each.
 """
@@ -77,6 +79,23 @@ def main() -> None:
     target = np.empty_like(image)
     print(f"DCGAN 128->64 (stride 2): im2col {median_ms(lambda: c.im2col(image, cols, *g.c_args(64, 16)), repeat):.2f} ms, "
           f"col2im {median_ms(lambda: c.col2im(cols, target, *g.c_args(64, 16)), repeat):.2f} ms")
+
+    g = kernels.geometry((2, 128, 56, 56), 3, 1, 1)  # VGG16 conv3_1's streamed chunk of 2 samples
+    cols = rng.standard_normal((128 * 9, 2 * 3136)).astype(np.float32)
+    image = rng.standard_normal((2, 128, 56, 56)).astype(np.float32)
+    target = np.empty_like(image)
+    print(f"VGG16 conv3_1, 2 samples: im2col {median_ms(lambda: c.im2col(image, cols, *g.c_args(128, 2)), repeat):.2f} ms, "
+          f"col2im {median_ms(lambda: c.col2im(cols, target, *g.c_args(128, 2)), repeat):.2f} ms")
+
+    xd, wd = rng.standard_normal((8, 576, 14, 14)).astype(np.float32), rng.standard_normal((576, 1, 3, 3)).astype(np.float32)
+    gd = kernels.geometry(xd.shape, 3, 2, 1)  # MobileNetV2's depthwise 576@14, stride 2
+    yd, dxd, dwd = np.empty((8, 576, 7, 7), np.float32), np.empty_like(xd), np.empty_like(wd)
+    dyd = rng.standard_normal(yd.shape).astype(np.float32)
+    args = (*gd.c_args(576, 8), 576, 576, 2)
+    print(f"MobileNetV2 depthwise 576@14 stride 2, 2 threads: forward "
+          f"{median_ms(lambda: c.conv_direct(0, xd, wd, yd, *args), repeat):.2f} ms, input gradient "
+          f"{median_ms(lambda: c.conv_direct(1, dyd, wd, dxd, *args), repeat):.2f} ms, weight gradient "
+          f"{median_ms(lambda: c.conv_direct(2, xd, dyd, dwd, *args), repeat):.2f} ms")
 
     weights = rng.standard_normal((64, 576)).astype(np.float32)
     matrix, out = rng.standard_normal((576, 4 * 3136)).astype(np.float32), np.empty((64, 4 * 3136), np.float32)
