@@ -15,11 +15,13 @@
  *
  * Forward and the weight gradient read the input through a copy of its planes in the slice's
  * scratch (padded_planes): each axis padded with zeros so that every window lies inside, and the
- * last two axes held by phase of their stride (row or column j of the padded input at
- * (j % s)*phase + j/s), so that consecutive output positions read consecutive values. Then a
- * slice o0 of the output is one flat row: output position (o1, o2) is j = o1*pitch + o2, and tap
- * t reads the copy at j + DirectJob.offset[t] (the tap's row and column, by phase, in the slice's
- * planes): one offset per tap, long contiguous vectors, no bounds to test. The values at j with
+ * last two axes held by phase of their stride: the columns j2 with one j2 % s2 form a plane of
+ * their own (`rows` rows of `pitch` = ceil(P2/s2) values, column j2 at j2/s2), and in it row j1
+ * is at (j1 % s1)*row_phase + j1/s1, so that consecutive output positions read consecutive
+ * values. Then a slice o0 of the output is one flat row: output position (o1, o2) is
+ * j = o1*pitch + o2, and tap t reads the copy at j + DirectJob.offset[t] (the tap's column phase,
+ * row and column in the slice's planes): one offset per tap, long contiguous vectors, no bounds
+ * to test, and at most pitch - O2 values a row computed for nothing. The values at j with
  * o2 >= O2 are computed and thrown away (forward) or multiplied by zeros (weight gradient, which
  * therefore sums a plane holding an infinity or NaN row by row: 0 * inf is NaN). The geometry is
  * _kernels.c's, checked there (every padded extent, product and index fits a Py_ssize_t).
