@@ -244,9 +244,10 @@ valid_range(Py_ssize_t size, Py_ssize_t out, Py_ssize_t s, Py_ssize_t offset, Py
 }
 
 /*
- * A stride s2 > 1 along the last axis, up to the axis's size, goes through a copy of the channel's
- * plane held by phase (phased): row values at columns r, r + s2, r + 2*s2, ... side by side, so
- * that every tap reads (im2col) or adds to (col2im) a contiguous run instead of every s2-th value.
+ * A stride s2 > 1 along the last axis, up to the axis's size, goes through a copy of each
+ * sample's plane of a channel held by phase (phased): row values at columns r, r + s2, r + 2*s2,
+ * ... side by side, so that every tap reads (im2col) or adds to (col2im) a contiguous run instead
+ * of every s2-th value.
  * Column i = q*s2 + r of a row is at r*phase + q; phase = ceil(S2 / s2) values a phase.
  */
 static int
@@ -327,7 +328,9 @@ last_axis_runs(const Geometry *g, Run *runs)
         }                                                                                              \
     }                                                                                                  \
                                                                                                        \
-    /* `scratch` holds a channel's plane by phase when phased(g); runs[k2] as last_axis_runs */       \
+    /* channel by channel, each row of the matrix (a channel's tap) written along the batch;         \
+       `scratch` holds every sample's plane of the channel by phase when phased(g); runs[k2] as       \
+       last_axis_runs */                                                                              \
     static void im2col_##SUFFIX(const Geometry *g, const T *x, T *cols, T *scratch, const Run *runs)   \
     {                                                                                                  \
         const Py_ssize_t width = g->batch * g->positions; /* columns of the matrix */                 \
@@ -374,8 +377,9 @@ last_axis_runs(const Geometry *g, Run *runs)
         }                                                                                              \
     }                                                                                                  \
                                                                                                        \
-    /* the sums of col2im run in the same order either way: into the channel (zeroed), or into       \
-       `scratch`'s plane by phase (zeroed), then copied to the channel */                             \
+    /* im2col's order, each row of the matrix read along the batch; the sums run in the same order   \
+       either way: into the channel (zeroed), or into each sample's plane by phase in `scratch`       \
+       (zeroed), then copied to the channel */                                                        \
     static void col2im_##SUFFIX(const Geometry *g, const T *cols, T *x, T *scratch, const Run *runs)   \
     {                                                                                                  \
         const Py_ssize_t width = g->batch * g->positions;                                              \
