@@ -288,6 +288,9 @@ class Executor:
         self._refuse_above_limit(_estimate(self.graph, self.layers, self.dtype, batch))
         self.rng = np.random.default_rng(self.seed)
         self.training = True
+        from archcalc import kernels
+
+        kernels.keep_freed_memory()  # a step's arrays reused, not mapped and faulted in anew each step
         #: Compute dJ/d(network input) in backward (:attr:`input_grad`). False saves, when
         #: training, the input-gradient work of every layer whose inputs depend on no learned
         #: parameter (the first conv's, a pool's before it), as frameworks skip it.

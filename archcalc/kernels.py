@@ -1119,6 +1119,51 @@ def adaptive_maxpool_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple
     return dx.astype(dy.dtype).reshape(x_shape)
 
 
+# ---------------------------------------------------------------------------------------- the allocator
+# NumPy's arrays come from the C library's malloc. glibc serves a block above its mmap threshold
+# (128 KiB at first, raised to the size of each such block freed, up to 32 MiB) with a fresh
+# mapping and unmaps it when freed, so an executor step that allocates and frees the same
+# activation-sized arrays every step faults every page of them in again (lenet5 at batch 64:
+# 233,000 page faults and 1 s of system time in 150 steps, 17 ms a step instead of 10, whenever
+# the process's early frees had left the threshold low). PyTorch's CPU allocator keeps freed
+# blocks for reuse; the executor gets the same from glibc by fixing the thresholds once.
+
+#: Bytes from which glibc maps a block of its own (:func:`keep_freed_memory`); the largest
+#: activation or im2col chunk of the zoo's networks at their usual batches is below it.
+MALLOC_MMAP_THRESHOLD = 64 * 2**20
+#: Free bytes glibc's heap keeps at its top before it returns them to the system.
+MALLOC_TRIM_THRESHOLD = 2 * MALLOC_MMAP_THRESHOLD
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_allocator_kept: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed blocks below :data:`MALLOC_MMAP_THRESHOLD` for reuse instead
+    of unmapping them (``mallopt`` M_MMAP_THRESHOLD and M_TRIM_THRESHOLD, once per process): the
+    :class:`archcalc.execute.Executor` calls it. Freed memory is then reused by the process rather
+    than given back to the system, as PyTorch's caching allocator does. Returns whether it is in
+    effect: False off glibc (the C library is asked by ``os.confstr``) or with
+    ``ARCHCALC_MALLOC=default`` in the environment, which leaves the allocator alone."""
+    global _allocator_kept
+    if _allocator_kept is None:
+        _allocator_kept = False
+        try:
+            glibc = (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+        except (ValueError, OSError, AttributeError):
+            glibc = False
+        if glibc and os.environ.get("ARCHCALC_MALLOC", "") != "default":
+            import ctypes
+
+            try:
+                mallopt = ctypes.CDLL(None).mallopt
+            except (OSError, AttributeError):
+                return False
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+            _allocator_kept = (mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) == 1
+                               and mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) == 1)
+    return _allocator_kept
+
+
 # ---------------------------------------------------------------------------------------- two threads
 # The element-wise C kernels (batchnorm, clamp) are memory-bound and release the GIL: a large array
 # is split in two, one half on a helper thread, the other on the caller's, as PyTorch runs such

@@ -1,7 +1,7 @@
 """Speed of the executor: whole training steps of whole networks, against torch doing the same.
 
 Run: python benchmarks/executor.py [--runs K] [--repeat R] [--quick] [--cases lenet5,resnet18]
-     [--no-memory]
+     [--no-memory] [--separate [--torch-allocator default|same]]
 
 A training step is forward + loss (softmax cross-entropy) + backward + an SGD update with
 momentum 0.9 (PyTorch's form, as ``torch.optim.SGD(momentum=0.9)``). torch runs the same network
@@ -18,6 +18,12 @@ ratios archcalc/torch of the medians and of the mins, and the 1-minute load aver
 (the machine is shared: a load above 2 on 2 cores means another process competed for them). With ``--runs K`` (K fresh executors and
 torch nets, in this process), a summary gives each case's ratio of medians and ratio of mins over
 the runs as min / median. Shapes and MACs are checked against the analyzer on the way.
+
+The executor fixes glibc's malloc thresholds (``kernels.keep_freed_memory``) so that a step's
+arrays are reused rather than unmapped and faulted in again. With ``--separate`` torch's process
+keeps glibc's defaults, as PyTorch runs for its users (``--torch-allocator same`` gives it the
+executor's setting: its steps get faster too, by up to a third for mobilenet_v2 here); alternating
+in one process, both share the executor's.
 
 Then (unless ``--no-memory``), per network, the executor's memory estimate beside the peak
 tracemalloc sees (NumPy reports its arrays to it) over two SGD steps with momentum: the estimate
@@ -110,18 +116,30 @@ def worker(side: str, name: str, batch: int, repeat: int) -> None:
     print(json.dumps(times))
 
 
-def _alone(side: str, name: str, batch: int, repeat: int) -> list[float]:
+TORCH_MALLOC = {"default": "glibc's defaults", "same": "the executor's"}
+
+
+def _alone(side: str, name: str, batch: int, repeat: int, allocator: str = "default") -> list[float]:
+    """A worker process's step seconds. The torch worker builds the network through an Executor,
+    which sets glibc's malloc thresholds (kernels.keep_freed_memory); with ``allocator`` "default"
+    its process keeps glibc's defaults instead (ARCHCALC_MALLOC=default), as PyTorch runs for its
+    users; "same" leaves it the executor's setting."""
     command = [sys.executable, __file__, "--worker", side, "--cases", name, "--batch", str(batch), "--repeat", str(repeat)]
-    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+    env = dict(os.environ)
+    if side == "torch" and allocator == "default":
+        env["ARCHCALC_MALLOC"] = "default"
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run_case(name: str, batch: int, repeat: int, separate: bool = False) -> dict:
+def run_case(name: str, batch: int, repeat: int, separate: bool = False, allocator: str = "default") -> dict:
     """One run of a case: per-step seconds of archcalc and torch, checked MACs. ``separate``: each
     in a fresh process of its own, one after the other (no library's idle threads beside the other's
-    work); else alternating in this process."""
+    work; ``allocator`` as :func:`_alone`); else alternating in this process (one allocator setting
+    for both)."""
     if separate:
         ours = _alone("archcalc", name, batch, repeat)
-        theirs = _alone("torch", name, batch, repeat)
+        theirs = _alone("torch", name, batch, repeat, allocator)
         return {"ours": ours, "theirs": theirs, "workspace": Executor(name).memory_estimate(batch).im2col}
     executor, x, labels = _setup(name, batch)
     torch_step = torch_stepper(executor, x, labels)
@@ -151,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc memory section")
     parser.add_argument("--separate", action="store_true",
                         help="time archcalc and torch each in a fresh process of its own (one after the other)")
+    parser.add_argument("--torch-allocator", choices=("default", "same"), default="default",
+                        help="with --separate: torch's process with glibc's default malloc settings (as PyTorch "
+                        "runs), or with the executor's (kernels.keep_freed_memory)")
     parser.add_argument("--worker", choices=("archcalc", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -163,12 +184,13 @@ def main(argv: list[str] | None = None) -> None:
         cases = [case for case in cases if case[0] in wanted]
     print(f"training step = forward + cross-entropy + backward + SGD(momentum {MOMENTUM}); torch on "
           f"{TORCH_THREADS} threads; {kernels.BACKEND} kernels, {kernels.THREADS} threads; "
-          f"{'each in a process of its own' if args.separate else 'alternating in one process'}")
+          f"{'each in a process of its own' if args.separate else 'alternating in one process'}"
+          + (f"; torch's malloc settings: {TORCH_MALLOC[args.torch_allocator]}" if args.separate else ""))
     ratios: dict[str, list[tuple[float, float]]] = {}
     for run in range(args.runs):
         for name, batch, repeat in cases:
             repeat = args.repeat or repeat
-            result = run_case(name, batch, repeat, args.separate)
+            result = run_case(name, batch, repeat, args.separate, args.torch_allocator)
             ours, theirs = result["ours"], result["theirs"]
             line = f"run {run + 1} {name} batch {batch} ({repeat} steps): archcalc {_ms(ours)}"
             if theirs:
