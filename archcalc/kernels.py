@@ -1120,17 +1120,20 @@ def adaptive_maxpool_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: tuple
 
 
 # ---------------------------------------------------------------------------------------- the allocator
-# NumPy's arrays come from the C library's malloc. glibc serves a block above its mmap threshold
-# (128 KiB at first, raised to the size of each such block freed, up to 32 MiB) with a fresh
-# mapping and unmaps it when freed, so an executor step that allocates and frees the same
-# activation-sized arrays every step faults every page of them in again (lenet5 at batch 64:
-# 233,000 page faults and 1 s of system time in 150 steps, 17 ms a step instead of 10, whenever
-# the process's early frees had left the threshold low). PyTorch's CPU allocator keeps freed
-# blocks for reuse; the executor gets the same from glibc by fixing the thresholds once.
+# NumPy's arrays come from the C library's malloc. glibc serves a block at or above its mmap
+# threshold (128 KiB at first, raised to the size of each such block freed, up to 32 MiB) with a
+# fresh mapping and unmaps it when freed, and gives the heap's top back to the system when more
+# than twice that threshold is free there; so an executor step that allocates and frees the same
+# activation-sized arrays every step can fault every page of them in again (lenet5 at batch 64:
+# 233,000 page faults and 1 s of system time in 150 steps, 17 ms a step instead of 8-10, whenever
+# the process's early frees had left the thresholds low). Fixed thresholds keep the freed blocks
+# in the heap for the next step.
 
 #: Bytes from which glibc maps a block of its own (:func:`keep_freed_memory`); the largest
-#: activation or im2col chunk of the zoo's networks at their usual batches is below it.
+#: activation or im2col chunk of the zoo's networks at their usual batches is below it. A glibc
+#: that refuses it (before 2.27 the limit was 32 MiB on 64-bit) gets :data:`MALLOC_MMAP_FALLBACK`.
 MALLOC_MMAP_THRESHOLD = 64 * 2**20
+MALLOC_MMAP_FALLBACK = 32 * 2**20
 #: Free bytes glibc's heap keeps at its top before it returns them to the system.
 MALLOC_TRIM_THRESHOLD = 2 * MALLOC_MMAP_THRESHOLD
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
@@ -1138,12 +1141,13 @@ _allocator_kept: bool | None = None
 
 
 def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep freed blocks below :data:`MALLOC_MMAP_THRESHOLD` for reuse instead
-    of unmapping them (``mallopt`` M_MMAP_THRESHOLD and M_TRIM_THRESHOLD, once per process): the
-    :class:`archcalc.execute.Executor` calls it. Freed memory is then reused by the process rather
-    than given back to the system, as PyTorch's caching allocator does. Returns whether it is in
-    effect: False off glibc (the C library is asked by ``os.confstr``) or with
-    ``ARCHCALC_MALLOC=default`` in the environment, which leaves the allocator alone."""
+    """Have glibc's malloc keep freed blocks below :data:`MALLOC_MMAP_THRESHOLD` (or
+    :data:`MALLOC_MMAP_FALLBACK` where glibc refuses that) in its heap for reuse, and up to
+    :data:`MALLOC_TRIM_THRESHOLD` free at the heap's top, instead of giving them back to the system
+    (``mallopt`` M_MMAP_THRESHOLD and M_TRIM_THRESHOLD, once per process, for all its allocations):
+    the :class:`archcalc.execute.Executor` calls it. Returns whether both thresholds are set: False
+    off glibc (the C library is asked by ``os.confstr``), where glibc refuses them, or with
+    ``ARCHCALC_MALLOC=default`` in the environment, which leaves the allocator alone. Never raises."""
     global _allocator_kept
     if _allocator_kept is None:
         _allocator_kept = False
@@ -1158,9 +1162,10 @@ def keep_freed_memory() -> bool:
                 mallopt = ctypes.CDLL(None).mallopt
             except (OSError, AttributeError):
                 return False
-            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            _allocator_kept = (mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) == 1
-                               and mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) == 1)
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int  # 1: set, 0: refused
+            mapped = any(mallopt(_M_MMAP_THRESHOLD, size) == 1 for size in (MALLOC_MMAP_THRESHOLD, MALLOC_MMAP_FALLBACK))
+            trimmed = mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) == 1
+            _allocator_kept = mapped and trimmed
     return _allocator_kept
 
 

@@ -116,7 +116,7 @@ def worker(side: str, name: str, batch: int, repeat: int) -> None:
     print(json.dumps(times))
 
 
-TORCH_MALLOC = {"default": "glibc's defaults", "same": "the executor's"}
+GLIBC_DEFAULTS = "glibc's defaults"
 
 
 def _alone(side: str, name: str, batch: int, repeat: int, allocator: str = "default") -> list[float]:
@@ -169,15 +169,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc memory section")
     parser.add_argument("--separate", action="store_true",
                         help="time archcalc and torch each in a fresh process of its own (one after the other)")
-    parser.add_argument("--torch-allocator", choices=("default", "same"), default="default",
+    parser.add_argument("--torch-allocator", choices=("default", "same"),
                         help="with --separate: torch's process with glibc's default malloc settings (as PyTorch "
-                        "runs), or with the executor's (kernels.keep_freed_memory)")
+                        "runs; the default), or with archcalc's (kernels.keep_freed_memory)")
     parser.add_argument("--worker", choices=("archcalc", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args.worker, args.cases, args.batch, args.repeat)
         return
+    if args.torch_allocator and not args.separate:
+        parser.error("--torch-allocator needs --separate (in one process both libraries share one allocator)")
+    allocator = args.torch_allocator or "default"
+    ours_malloc = (f"{GLIBC_DEFAULTS} (ARCHCALC_MALLOC=default)" if os.environ.get("ARCHCALC_MALLOC") == "default"
+                   else "the executor's (kernels.keep_freed_memory)")
     cases = QUICK_CASES if args.quick else CASES
     if args.cases:
         wanted = args.cases.split(",")
@@ -185,12 +190,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"training step = forward + cross-entropy + backward + SGD(momentum {MOMENTUM}); torch on "
           f"{TORCH_THREADS} threads; {kernels.BACKEND} kernels, {kernels.THREADS} threads; "
           f"{'each in a process of its own' if args.separate else 'alternating in one process'}"
-          + (f"; torch's malloc settings: {TORCH_MALLOC[args.torch_allocator]}" if args.separate else ""))
+          + f"; archcalc's malloc settings: {ours_malloc}"
+          + (f"; torch's: {ours_malloc if allocator == 'same' else GLIBC_DEFAULTS}" if args.separate else ""))
     ratios: dict[str, list[tuple[float, float]]] = {}
     for run in range(args.runs):
         for name, batch, repeat in cases:
             repeat = args.repeat or repeat
-            result = run_case(name, batch, repeat, args.separate, args.torch_allocator)
+            result = run_case(name, batch, repeat, args.separate, allocator)
             ours, theirs = result["ours"], result["theirs"]
             line = f"run {run + 1} {name} batch {batch} ({repeat} steps): archcalc {_ms(ours)}"
             if theirs:
