@@ -166,6 +166,19 @@ SUF(forward_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, void 
     }
 }
 
+/* `count` filters' dY planes, consecutive from d, laid out as the forward's flat output: slice o0
+ * of filter fi at (fi*O0 + o0)*flat, its row o1 at o1*pitch, zeros past each row's O2 values. */
+static void
+SUF(flat_planes)(const DirectJob *job, const T *d, Py_ssize_t count, T *flat_dy)
+{
+    const Py_ssize_t O1 = job->g.out[1], O2 = job->g.out[2], slices = count * job->g.out[0];
+    memset(flat_dy, 0, (size_t)(slices * job->flat) * sizeof(T));
+    for (Py_ssize_t r = 0; r < slices; r++) /* slice r = fi*O0 + o0, consecutive in d as well */
+    for (Py_ssize_t o1 = 0; o1 < O1; o1++) {
+        memcpy(flat_dy + r * job->flat + o1 * job->pitch, d + (r * O1 + o1) * O2, (size_t)O2 * sizeof(T));
+    }
+}
+
 /*
  * dx[n, c] = sum over the group's filters f and taps t of w[f, c, t] * dy[n, f, o], scattered to
  * the input position each output position's window reads at that tap: added into a zeroed plane
@@ -194,11 +207,7 @@ SUF(input_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, vo
             const T *dyf = dy + (n * job->filters + f) * g->positions;
             const T *wf = w + (f * cg + c % cg) * taps;
             if (SUF(all_finite)(wf, taps)) {
-                memset(flat_dy, 0, (size_t)(O0 * flat) * sizeof(T));
-                for (Py_ssize_t o0 = 0; o0 < O0; o0++)
-                for (Py_ssize_t o1 = 0; o1 < O1; o1++) {
-                    memcpy(flat_dy + o0 * flat + o1 * pitch, dyf + (o0 * O1 + o1) * O2, (size_t)O2 * sizeof(T));
-                }
+                SUF(flat_planes)(job, dyf, 1, flat_dy);
                 for (Py_ssize_t o0 = 0; o0 < O0; o0++) {
                     const T *d = flat_dy + o0 * flat;
                     T *base = acc + o0 * g->stride[0] * job->slab;
@@ -304,13 +313,7 @@ SUF(weight_grad_items)(const DirectJob *job, Py_ssize_t begin, Py_ssize_t end, v
         Py_ssize_t first = group * fg + within, count = fg - within < job->fchunk ? fg - within : job->fchunk;
         for (Py_ssize_t t = 0; t < count * per_filter; t++) sums[t] = (V){0};
         for (Py_ssize_t n = 0; n < g->batch; n++) {
-            memset(flat_dy, 0, (size_t)(count * O0 * flat) * sizeof(T));
-            for (Py_ssize_t fi = 0; fi < count; fi++)
-            for (Py_ssize_t o0 = 0; o0 < O0; o0++)
-            for (Py_ssize_t o1 = 0; o1 < O1; o1++) {
-                memcpy(flat_dy + (fi * O0 + o0) * flat + o1 * pitch,
-                       dy + (((n * job->filters + first + fi) * O0 + o0) * O1 + o1) * O2, (size_t)O2 * sizeof(T));
-            }
+            SUF(flat_planes)(job, dy + (n * job->filters + first) * g->positions, count, flat_dy);
             for (Py_ssize_t ci = 0; ci < cg; ci++) {
                 const T *xn = x + (n * g->channels + group * cg + ci) * plane;
                 int finite = SUF(all_finite)(xn, plane);

@@ -1280,23 +1280,20 @@ direct_scratch(DirectJob *job, Py_ssize_t itemsize)
             return -1;
         }
         values = copy + job->slack + out;
-    } else if (job->which == DIRECT_INPUT_GRAD) {
-        /* one channel's gradient laid out as the copy (and the slack the flat sums reach), a filter's dY flat */
+    } else {
+        /* one plane laid out as the copy (input gradient: the channel's gradient; weight gradient:
+         * the input's copy) with the slack the flat sums reach, and the dY flat slices of one filter
+         * (input gradient) or of a chunk's (weight gradient, with its sum vectors) */
+        Py_ssize_t filters = job->which == DIRECT_INPUT_GRAD ? 1 : job->fchunk;
         Py_ssize_t slices = checked_mul(g->out[0], job->flat);
-        if (slices < 0 || job->plane > PY_SSIZE_T_MAX - job->slack - slices) {
+        if (slices >= 0) slices = checked_mul(slices, filters);
+        if ((job->which == DIRECT_WEIGHT_GRAD
+             && ((vectors = checked_mul(g->taps, job->cg)) < 0 || (vectors = checked_mul(vectors, job->fchunk)) < 0))
+            || slices < 0 || job->plane > PY_SSIZE_T_MAX - job->slack - slices) {
             if (!PyErr_Occurred()) PyErr_NoMemory();
             return -1;
         }
         values = job->plane + job->slack + slices;
-    } else {
-        Py_ssize_t slices = checked_mul(g->out[0], job->flat);
-        if (slices >= 0) slices = checked_mul(slices, job->fchunk);
-        if ((vectors = checked_mul(g->taps, job->cg)) < 0 || (vectors = checked_mul(vectors, job->fchunk)) < 0 || slices < 0
-            || job->plane > PY_SSIZE_T_MAX - job->slack - slices) {
-            if (!PyErr_Occurred()) PyErr_NoMemory();
-            return -1;
-        }
-        values = slices + job->plane + job->slack;
     }
     Py_ssize_t bytes = checked_mul(values, itemsize), vector_bytes = checked_mul(vectors, 32);
     if (bytes < 0 || vector_bytes < 0 || bytes > PY_SSIZE_T_MAX - vector_bytes - 64) {
