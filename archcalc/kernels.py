@@ -62,9 +62,19 @@ from archcalc.ops.pool import reads_only_padding
 from archcalc.ops.window import per_axis, resolve_padding
 
 
+def _unknown_setting(name: str, value: str, understood: str, instead: str) -> None:
+    """Warn (one line) that an environment variable holds a value archcalc does not understand."""
+    import warnings
+
+    warnings.warn(f"{name}={value!r} is not understood ({understood}): {instead}", RuntimeWarning, stacklevel=3)
+
+
 def _load_c() -> Any:
-    """The compiled extension, unless ARCHCALC_KERNELS=numpy; ARCHCALC_KERNELS=c makes it required."""
+    """The compiled extension, unless ARCHCALC_KERNELS=numpy; ARCHCALC_KERNELS=c makes it required.
+    Any other value warns and is ignored."""
     wanted = os.environ.get("ARCHCALC_KERNELS", "")
+    if wanted not in ("", "c", "numpy"):
+        _unknown_setting("ARCHCALC_KERNELS", wanted, "c or numpy", "the C path runs when it is built")
     if wanted == "numpy":
         return None
     try:
@@ -430,12 +440,15 @@ def _thread_count() -> int:
     """Threads for the C kernels: ARCHCALC_THREADS, else OMP_NUM_THREADS (as OpenBLAS and torch read
     it), when set to a positive int; else the CPUs this process may run on."""
     for name in ("ARCHCALC_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
         try:
-            wanted = int(os.environ.get(name, ""))
+            wanted = int(value)
         except ValueError:
-            continue
+            wanted = 0
         if wanted > 0:
             return wanted
+        if value and name == "ARCHCALC_THREADS":  # OMP_NUM_THREADS is other libraries' too ("4,2" is valid there)
+            _unknown_setting(name, value, "a positive int", "ignored")
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -1155,7 +1168,10 @@ def keep_freed_memory() -> bool:
             glibc = (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
         except (ValueError, OSError, AttributeError):
             glibc = False
-        if glibc and os.environ.get("ARCHCALC_MALLOC", "") != "default":
+        choice = os.environ.get("ARCHCALC_MALLOC", "")
+        if choice not in ("", "default"):
+            _unknown_setting("ARCHCALC_MALLOC", choice, "default, or unset", "the thresholds are set")
+        if glibc and choice != "default":
             import ctypes
 
             try:

@@ -84,3 +84,11 @@ def test_archcalc_malloc_default_leaves_the_allocator_alone():
 def test_the_thresholds_fit_the_largest_streamed_im2col_chunk():
     assert kernels.MALLOC_MMAP_THRESHOLD > kernels.BATCHED_BYTES
     assert kernels.MALLOC_TRIM_THRESHOLD >= kernels.MALLOC_MMAP_THRESHOLD
+
+
+def test_an_archcalc_malloc_value_it_does_not_know_is_said_and_ignored():
+    inherited = {key: value for key, value in os.environ.items() if key not in ALLOCATOR_VARIABLES}
+    result = subprocess.run([sys.executable, "-c", SCRIPT, "executor"], capture_output=True, text=True, check=True,
+                            env={**inherited, "ARCHCALC_MALLOC": "DEFAULT"})
+    assert "ARCHCALC_MALLOC='DEFAULT' is not understood" in result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["kept"] is True

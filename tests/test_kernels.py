@@ -270,6 +270,9 @@ def test_archcalc_kernels_setting_is_obeyed():
 def test_the_extension_is_the_default_and_required_when_asked():
     assert _backend_in_subprocess(None).stdout.strip() == "c"
     assert _backend_in_subprocess("c").stdout.strip() == "c"
+    misspelled = _backend_in_subprocess("Numpy")  # not the reference it may have meant: said so
+    assert misspelled.stdout.strip() == "c"
+    assert "ARCHCALC_KERNELS='Numpy' is not understood (c or numpy)" in misspelled.stderr
     with pytest.raises(ValueError, match="backend 'fortran' is not available"), kernels.backend("fortran"):
         pass
 
