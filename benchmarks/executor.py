@@ -44,6 +44,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _args import positive_int
 
 from archcalc import kernels
 from archcalc.execute import Executor, loss_and_grad, train_step, training_batch
@@ -161,8 +162,9 @@ def _ms(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=1, help="runs of every case (fresh executor and torch net each)")
-    parser.add_argument("--repeat", type=int, default=0, help="timed steps per run (default: per case, at least 5)")
+    parser.add_argument("--runs", type=positive_int, default=1, help="runs of every case (fresh executor and torch net each)")
+    parser.add_argument("--repeat", type=int, default=0,
+                        help="timed steps per run (0, the default: per case, at least 5)")
     parser.add_argument("--quick", action="store_true", help="fewer cases and steps (a smoke test)")
     parser.add_argument("--cases", default="", help="comma-separated networks to run (default: all; with --quick, "
                         "of the quick ones: lenet5, resnet18, mobilenet_v2)")
@@ -178,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         worker(args.worker, args.cases, args.batch, args.repeat)
         return
+    if args.repeat < 0:
+        parser.error(f"--repeat must be >= 0 (0: each case's own count), got {args.repeat}")
     if args.torch_allocator and not args.separate:
         parser.error("--torch-allocator needs --separate (in one process both libraries share one allocator)")
     allocator = args.torch_allocator or "default"
@@ -186,6 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     cases = QUICK_CASES if args.quick else CASES
     if args.cases:
         wanted = args.cases.split(",")
+        unknown = [name for name in wanted if name not in {case[0] for case in cases}]
+        if unknown:
+            parser.error(f"no case {', '.join(map(repr, unknown))}; the cases: {', '.join(case[0] for case in cases)}")
         cases = [case for case in cases if case[0] in wanted]
     print(f"training step = forward + cross-entropy + backward + SGD(momentum {MOMENTUM}); torch on "
           f"{TORCH_THREADS} threads; {kernels.BACKEND} kernels, {kernels.THREADS} threads; "

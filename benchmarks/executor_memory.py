@@ -19,6 +19,11 @@ import json
 import subprocess
 import sys
 
+from _args import positive_int
+
+from archcalc.errors import ArchcalcError
+from archcalc.loading import load
+
 CHILD = r"""
 import json, resource, sys
 import numpy as np
@@ -59,9 +64,13 @@ def measure(model: str, batch: int, steps: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="resnet18")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--batch", type=positive_int, default=8)
+    parser.add_argument("--steps", type=positive_int, default=2)
     args = parser.parse_args(argv)
+    try:
+        load(args.model)
+    except ArchcalcError as error:
+        parser.error(f"--model: {error}")
     r = measure(args.model, args.batch, args.steps)
     mib = 2**20
     growth = r["peak"] - r["before"]

@@ -30,6 +30,7 @@ import time
 import zlib
 
 import numpy as np
+from _args import positive_int
 
 # name, (N, C, H, W), filters, kernel, stride, padding, groups, transposed, target
 LAYERS = (
@@ -152,9 +153,9 @@ def worker(impl, names, repeat, threads):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2, help="torch's threads (torch.set_num_threads)")
+    parser.add_argument("--runs", type=positive_int, default=3)
+    parser.add_argument("--repeat", type=positive_int, default=5)
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch's threads (torch.set_num_threads)")
     parser.add_argument("--only", action="append", default=[], help="layers whose name contains this (repeatable)")
     parser.add_argument("--worker", choices=("archcalc", "numpy", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--names", help=argparse.SUPPRESS)
@@ -163,6 +164,9 @@ def main():
         worker(args.worker, json.loads(args.names), args.repeat, args.threads)
         return
     names = [layer[0] for layer in LAYERS if not args.only or any(o in layer[0] for o in args.only)]
+    if not names:
+        parser.error(f"no layer's name contains {' or '.join(map(repr, args.only))}; the layers: "
+                     + ", ".join(layer[0] for layer in LAYERS))
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     import torch
 
